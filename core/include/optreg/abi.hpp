@@ -1,0 +1,101 @@
+#pragma once
+/// \file
+/// The plugin boundary: the plain, versioned descriptor that every plugin library exports.
+///
+/// Rules (see docs/plugin-abi.md):
+/// - The exported alias `optreg_plugin_descriptor` points to a PluginDescriptor whose first two
+///   fields, `abi_major` and `size`, keep their place in every ABI version. The host reads them,
+///   and refuses the library, before it reads anything else or calls any plugin code.
+/// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`) tell the
+///   host how much the plugin provides; a host reads only the fields it knows.
+/// - `build_tag` names the C++ standard library ABI and the Boost version the plugin was built
+///   with; the host refuses a plugin whose tag differs from its own, since optimizer objects are
+///   C++ objects that cross the boundary.
+
+#include <cstddef>
+#include <cstdint>
+
+#include <boost/version.hpp>
+
+namespace optreg {
+class Optimizer;
+}
+
+/// The ABI major version of this optreg.
+#define OPTREG_ABI_MAJOR 1
+
+#define OPTREG_DETAIL_STR2(x) #x
+#define OPTREG_DETAIL_STR(x) OPTREG_DETAIL_STR2(x)
+#if defined(_GLIBCXX_RELEASE)
+#define OPTREG_DETAIL_STDLIB "libstdc++" OPTREG_DETAIL_STR(_GLIBCXX_RELEASE) "/cxx11abi=" OPTREG_DETAIL_STR(_GLIBCXX_USE_CXX11_ABI)
+#elif defined(_LIBCPP_VERSION)
+#define OPTREG_DETAIL_STDLIB "libc++" OPTREG_DETAIL_STR(_LIBCPP_ABI_VERSION)
+#else
+#define OPTREG_DETAIL_STDLIB "unknown-stdlib"
+#endif
+
+/// The build tag of the translation unit that expands it: standard library ABI and Boost
+/// version (the compiler itself is not part of it: GCC and Clang share the Itanium C++ ABI).
+#define OPTREG_BUILD_TAG OPTREG_DETAIL_STDLIB ";boost=" OPTREG_DETAIL_STR(BOOST_VERSION)
+
+namespace optreg::abi {
+
+/// The name of the exported alias (a Boost.DLL alias) that points to the descriptor.
+inline constexpr char kEntryName[] = "optreg_plugin_descriptor";
+
+/// The type of a hyperparameter (same numbering as optreg::ValueType).
+enum class HyperparamType : std::uint32_t { Bool = 1, Int = 2, Float = 3, String = 4, FloatList = 5 };
+
+/// The declaration of one hyperparameter, as plain data.
+struct HyperparamSpec {
+  const char* name;
+  HyperparamType type;
+  /// FloatList: the required length (0: any).
+  std::uint32_t list_size;
+  /// Allowed range of an Int, a Float, or each FloatList element; infinite ends are unbounded.
+  double lo;
+  double hi;
+  std::uint32_t lo_open;
+  std::uint32_t hi_open;
+  /// Default of a Bool (0 or 1) or an Int.
+  std::int64_t default_int;
+  /// Default of a Float.
+  double default_float;
+  /// Default of a String.
+  const char* default_string;
+  /// Default of a FloatList.
+  const double* default_list;
+  std::uint32_t default_list_size;
+  /// String: the allowed values, terminated by nullptr; nullptr itself allows any string.
+  const char* const* choices;
+  /// One line of meaning.
+  const char* meaning;
+};
+
+/// One optimizer that a plugin provides.
+struct OptimizerEntry {
+  const char* name;
+  const char* description;
+  const HyperparamSpec* hyperparams;
+  std::uint32_t hyperparam_count;
+  /// Makes a new, unbound optimizer object (the host then calls Optimizer::setup()).
+  optreg::Optimizer* (*create)();
+};
+
+/// What a plugin library exports. Version 1 of the layout.
+struct PluginDescriptor {
+  std::uint32_t abi_major;  // never moves
+  std::uint32_t size;       // never moves: sizeof(PluginDescriptor) as the plugin was built
+  const char* build_tag;
+  const char* plugin_name;
+  const char* version;
+  const OptimizerEntry* optimizers;
+  std::uint32_t optimizer_count;
+  std::uint32_t optimizer_entry_size;  // sizeof(OptimizerEntry) as the plugin was built
+};
+
+/// The smallest descriptor a host of this ABI major accepts.
+inline constexpr std::uint32_t kMinDescriptorSize = sizeof(PluginDescriptor);
+inline constexpr std::uint32_t kMinOptimizerEntrySize = sizeof(OptimizerEntry);
+
+}  // namespace optreg::abi

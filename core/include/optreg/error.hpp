@@ -1,0 +1,53 @@
+#pragma once
+/// \file
+/// The exception hierarchy. Every error optreg throws derives from optreg::Error,
+/// one class per area, and its message names what was wrong and where.
+
+#include <stdexcept>
+#include <string>
+
+namespace optreg {
+
+/// Base of every exception thrown by optreg.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A plugin file could not be loaded or used (path and reason in the message).
+class PluginError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A hyperparameter was unknown, of the wrong type, or out of its allowed range.
+class OptionError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A configuration file was malformed (file and line:column in the message).
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A state dict did not match the optimizer it was loaded into.
+class StateDictError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A checkpoint file was unreadable, damaged or of an unsupported version.
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The API was used against its contract (mismatched shapes, a parameter given twice, ...).
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace optreg

@@ -1,0 +1,176 @@
+#pragma once
+/// \file
+/// optreg::Optimizer: the abstract optimizer every plugin implements.
+///
+/// Contract:
+/// - step() updates every parameter that has a gradient, group by group, and returns the
+///   optimizer, so `opt.step().clear_grad()` chains. Parameters without a gradient are skipped
+///   and their state is left untouched.
+/// - Each parameter group holds its own hyperparameters; a value not given for a group is the
+///   optimizer's default at the time the group was added. set_option() changes a group's value
+///   and takes effect at the next step() (learning-rate schedules, freezing by lr = 0).
+/// - add_param_group() creates the state of the new parameters at once (eagerly), so the state
+///   is complete before the first step.
+/// - A parameter may appear only once across all groups.
+/// - An Optimizer is not thread-safe; distinct optimizers may be used from distinct threads.
+/// - Errors: OptionError for hyperparameters, UsageError for misuse; a throwing call leaves the
+///   optimizer as it was.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <optreg/parameter.hpp>
+#include <optreg/tensor.hpp>
+#include <optreg/value.hpp>
+
+namespace optreg {
+
+/// An exact scalar of per-parameter state (an integer such as `step`, or a float).
+using StateScalar = std::variant<std::int64_t, double>;
+
+/// The state an optimizer keeps for one parameter: named tensors and named exact scalars,
+/// in the order the optimizer declared them. Access by position is the fast path for step().
+class ParamState {
+ public:
+  /// Declares a state tensor; throws UsageError if the name is taken.
+  Tensor& add_tensor(const std::string& name, Tensor value);
+  /// Declares a state scalar; throws UsageError if the name is taken.
+  StateScalar& add_scalar(const std::string& name, StateScalar value);
+
+  std::size_t num_tensors() const noexcept { return tensors_.size(); }
+  std::size_t num_scalars() const noexcept { return scalars_.size(); }
+  Tensor& tensor(std::size_t i) noexcept { return tensors_[i].second; }
+  const Tensor& tensor(std::size_t i) const noexcept { return tensors_[i].second; }
+  StateScalar& scalar(std::size_t i) noexcept { return scalars_[i].second; }
+  const StateScalar& scalar(std::size_t i) const noexcept { return scalars_[i].second; }
+
+  /// Lookup by name; throws UsageError naming the missing entry.
+  Tensor& tensor(const std::string& name);
+  const Tensor& tensor(const std::string& name) const;
+  StateScalar& scalar(const std::string& name);
+  const StateScalar& scalar(const std::string& name) const;
+
+  const std::vector<std::pair<std::string, Tensor>>& tensors() const noexcept { return tensors_; }
+  const std::vector<std::pair<std::string, StateScalar>>& scalars() const noexcept { return scalars_; }
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> tensors_;
+  std::vector<std::pair<std::string, StateScalar>> scalars_;
+};
+
+/// Parameters and hyperparameters given for one new group.
+struct ParamGroupSpec {
+  std::vector<Parameter> params;
+  /// Overrides of the optimizer's defaults for this group.
+  Options options;
+};
+
+/// One parameter group of an optimizer: its parameters, its resolved hyperparameters
+/// (every option of the schema) and the state of each parameter.
+class ParamGroup {
+ public:
+  const std::vector<Parameter>& params() const noexcept { return params_; }
+  const Options& options() const noexcept { return options_; }
+  /// One option by name; throws OptionError for a name the schema does not declare.
+  const Value& option(const std::string& name) const;
+  const std::vector<ParamState>& states() const noexcept { return states_; }
+
+ private:
+  friend class Optimizer;
+  std::vector<Parameter> params_;
+  Options options_;
+  std::vector<ParamState> states_;
+};
+
+/// Who an optimizer object is: its registered name, its plugin's version, and its schema.
+struct OptimizerInfo {
+  std::string name;
+  std::string plugin_version;
+  std::shared_ptr<const Schema> schema;
+};
+
+/// The abstract optimizer. Plugins derive from it and implement init_state() and
+/// update_group(); the base does the grouping, defaults, validation and bookkeeping.
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  /// Applies one update to every parameter that has a gradient; returns *this.
+  Optimizer& step();
+  /// Makes every gradient absent; returns *this.
+  Optimizer& clear_grad() noexcept;
+
+  /// Adds a group of parameters with per-group overrides of the defaults, and creates their
+  /// state at once. Throws OptionError for a bad option and UsageError for an empty group or a
+  /// parameter that is already managed; the optimizer is then unchanged.
+  void add_param_group(std::vector<Parameter> params, const Options& options = {});
+
+  const std::vector<ParamGroup>& param_groups() const noexcept { return groups_; }
+  /// Sets one option of group `group` (checked against the schema and the optimizer's own
+  /// rules); takes effect at the next step().
+  void set_option(std::size_t group, const std::string& name, const Value& value);
+  /// Sets one option in every group.
+  void set_option(const std::string& name, const Value& value);
+
+  /// Every parameter in id order: ids are positions by first appearance across the groups.
+  std::vector<Parameter> parameters() const;
+  /// The state of a managed parameter; throws UsageError for a parameter this optimizer
+  /// does not manage.
+  ParamState& state(const Parameter& p);
+  const ParamState& state(const Parameter& p) const;
+
+  const std::string& name() const noexcept { return info_.name; }
+  const std::string& plugin_version() const noexcept { return info_.plugin_version; }
+  const Schema& schema() const noexcept { return *info_.schema; }
+  /// The optimizer-wide hyperparameters that new groups start from.
+  const Options& defaults() const noexcept { return defaults_; }
+
+  /// Binds a newly made object to its identity and schema, resolves `options` into the
+  /// defaults and adds `groups`. Registry::create() calls it; a host that links an optimizer
+  /// class statically may call it once itself. Throws UsageError when called twice.
+  void setup(OptimizerInfo info, const Options& options, std::vector<ParamGroupSpec> groups);
+
+ protected:
+  Optimizer() = default;
+
+  /// One parameter to update in update_group(): it has a gradient.
+  struct Slot {
+    Parameter* param;
+    ParamState* state;
+  };
+
+  /// Rules between options that the schema cannot express (nesterov needs momentum).
+  /// Throws OptionError; `where` names the group or the defaults for the message.
+  virtual void validate(const Options& options, const std::string& where) const;
+  /// Creates the state of one parameter of a group whose resolved options are `options`.
+  virtual void init_state(const Options& options, const Parameter& param, ParamState& state) const = 0;
+  /// Updates the parameters of one group that have a gradient (never called with none).
+  virtual void update_group(const Options& options, const std::vector<Slot>& slots) = 0;
+
+ private:
+  const ParamState* find_state(const Parameter& p) const noexcept;
+
+  OptimizerInfo info_;
+  Options defaults_;
+  std::vector<ParamGroup> groups_;
+  std::vector<Slot> slots_;  // reused by step() so that it does not allocate
+};
+
+/// Deleter of optimizers made by a plugin: keeps the plugin library loaded while the object
+/// lives, and releases it only after the object is destroyed.
+struct OptimizerDeleter {
+  std::shared_ptr<const void> keep_alive;
+  void operator()(Optimizer* p) const noexcept { delete p; }
+};
+
+/// An optimizer that owns its plugin library's lifetime.
+using OptimizerPtr = std::unique_ptr<Optimizer, OptimizerDeleter>;
+
+}  // namespace optreg

@@ -1,0 +1,51 @@
+#pragma once
+/// \file
+/// optreg::Parameter: a named value tensor with an optional gradient.
+
+#include <memory>
+#include <string>
+
+#include <optreg/tensor.hpp>
+
+namespace optreg {
+
+/// A trainable parameter: a name, a value tensor and an optional gradient.
+///
+/// Parameter is a handle: copies refer to the same parameter, and identity (same_as) is what
+/// optimizers use to tell parameters apart. Gradients accumulate until cleared; a parameter
+/// whose gradient is absent is skipped by Optimizer::step(), which is how freezing works.
+/// A Parameter is not synchronised: do not modify one from two threads at once.
+class Parameter {
+ public:
+  /// A parameter whose value is `value` (which may be a view of caller memory).
+  Parameter(std::string name, Tensor value);
+
+  const std::string& name() const noexcept;
+  Tensor& value() noexcept;
+  const Tensor& value() const noexcept;
+
+  /// Whether a gradient is present.
+  bool has_grad() const noexcept;
+  /// The gradient; throws UsageError when absent.
+  Tensor& grad();
+  const Tensor& grad() const;
+
+  /// Adds `g` to the gradient, or makes it the gradient when absent (copying it into a buffer
+  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs.
+  void accumulate_grad(const Tensor& g);
+  /// Makes `g` the gradient itself (no copy; `g` may be a view). Throws UsageError on a shape mismatch.
+  void set_grad(Tensor g);
+  /// Makes the gradient absent. Its buffer is kept for the next accumulate_grad().
+  void clear_grad() noexcept;
+
+  /// True when both handles refer to the same parameter.
+  bool same_as(const Parameter& other) const noexcept { return impl_ == other.impl_; }
+  /// An identity key, equal for handles of the same parameter (for hashing).
+  const void* id() const noexcept { return impl_.get(); }
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace optreg

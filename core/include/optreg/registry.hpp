@@ -1,0 +1,109 @@
+#pragma once
+/// \file
+/// optreg::Registry: finds, loads and checks optimizer plugins, and creates optimizers by name.
+///
+/// Contract:
+/// - Plugins are loaded from absolute canonical paths with RTLD_NOW | RTLD_LOCAL. A folder is
+///   loaded in sorted path order (files ending in ".so", not recursive), so results never depend
+///   on directory order.
+/// - Before any plugin code runs, the host checks the descriptor's ABI major, its size and the
+///   build tag, then the whole descriptor (names, schema, defaults in range); a plugin that fails
+///   any check is refused as a whole with a PluginError naming the file and the reason.
+/// - An optimizer name already registered by another file is an error naming both files; the
+///   plugin that came first keeps the name and the later file is refused.
+/// - load_file() throws; try_load_file() and load_directory() report failures and go on, so one
+///   broken plugin never stops the others. Refusals are kept and listed by refused().
+/// - create() validates every option against the schema (OptionError naming the option and the
+///   value) and returns an optimizer that keeps its library loaded for as long as it lives,
+///   even after the registry is destroyed.
+/// - Thread safety: loading is serialised by one mutex; list(), find(), create() and refused()
+///   may run concurrently with each other and with loading.
+
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include <optreg/optimizer.hpp>
+#include <optreg/value.hpp>
+
+namespace optreg {
+
+/// What `optreg list` shows of one registered optimizer.
+struct OptimizerDescriptor {
+  std::string name;
+  std::string description;
+  std::string plugin_name;
+  std::string plugin_version;
+  /// Absolute canonical path of the library that provides it.
+  std::string source;
+  std::shared_ptr<const Schema> schema;
+};
+
+/// A plugin file that was not loaded, and why.
+struct Refusal {
+  std::string path;
+  std::string reason;
+};
+
+/// The outcome of loading one plugin file without throwing.
+struct LoadResult {
+  bool ok = false;
+  /// The optimizer names the file registered (when ok).
+  std::vector<std::string> names;
+  /// The whole message, "plugin PATH: REASON" (when !ok).
+  std::string error;
+  /// The refused file and the reason (when !ok).
+  Refusal refusal;
+};
+
+/// Loaded plugins and the optimizers they provide.
+class Registry {
+ public:
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  /// Loads one plugin file; throws PluginError naming the file and the reason. Loading a file
+  /// that is already loaded does nothing. Returns the optimizer names it registered.
+  std::vector<std::string> load_file(const std::string& path);
+  /// Like load_file(), but reports a failure in the result (and in refused()) instead of throwing.
+  LoadResult try_load_file(const std::string& path);
+  /// Loads every "*.so" file of a folder in sorted order; returns the refusals among them.
+  /// Throws PluginError only when the folder itself cannot be read.
+  std::vector<Refusal> load_directory(const std::string& dir);
+  /// Loads every folder of default_search_path() that exists; returns the refusals.
+  std::vector<Refusal> load_default();
+
+  /// The folders searched by load_default(): each entry of OPTREG_PLUGIN_PATH (colon-separated)
+  /// in order, then the installed plugin folder (optreg/plugins beside the optreg core library).
+  static std::vector<std::string> default_search_path();
+  /// The plugin folder beside the optreg core library.
+  static std::string installed_plugin_dir();
+
+  /// Every registered optimizer, sorted by name.
+  std::vector<OptimizerDescriptor> list() const;
+  /// One optimizer by name, or nothing.
+  std::optional<OptimizerDescriptor> find(const std::string& name) const;
+  /// Every plugin file that was refused, in the order they were tried.
+  std::vector<Refusal> refused() const;
+
+  /// A new optimizer `name` over one group of parameters. Throws PluginError for an unknown name
+  /// (with the closest registered names) or a factory that fails, OptionError for a bad option,
+  /// UsageError for a bad parameter list.
+  OptimizerPtr create(const std::string& name, std::vector<Parameter> params, const Options& options = {}) const;
+  /// A new optimizer `name` over several groups, `options` being the defaults of every group.
+  OptimizerPtr create(const std::string& name, std::vector<ParamGroupSpec> groups, const Options& options = {}) const;
+
+ private:
+  struct Plugin;
+  struct Entry;
+  mutable std::shared_mutex mutex_;
+  std::vector<std::shared_ptr<Plugin>> plugins_;
+  std::vector<Entry> entries_;  // sorted by name
+  std::vector<Refusal> refused_;
+};
+
+}  // namespace optreg

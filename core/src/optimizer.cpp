@@ -1,0 +1,195 @@
+#include <optreg/optimizer.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+// ---------------------------------------------------------------- ParamState
+
+namespace {
+template <typename T>
+auto find_named(T& entries, const std::string& name) -> decltype(&entries.front().second) {
+  for (auto& e : entries) {
+    if (e.first == name) return &e.second;
+  }
+  return nullptr;
+}
+
+template <typename T>
+std::string names_of(const T& entries) {
+  std::string s;
+  for (const auto& e : entries) s += (s.empty() ? "" : ", ") + e.first;
+  return s.empty() ? "none" : s;
+}
+
+void check_new_name(const ParamState& s, const std::string& name) {
+  for (const auto& t : s.tensors()) {
+    if (t.first == name) throw UsageError("optimizer state entry '" + name + "' is declared twice");
+  }
+  for (const auto& t : s.scalars()) {
+    if (t.first == name) throw UsageError("optimizer state entry '" + name + "' is declared twice");
+  }
+}
+}  // namespace
+
+Tensor& ParamState::add_tensor(const std::string& name, Tensor value) {
+  check_new_name(*this, name);
+  tensors_.emplace_back(name, std::move(value));
+  return tensors_.back().second;
+}
+
+StateScalar& ParamState::add_scalar(const std::string& name, StateScalar value) {
+  check_new_name(*this, name);
+  scalars_.emplace_back(name, value);
+  return scalars_.back().second;
+}
+
+Tensor& ParamState::tensor(const std::string& name) {
+  return const_cast<Tensor&>(static_cast<const ParamState&>(*this).tensor(name));
+}
+
+const Tensor& ParamState::tensor(const std::string& name) const {
+  if (const auto* t = find_named(tensors_, name)) return *t;
+  throw UsageError("no state tensor '" + name + "' (tensors: " + names_of(tensors_) + ")");
+}
+
+StateScalar& ParamState::scalar(const std::string& name) {
+  return const_cast<StateScalar&>(static_cast<const ParamState&>(*this).scalar(name));
+}
+
+const StateScalar& ParamState::scalar(const std::string& name) const {
+  if (const auto* s = find_named(scalars_, name)) return *s;
+  throw UsageError("no state scalar '" + name + "' (scalars: " + names_of(scalars_) + ")");
+}
+
+// ---------------------------------------------------------------- ParamGroup
+
+const Value& ParamGroup::option(const std::string& name) const {
+  const auto it = options_.find(name);
+  if (it == options_.end()) throw OptionError("param group has no option '" + name + "'");
+  return it->second;
+}
+
+// ---------------------------------------------------------------- Optimizer
+
+Optimizer::~Optimizer() = default;
+
+void Optimizer::validate(const Options& /*options*/, const std::string& /*where*/) const {}
+
+void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<ParamGroupSpec> groups) {
+  if (info_.schema) throw UsageError("optimizer '" + info_.name + "' is already set up");
+  if (!info.schema) throw UsageError("Optimizer::setup needs a schema");
+  const std::string where = "optimizer '" + info.name + "'";
+  Options defaults = info.schema->resolve(info.schema->defaults(), options, where);
+  validate(defaults, where);
+  info_ = std::move(info);
+  defaults_ = std::move(defaults);
+  try {
+    for (auto& g : groups) add_param_group(std::move(g.params), g.options);
+  } catch (...) {
+    groups_.clear();
+    info_ = OptimizerInfo{};
+    throw;
+  }
+}
+
+void Optimizer::add_param_group(std::vector<Parameter> params, const Options& options) {
+  if (!info_.schema) throw UsageError("add_param_group on an optimizer that is not set up");
+  const std::size_t index = groups_.size();
+  const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(index);
+  if (params.empty()) throw UsageError(where + " has no parameters");
+  // Where each managed parameter lives: (group, position).
+  std::unordered_map<const void*, std::pair<std::size_t, std::size_t>> seen;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    for (std::size_t i = 0; i < groups_[g].params_.size(); ++i) seen.emplace(groups_[g].params_[i].id(), std::make_pair(g, i));
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto [it, fresh] = seen.emplace(params[i].id(), std::make_pair(index, i));
+    if (fresh) continue;
+    const std::string at = "parameter '" + params[i].name() + "' (position " + std::to_string(i) + ")";
+    if (it->second.first == index) {
+      throw UsageError(where + ": " + at + " appears twice in the group (first at position " +
+                       std::to_string(it->second.second) + ")");
+    }
+    throw UsageError(where + ": " + at + " is already in param group " + std::to_string(it->second.first));
+  }
+  ParamGroup group;
+  group.options_ = info_.schema->resolve(defaults_, options, where);
+  validate(group.options_, where);
+  group.states_.resize(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) init_state(group.options_, params[i], group.states_[i]);
+  group.params_ = std::move(params);
+  groups_.push_back(std::move(group));
+}
+
+void Optimizer::set_option(std::size_t group, const std::string& name, const Value& value) {
+  if (group >= groups_.size()) {
+    throw UsageError("optimizer '" + info_.name + "' has " + std::to_string(groups_.size()) +
+                     " param groups; there is no group " + std::to_string(group));
+  }
+  const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(group);
+  Options next = groups_[group].options_;
+  next[name] = info_.schema->check(name, value, where);
+  validate(next, where);
+  groups_[group].options_ = std::move(next);
+}
+
+void Optimizer::set_option(const std::string& name, const Value& value) {
+  // Check every group first so that a refusal leaves all of them unchanged.
+  std::vector<Options> next;
+  next.reserve(groups_.size());
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(g);
+    next.push_back(groups_[g].options_);
+    next.back()[name] = info_.schema->check(name, value, where);
+    validate(next.back(), where);
+  }
+  for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
+}
+
+Optimizer& Optimizer::step() {
+  for (auto& group : groups_) {
+    slots_.clear();
+    for (std::size_t i = 0; i < group.params_.size(); ++i) {
+      if (group.params_[i].has_grad()) slots_.push_back(Slot{&group.params_[i], &group.states_[i]});
+    }
+    if (!slots_.empty()) update_group(group.options_, slots_);
+  }
+  return *this;
+}
+
+Optimizer& Optimizer::clear_grad() noexcept {
+  for (auto& group : groups_) {
+    for (auto& p : group.params_) p.clear_grad();
+  }
+  return *this;
+}
+
+std::vector<Parameter> Optimizer::parameters() const {
+  std::vector<Parameter> out;
+  for (const auto& g : groups_) out.insert(out.end(), g.params_.begin(), g.params_.end());
+  return out;
+}
+
+const ParamState* Optimizer::find_state(const Parameter& p) const noexcept {
+  for (const auto& g : groups_) {
+    for (std::size_t i = 0; i < g.params_.size(); ++i) {
+      if (g.params_[i].same_as(p)) return &g.states_[i];
+    }
+  }
+  return nullptr;
+}
+
+const ParamState& Optimizer::state(const Parameter& p) const {
+  if (const ParamState* s = find_state(p)) return *s;
+  throw UsageError("parameter '" + p.name() + "' is not managed by optimizer '" + info_.name + "'");
+}
+
+ParamState& Optimizer::state(const Parameter& p) {
+  return const_cast<ParamState&>(static_cast<const Optimizer&>(*this).state(p));
+}
+
+}  // namespace optreg

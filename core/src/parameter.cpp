@@ -1,0 +1,70 @@
+#include <optreg/parameter.hpp>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+struct Parameter::Impl {
+  std::string name;
+  Tensor value;
+  Tensor grad;
+  bool has_grad = false;
+  bool grad_is_buffer = false;  // grad is our own buffer (reusable) rather than a caller's tensor
+};
+
+Parameter::Parameter(std::string name, Tensor value) : impl_(std::make_shared<Impl>()) {
+  impl_->name = std::move(name);
+  impl_->value = std::move(value);
+}
+
+const std::string& Parameter::name() const noexcept { return impl_->name; }
+Tensor& Parameter::value() noexcept { return impl_->value; }
+const Tensor& Parameter::value() const noexcept { return impl_->value; }
+bool Parameter::has_grad() const noexcept { return impl_->has_grad; }
+
+Tensor& Parameter::grad() {
+  if (!impl_->has_grad) throw UsageError("parameter '" + impl_->name + "' has no gradient");
+  return impl_->grad;
+}
+
+const Tensor& Parameter::grad() const {
+  if (!impl_->has_grad) throw UsageError("parameter '" + impl_->name + "' has no gradient");
+  return impl_->grad;
+}
+
+namespace {
+void check_grad_shape(const std::string& name, const Tensor& value, const Tensor& g) {
+  if (g.shape() != value.shape()) {
+    throw UsageError("gradient of shape " + to_string(g.shape()) + " does not match parameter '" + name +
+                     "' of shape " + to_string(value.shape()));
+  }
+}
+}  // namespace
+
+void Parameter::accumulate_grad(const Tensor& g) {
+  Impl& p = *impl_;
+  check_grad_shape(p.name, p.value, g);
+  if (p.has_grad) {
+    float* dst = p.grad.data();
+    const float* src = g.data();
+    for (std::size_t i = 0, n = p.grad.numel(); i < n; ++i) dst[i] += src[i];
+    return;
+  }
+  if (!p.grad_is_buffer) {
+    p.grad = Tensor(p.value.shape());
+    p.grad_is_buffer = true;
+  }
+  p.grad.copy_from(g);
+  p.has_grad = true;
+}
+
+void Parameter::set_grad(Tensor g) {
+  check_grad_shape(impl_->name, impl_->value, g);
+  impl_->grad = std::move(g);
+  impl_->grad_is_buffer = false;
+  impl_->has_grad = true;
+}
+
+void Parameter::clear_grad() noexcept { impl_->has_grad = false; }
+
+}  // namespace optreg

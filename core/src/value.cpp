@@ -1,0 +1,220 @@
+#include <optreg/value.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+const char* to_string(ValueType type) noexcept {
+  switch (type) {
+    case ValueType::Bool: return "bool";
+    case ValueType::Int: return "int";
+    case ValueType::Float: return "float";
+    case ValueType::String: return "string";
+    case ValueType::FloatList: return "list of floats";
+  }
+  return "unknown type";
+}
+
+namespace {
+[[noreturn]] void wrong_type(const Value& v, ValueType wanted) {
+  throw OptionError(std::string("expected a ") + to_string(wanted) + ", got the " + to_string(v.type()) + " " +
+                    v.to_string());
+}
+
+std::string format_double(double d) {
+  if (std::isnan(d)) return ".nan";
+  if (std::isinf(d)) return d > 0 ? ".inf" : "-.inf";
+  char buf[64];
+  // Shortest text that reads back as the same double.
+  auto res = std::to_chars(buf, buf + sizeof buf, d);
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+}  // namespace
+
+bool Value::as_bool() const {
+  if (const auto* b = std::get_if<bool>(&v_)) return *b;
+  wrong_type(*this, ValueType::Bool);
+}
+
+std::int64_t Value::as_int() const {
+  if (const auto* i = std::get_if<std::int64_t>(&v_)) return *i;
+  wrong_type(*this, ValueType::Int);
+}
+
+double Value::as_float() const {
+  if (const auto* d = std::get_if<double>(&v_)) return *d;
+  if (const auto* i = std::get_if<std::int64_t>(&v_)) return static_cast<double>(*i);
+  wrong_type(*this, ValueType::Float);
+}
+
+const std::string& Value::as_string() const {
+  if (const auto* s = std::get_if<std::string>(&v_)) return *s;
+  wrong_type(*this, ValueType::String);
+}
+
+const std::vector<double>& Value::as_float_list() const {
+  if (const auto* l = std::get_if<std::vector<double>>(&v_)) return *l;
+  wrong_type(*this, ValueType::FloatList);
+}
+
+std::string Value::to_string() const {
+  switch (type()) {
+    case ValueType::Bool: return std::get<bool>(v_) ? "true" : "false";
+    case ValueType::Int: return std::to_string(std::get<std::int64_t>(v_));
+    case ValueType::Float: return format_double(std::get<double>(v_));
+    case ValueType::String: {
+      std::string out = "\"";
+      for (char c : std::get<std::string>(v_)) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+      }
+      return out + "\"";
+    }
+    case ValueType::FloatList: {
+      std::string out = "[";
+      const auto& l = std::get<std::vector<double>>(v_);
+      for (std::size_t i = 0; i < l.size(); ++i) out += (i ? ", " : "") + format_double(l[i]);
+      return out + "]";
+    }
+  }
+  return "?";
+}
+
+bool Range::contains(double x) const noexcept {
+  if (std::isnan(x)) return false;
+  const bool above = lo_open ? x > lo : x >= lo;
+  const bool below = hi_open ? x < hi : x <= hi;
+  return above && below;
+}
+
+std::string Range::to_string() const {
+  if (std::isinf(lo) && lo < 0 && std::isinf(hi) && hi > 0) return "any";
+  const auto end = [](double d) { return std::isinf(d) ? std::string(d < 0 ? "-inf" : "inf") : format_double(d); };
+  return std::string(lo_open || std::isinf(lo) ? "(" : "[") + end(lo) + ", " + end(hi) +
+         (hi_open || std::isinf(hi) ? ")" : "]");
+}
+
+const Hyperparameter* Schema::find(const std::string& name) const noexcept {
+  for (const auto& h : entries_) {
+    if (h.name == name) return &h;
+  }
+  return nullptr;
+}
+
+Options Schema::defaults() const {
+  Options o;
+  for (const auto& h : entries_) o.emplace(h.name, h.default_value);
+  return o;
+}
+
+Value Schema::check(const std::string& name, const Value& value, const std::string& where) const {
+  const Hyperparameter* h = find(name);
+  const std::string prefix = where.empty() ? std::string() : where + ": ";
+  if (h == nullptr) {
+    std::vector<std::string> known;
+    for (const auto& e : entries_) known.push_back(e.name);
+    std::string msg = prefix + "unknown option '" + name + "'";
+    const auto near = closest_names(name, known);
+    if (!near.empty()) {
+      msg += " (did you mean ";
+      for (std::size_t i = 0; i < near.size(); ++i) msg += (i ? ", '" : "'") + near[i] + "'";
+      msg += "?)";
+    }
+    std::string all;
+    for (std::size_t i = 0; i < known.size(); ++i) all += (i ? ", " : "") + known[i];
+    throw OptionError(msg + "; known options: " + all);
+  }
+  const std::string subject = prefix + "option '" + name + "' = " + value.to_string();
+  const auto out_of_range = [&](const std::string& what) {
+    throw OptionError(subject + " is out of range: " + what + " must be in " + h->range.to_string() + " (" +
+                      h->meaning + ")");
+  };
+  switch (h->type) {
+    case ValueType::Bool:
+      if (value.type() != ValueType::Bool) break;
+      return value;
+    case ValueType::Int:
+      if (value.type() != ValueType::Int) break;
+      if (!h->range.contains(static_cast<double>(value.as_int()))) out_of_range("the value");
+      return value;
+    case ValueType::Float: {
+      if (value.type() != ValueType::Float && value.type() != ValueType::Int) break;
+      const double d = value.as_float();
+      if (!h->range.contains(d)) out_of_range("the value");
+      return Value(d);
+    }
+    case ValueType::String:
+      if (value.type() != ValueType::String) break;
+      if (!h->choices.empty() &&
+          std::find(h->choices.begin(), h->choices.end(), value.as_string()) == h->choices.end()) {
+        std::string all;
+        for (std::size_t i = 0; i < h->choices.size(); ++i) all += (i ? ", " : "") + h->choices[i];
+        throw OptionError(subject + " is not one of: " + all);
+      }
+      return value;
+    case ValueType::FloatList: {
+      if (value.type() != ValueType::FloatList) break;
+      const auto& l = value.as_float_list();
+      if (h->list_size != 0 && l.size() != h->list_size) {
+        throw OptionError(subject + " has " + std::to_string(l.size()) + " elements, expected " +
+                          std::to_string(h->list_size));
+      }
+      for (std::size_t i = 0; i < l.size(); ++i) {
+        if (!h->range.contains(l[i])) out_of_range("element " + std::to_string(i));
+      }
+      return value;
+    }
+  }
+  throw OptionError(subject + " has the wrong type: expected a " + to_string(h->type) + ", got a " +
+                    to_string(value.type()));
+}
+
+Options Schema::resolve(const Options& base, const Options& overrides, const std::string& where) const {
+  Options out = base;
+  for (const auto& [name, value] : overrides) out[name] = check(name, value, where);
+  return out;
+}
+
+namespace {
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+}  // namespace
+
+std::vector<std::string> closest_names(const std::string& name, const std::vector<std::string>& known,
+                                       std::size_t limit) {
+  // A suggestion is worth making when at most about a third of the name differs, or when one
+  // name contains the other ("lr" for "base_lr").
+  std::vector<std::pair<std::size_t, std::string>> scored;
+  for (const auto& k : known) {
+    const std::size_t d = edit_distance(name, k);
+    const std::size_t budget = std::max<std::size_t>(2, std::max(name.size(), k.size()) / 3);
+    const bool contains = name.size() >= 2 && k.size() >= 2 &&
+                          (k.find(name) != std::string::npos || name.find(k) != std::string::npos);
+    if (d <= budget || contains) scored.emplace_back(d, k);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < scored.size() && i < limit; ++i) out.push_back(scored[i].second);
+  return out;
+}
+
+}  // namespace optreg

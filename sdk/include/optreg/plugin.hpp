@@ -1,0 +1,179 @@
+#pragma once
+/// \file
+/// What an optimizer plugin includes: the Optimizer base, constexpr helpers to declare a
+/// hyperparameter schema, and OPTREG_REGISTER_OPTIMIZER, which exports the descriptor.
+///
+/// A plugin is one shared library built with optreg_add_plugin() (hidden visibility,
+/// -z defs); it exports nothing but the descriptor alias.
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include <boost/config.hpp>
+#include <boost/dll/alias.hpp>
+
+#include <optreg/abi.hpp>
+#include <optreg/error.hpp>
+#include <optreg/optimizer.hpp>
+
+namespace optreg::sdk {
+
+/// An allowed numeric range for a hyperparameter.
+struct Bounds {
+  double lo;
+  double hi;
+  bool lo_open;
+  bool hi_open;
+};
+
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+/// Any number.
+constexpr Bounds any() { return {-kInf, kInf, false, false}; }
+/// [lo, inf)
+constexpr Bounds at_least(double lo) { return {lo, kInf, false, false}; }
+/// (lo, inf)
+constexpr Bounds greater_than(double lo) { return {lo, kInf, true, false}; }
+/// [lo, hi]
+constexpr Bounds closed(double lo, double hi) { return {lo, hi, false, false}; }
+/// [lo, hi)
+constexpr Bounds closed_open(double lo, double hi) { return {lo, hi, false, true}; }
+/// (lo, hi)
+constexpr Bounds open(double lo, double hi) { return {lo, hi, true, true}; }
+
+namespace detail {
+constexpr abi::HyperparamSpec spec(const char* name, abi::HyperparamType type, Bounds b, const char* meaning) {
+  return abi::HyperparamSpec{name,    type,   0,       b.lo,    b.hi,    b.lo_open ? 1u : 0u, b.hi_open ? 1u : 0u,
+                             0,       0.0,    nullptr, nullptr, 0,       nullptr,             meaning};
+}
+constexpr bool in_bounds(double x, const abi::HyperparamSpec& s) {
+  const bool above = s.lo_open ? x > s.lo : x >= s.lo;
+  const bool below = s.hi_open ? x < s.hi : x <= s.hi;
+  return above && below;
+}
+constexpr bool same_text(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) {
+    ++a;
+    ++b;
+  }
+  return *a == *b;
+}
+constexpr bool is_identifier(const char* s) {
+  if (s == nullptr || *s == '\0' || !((*s >= 'a' && *s <= 'z') || *s == '_')) return false;
+  for (; *s != '\0'; ++s) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  }
+  return true;
+}
+}  // namespace detail
+
+/// A bool hyperparameter.
+constexpr abi::HyperparamSpec bool_option(const char* name, bool def, const char* meaning) {
+  auto s = detail::spec(name, abi::HyperparamType::Bool, any(), meaning);
+  s.default_int = def ? 1 : 0;
+  return s;
+}
+/// An integer hyperparameter with its allowed range.
+constexpr abi::HyperparamSpec int_option(const char* name, std::int64_t def, Bounds b, const char* meaning) {
+  auto s = detail::spec(name, abi::HyperparamType::Int, b, meaning);
+  s.default_int = def;
+  return s;
+}
+/// A float hyperparameter with its allowed range.
+constexpr abi::HyperparamSpec float_option(const char* name, double def, Bounds b, const char* meaning) {
+  auto s = detail::spec(name, abi::HyperparamType::Float, b, meaning);
+  s.default_float = def;
+  return s;
+}
+/// A list of exactly N floats (such as `betas`), each within `b`. `def` must have static storage.
+template <std::size_t N>
+constexpr abi::HyperparamSpec float_list_option(const char* name, const double (&def)[N], Bounds b,
+                                                const char* meaning) {
+  auto s = detail::spec(name, abi::HyperparamType::FloatList, b, meaning);
+  s.list_size = static_cast<std::uint32_t>(N);
+  s.default_list = def;
+  s.default_list_size = static_cast<std::uint32_t>(N);
+  return s;
+}
+/// A string hyperparameter; `choices` (nullptr-terminated, static storage) lists the allowed
+/// values, or is nullptr to allow any string.
+constexpr abi::HyperparamSpec string_option(const char* name, const char* def, const char* const* choices,
+                                            const char* meaning) {
+  auto s = detail::spec(name, abi::HyperparamType::String, any(), meaning);
+  s.default_string = def;
+  s.choices = choices;
+  return s;
+}
+
+/// Whether every default of a schema lies within its own declared range.
+template <std::size_t N>
+constexpr bool defaults_in_range(const abi::HyperparamSpec (&schema)[N]) {
+  for (const auto& s : schema) {
+    if (s.type == abi::HyperparamType::Int && !detail::in_bounds(static_cast<double>(s.default_int), s)) return false;
+    if (s.type == abi::HyperparamType::Float && !detail::in_bounds(s.default_float, s)) return false;
+    if (s.type == abi::HyperparamType::FloatList) {
+      for (std::uint32_t i = 0; i < s.default_list_size; ++i) {
+        if (!detail::in_bounds(s.default_list[i], s)) return false;
+      }
+    }
+  }
+  return true;
+}
+/// Whether every name of a schema is a lower-case identifier and has a meaning.
+template <std::size_t N>
+constexpr bool names_valid(const abi::HyperparamSpec (&schema)[N]) {
+  for (const auto& s : schema) {
+    if (!detail::is_identifier(s.name) || s.meaning == nullptr || *s.meaning == '\0') return false;
+  }
+  return true;
+}
+/// Whether no two hyperparameters of a schema share a name.
+template <std::size_t N>
+constexpr bool names_unique(const abi::HyperparamSpec (&schema)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    for (std::size_t j = i + 1; j < N; ++j) {
+      if (detail::same_text(schema[i].name, schema[j].name)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace optreg::sdk
+
+/// Registers the optimizer class CLASS (derived from optreg::Optimizer, default-constructible)
+/// under the name NAME (a lower-case identifier), with plugin version VERSION, a one-line
+/// DESCRIPTION and the hyperparameter schema SCHEMA (a constexpr array of
+/// optreg::abi::HyperparamSpec). Use it once per plugin library, at namespace scope.
+#define OPTREG_REGISTER_OPTIMIZER(CLASS, NAME, VERSION, DESCRIPTION, SCHEMA)                                  \
+  static_assert(std::is_base_of_v<::optreg::Optimizer, CLASS>,                                              \
+                "OPTREG_REGISTER_OPTIMIZER: " #CLASS " must derive from optreg::Optimizer");                \
+  static_assert(std::is_default_constructible_v<CLASS>,                                                     \
+                "OPTREG_REGISTER_OPTIMIZER: " #CLASS " must be default-constructible");                     \
+  static_assert(::optreg::sdk::detail::is_identifier(NAME),                                                 \
+                "OPTREG_REGISTER_OPTIMIZER: the name must be a lower-case identifier such as \"my_adam\""); \
+  static_assert(::optreg::sdk::names_valid(SCHEMA),                                                         \
+                "OPTREG_REGISTER_OPTIMIZER: every hyperparameter in " #SCHEMA                               \
+                " needs a lower-case identifier as its name and a one-line meaning");                       \
+  static_assert(::optreg::sdk::names_unique(SCHEMA),                                                        \
+                "OPTREG_REGISTER_OPTIMIZER: two hyperparameters in " #SCHEMA " share a name");              \
+  static_assert(::optreg::sdk::defaults_in_range(SCHEMA),                                                   \
+                "OPTREG_REGISTER_OPTIMIZER: a default in " #SCHEMA                                          \
+                " lies outside its own allowed range; fix the default or the range");                       \
+  namespace optreg_plugin_detail {                                                                          \
+  ::optreg::Optimizer* create_optimizer() { return new CLASS(); }                                           \
+  constexpr ::optreg::abi::OptimizerEntry kOptimizers[] = {                                                 \
+      {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
+       &create_optimizer}};                                                                                 \
+  constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                                 \
+      OPTREG_ABI_MAJOR,                                                                                     \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                                  \
+      OPTREG_BUILD_TAG,                                                                                     \
+      NAME,                                                                                                 \
+      VERSION,                                                                                              \
+      kOptimizers,                                                                                          \
+      1,                                                                                                    \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry))};                                  \
+  }                                                                                                         \
+  BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)
