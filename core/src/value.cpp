@@ -22,9 +22,11 @@ const char* to_string(ValueType type) noexcept {
 }
 
 namespace {
+/// "a float", "an int".
+std::string a(ValueType type) { return std::string(type == ValueType::Int ? "an " : "a ") + to_string(type); }
+
 [[noreturn]] void wrong_type(const Value& v, ValueType wanted) {
-  throw OptionError(std::string("expected a ") + to_string(wanted) + ", got the " + to_string(v.type()) + " " +
-                    v.to_string());
+  throw OptionError("expected " + a(wanted) + ", got the " + to_string(v.type()) + " " + v.to_string());
 }
 
 std::string format_double(double d) {
@@ -173,8 +175,7 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
       return value;
     }
   }
-  throw OptionError(subject + " has the wrong type: expected a " + to_string(h->type) + ", got a " +
-                    to_string(value.type()));
+  throw OptionError(subject + " has the wrong type: expected " + a(h->type) + ", got " + a(value.type()));
 }
 
 Options Schema::resolve(const Options& base, const Options& overrides, const std::string& where) const {

@@ -1,1 +1,55 @@
-int main() { return 0; }
+// The optreg command line: a thin layer over the library.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <optreg/error.hpp>
+#include <optreg/version.hpp>
+
+#include "cli.hpp"
+
+namespace {
+
+const char* kHelp =
+    "usage: optreg <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  list      list every loaded optimizer, its schema, and refused plugins\n"
+    "  show      show one optimizer\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     this help; 'optreg <command> --help' for a command's own\n"
+    "  --version      the version of optreg and of its plugin ABI\n"
+    "\n"
+    "Plugins are searched in OPTREG_PLUGIN_PATH (colon-separated folders), then in the\n"
+    "installed plugin folder; --plugin-path adds folders or files before them.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace optreg::cli;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.empty()) throw UsageError{"a command is needed"};
+    const std::string cmd = args.front();
+    const std::vector<std::string> rest(args.begin() + 1, args.end());
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+      std::cout << kHelp;
+      return kOk;
+    }
+    if (cmd == "--version") {
+      std::cout << "optreg " << OPTREG_VERSION << " (plugin ABI " << OPTREG_ABI_MAJOR << ", " << OPTREG_BUILD_TAG
+                << ")\n";
+      return kOk;
+    }
+    if (cmd == "list") return run_list(rest, std::cout, std::cerr);
+    if (cmd == "show") return run_show(rest, std::cout, std::cerr);
+    throw UsageError{"unknown command '" + cmd + "'"};
+  } catch (const UsageError& e) {
+    std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";
+    return kUsage;
+  } catch (const optreg::Error& e) {
+    std::cerr << "optreg: " << e.what() << '\n';
+    return kFailure;
+  }
+}

@@ -1,0 +1,133 @@
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include <optreg/error.hpp>
+#include <optreg/value.hpp>
+
+using optreg::Hyperparameter;
+using optreg::OptionError;
+using optreg::Range;
+using optreg::Schema;
+using optreg::Value;
+using optreg::ValueType;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Schema test_schema() {
+  std::vector<Hyperparameter> h(5);
+  h[0] = {"lr", ValueType::Float, Value(1e-3), Range{0, kInf, false, false}, 0, {}, "learning rate"};
+  h[1] = {"betas", ValueType::FloatList, Value({0.9, 0.999}), Range{0, 1, false, true}, 2, {}, "moment decay"};
+  h[2] = {"steps", ValueType::Int, Value(10), Range{1, 100, false, false}, 0, {}, "how many"};
+  h[3] = {"mode", ValueType::String, Value("min"), Range{-kInf, kInf, false, false}, 0, {"min", "max"}, "direction"};
+  h[4] = {"nesterov", ValueType::Bool, Value(false), Range{-kInf, kInf, false, false}, 0, {}, "nesterov"};
+  return Schema(h);
+}
+
+std::string message_of(const Schema& s, const std::string& name, const Value& v) {
+  try {
+    s.check(name, v, "optimizer 'x'");
+  } catch (const OptionError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no OptionError for " << name << " = " << v.to_string();
+  return {};
+}
+
+}  // namespace
+
+TEST(Value, HoldsEachTypeAndPrintsItAsConfigText) {
+  EXPECT_EQ(Value(true).to_string(), "true");
+  EXPECT_EQ(Value(3).to_string(), "3");
+  EXPECT_EQ(Value(0.001).to_string(), "0.001");
+  EXPECT_EQ(Value(1.0).to_string(), "1.0");
+  EXPECT_EQ(Value("a\"b").to_string(), "\"a\\\"b\"");
+  EXPECT_EQ(Value({0.9, 0.999}).to_string(), "[0.9, 0.999]");
+  EXPECT_EQ(Value(std::numeric_limits<double>::infinity()).to_string(), ".inf");
+  EXPECT_EQ(Value(3).type(), ValueType::Int);
+  EXPECT_EQ(Value(2.0F).type(), ValueType::Float);
+}
+
+TEST(Value, FloatTextReadsBackTheSameDouble) {
+  for (double d : {0.1, 1e-8, 0.999, 1.0 / 3.0, 123456.789}) EXPECT_EQ(std::stod(Value(d).to_string()), d);
+}
+
+TEST(Value, WrongTypedAccessNamesBothTypes) {
+  try {
+    (void)Value("fast").as_float();
+    FAIL();
+  } catch (const OptionError& e) {
+    EXPECT_STREQ(e.what(), "expected a float, got the string \"fast\"");
+  }
+  EXPECT_EQ(Value(2).as_float(), 2.0);
+  EXPECT_THROW((void)Value(2.5).as_int(), OptionError);
+}
+
+TEST(Range, ContainsRespectsOpenAndClosedEnds) {
+  const Range r{0, 1, false, true};
+  EXPECT_TRUE(r.contains(0));
+  EXPECT_FALSE(r.contains(1));
+  EXPECT_FALSE(r.contains(std::nan("")));
+  EXPECT_EQ(r.to_string(), "[0.0, 1.0)");
+  EXPECT_EQ((Range{0, kInf, true, false}).to_string(), "(0.0, inf)");
+  EXPECT_EQ((Range{-kInf, kInf, false, false}).to_string(), "any");
+}
+
+TEST(Schema, UnknownOptionSuggestsTheClosestName) {
+  const std::string m = message_of(test_schema(), "betaz", Value({0.9, 0.99}));
+  EXPECT_NE(m.find("optimizer 'x': unknown option 'betaz' (did you mean 'betas'?)"), std::string::npos) << m;
+  EXPECT_NE(m.find("known options: lr, betas, steps, mode, nesterov"), std::string::npos) << m;
+}
+
+TEST(Schema, WrongTypeNamesOptionValueAndBothTypes) {
+  EXPECT_EQ(message_of(test_schema(), "lr", Value("fast")),
+            "optimizer 'x': option 'lr' = \"fast\" has the wrong type: expected a float, got a string");
+  EXPECT_EQ(message_of(test_schema(), "nesterov", Value(1)),
+            "optimizer 'x': option 'nesterov' = 1 has the wrong type: expected a bool, got an int");
+}
+
+TEST(Schema, OutOfRangeNamesOptionValueAndRange) {
+  EXPECT_EQ(message_of(test_schema(), "lr", Value(-1.0)),
+            "optimizer 'x': option 'lr' = -1.0 is out of range: the value must be in [0.0, inf) (learning rate)");
+  EXPECT_EQ(message_of(test_schema(), "betas", Value({0.9, 1.0})),
+            "optimizer 'x': option 'betas' = [0.9, 1.0] is out of range: element 1 must be in [0.0, 1.0) "
+            "(moment decay)");
+  EXPECT_NE(message_of(test_schema(), "steps", Value(0)).find("option 'steps' = 0 is out of range"), std::string::npos);
+  EXPECT_NE(message_of(test_schema(), "lr", Value(std::nan(""))).find("out of range"), std::string::npos);
+}
+
+TEST(Schema, ListLengthIsChecked) {
+  EXPECT_EQ(message_of(test_schema(), "betas", Value({0.9})),
+            "optimizer 'x': option 'betas' = [0.9] has 1 elements, expected 2");
+}
+
+TEST(Schema, StringMustBeOneOfTheChoices) {
+  EXPECT_EQ(message_of(test_schema(), "mode", Value("sideways")),
+            "optimizer 'x': option 'mode' = \"sideways\" is not one of: min, max");
+}
+
+TEST(Schema, IntegerIsAcceptedForAFloatAndConverted) {
+  const Value v = test_schema().check("lr", Value(1), "");
+  EXPECT_EQ(v.type(), ValueType::Float);
+  EXPECT_EQ(v.as_float(), 1.0);
+}
+
+TEST(Schema, ResolveAppliesOverridesOnTopOfDefaults) {
+  const Schema s = test_schema();
+  const optreg::Options o = s.resolve(s.defaults(), {{"lr", 0.5}, {"steps", 3}}, "");
+  EXPECT_EQ(o.at("lr").as_float(), 0.5);
+  EXPECT_EQ(o.at("steps").as_int(), 3);
+  EXPECT_EQ(o.at("betas"), Value({0.9, 0.999}));
+  EXPECT_EQ(o.size(), 5U);
+}
+
+TEST(ClosestNames, RanksByEditDistanceAndSkipsDistantNames) {
+  const std::vector<std::string> known = {"momentum", "lr", "weight_decay", "nesterov", "dampening"};
+  EXPECT_EQ(optreg::closest_names("momentom", known), (std::vector<std::string>{"momentum"}));
+  EXPECT_EQ(optreg::closest_names("weight-decay", known).front(), "weight_decay");
+  EXPECT_TRUE(optreg::closest_names("zzzzzzzz", known).empty());
+}

@@ -1,0 +1,188 @@
+// optreg list / optreg show: what the registry holds.
+#include <algorithm>
+#include <cmath>
+#include <ostream>
+
+#include "cli.hpp"
+
+namespace optreg::cli {
+
+namespace {
+
+std::string range_text(const Hyperparameter& h) {
+  switch (h.type) {
+    case ValueType::Bool: return "true|false";
+    case ValueType::String: {
+      if (h.choices.empty()) return "any";
+      std::string s;
+      for (const auto& c : h.choices) s += (s.empty() ? "" : "|") + c;
+      return s;
+    }
+    case ValueType::FloatList:
+      return (h.list_size ? std::to_string(h.list_size) + " x " : std::string("each ")) + h.range.to_string();
+    default: return h.range.to_string();
+  }
+}
+
+void print_schema_table(const Schema& schema, std::ostream& out) {
+  std::vector<std::vector<std::string>> rows = {{"name", "type", "default", "range", "meaning"}};
+  for (const auto& h : schema.entries()) {
+    rows.push_back({h.name, to_string(h.type), h.default_value.to_string(), range_text(h), h.meaning});
+  }
+  std::vector<std::size_t> width(5, 0);
+  for (const auto& r : rows) {
+    for (std::size_t c = 0; c < 4; ++c) width[c] = std::max(width[c], r[c].size());
+  }
+  for (const auto& r : rows) {
+    out << "    ";
+    for (std::size_t c = 0; c < 4; ++c) out << r[c] << std::string(width[c] - r[c].size() + 2, ' ');
+    out << r[4] << '\n';
+  }
+}
+
+void print_text(const OptimizerDescriptor& d, std::ostream& out) {
+  out << d.name << "  " << d.plugin_version << "  " << d.description << '\n';
+  out << "  from " << d.source << " (plugin " << d.plugin_name << ")\n";
+  print_schema_table(*d.schema, out);
+}
+
+std::string schema_json(const Schema& schema, const std::string& indent) {
+  std::string s = "[";
+  bool first = true;
+  for (const auto& h : schema.entries()) {
+    s += first ? "\n" : ",\n";
+    first = false;
+    s += indent + "  {\"name\": " + json_string(h.name) + ", \"type\": " + json_string(to_string(h.type)) +
+         ", \"default\": " + json_value(h.default_value);
+    if (h.type == ValueType::Int || h.type == ValueType::Float || h.type == ValueType::FloatList) {
+      const auto end = [](double d) {
+        return std::isinf(d) ? std::string("null") : Value(d).to_string();
+      };
+      const auto inclusive = [](double d, bool open) { return open || std::isinf(d) ? "false" : "true"; };
+      s += ", \"min\": " + end(h.range.lo) + ", \"min_inclusive\": " + inclusive(h.range.lo, h.range.lo_open) +
+           ", \"max\": " + end(h.range.hi) + ", \"max_inclusive\": " + inclusive(h.range.hi, h.range.hi_open);
+    }
+    if (h.type == ValueType::FloatList) s += ", \"length\": " + std::to_string(h.list_size);
+    if (!h.choices.empty()) {
+      s += ", \"choices\": [";
+      for (std::size_t i = 0; i < h.choices.size(); ++i) s += (i ? ", " : "") + json_string(h.choices[i]);
+      s += "]";
+    }
+    s += ", \"meaning\": " + json_string(h.meaning) + "}";
+  }
+  return s + (first ? "]" : "\n" + indent + "]");
+}
+
+std::string descriptor_json(const OptimizerDescriptor& d, const std::string& indent) {
+  return indent + "{\"name\": " + json_string(d.name) + ", \"version\": " + json_string(d.plugin_version) +
+         ", \"plugin\": " + json_string(d.plugin_name) + ", \"source\": " + json_string(d.source) +
+         ",\n" + indent + " \"description\": " + json_string(d.description) +
+         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") + "}";
+}
+
+const char* kListHelp =
+    "usage: optreg list [--json] [--plugin-path DIR|FILE]... [--no-default-path] [--allow-refused]\n"
+    "\n"
+    "Lists every loaded optimizer with its version, source file and hyperparameter schema, and\n"
+    "every plugin that was refused with the reason.\n"
+    "\n"
+    "  --json              machine-readable output\n"
+    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
+    "  --no-default-path   do not search OPTREG_PLUGIN_PATH and the installed plugin folder\n"
+    "  --allow-refused     exit 0 even when a plugin was refused\n"
+    "\n"
+    "Exit status: 0 when every plugin loaded, 1 when any was refused, 2 on a usage error.\n";
+
+const char* kShowHelp =
+    "usage: optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]\n"
+    "\n"
+    "Shows one optimizer: version, source file, description and hyperparameter schema.\n";
+
+}  // namespace
+
+int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  PluginOptions plugins;
+  bool json = false;
+  bool allow_refused = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      out << kListHelp;
+      return kOk;
+    }
+    if (args[i] == "--json") {
+      json = true;
+    } else if (args[i] == "--allow-refused") {
+      allow_refused = true;
+    } else if (!parse_plugin_option(args, i, plugins)) {
+      throw UsageError{"optreg list: unknown argument '" + args[i] + "'"};
+    }
+  }
+  Registry registry;
+  const std::vector<Refusal> refused = load_plugins(registry, plugins);
+  const auto all = registry.list();
+  if (json) {
+    out << "{\n  \"optimizers\": [";
+    for (std::size_t i = 0; i < all.size(); ++i) out << (i ? ",\n" : "\n") << descriptor_json(all[i], "    ");
+    out << (all.empty() ? "]" : "\n  ]") << ",\n  \"refused\": [";
+    for (std::size_t i = 0; i < refused.size(); ++i) {
+      out << (i ? ",\n" : "\n") << "    {\"path\": " << json_string(refused[i].path)
+          << ", \"reason\": " << json_string(refused[i].reason) << "}";
+    }
+    out << (refused.empty() ? "]" : "\n  ]") << "\n}\n";
+  } else {
+    if (all.empty()) out << "no optimizer is registered\n";
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (i) out << '\n';
+      print_text(all[i], out);
+    }
+    if (!refused.empty()) {
+      out << "\nrefused plugins:\n";
+      for (const auto& r : refused) out << "  " << r.path << ": " << r.reason << '\n';
+    }
+  }
+  if (!refused.empty() && !allow_refused) {
+    err << "optreg list: " << refused.size() << " plugin" << (refused.size() == 1 ? " was" : "s were")
+        << " refused (see above; --allow-refused to exit 0)\n";
+    return kFailure;
+  }
+  return kOk;
+}
+
+int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  PluginOptions plugins;
+  bool json = false;
+  std::string name;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      out << kShowHelp;
+      return kOk;
+    }
+    if (args[i] == "--json") {
+      json = true;
+    } else if (!parse_plugin_option(args, i, plugins)) {
+      if (!name.empty() || args[i].rfind("-", 0) == 0) throw UsageError{"optreg show: unexpected argument '" + args[i] + "'"};
+      name = args[i];
+    }
+  }
+  if (name.empty()) throw UsageError{"optreg show: name the optimizer to show"};
+  Registry registry;
+  load_plugins(registry, plugins);
+  const auto d = registry.find(name);
+  if (!d) {
+    std::vector<std::string> known;
+    for (const auto& x : registry.list()) known.push_back(x.name);
+    const auto near = closest_names(name, known);
+    err << "optreg show: no optimizer named '" << name << "' is registered";
+    if (!near.empty()) err << " (did you mean '" << near.front() << "'?)";
+    err << '\n';
+    return kFailure;
+  }
+  if (json) {
+    out << descriptor_json(*d, "") << '\n';
+  } else {
+    print_text(*d, out);
+  }
+  return kOk;
+}
+
+}  // namespace optreg::cli
