@@ -1,0 +1,17 @@
+# Installs the Debian 12 packages that optreg needs to build and test, when any is missing.
+# Sourced by scripts/demo.sh and scripts/test.sh.
+optreg_packages=(g++ cmake ninja-build libboost-dev libgtest-dev)
+
+optreg_install_deps() {
+  local missing=()
+  local p
+  for p in "${optreg_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
