@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD and
+torch.optim.Adam (PyTorch 1.13, float32, CPU, single-tensor path via foreach=False) that
+golden_test.cpp replays through the optreg `sgd` and `adam` plugins.
+
+Run it with the system Python that has torch and numpy:
+
+    /usr/bin/python3 tests/golden/generate.py
+
+Each case optimizes a fixed, seeded objective of all its parameters, concatenated into one
+vector x:
+
+    L(x) = 0.5 x'Ax - b'x + 0.3 sum(log(cosh(x - c))) + 0.05 sum(sin(2x))
+
+where A is symmetric positive definite with eigenvalues spread over [0.01, 10] (condition
+number 1000), so the trajectories are curved and differ per direction. The gradient of every
+step is evaluated by torch autograd at the current parameters (of -L for the `maximize` cases,
+so that those still converge). Every step's gradients and every parameter's value after the
+step are recorded, so a replay needs no autograd: it feeds the recorded gradients and compares
+the parameters after each step.
+
+File format (line based, tokens separated by single spaces; blank lines and lines starting
+with '#' are ignored):
+
+    optreg-golden 1                 format name and version (first line that is not a comment)
+    cases N                         the number of cases that follow
+    case NAME                       starts a case; NAME is [A-Za-z0-9_]+
+    optimizer OPT                   the registered optimizer name: sgd or adam
+    steps K                         the number of steps of the case
+    param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
+                                    for a scalar, then its numel initial values, row-major
+    group IDS key=value ...         one parameter group, in order; IDS is a comma-separated
+                                    list of parameter indices; every hyperparameter of the
+                                    group follows, typed: true/false, a float, or a list of
+                                    floats [a,b]
+    step K                          starts step K (1, 2, ... K in order); what follows up to
+                                    the next `step` or `end` belongs to it:
+    set_lr G V                      before this step, set the lr of group G to V
+    grad I v...                     the gradient of parameter I for this step; a parameter
+                                    without a grad line has no gradient (it is frozen for
+                                    this step and the optimizer skips it)
+    value I v...                    the value of parameter I after this step (one line for
+                                    every parameter, frozen ones included)
+    end                             ends the case
+
+Every tensor element is written with '%.9g', which reads back as the same float32; every
+hyperparameter with '%.9g' too, which is checked to read back as the same double.
+"""
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+FORMAT_LINE = "optreg-golden 1"
+STEPS = 200
+LR_CHANGE_STEP = 100
+OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trajectories.txt")
+
+SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+ADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+
+DEFAULT_SHAPES = ([2, 3], [5], [2, 2, 2])
+
+
+def fmt_float(v):
+    return "%.9g" % v
+
+
+def fmt_hyper(v):
+    s = fmt_float(v)
+    if float(s) != v:
+        raise ValueError("hyperparameter %r does not round-trip through %s" % (v, s))
+    return s
+
+
+def fmt_option(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, list)):
+        return "[" + ",".join(fmt_hyper(float(e)) for e in v) + "]"
+    return fmt_hyper(float(v))
+
+
+def fmt_tensor(t):
+    a = t.detach().cpu().numpy().astype(np.float32).ravel()
+    if not np.all(np.isfinite(a)):
+        raise ValueError("non-finite value in a trajectory")
+    out = []
+    for v in a.tolist():
+        s = fmt_float(v)
+        if np.float32(float(s)) != np.float32(v):
+            raise ValueError("%r does not round-trip through %s" % (v, s))
+        out.append(s)
+    return " ".join(out)
+
+
+def fmt_shape(shape):
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+class Objective:
+    """The seeded loss of one case over parameters of the given shapes."""
+
+    def __init__(self, shapes, seed):
+        g = torch.Generator().manual_seed(seed)
+        n = sum(int(np.prod(s)) for s in shapes)
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+        eig = torch.logspace(-2, 1, n, dtype=torch.float64)
+        self.a = ((q * eig) @ q.T).to(torch.float32)
+        self.a = 0.5 * (self.a + self.a.T)
+        self.b = torch.randn(n, generator=g).to(torch.float32)
+        self.c = (0.5 * torch.randn(n, generator=g)).to(torch.float32)
+        self.init = [torch.randn(s, generator=g).to(torch.float32) for s in shapes]
+
+    def loss(self, params):
+        x = torch.cat([p.reshape(-1) for p in params])
+        quad = 0.5 * torch.dot(x, self.a @ x) - torch.dot(self.b, x)
+        return quad + 0.3 * torch.log(torch.cosh(x - self.c)).sum() + 0.05 * torch.sin(2.0 * x).sum()
+
+
+def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_changes=None,
+             frozen=None):
+    """Runs one case and writes it.
+
+    groups: list of (param indices, options) in order.
+    lr_changes: {step: [(group, lr), ...]} applied before that step.
+    frozen: function (step, param index) -> True when the parameter gets no gradient.
+    """
+    lr_changes = lr_changes or {}
+    frozen = frozen or (lambda k, i: False)
+    maximize = any(opts.get("maximize", False) for _, opts in groups)
+    if maximize and not all(opts.get("maximize", False) for _, opts in groups):
+        raise ValueError("case %s mixes maximize and minimize groups" % name)
+
+    obj = Objective(shapes, seed)
+    params = [t.clone().requires_grad_(True) for t in obj.init]
+    torch_groups = [dict(opts, params=[params[i] for i in ids]) for ids, opts in groups]
+    if opt_name == "sgd":
+        opt = torch.optim.SGD(torch_groups, lr=groups[0][1]["lr"], foreach=False)
+        keys = SGD_KEYS
+    elif opt_name == "adam":
+        opt = torch.optim.Adam(torch_groups, foreach=False)
+        keys = ADAM_KEYS
+    else:
+        raise ValueError(opt_name)
+
+    out.append("case %s" % name)
+    out.append("optimizer %s" % opt_name)
+    out.append("steps %d" % STEPS)
+    for i, p in enumerate(params):
+        out.append("param %d %s %s" % (i, fmt_shape(p.shape), fmt_tensor(p)))
+    for (ids, _), pg in zip(groups, opt.param_groups):
+        if pg["foreach"]:
+            raise ValueError("foreach must be off")
+        opts = " ".join("%s=%s" % (k, fmt_option(pg[k])) for k in keys)
+        out.append("group %s %s" % (",".join(str(i) for i in ids), opts))
+
+    for k in range(1, STEPS + 1):
+        out.append("step %d" % k)
+        for gi, lr in lr_changes.get(k, []):
+            opt.param_groups[gi]["lr"] = lr
+            out.append("set_lr %d %s" % (gi, fmt_hyper(lr)))
+        loss = obj.loss(params)
+        if maximize:
+            loss = -loss
+        grads = torch.autograd.grad(loss, params)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if frozen(k, i):
+                p.grad = None
+            else:
+                p.grad = g.detach().clone()
+                out.append("grad %d %s" % (i, fmt_tensor(p.grad)))
+        opt.step()
+        for i, p in enumerate(params):
+            out.append("value %d %s" % (i, fmt_tensor(p)))
+    out.append("end")
+
+
+def sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+    return dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                nesterov=nesterov, maximize=maximize)
+
+
+def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                maximize=maximize)
+
+
+ALL = [0, 1, 2]
+
+
+def cases():
+    """(name, optimizer, groups, keyword arguments of run_case) of every case."""
+    return [
+        ("sgd_plain", "sgd", [(ALL, sgd(0.05))], {}),
+        ("sgd_momentum", "sgd", [(ALL, sgd(0.02, momentum=0.9))], {}),
+        ("sgd_nesterov", "sgd", [(ALL, sgd(0.02, momentum=0.9, nesterov=True))], {}),
+        ("sgd_dampening", "sgd", [(ALL, sgd(0.03, momentum=0.8, dampening=0.3))], {}),
+        ("sgd_weight_decay", "sgd", [(ALL, sgd(0.05, weight_decay=0.01))], {}),
+        ("sgd_momentum_weight_decay", "sgd",
+         [(ALL, sgd(0.02, momentum=0.9, weight_decay=0.05, nesterov=True))], {}),
+        ("sgd_maximize", "sgd", [(ALL, sgd(0.04, momentum=0.5, maximize=True))], {}),
+        ("sgd_groups", "sgd",
+         [([0], sgd(0.05, momentum=0.9)),
+          ([2, 1], sgd(0.01, momentum=0.5, dampening=0.1, weight_decay=1e-3)),
+          ([3], sgd(0.1))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("sgd_lr_change", "sgd",
+         [([0, 1], sgd(0.05, momentum=0.9)), ([2], sgd(0.02))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.005), (1, 0.08)]}}),
+        ("sgd_frozen", "sgd", [(ALL, sgd(0.03, momentum=0.9, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
+        ("adam_default", "adam", [(ALL, adam())], {}),
+        ("adam_weight_decay", "adam", [(ALL, adam(0.01, weight_decay=0.05))], {}),
+        ("adam_amsgrad", "adam", [(ALL, adam(0.02, amsgrad=True))], {}),
+        ("adam_maximize", "adam", [(ALL, adam(0.01, maximize=True))], {}),
+        ("adam_betas_eps", "adam", [(ALL, adam(0.01, betas=(0.8, 0.99), eps=1e-4))], {}),
+        ("adam_amsgrad_all", "adam",
+         [(ALL, adam(0.005, betas=(0.5, 0.9), eps=1e-6, weight_decay=0.1, amsgrad=True,
+                     maximize=True))], {}),
+        ("adam_groups", "adam",
+         [([1], adam(0.03)), ([0, 3], adam(0.005, betas=(0.95, 0.9995))),
+          ([2], adam(0.01, amsgrad=True, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("adam_lr_change", "adam", [([0], adam(0.02)), ([1, 2], adam(0.01, amsgrad=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
+        ("adam_frozen", "adam", [(ALL, adam(0.01, amsgrad=True))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+    ]
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    all_cases = cases()
+    out = [
+        "# optreg golden trajectories of torch.optim.SGD and torch.optim.Adam (torch %s)."
+        % torch.__version__,
+        "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
+        "#",
+        "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",
+        "# 'steps K', 'param I SHAPE values...' per parameter, 'group IDS key=value ...' per",
+        "# group (true/false, float or [a,b]), then per step 'step K', optional 'set_lr G V'",
+        "# (applied before the step), 'grad I values...' per parameter that has a gradient",
+        "# (none: frozen this step), 'value I values...' per parameter after the step; 'end'.",
+        "# Floats are written with %.9g and read back exactly as float32.",
+        FORMAT_LINE,
+        "cases %d" % len(all_cases),
+    ]
+    for seed, (name, opt_name, groups, kwargs) in enumerate(all_cases):
+        run_case(out, name, opt_name, groups, seed=1000 + seed, **kwargs)
+    text = "\n".join(out) + "\n"
+    with open(OUTPUT, "w") as f:
+        f.write(text)
+    print("wrote %s: %d cases, %d steps each, %d bytes"
+          % (OUTPUT, len(all_cases), STEPS, len(text)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

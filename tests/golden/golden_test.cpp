@@ -1,0 +1,444 @@
+// Golden-trajectory tests: replays the trajectories of torch.optim.SGD and torch.optim.Adam
+// recorded in trajectories.txt (format: see generate.py) through the `sgd` and `adam` plugins,
+// feeding the recorded gradients and comparing every parameter after every step.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <optreg/optimizer.hpp>
+#include <optreg/parameter.hpp>
+#include <optreg/registry.hpp>
+#include <optreg/tensor.hpp>
+#include <optreg/value.hpp>
+
+namespace {
+
+// Tolerance of every comparison: |actual - expected| <= kAtol + kRtol * |expected|.
+// The plugins follow torch's single-tensor updates operation by operation in float32 with
+// separately rounded products and sums; torch's AVX2 CPU kernels (which produced the file)
+// compute `add(x, alpha)` and `addcmul` as fused multiply-adds. Each step therefore differs by
+// at most an ulp or so, and the difference carries over through the parameters and the
+// optimizer state. kRtol = 1e-5 bounds it for values of ordinary size; kAtol = 5e-7 bounds it
+// for elements near zero, where a relative bound alone fails (the largest excess over the
+// relative term is 1.5e-7 across all cases, so kAtol leaves a margin of about 3).
+constexpr double kRtol = 1e-5;
+constexpr double kAtol = 5e-7;
+
+// The number of cases generate.py writes; the file must hold at least these.
+constexpr std::size_t kMinCases = 19;
+// The number of steps generate.py records per case.
+constexpr std::size_t kMinSteps = 200;
+
+// Mismatches reported per case before the replay stops.
+constexpr int kMaxReported = 5;
+
+const char kGoldenFormat[] = "optreg-golden 1";
+
+struct GroupRecord {
+  std::vector<std::size_t> params;
+  optreg::Options options;
+};
+
+struct StepRecord {
+  std::vector<std::pair<std::size_t, double>> set_lr;
+  std::vector<std::pair<std::size_t, std::vector<float>>> grads;
+  std::vector<std::optional<std::vector<float>>> values;  // by parameter index
+};
+
+struct CaseRecord {
+  std::string name;
+  std::string optimizer;
+  std::size_t declared_steps = 0;
+  std::vector<optreg::Shape> shapes;
+  std::vector<std::vector<float>> init;
+  std::vector<GroupRecord> groups;
+  std::vector<StepRecord> steps;
+};
+
+struct GoldenFile {
+  std::string path;
+  std::size_t declared_cases = 0;
+  std::vector<CaseRecord> cases;
+  std::string error;  // empty when the file was read completely
+};
+
+class ParseError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> tokens;
+  std::istringstream in(line);
+  std::string t;
+  while (in >> t) tokens.push_back(t);
+  return tokens;
+}
+
+std::size_t parse_index(const std::string& s) {
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    throw ParseError("expected a non-negative integer, got '" + s + "'");
+  }
+  return static_cast<std::size_t>(std::stoul(s));
+}
+
+double parse_double(const std::string& s) {
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !std::isfinite(v)) {
+    throw ParseError("expected a finite number, got '" + s + "'");
+  }
+  return v;
+}
+
+float parse_float(const std::string& s) {
+  errno = 0;
+  char* end = nullptr;
+  const float v = std::strtof(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !std::isfinite(v)) {
+    throw ParseError("expected a finite float32, got '" + s + "'");
+  }
+  return v;
+}
+
+std::vector<std::string> split_on(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos - start));
+    if (pos == std::string::npos) return parts;
+    start = pos + 1;
+  }
+}
+
+// "[2,3]" -> {2, 3}; "[]" -> {} (a scalar).
+optreg::Shape parse_shape(const std::string& s) {
+  if (s.size() < 2 || s.front() != '[' || s.back() != ']') throw ParseError("expected a shape like [2,3], got '" + s + "'");
+  optreg::Shape shape;
+  const std::string inner = s.substr(1, s.size() - 2);
+  if (inner.empty()) return shape;
+  for (const std::string& d : split_on(inner, ',')) shape.push_back(static_cast<std::int64_t>(parse_index(d)));
+  return shape;
+}
+
+// true/false, [a,b] or a float.
+optreg::Value parse_value(const std::string& s) {
+  if (s == "true") return optreg::Value(true);
+  if (s == "false") return optreg::Value(false);
+  if (!s.empty() && s.front() == '[') {
+    if (s.size() < 3 || s.back() != ']') throw ParseError("expected a list like [0.9,0.999], got '" + s + "'");
+    std::vector<double> list;
+    for (const std::string& e : split_on(s.substr(1, s.size() - 2), ',')) list.push_back(parse_double(e));
+    return optreg::Value(std::move(list));
+  }
+  return optreg::Value(parse_double(s));
+}
+
+std::vector<float> parse_floats(const std::vector<std::string>& tokens, std::size_t first, std::size_t expected) {
+  if (tokens.size() - first != expected) {
+    throw ParseError("expected " + std::to_string(expected) + " values, got " + std::to_string(tokens.size() - first));
+  }
+  std::vector<float> values;
+  values.reserve(expected);
+  for (std::size_t i = first; i < tokens.size(); ++i) values.push_back(parse_float(tokens[i]));
+  return values;
+}
+
+void expect_arity(const std::vector<std::string>& t, std::size_t n) {
+  if (t.size() != n) {
+    throw ParseError("'" + t[0] + "' takes " + std::to_string(n - 1) + " argument(s), got " + std::to_string(t.size() - 1));
+  }
+}
+
+bool valid_case_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+// Checks a case once its `end` line is read.
+void finish_case(const CaseRecord& c) {
+  if (c.optimizer.empty()) throw ParseError("case '" + c.name + "' has no 'optimizer' line");
+  if (c.shapes.empty()) throw ParseError("case '" + c.name + "' has no parameters");
+  if (c.groups.empty()) throw ParseError("case '" + c.name + "' has no parameter groups");
+  if (c.declared_steps == 0) throw ParseError("case '" + c.name + "' has no 'steps' line or zero steps");
+  if (c.steps.size() != c.declared_steps) {
+    throw ParseError("case '" + c.name + "' declares " + std::to_string(c.declared_steps) + " steps but has " +
+                     std::to_string(c.steps.size()));
+  }
+  std::vector<int> in_groups(c.shapes.size(), 0);
+  for (const GroupRecord& g : c.groups) {
+    for (std::size_t p : g.params) ++in_groups[p];
+  }
+  for (std::size_t p = 0; p < in_groups.size(); ++p) {
+    if (in_groups[p] != 1) {
+      throw ParseError("case '" + c.name + "': parameter " + std::to_string(p) + " is in " +
+                       std::to_string(in_groups[p]) + " groups (must be exactly one)");
+    }
+  }
+  for (std::size_t k = 0; k < c.steps.size(); ++k) {
+    for (std::size_t p = 0; p < c.shapes.size(); ++p) {
+      if (!c.steps[k].values[p]) {
+        throw ParseError("case '" + c.name + "' step " + std::to_string(k + 1) + " has no value line for parameter " +
+                         std::to_string(p));
+      }
+    }
+  }
+}
+
+// Reads the whole file; any problem throws ParseError naming the line.
+void parse_into(GoldenFile& file) {
+  std::ifstream in(file.path);
+  if (!in) throw ParseError("cannot open the golden file (regenerate it with tests/golden/generate.py)");
+  std::string line;
+  std::size_t lineno = 0;
+  bool have_format = false;
+  bool have_count = false;
+  CaseRecord* cur = nullptr;
+  StepRecord* step = nullptr;
+  auto numel = [&](std::size_t p) { return optreg::numel_of(cur->shapes[p]); };
+  auto param_index = [&](const std::string& s) {
+    const std::size_t p = parse_index(s);
+    if (p >= cur->shapes.size()) throw ParseError("parameter index " + s + " out of range");
+    return p;
+  };
+  try {
+    while (std::getline(in, line)) {
+      ++lineno;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const std::vector<std::string> t = split(line);
+      if (t.empty() || t[0][0] == '#') continue;
+      const std::string& key = t[0];
+      if (!have_format) {
+        if (line != kGoldenFormat) throw ParseError(std::string("expected the format line '") + kGoldenFormat + "'");
+        have_format = true;
+        continue;
+      }
+      if (!have_count) {
+        if (key != "cases") throw ParseError("expected 'cases N'");
+        expect_arity(t, 2);
+        file.declared_cases = parse_index(t[1]);
+        have_count = true;
+        continue;
+      }
+      if (key == "case") {
+        if (cur != nullptr) throw ParseError("'case' before the 'end' of case '" + cur->name + "'");
+        expect_arity(t, 2);
+        if (!valid_case_name(t[1])) throw ParseError("case name '" + t[1] + "' is not [A-Za-z0-9_]+");
+        for (const CaseRecord& c : file.cases) {
+          if (c.name == t[1]) throw ParseError("case '" + t[1] + "' appears twice");
+        }
+        file.cases.emplace_back();
+        cur = &file.cases.back();
+        cur->name = t[1];
+        step = nullptr;
+        continue;
+      }
+      if (cur == nullptr) throw ParseError("'" + key + "' outside a case");
+      if (key == "end") {
+        expect_arity(t, 1);
+        finish_case(*cur);
+        cur = nullptr;
+        step = nullptr;
+      } else if (key == "optimizer") {
+        expect_arity(t, 2);
+        cur->optimizer = t[1];
+      } else if (key == "steps") {
+        expect_arity(t, 2);
+        cur->declared_steps = parse_index(t[1]);
+      } else if (key == "param") {
+        if (!cur->groups.empty() || step != nullptr) throw ParseError("'param' after the groups or steps");
+        if (t.size() < 3) throw ParseError("'param' needs an index and a shape");
+        if (parse_index(t[1]) != cur->shapes.size()) throw ParseError("parameters must be numbered 0, 1, ... in order");
+        cur->shapes.push_back(parse_shape(t[2]));
+        cur->init.push_back(parse_floats(t, 3, optreg::numel_of(cur->shapes.back())));
+      } else if (key == "group") {
+        if (step != nullptr) throw ParseError("'group' after the first step");
+        if (t.size() < 2) throw ParseError("'group' needs its parameter indices");
+        GroupRecord g;
+        for (const std::string& id : split_on(t[1], ',')) g.params.push_back(param_index(id));
+        for (std::size_t i = 2; i < t.size(); ++i) {
+          const std::size_t eq = t[i].find('=');
+          if (eq == std::string::npos || eq == 0) throw ParseError("expected key=value, got '" + t[i] + "'");
+          if (!g.options.emplace(t[i].substr(0, eq), parse_value(t[i].substr(eq + 1))).second) {
+            throw ParseError("option '" + t[i].substr(0, eq) + "' given twice");
+          }
+        }
+        cur->groups.push_back(std::move(g));
+      } else if (key == "step") {
+        expect_arity(t, 2);
+        if (parse_index(t[1]) != cur->steps.size() + 1) throw ParseError("steps must be numbered 1, 2, ... in order");
+        cur->steps.emplace_back();
+        step = &cur->steps.back();
+        step->values.resize(cur->shapes.size());
+      } else if (step == nullptr) {
+        throw ParseError("'" + key + "' before the first 'step'");
+      } else if (key == "set_lr") {
+        expect_arity(t, 3);
+        const std::size_t g = parse_index(t[1]);
+        if (g >= cur->groups.size()) throw ParseError("group index " + t[1] + " out of range");
+        step->set_lr.emplace_back(g, parse_double(t[2]));
+      } else if (key == "grad") {
+        if (t.size() < 2) throw ParseError("'grad' needs a parameter index");
+        const std::size_t p = param_index(t[1]);
+        for (const auto& [q, values] : step->grads) {
+          if (q == p) throw ParseError("two grad lines for parameter " + t[1]);
+        }
+        step->grads.emplace_back(p, parse_floats(t, 2, numel(p)));
+      } else if (key == "value") {
+        if (t.size() < 2) throw ParseError("'value' needs a parameter index");
+        const std::size_t p = param_index(t[1]);
+        if (step->values[p]) throw ParseError("two value lines for parameter " + t[1]);
+        step->values[p] = parse_floats(t, 2, numel(p));
+      } else {
+        throw ParseError("unknown line '" + key + "'");
+      }
+    }
+  } catch (const ParseError& e) {
+    throw ParseError("line " + std::to_string(lineno) + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw ParseError("line " + std::to_string(lineno) + ": " + e.what());
+  }
+  if (!have_format) throw ParseError("empty file (no format line)");
+  if (!have_count) throw ParseError("no 'cases N' line");
+  if (cur != nullptr) throw ParseError("the file ends inside case '" + cur->name + "' (truncated?)");
+  if (file.cases.size() != file.declared_cases) {
+    throw ParseError("the file declares " + std::to_string(file.declared_cases) + " cases but holds " +
+                     std::to_string(file.cases.size()));
+  }
+}
+
+const GoldenFile& golden() {
+  static const GoldenFile file = [] {
+    GoldenFile f;
+    f.path = std::string(OPTREG_TEST_SOURCE_DIR) + "/golden/trajectories.txt";
+    try {
+      parse_into(f);
+    } catch (const std::exception& e) {
+      f.error = f.path + ": " + e.what();
+      f.cases.clear();
+    }
+    return f;
+  }();
+  return file;
+}
+
+// The name of the single test instance that stands for a missing or malformed file.
+const char kBrokenFile[] = "golden_file_invalid";
+
+std::vector<std::string> case_names() {
+  std::vector<std::string> names;
+  for (const CaseRecord& c : golden().cases) names.push_back(c.name);
+  if (names.empty()) names.emplace_back(kBrokenFile);
+  return names;
+}
+
+const CaseRecord* find_case(const std::string& name) {
+  for (const CaseRecord& c : golden().cases) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+TEST(GoldenFile, ParsesCompletely) {
+  const GoldenFile& f = golden();
+  ASSERT_TRUE(f.error.empty()) << f.error;
+  EXPECT_EQ(f.cases.size(), f.declared_cases);
+  EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
+  for (const CaseRecord& c : f.cases) {
+    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam") << c.name << ": optimizer " << c.optimizer;
+    EXPECT_GE(c.steps.size(), kMinSteps) << c.name;
+  }
+}
+
+class Trajectory : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Trajectory, Matches) {
+  const GoldenFile& f = golden();
+  ASSERT_TRUE(f.error.empty()) << f.error;
+  const CaseRecord* c = find_case(GetParam());
+  ASSERT_NE(c, nullptr) << "no case '" << GetParam() << "' in " << f.path;
+
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
+  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+
+  std::vector<optreg::Parameter> params;
+  for (std::size_t i = 0; i < c->shapes.size(); ++i) {
+    params.emplace_back("p" + std::to_string(i), optreg::Tensor(c->shapes[i], c->init[i]));
+  }
+  std::vector<optreg::ParamGroupSpec> specs;
+  for (const GroupRecord& g : c->groups) {
+    optreg::ParamGroupSpec spec;
+    for (std::size_t p : g.params) spec.params.push_back(params[p]);
+    spec.options = g.options;
+    specs.push_back(std::move(spec));
+  }
+  optreg::OptimizerPtr opt = registry.create(c->optimizer, std::move(specs));
+  ASSERT_EQ(opt->param_groups().size(), c->groups.size());
+
+  int reported = 0;
+  std::size_t compared = 0;
+  double max_abs = 0.0;    // largest |a - b|
+  double max_rel = 0.0;    // largest |a - b| / |b| where the relative term dominates the bound
+  double max_share = 0.0;  // largest |a - b| / (kAtol + kRtol * |b|): 1 is the limit
+  for (std::size_t k = 0; k < c->steps.size(); ++k) {
+    const StepRecord& s = c->steps[k];
+    opt->clear_grad();
+    for (const auto& [p, grad] : s.grads) params[p].accumulate_grad(optreg::Tensor(c->shapes[p], grad));
+    for (const auto& [g, lr] : s.set_lr) opt->set_option(g, "lr", optreg::Value(lr));
+    opt->step();
+
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      const std::vector<float>& expected = *s.values[p];
+      const optreg::Tensor& actual = params[p].value();
+      for (std::size_t e = 0; e < expected.size(); ++e) {
+        const double want = expected[e];
+        const double got = actual[e];
+        const double diff = std::fabs(got - want);
+        const double bound = kAtol + kRtol * std::fabs(want);
+        ++compared;
+        max_abs = std::max(max_abs, diff);
+        if (kRtol * std::fabs(want) >= kAtol) max_rel = std::max(max_rel, diff / std::fabs(want));
+        max_share = std::max(max_share, diff / bound);
+        if (!(diff <= bound) && reported < kMaxReported) {
+          ++reported;
+          ADD_FAILURE() << "case " << c->name << ", step " << (k + 1) << ", parameter " << p << " "
+                        << optreg::to_string(c->shapes[p]) << ", element " << e << ": expected "
+                        << std::setprecision(9) << want << ", got " << got << " (|diff| = " << std::setprecision(3)
+                        << diff << ", allowed " << bound << ")";
+        }
+      }
+    }
+    if (reported >= kMaxReported) {
+      FAIL() << "case " << c->name << ": stopped at step " << (k + 1) << " of " << c->steps.size() << " after "
+             << reported << " mismatches";
+    }
+  }
+  RecordProperty("max_abs_error", std::to_string(max_abs));
+  RecordProperty("max_rel_error", std::to_string(max_rel));
+  RecordProperty("max_bound_share", std::to_string(max_share));
+  std::cout << "[ golden   ] " << c->name << " (" << c->optimizer << "): " << c->steps.size() << " steps, " << compared
+            << " values; max |a-b| = " << std::setprecision(3) << max_abs << ", max |a-b|/|b| = " << max_rel
+            << ", max share of the tolerance = " << max_share << "\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, Trajectory, ::testing::ValuesIn(case_names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+}  // namespace
