@@ -165,9 +165,14 @@ class Optimizer {
 
 /// Deleter of optimizers made by a plugin: keeps the plugin library loaded while the object
 /// lives, and releases it only after the object is destroyed.
+/// The reference is dropped right after the delete, so that unique_ptr::reset() (which keeps
+/// its deleter) releases the library too.
 struct OptimizerDeleter {
-  std::shared_ptr<const void> keep_alive;
-  void operator()(Optimizer* p) const noexcept { delete p; }
+  mutable std::shared_ptr<const void> keep_alive;
+  void operator()(Optimizer* p) const noexcept {
+    delete p;
+    keep_alive.reset();
+  }
 };
 
 /// An optimizer that owns its plugin library's lifetime.
