@@ -120,7 +120,10 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   group.options_ = info_.schema->resolve(defaults_, options, where);
   validate(group.options_, where);
   group.states_.resize(params.size());
-  for (std::size_t i = 0; i < params.size(); ++i) init_state(group.options_, params[i], group.states_[i]);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    init_state(group.options_, params[i], group.states_[i]);
+    check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
+  }
   group.params_ = std::move(params);
   groups_.push_back(std::move(group));
 }
@@ -172,6 +175,26 @@ std::vector<Parameter> Optimizer::parameters() const {
   std::vector<Parameter> out;
   for (const auto& g : groups_) out.insert(out.end(), g.params_.begin(), g.params_.end());
   return out;
+}
+
+void Optimizer::check_declared(const ParamState& state, const std::string& where) const {
+  // Each kind's entries must follow the declaration order, so that positions are stable.
+  const auto check = [&](const std::string& name, bool is_tensor, std::size_t& next) {
+    const StateSchema& schema = *info_.state;
+    for (std::size_t k = next; k < schema.size(); ++k) {
+      if (schema[k].name != name) continue;
+      if ((schema[k].kind == StateKind::Tensor) != is_tensor) break;
+      next = k + 1;
+      return;
+    }
+    throw PluginError(where + ": the optimizer created the state " + (is_tensor ? "tensor '" : "scalar '") + name +
+                      "', which its plugin does not declare as such in this order; declare every state entry "
+                      "in the plugin's state schema, in the order init_state() creates them");
+  };
+  std::size_t next = 0;
+  for (const auto& t : state.tensors()) check(t.first, true, next);
+  next = 0;
+  for (const auto& v : state.scalars()) check(v.first, false, next);
 }
 
 const ParamState* Optimizer::find_state(const Parameter& p) const noexcept {

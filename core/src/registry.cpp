@@ -120,6 +120,38 @@ Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& optimize
   return h;
 }
 
+StateSchema convert_state(const abi::OptimizerEntry& e) {
+  const std::string optimizer = e.name;
+  if (e.state_count != 0 && e.state == nullptr) {
+    throw Refused{"optimizer '" + optimizer + "' declares state entries but gives none"};
+  }
+  StateSchema out;
+  for (std::uint32_t i = 0; i < e.state_count; ++i) {
+    const abi::StateSpec& s = e.state[i];
+    const std::string where = "optimizer '" + optimizer + "', state entry '" + text_or(s.name, "(null)") + "'";
+    if (!is_identifier(s.name)) throw Refused{where + ": the name is not a lower-case identifier"};
+    if (s.meaning == nullptr || *s.meaning == '\0') throw Refused{where + ": no meaning is given"};
+    StateEntry entry;
+    entry.name = s.name;
+    entry.meaning = s.meaning;
+    switch (s.kind) {
+      case abi::StateKind::Tensor: entry.kind = StateKind::Tensor; break;
+      case abi::StateKind::Int: entry.kind = StateKind::Int; break;
+      case abi::StateKind::Float: entry.kind = StateKind::Float; break;
+      default: throw Refused{where + ": unknown kind code " + std::to_string(static_cast<std::uint32_t>(s.kind))};
+    }
+    if ((s.flags & ~(abi::kStateOptional | abi::kStateCustomShape)) != 0) throw Refused{where + ": unknown flags"};
+    entry.optional = (s.flags & abi::kStateOptional) != 0;
+    entry.custom_shape = (s.flags & abi::kStateCustomShape) != 0;
+    if (entry.custom_shape && entry.kind != StateKind::Tensor) throw Refused{where + ": only a tensor can have a custom shape"};
+    for (const auto& other : out) {
+      if (other.name == entry.name) throw Refused{where + ": declared twice"};
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 /// Reads and checks the descriptor, in the order that keeps the host safe: ABI major and size
 /// from the first two fields, then the build tag, then the rest.
 abi::PluginDescriptor read_descriptor(const void* raw) {
@@ -240,6 +272,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
       entry.descriptor.plugin_version = plugin->version;
       entry.descriptor.source = shown;
       entry.descriptor.schema = std::make_shared<const Schema>(std::move(hs));
+      entry.descriptor.state = std::make_shared<const StateSchema>(convert_state(e));
       entry.create = e.create;
       entry.plugin = plugin;
       for (const auto& other : fresh) {
@@ -379,7 +412,7 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpe
                       "' returned no object");
   }
   OptimizerPtr opt(raw, OptimizerDeleter{entry.plugin});
-  opt->setup(OptimizerInfo{name, entry.descriptor.plugin_version, entry.descriptor.schema}, options,
+  opt->setup(OptimizerInfo{name, entry.descriptor.plugin_version, entry.descriptor.schema, entry.descriptor.state}, options,
              std::move(groups));
   return opt;
 }

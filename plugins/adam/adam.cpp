@@ -21,6 +21,13 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
+constexpr optreg::abi::StateSpec kState[] = {
+    sdk::state_int("step", "updates applied to this parameter"),
+    sdk::state_tensor("exp_avg", "first moment estimate"),
+    sdk::state_tensor("exp_avg_sq", "second moment estimate"),
+    sdk::optional_state_tensor("max_exp_avg_sq", "maximum of past second moments (amsgrad)"),
+};
+
 // State: tensors "exp_avg", "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq"; scalar "step".
 class Adam final : public optreg::Optimizer {
  protected:
@@ -90,4 +97,4 @@ class Adam final : public optreg::Optimizer {
 }  // namespace
 
 OPTREG_REGISTER_OPTIMIZER(Adam, "adam", "1.0.0",
-                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema)
+                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema, kState)

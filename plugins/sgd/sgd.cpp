@@ -15,6 +15,11 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
+constexpr optreg::abi::StateSpec kState[] = {
+    sdk::optional_state_tensor("momentum_buffer", "running momentum (present once momentum is used)"),
+    sdk::state_int("momentum_updates", "updates that used the momentum buffer"),
+};
+
 struct Hyper {
   float lr, momentum, one_minus_dampening, weight_decay;
   bool nesterov, maximize, use_momentum, use_decay;
@@ -97,4 +102,4 @@ class Sgd final : public optreg::Optimizer {
 
 OPTREG_REGISTER_OPTIMIZER(Sgd, "sgd", "1.0.0",
                           "Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay",
-                          kSchema)
+                          kSchema, kState)

@@ -44,6 +44,17 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   out << d.name << "  " << d.plugin_version << "  " << d.description << '\n';
   out << "  from " << d.source << " (plugin " << d.plugin_name << ")\n";
   print_schema_table(*d.schema, out);
+  if (d.state && !d.state->empty()) {
+    out << "  state per parameter:\n";
+    std::size_t width = 0;
+    for (const auto& e : *d.state) width = std::max(width, e.name.size());
+    for (const auto& e : *d.state) {
+      std::string kind = to_string(e.kind);
+      if (e.optional) kind += ", optional";
+      if (e.custom_shape) kind += ", own shape";
+      out << "    " << e.name << std::string(width - e.name.size() + 2, ' ') << e.meaning << " (" << kind << ")\n";
+    }
+  }
 }
 
 std::string schema_json(const Schema& schema, const std::string& indent) {
@@ -73,11 +84,23 @@ std::string schema_json(const Schema& schema, const std::string& indent) {
   return s + (first ? "]" : "\n" + indent + "]");
 }
 
+std::string state_json(const StateSchema& state) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < state.size(); ++i) {
+    const auto& e = state[i];
+    s += std::string(i ? ", " : "") + "{\"name\": " + json_string(e.name) + ", \"kind\": " + json_string(to_string(e.kind)) +
+         ", \"optional\": " + (e.optional ? "true" : "false") + ", \"own_shape\": " + (e.custom_shape ? "true" : "false") +
+         ", \"meaning\": " + json_string(e.meaning) + "}";
+  }
+  return s + "]";
+}
+
 std::string descriptor_json(const OptimizerDescriptor& d, const std::string& indent) {
   return indent + "{\"name\": " + json_string(d.name) + ", \"version\": " + json_string(d.plugin_version) +
          ", \"plugin\": " + json_string(d.plugin_name) + ", \"source\": " + json_string(d.source) +
          ",\n" + indent + " \"description\": " + json_string(d.description) +
-         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") + "}";
+         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") +
+         ",\n" + indent + " \"state\": " + state_json(*d.state) + "}";
 }
 
 const char* kListHelp =

@@ -72,6 +72,23 @@ struct HyperparamSpec {
   const char* meaning;
 };
 
+/// The kind of a per-parameter state entry.
+enum class StateKind : std::uint32_t { Tensor = 1, Int = 2, Float = 3 };
+
+/// Flags of a state entry.
+inline constexpr std::uint32_t kStateOptional = 1;     ///< present only for some options
+inline constexpr std::uint32_t kStateCustomShape = 2;  ///< a tensor not shaped like its parameter
+
+/// The declaration of one per-parameter state entry, as plain data. Entries are declared in
+/// the order the optimizer creates them.
+struct StateSpec {
+  const char* name;
+  StateKind kind;
+  std::uint32_t flags;
+  /// One line of meaning.
+  const char* meaning;
+};
+
 /// One optimizer that a plugin provides.
 struct OptimizerEntry {
   const char* name;
@@ -80,6 +97,9 @@ struct OptimizerEntry {
   std::uint32_t hyperparam_count;
   /// Makes a new, unbound optimizer object (the host then calls Optimizer::setup()).
   optreg::Optimizer* (*create)();
+  /// The per-parameter state it keeps (may be empty).
+  const StateSpec* state;
+  std::uint32_t state_count;
 };
 
 /// What a plugin library exports. Version 1 of the layout.

@@ -87,12 +87,38 @@ class ParamGroup {
   std::vector<ParamState> states_;
 };
 
-/// Who an optimizer object is: its registered name, its plugin's version, and its schema.
+/// The kind of a per-parameter state entry.
+enum class StateKind : std::uint32_t { Tensor = 1, Int = 2, Float = 3 };
+
+/// "tensor", "int" or "float".
+const char* to_string(StateKind kind) noexcept;
+
+/// The declaration of one per-parameter state entry of an optimizer.
+struct StateEntry {
+  std::string name;
+  StateKind kind = StateKind::Tensor;
+  /// Present only for some options (Adam's max_exp_avg_sq with amsgrad).
+  bool optional = false;
+  /// A tensor whose shape is not its parameter's.
+  bool custom_shape = false;
+  std::string meaning;
+};
+
+/// Every state entry an optimizer may keep per parameter, in the order it creates them.
+using StateSchema = std::vector<StateEntry>;
+
+/// Who an optimizer object is: its registered name, its plugin's version, and its schemas.
 struct OptimizerInfo {
   std::string name;
   std::string plugin_version;
   std::shared_ptr<const Schema> schema;
+  std::shared_ptr<const StateSchema> state = std::make_shared<const StateSchema>();
 };
+
+struct StateDict;
+
+/// Whether a state dict copies the optimizer's tensors or shares their memory.
+enum class TensorCopy { Deep, Shared };
 
 /// The abstract optimizer. Plugins derive from it and implement init_state() and
 /// update_group(); the base does the grouping, defaults, validation and bookkeeping.
@@ -131,6 +157,21 @@ class Optimizer {
   const Schema& schema() const noexcept { return *info_.schema; }
   /// The optimizer-wide hyperparameters that new groups start from.
   const Options& defaults() const noexcept { return defaults_; }
+  /// The state entries it may keep per parameter.
+  const StateSchema& state_schema() const noexcept { return *info_.state; }
+
+  /// The complete state: name and plugin version, every group's options and parameter ids,
+  /// and every parameter's state. With TensorCopy::Shared the tensors share the optimizer's
+  /// memory (no copy; valid until the next step), which is what checkpoint writers want.
+  StateDict state_dict(TensorCopy copy = TensorCopy::Deep) const;
+  /// Checks a state dict against this optimizer without changing anything: the optimizer name,
+  /// the number of groups, each group's size, the parameter ids, each option's name, type and
+  /// value, and for every parameter the presence, kind and shape of each state entry. Throws
+  /// StateDictError naming what differs and where.
+  void check_state_dict(const StateDict& state) const;
+  /// check_state_dict(), then takes the options and copies the state into the existing state
+  /// tensors (views and pointers to them stay valid). On an error the optimizer is unchanged.
+  void load_state_dict(const StateDict& state);
 
   /// Binds a newly made object to its identity and schema, resolves `options` into the
   /// defaults and adds `groups`. Registry::create() calls it; a host that links an optimizer
@@ -149,13 +190,15 @@ class Optimizer {
   /// Rules between options that the schema cannot express (nesterov needs momentum).
   /// Throws OptionError; `where` names the group or the defaults for the message.
   virtual void validate(const Options& options, const std::string& where) const;
-  /// Creates the state of one parameter of a group whose resolved options are `options`.
+  /// Creates the state of one parameter of a group whose resolved options are `options`; every
+  /// entry must be declared in the plugin's state schema, in its order.
   virtual void init_state(const Options& options, const Parameter& param, ParamState& state) const = 0;
   /// Updates the parameters of one group that have a gradient (never called with none).
   virtual void update_group(const Options& options, const std::vector<Slot>& slots) = 0;
 
  private:
   const ParamState* find_state(const Parameter& p) const noexcept;
+  void check_declared(const ParamState& state, const std::string& where) const;
 
   OptimizerInfo info_;
   Options defaults_;

@@ -39,6 +39,8 @@ struct OptimizerDescriptor {
   /// Absolute canonical path of the library that provides it.
   std::string source;
   std::shared_ptr<const Schema> schema;
+  /// The state it keeps per parameter.
+  std::shared_ptr<const StateSchema> state;
 };
 
 /// A plugin file that was not loaded, and why.

@@ -107,6 +107,27 @@ constexpr abi::HyperparamSpec string_option(const char* name, const char* def, c
   return s;
 }
 
+/// A per-parameter state tensor shaped like its parameter.
+constexpr abi::StateSpec state_tensor(const char* name, const char* meaning) {
+  return abi::StateSpec{name, abi::StateKind::Tensor, 0, meaning};
+}
+/// A state tensor that exists only for some options (created for them, or on first use).
+constexpr abi::StateSpec optional_state_tensor(const char* name, const char* meaning) {
+  return abi::StateSpec{name, abi::StateKind::Tensor, abi::kStateOptional, meaning};
+}
+/// A state tensor whose shape is not its parameter's (a factored second moment, say).
+constexpr abi::StateSpec shaped_state_tensor(const char* name, const char* meaning) {
+  return abi::StateSpec{name, abi::StateKind::Tensor, abi::kStateCustomShape, meaning};
+}
+/// An exact integer of per-parameter state (such as `step`).
+constexpr abi::StateSpec state_int(const char* name, const char* meaning) {
+  return abi::StateSpec{name, abi::StateKind::Int, 0, meaning};
+}
+/// An exact float of per-parameter state.
+constexpr abi::StateSpec state_float(const char* name, const char* meaning) {
+  return abi::StateSpec{name, abi::StateKind::Float, 0, meaning};
+}
+
 /// Whether every default of a schema lies within its own declared range.
 template <std::size_t N>
 constexpr bool defaults_in_range(const abi::HyperparamSpec (&schema)[N]) {
@@ -140,13 +161,42 @@ constexpr bool names_unique(const abi::HyperparamSpec (&schema)[N]) {
   return true;
 }
 
+/// Whether every state entry has a lower-case identifier as its name, a meaning, and a name of
+/// its own. `nullptr` stands for an optimizer without state.
+template <std::size_t N>
+constexpr bool state_valid(const abi::StateSpec (&state)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (!detail::is_identifier(state[i].name) || state[i].meaning == nullptr || *state[i].meaning == '\0') return false;
+    for (std::size_t j = i + 1; j < N; ++j) {
+      if (detail::same_text(state[i].name, state[j].name)) return false;
+    }
+  }
+  return true;
+}
+constexpr bool state_valid(std::nullptr_t) { return true; }
+
+namespace detail {
+template <std::size_t N>
+constexpr const abi::StateSpec* state_data(const abi::StateSpec (&state)[N]) {
+  return state;
+}
+constexpr const abi::StateSpec* state_data(std::nullptr_t) { return nullptr; }
+template <std::size_t N>
+constexpr std::uint32_t state_size(const abi::StateSpec (&)[N]) {
+  return static_cast<std::uint32_t>(N);
+}
+constexpr std::uint32_t state_size(std::nullptr_t) { return 0; }
+}  // namespace detail
+
 }  // namespace optreg::sdk
 
 /// Registers the optimizer class CLASS (derived from optreg::Optimizer, default-constructible)
 /// under the name NAME (a lower-case identifier), with plugin version VERSION, a one-line
-/// DESCRIPTION and the hyperparameter schema SCHEMA (a constexpr array of
-/// optreg::abi::HyperparamSpec). Use it once per plugin library, at namespace scope.
-#define OPTREG_REGISTER_OPTIMIZER(CLASS, NAME, VERSION, DESCRIPTION, SCHEMA)                                  \
+/// DESCRIPTION, the hyperparameter schema SCHEMA (a constexpr array of
+/// optreg::abi::HyperparamSpec) and the per-parameter state STATE (a constexpr array of
+/// optreg::abi::StateSpec in the order init_state() creates the entries, or nullptr).
+/// Use it once per plugin library, at namespace scope.
+#define OPTREG_REGISTER_OPTIMIZER(CLASS, NAME, VERSION, DESCRIPTION, SCHEMA, STATE)                           \
   static_assert(std::is_base_of_v<::optreg::Optimizer, CLASS>,                                              \
                 "OPTREG_REGISTER_OPTIMIZER: " #CLASS " must derive from optreg::Optimizer");                \
   static_assert(std::is_default_constructible_v<CLASS>,                                                     \
@@ -161,11 +211,15 @@ constexpr bool names_unique(const abi::HyperparamSpec (&schema)[N]) {
   static_assert(::optreg::sdk::defaults_in_range(SCHEMA),                                                   \
                 "OPTREG_REGISTER_OPTIMIZER: a default in " #SCHEMA                                          \
                 " lies outside its own allowed range; fix the default or the range");                       \
+  static_assert(::optreg::sdk::state_valid(STATE),                                                          \
+                "OPTREG_REGISTER_OPTIMIZER: every state entry in " #STATE                                   \
+                " needs a lower-case identifier as its name, a one-line meaning, and a name of its own");   \
   namespace optreg_plugin_detail {                                                                          \
   ::optreg::Optimizer* create_optimizer() { return new CLASS(); }                                           \
   constexpr ::optreg::abi::OptimizerEntry kOptimizers[] = {                                                 \
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
-       &create_optimizer}};                                                                                 \
+       &create_optimizer, ::optreg::sdk::detail::state_data(STATE),                                         \
+       ::optreg::sdk::detail::state_size(STATE)}};                                                          \
   constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                                 \
       OPTREG_ABI_MAJOR,                                                                                     \
       static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                                  \

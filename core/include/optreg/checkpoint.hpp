@@ -1,0 +1,55 @@
+#pragma once
+/// \file
+/// Checkpoint files: a state dict, optionally with parameter values and run metadata, in a
+/// Boost.Serialization binary archive inside optreg's envelope (docs/checkpoint-format.md).
+///
+/// Contract:
+/// - Writing is atomic: the file is written to a temporary file in the same folder, flushed,
+///   fsync'd and renamed over the target, so a crash or a full disk mid-write leaves the
+///   previous file intact.
+/// - Reading checks the file size, magic, envelope version, payload length and checksum, and
+///   bounds every count by the payload length, so a small damaged or hostile file can neither
+///   crash the reader nor make it allocate more than its own size. Every failure is a
+///   CheckpointError naming the file and what is wrong.
+/// - Loading into an optimizer validates everything before changing anything: on an error the
+///   optimizer and its parameters are unchanged.
+/// - Binary archives are specific to the platform's byte order and type sizes.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <optreg/optimizer.hpp>
+#include <optreg/state_dict.hpp>
+
+namespace optreg {
+
+/// What the envelope of a checkpoint file says.
+struct CheckpointInfo {
+  std::uint64_t file_size = 0;
+  std::uint32_t envelope_version = 0;
+  std::uint32_t format = 0;
+  std::uint64_t payload_length = 0;
+  /// The checksum stored in the file (XXH3-64 of the payload), verified by every read.
+  std::uint64_t checksum = 0;
+};
+
+/// Writes `checkpoint` to `path` atomically; throws CheckpointError naming the file.
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+/// Writes a state dict alone.
+void save_checkpoint(const std::string& path, const StateDict& state);
+
+/// Reads and verifies a checkpoint file; throws CheckpointError naming the file and the fault.
+/// When `info` is given it receives the envelope.
+Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info = nullptr);
+/// Parses a checkpoint held in memory (`name` is used in messages).
+Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name,
+                            CheckpointInfo* info = nullptr);
+
+/// Saves an optimizer's state dict and its parameters' values (in id order), with `metadata`.
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata = {});
+/// Restores what save_optimizer() wrote: the state dict and the parameter values, after checking
+/// every shape; all or nothing. Returns the metadata.
+Options load_optimizer(const std::string& path, Optimizer& optimizer);
+
+}  // namespace optreg

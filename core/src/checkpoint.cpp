@@ -1,0 +1,671 @@
+// Checkpoint files: optreg's envelope around a Boost.Serialization binary archive.
+//
+// The archive is read from a stream that hashes what passes through it, so the file is read
+// once; every element count is checked against the bytes the payload still holds before
+// anything is allocated, and every failure, Boost's included, becomes a CheckpointError.
+
+#include <optreg/checkpoint.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <new>
+#include <streambuf>
+#include <system_error>
+
+#include <boost/archive/archive_exception.hpp>
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/serialization/split_free.hpp>
+#include <boost/serialization/version.hpp>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+namespace {
+
+constexpr char kMagic[8] = {'O', 'P', 'T', 'R', 'E', 'G', 'C', 'K'};
+constexpr std::uint32_t kEnvelopeVersion = 1;
+constexpr std::uint32_t kFormatBinary = 1;
+constexpr std::size_t kHeaderSize = 32;
+constexpr std::size_t kChunk = 1 << 20;
+
+/// Thrown inside this file; the public functions prefix the file name.
+struct Fault {
+  std::string what;
+};
+
+// ------------------------------------------------------------------ little-endian header
+
+void put_le(unsigned char* p, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+std::uint64_t get_le(const unsigned char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+void encode_header(unsigned char* h, std::uint64_t payload_length, std::uint64_t checksum) {
+  std::memcpy(h, kMagic, 8);
+  put_le(h + 8, kEnvelopeVersion, 4);
+  put_le(h + 12, kFormatBinary, 4);
+  put_le(h + 16, payload_length, 8);
+  put_le(h + 24, checksum, 8);
+}
+
+CheckpointInfo decode_header(const unsigned char* h, std::uint64_t file_size) {
+  if (file_size < kHeaderSize) {
+    throw Fault{"the file is " + std::to_string(file_size) + " bytes, shorter than the " +
+                std::to_string(kHeaderSize) + "-byte header; it is truncated or not a checkpoint"};
+  }
+  if (std::memcmp(h, kMagic, 8) != 0) throw Fault{"it is not an optreg checkpoint (wrong magic)"};
+  CheckpointInfo info;
+  info.file_size = file_size;
+  info.envelope_version = static_cast<std::uint32_t>(get_le(h + 8, 4));
+  info.format = static_cast<std::uint32_t>(get_le(h + 12, 4));
+  info.payload_length = get_le(h + 16, 8);
+  info.checksum = get_le(h + 24, 8);
+  if (info.envelope_version == 0 || info.envelope_version > kEnvelopeVersion) {
+    throw Fault{"envelope version " + std::to_string(info.envelope_version) +
+                " is not supported (this reader supports 1 to " + std::to_string(kEnvelopeVersion) +
+                "); it was written by a newer optreg or is damaged"};
+  }
+  if (info.format != kFormatBinary) {
+    throw Fault{"archive format " + std::to_string(info.format) + " is not supported (this reader supports " +
+                std::to_string(kFormatBinary) + ", binary)"};
+  }
+  if (info.payload_length != file_size - kHeaderSize) {
+    throw Fault{"the header announces a payload of " + std::to_string(info.payload_length) + " bytes but the file holds " +
+                std::to_string(file_size - kHeaderSize) + "; it is truncated or damaged"};
+  }
+  return info;
+}
+
+// ------------------------------------------------------------------ streams
+
+/// Writes to a file descriptor, hashing every byte.
+class HashingWriteBuf : public std::streambuf {
+ public:
+  explicit HashingWriteBuf(int fd) : fd_(fd), buffer_(kChunk) {
+    XXH3_64bits_reset(&hash_);
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+  }
+  std::uint64_t written() const { return written_ + static_cast<std::uint64_t>(pptr() - pbase()); }
+  std::uint64_t digest() { return XXH3_64bits_digest(&hash_); }
+  void finish() {
+    if (!flush_buffer()) throw Fault{std::string("writing failed: ") + std::strerror(errno)};
+  }
+
+ protected:
+  int_type overflow(int_type ch) override {
+    if (!flush_buffer()) return traits_type::eof();
+    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(ch);
+      pbump(1);
+    }
+    return traits_type::not_eof(ch);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (static_cast<std::size_t>(n) < buffer_.size() / 4) return std::streambuf::xsputn(s, n);
+    // Large blocks (tensor data) go straight to the file.
+    if (!flush_buffer() || !write_all(s, static_cast<std::size_t>(n))) return 0;
+    return n;
+  }
+  int sync() override { return flush_buffer() ? 0 : -1; }
+
+ private:
+  bool flush_buffer() {
+    const auto n = static_cast<std::size_t>(pptr() - pbase());
+    if (n != 0 && !write_all(pbase(), n)) return false;
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+    return true;
+  }
+  bool write_all(const char* p, std::size_t n) {
+    XXH3_64bits_update(&hash_, p, n);
+    written_ += n;
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, std::min<std::size_t>(n, std::size_t{1} << 30));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  }
+
+  int fd_;
+  std::vector<char> buffer_;
+  XXH3_state_t hash_;
+  std::uint64_t written_ = 0;
+};
+
+/// Reads at most `limit` bytes from a file descriptor or a memory block, hashing every byte.
+class HashingReadBuf : public std::streambuf {
+ public:
+  HashingReadBuf(int fd, std::uint64_t limit) : fd_(fd), remaining_(limit), buffer_(kChunk) {
+    XXH3_64bits_reset(&hash_);
+  }
+  HashingReadBuf(const char* data, std::uint64_t limit) : memory_(data), remaining_(limit) {
+    XXH3_64bits_reset(&hash_);
+  }
+  /// Bytes not yet handed to the archive.
+  std::uint64_t unread() const { return remaining_ + static_cast<std::uint64_t>(egptr() - gptr()); }
+  std::uint64_t digest() { return XXH3_64bits_digest(&hash_); }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    const std::size_t n = std::min<std::uint64_t>(remaining_, memory_ ? remaining_ : buffer_.size());
+    if (n == 0) return traits_type::eof();
+    char* dst = memory_ ? const_cast<char*>(memory_) : buffer_.data();
+    if (!fill(dst, n)) return traits_type::eof();
+    setg(dst, dst, dst + n);
+    return traits_type::to_int_type(*gptr());
+  }
+  std::streamsize xsgetn(char* s, std::streamsize count) override {
+    auto n = static_cast<std::uint64_t>(count);
+    const auto buffered = static_cast<std::uint64_t>(egptr() - gptr());
+    if (n <= buffered || memory_ != nullptr || n < buffer_.size() / 4) return std::streambuf::xsgetn(s, count);
+    // Large blocks (tensor data) are read straight into their destination.
+    std::memcpy(s, gptr(), buffered);
+    setg(eback(), egptr(), egptr());
+    const std::uint64_t rest = std::min(n - buffered, remaining_);
+    if (!fill(s + buffered, rest)) return static_cast<std::streamsize>(buffered);
+    return static_cast<std::streamsize>(buffered + rest);
+  }
+
+ private:
+  bool fill(char* dst, std::uint64_t n) {
+    if (memory_ != nullptr) {
+      memory_ += n;
+    } else {
+      std::uint64_t got = 0;
+      while (got < n) {
+        const ssize_t r = ::read(fd_, dst + got, std::min<std::uint64_t>(n - got, std::uint64_t{1} << 30));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        got += static_cast<std::uint64_t>(r);
+      }
+    }
+    XXH3_64bits_update(&hash_, dst, n);
+    remaining_ -= n;
+    return true;
+  }
+
+  int fd_ = -1;
+  const char* memory_ = nullptr;
+  std::uint64_t remaining_;
+  std::vector<char> buffer_;
+  XXH3_state_t hash_;
+};
+
+/// The reading context of the current thread: bounds for counts.
+thread_local const HashingReadBuf* t_reader = nullptr;
+
+/// Checks a count read from the file: `count` elements of at least `min_bytes` each must fit in
+/// what the payload still holds.
+void check_count(std::uint64_t count, std::uint64_t min_bytes, const char* what) {
+  const std::uint64_t left = t_reader != nullptr ? t_reader->unread() : 0;
+  if (min_bytes != 0 && count > left / min_bytes) {
+    throw Fault{"the " + std::string(what) + " count " + std::to_string(count) + " exceeds what the remaining " +
+                std::to_string(left) + " bytes of the payload can hold"};
+  }
+}
+
+}  // namespace
+}  // namespace optreg
+
+// ------------------------------------------------------------------ archive layout
+//
+// Counts and strings are written by hand (a 64-bit count, then the elements) rather than with
+// Boost's container serializers, so that a reader can bound every count before allocating.
+
+namespace boost::serialization {
+
+template <class Ar>
+void save_string(Ar& ar, const std::string& s) {
+  const std::uint64_t n = s.size();
+  ar << n;
+  ar.save_binary(s.data(), s.size());
+}
+template <class Ar>
+void load_string(Ar& ar, std::string& s) {
+  std::uint64_t n = 0;
+  ar >> n;
+  optreg::check_count(n, 1, "string length");
+  s.resize(static_cast<std::size_t>(n));
+  ar.load_binary(s.data(), s.size());
+}
+
+template <class Ar>
+void save(Ar& ar, const optreg::Tensor& t, unsigned /*version*/) {
+  const std::uint64_t dims = t.dim();
+  ar << dims;
+  for (std::int64_t d : t.shape()) ar << d;
+  ar.save_binary(t.data(), t.numel() * sizeof(float));
+}
+template <class Ar>
+void load(Ar& ar, optreg::Tensor& t, unsigned version) {
+  if (version > 0) throw optreg::Fault{"tensor layout version " + std::to_string(version) + " is from the future"};
+  std::uint64_t dims = 0;
+  ar >> dims;
+  optreg::check_count(dims, sizeof(std::int64_t), "tensor dimension");
+  optreg::Shape shape(static_cast<std::size_t>(dims));
+  std::uint64_t numel = 1;
+  for (auto& d : shape) {
+    ar >> d;
+    if (d < 0) throw optreg::Fault{"a tensor has the negative extent " + std::to_string(d)};
+    if (d != 0 && numel > std::numeric_limits<std::uint64_t>::max() / static_cast<std::uint64_t>(d)) {
+      throw optreg::Fault{"a tensor's element count overflows"};
+    }
+    numel *= static_cast<std::uint64_t>(d);
+  }
+  optreg::check_count(numel, sizeof(float), "tensor element");
+  t = optreg::Tensor(shape);
+  ar.load_binary(t.data(), t.numel() * sizeof(float));
+}
+
+template <class Ar>
+void save(Ar& ar, const optreg::Value& v, unsigned /*version*/) {
+  const auto type = static_cast<std::uint8_t>(v.type());
+  ar << type;
+  switch (v.type()) {
+    case optreg::ValueType::Bool: { const bool b = v.as_bool(); ar << b; break; }
+    case optreg::ValueType::Int: { const std::int64_t i = v.as_int(); ar << i; break; }
+    case optreg::ValueType::Float: { const double d = v.as_float(); ar << d; break; }
+    case optreg::ValueType::String: save_string(ar, v.as_string()); break;
+    case optreg::ValueType::FloatList: {
+      const auto& l = v.as_float_list();
+      const std::uint64_t n = l.size();
+      ar << n;
+      ar.save_binary(l.data(), l.size() * sizeof(double));
+      break;
+    }
+  }
+}
+template <class Ar>
+void load(Ar& ar, optreg::Value& v, unsigned version) {
+  if (version > 0) throw optreg::Fault{"value layout version " + std::to_string(version) + " is from the future"};
+  std::uint8_t type = 0;
+  ar >> type;
+  switch (static_cast<optreg::ValueType>(type)) {
+    case optreg::ValueType::Bool: { bool b = false; ar >> b; v = optreg::Value(b); return; }
+    case optreg::ValueType::Int: { std::int64_t i = 0; ar >> i; v = optreg::Value(i); return; }
+    case optreg::ValueType::Float: { double d = 0; ar >> d; v = optreg::Value(d); return; }
+    case optreg::ValueType::String: { std::string s; load_string(ar, s); v = optreg::Value(std::move(s)); return; }
+    case optreg::ValueType::FloatList: {
+      std::uint64_t n = 0;
+      ar >> n;
+      optreg::check_count(n, sizeof(double), "list element");
+      std::vector<double> l(static_cast<std::size_t>(n));
+      ar.load_binary(l.data(), l.size() * sizeof(double));
+      v = optreg::Value(std::move(l));
+      return;
+    }
+  }
+  throw optreg::Fault{"unknown value type code " + std::to_string(type)};
+}
+
+template <class Ar>
+void save_options(Ar& ar, const optreg::Options& o) {
+  const std::uint64_t n = o.size();
+  ar << n;
+  for (const auto& [k, v] : o) {
+    save_string(ar, k);
+    ar << v;
+  }
+}
+template <class Ar>
+void load_options(Ar& ar, optreg::Options& o, const char* what) {
+  std::uint64_t n = 0;
+  ar >> n;
+  optreg::check_count(n, 10, what);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::string k;
+    load_string(ar, k);
+    optreg::Value v;
+    ar >> v;
+    if (!o.emplace(std::move(k), std::move(v)).second) throw optreg::Fault{std::string("a duplicate ") + what};
+  }
+}
+
+template <class Ar>
+void save(Ar& ar, const optreg::ParamState& s, unsigned /*version*/) {
+  const std::uint64_t nt = s.num_tensors();
+  ar << nt;
+  for (const auto& [name, t] : s.tensors()) {
+    save_string(ar, name);
+    ar << t;
+  }
+  const std::uint64_t ns = s.num_scalars();
+  ar << ns;
+  for (const auto& [name, v] : s.scalars()) {
+    save_string(ar, name);
+    const std::uint8_t kind = v.index() == 0 ? 1 : 2;
+    ar << kind;
+    if (kind == 1) {
+      const std::int64_t i = std::get<std::int64_t>(v);
+      ar << i;
+    } else {
+      const double d = std::get<double>(v);
+      ar << d;
+    }
+  }
+}
+template <class Ar>
+void load(Ar& ar, optreg::ParamState& s, unsigned version) {
+  if (version > 0) throw optreg::Fault{"state layout version " + std::to_string(version) + " is from the future"};
+  std::uint64_t nt = 0;
+  ar >> nt;
+  optreg::check_count(nt, 17, "state tensor");
+  for (std::uint64_t i = 0; i < nt; ++i) {
+    std::string name;
+    load_string(ar, name);
+    optreg::Tensor t;
+    ar >> t;
+    s.add_tensor(name, std::move(t));
+  }
+  std::uint64_t ns = 0;
+  ar >> ns;
+  optreg::check_count(ns, 17, "state scalar");
+  for (std::uint64_t i = 0; i < ns; ++i) {
+    std::string name;
+    load_string(ar, name);
+    std::uint8_t kind = 0;
+    ar >> kind;
+    if (kind == 1) {
+      std::int64_t v = 0;
+      ar >> v;
+      s.add_scalar(name, v);
+    } else if (kind == 2) {
+      double v = 0;
+      ar >> v;
+      s.add_scalar(name, v);
+    } else {
+      throw optreg::Fault{"state scalar '" + name + "' has the unknown kind " + std::to_string(kind)};
+    }
+  }
+}
+
+template <class Ar>
+void save(Ar& ar, const optreg::StateDict& d, unsigned /*version*/) {
+  save_string(ar, d.optimizer);
+  save_string(ar, d.plugin_version);
+  const std::uint64_t ng = d.param_groups.size();
+  ar << ng;
+  for (const auto& g : d.param_groups) {
+    save_options(ar, g.options);
+    const std::uint64_t np = g.params.size();
+    ar << np;
+    for (std::uint64_t id : g.params) ar << id;
+  }
+  const std::uint64_t ns = d.state.size();
+  ar << ns;
+  for (const auto& [id, s] : d.state) {
+    ar << id;
+    ar << s;
+  }
+}
+template <class Ar>
+void load(Ar& ar, optreg::StateDict& d, unsigned version) {
+  if (version > 0) {
+    throw optreg::Fault{"state dict layout version " + std::to_string(version) +
+                        " is from the future (this reader supports 0); upgrade optreg"};
+  }
+  load_string(ar, d.optimizer);
+  load_string(ar, d.plugin_version);
+  std::uint64_t ng = 0;
+  ar >> ng;
+  optreg::check_count(ng, 16, "param group");
+  d.param_groups.resize(static_cast<std::size_t>(ng));
+  for (auto& g : d.param_groups) {
+    load_options(ar, g.options, "option");
+    std::uint64_t np = 0;
+    ar >> np;
+    optreg::check_count(np, 8, "parameter id");
+    g.params.resize(static_cast<std::size_t>(np));
+    for (auto& id : g.params) ar >> id;
+  }
+  std::uint64_t ns = 0;
+  ar >> ns;
+  optreg::check_count(ns, 24, "state entry");
+  for (std::uint64_t i = 0; i < ns; ++i) {
+    std::uint64_t id = 0;
+    ar >> id;
+    optreg::ParamState s;
+    ar >> s;
+    if (!d.state.emplace(id, std::move(s)).second) {
+      throw optreg::Fault{"the state of parameter id " + std::to_string(id) + " appears twice"};
+    }
+  }
+}
+
+template <class Ar>
+void save(Ar& ar, const optreg::Checkpoint& c, unsigned /*version*/) {
+  ar << c.optimizer;
+  const std::uint64_t np = c.parameters.size();
+  ar << np;
+  for (const auto& p : c.parameters) {
+    save_string(ar, p.name);
+    ar << p.value;
+  }
+  save_options(ar, c.metadata);
+}
+template <class Ar>
+void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
+  if (version > 0) {
+    throw optreg::Fault{"checkpoint layout version " + std::to_string(version) +
+                        " is from the future (this reader supports 0); upgrade optreg"};
+  }
+  ar >> c.optimizer;
+  std::uint64_t np = 0;
+  ar >> np;
+  optreg::check_count(np, 16, "parameter");
+  c.parameters.resize(static_cast<std::size_t>(np));
+  for (auto& p : c.parameters) {
+    load_string(ar, p.name);
+    ar >> p.value;
+  }
+  load_options(ar, c.metadata, "metadata entry");
+}
+
+}  // namespace boost::serialization
+
+BOOST_SERIALIZATION_SPLIT_FREE(optreg::Tensor)
+BOOST_SERIALIZATION_SPLIT_FREE(optreg::Value)
+BOOST_SERIALIZATION_SPLIT_FREE(optreg::ParamState)
+BOOST_SERIALIZATION_SPLIT_FREE(optreg::StateDict)
+BOOST_SERIALIZATION_SPLIT_FREE(optreg::Checkpoint)
+// Layout versions: raise one when its layout changes, and teach load() the older ones.
+BOOST_CLASS_VERSION(optreg::Tensor, 0)
+BOOST_CLASS_VERSION(optreg::Value, 0)
+BOOST_CLASS_VERSION(optreg::ParamState, 0)
+BOOST_CLASS_VERSION(optreg::StateDict, 0)
+BOOST_CLASS_VERSION(optreg::Checkpoint, 0)
+
+namespace optreg {
+namespace {
+
+/// Runs `f`, turning every failure into a CheckpointError about `name`.
+template <typename F>
+auto guarded(const std::string& name, const char* verb, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Fault& e) {
+    throw CheckpointError("checkpoint " + name + ": " + e.what);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const boost::archive::archive_exception& e) {
+    throw CheckpointError("checkpoint " + name + ": the archive is malformed (" + e.what() + ")");
+  } catch (const std::bad_alloc&) {
+    throw CheckpointError("checkpoint " + name + ": out of memory while " + verb);
+  } catch (const std::exception& e) {
+    throw CheckpointError("checkpoint " + name + ": " + verb + " failed: " + e.what());
+  }
+}
+
+Checkpoint parse_payload(HashingReadBuf& in, const CheckpointInfo& info) {
+  const HashingReadBuf* outer = t_reader;
+  t_reader = &in;
+  struct Restore {
+    const HashingReadBuf* p;
+    ~Restore() { t_reader = p; }
+  } restore{outer};
+  Checkpoint c;
+  {
+    boost::archive::binary_iarchive ar(in);
+    ar >> c;
+  }
+  if (in.unread() != 0) {
+    throw Fault{std::to_string(in.unread()) + " bytes follow the archive inside the payload; the file is damaged"};
+  }
+  if (in.digest() != info.checksum) {
+    throw Fault{"the checksum does not match the payload; the file is damaged"};
+  }
+  return c;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name, CheckpointInfo* info) {
+  return guarded(name, "reading", [&] {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    const CheckpointInfo i = decode_header(bytes, size);
+    if (info != nullptr) *info = i;
+    HashingReadBuf in(reinterpret_cast<const char*>(bytes) + kHeaderSize, i.payload_length);
+    return parse_payload(in, i);
+  });
+}
+
+Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info) {
+  return guarded(path, "reading", [&] {
+    Fd f;
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f.fd < 0) throw Fault{std::string("cannot open it: ") + std::strerror(errno)};
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) throw Fault{std::string("cannot stat it: ") + std::strerror(errno)};
+    if (!S_ISREG(st.st_mode)) throw Fault{"it is not a regular file"};
+    unsigned char header[kHeaderSize] = {};
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size >= kHeaderSize) {
+      std::size_t got = 0;
+      while (got < kHeaderSize) {
+        const ssize_t r = ::read(f.fd, header + got, kHeaderSize - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) throw Fault{"reading the header failed"};
+        got += static_cast<std::size_t>(r);
+      }
+    }
+    const CheckpointInfo i = decode_header(header, size);
+    if (info != nullptr) *info = i;
+    HashingReadBuf in(f.fd, i.payload_length);
+    return parse_payload(in, i);
+  });
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
+  namespace fs = std::filesystem;
+  guarded(path, "writing", [&] {
+    const fs::path target = fs::absolute(path);
+    std::string tmpl = (target.parent_path() / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+    Fd f;
+    f.fd = ::mkstemp(tmpl.data());
+    if (f.fd < 0) throw Fault{"cannot create a temporary file in " + target.parent_path().string() + ": " + std::strerror(errno)};
+    const std::string tmp = tmpl;
+    struct Cleanup {
+      const std::string& file;
+      bool armed = true;
+      ~Cleanup() {
+        if (armed) ::unlink(file.c_str());
+      }
+    } cleanup{tmp};
+    unsigned char header[kHeaderSize] = {};
+    if (::write(f.fd, header, kHeaderSize) != static_cast<ssize_t>(kHeaderSize)) {
+      throw Fault{std::string("writing failed: ") + std::strerror(errno)};
+    }
+    HashingWriteBuf out(f.fd);
+    {
+      boost::archive::binary_oarchive ar(out);
+      ar << checkpoint;
+    }
+    out.finish();
+    encode_header(header, out.written(), out.digest());
+    if (::pwrite(f.fd, header, kHeaderSize, 0) != static_cast<ssize_t>(kHeaderSize)) {
+      throw Fault{std::string("writing the header failed: ") + std::strerror(errno)};
+    }
+    if (::fsync(f.fd) != 0) throw Fault{std::string("fsync failed: ") + std::strerror(errno)};
+    if (::close(f.fd) != 0) {
+      f.fd = -1;
+      throw Fault{std::string("closing failed: ") + std::strerror(errno)};
+    }
+    f.fd = -1;
+    if (::rename(tmp.c_str(), target.c_str()) != 0) throw Fault{std::string("rename failed: ") + std::strerror(errno)};
+    cleanup.armed = false;
+    // Make the rename itself durable.
+    Fd dir;
+    dir.fd = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir.fd >= 0) ::fsync(dir.fd);
+  });
+}
+
+void save_checkpoint(const std::string& path, const StateDict& state) {
+  Checkpoint c;
+  c.optimizer = state;
+  save_checkpoint(path, c);
+}
+
+}  // namespace optreg
+
+namespace optreg {
+
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata) {
+  Checkpoint c;
+  c.optimizer = optimizer.state_dict(TensorCopy::Shared);  // written straight from the live tensors
+  for (const Parameter& p : optimizer.parameters()) c.parameters.push_back(NamedTensor{p.name(), p.value()});
+  c.metadata = metadata;
+  save_checkpoint(path, c);
+}
+
+Options load_optimizer(const std::string& path, Optimizer& optimizer) {
+  Checkpoint c = read_checkpoint(path);
+  std::vector<Parameter> params = optimizer.parameters();
+  const std::string prefix = "checkpoint " + path + ": ";
+  if (c.parameters.size() != params.size()) {
+    throw CheckpointError(prefix + "it holds " + std::to_string(c.parameters.size()) + " parameter values, but optimizer '" +
+                          optimizer.name() + "' has " + std::to_string(params.size()) + " parameters");
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const NamedTensor& saved = c.parameters[i];
+    if (saved.name != params[i].name() || saved.value.shape() != params[i].value().shape()) {
+      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is '" + saved.name + "' of shape " +
+                            to_string(saved.value.shape()) + " in the file, but '" + params[i].name() + "' of shape " +
+                            to_string(params[i].value().shape()) + " in the optimizer");
+    }
+  }
+  try {
+    optimizer.load_state_dict(c.optimizer);  // checks everything before it changes anything
+  } catch (const StateDictError& e) {
+    throw CheckpointError(prefix + e.what());
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
+  return std::move(c.metadata);
+}
+
+}  // namespace optreg

@@ -1,0 +1,189 @@
+// Optimizer::state_dict(), check_state_dict() and load_state_dict().
+#include <optreg/state_dict.hpp>
+
+#include <algorithm>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+const char* to_string(StateKind kind) noexcept {
+  switch (kind) {
+    case StateKind::Tensor: return "tensor";
+    case StateKind::Int: return "int";
+    case StateKind::Float: return "float";
+  }
+  return "unknown";
+}
+
+namespace {
+
+StateKind kind_of(const StateScalar& v) { return v.index() == 0 ? StateKind::Int : StateKind::Float; }
+
+const StateEntry* declared(const StateSchema& schema, const std::string& name) {
+  for (const auto& e : schema) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+template <typename Entries>
+auto find_entry(const Entries& entries, const std::string& name) -> decltype(&entries.front().second) {
+  for (const auto& e : entries) {
+    if (e.first == name) return &e.second;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+StateDict Optimizer::state_dict(TensorCopy copy) const {
+  StateDict sd;
+  sd.optimizer = info_.name;
+  sd.plugin_version = info_.plugin_version;
+  std::uint64_t id = 0;
+  for (const auto& g : groups_) {
+    StateDict::Group out;
+    out.options = g.options_;
+    for (std::size_t i = 0; i < g.params_.size(); ++i, ++id) {
+      out.params.push_back(id);
+      ParamState s;
+      for (const auto& [name, t] : g.states_[i].tensors()) s.add_tensor(name, copy == TensorCopy::Deep ? t.clone() : t);
+      for (const auto& [name, v] : g.states_[i].scalars()) s.add_scalar(name, v);
+      sd.state.emplace(id, std::move(s));
+    }
+    sd.param_groups.push_back(std::move(out));
+  }
+  return sd;
+}
+
+void Optimizer::check_state_dict(const StateDict& sd) const {
+  if (sd.optimizer != info_.name) {
+    throw StateDictError("the state dict is of optimizer '" + sd.optimizer + "', but this optimizer is '" +
+                         info_.name + "'");
+  }
+  if (sd.param_groups.size() != groups_.size()) {
+    throw StateDictError("the state dict has " + std::to_string(sd.param_groups.size()) +
+                         " param groups, but this optimizer has " + std::to_string(groups_.size()));
+  }
+  std::size_t total = 0;
+  for (const auto& g : groups_) total += g.params_.size();
+  std::vector<bool> seen(total, false);
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const auto& saved = sd.param_groups[g];
+    const auto& live = groups_[g];
+    const std::string where = "state dict, param group " + std::to_string(g);
+    if (saved.params.size() != live.params_.size()) {
+      throw StateDictError(where + " has " + std::to_string(saved.params.size()) +
+                           " parameters, but this optimizer's group has " + std::to_string(live.params_.size()));
+    }
+    Options next = live.options_;
+    try {
+      for (const auto& [name, value] : saved.options) {
+        const Value checked = info_.schema->check(name, value, where);
+        if (checked.type() != value.type()) {
+          throw OptionError(where + ": option '" + name + "' = " + value.to_string() + " has the wrong type: expected " +
+                            to_string(checked.type()) + ", got " + to_string(value.type()));
+        }
+        next[name] = checked;
+      }
+      validate(next, where);
+    } catch (const OptionError& e) {
+      throw StateDictError(e.what());
+    }
+    for (std::size_t j = 0; j < saved.params.size(); ++j) {
+      const std::uint64_t id = saved.params[j];
+      const Parameter& p = live.params_[j];
+      const std::string at = where + ", position " + std::to_string(j) + " (parameter '" + p.name() + "')";
+      if (id >= total) {
+        throw StateDictError(at + ": parameter id " + std::to_string(id) + " is out of range; this optimizer has " +
+                             std::to_string(total) + " parameters");
+      }
+      if (seen[id]) throw StateDictError(at + ": parameter id " + std::to_string(id) + " appears twice");
+      seen[id] = true;
+      const auto it = sd.state.find(id);
+      const std::string subject = "parameter id " + std::to_string(id) + " ('" + p.name() + "', param group " +
+                                  std::to_string(g) + ", position " + std::to_string(j) + ")";
+      if (it == sd.state.end()) throw StateDictError("the state dict has no state for " + subject);
+      const ParamState& s = it->second;
+      const ParamState& current = live.states_[j];
+      for (const auto& [name, t] : s.tensors()) {
+        const StateEntry* e = declared(*info_.state, name);
+        if (e == nullptr) {
+          throw StateDictError("unexpected state entry '" + name + "' for " + subject + ": optimizer '" + info_.name +
+                               "' keeps no such state");
+        }
+        if (e->kind != StateKind::Tensor) {
+          throw StateDictError("state entry '" + name + "' of " + subject + " is a tensor, but optimizer '" +
+                               info_.name + "' keeps it as " + (e->kind == StateKind::Int ? "an " : "a ") +
+                               to_string(e->kind));
+        }
+        const Tensor* now = find_entry(current.tensors(), name);
+        const Shape& want = e->custom_shape ? (now != nullptr ? now->shape() : t.shape()) : p.value().shape();
+        if (t.shape() != want) {
+          throw StateDictError("state tensor '" + name + "' of " + subject + " has shape " + to_string(t.shape()) +
+                               ", expected " + to_string(want));
+        }
+      }
+      for (const auto& [name, v] : s.scalars()) {
+        const StateEntry* e = declared(*info_.state, name);
+        if (e == nullptr) {
+          throw StateDictError("unexpected state entry '" + name + "' for " + subject + ": optimizer '" + info_.name +
+                               "' keeps no such state");
+        }
+        if (e->kind != kind_of(v)) {
+          throw StateDictError("state entry '" + name + "' of " + subject + " is " +
+                               (kind_of(v) == StateKind::Int ? "an " : "a ") + to_string(kind_of(v)) +
+                               ", but optimizer '" + info_.name + "' keeps it as " +
+                               (e->kind == StateKind::Int ? "an " : "a ") + to_string(e->kind));
+        }
+      }
+      for (const auto& e : *info_.state) {
+        const bool present = e.kind == StateKind::Tensor ? find_entry(s.tensors(), e.name) != nullptr
+                                                         : find_entry(s.scalars(), e.name) != nullptr;
+        if (!present && !e.optional) throw StateDictError("the state dict lacks state entry '" + e.name + "' of " + subject);
+      }
+    }
+  }
+  for (const auto& entry : sd.state) {
+    if (entry.first >= total || !seen[entry.first]) {
+      throw StateDictError("the state dict holds state for parameter id " + std::to_string(entry.first) +
+                           ", which no param group lists");
+    }
+  }
+}
+
+void Optimizer::load_state_dict(const StateDict& sd) {
+  check_state_dict(sd);
+  // Nothing below can fail but an allocation for an entry that this optimizer did not have yet.
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    ParamGroup& live = groups_[g];
+    const auto& saved = sd.param_groups[g];
+    for (const auto& [name, value] : saved.options) live.options_[name] = info_.schema->check(name, value, "");
+    for (std::size_t j = 0; j < saved.params.size(); ++j) {
+      const ParamState& s = sd.state.at(saved.params[j]);
+      ParamState& current = live.states_[j];
+      ParamState next;
+      for (const auto& e : *info_.state) {
+        if (e.kind == StateKind::Tensor) {
+          const Tensor* from = find_entry(s.tensors(), e.name);
+          if (from == nullptr) continue;
+          const Tensor* existing = find_entry(current.tensors(), e.name);
+          if (existing != nullptr && existing->shape() == from->shape()) {
+            Tensor keep = *existing;  // the same memory: views and pointers stay valid
+            keep.copy_from(*from);
+            next.add_tensor(e.name, keep);
+          } else {
+            next.add_tensor(e.name, from->clone());
+          }
+        } else {
+          const StateScalar* from = find_entry(s.scalars(), e.name);
+          if (from != nullptr) next.add_scalar(e.name, *from);
+        }
+      }
+      current = std::move(next);
+    }
+  }
+}
+
+}  // namespace optreg
