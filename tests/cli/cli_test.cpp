@@ -8,7 +8,12 @@
 #include <fstream>
 #include <string>
 
+#include <limits>
+
 #include <gtest/gtest.h>
+
+#include <optreg/checkpoint.hpp>
+#include <optreg/registry.hpp>
 
 namespace {
 
@@ -127,4 +132,72 @@ TEST(Cli, UsageErrorsExitWithTwo) {
   EXPECT_TRUE(contains(r.out, "optreg list: unknown argument '--bogus'")) << r.out;
   EXPECT_EQ(run("frobnicate").status, 2);
   EXPECT_EQ(run("list --plugin-path").status, 2);
+}
+
+namespace {
+
+/// Writes a checkpoint of an adam optimizer over two parameters after two steps.
+std::string write_checkpoint(const TempDir& dir) {
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+  optreg::Parameter w("layer.weight", optreg::Tensor({2, 3}, {1, 2, 3, 4, 5, 6}));
+  optreg::Parameter b("layer.bias", optreg::Tensor({2}, {0.5F, -0.5F}));
+  auto opt = registry.create("adam", std::vector<optreg::ParamGroupSpec>{{{w}, {}}, {{b}, {{"lr", 0.01}}}},
+                             {{"amsgrad", true}});
+  for (int i = 0; i < 2; ++i) {
+    w.accumulate_grad(optreg::Tensor({2, 3}, 1.0F));
+    b.accumulate_grad(optreg::Tensor({2}, {1.0F, -1.0F}));
+    opt->step().clear_grad();
+  }
+  b.value()[1] = std::numeric_limits<float>::infinity();
+  const std::string path = dir.path() + "/run.ckpt";
+  optreg::save_optimizer(path, *opt, {{"step", 2}, {"seed", 7}});
+  return path;
+}
+
+}  // namespace
+
+TEST(Cli, InspectShowsGroupsStateStatisticsAndTheVerifiedChecksum) {
+  TempDir dir;
+  const std::string path = write_checkpoint(dir);
+  const ToolRun r = run("inspect '" + path + "'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "checkpoint " + path)) << r.out;
+  EXPECT_TRUE(contains(r.out, "verified")) << r.out;
+  EXPECT_TRUE(contains(r.out, "optimizer: adam (plugin version 1.0.0)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "  - options: {amsgrad: true, betas: [0.9, 0.999], eps: 1e-08, lr: 0.01, maximize: false, "
+                              "weight_decay: 0.0}\n    params: [1]"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "  0 ('layer.weight'):\n    step: 2 (int)\n    exp_avg: tensor [2, 3]  min 0.19  max 0.19  "
+                              "mean 0.19  non-finite 0"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "max_exp_avg_sq: tensor [2]")) << r.out;
+  EXPECT_TRUE(contains(r.out, "  1 'layer.bias': tensor [2]  min ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "non-finite 1")) << r.out;
+  EXPECT_TRUE(contains(r.out, "metadata:\n  seed: 7\n  step: 2")) << r.out;
+}
+
+TEST(Cli, InspectJsonIsMachineReadable) {
+  TempDir dir;
+  const std::string path = write_checkpoint(dir);
+  const ToolRun r = run("inspect --json '" + path + "'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"checksum_verified\": true")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"optimizer\": \"adam\"")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"0\": {\"step\": 2, \"exp_avg\": {\"shape\": [2, 3], \"min\": 0.19")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"metadata\": {\"seed\": 7, \"step\": 2}")) << r.out;
+}
+
+TEST(Cli, InspectRefusesADamagedFileWithTheReason) {
+  TempDir dir;
+  const std::string path = write_checkpoint(dir);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  const ToolRun r = run("inspect '" + path + "'");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg inspect: checkpoint " + path + ": the checksum does not match")) << r.out;
+  EXPECT_EQ(run("inspect").status, 2);
 }

@@ -16,6 +16,7 @@ const char* kHelp =
     "commands:\n"
     "  list      list every loaded optimizer, its schema, and refused plugins\n"
     "  show      show one optimizer\n"
+    "  inspect   verify a checkpoint file and show what it holds\n"
     "\n"
     "options:\n"
     "  -h, --help     this help; 'optreg <command> --help' for a command's own\n"
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "list") return run_list(rest, std::cout, std::cerr);
     if (cmd == "show") return run_show(rest, std::cout, std::cerr);
+    if (cmd == "inspect") return run_inspect(rest, std::cout, std::cerr);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& e) {
     std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";

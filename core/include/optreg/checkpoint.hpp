@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/state_dict.hpp>
 

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/value.hpp>
 
