@@ -271,7 +271,7 @@ void load(Ar& ar, optreg::Tensor& t, unsigned version) {
     numel *= static_cast<std::uint64_t>(d);
   }
   optreg::check_count(numel, sizeof(float), "tensor element");
-  t = optreg::Tensor(shape);
+  t = optreg::Tensor::uninitialized(shape);
   ar.load_binary(t.data(), t.numel() * sizeof(float));
 }
 

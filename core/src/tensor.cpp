@@ -65,6 +65,14 @@ Tensor::Tensor(const Shape& shape, const std::vector<float>& values)
 Tensor::Tensor(const Shape& shape, std::initializer_list<float> values)
     : Tensor(shape, std::vector<float>(values)) {}
 
+Tensor Tensor::uninitialized(const Shape& shape) {
+  Tensor t;
+  t.shape_ = shape;
+  t.numel_ = numel_of(shape);
+  t.data_ = allocate(t.numel_);
+  return t;
+}
+
 Tensor Tensor::view(float* data, const Shape& shape) {
   if (data == nullptr) throw UsageError("Tensor::view needs memory, got a null pointer");
   Tensor t;

@@ -40,6 +40,10 @@ class Tensor {
   Tensor(const Shape& shape, const std::vector<float>& values);
   Tensor(const Shape& shape, std::initializer_list<float> values);
 
+  /// Owned memory of the given shape whose elements are left unset (for code that fills every
+  /// element at once, such as a checkpoint reader).
+  static Tensor uninitialized(const Shape& shape);
+
   /// A view of caller-owned memory (`data` must hold numel_of(shape) floats and outlive every handle).
   static Tensor view(float* data, const Shape& shape);
 
