@@ -2,7 +2,8 @@
 // spirals, once per optimizer named on the command line, and prints the loss as it falls.
 // Every optimizer comes from the registry by name; this program knows none of them.
 //
-//   train_spirals [--plugin-path DIR] [--epochs N] [NAME[:key=value,...]]...
+//   train_spirals [--plugin-path DIR] [--epochs N] [--config FILE]... [NAME[:key=value,...]]...
+//   train_spirals --config examples/configs/spirals-adam.yaml
 //   train_spirals sgd:lr=0.1,momentum=0.9 adam:lr=0.01
 //
 // Exits with 3 when an optimizer fails to halve the initial loss.
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <optreg/config.hpp>
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
 
@@ -150,29 +152,45 @@ std::pair<std::string, optreg::Options> parse_spec(const std::string& spec) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> specs;
+  std::vector<std::string> configs;
   std::vector<std::string> plugin_paths;
   int epochs = 300;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--plugin-path" && i + 1 < argc) {
       plugin_paths.emplace_back(argv[++i]);
+    } else if (a == "--config" && i + 1 < argc) {
+      configs.emplace_back(argv[++i]);
     } else if (a == "--epochs" && i + 1 < argc) {
       epochs = std::atoi(argv[++i]);
     } else {
       specs.push_back(a);
     }
   }
-  if (specs.empty()) specs = {"sgd:lr=0.5,momentum=0.9", "adam:lr=0.02"};
+  if (specs.empty() && configs.empty()) specs = {"sgd:lr=0.5,momentum=0.9", "adam:lr=0.02"};
   bool failed = false;
   try {
     optreg::Registry registry;
     for (const auto& p : plugin_paths) registry.load_directory(p);
     for (const auto& r : registry.load_default()) std::fprintf(stderr, "refused %s: %s\n", r.path.c_str(), r.reason.c_str());
     const Dataset data = make_spirals(200, 7);
-    for (const auto& spec : specs) {
-      auto [name, options] = parse_spec(spec);
+    // Each run is a config file or a NAME:key=value spec; both give the same kind of optimizer.
+    std::vector<std::string> runs = configs;
+    runs.insert(runs.end(), specs.begin(), specs.end());
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+      const std::string& spec = runs[r];
       Model model(42);
-      optreg::OptimizerPtr opt = registry.create(name, model.parameters(), options);
+      optreg::OptimizerPtr opt;
+      if (r < configs.size()) {
+        const optreg::OptimizerConfig config = optreg::load_config(spec);
+        for (const auto& x : optreg::load_config_plugins(config, registry)) {
+          std::fprintf(stderr, "refused %s: %s\n", x.path.c_str(), x.reason.c_str());
+        }
+        opt = optreg::build_optimizer(config, model.parameters(), registry);
+      } else {
+        auto [name, options] = parse_spec(spec);
+        opt = registry.create(name, model.parameters(), options);
+      }
       std::printf("== %s (plugin %s %s)\n", spec.c_str(), opt->name().c_str(), opt->plugin_version().c_str());
       const auto [loss0, acc0] = model.run(data, false);
       std::printf("  epoch %4d  loss %.4f  accuracy %5.1f%%\n", 0, loss0, 100.0 * acc0);

@@ -13,3 +13,7 @@ build/bin/optreg list
 echo
 echo "== train_spirals: a two-layer perceptron on two spirals, optimizers loaded by name"
 build/bin/train_spirals sgd:lr=0.5,momentum=0.9 adam:lr=0.02
+echo
+echo "== the same model with Adam from a config"
+build/bin/optreg check examples/configs/spirals-adam.yaml
+build/bin/train_spirals --config examples/configs/spirals-adam.yaml

@@ -201,3 +201,42 @@ TEST(Cli, InspectRefusesADamagedFileWithTheReason) {
   EXPECT_TRUE(contains(r.out, "optreg inspect: checkpoint " + path + ": the checksum does not match")) << r.out;
   EXPECT_EQ(run("inspect").status, 2);
 }
+
+TEST(Cli, CheckPrintsTheResolvedConfigAndWhereEachParameterLands) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/opt.yaml") << "optimizer:\n  name: sgd\n  lr: 0.1\n  momentum: 0.9\n"
+                                             "param_groups:\n  - params: '*.bias'\n    lr: 0.01\n";
+  std::ofstream(dir.path() + "/params.yaml") << "fc.weight: [10, 784]\nfc.bias: [10]\n";
+  const ToolRun r = run("check '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "config " + dir.path() + "/opt.yaml is valid")) << r.out;
+  EXPECT_TRUE(contains(r.out, "optimizer: sgd 1.0.0 (from ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "defaults: {dampening: 0.0, lr: 0.1, maximize: false, momentum: 0.9, nesterov: false, "
+                              "weight_decay: 0.0}"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "default group (parameters no pattern matches): {dampening: 0.0, lr: 0.1, maximize: "
+                              "false, momentum: 0.9, nesterov: false, weight_decay: 0.0}\n    fc.weight [10, 784]\n"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "param_groups[0] (params \"*.bias\"): {dampening: 0.0, lr: 0.01, maximize: false, "
+                              "momentum: 0.9, nesterov: false, weight_decay: 0.0}\n    fc.bias [10]\n"))
+      << r.out;
+
+  const ToolRun json = run("check --json '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(json.status, 0) << json.out;
+  EXPECT_TRUE(contains(json.out, "\"valid\": true")) << json.out;
+  EXPECT_TRUE(contains(json.out, "\"params\": [{\"name\": \"fc.bias\", \"shape\": \"[10]\"}]")) << json.out;
+}
+
+TEST(Cli, CheckReportsAnInvalidConfigWithItsPositionAndExitsOne) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/opt.yaml") << "optimizer:\n  name: adam\n  betas: [0.9, 1.5]\n";
+  const ToolRun r = run("check '" + dir.path() + "/opt.yaml'");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg check: " + dir.path() + "/opt.yaml:3:10: optimizer 'adam': option 'betas' = "
+                              "[0.9, 1.5] is out of range: element 1 must be in [0.0, 1.0)"))
+      << r.out;
+  const ToolRun json = run("check --json '" + dir.path() + "/opt.yaml'");
+  EXPECT_EQ(json.status, 1);
+  EXPECT_TRUE(contains(json.out, "\"valid\": false, \"error\": \"" + dir.path() + "/opt.yaml:3:10: ")) << json.out;
+  EXPECT_EQ(run("check").status, 2);
+}

@@ -37,6 +37,7 @@ std::string json_value(const Value& v);
 
 int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_inspect(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace optreg::cli

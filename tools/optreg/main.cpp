@@ -16,6 +16,7 @@ const char* kHelp =
     "commands:\n"
     "  list      list every loaded optimizer, its schema, and refused plugins\n"
     "  show      show one optimizer\n"
+    "  check     validate a config and print it resolved\n"
     "  inspect   verify a checkpoint file and show what it holds\n"
     "\n"
     "options:\n"
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "list") return run_list(rest, std::cout, std::cerr);
     if (cmd == "show") return run_show(rest, std::cout, std::cerr);
+    if (cmd == "check") return run_check(rest, std::cout, std::cerr);
     if (cmd == "inspect") return run_inspect(rest, std::cout, std::cerr);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& e) {

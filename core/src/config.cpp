@@ -1,0 +1,406 @@
+// YAML configs (yaml-cpp 0.7): parsing with positions, and building optimizers from them.
+#include <optreg/config.hpp>
+
+#include <fnmatch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace optreg {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins"};
+
+ConfigMark mark_of(const YAML::Mark& m) {
+  // yaml-cpp marks are 0-based, and -1 when unknown.
+  return ConfigMark{m.line < 0 ? 1 : m.line + 1, m.column < 0 ? 1 : m.column + 1};
+}
+ConfigMark mark_of(const YAML::Node& n) { return mark_of(n.Mark()); }
+
+std::string place(const std::string& source, const ConfigMark& m) {
+  return source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": ";
+}
+
+[[noreturn]] void fail(const std::string& source, const ConfigMark& m, const std::string& what) {
+  throw ConfigError(place(source, m) + what);
+}
+
+std::string suggestion(const std::string& name, const std::vector<std::string>& known) {
+  const auto near = closest_names(name, known);
+  return near.empty() ? std::string() : " (did you mean '" + near.front() + "'?)";
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+const char* kind_of(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    default: return "nothing";
+  }
+}
+
+/// The pairs of a map node, refusing duplicate and non-scalar keys (yaml-cpp keeps duplicates
+/// silently).
+std::vector<std::pair<YAML::Node, YAML::Node>> entries(const std::string& source, const YAML::Node& map,
+                                                       const std::string& what) {
+  std::vector<std::pair<YAML::Node, YAML::Node>> out;
+  std::map<std::string, ConfigMark> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const YAML::Node key = it->first;
+    if (!key.IsScalar()) fail(source, mark_of(key), "a key of " + what + " must be a name, not " + kind_of(key));
+    const auto [at, fresh] = seen.emplace(key.Scalar(), mark_of(key));
+    if (!fresh) {
+      fail(source, mark_of(key), "duplicate key '" + key.Scalar() + "' in " + what + " (first at line " +
+                                     std::to_string(at->second.line) + ", column " + std::to_string(at->second.column) +
+                                     ")");
+    }
+    out.emplace_back(key, it->second);
+  }
+  return out;
+}
+
+bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
+
+/// A YAML value as a typed option value (YAML 1.2 core schema for plain scalars; quoted
+/// scalars are strings; a list of numbers is a list of floats).
+Value to_value(const std::string& source, const std::string& name, const YAML::Node& n) {
+  if (n.IsNull()) fail(source, mark_of(n), "option '" + name + "' has no value");
+  if (n.IsMap()) fail(source, mark_of(n), "option '" + name + "' must be a value, not a map");
+  if (n.IsSequence()) {
+    std::vector<double> out;
+    for (const auto& e : n) {
+      if (!e.IsScalar() || e.Tag() == "!") {
+        fail(source, mark_of(e), "option '" + name + "' must be a list of numbers; this element is not a number");
+      }
+      const Value v = to_value(source, name, e);
+      if (v.type() != ValueType::Float && v.type() != ValueType::Int) {
+        fail(source, mark_of(e), "option '" + name + "' must be a list of numbers; '" + e.Scalar() + "' is not a number");
+      }
+      out.push_back(v.as_float());
+    }
+    return Value(std::move(out));
+  }
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return Value(s);  // quoted
+  if (matches(s, "true|True|TRUE")) return Value(true);
+  if (matches(s, "false|False|FALSE")) return Value(false);
+  if (matches(s, "[-+]?[0-9]+")) {
+    try {
+      return Value(static_cast<std::int64_t>(std::stoll(s)));
+    } catch (const std::out_of_range&) {
+      fail(source, mark_of(n), "option '" + name + "' = " + s + " is too large for an integer");
+    }
+  }
+  if (matches(s, "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?")) return Value(std::stod(s));
+  if (matches(s, "[-+]?\\.(inf|Inf|INF)")) return Value(s[0] == '-' ? -HUGE_VAL : HUGE_VAL);
+  if (matches(s, "\\.(nan|NaN|NAN)")) return Value(std::nan(""));
+  if (matches(s, "~|null|Null|NULL")) fail(source, mark_of(n), "option '" + name + "' has no value");
+  return Value(s);
+}
+
+std::vector<std::pair<std::string, ConfigMark>> string_list(const std::string& source, const YAML::Node& n,
+                                                           const std::string& what) {
+  std::vector<std::pair<std::string, ConfigMark>> out;
+  const auto one = [&](const YAML::Node& e) {
+    if (!e.IsScalar() || e.Scalar().empty()) fail(source, mark_of(e), what + " must be a non-empty string");
+    out.emplace_back(e.Scalar(), mark_of(e));
+  };
+  if (n.IsScalar()) {
+    one(n);
+  } else if (n.IsSequence() && n.size() > 0) {
+    for (const auto& e : n) one(e);
+  } else {
+    fail(source, mark_of(n), what + " must be a string or a non-empty list of strings, not " + kind_of(n));
+  }
+  return out;
+}
+
+ConfigOption option_of(const std::string& source, const YAML::Node& key, const YAML::Node& value) {
+  // A missing value is placed at its key: yaml-cpp marks an empty value where the next line starts.
+  if (value.IsNull()) {
+    fail(source, mark_of(key), "option '" + key.Scalar() + "' has no value");
+  }
+  return ConfigOption{key.Scalar(), to_value(source, key.Scalar(), value), mark_of(key), mark_of(value)};
+}
+
+/// Checks one option against a schema, placing the error at the key (unknown name) or the value.
+Value checked(const std::string& source, const Schema& schema, const ConfigOption& o, const std::string& where) {
+  try {
+    return schema.check(o.name, o.value, where);
+  } catch (const OptionError& e) {
+    fail(source, schema.find(o.name) == nullptr ? o.key_mark : o.value_mark, e.what());
+  }
+}
+
+OptimizerDescriptor find_optimizer(const OptimizerConfig& config, const Registry& registry) {
+  if (auto d = registry.find(config.optimizer)) return *d;
+  std::vector<std::string> known;
+  for (const auto& d : registry.list()) known.push_back(d.name);
+  fail(config.source, config.optimizer_mark,
+       "unknown optimizer '" + config.optimizer + "'" + suggestion(config.optimizer, known) +
+           (known.empty() ? "; no plugin is loaded" : "; registered: " + join(known)));
+}
+
+Options options_of(const OptimizerConfig& config, const Schema& schema, const std::vector<ConfigOption>& opts,
+                   const std::string& where) {
+  Options out;
+  for (const auto& o : opts) out[o.name] = checked(config.source, schema, o, where);
+  return out;
+}
+
+}  // namespace
+
+OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
+  OptimizerConfig config;
+  config.source = source;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    fail(source, mark_of(e.mark), "YAML syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    fail(source, mark_of(e.mark), "YAML error: " + e.msg);
+  }
+  if (!root.IsMap()) {
+    fail(source, mark_of(root),
+         std::string("a config must be a map with an 'optimizer' section, not ") +
+             (root.IsNull() || !root.IsDefined() ? std::string("an empty document") : kind_of(root)));
+  }
+  try {
+    bool has_optimizer = false;
+    for (const auto& [key, value] : entries(source, root, "the config")) {
+      const std::string& section = key.Scalar();
+      if (section == "optimizer") {
+        has_optimizer = true;
+        if (!value.IsMap()) fail(source, mark_of(value), std::string("section 'optimizer' must be a map, not ") + kind_of(value));
+        bool has_name = false;
+        for (const auto& [k, v] : entries(source, value, "section 'optimizer'")) {
+          if (k.Scalar() == "name") {
+            if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), "'name' must be an optimizer name");
+            config.optimizer = v.Scalar();
+            config.optimizer_mark = mark_of(v);
+            has_name = true;
+          } else {
+            config.options.push_back(option_of(source, k, v));
+          }
+        }
+        if (!has_name) fail(source, mark_of(key), "section 'optimizer' needs a 'name' (such as 'name: adam')");
+      } else if (section == "param_groups") {
+        if (!value.IsSequence()) {
+          fail(source, mark_of(value), std::string("section 'param_groups' must be a list, not ") + kind_of(value));
+        }
+        for (std::size_t i = 0; i < value.size(); ++i) {
+          const YAML::Node g = value[i];
+          const std::string what = "param_groups[" + std::to_string(i) + "]";
+          if (!g.IsMap()) fail(source, mark_of(g), what + " must be a map with 'params', not " + kind_of(g));
+          ConfigGroup group;
+          group.mark = mark_of(g);
+          bool has_params = false;
+          for (const auto& [k, v] : entries(source, g, what)) {
+            if (k.Scalar() == "params") {
+              has_params = true;
+              for (auto& [p, m] : string_list(source, v, what + ".params")) {
+                group.patterns.push_back(p);
+                group.pattern_marks.push_back(m);
+              }
+            } else {
+              group.options.push_back(option_of(source, k, v));
+            }
+          }
+          if (!has_params) fail(source, group.mark, what + " needs 'params': the parameter names or patterns it holds");
+          config.groups.push_back(std::move(group));
+        }
+      } else if (section == "plugins") {
+        if (!value.IsMap()) fail(source, mark_of(value), std::string("section 'plugins' must be a map, not ") + kind_of(value));
+        for (const auto& [k, v] : entries(source, value, "section 'plugins'")) {
+          if (k.Scalar() != "paths") {
+            fail(source, mark_of(k), "unknown key '" + k.Scalar() + "' in section 'plugins'" +
+                                         suggestion(k.Scalar(), {"paths"}) + "; known keys: paths");
+          }
+          const fs::path base = base_dir.empty() ? fs::current_path() : fs::path(base_dir);
+          for (const auto& [p, m] : string_list(source, v, "plugins.paths")) {
+            const fs::path path(p);
+            config.plugin_paths.push_back((path.is_absolute() ? path : base / path).lexically_normal().string());
+            config.plugin_path_marks.push_back(m);
+          }
+        }
+      } else {
+        fail(source, mark_of(key), "unknown section '" + section + "'" + suggestion(section, kSections) +
+                                       "; known sections: " + join(kSections));
+      }
+    }
+    if (!has_optimizer) fail(source, mark_of(root), "the config has no 'optimizer' section");
+  } catch (const YAML::Exception& e) {
+    fail(source, mark_of(e.mark), "YAML error: " + e.msg);
+  }
+  return config;
+}
+
+OptimizerConfig load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open the config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": reading the config file failed");
+  const fs::path dir = fs::absolute(path).parent_path();
+  return parse_config(text.str(), path, dir.string());
+}
+
+std::vector<ParamInfo> load_param_list(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open the parameter list");
+  std::ostringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    fail(path, mark_of(e.mark), "YAML syntax error: " + e.msg);
+  }
+  if (!root.IsMap()) fail(path, mark_of(root), "a parameter list must map each parameter name to its shape");
+  std::vector<ParamInfo> out;
+  for (const auto& [k, v] : entries(path, root, "the parameter list")) {
+    ParamInfo p;
+    p.name = k.Scalar();
+    if (!v.IsSequence()) fail(path, mark_of(v), "the shape of '" + p.name + "' must be a list such as [64, 32]");
+    for (const auto& d : v) {
+      if (!d.IsScalar() || !matches(d.Scalar(), "[0-9]+")) {
+        fail(path, mark_of(d), "the shape of '" + p.name + "' must hold non-negative integers");
+      }
+      p.shape.push_back(std::stoll(d.Scalar()));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry& registry) {
+  std::vector<Refusal> refused;
+  for (std::size_t i = 0; i < config.plugin_paths.size(); ++i) {
+    const std::string& p = config.plugin_paths[i];
+    std::error_code ec;
+    if (!fs::exists(p, ec)) {
+      fail(config.source, config.plugin_path_marks[i], "plugin path " + p + " does not exist");
+    }
+    if (fs::is_directory(p, ec)) {
+      auto r = registry.load_directory(p);
+      refused.insert(refused.end(), r.begin(), r.end());
+    } else {
+      LoadResult r = registry.try_load_file(p);
+      if (!r.ok) refused.push_back(r.refusal);
+    }
+  }
+  auto r = registry.load_default();
+  refused.insert(refused.end(), r.begin(), r.end());
+  return refused;
+}
+
+GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& names) {
+  std::map<std::string, std::size_t> seen;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!seen.emplace(names[i], i).second) {
+      throw UsageError("two parameters are named '" + names[i] + "' (positions " + std::to_string(seen[names[i]]) +
+                       " and " + std::to_string(i) + "); config groups match parameters by name");
+    }
+  }
+  std::vector<int> owner(names.size(), -1);
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const ConfigGroup& group = config.groups[g];
+    for (std::size_t k = 0; k < group.patterns.size(); ++k) {
+      bool any = false;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        if (::fnmatch(group.patterns[k].c_str(), names[i].c_str(), 0) != 0) continue;
+        any = true;
+        if (owner[i] < 0) owner[i] = static_cast<int>(g);
+      }
+      if (!any) {
+        fail(config.source, group.pattern_marks[k],
+             "pattern '" + group.patterns[k] + "' of param_groups[" + std::to_string(g) + "] matches no parameter" +
+                 suggestion(group.patterns[k], names));
+      }
+    }
+  }
+  GroupPlan plan;
+  GroupPlan::Group fallback;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (owner[i] < 0) fallback.params.push_back(i);
+  }
+  if (!fallback.params.empty()) plan.groups.push_back(std::move(fallback));
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    GroupPlan::Group group;
+    group.config_index = static_cast<int>(g);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (owner[i] == static_cast<int>(g)) group.params.push_back(i);
+    }
+    if (group.params.empty()) {
+      fail(config.source, config.groups[g].mark,
+           "param_groups[" + std::to_string(g) + "] gets no parameter: every parameter its patterns match is taken by "
+           "an earlier group");
+    }
+    plan.groups.push_back(std::move(group));
+  }
+  return plan;
+}
+
+void check_config(const OptimizerConfig& config, const Registry& registry) {
+  const OptimizerDescriptor d = find_optimizer(config, registry);
+  const Schema& schema = *d.schema;
+  const std::string what = "optimizer '" + d.name + "'";
+  const Options defaults = options_of(config, schema, config.options, what);
+  // The optimizer's own rules (nesterov needs momentum) are checked by creating it, once for
+  // the defaults and once for each group, each over a stand-in parameter.
+  try {
+    registry.create(d.name, std::vector<ParamGroupSpec>{}, defaults);
+  } catch (const OptionError& e) {
+    fail(config.source, config.optimizer_mark, e.what());
+  }
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const std::string where = what + ", param_groups[" + std::to_string(g) + "]";
+    const Options overrides = options_of(config, schema, config.groups[g].options, where);
+    try {
+      registry.create(d.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, overrides}}, defaults);
+    } catch (const OptionError& e) {
+      // Name the config's group rather than the stand-in optimizer's.
+      std::string m = e.what();
+      const std::string inner = what + ", param group 0: ";
+      if (m.rfind(inner, 0) == 0) m = m.substr(inner.size());
+      fail(config.source, config.groups[g].mark, where + ": " + m);
+    }
+  }
+}
+
+OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
+                             const Registry& registry) {
+  check_config(config, registry);
+  const OptimizerDescriptor d = *registry.find(config.optimizer);
+  std::vector<std::string> names;
+  for (const auto& p : params) names.push_back(p.name());
+  const GroupPlan plan = plan_groups(config, names);
+  std::vector<ParamGroupSpec> specs;
+  for (const auto& g : plan.groups) {
+    ParamGroupSpec spec;
+    for (std::size_t i : g.params) spec.params.push_back(params[i]);
+    if (g.config_index >= 0) {
+      spec.options = options_of(config, *d.schema, config.groups[static_cast<std::size_t>(g.config_index)].options, "");
+    }
+    specs.push_back(std::move(spec));
+  }
+  const Options defaults = options_of(config, *d.schema, config.options, "");
+  return registry.create(d.name, std::move(specs), defaults);
+}
+
+}  // namespace optreg

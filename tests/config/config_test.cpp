@@ -1,0 +1,231 @@
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <optreg/config.hpp>
+
+namespace {
+
+struct BadConfig {
+  const char* name;
+  const char* yaml;
+  const char* message;
+};
+
+const BadConfig kBadConfigs[] = {
+#include "cases.inc"
+};
+
+std::vector<optreg::Parameter> params() {
+  return {optreg::Parameter("layer1.weight", optreg::Tensor({4, 3})), optreg::Parameter("layer1.bias", optreg::Tensor({4})),
+          optreg::Parameter("layer2.weight", optreg::Tensor({2, 4})), optreg::Parameter("layer2.bias", optreg::Tensor({2}))};
+}
+
+const optreg::Registry& registry() {
+  static optreg::Registry* r = [] {
+    auto* reg = new optreg::Registry();
+    reg->load_file(OPTREG_TEST_SGD_PLUGIN);
+    reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
+    return reg;
+  }();
+  return *r;
+}
+
+std::string message_of(const char* yaml) {
+  try {
+    const optreg::OptimizerConfig c = optreg::parse_config(yaml, "bad.yaml", "/configs");
+    optreg::build_optimizer(c, params(), registry());
+  } catch (const optreg::ConfigError& e) {
+    return e.what();
+  }
+  return "(no ConfigError)";
+}
+
+class BadConfigs : public ::testing::TestWithParam<BadConfig> {};
+
+}  // namespace
+
+TEST_P(BadConfigs, GiveTheirExactMessage) { EXPECT_EQ(message_of(GetParam().yaml), GetParam().message); }
+
+INSTANTIATE_TEST_SUITE_P(Config, BadConfigs, ::testing::ValuesIn(kBadConfigs),
+                         [](const ::testing::TestParamInfo<BadConfig>& info) { return std::string(info.param.name); });
+
+TEST(Config, ThereAreAtLeastTwentyBadConfigs) { EXPECT_GE(std::size(kBadConfigs), 20U); }
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "optreg-config-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+const char* kExample = R"(optimizer:
+  name: adam
+  lr: 1.0e-3
+  betas: [0.9, 0.999]
+  weight_decay: 0.01
+param_groups:
+  - params: ["*.bias", "*norm*"]
+    weight_decay: 0.0
+  - params: "layer2.*"
+    lr: 1.0e-4
+)";
+
+}  // namespace
+
+TEST(Config, BuildsTheSameOptimizerAsRegistryCreate) {
+  auto ps = params();  // layer1.weight, layer1.bias, layer2.weight, layer2.bias
+  ps.emplace_back("norm.scale", optreg::Tensor({4}));
+  const auto opt = optreg::build_optimizer(optreg::parse_config(kExample), ps, registry());
+  const auto same = registry().create(
+      "adam",
+      std::vector<optreg::ParamGroupSpec>{{{ps[0]}, {}},
+                                          {{ps[1], ps[3], ps[4]}, {{"weight_decay", 0.0}}},
+                                          {{ps[2]}, {{"lr", 1e-4}}}},
+      {{"lr", 1e-3}, {"betas", {0.9, 0.999}}, {"weight_decay", 0.01}});
+  ASSERT_EQ(opt->name(), same->name());
+  ASSERT_EQ(opt->param_groups().size(), same->param_groups().size());
+  for (std::size_t g = 0; g < same->param_groups().size(); ++g) {
+    EXPECT_EQ(opt->param_groups()[g].options(), same->param_groups()[g].options()) << "group " << g;
+    ASSERT_EQ(opt->param_groups()[g].params().size(), same->param_groups()[g].params().size());
+    for (std::size_t i = 0; i < same->param_groups()[g].params().size(); ++i) {
+      EXPECT_TRUE(opt->param_groups()[g].params()[i].same_as(same->param_groups()[g].params()[i]));
+    }
+  }
+}
+
+TEST(Config, ParametersNoGroupMatchesFormTheFirstGroup) {
+  const auto c = optreg::parse_config("optimizer: {name: sgd}\nparam_groups:\n  - params: '*.bias'\n    lr: 0.5\n");
+  const auto plan = optreg::plan_groups(c, {"a.weight", "a.bias", "b.weight"});
+  ASSERT_EQ(plan.groups.size(), 2U);
+  EXPECT_EQ(plan.groups[0].config_index, -1);
+  EXPECT_EQ(plan.groups[0].params, (std::vector<std::size_t>{0, 2}));
+  EXPECT_EQ(plan.groups[1].params, (std::vector<std::size_t>{1}));
+}
+
+TEST(Config, AParameterMatchedByTwoGroupsGoesToTheFirst) {
+  const auto c = optreg::parse_config(
+      "optimizer: {name: sgd}\nparam_groups:\n  - params: ['*.bias']\n  - params: ['a.*']\n");
+  const auto plan = optreg::plan_groups(c, {"a.weight", "a.bias"});
+  ASSERT_EQ(plan.groups.size(), 2U);  // no default group: every parameter is matched
+  EXPECT_EQ(plan.groups[0].config_index, 0);
+  EXPECT_EQ(plan.groups[0].params, (std::vector<std::size_t>{1}));
+  EXPECT_EQ(plan.groups[1].params, (std::vector<std::size_t>{0}));
+}
+
+TEST(Config, TwoParametersWithOneNameAreRefused) {
+  const auto c = optreg::parse_config("optimizer: {name: sgd}\n");
+  EXPECT_THROW(optreg::plan_groups(c, {"w", "w"}), optreg::UsageError);
+}
+
+TEST(Config, ValuesAreTypedByTheYamlCoreSchema) {
+  const auto c = optreg::parse_config(
+      "optimizer:\n  name: sgd\n  lr: 1\n  momentum: 9.0e-1\n  nesterov: True\n  dampening: 0.\n");
+  ASSERT_EQ(c.options.size(), 4U);
+  EXPECT_EQ(c.options[0].value, optreg::Value(1));
+  EXPECT_EQ(c.options[1].value, optreg::Value(0.9));
+  EXPECT_EQ(c.options[2].value, optreg::Value(true));
+  EXPECT_EQ(c.options[3].value, optreg::Value(0.0));
+  EXPECT_EQ(c.options[1].key_mark.line, 4);
+  EXPECT_EQ(c.options[1].value_mark.column, 13);
+  // An integer is accepted for a float option.
+  const auto opt = optreg::build_optimizer(c, params(), registry());
+  EXPECT_EQ(opt->param_groups()[0].option("lr").as_float(), 1.0);
+}
+
+TEST(Config, RelativePluginPathsResolveAgainstTheConfigFolderNotTheCurrentOne) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/conf/plugins");
+  std::filesystem::copy_file(OPTREG_TEST_ADAM_PLUGIN, dir.path() + "/conf/plugins/liboptreg_adam.so");
+  write(dir.path() + "/conf/opt.yaml", "optimizer: {name: adam}\nplugins:\n  paths: [plugins/]\n");
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());  // a folder that has no plugins/ of its own
+  const auto c = optreg::load_config("conf/opt.yaml");
+  std::filesystem::current_path(cwd);
+  ASSERT_EQ(c.plugin_paths.size(), 1U);
+  EXPECT_EQ(c.plugin_paths[0], std::filesystem::canonical(dir.path()).string() + "/conf/plugins/");
+  optreg::Registry r;
+  ::setenv("OPTREG_PLUGIN_PATH", "", 1);
+  optreg::load_config_plugins(c, r);
+  ASSERT_TRUE(r.find("adam").has_value());
+  EXPECT_EQ(r.find("adam")->source, std::filesystem::canonical(dir.path()).string() + "/conf/plugins/liboptreg_adam.so");
+}
+
+TEST(Config, ConfigPluginPathsComeBeforeTheEnvironmentAndTheInstalledFolder) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/mine");
+  std::filesystem::create_directories(dir.path() + "/env");
+  std::filesystem::copy_file(OPTREG_TEST_SGD_PLUGIN, dir.path() + "/mine/liboptreg_sgd.so");
+  std::filesystem::copy_file(OPTREG_TEST_SGD_PLUGIN, dir.path() + "/env/liboptreg_sgd.so");
+  write(dir.path() + "/opt.yaml", "optimizer: {name: sgd}\nplugins: {paths: mine}\n");
+  ::setenv("OPTREG_PLUGIN_PATH", (dir.path() + "/env").c_str(), 1);
+  optreg::Registry r;
+  const auto refused = optreg::load_config_plugins(optreg::load_config(dir.path() + "/opt.yaml"), r);
+  ::unsetenv("OPTREG_PLUGIN_PATH");
+  const std::string root = std::filesystem::canonical(dir.path()).string();
+  EXPECT_EQ(r.find("sgd")->source, root + "/mine/liboptreg_sgd.so");
+  ASSERT_GE(refused.size(), 1U);
+  EXPECT_EQ(refused[0].path, root + "/env/liboptreg_sgd.so");
+}
+
+TEST(Config, AMissingPluginPathIsAnErrorAtItsPosition) {
+  TempDir dir;
+  write(dir.path() + "/opt.yaml", "optimizer: {name: sgd}\nplugins:\n  paths: [nowhere/]\n");
+  optreg::Registry r;
+  try {
+    optreg::load_config_plugins(optreg::load_config(dir.path() + "/opt.yaml"), r);
+    FAIL() << "no ConfigError";
+  } catch (const optreg::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir.path() + "/opt.yaml:3:11: plugin path " + dir.path() + "/nowhere/ does not exist");
+  }
+}
+
+TEST(Config, AMissingFileIsAnErrorNamingIt) {
+  try {
+    optreg::load_config("/nonexistent/opt.yaml");
+    FAIL() << "no ConfigError";
+  } catch (const optreg::ConfigError& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/opt.yaml: cannot open the config file");
+  }
+}
+
+TEST(Config, ErrorsOfAFileNameTheFile) {
+  TempDir dir;
+  write(dir.path() + "/opt.yaml", "optimizer:\n  name: adam\n  lr: fast\n");
+  try {
+    optreg::build_optimizer(optreg::load_config(dir.path() + "/opt.yaml"), params(), registry());
+    FAIL() << "no ConfigError";
+  } catch (const optreg::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir.path() + "/opt.yaml:3:7: optimizer 'adam': option 'lr' = \"fast\" has the "
+                                                  "wrong type: expected a float, got a string");
+  }
+}
+
+TEST(Config, ParamListReadsNamesAndShapesInOrder) {
+  TempDir dir;
+  write(dir.path() + "/params.yaml", "embed.weight: [1000, 64]\nfc.bias: [10]\nscale: []\n");
+  const auto list = optreg::load_param_list(dir.path() + "/params.yaml");
+  ASSERT_EQ(list.size(), 3U);
+  EXPECT_EQ(list[0].name, "embed.weight");
+  EXPECT_EQ(list[0].shape, (optreg::Shape{1000, 64}));
+  EXPECT_EQ(list[2].shape, optreg::Shape{});
+  write(dir.path() + "/bad.yaml", "fc.bias: [ten]\n");
+  EXPECT_THROW(optreg::load_param_list(dir.path() + "/bad.yaml"), optreg::ConfigError);
+}
