@@ -102,6 +102,8 @@ class HashingWriteBuf : public std::streambuf {
   }
   std::uint64_t written() const { return written_ + static_cast<std::uint64_t>(pptr() - pbase()); }
   std::uint64_t digest() { return XXH3_64bits_digest(&hash_); }
+  /// The errno of the write that failed, or 0.
+  int error() const { return error_; }
   void finish() {
     if (!flush_buffer()) throw Fault{std::string("writing failed: ") + std::strerror(errno)};
   }
@@ -136,7 +138,10 @@ class HashingWriteBuf : public std::streambuf {
     while (n > 0) {
       const ssize_t w = ::write(fd_, p, std::min<std::size_t>(n, std::size_t{1} << 30));
       if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return false;
+      if (w <= 0) {
+        error_ = w < 0 ? errno : EIO;
+        return false;
+      }
       p += w;
       n -= static_cast<std::size_t>(w);
     }
@@ -147,6 +152,7 @@ class HashingWriteBuf : public std::streambuf {
   std::vector<char> buffer_;
   XXH3_state_t hash_;
   std::uint64_t written_ = 0;
+  int error_ = 0;
 };
 
 /// Reads at most `limit` bytes from a file descriptor or a memory block, hashing every byte.
@@ -601,9 +607,13 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
       throw Fault{std::string("writing failed: ") + std::strerror(errno)};
     }
     HashingWriteBuf out(f.fd);
-    {
+    try {
       boost::archive::binary_oarchive ar(out);
       ar << checkpoint;
+    } catch (const boost::archive::archive_exception&) {
+      // The archive reports a failed write as a stream error; name the system's reason.
+      if (out.error() != 0) throw Fault{std::string("writing failed: ") + std::strerror(out.error())};
+      throw;
     }
     out.finish();
     encode_header(header, out.written(), out.digest());

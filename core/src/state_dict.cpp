@@ -82,8 +82,9 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       for (const auto& [name, value] : saved.options) {
         const Value checked = info_.schema->check(name, value, where);
         if (checked.type() != value.type()) {
+          const auto a = [](ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); };
           throw OptionError(where + ": option '" + name + "' = " + value.to_string() + " has the wrong type: expected " +
-                            to_string(checked.type()) + ", got " + to_string(value.type()));
+                            a(checked.type()) + ", got " + a(value.type()));
         }
         next[name] = checked;
       }

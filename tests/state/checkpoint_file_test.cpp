@@ -1,0 +1,473 @@
+// Checkpoint files: bit-exact round trips, atomic replacement (a failed write, a full disk or a
+// process killed mid-write leaves the previous file intact), and save_optimizer/load_optimizer.
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <optreg/checkpoint.hpp>
+#include <optreg/error.hpp>
+#include <optreg/registry.hpp>
+
+#include "state_support.hpp"
+
+namespace fs = std::filesystem;
+
+using optreg::Checkpoint;
+using optreg::CheckpointError;
+using optreg::OptimizerPtr;
+using optreg::Options;
+using optreg::Parameter;
+using optreg::ParamGroupSpec;
+using optreg::Tensor;
+using optreg::Value;
+using optreg_test::same_bits;
+using optreg_test::snapshot;
+using optreg_test::step_with_gradients;
+
+namespace {
+
+double nan_with_payload() {
+  const std::uint64_t bits = 0x7ff800000000abcdULL;
+  double d = 0;
+  std::memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+float float_nan_with_payload() {
+  const std::uint32_t bits = 0xffc01234U;  // a negative quiet NaN with a payload
+  float f = 0;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/// A state dict as plain data, with every kind of state entry and awkward float values.
+optreg::StateDict awkward_state_dict() {
+  optreg::StateDict sd;
+  sd.optimizer = "custom";
+  sd.plugin_version = "2.3.4-rc1";
+  sd.param_groups.push_back({{{"lr", 0.1}, {"betas", Value({0.9, 0.999})}, {"flag", true}}, {0, 1}});
+  sd.param_groups.push_back({{{"lr", std::numeric_limits<double>::denorm_min()}, {"steps", std::int64_t{-7}}}, {2}});
+  optreg::ParamState s0;
+  s0.add_tensor("buf", Tensor({2, 2}, {1.5F, -0.0F, std::numeric_limits<float>::infinity(), float_nan_with_payload()}));
+  s0.add_scalar("step", std::numeric_limits<std::int64_t>::min());
+  s0.add_scalar("scale", nan_with_payload());
+  sd.state.emplace(0, std::move(s0));
+  optreg::ParamState s1;
+  s1.add_tensor("scalar_tensor", Tensor(optreg::Shape{}, {std::numeric_limits<float>::denorm_min()}));
+  s1.add_tensor("empty", Tensor(optreg::Shape{0}));
+  s1.add_scalar("step", std::int64_t{42});
+  sd.state.emplace(1, std::move(s1));
+  sd.state.emplace(2, optreg::ParamState{});
+  return sd;
+}
+
+/// Metadata of every Value type, with infinities, a NaN, an empty string and lists.
+Options awkward_metadata() {
+  return {{"bool", true},
+          {"int", std::int64_t{-9007199254740993LL}},
+          {"float", 0.1},
+          {"inf", std::numeric_limits<double>::infinity()},
+          {"minus_inf", -std::numeric_limits<double>::infinity()},
+          {"nan", nan_with_payload()},
+          {"minus_zero", -0.0},
+          {"empty_string", ""},
+          {"string", "run \"a\"\n\xce\xbb"},
+          {"list", Value({1.5, -0.0, std::numeric_limits<double>::infinity(), nan_with_payload()})},
+          {"empty_list", Value(std::vector<double>{})}};
+}
+
+/// A checkpoint of about `floats` * 4 bytes.
+Checkpoint big_checkpoint(std::size_t floats, float fill) {
+  Checkpoint c;
+  c.optimizer.optimizer = "sgd";
+  c.optimizer.plugin_version = "1.0.0";
+  c.parameters.push_back({"big", Tensor({static_cast<std::int64_t>(floats)}, fill)});
+  c.metadata = {{"fill", static_cast<double>(fill)}};
+  return c;
+}
+
+/// The names of the entries of a folder.
+std::vector<std::string> entries_of(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool has_temp_file(const fs::path& dir, const std::string& target) {
+  for (const auto& name : entries_of(dir)) {
+    if (name.rfind("." + target + ".tmp-", 0) == 0) return true;
+  }
+  return false;
+}
+
+class CheckpointFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "optreg-checkpoint-file-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::permissions(dir_, fs::perms::owner_all, ec);
+    fs::remove_all(dir_, ec);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  template <typename F>
+  static std::string checkpoint_error_of(F&& f) {
+    try {
+      f();
+    } catch (const CheckpointError& e) {
+      return e.what();
+    } catch (const std::exception& e) {
+      return std::string("(not a CheckpointError) ") + e.what();
+    }
+    return "(no error)";
+  }
+
+  fs::path dir_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------- round trips
+
+TEST_F(CheckpointFile, StateDictRoundTripsBitForBit) {
+  const optreg::StateDict sd = awkward_state_dict();
+  optreg::save_checkpoint(path("sd.ckpt"), sd);
+  const Checkpoint back = optreg::read_checkpoint(path("sd.ckpt"));
+  EXPECT_TRUE(same_bits(back.optimizer, sd));
+  EXPECT_TRUE(back.parameters.empty());
+  EXPECT_TRUE(back.metadata.empty());
+}
+
+TEST_F(CheckpointFile, CheckpointWithParametersAndMetadataRoundTripsBitForBit) {
+  Checkpoint c;
+  c.optimizer = awkward_state_dict();
+  c.parameters.push_back({"w", Tensor({2, 3}, {0.1F, -0.0F, 3e38F, -std::numeric_limits<float>::infinity(),
+                                               float_nan_with_payload(), 1e-45F})});
+  c.parameters.push_back({"", Tensor(optreg::Shape{})});
+  c.parameters.push_back({"empty", Tensor(optreg::Shape{0, 4})});
+  c.metadata = awkward_metadata();
+  optreg::save_checkpoint(path("full.ckpt"), c);
+  optreg::CheckpointInfo info;
+  const Checkpoint back = optreg::read_checkpoint(path("full.ckpt"), &info);
+  EXPECT_TRUE(same_bits(back, c));
+  EXPECT_EQ(info.file_size, fs::file_size(path("full.ckpt")));
+  EXPECT_EQ(info.payload_length + 32, info.file_size);
+  EXPECT_TRUE(std::isnan(back.metadata.at("nan").as_float()));
+  EXPECT_EQ(back.metadata.at("empty_string").as_string(), "");
+  EXPECT_TRUE(back.metadata.at("empty_list").as_float_list().empty());
+}
+
+// ---------------------------------------------------------------------------------- atomic writes
+
+namespace {
+
+/// Runs `child` in a forked process after `prepare` (which returns false when it cannot set the
+/// process up); the child reports the CheckpointError message through a pipe. Returns the
+/// child's exit status (0: a CheckpointError, 1: no error, 2: another exception, 3: `prepare`
+/// failed) and the message.
+template <typename P, typename F>
+std::pair<int, std::string> in_child(P&& prepare, F&& child) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {-1, std::strerror(errno)};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    int code = 3;
+    std::string message;
+    if (prepare()) {
+      try {
+        child();
+        code = 1;
+      } catch (const CheckpointError& e) {
+        code = 0;
+        message = e.what();
+      } catch (...) {
+        code = 2;
+      }
+    }
+    const char* p = message.data();
+    std::size_t left = message.size();
+    while (left > 0) {
+      const ssize_t w = ::write(fds[1], p, left);
+      if (w <= 0) break;
+      p += w;
+      left -= static_cast<std::size_t>(w);
+    }
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  std::string message;
+  char buf[512];
+  for (ssize_t r; (r = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+    message.append(buf, static_cast<std::size_t>(r));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), message};
+}
+
+/// Runs `child` in a forked process whose files may not exceed `file_limit` bytes, with SIGXFSZ
+/// ignored so that writes fail with EFBIG: a full disk.
+template <typename F>
+std::pair<int, std::string> in_child_with_file_limit(rlim_t file_limit, F&& child) {
+  return in_child(
+      [&] {
+        ::signal(SIGXFSZ, SIG_IGN);
+        const rlimit limit{file_limit, file_limit};
+        return ::setrlimit(RLIMIT_FSIZE, &limit) == 0;
+      },
+      child);
+}
+
+/// Runs `child` in a forked process that may not write into folders it does not own: when the
+/// tests run as root, the child becomes the unprivileged user "nobody" (65534).
+template <typename F>
+std::pair<int, std::string> in_child_without_privileges(F&& child) {
+  return in_child(
+      [] {
+        if (::geteuid() != 0) return true;
+        return ::setgroups(0, nullptr) == 0 && ::setgid(65534) == 0 && ::setuid(65534) == 0;
+      },
+      child);
+}
+
+}  // namespace
+
+TEST_F(CheckpointFile, SavingOverAnExistingFileReplacesIt) {
+  optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(1000, 1.0F));
+  const Checkpoint second = big_checkpoint(10, 2.0F);
+  optreg::save_checkpoint(path("a.ckpt"), second);
+  EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), second));
+}
+
+TEST_F(CheckpointFile, NoTemporaryFileRemainsAfterASuccessfulSave) {
+  optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(1000, 1.0F));
+  optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(2000, 2.0F));
+  optreg::save_checkpoint(path("b.ckpt"), awkward_state_dict());
+  EXPECT_EQ(entries_of(dir_), (std::vector<std::string>{"a.ckpt", "b.ckpt"}));
+}
+
+TEST_F(CheckpointFile, SavingIntoAMissingFolderNamesTheFile) {
+  const std::string target = path("missing/a.ckpt");
+  EXPECT_EQ(checkpoint_error_of([&] { optreg::save_checkpoint(target, big_checkpoint(10, 1.0F)); }),
+            "checkpoint " + target + ": cannot create a temporary file in " + path("missing") + ": " +
+                std::strerror(ENOENT));
+  EXPECT_TRUE(entries_of(dir_).empty());
+}
+
+TEST_F(CheckpointFile, SavingIntoAReadOnlyFolderKeepsThePreviousFile) {
+  const Checkpoint previous = big_checkpoint(100, 1.0F);
+  optreg::save_checkpoint(path("a.ckpt"), previous);
+  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  const auto [code, message] =
+      in_child_without_privileges([&] { optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(10, 2.0F)); });
+  fs::permissions(dir_, fs::perms::owner_all);
+  ASSERT_EQ(code, 0) << "1: the save succeeded, 2: not a CheckpointError, 3: cannot drop privileges";
+  EXPECT_EQ(message, "checkpoint " + path("a.ckpt") + ": cannot create a temporary file in " + dir_.string() + ": " +
+                         std::strerror(EACCES));
+  EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), previous));
+  EXPECT_EQ(entries_of(dir_), std::vector<std::string>{"a.ckpt"});
+}
+
+TEST_F(CheckpointFile, FailedRenameRemovesTheTemporaryFile) {
+  // The target is a non-empty folder: writing succeeds and the rename fails.
+  fs::create_directory(path("a.ckpt"));
+  optreg::save_checkpoint(path("a.ckpt/inner.ckpt"), big_checkpoint(10, 1.0F));
+  const std::string message = checkpoint_error_of([&] { optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(10, 2.0F)); });
+  EXPECT_EQ(message.rfind("checkpoint " + path("a.ckpt") + ": rename failed: ", 0), 0U) << message;
+  EXPECT_EQ(entries_of(dir_), std::vector<std::string>{"a.ckpt"});
+  EXPECT_EQ(entries_of(path("a.ckpt")), std::vector<std::string>{"inner.ckpt"});
+}
+
+TEST_F(CheckpointFile, FullDiskKeepsThePreviousFileAndRemovesTheTemporaryFile) {
+  const Checkpoint previous = big_checkpoint(1000, 1.0F);
+  optreg::save_checkpoint(path("a.ckpt"), previous);
+  const Checkpoint large = big_checkpoint(1 << 20, 2.0F);  // 4 MiB
+  const auto [code, message] = in_child_with_file_limit(256 * 1024, [&] { optreg::save_checkpoint(path("a.ckpt"), large); });
+  ASSERT_EQ(code, 0) << "1: the save succeeded, 2: not a CheckpointError, 3: setrlimit failed";
+  EXPECT_EQ(message, "checkpoint " + path("a.ckpt") + ": writing failed: " + std::strerror(EFBIG));
+  EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), previous));
+  EXPECT_EQ(entries_of(dir_), std::vector<std::string>{"a.ckpt"});
+}
+
+TEST_F(CheckpointFile, FullDiskWhileWritingTheHeaderKeepsThePreviousFile) {
+  const Checkpoint previous = big_checkpoint(1000, 1.0F);
+  optreg::save_checkpoint(path("a.ckpt"), previous);
+  const auto [code, message] = in_child_with_file_limit(0, [&] { optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(10, 2.0F)); });
+  ASSERT_EQ(code, 0) << "1: the save succeeded, 2: not a CheckpointError, 3: setrlimit failed";
+  EXPECT_EQ(message, "checkpoint " + path("a.ckpt") + ": writing failed: " + std::strerror(EFBIG));
+  EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), previous));
+  EXPECT_EQ(entries_of(dir_), std::vector<std::string>{"a.ckpt"});
+}
+
+TEST_F(CheckpointFile, ProcessKilledMidWriteLeavesThePreviousFileIntact) {
+  const Checkpoint previous = big_checkpoint(1000, 1.0F);
+  optreg::save_checkpoint(path("a.ckpt"), previous);
+  const Checkpoint large = big_checkpoint(std::size_t{10} << 20, 2.0F);  // 40 MiB
+  int killed_mid_write = 0;
+  int killed_with_data_written = 0;
+  for (const int delay_us : {0, 200, 1000, 3000, 10000, 0, 500, 2000}) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0) << std::strerror(errno);
+    if (pid == 0) {
+      try {
+        optreg::save_checkpoint(path("a.ckpt"), large);
+      } catch (...) {
+        ::_exit(2);
+      }
+      ::_exit(0);
+    }
+    // Wait until the child has begun writing its temporary file, then kill it a little later.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    int status = 0;
+    bool reaped = false;
+    while (!has_temp_file(dir_, "a.ckpt") && std::chrono::steady_clock::now() < deadline) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        reaped = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (!reaped) {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    // A temporary file that outlives the child means that it died before the rename.
+    if (has_temp_file(dir_, "a.ckpt")) {
+      ++killed_mid_write;
+      for (const auto& name : entries_of(dir_)) {
+        if (name != "a.ckpt" && fs::file_size(dir_ / name) > 0) ++killed_with_data_written;
+      }
+      EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), previous)) << "delay " << delay_us << " us";
+      for (const auto& name : entries_of(dir_)) {
+        if (name != "a.ckpt") fs::remove(dir_ / name);
+      }
+    } else {
+      // The child finished: the target is the new checkpoint, whole. Put the previous one back.
+      EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), large)) << "delay " << delay_us << " us";
+      optreg::save_checkpoint(path("a.ckpt"), previous);
+    }
+  }
+  RecordProperty("killed_mid_write", killed_mid_write);
+  RecordProperty("killed_with_data_written", killed_with_data_written);
+  EXPECT_GE(killed_mid_write, 1);
+  EXPECT_GE(killed_with_data_written, 1);
+}
+
+// ---------------------------------------------------------------------------------- optimizers
+
+namespace {
+
+class CheckpointFileOptimizer : public CheckpointFile {
+ protected:
+  static void SetUpTestSuite() {
+    registry_ = new optreg::Registry();
+    registry_->load_file(OPTREG_TEST_SGD_PLUGIN);
+    registry_->load_file(OPTREG_TEST_ADAM_PLUGIN);
+  }
+  static void TearDownTestSuite() {
+    delete registry_;
+    registry_ = nullptr;
+  }
+
+  static OptimizerPtr make(const std::string& name, const Options& options, float offset) {
+    Parameter w("w", Tensor({2, 3}, {0.1F, -0.2F, 0.3F, -0.4F, 0.5F, -0.6F}));
+    Parameter b("b", Tensor({3}, {0.7F, -0.8F, 0.9F}));
+    Parameter v("v", Tensor({4}, {1.0F, -1.1F, 1.2F, -1.3F}));
+    for (Parameter* p : {&w, &b, &v}) {
+      for (std::size_t i = 0; i < p->value().numel(); ++i) p->value()[i] += offset;
+    }
+    return registry_->create(name, std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {{"lr", 0.02}}}}, options);
+  }
+
+  static optreg::Registry* registry_;
+};
+
+optreg::Registry* CheckpointFileOptimizer::registry_ = nullptr;
+
+}  // namespace
+
+TEST_F(CheckpointFileOptimizer, SaveAndLoadRestoresStateAndParameterValues) {
+  OptimizerPtr a = make("adam", {{"lr", 0.01}, {"amsgrad", true}}, 0.0F);
+  for (int i = 0; i < 4; ++i) step_with_gradients(*a, "b");
+  const Options metadata = {{"step", std::int64_t{4}}, {"seed", std::int64_t{1234}}, {"tag", "warmup"}};
+  optreg::save_optimizer(path("opt.ckpt"), *a, metadata);
+  OptimizerPtr b = make("adam", {}, 5.0F);
+  const Options loaded = optreg::load_optimizer(path("opt.ckpt"), *b);
+  EXPECT_TRUE(same_bits(loaded, metadata));
+  EXPECT_TRUE(same_bits(snapshot(*b), snapshot(*a)));
+  for (int i = 0; i < 3; ++i) {
+    step_with_gradients(*a);
+    step_with_gradients(*b);
+  }
+  EXPECT_TRUE(same_bits(snapshot(*b), snapshot(*a)));
+}
+
+TEST_F(CheckpointFileOptimizer, SavedFileHoldsParameterValuesInIdOrder) {
+  OptimizerPtr a = make("sgd", {{"momentum", 0.9}}, 0.0F);
+  step_with_gradients(*a);
+  optreg::save_optimizer(path("opt.ckpt"), *a);
+  const Checkpoint c = optreg::read_checkpoint(path("opt.ckpt"));
+  ASSERT_EQ(c.parameters.size(), 3U);
+  const std::vector<Parameter> params = a->parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(c.parameters[i].name, params[i].name());
+    EXPECT_TRUE(same_bits(c.parameters[i].value, params[i].value()));
+  }
+  EXPECT_TRUE(same_bits(c.optimizer, a->state_dict()));
+  EXPECT_TRUE(c.metadata.empty());
+}
+
+TEST_F(CheckpointFileOptimizer, LoadRefusesAnotherOptimizerAndChangesNothing) {
+  OptimizerPtr a = make("adam", {}, 0.0F);
+  step_with_gradients(*a);
+  optreg::save_optimizer(path("opt.ckpt"), *a);
+  OptimizerPtr b = make("sgd", {{"momentum", 0.9}}, 1.0F);
+  step_with_gradients(*b);
+  const Checkpoint before = snapshot(*b);
+  EXPECT_EQ(checkpoint_error_of([&] { optreg::load_optimizer(path("opt.ckpt"), *b); }),
+            "checkpoint " + path("opt.ckpt") + ": the state dict is of optimizer 'adam', but this optimizer is 'sgd'");
+  EXPECT_TRUE(same_bits(snapshot(*b), before));
+}
+
+TEST_F(CheckpointFileOptimizer, LoadRefusesAParameterOfAnotherShapeAndChangesNothing) {
+  OptimizerPtr a = make("sgd", {}, 0.0F);
+  optreg::save_optimizer(path("opt.ckpt"), *a);
+  Parameter w("w", Tensor({2, 3}));
+  Parameter b("b", Tensor({4}));
+  Parameter v("v", Tensor({4}));
+  OptimizerPtr other = registry_->create("sgd", std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {}}});
+  const Checkpoint before = snapshot(*other);
+  EXPECT_EQ(checkpoint_error_of([&] { optreg::load_optimizer(path("opt.ckpt"), *other); }),
+            "checkpoint " + path("opt.ckpt") +
+                ": parameter id 1 is 'b' of shape [3] in the file, but 'b' of shape [4] in the optimizer");
+  EXPECT_TRUE(same_bits(snapshot(*other), before));
+}
