@@ -79,6 +79,23 @@ Optimizer::~Optimizer() = default;
 
 void Optimizer::validate(const Options& /*options*/, const std::string& /*where*/) const {}
 
+void Optimizer::init_state(const Options& /*options*/, const Parameter& param, ParamState& state) const {
+  for (const StateEntry& e : *info_.state) {
+    if (e.optional) continue;
+    switch (e.kind) {
+      case StateKind::Tensor:
+        if (e.custom_shape) {
+          throw PluginError("optimizer '" + info_.name + "' declares state tensor '" + e.name +
+                            "' with a shape of its own, so it must create it in init_state()");
+        }
+        state.add_tensor(e.name, Tensor(param.value().shape()));
+        break;
+      case StateKind::Int: state.add_scalar(e.name, std::int64_t{0}); break;
+      case StateKind::Float: state.add_scalar(e.name, 0.0); break;
+    }
+  }
+}
+
 void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<ParamGroupSpec> groups) {
   if (info_.schema) throw UsageError("optimizer '" + info_.name + "' is already set up");
   if (!info.schema) throw UsageError("Optimizer::setup needs a schema");

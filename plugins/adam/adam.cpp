@@ -32,9 +32,7 @@ constexpr optreg::abi::StateSpec kState[] = {
 class Adam final : public optreg::Optimizer {
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
-    s.add_scalar("step", std::int64_t{0});
-    s.add_tensor("exp_avg", optreg::Tensor(p.value().shape()));
-    s.add_tensor("exp_avg_sq", optreg::Tensor(p.value().shape()));
+    Optimizer::init_state(o, p, s);  // step, exp_avg, exp_avg_sq
     if (o.at("amsgrad").as_bool()) s.add_tensor("max_exp_avg_sq", optreg::Tensor(p.value().shape()));
   }
 

@@ -51,8 +51,8 @@ class Sgd final : public optreg::Optimizer {
   }
 
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
-    s.add_scalar("momentum_updates", std::int64_t{0});
     if (o.at("momentum").as_float() != 0.0) s.add_tensor("momentum_buffer", optreg::Tensor(p.value().shape()));
+    s.add_scalar("momentum_updates", std::int64_t{0});
   }
 
   void update_group(const optreg::Options& options, const std::vector<Slot>& slots) override {

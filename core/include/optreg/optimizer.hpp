@@ -191,8 +191,10 @@ class Optimizer {
   /// Throws OptionError; `where` names the group or the defaults for the message.
   virtual void validate(const Options& options, const std::string& where) const;
   /// Creates the state of one parameter of a group whose resolved options are `options`; every
-  /// entry must be declared in the plugin's state schema, in its order.
-  virtual void init_state(const Options& options, const Parameter& param, ParamState& state) const = 0;
+  /// entry must be declared in the plugin's state schema, in its order. The default creates
+  /// every entry that is not optional: tensors of zeros shaped like the parameter, and scalars
+  /// of 0 (an optimizer with a tensor of its own shape, or with optional entries, overrides it).
+  virtual void init_state(const Options& options, const Parameter& param, ParamState& state) const;
   /// Updates the parameters of one group that have a gradient (never called with none).
   virtual void update_group(const Options& options, const std::vector<Slot>& slots) = 0;
 

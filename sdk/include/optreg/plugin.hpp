@@ -128,6 +128,23 @@ constexpr abi::StateSpec state_float(const char* name, const char* meaning) {
   return abi::StateSpec{name, abi::StateKind::Float, 0, meaning};
 }
 
+/// An optimizer written as one update per parameter tensor: the plugin declares its
+/// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
+/// group and step), and implements update() for one tensor. The base does the rest; state is
+/// created from the declared state schema unless init_state() is overridden.
+template <typename Hyper>
+class TensorOptimizer : public Optimizer {
+ protected:
+  /// Applies one update to `value`, whose gradient is `grad` and whose state is `state`.
+  virtual void update(const Hyper& hyper, Tensor& value, const Tensor& grad, ParamState& state) = 0;
+
+ private:
+  void update_group(const Options& options, const std::vector<Slot>& slots) final {
+    const Hyper hyper(options);
+    for (const Slot& slot : slots) update(hyper, slot.param->value(), slot.param->grad(), *slot.state);
+  }
+};
+
 /// Whether every default of a schema lies within its own declared range.
 template <std::size_t N>
 constexpr bool defaults_in_range(const abi::HyperparamSpec (&schema)[N]) {
