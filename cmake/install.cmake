@@ -1,0 +1,36 @@
+# Installation: headers under include/optreg/, the libraries, the optreg tool, the in-tree
+# plugins in the plugin folder the registry searches by default (optreg/plugins beside
+# liboptreg.so), and a relocatable CMake package exporting optreg::base, optreg::core,
+# optreg::sdk and the optreg_add_plugin() helper.
+include(CMakePackageConfigHelpers)
+
+set(OPTREG_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/optreg)
+set(OPTREG_INSTALL_PLUGINDIR ${CMAKE_INSTALL_LIBDIR}/${OPTREG_PLUGIN_SUBDIR})
+
+set_target_properties(optreg_base PROPERTIES EXPORT_NAME base INSTALL_RPATH "$ORIGIN")
+set_target_properties(optreg_core PROPERTIES EXPORT_NAME core INSTALL_RPATH "$ORIGIN")
+set_target_properties(optreg_sdk PROPERTIES EXPORT_NAME sdk)
+set_target_properties(optreg_tool PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+set_target_properties(optreg_sgd optreg_adam PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
+
+install(TARGETS optreg_base optreg_core optreg_sdk EXPORT optregTargets
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY core/include/optreg sdk/include/optreg
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp")
+install(FILES ${PROJECT_BINARY_DIR}/generated/include/optreg/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
+install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS optreg_sgd optreg_adam LIBRARY DESTINATION ${OPTREG_INSTALL_PLUGINDIR})
+
+install(EXPORT optregTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/optregConfig.cmake.in
+                              ${PROJECT_BINARY_DIR}/generated/optregConfig.cmake
+                              INSTALL_DESTINATION ${OPTREG_INSTALL_CMAKEDIR}
+                              PATH_VARS OPTREG_INSTALL_PLUGINDIR)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/generated/optregConfigVersion.cmake
+                                 VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/generated/optregConfig.cmake
+              ${PROJECT_BINARY_DIR}/generated/optregConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/sdk/cmake/OptregPlugin.cmake
+        DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
