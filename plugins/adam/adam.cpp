@@ -1,6 +1,7 @@
 // Adam (Kingma & Ba, 2015) with L2 weight decay, AMSGrad and maximize, with the update rule
 // and rounding order of PyTorch's torch.optim.Adam (single-tensor path): eps is added outside
-// the square root, after the bias correction.
+// the square root, after the bias correction. One pass over the elements of all the group's
+// tensors, split across the threads.
 #include <cmath>
 
 #include <optreg/plugin.hpp>
@@ -28,7 +29,69 @@ constexpr optreg::abi::StateSpec kState[] = {
     sdk::optional_state_tensor("max_exp_avg_sq", "maximum of past second moments (amsgrad)"),
 };
 
-// State: tensors "exp_avg", "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq"; scalar "step".
+/// The group's constants, as float32 like PyTorch's kernels use them.
+struct Constants {
+  float beta1, beta2, one_minus_beta1, one_minus_beta2, weight_decay, eps;
+  bool use_decay, maximize;
+};
+
+/// One tensor's pointers and step-dependent factors.
+struct Tensors {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  float* vmax;  // null without amsgrad
+  float neg_step_size, bias_correction2_sqrt;
+};
+
+// Every constant is copied to a local first: the stores through the tensors' pointers could
+// otherwise alias them, which keeps the compiler from vectorising the loop.
+OPTREG_KERNEL void adam_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
+  float* __restrict p = t.p;
+  const float* __restrict g = t.g;
+  float* __restrict m = t.m;
+  float* __restrict v = t.v;
+  const float beta1 = c.beta1, beta2 = c.beta2, one_minus_beta1 = c.one_minus_beta1;
+  const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
+  const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
+  const bool use_decay = c.use_decay, maximize = c.maximize;
+  for (std::size_t i = begin; i < end; ++i) {
+    float grad = maximize ? -g[i] : g[i];
+    if (use_decay) grad = grad + weight_decay * p[i];
+    const float mi = m[i] * beta1 + one_minus_beta1 * grad;
+    const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
+    p[i] = p[i] + neg_step_size * mi / denom;
+  }
+}
+
+OPTREG_KERNEL void amsgrad_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
+  float* __restrict p = t.p;
+  const float* __restrict g = t.g;
+  float* __restrict m = t.m;
+  float* __restrict v = t.v;
+  float* __restrict vmax = t.vmax;
+  const float beta1 = c.beta1, beta2 = c.beta2, one_minus_beta1 = c.one_minus_beta1;
+  const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
+  const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
+  const bool use_decay = c.use_decay, maximize = c.maximize;
+  for (std::size_t i = begin; i < end; ++i) {
+    float grad = maximize ? -g[i] : g[i];
+    if (use_decay) grad = grad + weight_decay * p[i];
+    const float mi = m[i] * beta1 + one_minus_beta1 * grad;
+    const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    const float most = vmax[i] < vi ? vi : vmax[i];
+    vmax[i] = most;
+    const float denom = std::sqrt(most) / bias_correction2_sqrt + eps;
+    p[i] = p[i] + neg_step_size * mi / denom;
+  }
+}
+
 class Adam final : public optreg::Optimizer {
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
@@ -39,60 +102,44 @@ class Adam final : public optreg::Optimizer {
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
     const auto& betas = o.at("betas").as_float_list();
     const double lr = o.at("lr").as_float();
-    const double beta1 = betas[0];
-    const double beta2 = betas[1];
     const double wd = o.at("weight_decay").as_float();
     const bool amsgrad = o.at("amsgrad").as_bool();
-    Kernel k;
-    k.beta1 = static_cast<float>(beta1);
-    k.beta2 = static_cast<float>(beta2);
-    k.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-    k.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-    k.weight_decay = static_cast<float>(wd);
-    k.eps = static_cast<float>(o.at("eps").as_float());
-    k.use_decay = wd != 0.0;
-    k.maximize = o.at("maximize").as_bool();
-    for (const Slot& slot : slots) {
-      optreg::ParamState& s = *slot.state;
-      if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slot.param->value().shape()));
+    const Constants c{static_cast<float>(betas[0]),        static_cast<float>(betas[1]),
+                      static_cast<float>(1.0 - betas[0]),  static_cast<float>(1.0 - betas[1]),
+                      static_cast<float>(wd),              static_cast<float>(o.at("eps").as_float()),
+                      wd != 0.0,                           o.at("maximize").as_bool()};
+    tensors_.resize(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      optreg::ParamState& s = *slots[i].state;
+      if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slots[i].param->value().shape()));
       auto& step = std::get<std::int64_t>(s.scalar(0));
       ++step;
-      const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-      const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-      k.neg_step_size = static_cast<float>(-(lr / bias_correction1));
-      k.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-      k.run(slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(), s.tensor(1).data(),
-            amsgrad ? s.tensor(2).data() : nullptr, slot.param->value().numel());
+      const double bias_correction1 = 1.0 - std::pow(betas[0], static_cast<double>(step));
+      const double bias_correction2 = 1.0 - std::pow(betas[1], static_cast<double>(step));
+      tensors_[i] = Tensors{slots[i].param->value().data(),
+                            slots[i].param->grad().data(),
+                            s.tensor(0).data(),
+                            s.tensor(1).data(),
+                            amsgrad ? s.tensor(2).data() : nullptr,
+                            static_cast<float>(-(lr / bias_correction1)),
+                            static_cast<float>(std::sqrt(bias_correction2))};
     }
+    ranges_.run(slots, [&](std::size_t i, std::size_t begin, std::size_t end) {
+      if (amsgrad) {
+        amsgrad_kernel(c, tensors_[i], begin, end);
+      } else {
+        adam_kernel(c, tensors_[i], begin, end);
+      }
+    });
   }
 
  private:
-  struct Kernel {
-    float beta1, beta2, one_minus_beta1, one_minus_beta2, weight_decay, eps, neg_step_size, bias_correction2_sqrt;
-    bool use_decay, maximize;
-
-    void run(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
-             float* __restrict vmax, std::size_t n) const {
-      for (std::size_t i = 0; i < n; ++i) {
-        float grad = maximize ? -g[i] : g[i];
-        if (use_decay) grad = grad + weight_decay * p[i];
-        const float mi = m[i] * beta1 + one_minus_beta1 * grad;
-        const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
-        m[i] = mi;
-        v[i] = vi;
-        float second = vi;
-        if (vmax != nullptr) {
-          second = vmax[i] < vi ? vi : vmax[i];
-          vmax[i] = second;
-        }
-        const float denom = std::sqrt(second) / bias_correction2_sqrt + eps;
-        p[i] = p[i] + neg_step_size * mi / denom;
-      }
-    }
-  };
+  std::vector<Tensors> tensors_;  // reused by every step
+  sdk::ElementRanges ranges_;
 };
 
 }  // namespace
 
 OPTREG_REGISTER_OPTIMIZER(Adam, "adam", "1.0.0",
-                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema, kState)
+                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema,
+                          kState)

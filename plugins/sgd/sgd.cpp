@@ -1,5 +1,6 @@
 // SGD with momentum, dampening, Nesterov momentum, L2 weight decay and maximize, with the
-// update rule and rounding order of PyTorch's torch.optim.SGD (single-tensor path).
+// update rule and rounding order of PyTorch's torch.optim.SGD (single-tensor path). One pass
+// over the elements of all the group's tensors, split across the threads.
 #include <optreg/plugin.hpp>
 
 namespace {
@@ -20,26 +21,51 @@ constexpr optreg::abi::StateSpec kState[] = {
     sdk::state_int("momentum_updates", "updates that used the momentum buffer"),
 };
 
-struct Hyper {
-  float lr, momentum, one_minus_dampening, weight_decay;
-  bool nesterov, maximize, use_momentum, use_decay;
-
-  explicit Hyper(const optreg::Options& o) {
-    const double m = o.at("momentum").as_float();
-    const double wd = o.at("weight_decay").as_float();
-    lr = static_cast<float>(o.at("lr").as_float());
-    momentum = static_cast<float>(m);
-    one_minus_dampening = static_cast<float>(1.0 - o.at("dampening").as_float());
-    weight_decay = static_cast<float>(wd);
-    nesterov = o.at("nesterov").as_bool();
-    maximize = o.at("maximize").as_bool();
-    use_momentum = m != 0.0;
-    use_decay = wd != 0.0;
-  }
+/// The group's constants, as float32 like PyTorch's kernels use them.
+struct Constants {
+  float neg_lr, momentum, one_minus_dampening, weight_decay;
+  bool nesterov, maximize, use_decay;
 };
 
-// State: tensor 0 "momentum_buffer" (when momentum is used), scalar 0 "momentum_updates" (the
-// number of updates that used the buffer; the first one copies the gradient into it).
+/// One tensor's pointers; `first` when its momentum buffer is filled for the first time.
+struct Tensors {
+  float* p;
+  const float* g;
+  float* buf;
+  bool first;
+};
+
+// Every constant is copied to a local first: the stores through the tensors' pointers could
+// otherwise alias them, which keeps the compiler from vectorising the loop.
+OPTREG_KERNEL void plain_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
+  float* __restrict p = t.p;
+  const float* __restrict g = t.g;
+  const float neg_lr = c.neg_lr, weight_decay = c.weight_decay;
+  const bool use_decay = c.use_decay, maximize = c.maximize;
+  for (std::size_t i = begin; i < end; ++i) {
+    float d = maximize ? -g[i] : g[i];
+    if (use_decay) d = d + weight_decay * p[i];
+    p[i] = p[i] + neg_lr * d;
+  }
+}
+
+OPTREG_KERNEL void momentum_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
+  float* __restrict p = t.p;
+  const float* __restrict g = t.g;
+  float* __restrict buf = t.buf;
+  const float neg_lr = c.neg_lr, momentum = c.momentum, one_minus_dampening = c.one_minus_dampening;
+  const float weight_decay = c.weight_decay;
+  const bool use_decay = c.use_decay, maximize = c.maximize, nesterov = c.nesterov, first = t.first;
+  for (std::size_t i = begin; i < end; ++i) {
+    float d = maximize ? -g[i] : g[i];
+    if (use_decay) d = d + weight_decay * p[i];
+    const float b = first ? d : buf[i] * momentum + one_minus_dampening * d;
+    buf[i] = b;
+    d = nesterov ? d + momentum * b : b;
+    p[i] = p[i] + neg_lr * d;
+  }
+}
+
 class Sgd final : public optreg::Optimizer {
  protected:
   void validate(const optreg::Options& o, const std::string& where) const override {
@@ -55,47 +81,41 @@ class Sgd final : public optreg::Optimizer {
     s.add_scalar("momentum_updates", std::int64_t{0});
   }
 
-  void update_group(const optreg::Options& options, const std::vector<Slot>& slots) override {
-    const Hyper h(options);
-    for (const Slot& slot : slots) {
-      optreg::Tensor& value = slot.param->value();
-      const std::size_t n = value.numel();
-      float* __restrict p = value.data();
-      const float* __restrict g = slot.param->grad().data();
-      if (!h.use_momentum) {
-        update_plain(h, p, g, n);
-        continue;
-      }
-      optreg::ParamState& s = *slot.state;
-      if (s.num_tensors() == 0) s.add_tensor("momentum_buffer", optreg::Tensor(value.shape()));
+  void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
+    const double momentum = o.at("momentum").as_float();
+    const double wd = o.at("weight_decay").as_float();
+    const Constants c{static_cast<float>(-o.at("lr").as_float()),
+                      static_cast<float>(momentum),
+                      static_cast<float>(1.0 - o.at("dampening").as_float()),
+                      static_cast<float>(wd),
+                      o.at("nesterov").as_bool(),
+                      o.at("maximize").as_bool(),
+                      wd != 0.0};
+    const bool use_momentum = momentum != 0.0;
+    tensors_.resize(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      optreg::ParamState& s = *slots[i].state;
+      Tensors& t = tensors_[i];
+      t = Tensors{slots[i].param->value().data(), slots[i].param->grad().data(), nullptr, false};
+      if (!use_momentum) continue;
+      if (s.num_tensors() == 0) s.add_tensor("momentum_buffer", optreg::Tensor(slots[i].param->value().shape()));
       auto& updates = std::get<std::int64_t>(s.scalar(0));
-      update_momentum(h, p, g, s.tensor(0).data(), n, updates == 0);
+      t.buf = s.tensor(0).data();
+      t.first = updates == 0;
       ++updates;
     }
+    ranges_.run(slots, [&](std::size_t i, std::size_t begin, std::size_t end) {
+      if (use_momentum) {
+        momentum_kernel(c, tensors_[i], begin, end);
+      } else {
+        plain_kernel(c, tensors_[i], begin, end);
+      }
+    });
   }
 
  private:
-  static void update_plain(const Hyper& h, float* __restrict p, const float* __restrict g, std::size_t n) {
-    const float neg_lr = -h.lr;
-    for (std::size_t i = 0; i < n; ++i) {
-      float d = h.maximize ? -g[i] : g[i];
-      if (h.use_decay) d = d + h.weight_decay * p[i];
-      p[i] = p[i] + neg_lr * d;
-    }
-  }
-
-  static void update_momentum(const Hyper& h, float* __restrict p, const float* __restrict g, float* __restrict buf,
-                              std::size_t n, bool first) {
-    const float neg_lr = -h.lr;
-    for (std::size_t i = 0; i < n; ++i) {
-      float d = h.maximize ? -g[i] : g[i];
-      if (h.use_decay) d = d + h.weight_decay * p[i];
-      const float b = first ? d : buf[i] * h.momentum + h.one_minus_dampening * d;
-      buf[i] = b;
-      d = h.nesterov ? d + h.momentum * b : b;
-      p[i] = p[i] + neg_lr * d;
-    }
-  }
+  std::vector<Tensors> tensors_;  // reused by every step
+  sdk::ElementRanges ranges_;
 };
 
 }  // namespace

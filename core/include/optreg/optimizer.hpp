@@ -173,6 +173,12 @@ class Optimizer {
   /// tensors (views and pointers to them stay valid). On an error the optimizer is unchanged.
   void load_state_dict(const StateDict& state);
 
+  /// One parameter to update in update_group(): it has a gradient.
+  struct Slot {
+    Parameter* param;
+    ParamState* state;
+  };
+
   /// Binds a newly made object to its identity and schema, resolves `options` into the
   /// defaults and adds `groups`. Registry::create() calls it; a host that links an optimizer
   /// class statically may call it once itself. Throws UsageError when called twice.
@@ -180,12 +186,6 @@ class Optimizer {
 
  protected:
   Optimizer() = default;
-
-  /// One parameter to update in update_group(): it has a gradient.
-  struct Slot {
-    Parameter* param;
-    ParamState* state;
-  };
 
   /// Rules between options that the schema cannot express (nesterov needs momentum).
   /// Throws OptionError; `where` names the group or the defaults for the message.

@@ -6,9 +6,11 @@
 /// A plugin is one shared library built with optreg_add_plugin() (hidden visibility,
 /// -z defs); it exports nothing but the descriptor alias.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <vector>
 #include <type_traits>
 
 #include <boost/config.hpp>
@@ -17,6 +19,16 @@
 #include <optreg/abi.hpp>
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
+#include <optreg/parallel.hpp>
+
+/// Marks a kernel function to be compiled for the baseline instruction set and for x86-64-v3
+/// (AVX2, FMA), chosen at load time by the CPU: portable builds that use wide instructions
+/// where the machine has them.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define OPTREG_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define OPTREG_KERNEL
+#endif
 
 namespace optreg::sdk {
 
@@ -127,6 +139,34 @@ constexpr abi::StateSpec state_int(const char* name, const char* meaning) {
 constexpr abi::StateSpec state_float(const char* name, const char* meaning) {
   return abi::StateSpec{name, abi::StateKind::Float, 0, meaning};
 }
+
+/// Runs kernels over every element of a group's parameters, in parallel: the elements of all
+/// the tensors are split evenly across the threads (a tensor may be split, and many small
+/// tensors share one thread), so one large tensor and ten thousand small ones both use every
+/// thread. An elementwise kernel gives the same bits with any thread count. Keep one as a
+/// member of the optimizer: its index is allocated once, at the first step.
+class ElementRanges {
+ public:
+  /// Calls `kernel(slot, begin, end)` for pieces covering every element of every slot.
+  template <typename F>
+  void run(const std::vector<Optimizer::Slot>& slots, F&& kernel, std::size_t grain = std::size_t{1} << 14) {
+    offsets_.resize(slots.size() + 1);
+    offsets_[0] = 0;
+    for (std::size_t i = 0; i < slots.size(); ++i) offsets_[i + 1] = offsets_[i] + slots[i].param->value().numel();
+    const std::vector<std::size_t>& index = offsets_;
+    parallel_for(index.back(), grain, [&](std::size_t begin, std::size_t end) {
+      std::size_t i = static_cast<std::size_t>(std::upper_bound(index.begin(), index.end(), begin) - index.begin()) - 1;
+      for (; begin < end; ++i) {
+        const std::size_t stop = std::min(end, index[i + 1]);
+        if (stop > begin) kernel(i, begin - index[i], stop - index[i]);
+        begin = stop;
+      }
+    });
+  }
+
+ private:
+  std::vector<std::size_t> offsets_;  // offsets_[i]: the first element of slot i
+};
 
 /// An optimizer written as one update per parameter tensor: the plugin declares its
 /// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
