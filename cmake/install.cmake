@@ -1,7 +1,7 @@
 # Installation: headers under include/optreg/, the libraries, the optreg tool, the in-tree
 # plugins in the plugin folder the registry searches by default (optreg/plugins beside
 # liboptreg.so), and a relocatable CMake package exporting optreg::base, optreg::core,
-# optreg::sdk and the optreg_add_plugin() helper.
+# optreg::sdk, optreg::conformance and the optreg_add_plugin() helper.
 include(CMakePackageConfigHelpers)
 
 set(OPTREG_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/optreg)
@@ -10,13 +10,14 @@ set(OPTREG_INSTALL_PLUGINDIR ${CMAKE_INSTALL_LIBDIR}/${OPTREG_PLUGIN_SUBDIR})
 set_target_properties(optreg_base PROPERTIES EXPORT_NAME base INSTALL_RPATH "$ORIGIN")
 set_target_properties(optreg_core PROPERTIES EXPORT_NAME core INSTALL_RPATH "$ORIGIN")
 set_target_properties(optreg_sdk PROPERTIES EXPORT_NAME sdk)
+set_target_properties(optreg_conformance PROPERTIES EXPORT_NAME conformance INSTALL_RPATH "$ORIGIN")
 set_target_properties(optreg_tool PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 set_target_properties(optreg_sgd optreg_adam PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
 
-install(TARGETS optreg_base optreg_core optreg_sdk EXPORT optregTargets
+install(TARGETS optreg_base optreg_core optreg_sdk optreg_conformance EXPORT optregTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY core/include/optreg sdk/include/optreg
+install(DIRECTORY core/include/optreg sdk/include/optreg sdk/conformance/include/optreg
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp")
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/optreg/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)

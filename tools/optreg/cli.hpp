@@ -39,5 +39,6 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
 int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_inspect(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_conformance_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace optreg::cli

@@ -14,10 +14,11 @@ const char* kHelp =
     "usage: optreg <command> [options]\n"
     "\n"
     "commands:\n"
-    "  list      list every loaded optimizer, its schema, and refused plugins\n"
-    "  show      show one optimizer\n"
-    "  check     validate a config and print it resolved\n"
-    "  inspect   verify a checkpoint file and show what it holds\n"
+    "  list         list every loaded optimizer, its schema, and refused plugins\n"
+    "  show         show one optimizer\n"
+    "  check        validate a config and print it resolved\n"
+    "  inspect      verify a checkpoint file and show what it holds\n"
+    "  conformance  check that a plugin file behaves as every host expects\n"
     "\n"
     "options:\n"
     "  -h, --help     this help; 'optreg <command> --help' for a command's own\n"
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     if (cmd == "show") return run_show(rest, std::cout, std::cerr);
     if (cmd == "check") return run_check(rest, std::cout, std::cerr);
     if (cmd == "inspect") return run_inspect(rest, std::cout, std::cerr);
+    if (cmd == "conformance") return run_conformance_command(rest, std::cout, std::cerr);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& e) {
     std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";

@@ -1,0 +1,32 @@
+#pragma once
+/// \file
+/// The conformance kit: checks that any optimizer plugin file behaves as every host expects.
+/// `optreg conformance PLUGIN.so` runs it from the command line; a plugin's own tests call
+/// run_conformance() and expect every result to pass.
+
+#include <string>
+#include <vector>
+
+namespace optreg {
+
+/// The outcome of one check on one optimizer.
+struct ConformanceResult {
+  enum class Status { Passed, Failed, Skipped };
+  /// The optimizer checked (empty for checks of the file as a whole).
+  std::string optimizer;
+  /// The check's name, such as "lr_zero_changes_nothing".
+  std::string check;
+  Status status = Status::Failed;
+  /// Why it failed or was skipped; what was measured when it passed.
+  std::string detail;
+};
+
+/// Runs every check on every optimizer of the plugin at `plugin_path`. Never throws for a
+/// misbehaving plugin: each failure is a result (a plugin that cannot be loaded gives one failed
+/// result naming the reason).
+std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);
+
+/// "passed", "FAILED" or "skipped".
+const char* to_string(ConformanceResult::Status status) noexcept;
+
+}  // namespace optreg

@@ -1,0 +1,879 @@
+// The conformance kit: every check runs on fixed, deterministic problems, compares bit for bit
+// where the contract promises identical results, and turns every exception into a result.
+#include <optreg/conformance.hpp>
+
+#include <stdlib.h>  // mkdtemp
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <optreg/checkpoint.hpp>
+#include <optreg/error.hpp>
+#include <optreg/optimizer.hpp>
+#include <optreg/registry.hpp>
+#include <optreg/state_dict.hpp>
+
+namespace optreg {
+
+const char* to_string(ConformanceResult::Status status) noexcept {
+  switch (status) {
+    case ConformanceResult::Status::Passed: return "passed";
+    case ConformanceResult::Status::Failed: return "FAILED";
+    case ConformanceResult::Status::Skipped: return "skipped";
+  }
+  return "unknown";
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using Status = ConformanceResult::Status;
+
+// ---------------------------------------------------------------- the test problems
+
+struct ParamSpec {
+  const char* name;
+  Shape shape;
+};
+
+/// The parameters the checks step: a matrix, a vector, a scalar and a 3-d tensor.
+const std::vector<ParamSpec>& standard_params() {
+  static const std::vector<ParamSpec> specs = {{"weight", {7, 5}}, {"bias", {13}}, {"scale", {}}, {"kernel", {2, 3, 4}}};
+  return specs;
+}
+
+/// The same names with other shapes, for state dicts that must not fit.
+const std::vector<ParamSpec>& other_shapes() {
+  static const std::vector<ParamSpec> specs = {{"weight", {5, 7}}, {"bias", {11}}, {"scale", {1}}, {"kernel", {2, 3, 5}}};
+  return specs;
+}
+
+/// SplitMix64: the same numbers on every platform.
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [0, 1).
+  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+ private:
+  std::uint64_t state_;
+};
+
+/// Parameters of the given shapes whose values lie in +-[0.05, 1]: never zero, so that adding a
+/// signed zero cannot hide or fake a change.
+std::vector<Parameter> make_params(const std::vector<ParamSpec>& specs, std::uint64_t seed) {
+  Random rng(seed);
+  std::vector<Parameter> out;
+  for (const ParamSpec& s : specs) {
+    Tensor t(s.shape);
+    for (std::size_t i = 0; i < t.numel(); ++i) {
+      const bool negative = rng.uniform() < 0.5;
+      const double magnitude = 0.05 + 0.95 * rng.uniform();
+      t[i] = static_cast<float>(negative ? -magnitude : magnitude);
+    }
+    out.emplace_back(s.name, t);
+  }
+  return out;
+}
+
+/// The curvature a, in [0.5, 5], of element i of parameter k in the quadratic problems.
+double curvature(std::size_t k, std::size_t i) {
+  return 0.5 + 4.5 * static_cast<double>((k * 131 + i * 29) % 97) / 96.0;
+}
+
+enum class Gradient {
+  Smooth,     ///< a x + 0.1 sin(3x + i): a convex quadratic plus a small nonlinear term
+  Quadratic,  ///< a x: the gradient of 0.5 * sum(a x^2)
+  Zero,       ///< all zeros
+};
+
+Tensor gradient(Gradient kind, std::size_t k, const Tensor& x) {
+  Tensor g(x.shape());
+  if (kind == Gradient::Zero) return g;
+  for (std::size_t i = 0; i < x.numel(); ++i) {
+    const double v = x[i];
+    double d = curvature(k, i) * v;
+    if (kind == Gradient::Smooth) d += 0.1 * std::sin(3.0 * v + static_cast<double>(i));
+    g[i] = static_cast<float>(d);
+  }
+  return g;
+}
+
+/// 0.5 * sum(a x^2) over every parameter.
+double quadratic_loss(const std::vector<Parameter>& params) {
+  double sum = 0.0;
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Tensor& x = params[k].value();
+    for (std::size_t i = 0; i < x.numel(); ++i) {
+      const double v = x[i];
+      sum += 0.5 * curvature(k, i) * v * v;
+    }
+  }
+  return sum;
+}
+
+enum class Layout { OneGroup, TwoGroups };
+
+/// An optimizer and the parameters it steps, in id order.
+struct Run {
+  std::vector<Parameter> params;
+  OptimizerPtr opt;
+
+  void set_gradients(Gradient kind) {
+    for (std::size_t k = 0; k < params.size(); ++k) params[k].set_grad(gradient(kind, k, params[k].value()));
+  }
+  void steps(int n, Gradient kind) {
+    for (int s = 0; s < n; ++s) {
+      set_gradients(kind);
+      opt->step();
+    }
+  }
+};
+
+/// A new optimizer over fresh parameters; TwoGroups puts the first half of them in group 0 and
+/// the rest in group 1, both at `options`.
+Run make_run(const Registry& registry, const std::string& name, const std::vector<ParamSpec>& specs,
+             std::uint64_t seed, Layout layout, const Options& options = {}) {
+  Run r;
+  r.params = make_params(specs, seed);
+  if (layout == Layout::OneGroup) {
+    r.opt = registry.create(name, r.params, options);
+  } else {
+    const auto half = static_cast<std::ptrdiff_t>((r.params.size() + 1) / 2);
+    std::vector<ParamGroupSpec> groups(2);
+    groups[0].params.assign(r.params.begin(), r.params.begin() + half);
+    groups[1].params.assign(r.params.begin() + half, r.params.end());
+    r.opt = registry.create(name, std::move(groups), options);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- bit-exact comparison
+
+std::string number(double d) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  return buf;
+}
+
+std::string number(float f) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(f));
+  return buf;
+}
+
+/// A loss, to 6 significant digits.
+std::string loss_text(double d) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.6g", d);
+  return buf;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+/// What differs between two tensors (shape, or the first element that differs in its bits), or "".
+std::string diff(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) return "shape " + to_string(a.shape()) + " vs " + to_string(b.shape());
+  for (std::size_t i = 0; i < a.numel(); ++i) {
+    if (!same_bits(a[i], b[i])) return "element " + std::to_string(i) + ": " + number(a[i]) + " vs " + number(b[i]);
+  }
+  return {};
+}
+
+std::string diff(const StateScalar& a, const StateScalar& b) {
+  if (a.index() != b.index()) return "an int vs a float";
+  if (a.index() == 0) {
+    const auto x = std::get<std::int64_t>(a);
+    const auto y = std::get<std::int64_t>(b);
+    return x == y ? std::string() : std::to_string(x) + " vs " + std::to_string(y);
+  }
+  const double x = std::get<double>(a);
+  const double y = std::get<double>(b);
+  return same_bits(x, y) ? std::string() : number(x) + " vs " + number(y);
+}
+
+bool same_bits(const Value& a, const Value& b) {
+  if (a.type() != b.type()) return false;
+  if (a.type() == ValueType::Float) return same_bits(a.as_float(), b.as_float());
+  if (a.type() == ValueType::FloatList) {
+    const auto& x = a.as_float_list();
+    const auto& y = b.as_float_list();
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (!same_bits(x[i], y[i])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+std::string diff(const Options& a, const Options& b) {
+  for (const auto& [name, value] : a) {
+    const auto it = b.find(name);
+    if (it == b.end()) return "option '" + name + "' only in the first";
+    if (!same_bits(value, it->second)) return "option '" + name + "': " + value.to_string() + " vs " + it->second.to_string();
+  }
+  for (const auto& entry : b) {
+    if (a.find(entry.first) == a.end()) return "option '" + entry.first + "' only in the second";
+  }
+  return {};
+}
+
+std::string diff(const ParamState& a, const ParamState& b) {
+  if (a.num_tensors() != b.num_tensors() || a.num_scalars() != b.num_scalars()) {
+    const auto names = [](const ParamState& s) {
+      std::string out;
+      for (const auto& t : s.tensors()) out += (out.empty() ? "" : ", ") + t.first;
+      for (const auto& v : s.scalars()) out += (out.empty() ? "" : ", ") + v.first;
+      return "{" + out + "}";
+    };
+    return "state entries " + names(a) + " vs " + names(b);
+  }
+  for (std::size_t i = 0; i < a.num_tensors(); ++i) {
+    const std::string& name = a.tensors()[i].first;
+    if (name != b.tensors()[i].first) return "state tensor '" + name + "' vs '" + b.tensors()[i].first + "'";
+    if (auto d = diff(a.tensor(i), b.tensor(i)); !d.empty()) return "state tensor '" + name + "' " + d;
+  }
+  for (std::size_t i = 0; i < a.num_scalars(); ++i) {
+    const std::string& name = a.scalars()[i].first;
+    if (name != b.scalars()[i].first) return "state scalar '" + name + "' vs '" + b.scalars()[i].first + "'";
+    if (auto d = diff(a.scalar(i), b.scalar(i)); !d.empty()) return "state scalar '" + name + "': " + d;
+  }
+  return {};
+}
+
+/// "parameter 'weight' (id 0)", or "parameter id 7" for an id without a name.
+std::string param_label(std::uint64_t id, const std::vector<std::string>& names) {
+  if (id < names.size()) return "parameter '" + names[id] + "' (id " + std::to_string(id) + ")";
+  return "parameter id " + std::to_string(id);
+}
+
+/// What differs between two state dicts: name, version, every group's options and ids, every
+/// parameter's state; `names` names the parameters by id for the message.
+std::string diff(const StateDict& a, const StateDict& b, const std::vector<std::string>& names) {
+  if (a.optimizer != b.optimizer) return "optimizer '" + a.optimizer + "' vs '" + b.optimizer + "'";
+  if (a.plugin_version != b.plugin_version) return "plugin version " + a.plugin_version + " vs " + b.plugin_version;
+  if (a.param_groups.size() != b.param_groups.size()) {
+    return std::to_string(a.param_groups.size()) + " vs " + std::to_string(b.param_groups.size()) + " param groups";
+  }
+  for (std::size_t g = 0; g < a.param_groups.size(); ++g) {
+    const auto& x = a.param_groups[g];
+    const auto& y = b.param_groups[g];
+    if (auto d = diff(x.options, y.options); !d.empty()) return "param group " + std::to_string(g) + ", " + d;
+    if (x.params != y.params) return "param group " + std::to_string(g) + ": the parameter ids differ";
+  }
+  if (a.state.size() != b.state.size()) {
+    return "state for " + std::to_string(a.state.size()) + " vs " + std::to_string(b.state.size()) + " parameters";
+  }
+  for (auto i = a.state.begin(), j = b.state.begin(); i != a.state.end(); ++i, ++j) {
+    if (i->first != j->first) return "state for " + param_label(i->first, names) + " vs " + param_label(j->first, names);
+    if (auto d = diff(i->second, j->second); !d.empty()) return param_label(i->first, names) + ", " + d;
+  }
+  return {};
+}
+
+/// Everything an optimizer holds and steps: its parameters' values (in id order) and its state dict.
+struct Snapshot {
+  std::vector<std::string> names;
+  std::vector<Tensor> values;
+  StateDict state;
+};
+
+Snapshot snapshot(const Optimizer& opt) {
+  Snapshot s;
+  for (const Parameter& p : opt.parameters()) {
+    s.names.push_back(p.name());
+    s.values.push_back(p.value().clone());
+  }
+  s.state = opt.state_dict();
+  return s;
+}
+
+/// What differs between two snapshots of optimizers over the same parameters, or "".
+std::string diff(const Snapshot& a, const Snapshot& b) {
+  if (a.values.size() != b.values.size()) {
+    return std::to_string(a.values.size()) + " vs " + std::to_string(b.values.size()) + " parameters";
+  }
+  for (std::size_t k = 0; k < a.values.size(); ++k) {
+    if (auto d = diff(a.values[k], b.values[k]); !d.empty()) return "value of " + param_label(k, a.names) + ", " + d;
+  }
+  return diff(a.state, b.state, a.names);
+}
+
+/// The first value or state element that is not finite, or "".
+std::string first_non_finite(const Snapshot& s) {
+  for (std::size_t k = 0; k < s.values.size(); ++k) {
+    const Tensor& t = s.values[k];
+    for (std::size_t i = 0; i < t.numel(); ++i) {
+      if (!std::isfinite(t[i])) return "value of " + param_label(k, s.names) + ", element " + std::to_string(i) + " = " + number(t[i]);
+    }
+  }
+  for (const auto& [id, st] : s.state.state) {
+    for (const auto& [name, t] : st.tensors()) {
+      for (std::size_t i = 0; i < t.numel(); ++i) {
+        if (!std::isfinite(t[i])) {
+          return "state tensor '" + name + "' of " + param_label(id, s.names) + ", element " + std::to_string(i) + " = " +
+                 number(t[i]);
+        }
+      }
+    }
+    for (const auto& [name, v] : st.scalars()) {
+      if (v.index() == 1 && !std::isfinite(std::get<double>(v))) {
+        return "state scalar '" + name + "' of " + param_label(id, s.names) + " = " + number(std::get<double>(v));
+      }
+    }
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------- the checks
+
+struct Outcome {
+  Status status;
+  std::string detail;
+};
+
+Outcome passed(std::string detail) { return {Status::Passed, std::move(detail)}; }
+Outcome failed(std::string detail) { return {Status::Failed, std::move(detail)}; }
+Outcome skipped(std::string detail) { return {Status::Skipped, std::move(detail)}; }
+
+/// A temporary folder, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::error_code ec;
+    std::string tmpl = (fs::temp_directory_path(ec) / "optreg-conformance-XXXXXX").string();
+    if (ec) {
+      error_ = "no temporary folder: " + ec.message();
+    } else if (::mkdtemp(tmpl.data()) == nullptr) {
+      error_ = "cannot make a temporary folder " + tmpl + ": " + std::strerror(errno);
+    } else {
+      path_ = tmpl;
+    }
+  }
+  ~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  /// A path in the folder; throws CheckpointError when the folder could not be made.
+  std::string file(const std::string& name) const {
+    if (path_.empty()) throw CheckpointError(error_);
+    return (path_ / name).string();
+  }
+
+ private:
+  fs::path path_;
+  std::string error_;
+};
+
+/// Removes a file when it goes out of scope.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::string path) : path_(std::move(path)) {}
+  ~RemoveOnExit() {
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+
+ private:
+  std::string path_;
+};
+
+/// What every check of one optimizer works with.
+struct Subject {
+  const Registry& registry;
+  const OptimizerDescriptor& descriptor;
+  const TempDir& dir;
+
+  const std::string& name() const { return descriptor.name; }
+  const Schema& schema() const { return *descriptor.schema; }
+  Run run(std::uint64_t seed, Layout layout = Layout::TwoGroups, const Options& options = {},
+          const std::vector<ParamSpec>& specs = standard_params()) const {
+    return make_run(registry, name(), specs, seed, layout, options);
+  }
+};
+
+/// "1 state entry", "2 state entries".
+std::string count(std::size_t n, const std::string& one, const std::string& many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+Outcome check_descriptor(const Subject& s) {
+  const OptimizerDescriptor& d = s.descriptor;
+  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const Hyperparameter& h : d.schema->entries()) {
+    if (h.name.empty()) return failed("a hyperparameter has no name");
+    if (h.meaning.empty()) return failed("hyperparameter '" + h.name + "' has no meaning");
+    if (!seen.insert(h.name).second) return failed("two hyperparameters are named '" + h.name + "'");
+    names.push_back(h.name);
+  }
+  std::vector<std::string> state;
+  if (d.state) {
+    for (const StateEntry& e : *d.state) {
+      if (e.name.empty()) return failed("a state entry has no name");
+      if (e.meaning.empty()) return failed("state entry '" + e.name + "' has no meaning");
+      if (!seen.insert("state:" + e.name).second) return failed("two state entries are named '" + e.name + "'");
+      state.push_back(e.name);
+    }
+  }
+  return passed("plugin " + d.plugin_name + " " + d.plugin_version + ": " +
+                count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
+                "), " + count(state.size(), "state entry", "state entries") + " (" + (state.empty() ? "none" : joined(state)) +
+                ")");
+}
+
+Outcome check_defaults(const Subject& s) {
+  std::size_t n = 0;
+  for (const Hyperparameter& h : s.schema().entries()) {
+    if (h.default_value.type() != h.type) {
+      return failed("the default of '" + h.name + "' is " + h.default_value.to_string() + ", a " +
+                    to_string(h.default_value.type()) + ", but it is declared a " + to_string(h.type));
+    }
+    try {
+      (void)s.schema().check(h.name, h.default_value, "default");
+    } catch (const OptionError& e) {
+      return failed("the default of '" + h.name + "' is refused by its own schema: " + e.what());
+    }
+    ++n;
+  }
+  return passed(count(n, "default", "defaults") + " accepted by the schema");
+}
+
+Outcome check_no_gradients(const Subject& s) {
+  constexpr int kSteps = 3;
+  Run r = s.run(1);
+  const auto steps_without = [&](const std::string& when) -> std::string {
+    r.opt->clear_grad();
+    const Snapshot before = snapshot(*r.opt);
+    for (int i = 1; i <= kSteps; ++i) {
+      r.opt->step();
+      if (auto d = diff(snapshot(*r.opt), before); !d.empty()) {
+        return "step " + std::to_string(i) + " without gradients " + when + " changed the optimizer: " + d + " (after vs before)";
+      }
+    }
+    return {};
+  };
+  if (auto f = steps_without("on a fresh optimizer"); !f.empty()) return failed(f);
+  r.steps(kSteps, Gradient::Smooth);
+  if (auto f = steps_without("after " + std::to_string(kSteps) + " updates"); !f.empty()) return failed(f);
+
+  // Gradients on the first parameter of each group only: the others keep their values and state.
+  r.opt->clear_grad();
+  const Snapshot before = snapshot(*r.opt);
+  const std::size_t half = (r.params.size() + 1) / 2;
+  std::set<std::size_t> with_grad = {0, half};
+  for (std::size_t k : with_grad) r.params[k].set_grad(gradient(Gradient::Smooth, k, r.params[k].value()));
+  r.opt->step();
+  const Snapshot after = snapshot(*r.opt);
+  for (std::size_t k = 0; k < r.params.size(); ++k) {
+    if (with_grad.count(k) != 0) continue;
+    if (auto d = diff(after.values[k], before.values[k]); !d.empty()) {
+      return failed("a step that gave gradients to other parameters changed the value of " + param_label(k, before.names) +
+                    ", which had none: " + d + " (after vs before)");
+    }
+    if (auto d = diff(after.state.state.at(k), before.state.state.at(k)); !d.empty()) {
+      return failed("a step that gave gradients to other parameters changed the state of " + param_label(k, before.names) +
+                    ", which had none: " + d + " (after vs before)");
+    }
+  }
+  return passed(std::to_string(kSteps) + " steps without gradients on a fresh optimizer and after " +
+                std::to_string(kSteps) + " updates, and a step with gradients on " + std::to_string(with_grad.size()) + " of " +
+                std::to_string(r.params.size()) +
+                " parameters, left every value and state entry without a gradient unchanged");
+}
+
+Outcome check_lr_zero(const Subject& s) {
+  constexpr int kSteps = 10;
+  if (s.schema().find("lr") == nullptr) return skipped("the optimizer has no hyperparameter 'lr'");
+  try {
+    (void)s.schema().check("lr", Value(0.0), "lr_zero_changes_nothing");
+  } catch (const OptionError& e) {
+    return skipped(std::string("lr = 0 is not allowed: ") + e.what());
+  }
+  Run r;
+  try {
+    r = s.run(2, Layout::TwoGroups, {{"lr", 0.0}});
+  } catch (const OptionError& e) {
+    return skipped(std::string("the optimizer refuses lr = 0 with its other defaults: ") + e.what());
+  }
+  const Snapshot before = snapshot(*r.opt);
+  for (int i = 1; i <= kSteps; ++i) {
+    r.steps(1, Gradient::Smooth);
+    for (std::size_t k = 0; k < r.params.size(); ++k) {
+      if (auto d = diff(r.params[k].value(), before.values[k]); !d.empty()) {
+        return failed("step " + std::to_string(i) + " with lr = 0 changed the value of " + param_label(k, before.names) +
+                      ", " + d + " (after vs before)");
+      }
+    }
+  }
+  return passed(std::to_string(kSteps) + " steps with lr = 0 and nonzero gradients left all " +
+                std::to_string(r.params.size()) + " parameters unchanged");
+}
+
+std::size_t count_tensors(const StateDict& sd) {
+  std::size_t n = 0;
+  for (const auto& entry : sd.state) n += entry.second.num_tensors();
+  return n;
+}
+
+std::size_t count_scalars(const StateDict& sd) {
+  std::size_t n = 0;
+  for (const auto& entry : sd.state) n += entry.second.num_scalars();
+  return n;
+}
+
+Outcome check_state_dict_round_trip(const Subject& s) {
+  Run r = s.run(3);
+  r.steps(5, Gradient::Smooth);
+  const Snapshot original = snapshot(*r.opt);
+  const std::string path = s.dir.file(s.name() + "-state.ckpt");
+  RemoveOnExit remove(path);
+  save_checkpoint(path, original.state);
+  const Checkpoint back = read_checkpoint(path);
+  if (auto d = diff(back.optimizer, original.state, original.names); !d.empty()) {
+    return failed("the state dict read back from the checkpoint file differs: " + d + " (read vs saved)");
+  }
+  Run fresh = s.run(4);
+  fresh.opt->load_state_dict(back.optimizer);
+  if (auto d = diff(fresh.opt->state_dict(), original.state, original.names); !d.empty()) {
+    return failed("after load_state_dict() a fresh optimizer's state dict differs: " + d + " (loaded vs saved)");
+  }
+  std::size_t options = 0;
+  for (const auto& g : original.state.param_groups) options += g.options.size();
+  return passed(count(original.state.param_groups.size(), "param group", "param groups") + " (" +
+                count(options, "option", "options") + "), " + count(original.state.state.size(), "parameter id", "parameter ids") +
+                ", " + count(count_tensors(original.state), "state tensor", "state tensors") + " and " +
+                count(count_scalars(original.state), "state scalar", "state scalars") +
+                " after 5 steps came back bit for bit from the file and through load_state_dict()");
+}
+
+Outcome check_resume(const Subject& s) {
+  constexpr int kFirst = 6;
+  constexpr int kMore = 6;
+  const std::string path = s.dir.file(s.name() + "-resume.ckpt");
+  RemoveOnExit remove(path);
+  Run uninterrupted = s.run(5);
+  uninterrupted.steps(kFirst, Gradient::Smooth);
+  const Snapshot at_save = snapshot(*uninterrupted.opt);
+  save_optimizer(path, *uninterrupted.opt);
+  uninterrupted.steps(kMore, Gradient::Smooth);
+
+  Run resumed = s.run(6);
+  load_optimizer(path, *resumed.opt);
+  if (auto d = diff(snapshot(*resumed.opt), at_save); !d.empty()) {
+    return failed("right after load_optimizer() the optimizer differs from the one saved: " + d + " (loaded vs saved)");
+  }
+  resumed.steps(kMore, Gradient::Smooth);
+  const Snapshot end = snapshot(*uninterrupted.opt);
+  if (auto d = diff(snapshot(*resumed.opt), end); !d.empty()) {
+    return failed(std::to_string(kFirst) + " steps, save_optimizer(), load_optimizer() into a fresh optimizer and " +
+                  std::to_string(kMore) + " more steps differ from " + std::to_string(kFirst + kMore) +
+                  " uninterrupted steps: " + d + " (resumed vs uninterrupted)");
+  }
+  bool moved = false;
+  for (std::size_t k = 0; k < end.values.size(); ++k) moved = moved || !diff(end.values[k], at_save.values[k]).empty();
+  return passed(std::to_string(kFirst) + " + " + std::to_string(kMore) + " steps resumed from a checkpoint file equal " +
+                std::to_string(kFirst + kMore) + " uninterrupted steps bit for bit, values and state" +
+                (moved ? "" : " (the parameters did not move at the default options)"));
+}
+
+/// Whether loading `donor` into an optimizer whose state dict is `target` must fail on a shape:
+/// some state tensor of the donor has another shape than the target's tensor of the same name.
+bool shapes_differ(const StateDict& donor, const StateDict& target) {
+  for (const auto& [id, st] : donor.state) {
+    const auto it = target.state.find(id);
+    if (it == target.state.end()) continue;
+    for (const auto& [name, t] : st.tensors()) {
+      for (const auto& [other_name, other] : it->second.tensors()) {
+        if (other_name == name && other.shape() != t.shape()) return true;
+      }
+    }
+  }
+  return false;
+}
+
+Outcome check_mismatches(const Subject& s) {
+  constexpr int kSteps = 3;
+  Run target = s.run(7);
+  target.steps(kSteps, Gradient::Smooth);
+  target.opt->clear_grad();
+  const Snapshot before = snapshot(*target.opt);
+  std::vector<std::string> refused;
+  std::string first_message;
+  // "" when the load was refused with a StateDictError and changed nothing; else what went wrong.
+  const auto expect_refusal = [&](const StateDict& sd, const std::string& what) -> std::string {
+    try {
+      target.opt->load_state_dict(sd);
+    } catch (const StateDictError& e) {
+      if (auto d = diff(snapshot(*target.opt), before); !d.empty()) {
+        return "load_state_dict() refused a state dict " + what + " but changed the optimizer: " + d + " (after vs before)";
+      }
+      refused.push_back(what);
+      if (first_message.empty()) first_message = e.what();
+      return {};
+    } catch (const std::exception& e) {
+      return "load_state_dict() of a state dict " + what + " threw something other than a StateDictError: " + e.what();
+    }
+    return "load_state_dict() accepted a state dict " + what;
+  };
+
+  std::string note;
+  Run other = s.run(8, Layout::TwoGroups, {}, other_shapes());
+  other.steps(kSteps, Gradient::Smooth);
+  const StateDict other_sd = other.opt->state_dict();
+  if (shapes_differ(other_sd, before.state)) {
+    if (auto f = expect_refusal(other_sd, "from an optimizer over other shapes"); !f.empty()) return failed(f);
+  } else {
+    note = "; at the default options no state tensor depends on the parameters' shapes, so a state dict over other "
+           "shapes cannot mismatch";
+  }
+
+  Run one_group = s.run(9, Layout::OneGroup);
+  one_group.steps(kSteps, Gradient::Smooth);
+  if (auto f = expect_refusal(one_group.opt->state_dict(), "with 1 param group instead of 2"); !f.empty()) return failed(f);
+
+  std::vector<ParamSpec> fewer = standard_params();
+  fewer.pop_back();
+  Run smaller = s.run(10, Layout::TwoGroups, {}, fewer);
+  smaller.steps(kSteps, Gradient::Smooth);
+  if (auto f = expect_refusal(smaller.opt->state_dict(), "with " + std::to_string(fewer.size()) + " parameters instead of " +
+                                                             std::to_string(standard_params().size()));
+      !f.empty()) {
+    return failed(f);
+  }
+  return passed("refused each state dict (" + joined(refused) + ") with a StateDictError and stayed unchanged, e.g. \"" +
+                first_message + "\"" + note);
+}
+
+Outcome check_quadratic(const Subject& s) {
+  constexpr int kSteps = 200;
+  std::vector<Options> candidates;
+  if (s.schema().find("lr") != nullptr) {
+    for (const double lr : {1e-1, 1e-2, 1e-3}) {
+      try {
+        (void)s.schema().check("lr", Value(lr), "convex_quadratic_loss_falls");
+        candidates.push_back({{"lr", lr}});
+      } catch (const OptionError&) {
+      }
+    }
+  }
+  if (candidates.empty()) candidates.push_back({});
+  double initial = 0.0;
+  double best = std::numeric_limits<double>::infinity();
+  std::string best_label = "the defaults";
+  std::string finals;
+  for (const Options& options : candidates) {
+    const std::string label = options.empty() ? "the defaults" : "lr = " + options.at("lr").to_string();
+    Run r;
+    try {
+      r = s.run(11, Layout::OneGroup, options);
+    } catch (const OptionError& e) {
+      finals += (finals.empty() ? "" : ", ") + label + ": refused (" + e.what() + ")";
+      continue;
+    }
+    initial = quadratic_loss(r.params);
+    r.steps(kSteps, Gradient::Quadratic);
+    const double loss = quadratic_loss(r.params);
+    finals += (finals.empty() ? "" : ", ") + label + ": " + loss_text(loss);
+    if (std::isfinite(loss) && loss < best) {
+      best = loss;
+      best_label = label;
+    }
+  }
+  if (!(best < initial)) {
+    return failed("the loss did not fall in " + std::to_string(kSteps) + " steps from " + loss_text(initial) + " (final losses: " +
+                  finals + ")");
+  }
+  return passed("loss " + loss_text(initial) + " -> " + loss_text(best) + " after " + std::to_string(kSteps) + " steps at " +
+                best_label + (candidates.size() > 1 ? " (final losses: " + finals + ")" : ""));
+}
+
+Outcome check_zero_gradients(const Subject& s) {
+  constexpr int kSteps = 20;
+  Run r = s.run(12);
+  for (int i = 1; i <= kSteps; ++i) {
+    r.steps(1, Gradient::Zero);
+    if (auto d = first_non_finite(snapshot(*r.opt)); !d.empty()) {
+      return failed("after step " + std::to_string(i) + " with all-zero gradients: " + d);
+    }
+  }
+  return passed(std::to_string(kSteps) + " steps with all-zero gradients left every value and state element finite");
+}
+
+Outcome check_threads(const Subject& s) {
+  constexpr int kSteps = 50;
+  constexpr int kRounds = 3;
+  // Each thread starts from its own values, so that any state the two share shows; a large
+  // parameter makes kernels that split their work across a thread pool do so.
+  const std::uint64_t seeds[2] = {13, 14};
+  std::vector<ParamSpec> specs = standard_params();
+  specs.push_back({"embedding", {256, 256}});
+  Snapshot reference[2];
+  for (int t = 0; t < 2; ++t) {
+    Run r = s.run(seeds[t], Layout::TwoGroups, {}, specs);
+    r.steps(kSteps, Gradient::Quadratic);
+    reference[t] = snapshot(*r.opt);
+  }
+  for (int round = 1; round <= kRounds; ++round) {
+    std::atomic<int> ready{0};
+    const auto arrive = [&ready] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+    };
+    Snapshot got[2];
+    std::string error[2];
+    const auto body = [&](int t) {
+      bool arrived = false;
+      try {
+        Run r = s.run(seeds[t], Layout::TwoGroups, {}, specs);
+        arrived = true;
+        arrive();
+        r.steps(kSteps, Gradient::Quadratic);
+        got[t] = snapshot(*r.opt);
+      } catch (const std::exception& e) {
+        error[t] = e.what();
+      } catch (...) {
+        error[t] = "an exception that is not a std::exception";
+      }
+      if (!arrived) arrive();
+    };
+    std::thread first(body, 0);
+    try {
+      std::thread second(body, 1);
+      second.join();
+    } catch (...) {
+      ready.fetch_add(1);  // let the first thread go on alone
+      first.join();
+      throw;
+    }
+    first.join();
+    for (int t = 0; t < 2; ++t) {
+      const std::string who = "round " + std::to_string(round) + ", thread " + std::to_string(t + 1) + " of 2";
+      if (!error[t].empty()) return failed(who + " threw: " + error[t]);
+      if (auto d = diff(got[t], reference[t]); !d.empty()) {
+        return failed(who + ": " + std::to_string(kSteps) + " concurrent steps differ from the same run on one thread: " + d +
+                      " (concurrent vs single-thread)");
+      }
+    }
+  }
+  return passed("2 instances x " + std::to_string(kSteps) + " steps over " + std::to_string(specs.size()) +
+                " parameters (up to " + to_string(specs.back().shape) + ") on 2 threads at once, " +
+                std::to_string(kRounds) + " times, equal the single-thread runs bit for bit");
+}
+
+struct Check {
+  const char* name;
+  Outcome (*run)(const Subject&);
+};
+
+constexpr Check kChecks[] = {
+    {"descriptor_valid", &check_descriptor},
+    {"defaults_in_range", &check_defaults},
+    {"step_without_gradients_changes_nothing", &check_no_gradients},
+    {"lr_zero_changes_nothing", &check_lr_zero},
+    {"state_dict_round_trips_through_a_checkpoint_file", &check_state_dict_round_trip},
+    {"resumed_run_is_bit_exact", &check_resume},
+    {"load_state_dict_refuses_mismatches", &check_mismatches},
+    {"convex_quadratic_loss_falls", &check_quadratic},
+    {"zero_gradients_produce_no_nan", &check_zero_gradients},
+    {"two_instances_on_two_threads_do_not_interfere", &check_threads},
+};
+
+ConformanceResult run_check(const Subject& s, const Check& c) {
+  ConformanceResult r;
+  r.optimizer = s.name();
+  r.check = c.name;
+  try {
+    Outcome o = c.run(s);
+    r.status = o.status;
+    r.detail = std::move(o.detail);
+  } catch (const std::exception& e) {
+    r.status = Status::Failed;
+    r.detail = std::string("stopped by an exception: ") + e.what();
+  } catch (...) {
+    r.status = Status::Failed;
+    r.detail = "stopped by an exception that is not a std::exception";
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
+  std::vector<ConformanceResult> results;
+  const auto file_failure = [&](std::string detail, const char* check = kChecks[0].name) {
+    ConformanceResult r;
+    r.check = check;
+    r.status = Status::Failed;
+    r.detail = std::move(detail);
+    results.push_back(std::move(r));
+  };
+  try {
+    Registry registry;
+    std::vector<std::string> names;
+    try {
+      names = registry.load_file(plugin_path);
+    } catch (const std::exception& e) {
+      file_failure(e.what());
+      return results;
+    }
+    if (names.empty()) {
+      file_failure("plugin " + plugin_path + " registers no optimizer");
+      return results;
+    }
+    const TempDir dir;
+    for (const std::string& name : names) {
+      const std::optional<OptimizerDescriptor> d = registry.find(name);
+      if (!d) {
+        file_failure("plugin " + plugin_path + " registered '" + name + "', but the registry cannot find it");
+        continue;
+      }
+      const Subject subject{registry, *d, dir};
+      for (const Check& c : kChecks) results.push_back(run_check(subject, c));
+    }
+  } catch (const std::exception& e) {
+    file_failure(std::string("the conformance kit stopped: ") + e.what(), "conformance_kit");
+  } catch (...) {
+    file_failure("the conformance kit stopped on an exception that is not a std::exception", "conformance_kit");
+  }
+  return results;
+}
+
+}  // namespace optreg

@@ -1,0 +1,89 @@
+// `optreg conformance`, run as a plugin author runs it: output and exit status.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <regex>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+struct ToolRun {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+ToolRun run(const std::string& args) {
+  const std::string cmd = "OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args + " 2>&1";
+  ToolRun r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), pipe) != nullptr) r.out += buf.data();
+  const int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string quoted(const std::string& path) { return "'" + path + "'"; }
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(ConformanceCli, SgdPassesWithOneLinePerCheckAndASummary) {
+  const ToolRun r = run("conformance " + quoted(OPTREG_TEST_SGD_PLUGIN));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  sgd  descriptor_valid  (plugin sgd 1.0.0: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  sgd  resumed_run_is_bit_exact  (")) << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  sgd  two_instances_on_two_threads_do_not_interfere  (")) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n10 passed, 0 failed, 0 skipped\n$"))) << r.out;
+}
+
+TEST(ConformanceCli, ABrokenPluginFailsWithExitStatusOne) {
+  const ToolRun r = run("conformance " + quoted(OPTREG_CONFORMANCE_DRIFTS_AT_LR_ZERO));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "FAILED  drifts_at_lr_zero  lr_zero_changes_nothing  (step 1 with lr = 0 changed the value of "
+                              "parameter 'weight' (id 0), element 0: "))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "\n9 passed, 1 failed, 0 skipped\n")) << r.out;
+}
+
+TEST(ConformanceCli, AFileThatCannotBeLoadedFails) {
+  const ToolRun r = run("conformance /nonexistent/libnothing.so");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "FAILED  -  descriptor_valid  (plugin /nonexistent/libnothing.so: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "0 passed, 1 failed, 0 skipped")) << r.out;
+}
+
+TEST(ConformanceCli, JsonHoldsEveryResultAndTheCounts) {
+  const ToolRun r = run("conformance --json " + quoted(OPTREG_TEST_ADAM_PLUGIN));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"results\": [")) << r.out;
+  EXPECT_TRUE(contains(r.out, "{\"optimizer\": \"adam\", \"check\": \"convex_quadratic_loss_falls\", \"status\": \"passed\", "
+                              "\"detail\": \"loss "))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "\"passed\": 10,\n  \"failed\": 0,\n  \"skipped\": 0\n}\n")) << r.out;
+
+  const ToolRun broken = run("conformance " + quoted(OPTREG_CONFORMANCE_SHARED_SCRATCH) + " --json");
+  EXPECT_EQ(broken.status, 1) << broken.out;
+  EXPECT_TRUE(contains(broken.out, "\"check\": \"two_instances_on_two_threads_do_not_interfere\", \"status\": \"failed\""))
+      << broken.out;
+  EXPECT_TRUE(contains(broken.out, "\"passed\": 9,\n  \"failed\": 1,\n  \"skipped\": 0")) << broken.out;
+}
+
+TEST(ConformanceCli, UsageErrorsExitWithTwo) {
+  const ToolRun none = run("conformance");
+  EXPECT_EQ(none.status, 2) << none.out;
+  EXPECT_TRUE(contains(none.out, "name the plugin file to check")) << none.out;
+  EXPECT_EQ(run("conformance a.so b.so").status, 2);
+  EXPECT_EQ(run("conformance --verbose a.so").status, 2);
+  const ToolRun help = run("conformance --help");
+  EXPECT_EQ(help.status, 0);
+  EXPECT_TRUE(contains(help.out, "usage: optreg conformance PLUGIN.so [--json]")) << help.out;
+  EXPECT_TRUE(contains(run("--help").out, "conformance  check that a plugin file behaves")) << "listed in the tool's help";
+}

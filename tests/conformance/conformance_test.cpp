@@ -1,0 +1,184 @@
+// The conformance kit on every plugin of the in-tree plugin folder (a new plugin is covered by
+// being there), and on plugins broken on purpose: each broken one fails exactly the check it is
+// broken for, with a detail that says what differed and where.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <optreg/conformance.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Status = optreg::ConformanceResult::Status;
+
+const std::vector<std::string> kEveryCheck = {
+    "descriptor_valid",
+    "defaults_in_range",
+    "step_without_gradients_changes_nothing",
+    "lr_zero_changes_nothing",
+    "state_dict_round_trips_through_a_checkpoint_file",
+    "resumed_run_is_bit_exact",
+    "load_state_dict_refuses_mismatches",
+    "convex_quadratic_loss_falls",
+    "zero_gradients_produce_no_nan",
+    "two_instances_on_two_threads_do_not_interfere",
+};
+
+/// Every "*.so" file of the in-tree plugin folder, sorted.
+std::vector<std::string> in_tree_plugins() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(OPTREG_TEST_PLUGIN_DIR, ec)) {
+    if (e.path().extension() == ".so") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string describe(const optreg::ConformanceResult& r) {
+  return std::string(optreg::to_string(r.status)) + "  " + r.optimizer + "  " + r.check + "  (" + r.detail + ")";
+}
+
+std::string describe(const std::vector<optreg::ConformanceResult>& results) {
+  std::string s;
+  for (const auto& r : results) s += describe(r) + "\n";
+  return s;
+}
+
+/// The results of one optimizer by check name.
+std::map<std::string, optreg::ConformanceResult> by_check(const std::vector<optreg::ConformanceResult>& results) {
+  std::map<std::string, optreg::ConformanceResult> out;
+  for (const auto& r : results) out.emplace(r.check, r);
+  return out;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+class Conformance : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST(ConformanceCoverage, InTreePluginFolderHoldsPlugins) {
+  const auto plugins = in_tree_plugins();
+  EXPECT_FALSE(plugins.empty()) << "no *.so file in " << OPTREG_TEST_PLUGIN_DIR;
+  std::vector<std::string> names;
+  for (const auto& p : plugins) names.push_back(fs::path(p).filename().string());
+  EXPECT_NE(std::find(names.begin(), names.end(), "liboptreg_sgd.so"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "liboptreg_adam.so"), names.end());
+}
+
+TEST_P(Conformance, EveryOptimizerOfThePluginPassesEveryCheck) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = optreg::run_conformance(GetParam());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << describe(results) << "(" << seconds << " s)\n";
+  ASSERT_FALSE(results.empty());
+  std::map<std::string, std::vector<std::string>> checks;
+  for (const auto& r : results) {
+    EXPECT_FALSE(r.optimizer.empty()) << describe(r);
+    EXPECT_NE(r.status, Status::Failed) << describe(r);
+    if (r.status == Status::Skipped) {
+      EXPECT_FALSE(r.detail.empty()) << "a skip must give its reason: " << describe(r);
+    }
+    checks[r.optimizer].push_back(r.check);
+  }
+  for (const auto& [optimizer, names] : checks) EXPECT_EQ(names, kEveryCheck) << optimizer;
+}
+
+INSTANTIATE_TEST_SUITE_P(InTreePlugins, Conformance, ::testing::ValuesIn(in_tree_plugins()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string s = fs::path(info.param).stem().string();
+                           for (char& c : s) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return s;
+                         });
+
+TEST(ConformanceFixtures, SgdAndAdamSkipNothing) {
+  for (const char* plugin : {OPTREG_TEST_SGD_PLUGIN, OPTREG_TEST_ADAM_PLUGIN}) {
+    for (const auto& r : optreg::run_conformance(plugin)) EXPECT_EQ(r.status, Status::Passed) << describe(r);
+  }
+}
+
+/// A broken fixture fails `broken` with a detail holding every one of `words`, and passes the rest.
+void expect_only_failure(const char* plugin, const std::string& broken, const std::vector<std::string>& words) {
+  const auto results = optreg::run_conformance(plugin);
+  ASSERT_EQ(results.size(), kEveryCheck.size()) << describe(results);
+  const auto checks = by_check(results);
+  for (const auto& name : kEveryCheck) {
+    ASSERT_EQ(checks.count(name), 1U) << name << "\n" << describe(results);
+    const auto& r = checks.at(name);
+    if (name == broken) {
+      EXPECT_EQ(r.status, Status::Failed) << describe(r);
+      for (const auto& w : words) EXPECT_TRUE(contains(r.detail, w)) << "'" << w << "' missing from: " << describe(r);
+    } else {
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+    }
+  }
+}
+
+TEST(ConformanceFixtures, DecayThatIgnoresTheLearningRateFailsLrZero) {
+  expect_only_failure(OPTREG_CONFORMANCE_DRIFTS_AT_LR_ZERO, "lr_zero_changes_nothing",
+                      {"step 1 with lr = 0 changed the value of parameter 'weight' (id 0), element 0: ", "(after vs before)"});
+}
+
+TEST(ConformanceFixtures, DivisionByTheGradientNormFailsZeroGradients) {
+  expect_only_failure(OPTREG_CONFORMANCE_NAN_ON_ZERO_GRADIENTS, "zero_gradients_produce_no_nan",
+                      {"after step 1 with all-zero gradients: value of parameter 'weight' (id 0), element 0 = ", "nan"});
+}
+
+TEST(ConformanceFixtures, CounterOutsideTheStateFailsResume) {
+  expect_only_failure(OPTREG_CONFORMANCE_HIDDEN_COUNTER, "resumed_run_is_bit_exact",
+                      {"6 steps, save_optimizer(), load_optimizer() into a fresh optimizer and 6 more steps differ from 12 "
+                       "uninterrupted steps: value of parameter 'weight' (id 0), element 0: ",
+                       "(resumed vs uninterrupted)"});
+}
+
+TEST(ConformanceFixtures, GlobalScratchBufferFailsTwoThreads) {
+  expect_only_failure(OPTREG_CONFORMANCE_SHARED_SCRATCH, "two_instances_on_two_threads_do_not_interfere",
+                      {"concurrent steps differ from the same run on one thread: value of parameter", "element",
+                       "(concurrent vs single-thread)"});
+}
+
+TEST(ConformanceFixtures, AFileThatCannotBeLoadedGivesOneFailureWithTheReason) {
+  const auto missing = optreg::run_conformance("/nonexistent/libnothing.so");
+  ASSERT_EQ(missing.size(), 1U) << describe(missing);
+  EXPECT_EQ(missing[0].status, Status::Failed);
+  EXPECT_EQ(missing[0].check, "descriptor_valid");
+  EXPECT_TRUE(missing[0].optimizer.empty());
+  EXPECT_TRUE(contains(missing[0].detail, "/nonexistent/libnothing.so")) << missing[0].detail;
+
+  const auto bad_default = optreg::run_conformance(OPTREG_FIXTURE_BAD_DEFAULT);
+  ASSERT_EQ(bad_default.size(), 1U) << describe(bad_default);
+  EXPECT_EQ(bad_default[0].status, Status::Failed);
+  EXPECT_TRUE(contains(bad_default[0].detail, "the default 1.5 lies outside the declared range")) << bad_default[0].detail;
+}
+
+TEST(ConformanceFixtures, AThrowingPluginFailsEveryCheckThatMakesAnOptimizerWithoutCrashing) {
+  const auto results = optreg::run_conformance(OPTREG_FIXTURE_THROWING_FACTORY);
+  ASSERT_EQ(results.size(), kEveryCheck.size()) << describe(results);
+  for (const auto& r : results) {
+    if (r.check == "descriptor_valid" || r.check == "defaults_in_range") {
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+    } else {
+      EXPECT_EQ(r.status, Status::Failed) << describe(r);
+      EXPECT_TRUE(contains(r.detail, "fixture_throwing cannot allocate its workspace")) << describe(r);
+    }
+  }
+}
+
+TEST(ConformanceFixtures, StatusNames) {
+  EXPECT_STREQ(optreg::to_string(Status::Passed), "passed");
+  EXPECT_STREQ(optreg::to_string(Status::Failed), "FAILED");
+  EXPECT_STREQ(optreg::to_string(Status::Skipped), "skipped");
+}
