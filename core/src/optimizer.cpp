@@ -141,6 +141,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
     init_state(group.options_, params[i], group.states_[i]);
     check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
   }
+  pack_state(group.states_);
   group.params_ = std::move(params);
   groups_.push_back(std::move(group));
 }
@@ -192,6 +193,34 @@ std::vector<Parameter> Optimizer::parameters() const {
   std::vector<Parameter> out;
   for (const auto& g : groups_) out.insert(out.end(), g.params_.begin(), g.params_.end());
   return out;
+}
+
+void Optimizer::pack_state(std::vector<ParamState>& states) {
+  // Each state entry of the group's parameters moves into one buffer, in parameter order and
+  // without gaps, so that a step streams through it and parameters that share one flat buffer
+  // can be updated as one range. One entry at a time, to keep the extra memory to one entry.
+  for (const StateEntry& e : *info_.state) {
+    if (e.kind != StateKind::Tensor) continue;
+    std::size_t total = 0;
+    for (auto& s : states) {
+      for (const auto& t : s.tensors()) {
+        if (t.first == e.name) total += t.second.numel();
+      }
+    }
+    if (total == 0) continue;
+    Tensor buffer = Tensor::uninitialized({static_cast<std::int64_t>(total)});
+    std::size_t offset = 0;
+    for (auto& s : states) {
+      for (std::size_t k = 0; k < s.num_tensors(); ++k) {
+        if (s.tensors()[k].first != e.name) continue;
+        Tensor& t = s.tensor(k);
+        Tensor part = Tensor::part_of(buffer, offset, t.shape());
+        part.copy_from(t);
+        t = part;
+        offset += part.numel();
+      }
+    }
+  }
 }
 
 void Optimizer::check_declared(const ParamState& state, const std::string& where) const {

@@ -73,6 +73,19 @@ Tensor Tensor::uninitialized(const Shape& shape) {
   return t;
 }
 
+Tensor Tensor::part_of(const Tensor& buffer, std::size_t offset, const Shape& shape) {
+  Tensor t;
+  t.shape_ = shape;
+  t.numel_ = numel_of(shape);
+  if (offset > buffer.numel_ || t.numel_ > buffer.numel_ - offset) {
+    throw UsageError("a part of shape " + to_string(shape) + " at offset " + std::to_string(offset) +
+                     " does not fit in a buffer of " + std::to_string(buffer.numel_) + " elements");
+  }
+  t.view_ = buffer.view_;
+  t.data_ = std::shared_ptr<float>(buffer.data_, buffer.data_.get() + offset);
+  return t;
+}
+
 Tensor Tensor::view(float* data, const Shape& shape) {
   if (data == nullptr) throw UsageError("Tensor::view needs memory, got a null pointer");
   Tensor t;

@@ -43,6 +43,14 @@ struct Tensors {
   float* v;
   float* vmax;  // null without amsgrad
   float neg_step_size, bias_correction2_sqrt;
+  std::size_t n;  // elements
+
+  /// Whether `t` continues this range in every array with the same factors.
+  bool continued_by(const Tensors& t) const noexcept {
+    return sdk::follows(p, n, t.p) && sdk::follows(g, n, t.g) && sdk::follows(m, n, t.m) && sdk::follows(v, n, t.v) &&
+           (vmax == nullptr ? t.vmax == nullptr : sdk::follows(vmax, n, t.vmax)) && neg_step_size == t.neg_step_size &&
+           bias_correction2_sqrt == t.bias_correction2_sqrt;
+  }
 };
 
 // Every constant is copied to a local first: the stores through the tensors' pointers could
@@ -108,33 +116,47 @@ class Adam final : public optreg::Optimizer {
                       static_cast<float>(1.0 - betas[0]),  static_cast<float>(1.0 - betas[1]),
                       static_cast<float>(wd),              static_cast<float>(o.at("eps").as_float()),
                       wd != 0.0,                           o.at("maximize").as_bool()};
-    tensors_.resize(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      optreg::ParamState& s = *slots[i].state;
-      if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slots[i].param->value().shape()));
-      auto& step = std::get<std::int64_t>(s.scalar(0));
-      ++step;
-      const double bias_correction1 = 1.0 - std::pow(betas[0], static_cast<double>(step));
-      const double bias_correction2 = 1.0 - std::pow(betas[1], static_cast<double>(step));
-      tensors_[i] = Tensors{slots[i].param->value().data(),
-                            slots[i].param->grad().data(),
-                            s.tensor(0).data(),
-                            s.tensor(1).data(),
-                            amsgrad ? s.tensor(2).data() : nullptr,
-                            static_cast<float>(-(lr / bias_correction1)),
-                            static_cast<float>(std::sqrt(bias_correction2))};
-    }
-    ranges_.run(slots, [&](std::size_t i, std::size_t begin, std::size_t end) {
-      if (amsgrad) {
-        amsgrad_kernel(c, tensors_[i], begin, end);
-      } else {
-        adam_kernel(c, tensors_[i], begin, end);
+    tensors_.clear();  // keeps its capacity: no allocation after the first step
+    std::int64_t last_step = -1;  // the parameters of a group usually share their step count
+    float neg_step_size = 0, bias_correction2_sqrt = 0;
+    for (const Slot& slot : slots) {
+      optreg::ParamState& s = *slot.state;
+      if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slot.param->value().shape()));
+      const std::int64_t step = ++std::get<std::int64_t>(s.scalar(0));
+      if (step != last_step) {
+        const double bias_correction1 = 1.0 - std::pow(betas[0], static_cast<double>(step));
+        const double bias_correction2 = 1.0 - std::pow(betas[1], static_cast<double>(step));
+        neg_step_size = static_cast<float>(-(lr / bias_correction1));
+        bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+        last_step = step;
       }
-    });
+      const Tensors t{slot.param->value().data(),
+                      slot.param->grad().data(),
+                      s.tensor(0).data(),
+                      s.tensor(1).data(),
+                      amsgrad ? s.tensor(2).data() : nullptr,
+                      neg_step_size,
+                      bias_correction2_sqrt,
+                      slot.param->value().numel()};
+      if (!tensors_.empty() && tensors_.back().continued_by(t)) {
+        tensors_.back().n += t.n;  // one range over tensors that lie back to back
+      } else {
+        tensors_.push_back(t);
+      }
+    }
+    ranges_.run(
+        tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },
+        [&](std::size_t i, std::size_t begin, std::size_t end) {
+          if (amsgrad) {
+            amsgrad_kernel(c, tensors_[i], begin, end);
+          } else {
+            adam_kernel(c, tensors_[i], begin, end);
+          }
+        });
   }
 
  private:
-  std::vector<Tensors> tensors_;  // reused by every step
+  std::vector<Tensors> tensors_;  // the ranges of one step, reused by every step
   sdk::ElementRanges ranges_;
 };
 

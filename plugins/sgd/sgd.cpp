@@ -33,6 +33,13 @@ struct Tensors {
   const float* g;
   float* buf;
   bool first;
+  std::size_t n;  // elements
+
+  /// Whether `t` continues this range in every array.
+  bool continued_by(const Tensors& t) const noexcept {
+    return sdk::follows(p, n, t.p) && sdk::follows(g, n, t.g) &&
+           (buf == nullptr ? t.buf == nullptr : sdk::follows(buf, n, t.buf)) && first == t.first;
+  }
 };
 
 // Every constant is copied to a local first: the stores through the tensors' pointers could
@@ -92,29 +99,36 @@ class Sgd final : public optreg::Optimizer {
                       o.at("maximize").as_bool(),
                       wd != 0.0};
     const bool use_momentum = momentum != 0.0;
-    tensors_.resize(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      optreg::ParamState& s = *slots[i].state;
-      Tensors& t = tensors_[i];
-      t = Tensors{slots[i].param->value().data(), slots[i].param->grad().data(), nullptr, false};
-      if (!use_momentum) continue;
-      if (s.num_tensors() == 0) s.add_tensor("momentum_buffer", optreg::Tensor(slots[i].param->value().shape()));
-      auto& updates = std::get<std::int64_t>(s.scalar(0));
-      t.buf = s.tensor(0).data();
-      t.first = updates == 0;
-      ++updates;
-    }
-    ranges_.run(slots, [&](std::size_t i, std::size_t begin, std::size_t end) {
+    tensors_.clear();  // keeps its capacity: no allocation after the first step
+    for (const Slot& slot : slots) {
+      optreg::ParamState& s = *slot.state;
+      Tensors t{slot.param->value().data(), slot.param->grad().data(), nullptr, false, slot.param->value().numel()};
       if (use_momentum) {
-        momentum_kernel(c, tensors_[i], begin, end);
-      } else {
-        plain_kernel(c, tensors_[i], begin, end);
+        if (s.num_tensors() == 0) s.add_tensor("momentum_buffer", optreg::Tensor(slot.param->value().shape()));
+        auto& updates = std::get<std::int64_t>(s.scalar(0));
+        t.buf = s.tensor(0).data();
+        t.first = updates == 0;
+        ++updates;
       }
-    });
+      if (!tensors_.empty() && tensors_.back().continued_by(t)) {
+        tensors_.back().n += t.n;  // one range over tensors that lie back to back
+      } else {
+        tensors_.push_back(t);
+      }
+    }
+    ranges_.run(
+        tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },
+        [&](std::size_t i, std::size_t begin, std::size_t end) {
+          if (use_momentum) {
+            momentum_kernel(c, tensors_[i], begin, end);
+          } else {
+            plain_kernel(c, tensors_[i], begin, end);
+          }
+        });
   }
 
  private:
-  std::vector<Tensors> tensors_;  // reused by every step
+  std::vector<Tensors> tensors_;  // the ranges of one step, reused by every step
   sdk::ElementRanges ranges_;
 };
 

@@ -134,3 +134,46 @@ TEST(ParallelKernels, AdamGivesTheSameBitsWithOneTwoAndThreeThreadsAndAcrossRuns
     EXPECT_TRUE(same_bits(run_steps("adam", o, 2), run_steps("adam", o, 2))) << "amsgrad " << amsgrad;
   }
 }
+
+TEST(PackedState, AGroupsStateTensorsLieBackToBackInParameterOrder) {
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+  optreg::Parameter a("a", optreg::Tensor({3})), b("b", optreg::Tensor({2, 2})), c("c", optreg::Tensor({5}));
+  auto opt = registry.create("adam", {a, b, c}, {{"amsgrad", true}});
+  for (const char* entry : {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) {
+    EXPECT_EQ(opt->state(a).tensor(entry).data() + 3, opt->state(b).tensor(entry).data()) << entry;
+    EXPECT_EQ(opt->state(b).tensor(entry).data() + 4, opt->state(c).tensor(entry).data()) << entry;
+  }
+}
+
+TEST(PackedState, ParametersInOneFlatBufferGiveTheSameBitsAsSeparateOnes) {
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
+  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+  for (const std::string name : {"sgd", "adam"}) {
+    const optreg::Options o = name == "sgd" ? optreg::Options{{"lr", 0.1}, {"momentum", 0.9}} : optreg::Options{{"lr", 0.1}};
+    optreg::Tensor flat({40}), flat_grad({40});
+    std::vector<optreg::Parameter> joined, apart;
+    for (int i = 0; i < 4; ++i) {
+      joined.emplace_back("p" + std::to_string(i), optreg::Tensor::part_of(flat, 10 * static_cast<std::size_t>(i), {10}));
+      apart.emplace_back("p" + std::to_string(i), optreg::Tensor({10}));
+      joined.back().set_grad(optreg::Tensor::part_of(flat_grad, 10 * static_cast<std::size_t>(i), {10}));
+      for (int k = 0; k < 10; ++k) {
+        const float v = std::cos(static_cast<float>(10 * i + k));
+        joined.back().value()[static_cast<std::size_t>(k)] = v;
+        apart.back().value()[static_cast<std::size_t>(k)] = v;
+        joined.back().grad()[static_cast<std::size_t>(k)] = v * v;
+      }
+      apart.back().set_grad(joined.back().grad().clone());
+    }
+    auto one = registry.create(name, joined, o);
+    auto two = registry.create(name, apart, o);
+    for (int s = 0; s < 3; ++s) {
+      one->step();
+      two->step();
+    }
+    for (std::size_t i = 0; i < joined.size(); ++i) {
+      EXPECT_EQ(std::memcmp(joined[i].value().data(), apart[i].value().data(), 10 * sizeof(float)), 0) << name << " " << i;
+    }
+  }
+}

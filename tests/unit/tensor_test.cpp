@@ -70,3 +70,20 @@ TEST(Tensor, ValueCountMustMatchTheShape) {
 TEST(Tensor, NegativeExtentIsRejected) { EXPECT_THROW(Tensor(Shape{2, -1}), optreg::UsageError); }
 
 TEST(Tensor, ViewOfNullIsRejected) { EXPECT_THROW(Tensor::view(nullptr, {1}), optreg::UsageError); }
+
+TEST(Tensor, PartOfSharesAndKeepsTheBufferAlive) {
+  Tensor part;
+  {
+    Tensor buffer(Shape{10}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    part = Tensor::part_of(buffer, 4, {2, 3});
+    buffer[4] = 40;
+  }
+  EXPECT_EQ(part.shape(), (Shape{2, 3}));
+  EXPECT_EQ(part.to_vector(), (std::vector<float>{40, 5, 6, 7, 8, 9}));
+}
+
+TEST(Tensor, PartOfRejectsAPartThatDoesNotFit) {
+  Tensor buffer(Shape{10});
+  EXPECT_THROW(Tensor::part_of(buffer, 8, {3}), optreg::UsageError);
+  EXPECT_THROW(Tensor::part_of(buffer, 11, {0}), optreg::UsageError);
+}

@@ -10,7 +10,8 @@
 ///   optimizer's default at the time the group was added. set_option() changes a group's value
 ///   and takes effect at the next step() (learning-rate schedules, freezing by lr = 0).
 /// - add_param_group() creates the state of the new parameters at once (eagerly), so the state
-///   is complete before the first step.
+///   is complete before the first step. Each state tensor of a group lives in one buffer per
+///   entry name, in parameter order, so that steps stream through memory.
 /// - A parameter may appear only once across all groups.
 /// - An Optimizer is not thread-safe; distinct optimizers may be used from distinct threads.
 /// - Errors: OptionError for hyperparameters, UsageError for misuse; a throwing call leaves the
@@ -201,6 +202,7 @@ class Optimizer {
  private:
   const ParamState* find_state(const Parameter& p) const noexcept;
   void check_declared(const ParamState& state, const std::string& where) const;
+  void pack_state(std::vector<ParamState>& states);
 
   OptimizerInfo info_;
   Options defaults_;

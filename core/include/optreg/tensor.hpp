@@ -44,6 +44,10 @@ class Tensor {
   /// element at once, such as a checkpoint reader).
   static Tensor uninitialized(const Shape& shape);
 
+  /// A tensor of the given shape over `buffer`'s elements from `offset` on; it shares (and keeps
+  /// alive) the buffer's memory. Throws UsageError when the part does not fit.
+  static Tensor part_of(const Tensor& buffer, std::size_t offset, const Shape& shape);
+
   /// A view of caller-owned memory (`data` must hold numel_of(shape) floats and outlive every handle).
   static Tensor view(float* data, const Shape& shape);
 

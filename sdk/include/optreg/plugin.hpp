@@ -147,12 +147,13 @@ constexpr abi::StateSpec state_float(const char* name, const char* meaning) {
 /// member of the optimizer: its index is allocated once, at the first step.
 class ElementRanges {
  public:
-  /// Calls `kernel(slot, begin, end)` for pieces covering every element of every slot.
-  template <typename F>
-  void run(const std::vector<Optimizer::Slot>& slots, F&& kernel, std::size_t grain = std::size_t{1} << 14) {
-    offsets_.resize(slots.size() + 1);
+  /// Calls `kernel(piece, begin, end)` for ranges covering every element of `count` pieces,
+  /// piece i holding `size_of(i)` elements.
+  template <typename Size, typename F>
+  void run(std::size_t count, Size&& size_of, F&& kernel, std::size_t grain = std::size_t{1} << 14) {
+    offsets_.resize(count + 1);
     offsets_[0] = 0;
-    for (std::size_t i = 0; i < slots.size(); ++i) offsets_[i + 1] = offsets_[i] + slots[i].param->value().numel();
+    for (std::size_t i = 0; i < count; ++i) offsets_[i + 1] = offsets_[i] + size_of(i);
     const std::vector<std::size_t>& index = offsets_;
     parallel_for(index.back(), grain, [&](std::size_t begin, std::size_t end) {
       std::size_t i = static_cast<std::size_t>(std::upper_bound(index.begin(), index.end(), begin) - index.begin()) - 1;
@@ -164,9 +165,22 @@ class ElementRanges {
     });
   }
 
+  /// Calls `kernel(slot, begin, end)` for ranges covering every element of every slot.
+  template <typename F>
+  void run(const std::vector<Optimizer::Slot>& slots, F&& kernel, std::size_t grain = std::size_t{1} << 14) {
+    run(
+        slots.size(), [&](std::size_t i) { return slots[i].param->value().numel(); }, std::forward<F>(kernel), grain);
+  }
+
  private:
-  std::vector<std::size_t> offsets_;  // offsets_[i]: the first element of slot i
+  std::vector<std::size_t> offsets_;  // offsets_[i]: the first element of piece i
 };
+
+/// Whether `next` starts where `previous` (of `n` elements) ends: tensors laid out back to back
+/// (parameters in one flat buffer, a group's packed state) can be updated as one range.
+inline bool follows(const float* previous, std::size_t n, const float* next) noexcept {
+  return previous != nullptr && previous + n == next;
+}
 
 /// An optimizer written as one update per parameter tensor: the plugin declares its
 /// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
