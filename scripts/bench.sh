@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (Release, with libtorch as the peer when libtorch-dev is installed) and
+# runs them: step throughput against the in-place bandwidth limit and libtorch, then checkpoint
+# throughput against plain write()/read(). Arguments go to step_bench (--threads 1,2 ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+optreg_install_deps
+cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPTREG_BUILD_BENCHMARKS=ON -DOPTREG_BUILD_TESTS=OFF
+cmake --build build-bench -j2
+build-bench/bin/step_bench "$@"
+echo
+build-bench/bin/checkpoint_bench "${TMPDIR:-/tmp}"
