@@ -12,7 +12,7 @@ set_target_properties(optreg_core PROPERTIES EXPORT_NAME core INSTALL_RPATH "$OR
 set_target_properties(optreg_sdk PROPERTIES EXPORT_NAME sdk)
 set_target_properties(optreg_conformance PROPERTIES EXPORT_NAME conformance INSTALL_RPATH "$ORIGIN")
 set_target_properties(optreg_tool PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
-set_target_properties(optreg_sgd optreg_adam PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
+set_target_properties(${OPTREG_IN_TREE_PLUGINS} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
 
 install(TARGETS optreg_base optreg_core optreg_sdk optreg_conformance EXPORT optregTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -22,7 +22,7 @@ install(DIRECTORY core/include/optreg sdk/include/optreg sdk/conformance/include
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/optreg/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
 install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS optreg_sgd optreg_adam LIBRARY DESTINATION ${OPTREG_INSTALL_PLUGINDIR})
+install(TARGETS ${OPTREG_IN_TREE_PLUGINS} LIBRARY DESTINATION ${OPTREG_INSTALL_PLUGINDIR})
 
 install(EXPORT optregTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/optregConfig.cmake.in

@@ -1,7 +1,9 @@
 // Adam (Kingma & Ba, 2015) with L2 weight decay, AMSGrad and maximize, with the update rule
 // and rounding order of PyTorch's torch.optim.Adam (single-tensor path): eps is added outside
-// the square root, after the bias correction. One pass over the elements of all the group's
-// tensors, split across the threads.
+// the square root, after the bias correction. Built with OPTREG_ADAMW it is AdamW (Loshchilov &
+// Hutter, "Decoupled Weight Decay Regularization", ICLR 2019) as torch.optim.AdamW: the weight
+// decay scales the parameter by 1 - lr * weight_decay before the Adam update instead of adding
+// to the gradient. One pass over the elements of all the group's tensors, split across threads.
 #include <cmath>
 
 #include <optreg/plugin.hpp>
@@ -12,12 +14,20 @@ namespace sdk = optreg::sdk;
 
 constexpr double kDefaultBetas[] = {0.9, 0.999};
 
+#ifdef OPTREG_ADAMW
+constexpr bool kDecoupled = true;
+#else
+constexpr bool kDecoupled = false;
+#endif
+
 constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::float_option("lr", 1e-3, sdk::at_least(0.0), "learning rate"),
     sdk::float_list_option("betas", kDefaultBetas, sdk::closed_open(0.0, 1.0),
                            "decay rates of the first and second moment estimates"),
     sdk::float_option("eps", 1e-8, sdk::greater_than(0.0), "term added to the denominator for numerical stability"),
-    sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
+    kDecoupled ? sdk::float_option("weight_decay", 1e-2, sdk::at_least(0.0),
+                                   "decoupled weight decay: the parameter is scaled by 1 - lr * weight_decay")
+               : sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
     sdk::bool_option("amsgrad", false, "use the maximum of past second moments (AMSGrad)"),
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
@@ -33,6 +43,7 @@ constexpr optreg::abi::StateSpec kState[] = {
 struct Constants {
   float beta1, beta2, one_minus_beta1, one_minus_beta2, weight_decay, eps;
   bool use_decay, maximize;
+  float decay;  // AdamW: the factor 1 - lr * weight_decay applied to the parameter first
 };
 
 /// One tensor's pointers and step-dependent factors.
@@ -64,15 +75,17 @@ OPTREG_KERNEL void adam_kernel(const Constants& c, const Tensors& t, std::size_t
   const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
   const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
   const bool use_decay = c.use_decay, maximize = c.maximize;
+  const float decay = c.decay;
   for (std::size_t i = begin; i < end; ++i) {
+    const float pi = kDecoupled ? p[i] * decay : p[i];
     float grad = maximize ? -g[i] : g[i];
-    if (use_decay) grad = grad + weight_decay * p[i];
+    if (!kDecoupled && use_decay) grad = grad + weight_decay * pi;
     const float mi = m[i] * beta1 + one_minus_beta1 * grad;
     const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
     m[i] = mi;
     v[i] = vi;
     const float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    p[i] = p[i] + neg_step_size * mi / denom;
+    p[i] = pi + neg_step_size * mi / denom;
   }
 }
 
@@ -86,9 +99,11 @@ OPTREG_KERNEL void amsgrad_kernel(const Constants& c, const Tensors& t, std::siz
   const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
   const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
   const bool use_decay = c.use_decay, maximize = c.maximize;
+  const float decay = c.decay;
   for (std::size_t i = begin; i < end; ++i) {
+    const float pi = kDecoupled ? p[i] * decay : p[i];
     float grad = maximize ? -g[i] : g[i];
-    if (use_decay) grad = grad + weight_decay * p[i];
+    if (!kDecoupled && use_decay) grad = grad + weight_decay * pi;
     const float mi = m[i] * beta1 + one_minus_beta1 * grad;
     const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
     m[i] = mi;
@@ -96,7 +111,7 @@ OPTREG_KERNEL void amsgrad_kernel(const Constants& c, const Tensors& t, std::siz
     const float most = vmax[i] < vi ? vi : vmax[i];
     vmax[i] = most;
     const float denom = std::sqrt(most) / bias_correction2_sqrt + eps;
-    p[i] = p[i] + neg_step_size * mi / denom;
+    p[i] = pi + neg_step_size * mi / denom;
   }
 }
 
@@ -115,7 +130,8 @@ class Adam final : public optreg::Optimizer {
     const Constants c{static_cast<float>(betas[0]),        static_cast<float>(betas[1]),
                       static_cast<float>(1.0 - betas[0]),  static_cast<float>(1.0 - betas[1]),
                       static_cast<float>(wd),              static_cast<float>(o.at("eps").as_float()),
-                      wd != 0.0,                           o.at("maximize").as_bool()};
+                      wd != 0.0,                           o.at("maximize").as_bool(),
+                      static_cast<float>(1.0 - lr * wd)};
     tensors_.clear();  // keeps its capacity: no allocation after the first step
     std::int64_t last_step = -1;  // the parameters of a group usually share their step count
     float neg_step_size = 0, bias_correction2_sqrt = 0;
@@ -162,6 +178,11 @@ class Adam final : public optreg::Optimizer {
 
 }  // namespace
 
+#ifdef OPTREG_ADAMW
+OPTREG_REGISTER_OPTIMIZER(Adam, "adamw", "1.0.0",
+                          "AdamW: Adam with decoupled weight decay, AMSGrad and maximize", kSchema, kState)
+#else
 OPTREG_REGISTER_OPTIMIZER(Adam, "adam", "1.0.0",
                           "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema,
                           kState)
+#endif

@@ -1,5 +1,5 @@
 // Golden-trajectory tests: replays the trajectories of torch.optim.SGD and torch.optim.Adam
-// recorded in trajectories.txt (format: see generate.py) through the `sgd` and `adam` plugins,
+// recorded in trajectories.txt (format: see generate.py) through the `sgd`, `adam` and `adamw` plugins,
 // feeding the recorded gradients and comparing every parameter after every step.
 #include <algorithm>
 #include <cerrno>
@@ -38,7 +38,7 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 19;
+constexpr std::size_t kMinCases = 23;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 
@@ -361,7 +361,8 @@ TEST(GoldenFile, ParsesCompletely) {
   EXPECT_EQ(f.cases.size(), f.declared_cases);
   EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
   for (const CaseRecord& c : f.cases) {
-    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam") << c.name << ": optimizer " << c.optimizer;
+    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw")
+        << c.name << ": optimizer " << c.optimizer;
     EXPECT_GE(c.steps.size(), kMinSteps) << c.name;
   }
 }
@@ -375,8 +376,7 @@ TEST_P(Trajectory, Matches) {
   ASSERT_NE(c, nullptr) << "no case '" << GetParam() << "' in " << f.path;
 
   optreg::Registry registry;
-  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
-  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+  ASSERT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
 
   std::vector<optreg::Parameter> params;
   for (std::size_t i = 0; i < c->shapes.size(); ++i) {
