@@ -1,6 +1,6 @@
 // step() throughput of every registered optimizer, measured through the registry, against the
 // in-place memory-bandwidth limit measured in the same run and, when built with libtorch,
-// against torch::optim::Adam and torch::optim::SGD on the same shapes. Also reports heap
+// against torch::optim::Adam, AdamW and SGD on the same shapes. Also reports heap
 // allocations inside step() after the first, the time to create an optimizer by name, and the
 // time to load every in-tree plugin. See docs/performance.md.
 //
@@ -162,6 +162,8 @@ double measure_torch(const std::string& name, const Case& c, double budget) {
   std::unique_ptr<torch::optim::Optimizer> opt;
   if (name == "adam") {
     opt = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(1e-3));
+  } else if (name == "adamw") {
+    opt = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-3));
   } else if (name == "sgd") {
     opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(1e-3).momentum(0.9));
   } else {
@@ -255,7 +257,7 @@ int main(int argc, char** argv) {
                 limit[t]);
   }
 #ifdef OPTREG_BENCH_WITH_TORCH
-  std::printf("peer: libtorch %s (torch::optim::Adam, torch::optim::SGD with momentum 0.9)\n", TORCH_VERSION);
+  std::printf("peer: libtorch %s (torch::optim::Adam, AdamW, and SGD with momentum 0.9)\n", TORCH_VERSION);
 #else
   std::printf("peer: none (built without libtorch)\n");
 #endif
