@@ -1,6 +1,8 @@
-# Installs the Debian 12 packages that optreg needs to build and test, when any is missing.
+# Installs the Debian 12 packages that optreg needs to build and test, when any is missing
+# (clang and its runtimes build the fuzzers: tests/fuzz/run.sh).
 # Sourced by scripts/demo.sh and scripts/test.sh.
-optreg_packages=(g++ cmake ninja-build libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev)
+optreg_packages=(g++ cmake ninja-build libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
+                 clang libclang-rt-14-dev)
 
 optreg_install_deps() {
   local missing=()

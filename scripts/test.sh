@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
-# Builds optreg with warnings as errors and runs the whole test suite.
+# Builds optreg with warnings as errors and runs the whole test suite; then builds and runs it a
+# second time under AddressSanitizer and UndefinedBehaviorSanitizer (build-asan), and fuzzes the
+# checkpoint reader for a bounded time (tests/fuzz/run.sh). Fails when any pass fails.
+#
+# Environment: OPTREG_JOBS (build and test jobs, default 2), OPTREG_FUZZ_SECONDS (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 optreg_install_deps
+
+jobs=${OPTREG_JOBS:-2}
+fuzz_seconds=${OPTREG_FUZZ_SECONDS:-60}
+
+echo "== pass 1: the test suite"
 cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTREG_WERROR=ON
-cmake --build build-test -j2
-cd build-test
-ctest --output-on-failure -j2
+cmake --build build-test -j"$jobs"
+(cd build-test && ctest --output-on-failure -j"$jobs")
+
+echo "== pass 2: the test suite under AddressSanitizer and UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTREG_WERROR=ON -DOPTREG_SANITIZE=ON
+cmake --build build-asan -j"$jobs"
+# The third-party author's test links an uninstrumented project against the installed, here
+# instrumented, libraries, which AddressSanitizer cannot run; pass 1 covers it.
+(cd build-asan &&
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs" -E '^Sdk\.ThirdPartyAuthor')
+
+echo "== pass 3: fuzzing the checkpoint reader for ${fuzz_seconds} s"
+OPTREG_JOBS=$jobs bash tests/fuzz/run.sh "$fuzz_seconds"

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -20,6 +21,7 @@
 #include <system_error>
 
 #include <boost/archive/archive_exception.hpp>
+#include <boost/archive/basic_archive.hpp>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
 #include <boost/serialization/split_free.hpp>
@@ -167,6 +169,13 @@ class HashingReadBuf : public std::streambuf {
   /// Bytes not yet handed to the archive.
   std::uint64_t unread() const { return remaining_ + static_cast<std::uint64_t>(egptr() - gptr()); }
   std::uint64_t digest() { return XXH3_64bits_digest(&hash_); }
+  /// Copies the next `n` bytes without consuming them; false when fewer remain.
+  bool peek(void* dst, std::size_t n) {
+    if (traits_type::eq_int_type(sgetc(), traits_type::eof())) return false;  // fills the buffer
+    if (static_cast<std::size_t>(egptr() - gptr()) < n) return false;
+    std::memcpy(dst, gptr(), n);
+    return true;
+  }
 
  protected:
   int_type underflow() override {
@@ -226,6 +235,26 @@ void check_count(std::uint64_t count, std::uint64_t min_bytes, const char* what)
     throw Fault{"the " + std::string(what) + " count " + std::to_string(count) + " exceeds what the remaining " +
                 std::to_string(left) + " bytes of the payload can hold"};
   }
+}
+
+/// A name read from a file, for a message: quoted, at most 64 bytes of it, and every byte that is
+/// not printable ASCII written as \xNN (a NUL would otherwise end the message there).
+std::string quoted(const std::string& s) {
+  constexpr std::size_t kShown = 64;
+  std::string out = "'";
+  for (std::size_t i = 0; i < s.size() && i < kShown; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7F && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned>(c));
+      out += escaped;
+    }
+  }
+  out += "'";
+  if (s.size() > kShown) out += " (" + std::to_string(s.size()) + " bytes)";
+  return out;
 }
 
 }  // namespace
@@ -305,7 +334,14 @@ void load(Ar& ar, optreg::Value& v, unsigned version) {
   std::uint8_t type = 0;
   ar >> type;
   switch (static_cast<optreg::ValueType>(type)) {
-    case optreg::ValueType::Bool: { bool b = false; ar >> b; v = optreg::Value(b); return; }
+    case optreg::ValueType::Bool: {
+      // Read as a byte: any other byte than 0 or 1 in a bool is undefined behaviour.
+      std::uint8_t b = 0;
+      ar >> b;
+      if (b > 1) throw optreg::Fault{"a boolean value holds the invalid byte " + std::to_string(b)};
+      v = optreg::Value(b == 1);
+      return;
+    }
     case optreg::ValueType::Int: { std::int64_t i = 0; ar >> i; v = optreg::Value(i); return; }
     case optreg::ValueType::Float: { double d = 0; ar >> d; v = optreg::Value(d); return; }
     case optreg::ValueType::String: { std::string s; load_string(ar, s); v = optreg::Value(std::move(s)); return; }
@@ -398,7 +434,7 @@ void load(Ar& ar, optreg::ParamState& s, unsigned version) {
       ar >> v;
       s.add_scalar(name, v);
     } else {
-      throw optreg::Fault{"state scalar '" + name + "' has the unknown kind " + std::to_string(kind)};
+      throw optreg::Fault{"state scalar " + optreg::quoted(name) + " has the unknown kind " + std::to_string(kind)};
     }
   }
 }
@@ -527,6 +563,14 @@ Checkpoint parse_payload(HashingReadBuf& in, const CheckpointInfo& info) {
     const HashingReadBuf* p;
     ~Restore() { t_reader = p; }
   } restore{outer};
+  // Boost reads the archive signature as a string of the stored length and allocates that
+  // length before reading it, so the length is checked here first.
+  std::size_t signature_length = 0;
+  if (in.peek(&signature_length, sizeof signature_length) &&
+      signature_length != std::strlen(boost::archive::BOOST_ARCHIVE_SIGNATURE())) {
+    throw Fault{"the payload does not begin with a Boost.Serialization archive signature (its length field reads " +
+                std::to_string(signature_length) + ")"};
+  }
   Checkpoint c;
   {
     boost::archive::binary_iarchive ar(in);
@@ -664,7 +708,7 @@ Options load_optimizer(const std::string& path, Optimizer& optimizer) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const NamedTensor& saved = c.parameters[i];
     if (saved.name != params[i].name() || saved.value.shape() != params[i].value().shape()) {
-      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is '" + saved.name + "' of shape " +
+      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + quoted(saved.name) + " of shape " +
                             to_string(saved.value.shape()) + " in the file, but '" + params[i].name() + "' of shape " +
                             to_string(params[i].value().shape()) + " in the optimizer");
     }
