@@ -15,7 +15,7 @@ fuzz_seconds=${OPTREG_FUZZ_SECONDS:-60}
 echo "== pass 1: the test suite"
 cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTREG_WERROR=ON
 cmake --build build-test -j"$jobs"
-(cd build-test && ctest --output-on-failure -j"$jobs")
+(cd build-test && ctest --output-on-failure -j"$jobs") | tee build-test/ctest.log
 
 echo "== pass 2: the test suite under AddressSanitizer and UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTREG_WERROR=ON -DOPTREG_SANITIZE=ON
@@ -24,7 +24,11 @@ cmake --build build-asan -j"$jobs"
 # instrumented, libraries, which AddressSanitizer cannot run; pass 1 covers it.
 (cd build-asan &&
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j"$jobs" -E '^Sdk\.ThirdPartyAuthor')
+    ctest --output-on-failure -j"$jobs" -E '^Sdk\.ThirdPartyAuthor') | tee build-asan/ctest.log
 
 echo "== pass 3: fuzzing the checkpoint reader for ${fuzz_seconds} s"
 OPTREG_JOBS=$jobs bash tests/fuzz/run.sh "$fuzz_seconds"
+
+# One closing line over both test passes (each pass already stopped the script on a failure).
+awk '/tests passed, [0-9]+ tests failed out of/ { total += $NF; failed += $4 }
+     END { printf "optreg: %d passed, %d failed\n", total - failed, failed }' build-test/ctest.log build-asan/ctest.log
