@@ -65,31 +65,10 @@ struct Tensors {
 };
 
 // Every constant is copied to a local first: the stores through the tensors' pointers could
-// otherwise alias them, which keeps the compiler from vectorising the loop.
+// otherwise alias them, which keeps the compiler from vectorising the loop. With `Amsgrad` the
+// denominator uses the running maximum of the second moments.
+template <bool Amsgrad>
 OPTREG_KERNEL void adam_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
-  float* __restrict p = t.p;
-  const float* __restrict g = t.g;
-  float* __restrict m = t.m;
-  float* __restrict v = t.v;
-  const float beta1 = c.beta1, beta2 = c.beta2, one_minus_beta1 = c.one_minus_beta1;
-  const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
-  const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
-  const bool use_decay = c.use_decay, maximize = c.maximize;
-  const float decay = c.decay;
-  for (std::size_t i = begin; i < end; ++i) {
-    const float pi = kDecoupled ? p[i] * decay : p[i];
-    float grad = maximize ? -g[i] : g[i];
-    if (!kDecoupled && use_decay) grad = grad + weight_decay * pi;
-    const float mi = m[i] * beta1 + one_minus_beta1 * grad;
-    const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    p[i] = pi + neg_step_size * mi / denom;
-  }
-}
-
-OPTREG_KERNEL void amsgrad_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
   float* __restrict p = t.p;
   const float* __restrict g = t.g;
   float* __restrict m = t.m;
@@ -108,9 +87,12 @@ OPTREG_KERNEL void amsgrad_kernel(const Constants& c, const Tensors& t, std::siz
     const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
     m[i] = mi;
     v[i] = vi;
-    const float most = vmax[i] < vi ? vi : vmax[i];
-    vmax[i] = most;
-    const float denom = std::sqrt(most) / bias_correction2_sqrt + eps;
+    float second = vi;
+    if (Amsgrad) {
+      second = vmax[i] < vi ? vi : vmax[i];
+      vmax[i] = second;
+    }
+    const float denom = std::sqrt(second) / bias_correction2_sqrt + eps;
     p[i] = pi + neg_step_size * mi / denom;
   }
 }
@@ -164,9 +146,9 @@ class Adam final : public optreg::Optimizer {
         tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },
         [&](std::size_t i, std::size_t begin, std::size_t end) {
           if (amsgrad) {
-            amsgrad_kernel(c, tensors_[i], begin, end);
+            adam_kernel<true>(c, tensors_[i], begin, end);
           } else {
-            adam_kernel(c, tensors_[i], begin, end);
+            adam_kernel<false>(c, tensors_[i], begin, end);
           }
         });
   }
