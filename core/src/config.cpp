@@ -3,6 +3,8 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,13 +13,13 @@
 
 #include <yaml-cpp/yaml.h>
 
-namespace optreg {
+#include "config_yaml.hpp"
 
-namespace {
+namespace optreg {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins"};
+namespace detail {
 
 ConfigMark mark_of(const YAML::Mark& m) {
   // yaml-cpp marks are 0-based, and -1 when unknown.
@@ -73,7 +75,20 @@ std::vector<std::pair<YAML::Node, YAML::Node>> entries(const std::string& source
   return out;
 }
 
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
+const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins"};
+
 bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
+
+}  // namespace
+
+namespace detail {
+
 
 /// A YAML value as a typed option value (YAML 1.2 core schema for plain scalars; quoted
 /// scalars are strings; a list of numbers is a list of floats).
@@ -111,6 +126,10 @@ Value to_value(const std::string& source, const std::string& name, const YAML::N
   if (matches(s, "~|null|Null|NULL")) fail(source, mark_of(n), "option '" + name + "' has no value");
   return Value(s);
 }
+
+}  // namespace detail
+
+namespace {
 
 std::vector<std::pair<std::string, ConfigMark>> string_list(const std::string& source, const YAML::Node& n,
                                                            const std::string& what) {
@@ -164,17 +183,33 @@ Options options_of(const OptimizerConfig& config, const Schema& schema, const st
 
 }  // namespace
 
-OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
-  OptimizerConfig config;
-  config.source = source;
-  YAML::Node root;
+YAML::Node detail::load_yaml(const std::string& text, const std::string& source) {
   try {
-    root = YAML::Load(text);
+    return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     fail(source, mark_of(e.mark), "YAML syntax error: " + e.msg);
   } catch (const YAML::Exception& e) {
     fail(source, mark_of(e.mark), "YAML error: " + e.msg);
   }
+}
+
+std::string detail::read_text_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open the " + what);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": reading the " + what + " failed");
+  return text.str();
+}
+
+OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
+  return detail::parse_config_node(detail::load_yaml(text, source), source, base_dir, {});
+}
+
+OptimizerConfig detail::parse_config_node(const YAML::Node& root, const std::string& source,
+                                          const std::string& base_dir, const std::vector<std::string>& host_sections) {
+  OptimizerConfig config;
+  config.source = source;
   if (!root.IsMap()) {
     fail(source, mark_of(root),
          std::string("a config must be a map with an 'optimizer' section, not ") +
@@ -238,9 +273,11 @@ OptimizerConfig parse_config(const std::string& text, const std::string& source,
             config.plugin_path_marks.push_back(m);
           }
         }
-      } else {
-        fail(source, mark_of(key), "unknown section '" + section + "'" + suggestion(section, kSections) +
-                                       "; known sections: " + join(kSections));
+      } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
+        auto known = kSections;
+        known.insert(known.end(), host_sections.begin(), host_sections.end());
+        fail(source, mark_of(key), "unknown section '" + section + "'" + suggestion(section, known) +
+                                       "; known sections: " + join(known));
       }
     }
     if (!has_optimizer) fail(source, mark_of(root), "the config has no 'optimizer' section");
@@ -251,26 +288,12 @@ OptimizerConfig parse_config(const std::string& text, const std::string& source,
 }
 
 OptimizerConfig load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open the config file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": reading the config file failed");
-  const fs::path dir = fs::absolute(path).parent_path();
-  return parse_config(text.str(), path, dir.string());
+  const std::string text = detail::read_text_file(path, "config file");
+  return parse_config(text, path, fs::absolute(path).parent_path().string());
 }
 
 std::vector<ParamInfo> load_param_list(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open the parameter list");
-  std::ostringstream text;
-  text << in.rdbuf();
-  YAML::Node root;
-  try {
-    root = YAML::Load(text.str());
-  } catch (const YAML::Exception& e) {
-    fail(path, mark_of(e.mark), "YAML syntax error: " + e.msg);
-  }
+  const YAML::Node root = detail::load_yaml(detail::read_text_file(path, "parameter list"), path);
   if (!root.IsMap()) fail(path, mark_of(root), "a parameter list must map each parameter name to its shape");
   std::vector<ParamInfo> out;
   for (const auto& [k, v] : entries(path, root, "the parameter list")) {
