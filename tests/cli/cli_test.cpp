@@ -15,48 +15,21 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/registry.hpp>
 
+#include "test_support.hpp"
+
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using optreg::testing::contains;
+using optreg::testing::TempDir;
+using ToolRun = optreg::testing::CommandRun;
 
 ToolRun run(const std::string& args) {
   // OPTREG_PLUGIN_PATH is emptied so that only what a test names is loaded besides the
   // in-tree folder found beside the core library.
-  const std::string cmd = "OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args + " 2>&1";
-  ToolRun r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), static_cast<int>(buf.size()), pipe) != nullptr) r.out += buf.data();
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return optreg::testing::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
 }
 
 std::string plugin_dir() { return std::string("'") + OPTREG_TEST_PLUGIN_DIR + "'"; }
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "optreg-cli-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 

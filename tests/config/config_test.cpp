@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <optreg/config.hpp>
 
 namespace {
@@ -58,21 +60,7 @@ TEST(Config, ThereAreAtLeastTwentyBadConfigs) { EXPECT_GE(std::size(kBadConfigs)
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "optreg-config-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using optreg::testing::TempDir;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

@@ -1,37 +1,21 @@
 // `optreg conformance`, run as a plugin author runs it: output and exit status.
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <regex>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using optreg::testing::contains;
+using ToolRun = optreg::testing::CommandRun;
 
 ToolRun run(const std::string& args) {
-  const std::string cmd = "OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args + " 2>&1";
-  ToolRun r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), static_cast<int>(buf.size()), pipe) != nullptr) r.out += buf.data();
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return optreg::testing::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
 }
 
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 }  // namespace
 
