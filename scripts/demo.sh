@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds optreg, lists the registry and trains a small
-# model with optimizers loaded by name.
+# The main job: installs what is missing, builds optreg (libraries, plugins, tool, examples),
+# lists the registry, and compares SGD, SGD with momentum, Adam and AdamW on a Fashion-MNIST
+# MLP, printing a table and writing a plot (runs/fmnist-compare/compare.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 optreg_install_deps
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+# The test suite is built by scripts/test.sh, in its own folder.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPTREG_BUILD_TESTS=OFF
 cmake --build build -j2
 echo
 echo "== optreg list"
 build/bin/optreg list
 echo
-echo "== train_spirals: a two-layer perceptron on two spirals, optimizers loaded by name"
-build/bin/train_spirals sgd:lr=0.5,momentum=0.9 adam:lr=0.02
-echo
-echo "== the same model with Adam from a config"
-build/bin/optreg check examples/configs/spirals-adam.yaml
-build/bin/train_spirals --config examples/configs/spirals-adam.yaml
+echo "== optreg compare examples/configs/fmnist-compare.yaml"
+build/bin/optreg compare examples/configs/fmnist-compare.yaml

@@ -40,5 +40,8 @@ int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostre
 int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_inspect(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_conformance_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_compare(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run_problems(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 }  // namespace optreg::cli

@@ -19,6 +19,9 @@ const char* kHelp =
     "  check        validate a config and print it resolved\n"
     "  inspect      verify a checkpoint file and show what it holds\n"
     "  conformance  check that a plugin file behaves as every host expects\n"
+    "  train        train a built-in problem with a config's optimizer\n"
+    "  compare      train a problem with several optimizers; table and plot\n"
+    "  problems     list the built-in problems\n"
     "\n"
     "options:\n"
     "  -h, --help     this help; 'optreg <command> --help' for a command's own\n"
@@ -50,6 +53,9 @@ int main(int argc, char** argv) {
     if (cmd == "check") return run_check(rest, std::cout, std::cerr);
     if (cmd == "inspect") return run_inspect(rest, std::cout, std::cerr);
     if (cmd == "conformance") return run_conformance_command(rest, std::cout, std::cerr);
+    if (cmd == "train") return run_train(rest, std::cout, std::cerr);
+    if (cmd == "compare") return run_compare(rest, std::cout, std::cerr);
+    if (cmd == "problems") return run_problems(rest, std::cout, std::cerr);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& e) {
     std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";

@@ -1,0 +1,458 @@
+// The built-in problems, their data files, run configs, the data order and in-process resume.
+#include <zlib.h>
+
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include <optreg/checkpoint.hpp>
+#include <optreg/train/random.hpp>
+#include <optreg/train/run.hpp>
+
+#include "state_support.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace optreg::train;
+using optreg::testing::TempDir;
+
+// ---------------------------------------------------------------------------------------------
+// Gradients against central finite differences.
+
+/// The loss of `problem` on `batch` with parameter `p` element `i` moved by `h` (the step
+/// actually taken in float is returned through `step`).
+double loss_moved(Problem& problem, const std::vector<std::uint32_t>& batch, std::size_t p, std::size_t i, float h,
+                  double* step) {
+  float& x = const_cast<optreg::Parameter&>(problem.params()[p]).value()[i];
+  const float old = x;
+  x = old + h;
+  *step = static_cast<double>(x) - static_cast<double>(old);
+  const double loss = problem.loss_and_grad(batch);
+  x = old;
+  return loss;
+}
+
+struct GradientCheck {
+  double max_abs_error = 0;
+  double error_norm = 0;    // || fd - analytic ||
+  double gradient_norm = 0;  // || analytic ||
+  std::size_t elements = 0;
+};
+
+GradientCheck check_gradient(Problem& problem, const std::vector<std::uint32_t>& batch, float h) {
+  problem.loss_and_grad(batch);
+  std::vector<std::vector<float>> analytic;
+  for (const auto& p : problem.params()) analytic.push_back(p.grad().to_vector());
+  GradientCheck c;
+  for (std::size_t p = 0; p < problem.params().size(); ++p) {
+    for (std::size_t i = 0; i < analytic[p].size(); ++i) {
+      double up = 0;
+      double down = 0;
+      const double fp = loss_moved(problem, batch, p, i, h, &up);
+      const double fm = loss_moved(problem, batch, p, i, -h, &down);
+      const double fd = (fp - fm) / (up - down);
+      const double err = std::abs(fd - analytic[p][i]);
+      c.max_abs_error = std::max(c.max_abs_error, err);
+      c.error_norm += err * err;
+      c.gradient_norm += static_cast<double>(analytic[p][i]) * analytic[p][i];
+      ++c.elements;
+    }
+  }
+  c.error_norm = std::sqrt(c.error_norm);
+  c.gradient_norm = std::sqrt(c.gradient_norm);
+  return c;
+}
+
+ProblemPtr make(const std::string& name, const optreg::Options& given, std::uint64_t seed = 7) {
+  const ProblemKind* kind = find_problem(name);
+  EXPECT_NE(kind, nullptr) << name;
+  static DataCache cache;
+  return kind->create(kind->schema.resolve(kind->schema.defaults(), given, name), seed, cache);
+}
+
+/// A small random classification dataset held in memory.
+std::shared_ptr<const ImageData> synthetic_data(std::size_t count, std::size_t features, std::size_t classes) {
+  auto d = std::make_shared<ImageData>();
+  Random rng(3, 0);
+  for (Dataset* s : {&d->train, &d->test}) {
+    s->count = count;
+    s->features = features;
+    s->classes = classes;
+    for (std::size_t i = 0; i < count * features; ++i) s->x.push_back(static_cast<float>(rng.uniform()));
+    for (std::size_t i = 0; i < count; ++i) s->y.push_back(static_cast<std::uint8_t>(rng.below(classes)));
+  }
+  return d;
+}
+
+std::vector<std::uint32_t> first(std::uint32_t n) {
+  std::vector<std::uint32_t> v(n);
+  std::iota(v.begin(), v.end(), 0U);
+  return v;
+}
+
+TEST(ProblemGradients, QuadraticMatchesFiniteDifferences) {
+  auto q = make("quadratic", {{"dim", 12}, {"condition", 100.0}, {"train_size", 50}});
+  const GradientCheck c = check_gradient(*q, {3, 17, 42, 8}, 1e-2F);
+  EXPECT_EQ(c.elements, 12U);
+  EXPECT_GT(c.gradient_norm, 0.1);
+  // A quadratic has no third derivative: central differences are exact up to rounding.
+  EXPECT_LT(c.max_abs_error, 1e-5 * c.gradient_norm + 1e-6);
+}
+
+TEST(ProblemGradients, RosenbrockMatchesFiniteDifferencesAwayFromTheStart) {
+  auto r = make("rosenbrock", {{"dim", 6}, {"start", "random"}});
+  const GradientCheck c = check_gradient(*r, {}, 1e-3F);
+  EXPECT_EQ(c.elements, 6U);
+  EXPECT_GT(c.gradient_norm, 1.0);
+  EXPECT_LT(c.max_abs_error, 1e-3 * c.gradient_norm);
+}
+
+TEST(ProblemGradients, LogisticRegressionMatchesFiniteDifferencesElementwise) {
+  auto p = make_classifier("logreg", synthetic_data(40, 9, 4), {}, 5);
+  const GradientCheck c = check_gradient(*p, {0, 5, 9, 11, 20, 33, 39}, 1e-2F);
+  EXPECT_EQ(c.elements, 9U * 4 + 4);
+  EXPECT_GT(c.gradient_norm, 0.05);
+  EXPECT_LT(c.max_abs_error, 2e-4);
+}
+
+TEST(ProblemGradients, MlpMatchesFiniteDifferences) {
+  auto p = make_classifier("mlp", synthetic_data(40, 7, 3), {6, 5}, 11);
+  ASSERT_EQ(p->param_names(), (std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                                         "fc3.weight", "fc3.bias"}));
+  const GradientCheck c = check_gradient(*p, first(40), 1e-3F);
+  EXPECT_EQ(c.elements, 7U * 6 + 6 + 6 * 5 + 5 + 5 * 3 + 3);
+  EXPECT_GT(c.gradient_norm, 0.01);
+  // float32 forward passes: differences carry about 1e-7 / 1e-3 of rounding.
+  EXPECT_LT(c.error_norm, 1e-2 * c.gradient_norm) << "max abs error " << c.max_abs_error;
+}
+
+TEST(ProblemGradients, AreTheSameBitsForTheSameBatch) {
+  auto p = make_classifier("mlp", synthetic_data(30, 5, 3), {4}, 2);
+  const double a = p->loss_and_grad({1, 2, 3});
+  const auto g = p->params()[0].grad().to_vector();
+  p->loss_and_grad({4, 5});
+  EXPECT_EQ(p->loss_and_grad({1, 2, 3}), a);
+  EXPECT_EQ(p->params()[0].grad().to_vector(), g);
+}
+
+TEST(Problems, InitialisationIsAFunctionOfTheSeed) {
+  auto a = make_classifier("mlp", synthetic_data(10, 5, 3), {4}, 2);
+  auto b = make_classifier("mlp", synthetic_data(10, 5, 3), {4}, 2);
+  auto c = make_classifier("mlp", synthetic_data(10, 5, 3), {4}, 3);
+  EXPECT_EQ(a->params()[0].value().to_vector(), b->params()[0].value().to_vector());
+  EXPECT_NE(a->params()[0].value().to_vector(), c->params()[0].value().to_vector());
+  // torch.nn.Linear's default bound, 1/sqrt(fan_in).
+  for (float w : a->params()[0].value().to_vector()) EXPECT_LE(std::abs(w), 1 / std::sqrt(5.0F));
+}
+
+TEST(Problems, RosenbrockStartsAtTheClassicPointAndIsZeroAtOnes) {
+  auto r = make("rosenbrock", {});
+  EXPECT_EQ(r->params()[0].value().to_vector(), (std::vector<float>{-1.2F, 1.0F}));
+  EXPECT_NEAR(r->evaluate_train().loss, 24.2, 1e-4);
+  const_cast<optreg::Parameter&>(r->params()[0]).value().fill(1.0F);
+  EXPECT_EQ(r->evaluate_train().loss, 0.0);
+}
+
+TEST(Problems, HiddenSizesMustBeWholeNumbers) {
+  EXPECT_THROW(make("mlp", {{"hidden", std::vector<double>{12.5}}}), optreg::OptionError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fashion-MNIST files.
+
+TEST(FashionMnist, TheDebianFilesReadAsSixtyAndTenThousandImages) {
+  DataCache cache;
+  const auto d = cache.images(kFashionMnistDir);
+  EXPECT_EQ(d->train.count, 60000U);
+  EXPECT_EQ(d->test.count, 10000U);
+  EXPECT_EQ(d->train.features, 784U);
+  EXPECT_EQ(cache.images(kFashionMnistDir), d) << "loaded once";
+  std::vector<std::size_t> per_class(10, 0);
+  for (auto y : d->train.y) ++per_class[y];
+  for (auto n : per_class) EXPECT_EQ(n, 6000U);  // Fashion-MNIST is balanced
+  EXPECT_EQ(*std::max_element(d->train.x.begin(), d->train.x.end()), 1.0F);
+}
+
+/// Writes `bytes` to PATH gzip'd.
+void write_gz(const std::string& path, const std::string& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  if (!bytes.empty()) {
+    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  }
+  gzclose(f);
+}
+
+std::string be32(std::uint32_t v) {
+  return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+std::string idx(std::uint8_t type, std::vector<std::uint32_t> dims, std::size_t data_bytes, char fill = 1) {
+  std::string s{0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
+  for (auto d : dims) s += be32(d);
+  return s + std::string(data_bytes, fill);
+}
+
+struct BadIdx {
+  const char* name;
+  std::string content;  // gzip'd unless raw
+  bool raw;
+  const char* message;
+};
+
+TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
+  const std::vector<BadIdx> cases = {
+      {"empty", "", false, "truncated: the IDX magic number needs 4 bytes, the file holds 0"},
+      {"not_idx", "PK\x03\x04zzzz", false, "not an IDX file (the first two bytes are not zero)"},
+      {"float_type", idx(0x0D, {2, 2, 2}, 8), false, "IDX element type 0x0d is not 0x08 (unsigned byte)"},
+      {"wrong_rank", idx(0x08, {4, 2}, 8), false, "the IDX array has 2 dimensions, expected 3"},
+      {"short_header", std::string{0, 0, 8, 3} + be32(2), false, "truncated: the size of dimension 1 needs 4 bytes"},
+      {"short_data", idx(0x08, {3, 2, 2}, 11), false, "truncated: the data the header declares needs 12 bytes, the file holds 11"},
+      {"long_data", idx(0x08, {3, 2, 2}, 13), false, "holds more data than the header declares (12 bytes)"},
+      {"huge", idx(0x08, {65536, 65536, 2}, 0), false, "the IDX header declares more than 2^32 elements"},
+      {"damaged_gzip", std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbagegarbage", 24), true, "damaged gzip data"},
+  };
+  TempDir dir;
+  for (const auto& c : cases) {
+    const std::string path = dir / (std::string(c.name) + ".gz");
+    if (c.raw) {
+      optreg::testing::write_file(path, c.content);
+    } else {
+      write_gz(path, c.content);
+    }
+    try {
+      read_idx(path, 3);
+      ADD_FAILURE() << c.name << ": no error";
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(path + ": ", 0), 0U) << c.name << ": " << e.what();
+      EXPECT_TRUE(optreg::testing::contains(e.what(), c.message)) << c.name << ": " << e.what();
+    }
+  }
+}
+
+TEST(FashionMnist, MissingFilesNameTheDebianPackage) {
+  TempDir dir;
+  try {
+    load_mnist_format(dir.path());
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), dir / "train-images-idx3-ubyte.gz" +
+                                          ": no such file (Fashion-MNIST comes with the Debian package dataset-fashion-mnist)");
+  }
+}
+
+TEST(FashionMnist, LabelsOutOfRangeAndMismatchedCountsAreRefused) {
+  TempDir dir;
+  write_gz(dir / "train-images-idx3-ubyte.gz", idx(0x08, {3, 2, 2}, 12));
+  write_gz(dir / "train-labels-idx1-ubyte.gz", idx(0x08, {3}, 3, 10));
+  try {
+    load_mnist_format(dir.path());
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), dir / "train-labels-idx1-ubyte.gz" + ": label 0 is 10, outside [0, 10)");
+  }
+  write_gz(dir / "train-labels-idx1-ubyte.gz", idx(0x08, {2}, 2, 1));
+  try {
+    load_mnist_format(dir.path());
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), dir / "train-labels-idx1-ubyte.gz" + ": holds 2 labels, but " +
+                                          (dir / "train-images-idx3-ubyte.gz") + " holds 3 images");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data order.
+
+TEST(DataOrder, EachEpochVisitsEveryExampleOnceInASeededOrder) {
+  auto q = make("quadratic", {{"dim", 2}, {"train_size", 100}});
+  const std::int64_t spe = steps_per_epoch(*q, 16);
+  EXPECT_EQ(spe, 6) << "the last incomplete batch is dropped";
+  std::set<std::uint32_t> seen;
+  for (std::int64_t s = 0; s < spe; ++s) {
+    for (auto i : batch_of(*q, 9, 16, s)) EXPECT_TRUE(seen.insert(i).second) << "example " << i << " twice";
+  }
+  EXPECT_EQ(seen.size(), 96U);
+  EXPECT_EQ(batch_of(*q, 9, 16, 7), batch_of(*q, 9, 16, 7));
+  EXPECT_NE(batch_of(*q, 9, 16, 1), batch_of(*q, 9, 16, 1 + spe)) << "a new order each epoch";
+  EXPECT_NE(batch_of(*q, 9, 16, 1), batch_of(*q, 10, 16, 1)) << "a new order per seed";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run configs.
+
+struct BadConfig {
+  const char* text;
+  const char* message;
+};
+
+TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
+  const std::string ok_train = "train: {steps: 10}\n";
+  const std::vector<BadConfig> cases = {
+      {"train: {steps: 10}\noptimizer: {name: sgd}\n", "c.yaml:1:1: the config has no 'problem' section"},
+      {"problem: {name: mlp}\noptimizer: {name: sgd}\n", "c.yaml:1:1: the config has no 'train' section"},
+      {"problem: {name: mpl}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:17: unknown problem 'mpl' (did you mean 'mlp'?); known problems: quadratic, rosenbrock, logreg, mlp"},
+      {"problem: {dim: 3}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:1: section 'problem' needs a 'name' (such as 'name: mlp')"},
+      {"problem: {name: quadratic, dim: 0}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:33: problem 'quadratic': option 'dim' = 0 is out of range: the value must be in [1.0, 4096.0] (number of "
+       "dimensions)"},
+      {"problem: {name: quadratic, dims: 3}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:28: problem 'quadratic': unknown option 'dims' (did you mean 'dim'?); known options: dim, condition, noise, "
+       "train_size, test_size"},
+      {"problem: {name: quadratic}\ntrain: {steps: 10, epochs: 2}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:8: section 'train' gives both 'steps' and 'epochs'; give one"},
+      {"problem: {name: quadratic}\ntrain: {batch_size: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:8: section 'train' needs 'steps' or 'epochs'"},
+      {"problem: {name: quadratic}\ntrain: {steps: 0}\noptimizer: {name: sgd}\n", "c.yaml:2:16: 'steps' must be above 0"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5, batch_size: many}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:31: section 'train': option 'batch_size' = \"many\" has the wrong type: expected an int, got a string"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimiser: {name: sgd}\n",
+       "c.yaml:3:1: unknown section 'optimiser' (did you mean 'optimizer'?); known sections: optimizer, param_groups, "
+       "plugins, problem, train, runs"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' must be a non-empty list, not a list"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n"
+       "  - {label: a, optimizer: {name: adam}}\n",
+       "c.yaml:5:13: runs[1] has the label 'a' of an earlier run; give each run its own 'label'"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\noptimizer: {name: sgd}\n",
+       "c.yaml:5:12: the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}, lr: 1}\n",
+       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, label"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a}\n", "c.yaml:4:5: the config has no 'optimizer' section"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: [{optimizer: {name: sgd}}]\nextra: 1\n",
+       "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "
+       "sections go inside each run)"},
+  };
+  for (const auto& c : cases) {
+    try {
+      parse_run_config(c.text, "c.yaml");
+      ADD_FAILURE() << "no error for:\n" << c.text;
+    } catch (const optreg::ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
+    }
+  }
+}
+
+TEST(RunConfig, ASingleOptimizerConfigIsOneRunLabelledByTheOptimizer) {
+  const RunConfig c = parse_run_config(
+      "problem: {name: quadratic, dim: 4}\ntrain: {epochs: 2, seed: 3}\noptimizer: {name: adam, lr: 0.01}\n", "c.yaml");
+  ASSERT_EQ(c.runs.size(), 1U);
+  EXPECT_FALSE(c.is_comparison);
+  EXPECT_EQ(c.runs[0].label, "adam");
+  EXPECT_EQ(c.problem_options.at("dim").as_int(), 4);
+  EXPECT_EQ(c.problem_options.at("condition").as_float(), 1000.0) << "defaults filled in";
+  EXPECT_EQ(c.train.seed, 3U);
+  EXPECT_EQ(c.train.batch_size, 128);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training runs.
+
+const char* kQuadraticRun =
+    "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
+    "train: {seed: 4, steps: 90, batch_size: 32, log_every: 10, checkpoint_every: 25, target_loss: 5.0}\n"
+    "optimizer: {name: adam, lr: 0.05}\n";
+
+RunOutcome train(const RunConfig& c, const RunOptions& o) {
+  optreg::Registry registry;
+  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
+  DataCache data;
+  return run_training(c, c.runs.front(), registry, data, o);
+}
+
+optreg::Checkpoint without_time(optreg::Checkpoint c) {
+  c.metadata.erase("train.seconds");
+  return c;
+}
+
+TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
+  const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
+  TempDir dir;
+  RunOptions whole;
+  whole.checkpoint_path = dir / "whole.ckpt";
+  const RunOutcome a = train(config, whole);
+  ASSERT_EQ(a.steps_done, 90);
+  for (std::int64_t stop : {25, 37}) {
+    RunOptions first;
+    first.checkpoint_path = dir / "part.ckpt";
+    first.stop_after = stop;
+    EXPECT_EQ(train(config, first).steps_done, stop);
+    RunOptions rest;
+    rest.checkpoint_path = dir / "part.ckpt";
+    rest.resume_path = dir / "part.ckpt";
+    const RunOutcome b = train(config, rest);
+    EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
+                                       without_time(optreg::read_checkpoint(rest.checkpoint_path))))
+        << "stopped at " << stop;
+    ASSERT_FALSE(b.rows.empty());
+    // The rows after the stop match (the window sums are in the checkpoint).
+    const auto& tail = a.rows[a.rows.size() - b.rows.size()];
+    EXPECT_EQ(tail.step, b.rows.front().step);
+    EXPECT_EQ(tail.train_loss, b.rows.front().train_loss);
+    EXPECT_EQ(a.test.loss, b.test.loss);
+    EXPECT_EQ(a.steps_to_target, b.steps_to_target);
+  }
+}
+
+TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
+  const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
+  TempDir dir;
+  RunOptions first;
+  first.checkpoint_path = dir / "c.ckpt";
+  first.stop_after = 10;
+  train(config, first);
+  std::string other = kQuadraticRun;
+  other.replace(other.find("seed: 4"), 7, "seed: 5");
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  try {
+    train(parse_run_config(other, "q2.yaml"), rest);
+    ADD_FAILURE() << "no error";
+  } catch (const optreg::CheckpointError& e) {
+    EXPECT_EQ(std::string(e.what()), "checkpoint " + (dir / "c.ckpt") + ": it was written with train.seed = 4, but q2.yaml gives 5");
+  }
+}
+
+TEST(TrainingRun, MetricRowsComeEveryLogIntervalWithEvaluations) {
+  const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
+  TempDir dir;
+  RunOptions o;
+  o.metrics_path = dir / "m.csv";
+  const RunOutcome r = train(config, o);
+  // Every 10 steps, and at the end of every epoch of 8 steps (8, 16, ..., 88): 40 and 80 are both.
+  ASSERT_EQ(r.rows.size(), 9U + 11U - 2U);
+  EXPECT_EQ(r.rows.back().step, 90);
+  EXPECT_FALSE(std::isnan(r.rows.back().test_loss));
+  EXPECT_LT(r.rows.back().train_loss, r.rows.front().train_loss);
+  const std::string csv = optreg::testing::read_file(o.metrics_path);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(r.rows.size() + 1));
+}
+
+TEST(TrainingRun, TheMlpLearnsFashionMnist) {
+  // 300 Adam steps of a small MLP: the mean minibatch loss of the last 50 steps is below half
+  // that of the first 50, and the test accuracy above 75% (10% is chance).
+  const RunConfig config = parse_run_config(
+      "problem: {name: mlp, hidden: [64]}\ntrain: {seed: 1, steps: 300, batch_size: 64, log_every: 50}\n"
+      "optimizer: {name: adam, lr: 0.002}\n",
+      "mlp.yaml");
+  const RunOutcome r = train(config, {});
+  ASSERT_EQ(r.rows.size(), 6U);
+  EXPECT_LT(r.rows.back().train_loss, 0.5 * r.rows.front().train_loss)
+      << r.rows.front().train_loss << " -> " << r.rows.back().train_loss;
+  EXPECT_GT(r.test.accuracy, 0.75);
+  EXPECT_LT(r.test.loss, 0.8);
+}
+
+TEST(TrainingRun, RosenbrockConvergesWithAdam) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: rosenbrock}\ntrain: {steps: 3000, log_every: 500}\noptimizer: {name: adam, lr: 0.02}\n", "r.yaml");
+  const RunOutcome r = train(config, {});
+  EXPECT_LT(r.train.loss, 1e-3) << "from 24.2 at the classic start";
+}
+
+}  // namespace

@@ -1,0 +1,401 @@
+// optreg train, optreg compare and optreg problems: run optimizers on the built-in problems.
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+
+#include <optreg/train/plot.hpp>
+#include <optreg/train/run.hpp>
+
+#include "cli.hpp"
+
+namespace optreg::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace optreg::train;
+
+const char* kTrainHelp =
+    "usage: optreg train CONFIG [--out DIR] [--resume CHECKPOINT] [--run LABEL] [--steps N]\n"
+    "                           [--plugin-path DIR|FILE]...\n"
+    "\n"
+    "Trains the config's problem with the config's optimizer (docs/train.md). Shows a progress\n"
+    "bar on a terminal and plain lines otherwise; writes DIR/metrics.csv and a checkpoint\n"
+    "DIR/checkpoint.optreg every train.checkpoint_every steps, at the end, and on Ctrl-C.\n"
+    "\n"
+    "  --out DIR           output folder (default: runs/<config name>)\n"
+    "  --resume FILE       continue bit-exactly from a checkpoint of this config\n"
+    "  --run LABEL         train one run of a config with a 'runs' list\n"
+    "  --steps N           stop after step N (the run's length is unchanged; resume later)\n"
+    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
+    "\n"
+    "Exit status: 0 when training finished, 1 on an error, 2 on a usage error, 130 when\n"
+    "interrupted (after saving the checkpoint).\n";
+
+const char* kCompareHelp =
+    "usage: optreg compare CONFIG [--out DIR] [--plot FILE] [--plugin-path DIR|FILE]...\n"
+    "\n"
+    "Trains the config's problem once per entry of its 'runs' list, from the same seed and\n"
+    "data order, then prints a table (final losses, test accuracy, steps to train.target_loss,\n"
+    "time, steps/s) and plots the training loss of every run against the step.\n"
+    "Writes DIR/compare.csv (every metric row, labelled), DIR/summary.txt (the table) and\n"
+    "the plot (default DIR/compare.svg; .png also works), with its data and gnuplot script.\n"
+    "\n"
+    "  --out DIR           output folder (default: runs/<config name>)\n"
+    "  --plot FILE         where the plot goes\n"
+    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
+    "\n"
+    "Exit status: 0 when every run finished, 1 on an error, 2 on a usage error, 130 when\n"
+    "interrupted.\n";
+
+const char* kProblemsHelp =
+    "usage: optreg problems\n"
+    "\n"
+    "Lists the built-in problems and their options.\n";
+
+constexpr int kInterrupted = 130;
+
+std::atomic<bool> g_interrupt{false};
+
+extern "C" void on_interrupt(int) { g_interrupt.store(true); }
+
+/// Ctrl-C (and SIGTERM) ask the loop to stop after the current step; a second one kills.
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::string duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", s / 60, s % 60);
+  }
+  return buf;
+}
+
+std::string fixed(double v, int digits) {
+  if (std::isnan(v)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+/// A bar redrawn in place on a terminal; a line per metric row otherwise.
+class ConsoleProgress final : public ProgressSink {
+ public:
+  ConsoleProgress(std::ostream& err, bool terminal) : err_(err), terminal_(terminal) {}
+
+  void begin(const std::string& label, std::int64_t first, std::int64_t total) override {
+    label_ = label;
+    first_ = first;
+    total_ = total;
+    start_ = Clock::now();
+    last_draw_ = start_ - std::chrono::seconds(1);
+    loss_ = std::nan("");
+    if (first > 0) err_ << label_ << ": resuming at step " << first << " of " << total << '\n';
+  }
+
+  void step(std::int64_t step, double loss, const MetricRow* row) override {
+    loss_ = row != nullptr ? row->train_loss : loss_;
+    if (row != nullptr && !std::isnan(row->test_accuracy)) accuracy_ = row->test_accuracy;
+    const auto now = Clock::now();
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    const double rate = secs > 0 ? static_cast<double>(step - first_) / secs : 0;
+    const double left = rate > 0 ? static_cast<double>(total_ - step) / rate : std::nan("");
+    if (std::isnan(loss_)) loss_ = loss;
+    if (terminal_) {
+      if (step != total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+      last_draw_ = now;
+      constexpr int kWidth = 28;
+      const int filled = static_cast<int>(kWidth * static_cast<double>(step) / static_cast<double>(total_));
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(kWidth, '.');
+      char line[256];
+      std::snprintf(line, sizeof line, "\r%-14.14s [%s] %3d%% %lld/%lld  loss %s%s  %s steps/s  left %s \x1b[K",
+                    label_.c_str(), bar.c_str(), static_cast<int>(100.0 * static_cast<double>(step) / static_cast<double>(total_)),
+                    static_cast<long long>(step), static_cast<long long>(total_), fixed(loss_, 4).c_str(),
+                    std::isnan(accuracy_) ? "" : ("  test acc " + fixed(100 * accuracy_, 1) + "%").c_str(),
+                    fixed(rate, 0).c_str(), duration(left).c_str());
+      err_ << line << std::flush;
+    } else if (row != nullptr) {
+      err_ << label_ << ": step " << step << "/" << total_ << "  loss " << fixed(row->train_loss, 4);
+      if (!std::isnan(row->test_loss)) err_ << "  test loss " << fixed(row->test_loss, 4);
+      if (!std::isnan(row->test_accuracy)) err_ << "  test acc " << fixed(100 * row->test_accuracy, 2) << "%";
+      err_ << "  " << fixed(rate, 0) << " steps/s  left " << duration(left) << '\n';
+    }
+  }
+
+  void end(bool interrupted) override {
+    if (terminal_) err_ << '\n';
+    if (interrupted) err_ << label_ << ": interrupted\n";
+    accuracy_ = std::nan("");
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::ostream& err_;
+  bool terminal_;
+  std::string label_;
+  std::int64_t first_ = 0, total_ = 1;
+  Clock::time_point start_, last_draw_;
+  double loss_ = std::nan("");
+  double accuracy_ = std::nan("");
+};
+
+std::string default_out(const std::string& config) { return "runs/" + fs::path(config).stem().string(); }
+
+struct Common {
+  std::string config;
+  std::string out;
+  PluginOptions plugins;
+};
+
+/// Consumes the options train and compare share; returns false when args[i] is not one.
+bool parse_common(const std::vector<std::string>& args, std::size_t& i, Common& c) {
+  const std::string& a = args[i];
+  if (parse_plugin_option(args, i, c.plugins)) return true;
+  if (a == "--out") {
+    if (i + 1 >= args.size()) throw UsageError{"--out needs a folder"};
+    c.out = args[++i];
+    return true;
+  }
+  if (!a.empty() && a[0] == '-') return false;
+  if (!c.config.empty()) throw UsageError{"one config at a time; got '" + c.config + "' and '" + a + "'"};
+  c.config = a;
+  return true;
+}
+
+std::string problem_title(const RunConfig& config) {
+  std::string s = config.problem;
+  if (config.problem == "mlp") {
+    std::string layers = "784";
+    for (double h : config.problem_options.at("hidden").as_float_list()) layers += "-" + std::to_string(static_cast<long long>(h));
+    s = "Fashion-MNIST MLP " + layers + "-10";
+  } else if (config.problem == "logreg") {
+    s = "Fashion-MNIST logistic regression";
+  }
+  return s;
+}
+
+std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>& runs) {
+  const bool acc = !runs.empty() && !std::isnan(runs.front().test.accuracy);
+  const std::string target = std::isnan(config.train.target_loss) ? "" : fixed(config.train.target_loss, 3);
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"run", "optimizer", "train loss", "test loss", acc ? "test acc" : "",
+                  target.empty() ? "" : "steps to " + target, "time", "steps/s"});
+  for (const auto& r : runs) {
+    const bool done = !r.interrupted && r.steps_done == r.total_steps;
+    rows.push_back({r.label, r.optimizer, done ? fixed(r.train.loss, 4) : "-", done ? fixed(r.test.loss, 4) : "-",
+                    acc ? (done ? fixed(100 * r.test.accuracy, 2) + "%" : "-") : "",
+                    target.empty() ? "" : (r.steps_to_target < 0 ? "never" : std::to_string(r.steps_to_target)),
+                    fixed(r.seconds, 1) + " s", fixed(r.steps_per_second, 0)});
+  }
+  std::vector<std::size_t> width(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  std::string out;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::string line;
+    for (std::size_t c = 0; c < rows[r].size(); ++c) {
+      if (width[c] == 0) continue;
+      std::string cell = rows[r][c];
+      const std::string pad(width[c] - cell.size(), ' ');
+      line += (line.empty() ? "" : "  ") + (c < 2 ? cell + pad : pad + cell);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + '\n';
+    if (r == 0) out += std::string(line.size(), '-') + '\n';
+  }
+  return out;
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+  if (!f) throw Error(path + ": cannot write");
+}
+
+}  // namespace
+
+int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Common c;
+  std::string resume;
+  std::string run_label;
+  std::int64_t stop_after = 0;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      out << kTrainHelp;
+      return kOk;
+    }
+    if (parse_common(args, i, c)) continue;
+    if ((a == "--resume" || a == "--run" || a == "--steps") && i + 1 >= args.size()) {
+      throw UsageError{a + " needs a value"};
+    }
+    if (a == "--resume") {
+      resume = args[++i];
+    } else if (a == "--run") {
+      run_label = args[++i];
+    } else if (a == "--steps") {
+      const std::string& v = args[++i];
+      try {
+        std::size_t used = 0;
+        stop_after = std::stoll(v, &used);
+        if (used != v.size() || stop_after <= 0) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        throw UsageError{"--steps needs a positive whole number, not '" + v + "'"};
+      }
+    } else {
+      throw UsageError{"unknown option '" + a + "' for 'optreg train'"};
+    }
+  }
+  if (c.config.empty()) throw UsageError{"'optreg train' needs a config file"};
+  const RunConfig config = load_run_config(c.config);
+  const RunSpec* run = &config.runs.front();
+  if (config.is_comparison) {
+    run = nullptr;
+    std::string labels;
+    for (const auto& r : config.runs) {
+      labels += (labels.empty() ? "" : ", ") + r.label;
+      if (r.label == run_label) run = &r;
+    }
+    if (run == nullptr) {
+      throw UsageError{c.config + " has a 'runs' list (" + labels + "): pick one with --run LABEL, or use 'optreg compare'"};
+    }
+  } else if (!run_label.empty() && run_label != run->label) {
+    throw UsageError{c.config + " has one run, '" + run->label + "'; --run " + run_label + " names none"};
+  }
+  const std::string dir = c.out.empty() ? default_out(c.config) + (config.is_comparison ? "/" + run->label : "") : c.out;
+  Registry registry;
+  load_plugins(registry, c.plugins);
+  DataCache data;
+  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  RunOptions options;
+  options.checkpoint_path = dir + "/checkpoint.optreg";
+  options.metrics_path = dir + "/metrics.csv";
+  options.resume_path = resume;
+  options.stop_after = stop_after;
+  options.progress = &progress;
+  options.interrupt = &g_interrupt;
+  install_interrupt_handler();
+  const RunOutcome r = run_training(config, *run, registry, data, options);
+  if (r.interrupted) {
+    err << "checkpoint saved at step " << r.steps_done << ": " << options.checkpoint_path << "\nresume with: optreg train "
+        << c.config << " --resume " << options.checkpoint_path << (c.out.empty() ? "" : " --out " + c.out) << '\n';
+    return kInterrupted;
+  }
+  if (r.steps_done < r.total_steps) {
+    out << "stopped at step " << r.steps_done << " of " << r.total_steps << "; checkpoint " << options.checkpoint_path
+        << '\n';
+    return kOk;
+  }
+  out << summary_table(config, {r}) << "metrics: " << options.metrics_path << "\ncheckpoint: " << options.checkpoint_path
+      << '\n';
+  return kOk;
+}
+
+int run_compare(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Common c;
+  std::string plot;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      out << kCompareHelp;
+      return kOk;
+    }
+    if (parse_common(args, i, c)) continue;
+    if (a == "--plot") {
+      if (i + 1 >= args.size()) throw UsageError{"--plot needs a file name"};
+      plot = args[++i];
+    } else {
+      throw UsageError{"unknown option '" + a + "' for 'optreg compare'"};
+    }
+  }
+  if (c.config.empty()) throw UsageError{"'optreg compare' needs a config file"};
+  const RunConfig config = load_run_config(c.config);
+  const std::string dir = c.out.empty() ? default_out(c.config) : c.out;
+  if (plot.empty()) plot = dir + "/compare.svg";
+  Registry registry;
+  load_plugins(registry, c.plugins);
+  DataCache data;
+  // Every run's optimizer config is checked before the first one trains.
+  for (const auto& run : config.runs) {
+    load_config_plugins(run.optimizer, registry);
+    check_config(run.optimizer, registry);
+  }
+  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  install_interrupt_handler();
+  std::vector<RunOutcome> outcomes;
+  fs::create_directories(dir);
+  std::ofstream csv(dir + "/compare.csv", std::ios::trunc);
+  if (!csv) throw Error(dir + "/compare.csv: cannot write");
+  csv << "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n";
+  for (const auto& run : config.runs) {
+    RunOptions options;
+    options.progress = &progress;
+    options.interrupt = &g_interrupt;
+    outcomes.push_back(run_training(config, run, registry, data, options));
+    for (const auto& row : outcomes.back().rows) {
+      const auto num = [](double v) { return std::isnan(v) ? std::string() : fixed(v, 9); };
+      csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << row.step << ',' << row.epoch << ','
+          << num(row.train_loss) << ',' << num(row.test_loss) << ',' << num(row.test_accuracy) << ',' << num(row.lr)
+          << ',' << fixed(row.seconds, 3) << '\n';
+    }
+    if (outcomes.back().interrupted) break;
+  }
+  const std::string table = summary_table(config, outcomes);
+  out << '\n' << problem_title(config) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
+      << outcomes.front().total_steps << " steps\n\n" << table;
+  write_text(dir + "/summary.txt", table);
+  PlotText text;
+  text.title = problem_title(config) + ": training loss per optimizer (seed " + std::to_string(config.train.seed) +
+               ", batch " + std::to_string(config.train.batch_size) + ")";
+  text.x_label = "step (optimizer updates)";
+  text.y_label = "training loss (nats; mean over the last " + std::to_string(config.train.log_every) + " steps)";
+  plot_losses(plot, text, outcomes);
+  out << "\nplot: " << plot << "\nmetrics: " << dir << "/compare.csv\n";
+  return g_interrupt.load() ? kInterrupted : kOk;
+}
+
+int run_problems(const std::vector<std::string>& args, std::ostream& out, std::ostream& /*err*/) {
+  for (const auto& a : args) {
+    if (a == "-h" || a == "--help") {
+      out << kProblemsHelp;
+      return kOk;
+    }
+    throw UsageError{"'optreg problems' takes no argument; got '" + a + "'"};
+  }
+  for (const auto& k : problem_kinds()) {
+    out << k.name << "  " << k.description << '\n';
+    for (const auto& h : k.schema.entries()) {
+      out << "    " << h.name << " (" << to_string(h.type) << ", default " << h.default_value.to_string() << ")  "
+          << h.meaning << '\n';
+    }
+  }
+  return kOk;
+}
+
+}  // namespace optreg::cli

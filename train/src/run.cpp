@@ -1,0 +1,286 @@
+// The training loop: batches in a seeded order, metrics, evaluation, checkpoints, resume.
+#include <optreg/train/run.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <cblas.h>
+
+#include <optreg/checkpoint.hpp>
+#include <optreg/train/random.hpp>
+
+namespace optreg::train {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// The name of the data-order algorithm a checkpoint was written with: a change to it (or to
+/// the problems' initialisation) must change this name, so old checkpoints are refused.
+constexpr char kDataOrder[] = "mt19937_64-fisher-yates-v1";
+constexpr char kKey[] = "train.";
+
+using Clock = std::chrono::steady_clock;
+
+std::string options_text(const Options& o) {
+  std::string s;
+  for (const auto& [k, v] : o) s += (s.empty() ? "" : ", ") + k + "=" + v.to_string();
+  return s;
+}
+
+/// The metadata that must agree between a checkpoint and the config resuming from it.
+Options identity(const RunConfig& config, const RunSpec& run) {
+  return Options{{std::string(kKey) + "problem", Value(config.problem)},
+                 {std::string(kKey) + "problem_options", Value(options_text(config.problem_options))},
+                 {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed))},
+                 {std::string(kKey) + "batch_size", Value(config.train.batch_size)},
+                 {std::string(kKey) + "data_order", Value(kDataOrder)},
+                 {std::string(kKey) + "label", Value(run.label)}};
+}
+
+/// Running state beyond the optimizer's, saved with every checkpoint.
+struct Progress {
+  std::int64_t step = 0;        // steps done
+  double window_sum = 0;        // losses since the last row
+  std::int64_t window_count = 0;
+  std::int64_t steps_to_target = -1;
+  double seconds = 0;           // spent before this process
+};
+
+Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress& p, std::int64_t spe,
+                    double seconds) {
+  Options m = identity(config, run);
+  m[std::string(kKey) + "step"] = Value(p.step);
+  m[std::string(kKey) + "epoch"] = Value(p.step / spe);
+  m[std::string(kKey) + "position"] = Value((p.step % spe) * config.train.batch_size);
+  m[std::string(kKey) + "window_sum"] = Value(p.window_sum);
+  m[std::string(kKey) + "window_count"] = Value(p.window_count);
+  m[std::string(kKey) + "steps_to_target"] = Value(p.steps_to_target);
+  m[std::string(kKey) + "seconds"] = Value(seconds);
+  return m;
+}
+
+const Value& meta(const Options& m, const std::string& path, const std::string& key, ValueType type) {
+  const auto it = m.find(kKey + key);
+  if (it == m.end()) {
+    throw CheckpointError("checkpoint " + path + ": it holds no '" + kKey + key +
+                          "' entry; it was not written by 'optreg train'");
+  }
+  if (it->second.type() != type) {
+    throw CheckpointError("checkpoint " + path + ": '" + kKey + key + "' is " + to_string(it->second.type()) +
+                          ", expected " + to_string(type));
+  }
+  return it->second;
+}
+
+/// Checks that a checkpoint belongs to this run, and reads its progress (nothing is changed).
+Progress check_resume(const std::string& path, const RunConfig& config, const RunSpec& run, std::int64_t total) {
+  const Checkpoint c = read_checkpoint(path);
+  for (const auto& [key, want] : identity(config, run)) {
+    const Value& got = meta(c.metadata, path, key.substr(sizeof kKey - 1), want.type());
+    if (got != want) {
+      throw CheckpointError("checkpoint " + path + ": it was written with " + key + " = " + got.to_string() +
+                            ", but " + config.source + " gives " + want.to_string());
+    }
+  }
+  Progress p;
+  p.step = meta(c.metadata, path, "step", ValueType::Int).as_int();
+  p.window_sum = meta(c.metadata, path, "window_sum", ValueType::Float).as_float();
+  p.window_count = meta(c.metadata, path, "window_count", ValueType::Int).as_int();
+  p.steps_to_target = meta(c.metadata, path, "steps_to_target", ValueType::Int).as_int();
+  p.seconds = meta(c.metadata, path, "seconds", ValueType::Float).as_float();
+  if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step) {
+    throw CheckpointError("checkpoint " + path + ": its step " + std::to_string(p.step) + " lies outside the run's " +
+                          std::to_string(total) + " steps");
+  }
+  return p;
+}
+
+std::string csv_number(double v) {
+  if (std::isnan(v)) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+constexpr char kCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds";
+
+std::string csv_row(const MetricRow& r) {
+  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
+         csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
+         csv_number(r.seconds);
+}
+
+/// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step`.
+std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t step) {
+  std::vector<std::string> kept;
+  if (resume) {
+    std::ifstream in(path);
+    std::string line;
+    bool header = true;
+    while (std::getline(in, line)) {
+      if (header) {
+        header = false;
+        if (line != kCsvHeader) break;  // not ours: start over
+        continue;
+      }
+      const auto comma = line.find(',');
+      if (comma == std::string::npos) break;
+      try {
+        if (std::stoll(line.substr(0, comma)) > step) break;
+      } catch (const std::exception&) {
+        break;
+      }
+      kept.push_back(line);
+    }
+  }
+  const fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) throw Error(path + ": cannot write the metrics file");
+  out << kCsvHeader << '\n';
+  for (const auto& l : kept) out << l << '\n';
+  out.flush();
+  return out;
+}
+
+double first_lr(const Optimizer& opt) {
+  const auto& groups = opt.param_groups();
+  if (groups.empty()) return std::nan("");
+  const Value& lr = groups.front().option("lr");
+  return lr.type() == ValueType::Float ? lr.as_float() : std::nan("");
+}
+
+}  // namespace
+
+std::int64_t steps_per_epoch(const Problem& problem, std::int64_t batch_size) {
+  if (problem.train_size() == 0) return 1;
+  const auto spe = static_cast<std::int64_t>(problem.train_size()) / batch_size;
+  if (spe == 0) {
+    throw ConfigError("batch_size " + std::to_string(batch_size) + " is larger than the " +
+                      std::to_string(problem.train_size()) + " training examples of problem '" + problem.name() + "'");
+  }
+  return spe;
+}
+
+std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, std::int64_t batch_size,
+                                    std::int64_t step) {
+  if (problem.train_size() == 0) return {};
+  const std::int64_t spe = steps_per_epoch(problem, batch_size);
+  Random rng(seed, 1000 + static_cast<std::uint64_t>(step / spe));
+  const auto order = permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
+  const auto begin = order.begin() + (step % spe) * batch_size;
+  return std::vector<std::uint32_t>(begin, begin + batch_size);
+}
+
+RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
+                        const RunOptions& options) {
+  // OpenBLAS splits a product differently for each thread count, which changes the bits; one
+  // thread unless OPENBLAS_NUM_THREADS says otherwise keeps runs the same on every machine (the
+  // products here are small enough that more threads gain little).
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(1);
+  const TrainSettings& t = config.train;
+  const ProblemKind* kind = find_problem(config.problem);
+  if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
+  ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
+  for (const auto& r : load_config_plugins(run.optimizer, registry)) (void)r;  // refusals show in 'optreg list'
+  OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
+
+  const std::int64_t spe = steps_per_epoch(*problem, t.batch_size);
+  const std::int64_t total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(spe)));
+  const bool full_batch = problem->train_size() == 0;
+  const std::int64_t eval_every = t.eval_every > 0 ? t.eval_every : (full_batch ? t.log_every : spe);
+
+  Progress p;
+  if (!options.resume_path.empty()) {
+    p = check_resume(options.resume_path, config, run, total);
+    load_optimizer(options.resume_path, *opt);  // validates before changing anything
+  }
+  RunOutcome out;
+  out.label = run.label;
+  out.optimizer = run.optimizer.optimizer;
+  out.total_steps = total;
+  out.steps_to_target = p.steps_to_target;
+
+  const auto start = Clock::now();
+  const auto elapsed = [&] { return p.seconds + std::chrono::duration<double>(Clock::now() - start).count(); };
+  std::ofstream metrics;
+  if (!options.metrics_path.empty()) metrics = open_metrics(options.metrics_path, !options.resume_path.empty(), p.step);
+  const auto save = [&] {
+    if (options.checkpoint_path.empty()) return;
+    const fs::path cp(options.checkpoint_path);
+    if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
+    save_optimizer(options.checkpoint_path, *opt, metadata_of(config, run, p, spe, elapsed()));
+  };
+
+  const std::int64_t stop = options.stop_after > 0 ? std::min(options.stop_after, total) : total;
+  const std::int64_t first = p.step;
+  if (options.progress != nullptr) options.progress->begin(run.label, first, total);
+
+  std::int64_t epoch_loaded = -1;
+  std::vector<std::uint32_t> order;
+  std::vector<std::uint32_t> batch(full_batch ? 0 : static_cast<std::size_t>(t.batch_size));
+  while (p.step < stop) {
+    if (options.interrupt != nullptr && options.interrupt->load()) {
+      out.interrupted = true;
+      break;
+    }
+    const std::int64_t epoch = p.step / spe;
+    if (!full_batch) {
+      if (epoch != epoch_loaded) {
+        Random rng(t.seed, 1000 + static_cast<std::uint64_t>(epoch));
+        order = permutation(static_cast<std::uint32_t>(problem->train_size()), rng);
+        epoch_loaded = epoch;
+      }
+      std::copy_n(order.begin() + (p.step % spe) * t.batch_size, t.batch_size, batch.begin());
+    }
+    const double loss = problem->loss_and_grad(batch);
+    opt->step().clear_grad();
+    ++p.step;
+    p.window_sum += loss;
+    ++p.window_count;
+
+    const bool last = p.step == total;
+    const bool evaluate = last || p.step % eval_every == 0;
+    MetricRow row;
+    const bool has_row = last || evaluate || p.step % t.log_every == 0;
+    if (has_row) {
+      row.step = p.step;
+      row.epoch = (p.step - 1) / spe;
+      row.train_loss = p.window_sum / static_cast<double>(p.window_count);
+      row.lr = first_lr(*opt);
+      if (evaluate) {
+        const Evaluation e = problem->evaluate_test();
+        row.test_loss = e.loss;
+        row.test_accuracy = problem->has_accuracy() ? e.accuracy : std::nan("");
+      }
+      row.seconds = elapsed();
+      p.window_sum = 0;
+      p.window_count = 0;
+      if (p.steps_to_target < 0 && row.train_loss <= t.target_loss) p.steps_to_target = p.step;
+      out.rows.push_back(row);
+      if (metrics.is_open()) metrics << csv_row(row) << '\n' << std::flush;
+    }
+    if (options.progress != nullptr) options.progress->step(p.step, loss, has_row ? &row : nullptr);
+    if (!last && t.checkpoint_every > 0 && p.step % t.checkpoint_every == 0) save();
+  }
+  const double run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  out.steps_done = p.step;
+  out.steps_to_target = p.steps_to_target;
+  out.seconds = p.seconds + run_seconds;
+  out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
+  save();
+  if (options.progress != nullptr) options.progress->end(out.interrupted);
+  if (!out.interrupted && p.step == total) {
+    out.train = problem->evaluate_train();
+    out.test = problem->evaluate_test();
+    if (!problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
+  }
+  return out;
+}
+
+}  // namespace optreg::train
