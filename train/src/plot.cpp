@@ -3,6 +3,8 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +35,23 @@ std::string shell_quoted(const std::string& s) {
   return out + "'";
 }
 
+/// Labelled tics at 1, 2, 3, 5 and 7 times the powers of ten within [lo, hi] (gnuplot labels
+/// only the decades of a log axis, and a loss curve often spans less than one).
+std::string log_tics(double lo, double hi) {
+  if (!(lo > 0) || !(hi >= lo)) return "";
+  std::string tics;
+  for (int e = static_cast<int>(std::floor(std::log10(lo))); e <= static_cast<int>(std::ceil(std::log10(hi))); ++e) {
+    for (double m : {1.0, 2.0, 3.0, 5.0, 7.0}) {
+      const double v = m * std::pow(10.0, e);
+      if (v < lo / 1.2 || v > hi * 1.2) continue;
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", v);
+      tics += (tics.empty() ? "" : ", ") + std::string(buf);
+    }
+  }
+  return tics.empty() ? "" : "set ytics (" + tics + ")\n";
+}
+
 }  // namespace
 
 void plot_losses(const std::string& path, const PlotText& text, const std::vector<RunOutcome>& runs) {
@@ -50,6 +69,8 @@ void plot_losses(const std::string& path, const PlotText& text, const std::vecto
   const std::string data_path = path + ".dat";
   const std::string script_path = path + ".gp";
   bool positive = true;
+  double lo = HUGE_VAL;
+  double hi = -HUGE_VAL;
   {
     std::ofstream data(data_path, std::ios::trunc);
     if (!data) throw Error(data_path + ": cannot write the plot data");
@@ -60,6 +81,8 @@ void plot_losses(const std::string& path, const PlotText& text, const std::vecto
         std::snprintf(line, sizeof line, "%lld %.9g\n", static_cast<long long>(row.step), row.train_loss);
         data << line;
         positive = positive && row.train_loss > 0;
+        lo = std::min(lo, row.train_loss);
+        hi = std::max(hi, row.train_loss);
       }
       data << "\n\n";  // a new gnuplot data block
     }
@@ -74,14 +97,14 @@ void plot_losses(const std::string& path, const PlotText& text, const std::vecto
        << "set title " << quoted(text.title) << "\n"
        << "set xlabel " << quoted(text.x_label) << "\n"
        << "set ylabel " << quoted(text.y_label) << "\n"
-       << (positive ? "set logscale y\n" : "")
+       << (positive ? "set logscale y\nset autoscale yfix\nset offsets 0, 0, graph 0.04, graph 0.04\n" + log_tics(lo, hi) : "")
        << "set grid xtics ytics mytics lc rgb '#dddddd'\n"
        << "set key top right box opaque\n"
        << "set border lw 1.2\n";
     gp << "plot";
     for (std::size_t i = 0; i < runs.size(); ++i) {
       gp << (i == 0 ? " " : ", \\\n     ") << quoted(fs::path(data_path).filename().string()) << " index " << i
-         << " using 1:2 with lines lw 2 title " << quoted(runs[i].label);
+         << " using 1:2 with lines lw 2 dt " << (i % 4 + 1) << " title " << quoted(runs[i].label);
     }
     gp << "\n";
     if (!gp) throw Error(script_path + ": writing the plot script failed");

@@ -187,7 +187,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const ProblemKind* kind = find_problem(config.problem);
   if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
   ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
-  for (const auto& r : load_config_plugins(run.optimizer, registry)) (void)r;  // refusals show in 'optreg list'
+  load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
 
   const std::int64_t spe = steps_per_epoch(*problem, t.batch_size);
