@@ -1,8 +1,8 @@
 // step() throughput of every registered optimizer, measured through the registry, against the
 // in-place memory-bandwidth limit measured in the same run and, when built with libtorch,
-// against torch::optim::Adam, AdamW and SGD on the same shapes. Also reports heap
-// allocations inside step() after the first, the time to create an optimizer by name, and the
-// time to load every in-tree plugin. See docs/performance.md.
+// against torch::optim::Adam, AdamW, SGD, Adagrad and RMSprop on the same shapes. Also reports
+// heap allocations inside step() after the first, the time to create an optimizer by name, and
+// the time to load every in-tree plugin. See docs/performance.md.
 //
 //   step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S]
 #include <algorithm>
@@ -82,9 +82,11 @@ const std::vector<Case> kCases = {
     {"10000 x 100 flat", 10000, 100, true},
 };
 
-/// Options that make each known optimizer do its full work (momentum for SGD).
+/// Options that make each known optimizer do its full work (momentum for SGD; momentum and the
+/// centered variance for RMSprop).
 optreg::Options options_for(const std::string& name) {
   if (name == "sgd") return {{"lr", 1e-3}, {"momentum", 0.9}};
+  if (name == "rmsprop") return {{"momentum", 0.9}, {"centered", true}};
   return {};
 }
 
@@ -166,6 +168,11 @@ double measure_torch(const std::string& name, const Case& c, double budget) {
     opt = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-3));
   } else if (name == "sgd") {
     opt = std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(1e-3).momentum(0.9));
+  } else if (name == "adagrad") {
+    opt = std::make_unique<torch::optim::Adagrad>(params, torch::optim::AdagradOptions(1e-2));
+  } else if (name == "rmsprop") {
+    opt = std::make_unique<torch::optim::RMSprop>(params,
+                                                  torch::optim::RMSpropOptions(1e-2).momentum(0.9).centered(true));
   } else {
     return 0;
   }
@@ -257,11 +264,14 @@ int main(int argc, char** argv) {
                 limit[t]);
   }
 #ifdef OPTREG_BENCH_WITH_TORCH
-  std::printf("peer: libtorch %s (torch::optim::Adam, AdamW, and SGD with momentum 0.9)\n", TORCH_VERSION);
+  std::printf(
+      "peer: libtorch %s (torch::optim::Adam, AdamW, SGD with momentum 0.9, Adagrad, and RMSprop with momentum 0.9, "
+      "centered)\n",
+      TORCH_VERSION);
 #else
   std::printf("peer: none (built without libtorch)\n");
 #endif
-  std::printf("\n%-6s %-16s %3s %12s %8s %9s %13s %8s %11s\n", "optim", "case", "thr", "Melem/s", "GB/s", "of limit",
+  std::printf("\n%-8s %-16s %3s %12s %8s %9s %13s %8s %11s\n", "optim", "case", "thr", "Melem/s", "GB/s", "of limit",
               "torch Melem/s", "ratio", "alloc/step");
   for (const auto& d : registry.list()) {
     if (!only.empty() && d.name != only) continue;
@@ -275,7 +285,7 @@ int main(int argc, char** argv) {
         torch::set_num_threads(static_cast<int>(t));
         torch_eps = measure_torch(d.name, c, budget);
 #endif
-        std::printf("%-6s %-16s %3zu %12.1f %8.1f %8.0f%% ", d.name.c_str(), c.label.c_str(), t, m.elements_per_s / 1e6,
+        std::printf("%-8s %-16s %3zu %12.1f %8.1f %8.0f%% ", d.name.c_str(), c.label.c_str(), t, m.elements_per_s / 1e6,
                     m.gbs, 100.0 * m.gbs / limit[t]);
         if (torch_eps > 0) {
           std::printf("%13.1f %7.1fx", torch_eps / 1e6, m.elements_per_s / torch_eps);

@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
-foreach=False) that golden_test.cpp replays through the optreg `sgd`, `adam` and `adamw` plugins.
+foreach=False) that golden_test.cpp replays through the optreg `sgd`, `adam` and `adamw` plugins;
+and of torch.optim.Adagrad, Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop, replayed
+through the plugins of the same names in lower case (`adagrad`, ..., `rprop`). The `adagrad`
+cases with eps_inside_sqrt=true come from MegEngineAdagrad below, a reference of MegEngine's
+form of Adagrad written with numpy float32 operations, since torch has no such option.
 
 Run it with the system Python that has torch and numpy:
 
@@ -25,7 +29,8 @@ with '#' are ignored):
     optreg-golden 1                 format name and version (first line that is not a comment)
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
-    optimizer OPT                   the registered optimizer name: sgd, adam or adamw
+    optimizer OPT                   the registered optimizer name (sgd, adam, adamw, adagrad,
+                                    adadelta, rmsprop, adamax, nadam, radam, asgd or rprop)
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -41,6 +46,9 @@ with '#' are ignored):
                                     this step and the optimizer skips it)
     value I v...                    the value of parameter I after this step (one line for
                                     every parameter, frozen ones included)
+    state I NAME v...               optional, after the value lines: the state tensor NAME of
+                                    parameter I after this step, for cases that record state
+                                    which never feeds back into the parameters (ASGD's `ax`)
     end                             ends the case
 
 Every tensor element is written with '%.9g', which reads back as the same float32; every
@@ -61,6 +69,15 @@ OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trajectories.
 
 SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 ADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+ADAGRAD_KEYS = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize",
+                "eps_inside_sqrt")
+ADADELTA_KEYS = ("lr", "rho", "eps", "weight_decay", "maximize")
+RMSPROP_KEYS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+ADAMAX_KEYS = ("lr", "betas", "eps", "weight_decay", "maximize")
+NADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "momentum_decay")
+RADAM_KEYS = ("lr", "betas", "eps", "weight_decay")
+ASGD_KEYS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
+RPROP_KEYS = ("lr", "etas", "step_sizes", "maximize")
 
 DEFAULT_SHAPES = ([2, 3], [5], [2, 2, 2])
 
@@ -121,13 +138,57 @@ class Objective:
         return quad + 0.3 * torch.log(torch.cosh(x - self.c)).sum() + 0.05 * torch.sin(2.0 * x).sum()
 
 
+class MegEngineAdagrad:
+    """Adagrad in MegEngine's form, the reference of the `adagrad` cases with
+    eps_inside_sqrt=true: per element, in float32,
+
+        g = -grad if maximize else grad;  g = g + weight_decay * p  (if weight_decay != 0)
+        sum = sum + g * g
+        p = p - lr_t * (g / sqrt(sum + eps)),  lr_t = lr / (1 + (t - 1) * lr_decay)
+
+    with t the parameter's own step count, lr_t computed in double and rounded to float32, and
+    sum starting at initial_accumulator_value. The group options are torch's; each numpy
+    operation rounds to float32 once, as the plugin's kernel does."""
+
+    def __init__(self, groups):
+        self.param_groups = []
+        self.state = {}
+        for g in groups:
+            self.param_groups.append(dict(g, foreach=False))
+            for p in g["params"]:
+                init = np.float32(g["initial_accumulator_value"])
+                self.state[p] = {"step": 0, "sum": np.full(p.shape, init, dtype=np.float32)}
+
+    def step(self):
+        f32 = np.float32
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                st["step"] += 1
+                x = p.detach().numpy().astype(np.float32)
+                grad = p.grad.numpy().astype(np.float32)
+                if g["maximize"]:
+                    grad = -grad
+                if g["weight_decay"] != 0:
+                    grad = grad + f32(g["weight_decay"]) * x
+                st["sum"] = st["sum"] + grad * grad
+                clr = g["lr"] / (1 + (st["step"] - 1) * g["lr_decay"])
+                x = x - f32(clr) * (grad / np.sqrt(st["sum"] + f32(g["eps"])))
+                with torch.no_grad():
+                    p.copy_(torch.from_numpy(x))
+
+
 def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_changes=None,
-             frozen=None):
+             frozen=None, record_state=()):
     """Runs one case and writes it.
 
     groups: list of (param indices, options) in order.
     lr_changes: {step: [(group, lr), ...]} applied before that step.
     frozen: function (step, param index) -> True when the parameter gets no gradient.
+    record_state: names of state tensors written after every step for every parameter that
+    has them.
     """
     lr_changes = lr_changes or {}
     frozen = frozen or (lambda k, i: False)
@@ -147,6 +208,23 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
     elif opt_name == "adamw":
         opt = torch.optim.AdamW(torch_groups, foreach=False)
         keys = ADAM_KEYS
+    elif opt_name == "adagrad" and any(opts["eps_inside_sqrt"] for _, opts in groups):
+        if not all(opts["eps_inside_sqrt"] for _, opts in groups):
+            raise ValueError("case %s mixes the two Adagrad forms" % name)
+        opt = MegEngineAdagrad(torch_groups)
+        keys = ADAGRAD_KEYS
+    elif opt_name in TORCH_OPTIMIZERS:
+        factory, keys = TORCH_OPTIMIZERS[opt_name]
+        extra = {}
+        if opt_name == "adagrad":
+            # torch's Adagrad fills every group's sums from the constructor's
+            # initial_accumulator_value and ignores the groups' own values.
+            values = set(opts["initial_accumulator_value"] for _, opts in groups)
+            if len(values) != 1:
+                raise ValueError("case %s: torch's Adagrad takes one initial_accumulator_value"
+                                 % name)
+            extra["initial_accumulator_value"] = values.pop()
+        opt = factory(torch_groups, foreach=False, **extra)
     else:
         raise ValueError(opt_name)
 
@@ -179,6 +257,10 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
         opt.step()
         for i, p in enumerate(params):
             out.append("value %d %s" % (i, fmt_tensor(p)))
+        for i, p in enumerate(params):
+            for key in record_state:
+                if key in opt.state[p]:
+                    out.append("state %d %s %s" % (i, key, fmt_tensor(opt.state[p][key])))
     out.append("end")
 
 
@@ -195,6 +277,57 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False):
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize)
 
+
+def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+            maximize=False, eps_inside_sqrt=False):
+    return dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
+                eps_inside_sqrt=eps_inside_sqrt)
+
+
+def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+    return dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+
+
+def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+            maximize=False):
+    return dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                centered=centered, maximize=maximize)
+
+
+def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+
+
+def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                momentum_decay=momentum_decay)
+
+
+def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False):
+    return dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay,
+                maximize=maximize)
+
+
+def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False):
+    return dict(lr=lr, etas=etas, step_sizes=step_sizes, maximize=maximize)
+
+
+# The torch optimizers replayed by plugins of the same name, with the keys each case writes.
+TORCH_OPTIMIZERS = {
+    "adagrad": (torch.optim.Adagrad, ADAGRAD_KEYS),
+    "adadelta": (torch.optim.Adadelta, ADADELTA_KEYS),
+    "rmsprop": (torch.optim.RMSprop, RMSPROP_KEYS),
+    "adamax": (torch.optim.Adamax, ADAMAX_KEYS),
+    "nadam": (torch.optim.NAdam, NADAM_KEYS),
+    "radam": (torch.optim.RAdam, RADAM_KEYS),
+    "asgd": (torch.optim.ASGD, ASGD_KEYS),
+    "rprop": (torch.optim.Rprop, RPROP_KEYS),
+}
 
 ALL = [0, 1, 2]
 
@@ -242,6 +375,100 @@ def cases():
         ("adamw_groups_lr_change", "adamw",
          [([0], adamw(0.02, weight_decay=0.0)), ([1, 2], adamw(0.01, weight_decay=0.05))],
          {"lr_changes": {100: [(1, 0.002)]}, "frozen": lambda k, i: i == 1 and 50 <= k < 80}),
+        ("adagrad_default", "adagrad", [(ALL, adagrad())], {}),
+        ("adagrad_lr_decay_weight_decay", "adagrad",
+         [(ALL, adagrad(0.1, lr_decay=0.01, weight_decay=0.05))], {}),
+        ("adagrad_initial_accumulator_maximize", "adagrad",
+         [(ALL, adagrad(0.05, initial_accumulator_value=0.1, eps=1e-6, maximize=True))], {}),
+        ("adagrad_groups_lr_change", "adagrad",
+         [([1], adagrad(0.1, initial_accumulator_value=0.2)),
+          ([0, 3], adagrad(0.05, lr_decay=0.02, initial_accumulator_value=0.2)),
+          ([2], adagrad(0.02, weight_decay=0.01, initial_accumulator_value=0.2))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.01), (2, 0.2)]}}),
+        ("adagrad_frozen", "adagrad", [(ALL, adagrad(0.1, lr_decay=0.05))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and 40 <= k < 110)}),
+        ("adagrad_eps_inside_sqrt", "adagrad",
+         [(ALL, adagrad(0.1, lr_decay=0.01, eps=1e-2, eps_inside_sqrt=True))], {}),
+        ("adagrad_eps_inside_sqrt_groups_frozen", "adagrad",
+         [([0], adagrad(0.05, weight_decay=0.05, maximize=True, eps_inside_sqrt=True)),
+          ([1, 2], adagrad(0.1, lr_decay=0.02, initial_accumulator_value=0.1, eps=1e-6,
+                           maximize=True, eps_inside_sqrt=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(1, 0.03)]},
+          "frozen": lambda k, i: i == 2 and 60 <= k < 90}),
+        ("adadelta_default", "adadelta", [(ALL, adadelta())], {}),
+        ("adadelta_weight_decay_maximize", "adadelta",
+         [(ALL, adadelta(0.5, weight_decay=0.05, maximize=True))], {}),
+        ("adadelta_rho_eps", "adadelta", [(ALL, adadelta(2.0, rho=0.5, eps=1e-4))], {}),
+        ("adadelta_groups_lr_change", "adadelta",
+         [([0, 3], adadelta(1.0)), ([2, 1], adadelta(0.5, rho=0.95, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 3.0), (1, 0.1)]}}),
+        ("adadelta_frozen", "adadelta", [(ALL, adadelta(1.0, rho=0.8))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 30 <= k < 100)}),
+        ("rmsprop_default", "rmsprop", [(ALL, rmsprop())], {}),
+        ("rmsprop_centered", "rmsprop", [(ALL, rmsprop(0.005, alpha=0.9, centered=True))], {}),
+        ("rmsprop_momentum", "rmsprop", [(ALL, rmsprop(0.002, momentum=0.9))], {}),
+        ("rmsprop_centered_momentum_weight_decay", "rmsprop",
+         [(ALL, rmsprop(0.001, alpha=0.95, eps=1e-6, weight_decay=0.05, momentum=0.8,
+                        centered=True))], {}),
+        ("rmsprop_maximize", "rmsprop", [(ALL, rmsprop(0.005, momentum=0.5, maximize=True))], {}),
+        ("rmsprop_groups_lr_change", "rmsprop",
+         [([0], rmsprop(0.01)), ([1, 3], rmsprop(0.002, momentum=0.9, centered=True)),
+          ([2], rmsprop(0.005, alpha=0.9, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.001), (1, 0.004)]}}),
+        ("rmsprop_frozen", "rmsprop", [(ALL, rmsprop(0.003, momentum=0.7, centered=True))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and 20 <= k < 140)}),
+        ("adamax_default", "adamax", [(ALL, adamax())], {}),
+        ("adamax_weight_decay", "adamax", [(ALL, adamax(0.02, weight_decay=0.05))], {}),
+        ("adamax_maximize_betas_eps", "adamax",
+         [(ALL, adamax(0.01, betas=(0.8, 0.99), eps=1e-4, maximize=True))], {}),
+        ("adamax_groups_lr_change", "adamax",
+         [([1], adamax(0.02)), ([0, 3, 2], adamax(0.005, betas=(0.5, 0.9), weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
+        ("adamax_frozen", "adamax", [(ALL, adamax(0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("nadam_default", "nadam", [(ALL, nadam())], {}),
+        ("nadam_weight_decay", "nadam", [(ALL, nadam(0.01, weight_decay=0.05))], {}),
+        ("nadam_momentum_decay_betas", "nadam",
+         [(ALL, nadam(0.01, betas=(0.8, 0.99), eps=1e-6, momentum_decay=0.05))], {}),
+        ("nadam_groups_lr_change", "nadam",
+         [([1], nadam(0.02)), ([0, 3], nadam(0.005, betas=(0.95, 0.9995))),
+          ([2], nadam(0.01, weight_decay=0.01, momentum_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (2, 0.03)]}}),
+        ("nadam_frozen", "nadam", [(ALL, nadam(0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("radam_default", "radam", [(ALL, radam())], {}),
+        ("radam_weight_decay", "radam", [(ALL, radam(0.01, weight_decay=0.05))], {}),
+        ("radam_betas_eps", "radam", [(ALL, radam(0.02, betas=(0.8, 0.9), eps=1e-4))], {}),
+        ("radam_groups_lr_change", "radam",
+         [([1], radam(0.02)), ([0, 3], radam(0.005, betas=(0.9, 0.99))),
+          ([2], radam(0.01, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
+        ("radam_frozen", "radam", [(ALL, radam(0.01, betas=(0.9, 0.95)))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("asgd_default", "asgd", [(ALL, asgd())], {"record_state": ("ax",)}),
+        ("asgd_averaging", "asgd", [(ALL, asgd(0.02, lambd=1e-3, alpha=0.6, t0=50))],
+         {"record_state": ("ax",)}),
+        ("asgd_weight_decay_maximize", "asgd",
+         [(ALL, asgd(0.01, lambd=0.01, t0=120, weight_decay=0.05, maximize=True))],
+         {"record_state": ("ax",)}),
+        ("asgd_groups_lr_change", "asgd",
+         [([0, 3], asgd(0.02, t0=30)), ([2, 1], asgd(0.005, lambd=0.05, alpha=1.0, t0=0))],
+         {"shapes": DEFAULT_SHAPES + ([],), "lr_changes": {LR_CHANGE_STEP: [(0, 0.005), (1, 0.03)]},
+          "record_state": ("ax",)}),
+        ("asgd_frozen", "asgd", [(ALL, asgd(0.02, lambd=1e-3, t0=40))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150)),
+          "lr_changes": {20: [(0, 0.01)]}, "record_state": ("ax",)}),
+        ("rprop_default", "rprop", [(ALL, rprop())], {}),
+        ("rprop_maximize", "rprop", [(ALL, rprop(0.001, maximize=True))], {}),
+        ("rprop_etas_step_sizes", "rprop",
+         [(ALL, rprop(0.05, etas=(0.3, 1.5), step_sizes=(1e-4, 0.05)))], {}),
+        ("rprop_groups", "rprop",
+         [([1], rprop(0.02)), ([0, 3], rprop(0.005, etas=(0.6, 1.1))),
+          ([2], rprop(0.01, step_sizes=(1e-3, 1.0), maximize=False))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("rprop_frozen_lr_change", "rprop", [([0, 1], rprop(0.01)), ([2], rprop(0.02))],
+         {"frozen": lambda k, i: i == 1 and k < 120,
+          "lr_changes": {LR_CHANGE_STEP: [(0, 0.1), (1, 0.001)]}}),
     ]
 
 
@@ -256,7 +483,8 @@ def main():
     torch.use_deterministic_algorithms(True)
     all_cases = cases()
     out = [
-        "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s)."
+        "# optreg golden trajectories of torch.optim.SGD, Adam, AdamW, Adagrad (and MegEngine's",
+        "# form of it), Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (torch %s)."
         % torch.__version__,
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
@@ -264,7 +492,8 @@ def main():
         "# 'steps K', 'param I SHAPE values...' per parameter, 'group IDS key=value ...' per",
         "# group (true/false, float or [a,b]), then per step 'step K', optional 'set_lr G V'",
         "# (applied before the step), 'grad I values...' per parameter that has a gradient",
-        "# (none: frozen this step), 'value I values...' per parameter after the step; 'end'.",
+        "# (none: frozen this step), 'value I values...' per parameter after the step, optional",
+        "# 'state I NAME values...' (a state tensor after the step); 'end'.",
         "# Floats are written with %.9g and read back exactly as float32.",
         FORMAT_LINE,
         "cases %d" % len(all_cases),

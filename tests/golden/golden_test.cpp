@@ -1,6 +1,8 @@
-// Golden-trajectory tests: replays the trajectories of torch.optim.SGD and torch.optim.Adam
-// recorded in trajectories.txt (format: see generate.py) through the `sgd`, `adam` and `adamw` plugins,
-// feeding the recorded gradients and comparing every parameter after every step.
+// Golden-trajectory tests: replays the trajectories of torch.optim.SGD, Adam, AdamW, Adagrad,
+// Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (and of MegEngine's form of Adagrad)
+// recorded in trajectories.txt (format: see generate.py) through the plugin each case names,
+// feeding the recorded gradients and comparing every parameter, and every recorded state
+// tensor, after every step.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -38,7 +40,7 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 23;
+constexpr std::size_t kMinCases = 67;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 
@@ -56,6 +58,12 @@ struct StepRecord {
   std::vector<std::pair<std::size_t, double>> set_lr;
   std::vector<std::pair<std::size_t, std::vector<float>>> grads;
   std::vector<std::optional<std::vector<float>>> values;  // by parameter index
+  struct State {
+    std::size_t param;
+    std::string name;
+    std::vector<float> values;
+  };
+  std::vector<State> states;  // recorded state tensors, for the cases that record them
 };
 
 struct CaseRecord {
@@ -305,6 +313,13 @@ void parse_into(GoldenFile& file) {
         const std::size_t p = param_index(t[1]);
         if (step->values[p]) throw ParseError("two value lines for parameter " + t[1]);
         step->values[p] = parse_floats(t, 2, numel(p));
+      } else if (key == "state") {
+        if (t.size() < 3) throw ParseError("'state' needs a parameter index and a state name");
+        const std::size_t p = param_index(t[1]);
+        for (const auto& st : step->states) {
+          if (st.param == p && st.name == t[2]) throw ParseError("two state lines for " + t[2] + " of parameter " + t[1]);
+        }
+        step->states.push_back({p, t[2], parse_floats(t, 3, numel(p))});
       } else {
         throw ParseError("unknown line '" + key + "'");
       }
@@ -360,9 +375,11 @@ TEST(GoldenFile, ParsesCompletely) {
   ASSERT_TRUE(f.error.empty()) << f.error;
   EXPECT_EQ(f.cases.size(), f.declared_cases);
   EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
+  optreg::Registry registry;
+  ASSERT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
   for (const CaseRecord& c : f.cases) {
-    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw")
-        << c.name << ": optimizer " << c.optimizer;
+    EXPECT_TRUE(registry.find(c.optimizer).has_value())
+        << c.name << ": optimizer " << c.optimizer << " is not registered by the in-tree plugin folder";
     EXPECT_GE(c.steps.size(), kMinSteps) << c.name;
   }
 }
@@ -397,6 +414,26 @@ TEST_P(Trajectory, Matches) {
   double max_abs = 0.0;    // largest |a - b|
   double max_rel = 0.0;    // largest |a - b| / |b| where the relative term dominates the bound
   double max_share = 0.0;  // largest |a - b| / (kAtol + kRtol * |b|): 1 is the limit
+  // Compares one tensor after step k; `what` names it in a failure.
+  const auto compare = [&](std::size_t k, const std::string& what, const std::vector<float>& expected,
+                           const optreg::Tensor& actual) {
+    for (std::size_t e = 0; e < expected.size(); ++e) {
+      const double want = expected[e];
+      const double got = actual[e];
+      const double diff = std::fabs(got - want);
+      const double bound = kAtol + kRtol * std::fabs(want);
+      ++compared;
+      max_abs = std::max(max_abs, diff);
+      if (kRtol * std::fabs(want) >= kAtol) max_rel = std::max(max_rel, diff / std::fabs(want));
+      max_share = std::max(max_share, diff / bound);
+      if (!(diff <= bound) && reported < kMaxReported) {
+        ++reported;
+        ADD_FAILURE() << "case " << c->name << ", step " << (k + 1) << ", " << what << ", element " << e
+                      << ": expected " << std::setprecision(9) << want << ", got " << got
+                      << " (|diff| = " << std::setprecision(3) << diff << ", allowed " << bound << ")";
+      }
+    }
+  };
   for (std::size_t k = 0; k < c->steps.size(); ++k) {
     const StepRecord& s = c->steps[k];
     opt->clear_grad();
@@ -405,25 +442,13 @@ TEST_P(Trajectory, Matches) {
     opt->step();
 
     for (std::size_t p = 0; p < params.size(); ++p) {
-      const std::vector<float>& expected = *s.values[p];
-      const optreg::Tensor& actual = params[p].value();
-      for (std::size_t e = 0; e < expected.size(); ++e) {
-        const double want = expected[e];
-        const double got = actual[e];
-        const double diff = std::fabs(got - want);
-        const double bound = kAtol + kRtol * std::fabs(want);
-        ++compared;
-        max_abs = std::max(max_abs, diff);
-        if (kRtol * std::fabs(want) >= kAtol) max_rel = std::max(max_rel, diff / std::fabs(want));
-        max_share = std::max(max_share, diff / bound);
-        if (!(diff <= bound) && reported < kMaxReported) {
-          ++reported;
-          ADD_FAILURE() << "case " << c->name << ", step " << (k + 1) << ", parameter " << p << " "
-                        << optreg::to_string(c->shapes[p]) << ", element " << e << ": expected "
-                        << std::setprecision(9) << want << ", got " << got << " (|diff| = " << std::setprecision(3)
-                        << diff << ", allowed " << bound << ")";
-        }
-      }
+      compare(k, "parameter " + std::to_string(p) + " " + optreg::to_string(c->shapes[p]), *s.values[p],
+              params[p].value());
+    }
+    for (const StepRecord::State& st : s.states) {
+      const optreg::Tensor& actual = opt->state(params[st.param]).tensor(st.name);
+      ASSERT_EQ(actual.numel(), st.values.size()) << "case " << c->name << ": state " << st.name;
+      compare(k, "state " + st.name + " of parameter " + std::to_string(st.param), st.values, actual);
     }
     if (reported >= kMaxReported) {
       FAIL() << "case " << c->name << ": stopped at step " << (k + 1) << " of " << c->steps.size() << " after "

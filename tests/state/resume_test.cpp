@@ -69,6 +69,28 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"adam", "maximize", {"lr=0.001", "maximize=true"}},
            {"adam", "three_groups_one_frozen_by_lr_zero", {"lr=0.01", "--group", "lr=0", "--group", "--group", "amsgrad=true"}},
        }},
+      {"adagrad",
+       {
+           {"adagrad", "lr_decay_accumulator_maximize",
+            {"lr=0.05", "lr_decay=0.01", "initial_accumulator_value=0.1", "maximize=true"}},
+           {"adagrad", "eps_inside_sqrt_two_groups",
+            {"lr=0.05", "eps_inside_sqrt=true", "--group", "--group", "weight_decay=0.01", "eps=1e-6"}},
+       }},
+      {"adadelta", {{"adadelta", "weight_decay_maximize", {"rho=0.8", "weight_decay=0.01", "maximize=true"}}}},
+      {"rmsprop",
+       {
+           {"rmsprop", "centered_momentum", {"lr=0.005", "momentum=0.9", "centered=true", "weight_decay=0.01"}},
+           {"rmsprop", "momentum_only_in_second_group", {"lr=0.005", "--group", "--group", "momentum=0.5"}},
+       }},
+      {"adamax", {{"adamax", "betas_maximize", {"betas=[0.8,0.99]", "weight_decay=0.01", "maximize=true"}}}},
+      {"nadam", {{"nadam", "two_groups", {"lr=0.01", "--group", "--group", "momentum_decay=0.05", "weight_decay=0.01"}}}},
+      {"radam", {{"radam", "rectified_early", {"lr=0.01", "betas=[0.9,0.9]", "weight_decay=0.01"}}}},
+      {"asgd",
+       {
+           {"asgd", "averaging_and_decay", {"lr=0.02", "lambd=0.01", "t0=5.0", "maximize=true"}},
+           {"asgd", "two_groups", {"t0=0.0", "--group", "--group", "lr=0.005", "alpha=1.0", "weight_decay=0.01"}},
+       }},
+      {"rprop", {{"rprop", "etas_step_sizes_maximize", {"etas=[0.3,1.5]", "step_sizes=[1e-4,0.05]", "maximize=true"}}}},
   };
   return cases;
 }

@@ -7,6 +7,7 @@
 /// -z defs); it exports nothing but the descriptor alias.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -181,6 +182,56 @@ class ElementRanges {
 inline bool follows(const float* previous, std::size_t n, const float* next) noexcept {
   return previous != nullptr && previous + n == next;
 }
+
+/// One step's work for an elementwise kernel, as pieces: each holds K arrays of `n` floats
+/// (the parameter, its gradient, its state tensors; nullptr for an array the options leave out)
+/// and F per-tensor factors (a step size, a bias correction). A tensor whose arrays all continue
+/// the last piece's, with the same factors, joins that piece, so that parameters in one flat
+/// buffer, with their packed state, stream as one range. Keep one as a member of the optimizer:
+/// its storage is allocated at the first step and reused, so later steps do not allocate.
+template <std::size_t K, std::size_t F = 0>
+class ElementPieces {
+ public:
+  struct Piece {
+    std::array<float*, K> data;
+    std::array<float, F> factors;
+    std::size_t n;  // elements of each array
+  };
+
+  /// Forgets the pieces of the last step (keeping the storage).
+  void clear() noexcept { pieces_.clear(); }
+
+  /// Adds one tensor's arrays of `n` elements each and its factors.
+  void add(const std::array<float*, K>& data, std::size_t n, const std::array<float, F>& factors = {}) {
+    if (!pieces_.empty() && continues(pieces_.back(), data, factors)) {
+      pieces_.back().n += n;
+    } else {
+      pieces_.push_back(Piece{data, factors, n});
+    }
+  }
+
+  const std::vector<Piece>& pieces() const noexcept { return pieces_; }
+
+  /// Calls `kernel(piece, begin, end)` for ranges covering every element of every piece, split
+  /// across the threads as ElementRanges::run does.
+  template <typename Kernel>
+  void run(Kernel&& kernel, std::size_t grain = std::size_t{1} << 14) {
+    ranges_.run(
+        pieces_.size(), [&](std::size_t i) { return pieces_[i].n; },
+        [&](std::size_t i, std::size_t begin, std::size_t end) { kernel(pieces_[i], begin, end); }, grain);
+  }
+
+ private:
+  static bool continues(const Piece& last, const std::array<float*, K>& data, const std::array<float, F>& factors) {
+    for (std::size_t k = 0; k < K; ++k) {
+      if (last.data[k] == nullptr ? data[k] != nullptr : !follows(last.data[k], last.n, data[k])) return false;
+    }
+    return last.factors == factors;
+  }
+
+  std::vector<Piece> pieces_;
+  ElementRanges ranges_;
+};
 
 /// An optimizer written as one update per parameter tensor: the plugin declares its
 /// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
