@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
-foreach=False) that golden_test.cpp replays through the optreg `sgd`, `adam` and `adamw` plugins.
+foreach=False), and of LAMB, which PyTorch 1.13 does not ship, from
+reference implementations below written from their papers, that golden_test.cpp replays through
+the optreg plugins of the same names.
 
 Run it with the system Python that has torch and numpy:
 
@@ -25,7 +27,7 @@ with '#' are ignored):
     optreg-golden 1                 format name and version (first line that is not a comment)
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
-    optimizer OPT                   the registered optimizer name: sgd, adam or adamw
+    optimizer OPT                   the registered optimizer name: sgd, adam, adamw or lamb
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -147,6 +149,9 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
     elif opt_name == "adamw":
         opt = torch.optim.AdamW(torch_groups, foreach=False)
         keys = ADAM_KEYS
+    elif opt_name in PAPER_REFERENCES:
+        reference, keys = PAPER_REFERENCES[opt_name]
+        opt = reference(torch_groups)
     else:
         raise ValueError(opt_name)
 
@@ -156,7 +161,7 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
     for i, p in enumerate(params):
         out.append("param %d %s %s" % (i, fmt_shape(p.shape), fmt_tensor(p)))
     for (ids, _), pg in zip(groups, opt.param_groups):
-        if pg["foreach"]:
+        if pg.get("foreach", False):
             raise ValueError("foreach must be off")
         opts = " ".join("%s=%s" % (k, fmt_option(pg[k])) for k in keys)
         out.append("group %s %s" % (",".join(str(i) for i in ids), opts))
@@ -194,6 +199,78 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False):
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers that PyTorch 1.13 does not ship, written from their papers as float32
+# torch.optim.Optimizer subclasses. Every norm, mean and RMS over a whole tensor (or a row or
+# column of it) is taken in float64 and rounded once, as the plugins take them in double, so
+# that the trajectories differ from the plugins' only by the rounding of the elementwise
+# float32 operations.
+
+
+def _norm(t):
+    """The L2 norm of a tensor, in float64, as a Python float."""
+    return float(torch.linalg.vector_norm(t.double()))
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
+    minutes", ICLR 2020, Algorithm 2, with the scaling function phi the identity, as
+    MegEngine's megengine.optimizer.LAMB: the trust ratio ||x|| / ||r + lambda x|| is applied
+    only when weight_decay > 0 or always_adapt, and is 1 when either norm is 0."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 bias_correction=True, always_adapt=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction, always_adapt=always_adapt))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            wd = group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                # m_t = beta1 m + (1 - beta1) g;  v_t = beta2 v + (1 - beta2) g^2
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                bc1 = 1 - beta1 ** t if group["bias_correction"] else 1.0
+                bc2 = 1 - beta2 ** t if group["bias_correction"] else 1.0
+                # r_t = m_hat / (sqrt(v_hat) + eps), plus lambda x
+                r = (m / bc1) / ((v / bc2).sqrt() + group["eps"])
+                if wd != 0:
+                    r = r.add(p, alpha=wd)
+                # x = x - eta ||x|| / ||r|| r
+                p_norm, r_norm = _norm(p), _norm(r)
+                trust = 1.0
+                if (group["always_adapt"] or wd > 0) and p_norm > 0 and r_norm > 0:
+                    trust = p_norm / r_norm
+                p.add_(r, alpha=-(group["lr"] * trust))
+
+
+LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
+
+# Optimizer name -> (reference class, the hyperparameters each group line records).
+PAPER_REFERENCES = {
+    "lamb": (Lamb, LAMB_KEYS),
+}
+
+
+def lamb(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correction=True,
+         always_adapt=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                bias_correction=bias_correction, always_adapt=always_adapt)
 
 
 ALL = [0, 1, 2]
@@ -242,6 +319,21 @@ def cases():
         ("adamw_groups_lr_change", "adamw",
          [([0], adamw(0.02, weight_decay=0.0)), ([1, 2], adamw(0.01, weight_decay=0.05))],
          {"lr_changes": {100: [(1, 0.002)]}, "frozen": lambda k, i: i == 1 and 50 <= k < 80}),
+        ("lamb_default", "lamb", [(ALL, lamb())], {}),
+        ("lamb_weight_decay", "lamb", [(ALL, lamb(0.02, weight_decay=0.01))], {}),
+        ("lamb_always_adapt", "lamb", [(ALL, lamb(0.02, always_adapt=True))], {}),
+        ("lamb_no_bias_correction", "lamb",
+         [(ALL, lamb(0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05,
+                     bias_correction=False))], {}),
+        ("lamb_groups", "lamb",
+         [([1], lamb(0.03, weight_decay=0.02)), ([0, 3], lamb(0.01, always_adapt=True)),
+          ([2], lamb(0.005))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lamb_lr_change", "lamb",
+         [([0], lamb(0.02, weight_decay=0.01)), ([1, 2], lamb(0.01, always_adapt=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
+        ("lamb_frozen", "lamb", [(ALL, lamb(0.01, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
     ]
 
 
@@ -256,8 +348,9 @@ def main():
     torch.use_deterministic_algorithms(True)
     all_cases = cases()
     out = [
-        "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s)."
+        "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s),"
         % torch.__version__,
+        "# and of the LAMB reference in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

@@ -69,6 +69,13 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"adam", "maximize", {"lr=0.001", "maximize=true"}},
            {"adam", "three_groups_one_frozen_by_lr_zero", {"lr=0.01", "--group", "lr=0", "--group", "--group", "amsgrad=true"}},
        }},
+      {"lamb",
+       {
+           {"lamb", "weight_decay", {"lr=0.01", "weight_decay=0.01"}},
+           {"lamb", "always_adapt_no_bias_correction", {"lr=0.02", "always_adapt=true", "bias_correction=false"}},
+           {"lamb", "three_groups_one_frozen_by_lr_zero",
+            {"lr=0.01", "--group", "lr=0", "--group", "weight_decay=0.1", "betas=[0.8,0.95]", "--group", "eps=1e-6"}},
+       }},
   };
   return cases;
 }
