@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
-foreach=False), and of LAMB, which PyTorch 1.13 does not ship, from
+foreach=False), and of LAMB and LARS, which PyTorch 1.13 does not ship, from
 reference implementations below written from their papers, that golden_test.cpp replays through
 the optreg plugins of the same names.
 
@@ -27,7 +27,8 @@ with '#' are ignored):
     optreg-golden 1                 format name and version (first line that is not a comment)
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
-    optimizer OPT                   the registered optimizer name: sgd, adam, adamw or lamb
+    optimizer OPT                   the registered optimizer name: sgd, adam, adamw, lamb or
+                                    lars
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -259,11 +260,49 @@ class Lamb(torch.optim.Optimizer):
                 p.add_(r, alpha=-(group["lr"] * trust))
 
 
+class Lars(torch.optim.Optimizer):
+    """LARS: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+    Algorithm 1: the local learning rate eta ||w|| / (||g|| + beta ||w||) (plus eps; 1 when a
+    norm is 0) scales the gradient with its weight decay, g + beta w; the momentum is PyTorch
+    SGD's (lr applied outside the buffer), with an optional Nesterov step."""
+
+    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3,
+                 eps=1e-8, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            wd, momentum = group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                p_norm, g_norm = _norm(p), _norm(g)
+                local = 1.0
+                if p_norm > 0 and g_norm > 0:
+                    local = group["trust_coefficient"] * p_norm / (g_norm + wd * p_norm + group["eps"])
+                d = g.add(p, alpha=wd) if wd != 0 else g.clone()
+                d.mul_(local)
+                if momentum != 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    buf = state["momentum_buffer"]
+                    buf.mul_(momentum).add_(d)
+                    d = d.add(buf, alpha=momentum) if group["nesterov"] else buf
+                p.add_(d, alpha=-group["lr"])
+
+
 LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
+LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nesterov")
 
 # Optimizer name -> (reference class, the hyperparameters each group line records).
 PAPER_REFERENCES = {
     "lamb": (Lamb, LAMB_KEYS),
+    "lars": (Lars, LARS_KEYS),
 }
 
 
@@ -271,6 +310,11 @@ def lamb(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correctio
          always_adapt=False):
     return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                 bias_correction=bias_correction, always_adapt=always_adapt)
+
+
+def lars(lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=1e-8, nesterov=False):
+    return dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
 
 
 ALL = [0, 1, 2]
@@ -334,6 +378,18 @@ def cases():
          {"lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
         ("lamb_frozen", "lamb", [(ALL, lamb(0.01, weight_decay=0.01))],
          {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("lars_default", "lars", [(ALL, lars())], {}),
+        ("lars_weight_decay", "lars", [(ALL, lars(2.0, weight_decay=0.01))], {}),
+        ("lars_nesterov", "lars", [(ALL, lars(0.5, nesterov=True, trust_coefficient=0.01))], {}),
+        ("lars_no_momentum", "lars", [(ALL, lars(5.0, momentum=0.0, eps=1e-4))], {}),
+        ("lars_groups", "lars",
+         [([0], lars(1.0)), ([2, 1], lars(2.0, momentum=0.5, weight_decay=1e-3)),
+          ([3], lars(3.0, momentum=0.0))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lars_lr_change", "lars", [([0, 1], lars(1.0)), ([2], lars(2.0, nesterov=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.2), (1, 4.0)]}}),
+        ("lars_frozen", "lars", [(ALL, lars(1.5, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
     ]
 
 
@@ -350,7 +406,7 @@ def main():
     out = [
         "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s),"
         % torch.__version__,
-        "# and of the LAMB reference in generate.py.",
+        "# and of the LAMB and LARS references in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

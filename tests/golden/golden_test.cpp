@@ -1,7 +1,7 @@
 // Golden-trajectory tests: replays the trajectories of torch.optim.SGD and torch.optim.Adam
 // recorded in trajectories.txt (format: see generate.py) through the `sgd`, `adam` and `adamw` plugins,
-// and those of generate.py's reference of LAMB through the plugin of
-// the same name, feeding the recorded gradients and comparing every parameter after every step.
+// and those of generate.py's references of LAMB and LARS through the plugins of
+// the same names, feeding the recorded gradients and comparing every parameter after every step.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -39,7 +39,7 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 30;
+constexpr std::size_t kMinCases = 37;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 
@@ -362,7 +362,8 @@ TEST(GoldenFile, ParsesCompletely) {
   EXPECT_EQ(f.cases.size(), f.declared_cases);
   EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
   for (const CaseRecord& c : f.cases) {
-    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw" || c.optimizer == "lamb")
+    EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw" || c.optimizer == "lamb" ||
+                c.optimizer == "lars")
         << c.name << ": optimizer " << c.optimizer;
     EXPECT_GE(c.steps.size(), kMinSteps) << c.name;
   }

@@ -76,6 +76,12 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"lamb", "three_groups_one_frozen_by_lr_zero",
             {"lr=0.01", "--group", "lr=0", "--group", "weight_decay=0.1", "betas=[0.8,0.95]", "--group", "eps=1e-6"}},
        }},
+      {"lars",
+       {
+           {"lars", "weight_decay_nesterov", {"lr=2", "weight_decay=0.01", "nesterov=true"}},
+           {"lars", "momentum_only_in_second_group", {"lr=1", "momentum=0", "--group", "--group", "momentum=0.9"}},
+           {"lars", "two_groups_one_frozen_by_lr_zero", {"lr=1", "trust_coefficient=0.01", "--group", "lr=0", "--group"}},
+       }},
   };
   return cases;
 }
