@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
-foreach=False), and of LAMB and LARS, which PyTorch 1.13 does not ship, from
+foreach=False), and of LAMB, LARS and Lion, which PyTorch 1.13 does not ship, from
 reference implementations below written from their papers, that golden_test.cpp replays through
 the optreg plugins of the same names.
 
@@ -27,8 +27,8 @@ with '#' are ignored):
     optreg-golden 1                 format name and version (first line that is not a comment)
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
-    optimizer OPT                   the registered optimizer name: sgd, adam, adamw, lamb or
-                                    lars
+    optimizer OPT                   the registered optimizer name: sgd, adam, adamw, lamb, lars
+                                    or lion
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -296,13 +296,42 @@ class Lars(torch.optim.Optimizer):
                 p.add_(d, alpha=-group["lr"])
 
 
+class Lion(torch.optim.Optimizer):
+    """Lion: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023,
+    Algorithm 2: c = beta1 m + (1 - beta1) g; x = x (1 - lr lambda) - lr sign(c);
+    m = beta2 m + (1 - beta2) g."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr = group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                m = state["exp_avg"]
+                c = m.mul(beta1).add(g, alpha=1 - beta1)
+                p.mul_(1 - lr * group["weight_decay"]).add_(c.sign(), alpha=-lr)
+                m.mul_(beta2).add_(g, alpha=1 - beta2)
+
+
 LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
 LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nesterov")
+LION_KEYS = ("lr", "betas", "weight_decay", "maximize")
 
 # Optimizer name -> (reference class, the hyperparameters each group line records).
 PAPER_REFERENCES = {
     "lamb": (Lamb, LAMB_KEYS),
     "lars": (Lars, LARS_KEYS),
+    "lion": (Lion, LION_KEYS),
 }
 
 
@@ -315,6 +344,10 @@ def lamb(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correctio
 def lars(lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=1e-8, nesterov=False):
     return dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                 trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
+
+
+def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    return dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
 
 
 ALL = [0, 1, 2]
@@ -390,6 +423,18 @@ def cases():
          {"lr_changes": {LR_CHANGE_STEP: [(0, 0.2), (1, 4.0)]}}),
         ("lars_frozen", "lars", [(ALL, lars(1.5, weight_decay=0.01))],
          {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
+        ("lion_default", "lion", [(ALL, lion())], {}),
+        ("lion_weight_decay", "lion", [(ALL, lion(1e-3, weight_decay=0.1))], {}),
+        ("lion_betas", "lion", [(ALL, lion(3e-3, betas=(0.95, 0.98)))], {}),
+        ("lion_maximize", "lion", [(ALL, lion(2e-3, weight_decay=0.05, maximize=True))], {}),
+        ("lion_groups", "lion",
+         [([1], lion(1e-3)), ([0, 3], lion(2e-3, betas=(0.8, 0.9))),
+          ([2], lion(5e-4, weight_decay=0.5))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lion_lr_change", "lion", [([0], lion(2e-3)), ([1, 2], lion(1e-3, weight_decay=0.1))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 2e-4), (1, 4e-3)]}}),
+        ("lion_frozen", "lion", [(ALL, lion(1e-3, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
     ]
 
 
@@ -406,7 +451,7 @@ def main():
     out = [
         "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s),"
         % torch.__version__,
-        "# and of the LAMB and LARS references in generate.py.",
+        "# and of the LAMB, LARS and Lion references in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

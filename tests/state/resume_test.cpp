@@ -82,6 +82,11 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"lars", "momentum_only_in_second_group", {"lr=1", "momentum=0", "--group", "--group", "momentum=0.9"}},
            {"lars", "two_groups_one_frozen_by_lr_zero", {"lr=1", "trust_coefficient=0.01", "--group", "lr=0", "--group"}},
        }},
+      {"lion",
+       {
+           {"lion", "weight_decay_betas", {"lr=0.001", "weight_decay=0.1", "betas=[0.95,0.98]"}},
+           {"lion", "maximize_two_groups", {"lr=0.002", "maximize=true", "--group", "--group", "lr=0.0005"}},
+       }},
   };
   return cases;
 }
