@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
-foreach=False), and of LAMB, LARS and Lion, which PyTorch 1.13 does not ship, from
+foreach=False), and of LAMB, LARS, Lion and Adafactor, which PyTorch 1.13 does not ship, from
 reference implementations below written from their papers, that golden_test.cpp replays through
 the optreg plugins of the same names.
 
@@ -27,8 +27,8 @@ with '#' are ignored):
     optreg-golden 1                 format name and version (first line that is not a comment)
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
-    optimizer OPT                   the registered optimizer name: sgd, adam, adamw, lamb, lars
-                                    or lion
+    optimizer OPT                   the registered optimizer name: sgd, adam, adamw, lamb,
+                                    lars, lion or adafactor
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -50,6 +50,7 @@ Every tensor element is written with '%.9g', which reads back as the same float3
 hyperparameter with '%.9g' too, which is checked to read back as the same double.
 """
 
+import math
 import os
 import sys
 import zlib
@@ -215,6 +216,11 @@ def _norm(t):
     return float(torch.linalg.vector_norm(t.double()))
 
 
+def _rms(t):
+    """The root mean square of a tensor, in float64, as a Python float."""
+    return float(t.double().pow(2).mean().sqrt())
+
+
 class Lamb(torch.optim.Optimizer):
     """LAMB: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
     minutes", ICLR 2020, Algorithm 2, with the scaling function phi the identity, as
@@ -323,15 +329,78 @@ class Lion(torch.optim.Optimizer):
                 m.mul_(beta2).add_(g, alpha=1 - beta2)
 
 
+class Adafactor(torch.optim.Optimizer):
+    """Adafactor: Shazeer and Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
+    Cost", ICML 2018, Algorithms 4 (matrices) and 5 (vectors): the factored second moment
+    V = R C / (1'R) over the last two dimensions (section 3, kept here as row and column means
+    rather than sums, which gives the same V), the increasing decay beta2_t = 1 - t^-c
+    (section 7.2), update clipping U / max(1, RMS(U) / d) (section 6), and the relative step
+    size alpha_t = max(eps2, RMS(X_{t-1})) rho_t with rho_t = min(lr, 1 / sqrt(t)) (section 8,
+    where lr = 1e-2). beta1 > 0 keeps a running average of the clipped updates (section 9);
+    weight decay scales the parameter by 1 - alpha_t weight_decay."""
+
+    def __init__(self, params, lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8,
+                 beta1=0.0, weight_decay=0.0, scale_parameter=True, relative_step=True):
+        super().__init__(params, dict(lr=lr, eps=eps, clip_threshold=clip_threshold,
+                                      decay_rate=decay_rate, beta1=beta1,
+                                      weight_decay=weight_decay, scale_parameter=scale_parameter,
+                                      relative_step=relative_step))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            eps1, eps2 = group["eps"]
+            beta1 = group["beta1"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                factored = p.dim() >= 2
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    if factored:
+                        state["exp_avg_sq_row"] = torch.zeros(p.shape[:-1])
+                        state["exp_avg_sq_col"] = torch.zeros(p.shape[:-2] + p.shape[-1:])
+                    else:
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                    if beta1 > 0:
+                        state["exp_avg"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                rho = min(group["lr"], 1 / math.sqrt(t)) if group["relative_step"] else group["lr"]
+                alpha = max(eps2, _rms(p)) * rho if group["scale_parameter"] else rho
+                decay = t ** -group["decay_rate"]
+                beta2 = 1 - decay
+                g2 = g * g + eps1
+                if factored:
+                    r, c = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+                    r.mul_(beta2).add_((g2.double().sum(-1) / g.shape[-1]).float(), alpha=decay)
+                    c.mul_(beta2).add_((g2.double().sum(-2) / g.shape[-2]).float(), alpha=decay)
+                    r_mean = (r.double().sum(-1) / r.shape[-1]).float()
+                    u = g / ((r / r_mean.unsqueeze(-1)).unsqueeze(-1) * c.unsqueeze(-2)).sqrt()
+                else:
+                    v = state["exp_avg_sq"]
+                    v.mul_(beta2).add_(g2, alpha=decay)
+                    u = g / v.sqrt()
+                u = u / max(1.0, _rms(u) / group["clip_threshold"])
+                if beta1 > 0:
+                    u = state["exp_avg"].mul_(beta1).add_(u, alpha=1 - beta1)
+                p.mul_(1 - alpha * group["weight_decay"]).add_(u, alpha=-alpha)
+
+
 LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
 LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nesterov")
 LION_KEYS = ("lr", "betas", "weight_decay", "maximize")
+ADAFACTOR_KEYS = ("lr", "eps", "clip_threshold", "decay_rate", "beta1", "weight_decay",
+                  "scale_parameter", "relative_step")
 
 # Optimizer name -> (reference class, the hyperparameters each group line records).
 PAPER_REFERENCES = {
     "lamb": (Lamb, LAMB_KEYS),
     "lars": (Lars, LARS_KEYS),
     "lion": (Lion, LION_KEYS),
+    "adafactor": (Adafactor, ADAFACTOR_KEYS),
 }
 
 
@@ -348,6 +417,13 @@ def lars(lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=1e-
 
 def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
     return dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+
+
+def adafactor(lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8, beta1=0.0,
+              weight_decay=0.0, scale_parameter=True, relative_step=True):
+    return dict(lr=lr, eps=eps, clip_threshold=clip_threshold, decay_rate=decay_rate,
+                beta1=beta1, weight_decay=weight_decay, scale_parameter=scale_parameter,
+                relative_step=relative_step)
 
 
 ALL = [0, 1, 2]
@@ -435,6 +511,22 @@ def cases():
          {"lr_changes": {LR_CHANGE_STEP: [(0, 2e-4), (1, 4e-3)]}}),
         ("lion_frozen", "lion", [(ALL, lion(1e-3, weight_decay=0.01))],
          {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("adafactor_default", "adafactor", [(ALL, adafactor())], {}),
+        ("adafactor_beta1", "adafactor", [(ALL, adafactor(beta1=0.9))], {}),
+        ("adafactor_absolute_step", "adafactor",
+         [(ALL, adafactor(0.02, scale_parameter=False, relative_step=False))], {}),
+        ("adafactor_clip_decay", "adafactor",
+         [(ALL, adafactor(eps=(1e-20, 1e-2), clip_threshold=0.5, decay_rate=0.5,
+                          weight_decay=0.1))], {}),
+        ("adafactor_groups", "adafactor",
+         [([1], adafactor(0.05, relative_step=False)), ([0, 3], adafactor(beta1=0.5)),
+          ([2], adafactor(scale_parameter=False, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("adafactor_lr_change", "adafactor",
+         [([0], adafactor(0.03, relative_step=False)), ([1, 2], adafactor(0.005))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.003), (1, 0.02)]}}),
+        ("adafactor_frozen", "adafactor", [(ALL, adafactor(beta1=0.8, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
     ]
 
 
@@ -451,7 +543,7 @@ def main():
     out = [
         "# optreg golden trajectories of torch.optim.SGD, Adam and AdamW (torch %s),"
         % torch.__version__,
-        "# and of the LAMB, LARS and Lion references in generate.py.",
+        "# and of the LAMB, LARS, Lion and Adafactor references in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

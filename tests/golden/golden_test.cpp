@@ -1,6 +1,6 @@
 // Golden-trajectory tests: replays the trajectories of torch.optim.SGD and torch.optim.Adam
 // recorded in trajectories.txt (format: see generate.py) through the `sgd`, `adam` and `adamw` plugins,
-// and those of generate.py's references of LAMB, LARS and Lion through the plugins of
+// and those of generate.py's references of LAMB, LARS, Lion and Adafactor through the plugins of
 // the same names, feeding the recorded gradients and comparing every parameter after every step.
 #include <algorithm>
 #include <cerrno>
@@ -39,7 +39,7 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 44;
+constexpr std::size_t kMinCases = 51;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 
@@ -363,7 +363,7 @@ TEST(GoldenFile, ParsesCompletely) {
   EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
   for (const CaseRecord& c : f.cases) {
     EXPECT_TRUE(c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw" || c.optimizer == "lamb" ||
-                c.optimizer == "lars" || c.optimizer == "lion")
+                c.optimizer == "lars" || c.optimizer == "lion" || c.optimizer == "adafactor")
         << c.name << ": optimizer " << c.optimizer;
     EXPECT_GE(c.steps.size(), kMinSteps) << c.name;
   }

@@ -87,6 +87,13 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"lion", "weight_decay_betas", {"lr=0.001", "weight_decay=0.1", "betas=[0.95,0.98]"}},
            {"lion", "maximize_two_groups", {"lr=0.002", "maximize=true", "--group", "--group", "lr=0.0005"}},
        }},
+      {"adafactor",
+       {
+           {"adafactor", "beta1_weight_decay", {"beta1=0.9", "weight_decay=0.01"}},
+           {"adafactor", "absolute_step_clip", {"lr=0.01", "relative_step=false", "scale_parameter=false", "clip_threshold=0.5"}},
+           {"adafactor", "first_moment_only_in_second_group",
+            {"decay_rate=0.5", "--group", "--group", "beta1=0.8", "eps=[1e-20,0.01]"}},
+       }},
   };
   return cases;
 }

@@ -145,6 +145,8 @@ TEST(ParallelKernels, PerTensorNormsGiveTheSameBitsWithOneTwoThreeAndFiveThreads
       {"lamb", {{"lr", 0.01}, {"always_adapt", true}, {"bias_correction", false}}},
       {"lars", {{"lr", 0.5}, {"weight_decay", 1e-3}, {"nesterov", true}}},
       {"lion", {{"lr", 1e-3}, {"weight_decay", 0.1}}},
+      {"adafactor", {}},
+      {"adafactor", {{"beta1", 0.9}, {"weight_decay", 0.01}, {"clip_threshold", 0.5}}},
   };
   for (const auto& [name, o] : cases) {
     const auto one = run_steps(name, o, 1);
