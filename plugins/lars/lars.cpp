@@ -8,6 +8,7 @@
 // Two passes over each tensor: the first sums p^2 and g^2 in double per fixed segment
 // (sdk::Segments), so the norms have the same bits with any thread count; the second updates.
 #include <cmath>
+#include <string>
 
 #include <optreg/plugin.hpp>
 #include <optreg/segments.hpp>
@@ -88,7 +89,8 @@ class Lars final : public optreg::Optimizer {
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
     const double momentum = o.at("momentum").as_float();
     const double wd = o.at("weight_decay").as_float();
-    const double eta = o.at("trust_coefficient").as_float();
+    static const std::string kTrustCoefficient = "trust_coefficient";  // too long for a string without allocation
+    const double eta = o.at(kTrustCoefficient).as_float();
     const double eps = o.at("eps").as_float();
     const Constants c{static_cast<float>(-o.at("lr").as_float()), static_cast<float>(momentum), static_cast<float>(wd),
                       wd != 0.0, o.at("nesterov").as_bool()};
