@@ -136,11 +136,7 @@ class Adam final : public optreg::Optimizer {
                       neg_step_size,
                       bias_correction2_sqrt,
                       slot.param->value().numel()};
-      if (!tensors_.empty() && tensors_.back().continued_by(t)) {
-        tensors_.back().n += t.n;  // one range over tensors that lie back to back
-      } else {
-        tensors_.push_back(t);
-      }
+      sdk::append_range(tensors_, t);  // one range over tensors that lie back to back
     }
     ranges_.run(
         tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },

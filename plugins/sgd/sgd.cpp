@@ -110,11 +110,7 @@ class Sgd final : public optreg::Optimizer {
         t.first = updates == 0;
         ++updates;
       }
-      if (!tensors_.empty() && tensors_.back().continued_by(t)) {
-        tensors_.back().n += t.n;  // one range over tensors that lie back to back
-      } else {
-        tensors_.push_back(t);
-      }
+      sdk::append_range(tensors_, t);  // one range over tensors that lie back to back
     }
     ranges_.run(
         tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },

@@ -2,8 +2,10 @@
 """Generates tests/golden/trajectories.txt: reference trajectories of torch.optim.SGD,
 torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tensor path via
 foreach=False) that golden_test.cpp replays through the optreg `sgd`, `adam` and `adamw` plugins;
-and of torch.optim.Adagrad, Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop, replayed
-through the plugins of the same names in lower case (`adagrad`, ..., `rprop`). The `adagrad`
+of torch.optim.Adagrad, Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop, replayed
+through the plugins of the same names in lower case (`adagrad`, ..., `rprop`); and of LAMB,
+LARS, Lion and Adafactor, which PyTorch 1.13 does not ship, from reference implementations
+below written from their papers, replayed through the plugins of the same names. The `adagrad`
 cases with eps_inside_sqrt=true come from MegEngineAdagrad below, a reference of MegEngine's
 form of Adagrad written with numpy float32 operations, since torch has no such option.
 
@@ -30,7 +32,8 @@ with '#' are ignored):
     cases N                         the number of cases that follow
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
     optimizer OPT                   the registered optimizer name (sgd, adam, adamw, adagrad,
-                                    adadelta, rmsprop, adamax, nadam, radam, asgd or rprop)
+                                    adadelta, rmsprop, adamax, nadam, radam, asgd, rprop, lamb,
+                                    lars, lion or adafactor)
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -55,6 +58,7 @@ Every tensor element is written with '%.9g', which reads back as the same float3
 hyperparameter with '%.9g' too, which is checked to read back as the same double.
 """
 
+import math
 import os
 import sys
 import zlib
@@ -225,6 +229,9 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
                                  % name)
             extra["initial_accumulator_value"] = values.pop()
         opt = factory(torch_groups, foreach=False, **extra)
+    elif opt_name in PAPER_REFERENCES:
+        reference, keys = PAPER_REFERENCES[opt_name]
+        opt = reference(torch_groups)
     else:
         raise ValueError(opt_name)
 
@@ -234,7 +241,7 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
     for i, p in enumerate(params):
         out.append("param %d %s %s" % (i, fmt_shape(p.shape), fmt_tensor(p)))
     for (ids, _), pg in zip(groups, opt.param_groups):
-        if pg["foreach"]:
+        if pg.get("foreach", False):
             raise ValueError("foreach must be off")
         opts = " ".join("%s=%s" % (k, fmt_option(pg[k])) for k in keys)
         out.append("group %s %s" % (",".join(str(i) for i in ids), opts))
@@ -328,6 +335,229 @@ TORCH_OPTIMIZERS = {
     "asgd": (torch.optim.ASGD, ASGD_KEYS),
     "rprop": (torch.optim.Rprop, RPROP_KEYS),
 }
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers that PyTorch 1.13 does not ship, written from their papers as float32
+# torch.optim.Optimizer subclasses. Every norm, mean and RMS over a whole tensor (or a row or
+# column of it) is taken in float64 and rounded once, as the plugins take them in double, so
+# that the trajectories differ from the plugins' only by the rounding of the elementwise
+# float32 operations.
+
+
+def _norm(t):
+    """The L2 norm of a tensor, in float64, as a Python float."""
+    return float(torch.linalg.vector_norm(t.double()))
+
+
+def _rms(t):
+    """The root mean square of a tensor, in float64, as a Python float."""
+    return float(t.double().pow(2).mean().sqrt())
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
+    minutes", ICLR 2020, Algorithm 2, with the scaling function phi the identity, as
+    MegEngine's megengine.optimizer.LAMB: the trust ratio ||x|| / ||r + lambda x|| is applied
+    only when weight_decay > 0 or always_adapt, and is 1 when either norm is 0."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 bias_correction=True, always_adapt=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction, always_adapt=always_adapt))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            wd = group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                # m_t = beta1 m + (1 - beta1) g;  v_t = beta2 v + (1 - beta2) g^2
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                bc1 = 1 - beta1 ** t if group["bias_correction"] else 1.0
+                bc2 = 1 - beta2 ** t if group["bias_correction"] else 1.0
+                # r_t = m_hat / (sqrt(v_hat) + eps), plus lambda x
+                r = (m / bc1) / ((v / bc2).sqrt() + group["eps"])
+                if wd != 0:
+                    r = r.add(p, alpha=wd)
+                # x = x - eta ||x|| / ||r|| r
+                p_norm, r_norm = _norm(p), _norm(r)
+                trust = 1.0
+                if (group["always_adapt"] or wd > 0) and p_norm > 0 and r_norm > 0:
+                    trust = p_norm / r_norm
+                p.add_(r, alpha=-(group["lr"] * trust))
+
+
+class Lars(torch.optim.Optimizer):
+    """LARS: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+    Algorithm 1: the local learning rate eta ||w|| / (||g|| + beta ||w||) (plus eps; 1 when a
+    norm is 0) scales the gradient with its weight decay, g + beta w; the momentum is PyTorch
+    SGD's (lr applied outside the buffer), with an optional Nesterov step."""
+
+    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3,
+                 eps=1e-8, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, eps=eps,
+                                      nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            wd, momentum = group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                p_norm, g_norm = _norm(p), _norm(g)
+                local = 1.0
+                if p_norm > 0 and g_norm > 0:
+                    local = group["trust_coefficient"] * p_norm / (g_norm + wd * p_norm + group["eps"])
+                d = g.add(p, alpha=wd) if wd != 0 else g.clone()
+                d.mul_(local)
+                if momentum != 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    buf = state["momentum_buffer"]
+                    buf.mul_(momentum).add_(d)
+                    d = d.add(buf, alpha=momentum) if group["nesterov"] else buf
+                p.add_(d, alpha=-group["lr"])
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023,
+    Algorithm 2: c = beta1 m + (1 - beta1) g; x = x (1 - lr lambda) - lr sign(c);
+    m = beta2 m + (1 - beta2) g."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr = group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                m = state["exp_avg"]
+                c = m.mul(beta1).add(g, alpha=1 - beta1)
+                p.mul_(1 - lr * group["weight_decay"]).add_(c.sign(), alpha=-lr)
+                m.mul_(beta2).add_(g, alpha=1 - beta2)
+
+
+class Adafactor(torch.optim.Optimizer):
+    """Adafactor: Shazeer and Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory
+    Cost", ICML 2018, Algorithms 4 (matrices) and 5 (vectors): the factored second moment
+    V = R C / (1'R) over the last two dimensions (section 3, kept here as row and column means
+    rather than sums, which gives the same V), the increasing decay beta2_t = 1 - t^-c
+    (section 7.2), update clipping U / max(1, RMS(U) / d) (section 6), and the relative step
+    size alpha_t = max(eps2, RMS(X_{t-1})) rho_t with rho_t = min(lr, 1 / sqrt(t)) (section 8,
+    where lr = 1e-2). beta1 > 0 keeps a running average of the clipped updates (section 9);
+    weight decay scales the parameter by 1 - alpha_t weight_decay."""
+
+    def __init__(self, params, lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8,
+                 beta1=0.0, weight_decay=0.0, scale_parameter=True, relative_step=True):
+        super().__init__(params, dict(lr=lr, eps=eps, clip_threshold=clip_threshold,
+                                      decay_rate=decay_rate, beta1=beta1,
+                                      weight_decay=weight_decay, scale_parameter=scale_parameter,
+                                      relative_step=relative_step))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            eps1, eps2 = group["eps"]
+            beta1 = group["beta1"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                factored = p.dim() >= 2
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    if factored:
+                        state["exp_avg_sq_row"] = torch.zeros(p.shape[:-1])
+                        state["exp_avg_sq_col"] = torch.zeros(p.shape[:-2] + p.shape[-1:])
+                    else:
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                    if beta1 > 0:
+                        state["exp_avg"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                rho = min(group["lr"], 1 / math.sqrt(t)) if group["relative_step"] else group["lr"]
+                alpha = max(eps2, _rms(p)) * rho if group["scale_parameter"] else rho
+                decay = t ** -group["decay_rate"]
+                beta2 = 1 - decay
+                g2 = g * g + eps1
+                if factored:
+                    r, c = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+                    r.mul_(beta2).add_((g2.double().sum(-1) / g.shape[-1]).float(), alpha=decay)
+                    c.mul_(beta2).add_((g2.double().sum(-2) / g.shape[-2]).float(), alpha=decay)
+                    r_mean = (r.double().sum(-1) / r.shape[-1]).float()
+                    u = g / ((r / r_mean.unsqueeze(-1)).unsqueeze(-1) * c.unsqueeze(-2)).sqrt()
+                else:
+                    v = state["exp_avg_sq"]
+                    v.mul_(beta2).add_(g2, alpha=decay)
+                    u = g / v.sqrt()
+                u = u / max(1.0, _rms(u) / group["clip_threshold"])
+                if beta1 > 0:
+                    u = state["exp_avg"].mul_(beta1).add_(u, alpha=1 - beta1)
+                p.mul_(1 - alpha * group["weight_decay"]).add_(u, alpha=-alpha)
+
+
+LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
+LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nesterov")
+LION_KEYS = ("lr", "betas", "weight_decay", "maximize")
+ADAFACTOR_KEYS = ("lr", "eps", "clip_threshold", "decay_rate", "beta1", "weight_decay",
+                  "scale_parameter", "relative_step")
+
+# Optimizer name -> (reference class, the hyperparameters each group line records).
+PAPER_REFERENCES = {
+    "lamb": (Lamb, LAMB_KEYS),
+    "lars": (Lars, LARS_KEYS),
+    "lion": (Lion, LION_KEYS),
+    "adafactor": (Adafactor, ADAFACTOR_KEYS),
+}
+
+
+def lamb(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correction=True,
+         always_adapt=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                bias_correction=bias_correction, always_adapt=always_adapt)
+
+
+def lars(lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=1e-8, nesterov=False):
+    return dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov)
+
+
+def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    return dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+
+
+def adafactor(lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8, beta1=0.0,
+              weight_decay=0.0, scale_parameter=True, relative_step=True):
+    return dict(lr=lr, eps=eps, clip_threshold=clip_threshold, decay_rate=decay_rate,
+                beta1=beta1, weight_decay=weight_decay, scale_parameter=scale_parameter,
+                relative_step=relative_step)
+
 
 ALL = [0, 1, 2]
 
@@ -469,6 +699,61 @@ def cases():
         ("rprop_frozen_lr_change", "rprop", [([0, 1], rprop(0.01)), ([2], rprop(0.02))],
          {"frozen": lambda k, i: i == 1 and k < 120,
           "lr_changes": {LR_CHANGE_STEP: [(0, 0.1), (1, 0.001)]}}),
+        ("lamb_default", "lamb", [(ALL, lamb())], {}),
+        ("lamb_weight_decay", "lamb", [(ALL, lamb(0.02, weight_decay=0.01))], {}),
+        ("lamb_always_adapt", "lamb", [(ALL, lamb(0.02, always_adapt=True))], {}),
+        ("lamb_no_bias_correction", "lamb",
+         [(ALL, lamb(0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05,
+                     bias_correction=False))], {}),
+        ("lamb_groups", "lamb",
+         [([1], lamb(0.03, weight_decay=0.02)), ([0, 3], lamb(0.01, always_adapt=True)),
+          ([2], lamb(0.005))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lamb_lr_change", "lamb",
+         [([0], lamb(0.02, weight_decay=0.01)), ([1, 2], lamb(0.01, always_adapt=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.002), (1, 0.03)]}}),
+        ("lamb_frozen", "lamb", [(ALL, lamb(0.01, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("lars_default", "lars", [(ALL, lars())], {}),
+        ("lars_weight_decay", "lars", [(ALL, lars(2.0, weight_decay=0.01))], {}),
+        ("lars_nesterov", "lars", [(ALL, lars(0.5, nesterov=True, trust_coefficient=0.01))], {}),
+        ("lars_no_momentum", "lars", [(ALL, lars(5.0, momentum=0.0, eps=1e-4))], {}),
+        ("lars_groups", "lars",
+         [([0], lars(1.0)), ([2, 1], lars(2.0, momentum=0.5, weight_decay=1e-3)),
+          ([3], lars(3.0, momentum=0.0))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lars_lr_change", "lars", [([0, 1], lars(1.0)), ([2], lars(2.0, nesterov=True))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.2), (1, 4.0)]}}),
+        ("lars_frozen", "lars", [(ALL, lars(1.5, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
+        ("lion_default", "lion", [(ALL, lion())], {}),
+        ("lion_weight_decay", "lion", [(ALL, lion(1e-3, weight_decay=0.1))], {}),
+        ("lion_betas", "lion", [(ALL, lion(3e-3, betas=(0.95, 0.98)))], {}),
+        ("lion_maximize", "lion", [(ALL, lion(2e-3, weight_decay=0.05, maximize=True))], {}),
+        ("lion_groups", "lion",
+         [([1], lion(1e-3)), ([0, 3], lion(2e-3, betas=(0.8, 0.9))),
+          ([2], lion(5e-4, weight_decay=0.5))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("lion_lr_change", "lion", [([0], lion(2e-3)), ([1, 2], lion(1e-3, weight_decay=0.1))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 2e-4), (1, 4e-3)]}}),
+        ("lion_frozen", "lion", [(ALL, lion(1e-3, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("adafactor_default", "adafactor", [(ALL, adafactor())], {}),
+        ("adafactor_beta1", "adafactor", [(ALL, adafactor(beta1=0.9))], {}),
+        ("adafactor_absolute_step", "adafactor",
+         [(ALL, adafactor(0.02, scale_parameter=False, relative_step=False))], {}),
+        ("adafactor_clip_decay", "adafactor",
+         [(ALL, adafactor(eps=(1e-20, 1e-2), clip_threshold=0.5, decay_rate=0.5,
+                          weight_decay=0.1))], {}),
+        ("adafactor_groups", "adafactor",
+         [([1], adafactor(0.05, relative_step=False)), ([0, 3], adafactor(beta1=0.5)),
+          ([2], adafactor(scale_parameter=False, weight_decay=0.01))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("adafactor_lr_change", "adafactor",
+         [([0], adafactor(0.03, relative_step=False)), ([1, 2], adafactor(0.005))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 0.003), (1, 0.02)]}}),
+        ("adafactor_frozen", "adafactor", [(ALL, adafactor(beta1=0.8, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
     ]
 
 
@@ -484,8 +769,9 @@ def main():
     all_cases = cases()
     out = [
         "# optreg golden trajectories of torch.optim.SGD, Adam, AdamW, Adagrad (and MegEngine's",
-        "# form of it), Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (torch %s)."
+        "# form of it), Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (torch %s),"
         % torch.__version__,
+        "# and of the LAMB, LARS, Lion and Adafactor references in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

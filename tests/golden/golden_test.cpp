@@ -1,8 +1,9 @@
 // Golden-trajectory tests: replays the trajectories of torch.optim.SGD, Adam, AdamW, Adagrad,
-// Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (and of MegEngine's form of Adagrad)
-// recorded in trajectories.txt (format: see generate.py) through the plugin each case names,
-// feeding the recorded gradients and comparing every parameter, and every recorded state
-// tensor, after every step.
+// Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (and of MegEngine's form of Adagrad),
+// and those of generate.py's references of LAMB, LARS, Lion and Adafactor, recorded in
+// trajectories.txt (format: see generate.py) through the plugin each case names, feeding the
+// recorded gradients and comparing every parameter, and every recorded state tensor, after
+// every step.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -35,12 +36,12 @@ namespace {
 // at most an ulp or so, and the difference carries over through the parameters and the
 // optimizer state. kRtol = 1e-5 bounds it for values of ordinary size; kAtol = 5e-7 bounds it
 // for elements near zero, where a relative bound alone fails (the largest excess over the
-// relative term is 1.5e-7 across all cases, so kAtol leaves a margin of about 3).
+// relative term is 1.5e-7 across the torch cases, so kAtol leaves a margin of about 3).
 constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 67;
+constexpr std::size_t kMinCases = 95;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 

@@ -91,6 +91,31 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"asgd", "two_groups", {"t0=0.0", "--group", "--group", "lr=0.005", "alpha=1.0", "weight_decay=0.01"}},
        }},
       {"rprop", {{"rprop", "etas_step_sizes_maximize", {"etas=[0.3,1.5]", "step_sizes=[1e-4,0.05]", "maximize=true"}}}},
+      {"lamb",
+       {
+           {"lamb", "weight_decay", {"lr=0.01", "weight_decay=0.01"}},
+           {"lamb", "always_adapt_no_bias_correction", {"lr=0.02", "always_adapt=true", "bias_correction=false"}},
+           {"lamb", "three_groups_one_frozen_by_lr_zero",
+            {"lr=0.01", "--group", "lr=0", "--group", "weight_decay=0.1", "betas=[0.8,0.95]", "--group", "eps=1e-6"}},
+       }},
+      {"lars",
+       {
+           {"lars", "weight_decay_nesterov", {"lr=2", "weight_decay=0.01", "nesterov=true"}},
+           {"lars", "momentum_only_in_second_group", {"lr=1", "momentum=0", "--group", "--group", "momentum=0.9"}},
+           {"lars", "two_groups_one_frozen_by_lr_zero", {"lr=1", "trust_coefficient=0.01", "--group", "lr=0", "--group"}},
+       }},
+      {"lion",
+       {
+           {"lion", "weight_decay_betas", {"lr=0.001", "weight_decay=0.1", "betas=[0.95,0.98]"}},
+           {"lion", "maximize_two_groups", {"lr=0.002", "maximize=true", "--group", "--group", "lr=0.0005"}},
+       }},
+      {"adafactor",
+       {
+           {"adafactor", "beta1_weight_decay", {"beta1=0.9", "weight_decay=0.01"}},
+           {"adafactor", "absolute_step_clip", {"lr=0.01", "relative_step=false", "scale_parameter=false", "clip_threshold=0.5"}},
+           {"adafactor", "first_moment_only_in_second_group",
+            {"decay_rate=0.5", "--group", "--group", "beta1=0.8", "eps=[1e-20,0.01]"}},
+       }},
   };
   return cases;
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -80,10 +81,11 @@ std::vector<std::vector<float>> run_steps(const std::string& name, const optreg:
                                           std::size_t threads) {
   ThreadCount t(threads);
   optreg::Registry registry;
-  registry.load_file(name == "sgd" ? OPTREG_TEST_SGD_PLUGIN : OPTREG_TEST_ADAM_PLUGIN);
+  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
   std::vector<optreg::Parameter> params;
   for (int i = 0; i < 300; ++i) params.emplace_back("small" + std::to_string(i), optreg::Tensor({1 + (i * 37) % 101}));
   params.emplace_back("large", optreg::Tensor({300007}));
+  params.emplace_back("matrix", optreg::Tensor({3, 211, 257}));  // for optimizers that treat rows and columns apart
   for (std::size_t k = 0; k < params.size(); ++k) {
     optreg::Tensor& v = params[k].value();
     for (std::size_t i = 0; i < v.numel(); ++i) v[i] = std::sin(0.001F * static_cast<float>(i + 13 * k));
@@ -132,6 +134,23 @@ TEST(ParallelKernels, AdamGivesTheSameBitsWithOneTwoAndThreeThreadsAndAcrossRuns
     EXPECT_TRUE(same_bits(one, run_steps("adam", o, 2))) << "amsgrad " << amsgrad;
     EXPECT_TRUE(same_bits(one, run_steps("adam", o, 3))) << "amsgrad " << amsgrad;
     EXPECT_TRUE(same_bits(run_steps("adam", o, 2), run_steps("adam", o, 2))) << "amsgrad " << amsgrad;
+  }
+}
+
+TEST(ParallelKernels, PerTensorNormsGiveTheSameBitsWithOneTwoThreeAndFiveThreads) {
+  // Optimizers that scale each tensor's update by norms or means over the whole tensor (or
+  // over its rows and columns) take those sums in an order that the thread count cannot change.
+  const std::vector<std::pair<std::string, optreg::Options>> cases = {
+      {"lamb", {{"lr", 0.01}, {"weight_decay", 0.01}}},
+      {"lamb", {{"lr", 0.01}, {"always_adapt", true}, {"bias_correction", false}}},
+      {"lars", {{"lr", 0.5}, {"weight_decay", 1e-3}, {"nesterov", true}}},
+      {"lion", {{"lr", 1e-3}, {"weight_decay", 0.1}}},
+      {"adafactor", {}},
+      {"adafactor", {{"beta1", 0.9}, {"weight_decay", 0.01}, {"clip_threshold", 0.5}}},
+  };
+  for (const auto& [name, o] : cases) {
+    const auto one = run_steps(name, o, 1);
+    for (std::size_t threads : {2, 3, 5}) EXPECT_TRUE(same_bits(one, run_steps(name, o, threads))) << name << " " << threads;
   }
 }
 

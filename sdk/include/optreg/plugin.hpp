@@ -233,6 +233,17 @@ class ElementPieces {
   ElementRanges ranges_;
 };
 
+/// Appends the range `t` to `ranges`, or lengthens the last range by `t.n` elements when
+/// `ranges.back().continued_by(t)`: one range then covers tensors that lie back to back.
+template <typename Range>
+void append_range(std::vector<Range>& ranges, const Range& t) {
+  if (!ranges.empty() && ranges.back().continued_by(t)) {
+    ranges.back().n += t.n;
+  } else {
+    ranges.push_back(t);
+  }
+}
+
 /// An optimizer written as one update per parameter tensor: the plugin declares its
 /// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
 /// group and step), and implements update() for one tensor. The base does the rest; state is
