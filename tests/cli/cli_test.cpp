@@ -111,7 +111,7 @@ TEST(Cli, ShowPrintsOneOptimizerAndSuggestsCloseNames) {
   EXPECT_FALSE(contains(r.out, "adam")) << r.out;
   const ToolRun miss = run("show adm");
   EXPECT_EQ(miss.status, 1) << miss.out;
-  EXPECT_TRUE(contains(miss.out, "no optimizer named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
+  EXPECT_TRUE(contains(miss.out, "no optimizer or scheduler named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
 }
 
 TEST(Cli, HelpAndVersion) {
