@@ -275,7 +275,9 @@ class OneCycleLr final : public optreg::Scheduler {
       if (static_cast<double>(t) <= ends_[k] || k + 1 == ends_.size()) break;
       start = ends_[k];
     }
-    const double pct = (static_cast<double>(t) - start) / (ends_[k] - start);
+    // Step total_steps lies one past the cycle's last step: it holds the final values (PyTorch
+    // extrapolates the last phase there, to a negative lr with linear annealing).
+    const double pct = std::min((static_cast<double>(t) - start) / (ends_[k] - start), 1.0);
     const double lr = anneal(lr_from[k], lr_to[k], pct);
     if (cycle_momentum_) {
       const double m = anneal(m_from[k], m_to[k], pct);

@@ -197,10 +197,13 @@ TEST(Scheduler, OneCycleNeedsMomentumToCycleIt) {
   EXPECT_NEAR(s->last_lr()[0], 1.0 / 25, 1e-15);  // the start of the rise, as PyTorch rounds it
 }
 
-TEST(Scheduler, OneCyclePastItsTotalStepsIsAUsageErrorAndChangesNothing) {
+TEST(Scheduler, OneCycleHoldsItsFinalValuesAtTotalStepsAndRefusesToGoFurther) {
   auto opt = two_group_sgd(registry());
   auto s = registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 4}});
   for (int i = 0; i < 4; ++i) s->step();
+  // Step total_steps, one past the cycle's last step, holds the final lr and momentum.
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{1.0 / 25 / 1e4, 1.0 / 25 / 1e4}));
+  EXPECT_EQ(opt->param_groups()[1].option("momentum").as_float(), 0.95);
   const auto lrs = s->last_lr();
   EXPECT_EQ(message_of<optreg::UsageError>([&] { s->step(); }),
             "scheduler 'onecycle': step 5 is past the 4 total steps of the cycle");
