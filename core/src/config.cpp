@@ -215,9 +215,10 @@ SchedulerConfig parse_scheduler(const std::string& source, const YAML::Node& nod
   if (sequential) {
     if (nested) fail(source, sc.name_mark, "a sequence cannot hold another sequence");
     if (!has_list) fail(source, sc.mark, "scheduler 'sequential' needs 'schedulers': the list of schedulers it runs");
-    if (!list.IsSequence() || list.size() == 0) {
-      fail(source, mark_of(list), std::string("'schedulers' must be a non-empty list of schedulers, not ") + kind_of(list));
+    if (!list.IsSequence()) {
+      fail(source, mark_of(list), std::string("'schedulers' must be a list of schedulers, not ") + kind_of(list));
     }
+    if (list.size() == 0) fail(source, mark_of(list), "'schedulers' is empty; a sequence needs at least one scheduler");
     for (std::size_t i = 0; i < list.size(); ++i) {
       sc.schedulers.push_back(parse_scheduler(source, list[i], "schedulers[" + std::to_string(i) + "]", true));
     }
@@ -592,7 +593,7 @@ SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer
                                     "schedulers by count");
     }
     for (std::size_t g = 0; g < base.size(); ++g) optimizer.set_option(g, "lr", Value(base[g]));
-    children.push_back(make_scheduler(source, child, optimizer, registry, "scheduler '" + child.name + "'"));
+    children.push_back(make_scheduler(source, child, optimizer, registry, at + " ('" + child.name + "')"));
   }
   try {
     return make_sequential(optimizer, std::move(children), milestones);

@@ -30,6 +30,7 @@ const optreg::Registry& registry() {
     auto* reg = new optreg::Registry();
     reg->load_file(OPTREG_TEST_SGD_PLUGIN);
     reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
+    reg->load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
     return reg;
   }();
   return *r;
