@@ -188,6 +188,50 @@ TEST(Cli, InspectJsonIsMachineReadable) {
   EXPECT_TRUE(contains(r.out, "\"metadata\": {\"seed\": 7, \"step\": 2}")) << r.out;
 }
 
+TEST(Cli, InspectShowsTheSchedulerState) {
+  TempDir dir;
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
+  registry.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  optreg::Parameter w("w", optreg::Tensor({2}, {1, 2}));
+  auto opt = registry.create("sgd", {w}, {{"lr", 0.5}});
+  auto sched = registry.create_scheduler("step", *opt, {{"step_size", 1}, {"gamma", 0.5}});
+  sched->step();
+  const std::string path = dir.path() + "/sched.ckpt";
+  optreg::save_optimizer(path, *opt, *sched);
+  const ToolRun r = run("inspect '" + path + "'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "scheduler: step (plugin version 1.0.0)\n  base_lrs: [0.5]\n  last_lr: [0.25]\n  last_step: 1\n"))
+      << r.out;
+  const ToolRun j = run("inspect --json '" + path + "'");
+  EXPECT_TRUE(contains(j.out, "\"scheduler\": {\"name\": \"step\", \"plugin_version\": \"1.0.0\", \"state\": {\"base_lrs\": [0.5], "
+                              "\"last_lr\": [0.25], \"last_step\": 1}}"))
+      << j.out;
+}
+
+TEST(Cli, ListShowsSchedulersInASecondTableAndInJson) {
+  const ToolRun r = run("list");
+  EXPECT_EQ(r.status, 0) << r.out;
+  const auto table = r.out.find("learning-rate schedulers:\n");
+  ASSERT_NE(table, std::string::npos) << r.out;
+  EXPECT_GT(table, r.out.find("sgd  1.0.0")) << r.out;
+  EXPECT_TRUE(contains(r.out.substr(table), "cosine  1.0.0  Cosine annealing")) << r.out;
+  EXPECT_TRUE(contains(r.out, "sequential  0.1.0  Runs schedulers one after another")) << r.out;
+  EXPECT_TRUE(contains(r.out, "stepped with a metric: step(metric)")) << r.out;
+  const ToolRun j = run("list --json");
+  EXPECT_TRUE(contains(j.out, "\"schedulers\": [\n    {\"name\": \"cosine\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"name\": \"plateau\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\", \"source\": ")) << j.out;
+}
+
+TEST(Cli, ShowPrintsAScheduler) {
+  const ToolRun r = run("show cosine");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "    T_max    int    0        [0.0, inf)  steps of one half cosine period (required)")) << r.out;
+  const ToolRun j = run("show onecycle --json");
+  EXPECT_TRUE(contains(j.out, "{\"name\": \"onecycle\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"needs_metric\": false")) << j.out;
+}
+
 TEST(Cli, InspectRefusesADamagedFileWithTheReason) {
   TempDir dir;
   const std::string path = write_checkpoint(dir);

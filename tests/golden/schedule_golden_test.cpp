@@ -18,6 +18,8 @@
 #include <optreg/config.hpp>
 #include <optreg/registry.hpp>
 
+#include "test_support.hpp"
+
 namespace {
 
 constexpr double kRtol = 1e-12;
@@ -87,14 +89,7 @@ const std::vector<ScheduleCase>& all_cases() {
   return cases;
 }
 
-const optreg::Registry& registry() {
-  static optreg::Registry* r = [] {
-    auto* reg = new optreg::Registry();
-    reg->load_directory(OPTREG_TEST_PLUGIN_DIR);
-    return reg;
-  }();
-  return *r;
-}
+const optreg::Registry& registry() { return optreg_test::in_tree_registry(); }
 
 std::vector<double> momentum_of(const optreg::Optimizer& opt) {
   std::vector<double> out;

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optreg/registry.hpp>
+
 namespace optreg_test {
 
 /// The canonical absolute form of a path, as the registry names files in messages.
@@ -26,6 +28,16 @@ std::string message_of(const std::function<void()>& f) {
   }
   ADD_FAILURE() << "threw nothing";
   return {};
+}
+
+/// One registry, for the whole test program, holding every plugin of the in-tree plugin folder.
+inline const optreg::Registry& in_tree_registry() {
+  static optreg::Registry* r = [] {
+    auto* reg = new optreg::Registry();
+    reg->load_directory(OPTREG_TEST_PLUGIN_DIR);
+    return reg;
+  }();
+  return *r;
 }
 
 }  // namespace optreg_test
