@@ -502,12 +502,20 @@ void save(Ar& ar, const optreg::Checkpoint& c, unsigned /*version*/) {
     ar << p.value;
   }
   save_options(ar, c.metadata);
+  // Layout version 1: a scheduler flag byte, then the scheduler's state when it is 1.
+  const std::uint8_t has_scheduler = c.scheduler ? 1 : 0;
+  ar << has_scheduler;
+  if (c.scheduler) {
+    save_string(ar, c.scheduler->scheduler);
+    save_string(ar, c.scheduler->plugin_version);
+    save_options(ar, c.scheduler->state);
+  }
 }
 template <class Ar>
 void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
-  if (version > 0) {
+  if (version > 1) {
     throw optreg::Fault{"checkpoint layout version " + std::to_string(version) +
-                        " is from the future (this reader supports 0); upgrade optreg"};
+                        " is from the future (this reader supports 0 and 1); upgrade optreg"};
   }
   ar >> c.optimizer;
   std::uint64_t np = 0;
@@ -519,6 +527,17 @@ void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
     ar >> p.value;
   }
   load_options(ar, c.metadata, "metadata entry");
+  if (version == 0) return;  // written before scheduler states were saved
+  std::uint8_t has_scheduler = 0;
+  ar >> has_scheduler;
+  if (has_scheduler > 1) throw optreg::Fault{"the scheduler flag holds the invalid byte " + std::to_string(has_scheduler)};
+  if (has_scheduler == 1) {
+    optreg::SchedulerState s;
+    load_string(ar, s.scheduler);
+    load_string(ar, s.plugin_version);
+    load_options(ar, s.state, "scheduler state entry");
+    c.scheduler = std::move(s);
+  }
 }
 
 }  // namespace boost::serialization
@@ -533,7 +552,7 @@ BOOST_CLASS_VERSION(optreg::Tensor, 0)
 BOOST_CLASS_VERSION(optreg::Value, 0)
 BOOST_CLASS_VERSION(optreg::ParamState, 0)
 BOOST_CLASS_VERSION(optreg::StateDict, 0)
-BOOST_CLASS_VERSION(optreg::Checkpoint, 0)
+BOOST_CLASS_VERSION(optreg::Checkpoint, 1)
 
 namespace optreg {
 namespace {
@@ -689,16 +708,18 @@ void save_checkpoint(const std::string& path, const StateDict& state) {
 
 namespace optreg {
 
-void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata) {
+namespace {
+
+Checkpoint checkpoint_of(const Optimizer& optimizer, const Options& metadata) {
   Checkpoint c;
   c.optimizer = optimizer.state_dict(TensorCopy::Shared);  // written straight from the live tensors
   for (const Parameter& p : optimizer.parameters()) c.parameters.push_back(NamedTensor{p.name(), p.value()});
   c.metadata = metadata;
-  save_checkpoint(path, c);
+  return c;
 }
 
-Options load_optimizer(const std::string& path, Optimizer& optimizer) {
-  Checkpoint c = read_checkpoint(path);
+/// Loads a read checkpoint into `optimizer` (and `scheduler`), checking everything first.
+Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler) {
   std::vector<Parameter> params = optimizer.parameters();
   const std::string prefix = "checkpoint " + path + ": ";
   if (c.parameters.size() != params.size()) {
@@ -708,9 +729,23 @@ Options load_optimizer(const std::string& path, Optimizer& optimizer) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const NamedTensor& saved = c.parameters[i];
     if (saved.name != params[i].name() || saved.value.shape() != params[i].value().shape()) {
-      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + quoted(saved.name) + " of shape " +
+      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + optreg::quoted(saved.name) + " of shape " +
                             to_string(saved.value.shape()) + " in the file, but '" + params[i].name() + "' of shape " +
                             to_string(params[i].value().shape()) + " in the optimizer");
+    }
+  }
+  if (scheduler != nullptr) {
+    if (!c.scheduler) {
+      throw CheckpointError(prefix + "it holds no scheduler state, but scheduler '" + scheduler->name() + "' is to be resumed");
+    }
+    if (c.scheduler->scheduler != scheduler->name()) {
+      throw CheckpointError(prefix + "its scheduler state is of scheduler " + optreg::quoted(c.scheduler->scheduler) +
+                            ", but this scheduler is '" + scheduler->name() + "'");
+    }
+    try {
+      scheduler->check_state(c.scheduler->state);
+    } catch (const StateDictError& e) {
+      throw CheckpointError(prefix + e.what());
     }
   }
   try {
@@ -719,7 +754,29 @@ Options load_optimizer(const std::string& path, Optimizer& optimizer) {
     throw CheckpointError(prefix + e.what());
   }
   for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
+  if (scheduler != nullptr) scheduler->load_state(c.scheduler->state);  // checked above
   return std::move(c.metadata);
+}
+
+}  // namespace
+
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata) {
+  save_checkpoint(path, checkpoint_of(optimizer, metadata));
+}
+
+Options load_optimizer(const std::string& path, Optimizer& optimizer) {
+  return load_into(path, read_checkpoint(path), optimizer, nullptr);
+}
+
+Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler) {
+  return load_into(path, read_checkpoint(path), optimizer, &scheduler);
+}
+
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
+                    const Options& metadata) {
+  Checkpoint c = checkpoint_of(optimizer, metadata);
+  c.scheduler = SchedulerState{scheduler.name(), scheduler.plugin_version(), scheduler.state()};
+  save_checkpoint(path, c);
 }
 
 }  // namespace optreg

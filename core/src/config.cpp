@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
+
+#include <optreg/clip.hpp>
 
 #include "config_yaml.hpp"
 
@@ -81,7 +84,7 @@ namespace {
 
 using namespace detail;
 
-const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins"};
+const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins", "scheduler", "clip"};
 
 bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
 
@@ -181,6 +184,113 @@ Options options_of(const OptimizerConfig& config, const Schema& schema, const st
   return out;
 }
 
+/// A `scheduler:` map, or one entry of a sequence's `schedulers` list (`what` names it).
+SchedulerConfig parse_scheduler(const std::string& source, const YAML::Node& node, const std::string& what, bool nested) {
+  if (!node.IsMap()) fail(source, mark_of(node), what + " must be a map with a 'name', not " + kind_of(node));
+  SchedulerConfig sc;
+  sc.mark = mark_of(node);
+  bool has_name = false;
+  YAML::Node list;
+  bool has_list = false;
+  ConfigMark list_key;
+  for (const auto& [k, v] : entries(source, node, what)) {
+    if (k.Scalar() == "name") {
+      if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), "'name' must be a scheduler name");
+      sc.name = v.Scalar();
+      sc.name_mark = mark_of(v);
+      has_name = true;
+    } else if (k.Scalar() == "schedulers") {
+      list = v;
+      has_list = true;
+      list_key = mark_of(k);
+    } else {
+      sc.options.push_back(option_of(source, k, v));
+    }
+  }
+  if (!has_name) fail(source, sc.mark, what + " needs a 'name' (such as 'name: cosine')");
+  const bool sequential = sc.name == kSequentialScheduler;
+  if (has_list && !sequential) {
+    fail(source, list_key, "'schedulers' belongs to scheduler 'sequential', not '" + sc.name + "'");
+  }
+  if (sequential) {
+    if (nested) fail(source, sc.name_mark, "a sequence cannot hold another sequence");
+    if (!has_list) fail(source, sc.mark, "scheduler 'sequential' needs 'schedulers': the list of schedulers it runs");
+    if (!list.IsSequence()) {
+      fail(source, mark_of(list), std::string("'schedulers' must be a list of schedulers, not ") + kind_of(list));
+    }
+    if (list.size() == 0) fail(source, mark_of(list), "'schedulers' is empty; a sequence needs at least one scheduler");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      sc.schedulers.push_back(parse_scheduler(source, list[i], "schedulers[" + std::to_string(i) + "]", true));
+    }
+  }
+  return sc;
+}
+
+/// A number of a `clip:` section (`.inf` and "inf" allowed where `allow_inf`).
+double clip_number(const std::string& source, const ConfigOption& o, bool allow_inf) {
+  if (allow_inf && o.value.type() == ValueType::String && (o.value.as_string() == "inf")) return HUGE_VAL;
+  if (o.value.type() != ValueType::Float && o.value.type() != ValueType::Int) {
+    fail(source, o.value_mark, "clip option '" + o.name + "' must be a number, not " + o.value.to_string());
+  }
+  const double d = o.value.as_float();
+  if (!(d > 0) || (!allow_inf && std::isinf(d))) {
+    fail(source, o.value_mark, "clip option '" + o.name + "' = " + o.value.to_string() + " must be a positive number" +
+                                   (allow_inf ? " or inf" : ""));
+  }
+  return d;
+}
+
+ClipConfig parse_clip(const std::string& source, const YAML::Node& node) {
+  if (!node.IsMap()) fail(source, mark_of(node), std::string("section 'clip' must be a map, not ") + kind_of(node));
+  const std::vector<std::string> known = {"max_norm", "norm_type", "error_if_nonfinite", "value"};
+  ClipConfig c;
+  c.mark = mark_of(node);
+  const ConfigOption* norm = nullptr;
+  const ConfigOption* value = nullptr;
+  std::vector<ConfigOption> opts;
+  for (const auto& [k, v] : entries(source, node, "section 'clip'")) {
+    if (std::find(known.begin(), known.end(), k.Scalar()) == known.end()) {
+      fail(source, mark_of(k), "unknown key '" + k.Scalar() + "' in section 'clip'" + suggestion(k.Scalar(), known) +
+                                   "; known keys: " + join(known));
+    }
+    opts.push_back(option_of(source, k, v));
+  }
+  for (const auto& o : opts) {
+    if (o.name == "max_norm") {
+      norm = &o;
+      c.max_norm = clip_number(source, o, false);
+    } else if (o.name == "value") {
+      value = &o;
+      c.value = clip_number(source, o, false);
+    } else if (o.name == "norm_type") {
+      c.norm_type = clip_number(source, o, true);
+    } else if (o.value.type() != ValueType::Bool) {
+      fail(source, o.value_mark, "clip option 'error_if_nonfinite' must be true or false, not " + o.value.to_string());
+    } else {
+      c.error_if_nonfinite = o.value.as_bool();
+    }
+  }
+  if (norm != nullptr && value != nullptr) {
+    const ConfigOption* later = norm->key_mark.line > value->key_mark.line ||
+                                        (norm->key_mark.line == value->key_mark.line && norm->key_mark.column > value->key_mark.column)
+                                    ? norm
+                                    : value;
+    fail(source, later->key_mark, "section 'clip' takes either 'max_norm' (clip by norm) or 'value' (clip by value), not both");
+  }
+  if (norm == nullptr && value == nullptr) {
+    fail(source, c.mark, "section 'clip' needs 'max_norm' (clip by norm) or 'value' (clip by value)");
+  }
+  c.mode = norm != nullptr ? ClipConfig::Mode::Norm : ClipConfig::Mode::Value;
+  if (c.mode == ClipConfig::Mode::Value) {
+    for (const auto& o : opts) {
+      if (o.name == "norm_type" || o.name == "error_if_nonfinite") {
+        fail(source, o.key_mark, "clip option '" + o.name + "' belongs to clipping by norm ('max_norm'), not by 'value'");
+      }
+    }
+  }
+  return c;
+}
+
 }  // namespace
 
 YAML::Node detail::load_yaml(const std::string& text, const std::string& source) {
@@ -273,6 +383,10 @@ OptimizerConfig detail::parse_config_node(const YAML::Node& root, const std::str
             config.plugin_path_marks.push_back(m);
           }
         }
+      } else if (section == "scheduler") {
+        config.scheduler = parse_scheduler(source, value, "section 'scheduler'", false);
+      } else if (section == "clip") {
+        config.clip = parse_clip(source, value);
       } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
         auto known = kSections;
         known.insert(known.end(), host_sections.begin(), host_sections.end());
@@ -404,6 +518,98 @@ void check_config(const OptimizerConfig& config, const Registry& registry) {
       fail(config.source, config.groups[g].mark, where + ": " + m);
     }
   }
+  if (config.scheduler) {
+    // The scheduler's own rules and its fit to the optimizer (onecycle's momentum) are checked
+    // by making it over a stand-in optimizer with the config's defaults.
+    OptimizerPtr stand_in =
+        registry.create(d.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, {}}}, defaults);
+    build_scheduler(config, *stand_in, registry);
+  }
+}
+
+namespace {
+
+SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerConfig& sc, const Registry& registry) {
+  if (auto d = registry.find_scheduler(sc.name)) return *d;
+  std::vector<std::string> known;
+  for (const auto& d : registry.list_schedulers()) known.push_back(d.name);
+  fail(source, sc.name_mark, "unknown scheduler '" + sc.name + "'" + suggestion(sc.name, known) + "; registered: " + join(known));
+}
+
+/// Makes one scheduler of a config (not a sequence) over `optimizer`.
+SchedulerPtr make_scheduler(const std::string& source, const SchedulerConfig& sc, Optimizer& optimizer,
+                            const Registry& registry, const std::string& what) {
+  const SchedulerDescriptor d = find_scheduler(source, sc, registry);
+  Options options;
+  for (const auto& o : sc.options) options[o.name] = checked(source, *d.schema, o, what);
+  try {
+    return registry.create_scheduler(d.name, optimizer, options);
+  } catch (const OptionError& e) {
+    fail(source, sc.name_mark, e.what());
+  } catch (const UsageError& e) {
+    fail(source, sc.name_mark, e.what());
+  }
+}
+
+}  // namespace
+
+SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry) {
+  if (!config.scheduler) return nullptr;
+  const SchedulerConfig& sc = *config.scheduler;
+  const std::string& source = config.source;
+  if (sc.name != kSequentialScheduler) return make_scheduler(source, sc, optimizer, registry, "scheduler '" + sc.name + "'");
+
+  const std::string what = std::string("scheduler '") + kSequentialScheduler + "'";
+  const Schema& schema = *sequential_schema();
+  std::vector<std::int64_t> milestones;
+  ConfigMark milestones_mark = sc.mark;
+  for (const auto& o : sc.options) {
+    const Value v = checked(source, schema, o, what);
+    milestones_mark = o.value_mark;
+    for (double m : v.as_float_list()) {
+      if (m != std::floor(m) || m > 9.0e18) {
+        fail(source, o.value_mark, what + ": option 'milestones' must hold whole numbers of steps; " + Value(m).to_string() +
+                                       " is not one");
+      }
+      milestones.push_back(static_cast<std::int64_t>(m));
+    }
+  }
+  if (milestones.size() + 1 != sc.schedulers.size()) {
+    fail(source, milestones_mark, what + " needs one milestone fewer than schedulers: got " +
+                                      std::to_string(sc.schedulers.size()) + " schedulers and " +
+                                      std::to_string(milestones.size()) + " milestones");
+  }
+  // Every child is attached at the optimizer's own lrs, as PyTorch's children all record the
+  // same initial lrs.
+  std::vector<double> base;
+  for (const auto& g : optimizer.param_groups()) base.push_back(g.option("lr").as_float());
+  std::vector<SchedulerPtr> children;
+  for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
+    const SchedulerConfig& child = sc.schedulers[i];
+    const std::string at = what + ", schedulers[" + std::to_string(i) + "]";
+    const SchedulerDescriptor d = find_scheduler(source, child, registry);
+    if (d.needs_metric) {
+      fail(source, child.name_mark, at + ": scheduler '" + d.name + "' is driven by a metric; a sequence steps its "
+                                    "schedulers by count");
+    }
+    for (std::size_t g = 0; g < base.size(); ++g) optimizer.set_option(g, "lr", Value(base[g]));
+    children.push_back(make_scheduler(source, child, optimizer, registry, at + " ('" + child.name + "')"));
+  }
+  try {
+    return make_sequential(optimizer, std::move(children), milestones);
+  } catch (const UsageError& e) {
+    fail(source, milestones_mark, e.what());
+  }
+}
+
+std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params) {
+  if (!config.clip) return std::nullopt;
+  const ClipConfig& c = *config.clip;
+  if (c.mode == ClipConfig::Mode::Value) {
+    clip_grad_value(params, c.value);
+    return std::nullopt;
+  }
+  return clip_grad_norm(params, c.max_norm, c.norm_type, c.error_if_nonfinite);
 }
 
 OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,

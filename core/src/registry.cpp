@@ -13,6 +13,7 @@
 
 #include <optreg/abi.hpp>
 #include <optreg/error.hpp>
+#include <optreg/version.hpp>
 
 namespace optreg {
 
@@ -23,12 +24,19 @@ struct Registry::Plugin {
   std::string name;
   std::string version;
   std::vector<std::string> optimizer_names;
+  std::vector<std::string> scheduler_names;
   boost::dll::shared_library library;
 };
 
 struct Registry::Entry {
   OptimizerDescriptor descriptor;
   Optimizer* (*create)() = nullptr;
+  std::shared_ptr<Plugin> plugin;
+};
+
+struct Registry::SchedulerSlot {
+  SchedulerDescriptor descriptor;
+  Scheduler* (*create)() = nullptr;
   std::shared_ptr<Plugin> plugin;
 };
 
@@ -59,9 +67,19 @@ bool is_identifier(const char* s) {
   return true;
 }
 
-Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& optimizer) {
-  const std::string where = "optimizer '" + optimizer + "', hyperparameter '" + text_or(s.name, "(null)") + "'";
-  if (!is_identifier(s.name)) throw Refused{where + ": the name is not a lower-case identifier"};
+/// `owner` names what declares it: "optimizer 'adam'", "scheduler 'cosine'".
+/// A hyperparameter name: an identifier, upper-case letters allowed (PyTorch's `T_max`).
+bool is_option_name(const char* s) {
+  if (s == nullptr || *s == '\0' || (*s >= '0' && *s <= '9')) return false;
+  for (; *s != '\0'; ++s) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  }
+  return true;
+}
+
+Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& owner) {
+  const std::string where = owner + ", hyperparameter '" + text_or(s.name, "(null)") + "'";
+  if (!is_option_name(s.name)) throw Refused{where + ": the name is not an identifier"};
   if (s.meaning == nullptr || *s.meaning == '\0') throw Refused{where + ": no meaning is given"};
   Hyperparameter h;
   h.name = s.name;
@@ -168,8 +186,9 @@ abi::PluginDescriptor read_descriptor(const void* raw) {
                   std::to_string(abi::kMinDescriptorSize) + " bytes of ABI " + std::to_string(OPTREG_ABI_MAJOR) +
                   "; the plugin is damaged or was not built with the optreg SDK"};
   }
+  // Fields appended by newer plugins are ignored; fields an older plugin lacks stay zero.
   abi::PluginDescriptor d{};
-  std::memcpy(&d, raw, sizeof d);  // fields appended by newer plugins are ignored
+  std::memcpy(&d, raw, std::min<std::size_t>(head[1], sizeof d));
   const std::string host_tag = OPTREG_BUILD_TAG;
   if (d.build_tag == nullptr || host_tag != d.build_tag) {
     throw Refused{"it was built with \"" + text_or(d.build_tag, "(no build tag)") + "\", but this host was built with \"" +
@@ -177,8 +196,14 @@ abi::PluginDescriptor read_descriptor(const void* raw) {
   }
   if (!is_identifier(d.plugin_name)) throw Refused{"its plugin name is missing or not a lower-case identifier"};
   if (d.version == nullptr || *d.version == '\0') throw Refused{"it declares no version"};
-  if (d.optimizers == nullptr || d.optimizer_count == 0) throw Refused{"it declares no optimizer"};
-  if (d.optimizer_entry_size < abi::kMinOptimizerEntrySize) {
+  if (d.optimizer_count != 0 && d.optimizers == nullptr) throw Refused{"it declares optimizers but gives none"};
+  if (d.scheduler_count != 0 && d.schedulers == nullptr) throw Refused{"it declares schedulers but gives none"};
+  if (d.optimizer_count == 0 && d.scheduler_count == 0) throw Refused{"it declares no optimizer and no scheduler"};
+  if (d.scheduler_count != 0 && d.scheduler_entry_size < abi::kMinSchedulerEntrySize) {
+    throw Refused{"its scheduler entries are " + std::to_string(d.scheduler_entry_size) + " bytes, smaller than the " +
+                  std::to_string(abi::kMinSchedulerEntrySize) + " bytes of ABI " + std::to_string(OPTREG_ABI_MAJOR)};
+  }
+  if (d.optimizer_count != 0 && d.optimizer_entry_size < abi::kMinOptimizerEntrySize) {
     throw Refused{"its optimizer entries are " + std::to_string(d.optimizer_entry_size) + " bytes, smaller than the " +
                   std::to_string(abi::kMinOptimizerEntrySize) + " bytes of ABI " + std::to_string(OPTREG_ABI_MAJOR)};
   }
@@ -190,6 +215,26 @@ abi::OptimizerEntry entry_at(const abi::PluginDescriptor& d, std::uint32_t i) {
   std::memcpy(&e, reinterpret_cast<const char*>(d.optimizers) + static_cast<std::size_t>(i) * d.optimizer_entry_size,
               sizeof e);
   return e;
+}
+
+abi::SchedulerEntry scheduler_at(const abi::PluginDescriptor& d, std::uint32_t i) {
+  abi::SchedulerEntry e{};
+  std::memcpy(&e, reinterpret_cast<const char*>(d.schedulers) + static_cast<std::size_t>(i) * d.scheduler_entry_size,
+              sizeof e);
+  return e;
+}
+
+/// The hyperparameters of an entry, checked; `owner` names the entry in messages.
+std::vector<Hyperparameter> convert_all(const abi::HyperparamSpec* specs, std::uint32_t count, const std::string& owner) {
+  if (count != 0 && specs == nullptr) throw Refused{owner + " declares hyperparameters but gives none"};
+  std::vector<Hyperparameter> hs;
+  for (std::uint32_t k = 0; k < count; ++k) {
+    hs.push_back(convert(specs[k], owner));
+    for (std::size_t j = 0; j + 1 < hs.size(); ++j) {
+      if (hs[j].name == hs.back().name) throw Refused{owner + " declares hyperparameter '" + hs[j].name + "' twice"};
+    }
+  }
+  return hs;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -226,7 +271,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
   for (const auto& p : plugins_) {
     if (p->path == shown) {
       result.ok = true;
-      result.names = p->optimizer_names;
+      result.names = all_names(*p);
       return result;
     }
   }
@@ -241,10 +286,11 @@ LoadResult Registry::try_load_file(const std::string& path) {
   }
   if (!plugin->library.has(abi::kEntryName)) {
     return refuse(std::string("it exports no '") + abi::kEntryName +
-                  "' entry; it is not an optreg plugin (build it with OPTREG_REGISTER_OPTIMIZER)");
+                  "' entry; it is not an optreg plugin (build it with OPTREG_REGISTER_OPTIMIZER or OPTREG_REGISTER_SCHEDULERS)");
   }
 
   std::vector<Entry> fresh;
+  std::vector<SchedulerSlot> fresh_schedulers;
   try {
     const abi::PluginDescriptor d = read_descriptor(plugin->library.get<const void*>(abi::kEntryName));
     plugin->name = d.plugin_name;
@@ -253,18 +299,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
       const abi::OptimizerEntry e = entry_at(d, i);
       if (!is_identifier(e.name)) throw Refused{"optimizer " + std::to_string(i) + " has no valid name"};
       if (e.create == nullptr) throw Refused{std::string("optimizer '") + e.name + "' has no factory"};
-      if (e.hyperparam_count != 0 && e.hyperparams == nullptr) {
-        throw Refused{std::string("optimizer '") + e.name + "' declares hyperparameters but gives none"};
-      }
-      std::vector<Hyperparameter> hs;
-      for (std::uint32_t k = 0; k < e.hyperparam_count; ++k) {
-        hs.push_back(convert(e.hyperparams[k], e.name));
-        for (std::size_t j = 0; j + 1 < hs.size(); ++j) {
-          if (hs[j].name == hs.back().name) {
-            throw Refused{std::string("optimizer '") + e.name + "' declares hyperparameter '" + hs[j].name + "' twice"};
-          }
-        }
-      }
+      std::vector<Hyperparameter> hs = convert_all(e.hyperparams, e.hyperparam_count, std::string("optimizer '") + e.name + "'");
       Entry entry;
       entry.descriptor.name = e.name;
       entry.descriptor.description = text_or(e.description, "");
@@ -288,9 +323,45 @@ LoadResult Registry::try_load_file(const std::string& path) {
       }
       fresh.push_back(std::move(entry));
     }
+    for (std::uint32_t i = 0; i < d.scheduler_count; ++i) {
+      const abi::SchedulerEntry e = scheduler_at(d, i);
+      if (!is_identifier(e.name)) throw Refused{"scheduler " + std::to_string(i) + " has no valid name"};
+      const std::string owner = std::string("scheduler '") + e.name + "'";
+      if (e.create == nullptr) throw Refused{owner + " has no factory"};
+      if ((e.flags & ~abi::kSchedulerNeedsMetric) != 0) throw Refused{owner + " has unknown flags"};
+      if (std::string(e.name) == kSequentialScheduler) {
+        throw Refused{owner + ": the name belongs to the core's sequencing scheduler"};
+      }
+      SchedulerSlot slot;
+      slot.descriptor.name = e.name;
+      slot.descriptor.description = text_or(e.description, "");
+      slot.descriptor.plugin_name = plugin->name;
+      slot.descriptor.plugin_version = plugin->version;
+      slot.descriptor.source = shown;
+      slot.descriptor.schema = std::make_shared<const Schema>(convert_all(e.hyperparams, e.hyperparam_count, owner));
+      slot.descriptor.needs_metric = (e.flags & abi::kSchedulerNeedsMetric) != 0;
+      slot.create = e.create;
+      slot.plugin = plugin;
+      for (const auto& other : fresh_schedulers) {
+        if (other.descriptor.name == slot.descriptor.name) throw Refused{"it declares " + owner + " twice"};
+      }
+      for (const auto& other : schedulers_) {
+        if (other.descriptor.name == slot.descriptor.name) {
+          throw Refused{owner + " is already registered by " + other.descriptor.source + "; two plugins cannot share a name"};
+        }
+      }
+      fresh_schedulers.push_back(std::move(slot));
+    }
   } catch (const Refused& r) {
     return refuse(r.reason);
   }
+
+  for (auto& e : fresh_schedulers) {
+    plugin->scheduler_names.push_back(e.descriptor.name);
+    schedulers_.push_back(std::move(e));
+  }
+  std::sort(schedulers_.begin(), schedulers_.end(),
+            [](const SchedulerSlot& a, const SchedulerSlot& b) { return a.descriptor.name < b.descriptor.name; });
 
   for (auto& e : fresh) {
     plugin->optimizer_names.push_back(e.descriptor.name);
@@ -300,7 +371,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
             [](const Entry& a, const Entry& b) { return a.descriptor.name < b.descriptor.name; });
   plugins_.push_back(plugin);
   result.ok = true;
-  result.names = plugin->optimizer_names;
+  result.names = all_names(*plugin);
   return result;
 }
 
@@ -415,6 +486,87 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpe
   opt->setup(OptimizerInfo{name, entry.descriptor.plugin_version, entry.descriptor.schema, entry.descriptor.state}, options,
              std::move(groups));
   return opt;
+}
+
+}  // namespace optreg
+
+namespace optreg {
+
+std::vector<std::string> Registry::all_names(const Plugin& p) {
+  std::vector<std::string> out = p.optimizer_names;
+  out.insert(out.end(), p.scheduler_names.begin(), p.scheduler_names.end());
+  return out;
+}
+
+namespace {
+
+SchedulerDescriptor sequential_descriptor() {
+  SchedulerDescriptor d;
+  d.name = kSequentialScheduler;
+  d.description = "Runs schedulers one after another, switching at milestones (a config's 'schedulers' list)";
+  d.plugin_name = "optreg";
+  d.plugin_version = OPTREG_VERSION;
+  d.source = "built in";
+  d.schema = sequential_schema();
+  return d;
+}
+
+}  // namespace
+
+std::vector<SchedulerDescriptor> Registry::list_schedulers() const {
+  std::shared_lock lock(mutex_);
+  std::vector<SchedulerDescriptor> out;
+  for (const auto& e : schedulers_) out.push_back(e.descriptor);
+  out.push_back(sequential_descriptor());
+  std::sort(out.begin(), out.end(), [](const SchedulerDescriptor& a, const SchedulerDescriptor& b) { return a.name < b.name; });
+  return out;
+}
+
+std::optional<SchedulerDescriptor> Registry::find_scheduler(const std::string& name) const {
+  if (name == kSequentialScheduler) return sequential_descriptor();
+  std::shared_lock lock(mutex_);
+  for (const auto& e : schedulers_) {
+    if (e.descriptor.name == name) return e.descriptor;
+  }
+  return std::nullopt;
+}
+
+SchedulerPtr Registry::create_scheduler(const std::string& name, Optimizer& optimizer, const Options& options) const {
+  if (name == kSequentialScheduler) {
+    throw PluginError(std::string("scheduler '") + kSequentialScheduler +
+                      "' composes other schedulers: make it with make_sequential() or a config's 'schedulers' list");
+  }
+  SchedulerSlot slot;
+  {
+    std::shared_lock lock(mutex_);
+    const auto it = std::find_if(schedulers_.begin(), schedulers_.end(),
+                                 [&](const SchedulerSlot& e) { return e.descriptor.name == name; });
+    if (it == schedulers_.end()) {
+      std::vector<std::string> known;
+      for (const auto& e : schedulers_) known.push_back(e.descriptor.name);
+      known.push_back(kSequentialScheduler);
+      std::string msg = "no scheduler named '" + name + "' is registered";
+      const auto near = closest_names(name, known);
+      if (!near.empty()) msg += " (did you mean '" + near.front() + "'?)";
+      msg += "; registered: " + join(known);
+      throw PluginError(msg);
+    }
+    slot = *it;
+  }
+  const std::string factory = "plugin " + slot.descriptor.source + ": the factory of scheduler '" + name + "'";
+  Scheduler* raw = nullptr;
+  try {
+    raw = slot.create();
+  } catch (const std::exception& e) {
+    throw PluginError(factory + " threw: " + e.what());
+  } catch (...) {
+    throw PluginError(factory + " threw an unknown exception");
+  }
+  if (raw == nullptr) throw PluginError(factory + " returned no object");
+  SchedulerPtr s(raw, SchedulerDeleter{slot.plugin});
+  s->setup(SchedulerInfo{name, slot.descriptor.plugin_version, slot.descriptor.schema, slot.descriptor.needs_metric},
+           optimizer, options);
+  return s;
 }
 
 }  // namespace optreg

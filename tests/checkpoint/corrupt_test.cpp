@@ -124,6 +124,7 @@ const std::vector<std::string>& payload_faults() {
       "unknown value type code",
       "has the unknown kind",
       "a boolean value holds the invalid byte",
+      "the scheduler flag holds the invalid byte",
       "appears twice",
       "a duplicate",
       "announces a payload of",
@@ -666,26 +667,30 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
   struct Site {
     std::string cls;
     std::size_t version;  // offset of the 32-bit version; the tracking byte precedes it
-    std::string words;
+    std::uint64_t current;  // the version this optreg writes
+    std::string words;      // the message for version current + 1
   };
   const std::vector<Site> sites = {
-      {"Checkpoint", name - 9, "checkpoint layout version 1 is from the future (this reader supports 0); upgrade optreg"},
-      {"StateDict", name - 4, "state dict layout version 1 is from the future (this reader supports 0); upgrade optreg"},
-      {"Value", option + 1, "value layout version 1 is from the future"},
-      {"ParamState", state - 4, "state layout version 1 is from the future"},
-      {"Tensor", tensor + 1, "tensor layout version 1 is from the future"},
+      {"Checkpoint", name - 9, 1, "checkpoint layout version 2 is from the future (this reader supports 0 and 1); upgrade optreg"},
+      {"StateDict", name - 4, 0, "state dict layout version 1 is from the future (this reader supports 0); upgrade optreg"},
+      {"Value", option + 1, 0, "value layout version 1 is from the future"},
+      {"ParamState", state - 4, 0, "state layout version 1 is from the future"},
+      {"Tensor", tensor + 1, 0, "tensor layout version 1 is from the future"},
   };
   ASSERT_EQ(get_le(valid, option + 5, 1), 1U) << "the first value is the boolean amsgrad";
   ASSERT_EQ(get_le(valid, tensor + 5, 8), 2U) << "the first tensor is the 3x5 exp_avg";
   for (const Site& s : sites) {
-    ASSERT_EQ(get_le(valid, s.version - 1, 5), 0U) << s.cls << ": tracking 0 and version 0 are expected here";
-    for (const std::uint64_t future : {std::uint64_t{1}, std::uint64_t{0xFFFFFFFF}}) {
+    ASSERT_EQ(get_le(valid, s.version - 1, 5), s.current << 8)
+        << s.cls << ": tracking 0 and version " << s.current << " are expected here";
+    const std::uint64_t next = s.current + 1;
+    for (const std::uint64_t future : {next, std::uint64_t{0xFFFFFFFF}}) {
       Bytes b = valid;
       put_le(b, s.version, future, 4);
       reseal(b);
       tried();
       std::string words = s.words;
-      if (future != 1) words.replace(words.find(" 1 "), 3, " " + std::to_string(future) + " ");
+      const std::string shown = " " + std::to_string(next) + " ";
+      if (future != next) words.replace(words.find(shown), shown.size(), " " + std::to_string(future) + " ");
       EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(b.data(), b.size(), "layout.ckpt"); },
                           {"checkpoint layout.ckpt: ", words}))
           << s.cls;
@@ -699,6 +704,31 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
   tried();
   EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(b.data(), b.size(), "library.ckpt"); },
                       {"checkpoint library.ckpt: ", "the archive is malformed (unsupported version)"}));
+}
+
+TEST_F(CheckpointCorrupt, CheckpointLayoutVersion0WithoutASchedulerStillLoads) {
+  // A version 0 checkpoint is a version 1 one without the trailing scheduler flag byte.
+  const Bytes valid = valid_checkpoint();
+  const std::size_t version = find(valid, stored("adam")) - 9;
+  ASSERT_EQ(get_le(valid, version, 4), 1U);
+  ASSERT_EQ(static_cast<unsigned char>(valid.back()), 0U) << "the last byte is the scheduler flag, 0: no scheduler";
+  Bytes old = valid;
+  put_le(old, version, 0, 4);
+  old.pop_back();
+  reseal_length(old);
+  tried();
+  const optreg::Checkpoint now = optreg::parse_checkpoint(valid.data(), valid.size(), "now.ckpt");
+  const optreg::Checkpoint then = optreg::parse_checkpoint(old.data(), old.size(), "old.ckpt");
+  EXPECT_FALSE(then.scheduler.has_value());
+  EXPECT_EQ(then.metadata, now.metadata);
+  EXPECT_EQ(then.optimizer.optimizer, "adam");
+  EXPECT_EQ(then.parameters.size(), now.parameters.size());
+  // The same bytes read as version 1 lack the flag: refused, never misread.
+  Bytes cut = valid;
+  cut.pop_back();
+  reseal_length(cut);
+  tried();
+  EXPECT_TRUE(refused_as_damaged([&] { optreg::parse_checkpoint(cut.data(), cut.size(), "cut.ckpt"); }, "cut.ckpt"));
 }
 
 // ------------------------------------------------------------------ loading into an optimizer

@@ -19,14 +19,14 @@
 
 namespace {
 
-using optreg::testing::contains;
-using optreg::testing::TempDir;
-using ToolRun = optreg::testing::CommandRun;
+using optreg_test::contains;
+using optreg_test::TempDir;
+using ToolRun = optreg_test::CommandRun;
 
 ToolRun run(const std::string& args) {
   // OPTREG_PLUGIN_PATH is emptied so that only what a test names is loaded besides the
   // in-tree folder found beside the core library.
-  return optreg::testing::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
+  return optreg_test::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
 }
 
 std::string plugin_dir() { return std::string("'") + OPTREG_TEST_PLUGIN_DIR + "'"; }
@@ -84,7 +84,7 @@ TEST(Cli, ShowPrintsOneOptimizerAndSuggestsCloseNames) {
   EXPECT_FALSE(contains(r.out, "adam")) << r.out;
   const ToolRun miss = run("show adm");
   EXPECT_EQ(miss.status, 1) << miss.out;
-  EXPECT_TRUE(contains(miss.out, "no optimizer named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
+  EXPECT_TRUE(contains(miss.out, "no optimizer or scheduler named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
 }
 
 TEST(Cli, HelpAndVersion) {
@@ -159,6 +159,50 @@ TEST(Cli, InspectJsonIsMachineReadable) {
   EXPECT_TRUE(contains(r.out, "\"optimizer\": \"adam\"")) << r.out;
   EXPECT_TRUE(contains(r.out, "\"0\": {\"step\": 2, \"exp_avg\": {\"shape\": [2, 3], \"min\": 0.19")) << r.out;
   EXPECT_TRUE(contains(r.out, "\"metadata\": {\"seed\": 7, \"step\": 2}")) << r.out;
+}
+
+TEST(Cli, InspectShowsTheSchedulerState) {
+  TempDir dir;
+  optreg::Registry registry;
+  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
+  registry.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  optreg::Parameter w("w", optreg::Tensor({2}, {1, 2}));
+  auto opt = registry.create("sgd", {w}, {{"lr", 0.5}});
+  auto sched = registry.create_scheduler("step", *opt, {{"step_size", 1}, {"gamma", 0.5}});
+  sched->step();
+  const std::string path = dir.path() + "/sched.ckpt";
+  optreg::save_optimizer(path, *opt, *sched);
+  const ToolRun r = run("inspect '" + path + "'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "scheduler: step (plugin version 1.0.0)\n  base_lrs: [0.5]\n  last_lr: [0.25]\n  last_step: 1\n"))
+      << r.out;
+  const ToolRun j = run("inspect --json '" + path + "'");
+  EXPECT_TRUE(contains(j.out, "\"scheduler\": {\"name\": \"step\", \"plugin_version\": \"1.0.0\", \"state\": {\"base_lrs\": [0.5], "
+                              "\"last_lr\": [0.25], \"last_step\": 1}}"))
+      << j.out;
+}
+
+TEST(Cli, ListShowsSchedulersInASecondTableAndInJson) {
+  const ToolRun r = run("list");
+  EXPECT_EQ(r.status, 0) << r.out;
+  const auto table = r.out.find("learning-rate schedulers:\n");
+  ASSERT_NE(table, std::string::npos) << r.out;
+  EXPECT_GT(table, r.out.find("sgd  1.0.0")) << r.out;
+  EXPECT_TRUE(contains(r.out.substr(table), "cosine  1.0.0  Cosine annealing")) << r.out;
+  EXPECT_TRUE(contains(r.out, "sequential  0.1.0  Runs schedulers one after another")) << r.out;
+  EXPECT_TRUE(contains(r.out, "stepped with a metric: step(metric)")) << r.out;
+  const ToolRun j = run("list --json");
+  EXPECT_TRUE(contains(j.out, "\"schedulers\": [\n    {\"name\": \"cosine\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"name\": \"plateau\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\", \"source\": ")) << j.out;
+}
+
+TEST(Cli, ShowPrintsAScheduler) {
+  const ToolRun r = run("show cosine");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "    T_max    int    0        [0.0, inf)  steps of one half cosine period (required)")) << r.out;
+  const ToolRun j = run("show onecycle --json");
+  EXPECT_TRUE(contains(j.out, "{\"name\": \"onecycle\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"needs_metric\": false")) << j.out;
 }
 
 TEST(Cli, InspectRefusesADamagedFileWithTheReason) {

@@ -32,6 +32,7 @@ const optreg::Registry& registry() {
     auto* reg = new optreg::Registry();
     reg->load_file(OPTREG_TEST_SGD_PLUGIN);
     reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
+    reg->load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
     return reg;
   }();
   return *r;
@@ -60,7 +61,7 @@ TEST(Config, ThereAreAtLeastTwentyBadConfigs) { EXPECT_GE(std::size(kBadConfigs)
 
 namespace {
 
-using optreg::testing::TempDir;
+using optreg_test::TempDir;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

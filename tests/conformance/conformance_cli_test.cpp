@@ -8,11 +8,11 @@
 
 namespace {
 
-using optreg::testing::contains;
-using ToolRun = optreg::testing::CommandRun;
+using optreg_test::contains;
+using ToolRun = optreg_test::CommandRun;
 
 ToolRun run(const std::string& args) {
-  return optreg::testing::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
+  return optreg_test::run_command("OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + args);
 }
 
 std::string quoted(const std::string& path) { return "'" + path + "'"; }

@@ -84,7 +84,13 @@ TEST_P(Conformance, EveryOptimizerOfThePluginPassesEveryCheck) {
   std::cout << describe(results) << "(" << seconds << " s)\n";
   ASSERT_FALSE(results.empty());
   std::map<std::string, std::vector<std::string>> checks;
+  std::map<std::string, std::vector<std::string>> scheduler_checks;
   for (const auto& r : results) {
+    if (r.kind == optreg::ConformanceResult::Kind::Scheduler) {
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+      scheduler_checks[r.optimizer].push_back(r.check);
+      continue;
+    }
     EXPECT_FALSE(r.optimizer.empty()) << describe(r);
     EXPECT_NE(r.status, Status::Failed) << describe(r);
     if (r.status == Status::Skipped) {
@@ -93,6 +99,20 @@ TEST_P(Conformance, EveryOptimizerOfThePluginPassesEveryCheck) {
     checks[r.optimizer].push_back(r.check);
   }
   for (const auto& [optimizer, names] : checks) EXPECT_EQ(names, kEveryCheck) << optimizer;
+  for (const auto& [scheduler, names] : scheduler_checks) {
+    EXPECT_EQ(names, std::vector<std::string>{"scheduler_descriptor_valid"}) << scheduler;
+  }
+}
+
+TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginGetsItsDescriptorCheck) {
+  const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  std::vector<std::string> names;
+  for (const auto& r : results) {
+    EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler) << describe(r);
+    EXPECT_EQ(r.status, Status::Passed) << describe(r);
+    names.push_back(r.optimizer);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(InTreePlugins, Conformance, ::testing::ValuesIn(in_tree_plugins()),

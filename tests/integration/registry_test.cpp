@@ -25,26 +25,14 @@
 #include <optreg/registry.hpp>
 #include <optreg/tensor.hpp>
 
+#include "test_support.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string canonical(const std::string& path) { return fs::canonical(path).string(); }
-
-/// The message of the `E` that `f` throws; a test failure when it throws nothing or another type.
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw another exception type: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "threw nothing";
-  return {};
-}
+using optreg_test::canonical;
+using optreg_test::message_of;
 
 #define EXPECT_CONTAINS(text, part) \
   EXPECT_NE(std::string(text).find(part), std::string::npos) << "'" << (text) << "' does not contain '" << (part) << "'"
@@ -185,7 +173,7 @@ TEST(RegistryLoad, LibraryWithoutEntrySymbolIsRefused) {
   const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_NO_ENTRY); });
   EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_NO_ENTRY) +
                      ": it exports no 'optreg_plugin_descriptor' entry; it is not an optreg plugin (build it with "
-                     "OPTREG_REGISTER_OPTIMIZER)");
+                     "OPTREG_REGISTER_OPTIMIZER or OPTREG_REGISTER_SCHEDULERS)");
 }
 
 TEST(RegistryLoad, DuplicateNameNamesBothFilesAndTheFirstKeepsIt) {

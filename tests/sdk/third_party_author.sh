@@ -24,7 +24,8 @@ grep -q '^signum  1.0.0' "$work/list.txt"
 
 echo "== docs/plugin-guide.md, followed literally"
 mkdir "$work/guide"
-# Every fenced block preceded by '<!-- file: NAME -->' is the file NAME.
+# Every fenced block preceded by '<!-- file: NAME -->' is the file NAME (a second block for the
+# same NAME is appended to it).
 awk -v dir="$work/guide" '
   /^<!-- file: .* -->$/ { name = $3; next }
   name != "" && /^```/ && !inside { inside = 1; next }
@@ -37,6 +38,7 @@ cmake -S . -B build -DCMAKE_PREFIX_PATH="$prefix" > "$work/guide.log"
 cmake --build build >> "$work/guide.log"
 "$prefix/bin/optreg" list --plugin-path build | tee "$work/list.txt"
 grep -q '^adabelief  1.0.0' "$work/list.txt"
+grep -q '^inverse_sqrt  1.0.0' "$work/list.txt"
 "$prefix/bin/optreg" show adabelief --plugin-path build
 "$prefix/bin/optreg" conformance build/libadabelief.so
 echo "third-party author: template and guide plugins build, load and conform"

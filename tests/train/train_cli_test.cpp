@@ -15,14 +15,14 @@
 
 namespace {
 
-using optreg::testing::contains;
-using optreg::testing::read_file;
-using optreg::testing::shell_word;
-using optreg::testing::TempDir;
-using optreg::testing::write_file;
+using optreg_test::contains;
+using optreg_test::read_file;
+using optreg_test::shell_word;
+using optreg_test::TempDir;
+using optreg_test::write_file;
 
-optreg::testing::CommandRun tool(const std::string& args) {
-  return optreg::testing::run_command("OPTREG_PLUGIN_PATH= " + shell_word(OPTREG_TEST_TOOL) + " " + args);
+optreg_test::CommandRun tool(const std::string& args) {
+  return optreg_test::run_command("OPTREG_PLUGIN_PATH= " + shell_word(OPTREG_TEST_TOOL) + " " + args);
 }
 
 const char* kCompare =
@@ -45,7 +45,7 @@ TEST(CompareCommand, PrintsATableAndWritesAWellFormedPlotNamingEveryRun) {
 
   const std::string svg = read_file(dir / "out/compare.svg");
   ASSERT_FALSE(svg.empty());
-  const auto lint = optreg::testing::run_command("xmllint --noout " + shell_word(dir / "out/compare.svg"));
+  const auto lint = optreg_test::run_command("xmllint --noout " + shell_word(dir / "out/compare.svg"));
   EXPECT_EQ(lint.status, 0) << "the SVG is not well-formed XML: " << lint.out;
   EXPECT_TRUE(contains(svg, ">SGD &amp; &lt;co")) << "the label, escaped";
   EXPECT_TRUE(contains(svg, ">SGD momentum</text>"));

@@ -17,7 +17,7 @@
 namespace {
 
 using namespace optreg::train;
-using optreg::testing::TempDir;
+using optreg_test::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // Gradients against central finite differences.
@@ -219,7 +219,7 @@ TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
   for (const auto& c : cases) {
     const std::string path = dir / (std::string(c.name) + ".gz");
     if (c.raw) {
-      optreg::testing::write_file(path, c.content);
+      optreg_test::write_file(path, c.content);
     } else {
       write_gz(path, c.content);
     }
@@ -228,7 +228,7 @@ TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
       ADD_FAILURE() << c.name << ": no error";
     } catch (const DataError& e) {
       EXPECT_EQ(std::string(e.what()).rfind(path + ": ", 0), 0U) << c.name << ": " << e.what();
-      EXPECT_TRUE(optreg::testing::contains(e.what(), c.message)) << c.name << ": " << e.what();
+      EXPECT_TRUE(optreg_test::contains(e.what(), c.message)) << c.name << ": " << e.what();
     }
   }
 }
@@ -428,7 +428,7 @@ TEST(TrainingRun, MetricRowsComeEveryLogIntervalWithEvaluations) {
   EXPECT_EQ(r.rows.back().step, 90);
   EXPECT_FALSE(std::isnan(r.rows.back().test_loss));
   EXPECT_LT(r.rows.back().train_loss, r.rows.front().train_loss);
-  const std::string csv = optreg::testing::read_file(o.metrics_path);
+  const std::string csv = optreg_test::read_file(o.metrics_path);
   EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(r.rows.size() + 1));
 }

@@ -1,5 +1,8 @@
 // optreg check: validates a config and prints it resolved.
+#include <cmath>
 #include <ostream>
+
+#include <optional>
 
 #include <optreg/config.hpp>
 
@@ -13,8 +16,8 @@ const char* kCheckHelp =
     "usage: optreg check CONFIG [--params FILE] [--json] [--plugin-path DIR|FILE]...\n"
     "\n"
     "Validates a config: its structure, the optimizer name and every option against the\n"
-    "optimizer's schema. Prints the resolved configuration with every default filled in and,\n"
-    "with --params, which parameters land in which group.\n"
+    "optimizer's schema, and its scheduler and clip sections. Prints the resolved configuration\n"
+    "with every default filled in and, with --params, which parameters land in which group.\n"
     "\n"
     "  --params FILE       a YAML map from parameter name to shape, such as 'fc.weight: [10, 784]'\n"
     "  --json              machine-readable output\n"
@@ -40,6 +43,57 @@ std::string patterns_text(const ConfigGroup& g, bool json) {
   std::string s;
   for (const auto& p : g.patterns) s += (s.empty() ? "" : ", ") + json_string(p);
   return json ? "[" + s + "]" : s;
+}
+
+/// One scheduler of the config with every option resolved (a sequence: its schedulers too).
+struct ResolvedScheduler {
+  SchedulerDescriptor descriptor;
+  Options options;
+  std::vector<ResolvedScheduler> children;
+};
+
+ResolvedScheduler resolve_scheduler(const SchedulerConfig& sc, const Registry& registry) {
+  ResolvedScheduler r;
+  r.descriptor = *registry.find_scheduler(sc.name);  // check_config() found it
+  Options given;
+  for (const auto& o : sc.options) given[o.name] = r.descriptor.schema->check(o.name, o.value, "");
+  r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, "");
+  for (const auto& c : sc.schedulers) r.children.push_back(resolve_scheduler(c, registry));
+  return r;
+}
+
+std::string scheduler_text(const ResolvedScheduler& r, const std::string& indent) {
+  std::string s = r.descriptor.name + " " + r.descriptor.plugin_version + " (from " + r.descriptor.source +
+                  "): " + options_text(r.options) + '\n';
+  for (std::size_t i = 0; i < r.children.size(); ++i) {
+    s += indent + "  schedulers[" + std::to_string(i) + "]: " + scheduler_text(r.children[i], indent + "  ");
+  }
+  return s;
+}
+
+std::string scheduler_json(const ResolvedScheduler& r) {
+  std::string s = "{\"name\": " + json_string(r.descriptor.name) + ", \"version\": " +
+                  json_string(r.descriptor.plugin_version) + ", \"source\": " + json_string(r.descriptor.source) +
+                  ", \"options\": " + options_json(r.options);
+  if (!r.children.empty()) {
+    s += ", \"schedulers\": [";
+    for (std::size_t i = 0; i < r.children.size(); ++i) s += (i ? ", " : "") + scheduler_json(r.children[i]);
+    s += "]";
+  }
+  return s + "}";
+}
+
+std::string clip_text(const ClipConfig& c) {
+  if (c.mode == ClipConfig::Mode::Value) return "by value, to [-" + Value(c.value).to_string() + ", " + Value(c.value).to_string() + "]";
+  return "by norm, max_norm " + Value(c.max_norm).to_string() + ", norm_type " + Value(c.norm_type).to_string() +
+         (c.error_if_nonfinite ? ", error if not finite" : "");
+}
+
+std::string clip_json(const ClipConfig& c) {
+  const auto num = [](double d) { return std::isinf(d) ? std::string("\"inf\"") : Value(d).to_string(); };
+  if (c.mode == ClipConfig::Mode::Value) return "{\"mode\": \"value\", \"value\": " + num(c.value) + "}";
+  return "{\"mode\": \"norm\", \"max_norm\": " + num(c.max_norm) + ", \"norm_type\": " + num(c.norm_type) +
+         ", \"error_if_nonfinite\": " + (c.error_if_nonfinite ? "true" : "false") + "}";
 }
 
 struct ResolvedGroup {
@@ -103,6 +157,9 @@ int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostr
       return schema.resolve(defaults, o, "");
     };
 
+    std::optional<ResolvedScheduler> scheduler;
+    if (config.scheduler) scheduler = resolve_scheduler(*config.scheduler, registry);
+
     std::vector<ResolvedGroup> groups;
     if (!params_path.empty()) {
       const std::vector<ParamInfo> params = load_param_list(params_path);
@@ -148,7 +205,8 @@ int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostr
         }
         out << "}";
       }
-      out << (groups.empty() ? "]" : "\n  ]") << ",\n  \"plugin_paths\": [";
+      out << (groups.empty() ? "]" : "\n  ]") << ",\n  \"scheduler\": " << (scheduler ? scheduler_json(*scheduler) : "null")
+          << ",\n  \"clip\": " << (config.clip ? clip_json(*config.clip) : "null") << ",\n  \"plugin_paths\": [";
       for (std::size_t i = 0; i < config.plugin_paths.size(); ++i) {
         out << (i ? ", " : "") << json_string(config.plugin_paths[i]);
       }
@@ -168,6 +226,8 @@ int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostr
         out << ": " << options_text(r.options) << '\n';
         for (const auto& p : r.params) out << "    " << p.name << " " << to_string(p.shape) << '\n';
       }
+      if (scheduler) out << "scheduler: " << scheduler_text(*scheduler, "");
+      if (config.clip) out << "clip: " << clip_text(*config.clip) << '\n';
       if (!config.plugin_paths.empty()) {
         out << "plugin paths:";
         for (const auto& p : config.plugin_paths) out << ' ' << p;

@@ -18,7 +18,8 @@ const char* kInspectHelp =
     "\n"
     "Verifies a checkpoint file (size, magic, version, length, checksum) and prints what it holds:\n"
     "the optimizer, each group's options and parameter ids, and for every state tensor and\n"
-    "parameter its shape, min, max, mean and the count of non-finite values.\n"
+    "parameter its shape, min, max, mean and the count of non-finite values, the metadata, and\n"
+    "the learning-rate scheduler's state when the file holds one.\n"
     "\n"
     "Exit status: 0 when the file is valid, 1 when it is not, 2 on a usage error.\n";
 
@@ -134,6 +135,10 @@ void print_text(const std::string& path, const CheckpointInfo& info, const Check
     out << "metadata:\n";
     for (const auto& [k, v] : c.metadata) out << "  " << k << ": " << v.to_string() << '\n';
   }
+  if (c.scheduler) {
+    out << "scheduler: " << c.scheduler->scheduler << " (plugin version " << c.scheduler->plugin_version << ")\n";
+    for (const auto& [k, v] : c.scheduler->state) out << "  " << k << ": " << v.to_string() << '\n';
+  }
 }
 
 void print_json(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
@@ -170,7 +175,14 @@ void print_json(const std::string& path, const CheckpointInfo& info, const Check
     out << (i ? ",\n" : "\n") << "    {\"name\": " << json_string(c.parameters[i].name)
         << ", \"value\": " << tensor_json(c.parameters[i].value) << "}";
   }
-  out << "\n  ],\n  \"metadata\": " << options_json(c.metadata) << "\n}\n";
+  out << "\n  ],\n  \"metadata\": " << options_json(c.metadata) << ",\n  \"scheduler\": ";
+  if (c.scheduler) {
+    out << "{\"name\": " << json_string(c.scheduler->scheduler) << ", \"plugin_version\": "
+        << json_string(c.scheduler->plugin_version) << ", \"state\": " << options_json(c.scheduler->state) << "}";
+  } else {
+    out << "null";
+  }
+  out << "\n}\n";
 }
 
 }  // namespace

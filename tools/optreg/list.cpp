@@ -103,11 +103,26 @@ std::string descriptor_json(const OptimizerDescriptor& d, const std::string& ind
          ",\n" + indent + " \"state\": " + state_json(*d.state) + "}";
 }
 
+void print_text(const SchedulerDescriptor& d, std::ostream& out) {
+  out << d.name << "  " << d.plugin_version << "  " << d.description << '\n';
+  out << "  from " << (d.source == "built in" ? std::string("the core (built in)") : d.source + " (plugin " + d.plugin_name + ")")
+      << "; stepped " << (d.needs_metric ? "with a metric: step(metric)" : "once per optimizer step: step()") << '\n';
+  print_schema_table(*d.schema, out);
+}
+
+std::string descriptor_json(const SchedulerDescriptor& d, const std::string& indent) {
+  return indent + "{\"name\": " + json_string(d.name) + ", \"version\": " + json_string(d.plugin_version) +
+         ", \"plugin\": " + json_string(d.plugin_name) + ", \"source\": " + json_string(d.source) +
+         ", \"needs_metric\": " + (d.needs_metric ? "true" : "false") +
+         ",\n" + indent + " \"description\": " + json_string(d.description) +
+         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") + "}";
+}
+
 const char* kListHelp =
     "usage: optreg list [--json] [--plugin-path DIR|FILE]... [--no-default-path] [--allow-refused]\n"
     "\n"
-    "Lists every loaded optimizer with its version, source file and hyperparameter schema, and\n"
-    "every plugin that was refused with the reason.\n"
+    "Lists every loaded optimizer, then every learning-rate scheduler, with its version, source\n"
+    "file and hyperparameter schema, and every plugin that was refused with the reason.\n"
     "\n"
     "  --json              machine-readable output\n"
     "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
@@ -119,7 +134,8 @@ const char* kListHelp =
 const char* kShowHelp =
     "usage: optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]\n"
     "\n"
-    "Shows one optimizer: version, source file, description and hyperparameter schema.\n";
+    "Shows one optimizer or learning-rate scheduler (both when both kinds have the name):\n"
+    "version, source file, description and hyperparameter schema.\n";
 
 }  // namespace
 
@@ -143,10 +159,13 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
   Registry registry;
   const std::vector<Refusal> refused = load_plugins(registry, plugins);
   const auto all = registry.list();
+  const auto schedulers = registry.list_schedulers();
   if (json) {
     out << "{\n  \"optimizers\": [";
     for (std::size_t i = 0; i < all.size(); ++i) out << (i ? ",\n" : "\n") << descriptor_json(all[i], "    ");
-    out << (all.empty() ? "]" : "\n  ]") << ",\n  \"refused\": [";
+    out << (all.empty() ? "]" : "\n  ]") << ",\n  \"schedulers\": [";
+    for (std::size_t i = 0; i < schedulers.size(); ++i) out << (i ? ",\n" : "\n") << descriptor_json(schedulers[i], "    ");
+    out << (schedulers.empty() ? "]" : "\n  ]") << ",\n  \"refused\": [";
     for (std::size_t i = 0; i < refused.size(); ++i) {
       out << (i ? ",\n" : "\n") << "    {\"path\": " << json_string(refused[i].path)
           << ", \"reason\": " << json_string(refused[i].reason) << "}";
@@ -157,6 +176,11 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
     for (std::size_t i = 0; i < all.size(); ++i) {
       if (i) out << '\n';
       print_text(all[i], out);
+    }
+    out << "\nlearning-rate schedulers:\n";
+    for (std::size_t i = 0; i < schedulers.size(); ++i) {
+      if (i) out << '\n';
+      print_text(schedulers[i], out);
     }
     if (!refused.empty()) {
       out << "\nrefused plugins:\n";
@@ -187,23 +211,32 @@ int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostre
       name = args[i];
     }
   }
-  if (name.empty()) throw UsageError{"optreg show: name the optimizer to show"};
+  if (name.empty()) throw UsageError{"optreg show: name the optimizer or scheduler to show"};
   Registry registry;
   load_plugins(registry, plugins);
   const auto d = registry.find(name);
-  if (!d) {
+  const auto s = registry.find_scheduler(name);
+  if (!d && !s) {
     std::vector<std::string> known;
     for (const auto& x : registry.list()) known.push_back(x.name);
+    for (const auto& x : registry.list_schedulers()) known.push_back(x.name);
     const auto near = closest_names(name, known);
-    err << "optreg show: no optimizer named '" << name << "' is registered";
+    err << "optreg show: no optimizer or scheduler named '" << name << "' is registered";
     if (!near.empty()) err << " (did you mean '" << near.front() << "'?)";
     err << '\n';
     return kFailure;
   }
   if (json) {
-    out << descriptor_json(*d, "") << '\n';
+    // One object for one kind; both kinds under their names when both have it.
+    if (d && s) {
+      out << "{\"optimizer\":\n" << descriptor_json(*d, " ") << ",\n\"scheduler\":\n" << descriptor_json(*s, " ") << "}\n";
+    } else {
+      out << (d ? descriptor_json(*d, "") : descriptor_json(*s, "")) << '\n';
+    }
   } else {
-    print_text(*d, out);
+    if (d) print_text(*d, out);
+    if (d && s) out << '\n';
+    if (s) print_text(*s, out);
   }
   return kOk;
 }

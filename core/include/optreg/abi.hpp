@@ -6,8 +6,10 @@
 /// - The exported alias `optreg_plugin_descriptor` points to a PluginDescriptor whose first two
 ///   fields, `abi_major` and `size`, keep their place in every ABI version. The host reads them,
 ///   and refuses the library, before it reads anything else or calls any plugin code.
-/// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`) tell the
-///   host how much the plugin provides; a host reads only the fields it knows.
+/// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`,
+///   `scheduler_entry_size`) tell the host how much the plugin provides; a host reads only the
+///   fields it knows, and treats fields the plugin does not provide as absent (zero). The
+///   scheduler fields were appended in ABI 1: a plugin built before them still loads.
 /// - `build_tag` names the C++ standard library ABI and the Boost version the plugin was built
 ///   with; the host refuses a plugin whose tag differs from its own, since optimizer objects are
 ///   C++ objects that cross the boundary.
@@ -19,6 +21,7 @@
 
 namespace optreg {
 class Optimizer;
+class Scheduler;
 }
 
 /// The ABI major version of this optreg.
@@ -102,6 +105,21 @@ struct OptimizerEntry {
   std::uint32_t state_count;
 };
 
+/// Flags of a scheduler entry.
+inline constexpr std::uint32_t kSchedulerNeedsMetric = 1;  ///< stepped with a metric (plateau)
+
+/// One learning-rate scheduler that a plugin provides.
+struct SchedulerEntry {
+  const char* name;
+  const char* description;
+  const HyperparamSpec* hyperparams;
+  std::uint32_t hyperparam_count;
+  /// kSchedulerNeedsMetric or 0.
+  std::uint32_t flags;
+  /// Makes a new, unbound scheduler object (the host then calls Scheduler::setup()).
+  optreg::Scheduler* (*create)();
+};
+
 /// What a plugin library exports. Version 1 of the layout.
 struct PluginDescriptor {
   std::uint32_t abi_major;  // never moves
@@ -112,10 +130,17 @@ struct PluginDescriptor {
   const OptimizerEntry* optimizers;
   std::uint32_t optimizer_count;
   std::uint32_t optimizer_entry_size;  // sizeof(OptimizerEntry) as the plugin was built
+  // Appended within ABI 1: absent from plugins whose `size` ends before them.
+  const SchedulerEntry* schedulers;
+  std::uint32_t scheduler_count;
+  std::uint32_t scheduler_entry_size;  // sizeof(SchedulerEntry) as the plugin was built
 };
 
-/// The smallest descriptor a host of this ABI major accepts.
-inline constexpr std::uint32_t kMinDescriptorSize = sizeof(PluginDescriptor);
+/// The size of the first ABI 1 descriptor (optimizers only): the smallest a host accepts.
+inline constexpr std::uint32_t kMinDescriptorSize = static_cast<std::uint32_t>(offsetof(PluginDescriptor, schedulers));
+/// The smallest descriptor that holds the scheduler fields.
+inline constexpr std::uint32_t kSchedulerDescriptorSize = static_cast<std::uint32_t>(sizeof(PluginDescriptor));
 inline constexpr std::uint32_t kMinOptimizerEntrySize = sizeof(OptimizerEntry);
+inline constexpr std::uint32_t kMinSchedulerEntrySize = sizeof(SchedulerEntry);
 
 }  // namespace optreg::abi

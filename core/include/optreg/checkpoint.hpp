@@ -21,6 +21,7 @@
 
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
+#include <optreg/scheduler.hpp>
 #include <optreg/state_dict.hpp>
 
 namespace optreg {
@@ -50,7 +51,17 @@ Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::strin
 /// Saves an optimizer's state dict and its parameters' values (in id order), with `metadata`.
 void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata = {});
 /// Restores what save_optimizer() wrote: the state dict and the parameter values, after checking
-/// every shape; all or nothing. Returns the metadata.
+/// every shape; all or nothing. Returns the metadata. A scheduler state in the file is ignored.
 Options load_optimizer(const std::string& path, Optimizer& optimizer);
+
+/// save_optimizer() plus the state of `scheduler`, which drives `optimizer`: a run resumed
+/// with load_optimizer(path, optimizer, scheduler) continues the schedule exactly.
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
+                    const Options& metadata = {});
+/// load_optimizer() plus the scheduler's state, all or nothing: the scheduler's name and state
+/// are checked (Scheduler::check_state()) together with the optimizer's before anything
+/// changes. A file without a scheduler state is a CheckpointError. Make the fresh optimizer and
+/// scheduler as the first run made them (the same config), then load.
+Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler);
 
 }  // namespace optreg

@@ -1,7 +1,15 @@
 #pragma once
 /// \file
 /// Optimizers by config name: a YAML config names the optimizer, its hyperparameters,
-/// per-group overrides matched by parameter name, and plugin folders (docs/config.md).
+/// per-group overrides matched by parameter name, plugin folders, and optionally a
+/// learning-rate scheduler and gradient clipping (docs/config.md).
+///
+/// A training loop over a config:
+///   auto opt = build_optimizer(config, params, registry);
+///   auto sched = build_scheduler(config, *opt, registry);  // nullptr without a `scheduler:`
+///   each step: compute gradients; apply_clip(config, params); opt->step();
+///              if (sched && !sched->needs_metric()) sched->step();
+///   each evaluation: if (sched && sched->needs_metric()) sched->step(metric);
 ///
 /// Contract:
 /// - Every error is a ConfigError whose message begins with "FILE:LINE:COLUMN: " (1-based),
@@ -12,12 +20,14 @@
 /// - A parameter matched by several groups goes to the first; parameters no group matches form
 ///   the default group, which comes first; a pattern that matches no parameter is an error.
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/registry.hpp>
+#include <optreg/scheduler.hpp>
 #include <optreg/value.hpp>
 
 namespace optreg {
@@ -45,6 +55,32 @@ struct ConfigGroup {
   ConfigMark mark;
 };
 
+/// A `scheduler:` section, or one entry of a sequence's `schedulers` list.
+struct SchedulerConfig {
+  std::string name;
+  ConfigMark name_mark;
+  /// Where the section's map begins.
+  ConfigMark mark;
+  /// Its options, in the order written (for sequential: `milestones`).
+  std::vector<ConfigOption> options;
+  /// sequential only: the schedulers it runs, in order.
+  std::vector<SchedulerConfig> schedulers;
+};
+
+/// A `clip:` section: clipping of gradients by their global norm or by value.
+struct ClipConfig {
+  enum class Mode { Norm, Value };
+  Mode mode = Mode::Norm;
+  /// Norm: the largest total norm; `norm_type`: p of the p-norm (a positive number or infinity).
+  double max_norm = 0;
+  double norm_type = 2;
+  /// Norm: throw when the total norm is not finite, instead of returning it.
+  bool error_if_nonfinite = false;
+  /// Value: gradients are clamped to [-value, value].
+  double value = 0;
+  ConfigMark mark;
+};
+
 /// A parsed config.
 struct OptimizerConfig {
   /// The file it came from (or the name given to parse_config), used in messages.
@@ -57,6 +93,10 @@ struct OptimizerConfig {
   /// `plugins.paths`, resolved to absolute paths against the config's folder.
   std::vector<std::string> plugin_paths;
   std::vector<ConfigMark> plugin_path_marks;
+  /// The `scheduler:` section, if any.
+  std::optional<SchedulerConfig> scheduler;
+  /// The `clip:` section, if any.
+  std::optional<ClipConfig> clip;
 };
 
 /// Reads and parses a config file; throws ConfigError.
@@ -103,7 +143,21 @@ OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Pa
                              const Registry& registry);
 
 /// Checks the optimizer name and every option of a config against a registry without any
-/// parameter; throws ConfigError as build_optimizer() does.
+/// parameter, and its scheduler (by making it over a stand-in optimizer); throws ConfigError as
+/// build_optimizer() and build_scheduler() do.
 void check_config(const OptimizerConfig& config, const Registry& registry);
+
+/// Builds the scheduler a config's `scheduler:` section describes, bound to `optimizer` (which
+/// must outlive it; build it with build_optimizer() from the same config); nullptr when the
+/// config has none. The scheduler takes its initial step at once (scheduler.hpp). Throws
+/// ConfigError placed at the offending line and column: unknown name, bad option, a rule of
+/// the scheduler (placed at its name), a bad sequence.
+SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry);
+
+/// Applies a config's `clip:` section to the gradients of `params` (call it after the
+/// gradients are computed and before Optimizer::step()). Returns the total norm before
+/// clipping when clipping by norm (see clip_grad_norm()), nothing when clipping by value or
+/// when the config has no `clip:` section.
+std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params);
 
 }  // namespace optreg

@@ -44,6 +44,13 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
+/// A computation met a value that is not finite where a finite one is required (the total
+/// norm of gradients when clipping asks for an error).
+class NonFiniteError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The API was used against its contract (mismatched shapes, a parameter given twice, ...).
 class UsageError : public Error {
  public:

@@ -210,18 +210,21 @@ class Optimizer {
   std::vector<Slot> slots_;  // reused by step() so that it does not allocate
 };
 
-/// Deleter of optimizers made by a plugin: keeps the plugin library loaded while the object
-/// lives, and releases it only after the object is destroyed.
+/// Deleter of objects made by a plugin (optimizers, schedulers): keeps the plugin library
+/// loaded while the object lives, and releases it only after the object is destroyed.
 /// The reference is dropped right after the delete, so that unique_ptr::reset() (which keeps
 /// its deleter) releases the library too.
-struct OptimizerDeleter {
+template <typename T>
+struct LibraryDeleter {
   mutable std::shared_ptr<const void> keep_alive;
-  void operator()(Optimizer* p) const noexcept {
+  void operator()(T* p) const noexcept {
     delete p;
     keep_alive.reset();
   }
 };
 
+/// Deleter of optimizers made by a plugin.
+using OptimizerDeleter = LibraryDeleter<Optimizer>;
 /// An optimizer that owns its plugin library's lifetime.
 using OptimizerPtr = std::unique_ptr<Optimizer, OptimizerDeleter>;
 

@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// optreg::Registry: finds, loads and checks optimizer plugins, and creates optimizers by name.
+/// optreg::Registry: finds, loads and checks plugins, and creates optimizers and learning-rate
+/// schedulers by name.
 ///
 /// Contract:
 /// - Plugins are loaded from absolute canonical paths with RTLD_NOW | RTLD_LOCAL. A folder is
@@ -10,12 +11,18 @@
 ///   build tag, then the whole descriptor (names, schema, defaults in range); a plugin that fails
 ///   any check is refused as a whole with a PluginError naming the file and the reason.
 /// - An optimizer name already registered by another file is an error naming both files; the
-///   plugin that came first keeps the name and the later file is refused.
+///   plugin that came first keeps the name and the later file is refused. Schedulers are a
+///   second kind with names of their own, checked the same way; the name "sequential" belongs
+///   to the core (make_sequential()) and a plugin that declares it is refused.
+/// - A plugin library may provide optimizers, schedulers, or both; one that provides neither is
+///   refused.
 /// - load_file() throws; try_load_file() and load_directory() report failures and go on, so one
 ///   broken plugin never stops the others. Refusals are kept and listed by refused().
 /// - create() validates every option against the schema (OptionError naming the option and the
 ///   value) and returns an optimizer that keeps its library loaded for as long as it lives,
 ///   even after the registry is destroyed.
+/// - create_scheduler() binds the scheduler to the optimizer given (which must outlive it),
+///   validates its options, and takes the initial step (see scheduler.hpp).
 /// - Thread safety: loading is serialised by one mutex; list(), find(), create() and refused()
 ///   may run concurrently with each other and with loading.
 
@@ -27,6 +34,7 @@
 
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
+#include <optreg/scheduler.hpp>
 #include <optreg/value.hpp>
 
 namespace optreg {
@@ -44,6 +52,19 @@ struct OptimizerDescriptor {
   std::shared_ptr<const StateSchema> state;
 };
 
+/// What `optreg list` shows of one registered learning-rate scheduler.
+struct SchedulerDescriptor {
+  std::string name;
+  std::string description;
+  std::string plugin_name;
+  std::string plugin_version;
+  /// Absolute canonical path of the library that provides it ("built in" for the core's own).
+  std::string source;
+  std::shared_ptr<const Schema> schema;
+  /// Stepped with a metric (step(metric)) rather than once per optimizer step.
+  bool needs_metric = false;
+};
+
 /// A plugin file that was not loaded, and why.
 struct Refusal {
   std::string path;
@@ -53,7 +74,7 @@ struct Refusal {
 /// The outcome of loading one plugin file without throwing.
 struct LoadResult {
   bool ok = false;
-  /// The optimizer names the file registered (when ok).
+  /// The optimizer names, then the scheduler names, the file registered (when ok).
   std::vector<std::string> names;
   /// The whole message, "plugin PATH: REASON" (when !ok).
   std::string error;
@@ -90,6 +111,10 @@ class Registry {
   std::vector<OptimizerDescriptor> list() const;
   /// One optimizer by name, or nothing.
   std::optional<OptimizerDescriptor> find(const std::string& name) const;
+  /// Every registered scheduler, sorted by name, the core's "sequential" included.
+  std::vector<SchedulerDescriptor> list_schedulers() const;
+  /// One scheduler by name, or nothing.
+  std::optional<SchedulerDescriptor> find_scheduler(const std::string& name) const;
   /// Every plugin file that was refused, in the order they were tried.
   std::vector<Refusal> refused() const;
 
@@ -99,13 +124,21 @@ class Registry {
   OptimizerPtr create(const std::string& name, std::vector<Parameter> params, const Options& options = {}) const;
   /// A new optimizer `name` over several groups, `options` being the defaults of every group.
   OptimizerPtr create(const std::string& name, std::vector<ParamGroupSpec> groups, const Options& options = {}) const;
+  /// A new scheduler `name` bound to `optimizer`, which must outlive it. Throws PluginError for
+  /// an unknown name (with the closest registered names), for "sequential" (made by
+  /// make_sequential() or a config), or a factory that fails; OptionError for a bad option;
+  /// UsageError for an optimizer without a float `lr`.
+  SchedulerPtr create_scheduler(const std::string& name, Optimizer& optimizer, const Options& options = {}) const;
 
  private:
   struct Plugin;
   struct Entry;
+  struct SchedulerSlot;
+  static std::vector<std::string> all_names(const Plugin& p);
   mutable std::shared_mutex mutex_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
   std::vector<Entry> entries_;  // sorted by name
+  std::vector<SchedulerSlot> schedulers_;  // sorted by name
   std::vector<Refusal> refused_;
 };
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,12 +44,21 @@ struct NamedTensor {
   Tensor value;
 };
 
+/// A learning-rate scheduler's state (Scheduler::state()) with who produced it.
+struct SchedulerState {
+  std::string scheduler;
+  std::string plugin_version;
+  Options state;
+};
+
 /// What a checkpoint file holds: the optimizer's state dict, optionally the values of its
-/// parameters (in id order), and metadata of the run (step, seed, ...).
+/// parameters (in id order), metadata of the run (step, seed, ...), and optionally the state of
+/// the learning-rate scheduler that drives the optimizer.
 struct Checkpoint {
   StateDict optimizer;
   std::vector<NamedTensor> parameters;
   Options metadata;
+  std::optional<SchedulerState> scheduler;
 };
 
 }  // namespace optreg

@@ -433,17 +433,24 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
+/// What is wrong with a schema's names and meanings, if anything; collects the names into
+/// `names` and `seen`.
+std::optional<std::string> schema_fault(const Schema& schema, std::vector<std::string>& names, std::set<std::string>& seen) {
+  for (const Hyperparameter& h : schema.entries()) {
+    if (h.name.empty()) return "a hyperparameter has no name";
+    if (h.meaning.empty()) return "hyperparameter '" + h.name + "' has no meaning";
+    if (!seen.insert(h.name).second) return "two hyperparameters are named '" + h.name + "'";
+    names.push_back(h.name);
+  }
+  return std::nullopt;
+}
+
 Outcome check_descriptor(const Subject& s) {
   const OptimizerDescriptor& d = s.descriptor;
   if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
   std::vector<std::string> names;
   std::set<std::string> seen;
-  for (const Hyperparameter& h : d.schema->entries()) {
-    if (h.name.empty()) return failed("a hyperparameter has no name");
-    if (h.meaning.empty()) return failed("hyperparameter '" + h.name + "' has no meaning");
-    if (!seen.insert(h.name).second) return failed("two hyperparameters are named '" + h.name + "'");
-    names.push_back(h.name);
-  }
+  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
   std::vector<std::string> state;
   if (d.state) {
     for (const StateEntry& e : *d.state) {
@@ -457,6 +464,26 @@ Outcome check_descriptor(const Subject& s) {
                 count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
                 "), " + count(state.size(), "state entry", "state entries") + " (" + (state.empty() ? "none" : joined(state)) +
                 ")");
+}
+
+/// A scheduler's schema: names, meanings, no name twice, every default valid for its own declaration.
+/// (The kit runs no schedule: a scheduler's required options have no default to run it with.)
+Outcome check_scheduler_descriptor(const SchedulerDescriptor& d) {
+  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
+  for (const Hyperparameter& h : d.schema->entries()) {
+    try {
+      (void)d.schema->check(h.name, h.default_value, "default");
+    } catch (const std::exception& e) {
+      return failed(std::string("the default of '") + h.name + "' is refused by its own declaration: " + e.what());
+    }
+  }
+  return passed("plugin " + d.plugin_name + " " + d.plugin_version + ", stepped " +
+                (d.needs_metric ? "with a metric" : "per optimizer step") + ": " +
+                count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
+                "), every default valid");
 }
 
 Outcome check_defaults(const Subject& s) {
@@ -855,18 +882,33 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
       return results;
     }
     if (names.empty()) {
-      file_failure("plugin " + plugin_path + " registers no optimizer");
+      file_failure("plugin " + plugin_path + " registers no optimizer and no scheduler");
       return results;
     }
     const TempDir dir;
+    std::set<std::string> done;
     for (const std::string& name : names) {
+      if (!done.insert(name).second) continue;  // an optimizer and a scheduler may share a name
       const std::optional<OptimizerDescriptor> d = registry.find(name);
-      if (!d) {
+      const std::optional<SchedulerDescriptor> sd = registry.find_scheduler(name);
+      if (!d && !sd) {
         file_failure("plugin " + plugin_path + " registered '" + name + "', but the registry cannot find it");
         continue;
       }
-      const Subject subject{registry, *d, dir};
-      for (const Check& c : kChecks) results.push_back(run_check(subject, c));
+      if (d) {
+        const Subject subject{registry, *d, dir};
+        for (const Check& c : kChecks) results.push_back(run_check(subject, c));
+      }
+      if (sd) {
+        ConformanceResult r;
+        r.optimizer = name;
+        r.kind = ConformanceResult::Kind::Scheduler;
+        r.check = "scheduler_descriptor_valid";
+        const Outcome o = check_scheduler_descriptor(*sd);
+        r.status = o.status;
+        r.detail = o.detail;
+        results.push_back(std::move(r));
+      }
     }
   } catch (const std::exception& e) {
     file_failure(std::string("the conformance kit stopped: ") + e.what(), "conformance_kit");

@@ -1,7 +1,9 @@
 #pragma once
 /// \file
-/// What an optimizer plugin includes: the Optimizer base, constexpr helpers to declare a
-/// hyperparameter schema, and OPTREG_REGISTER_OPTIMIZER, which exports the descriptor.
+/// What a plugin includes: the Optimizer and Scheduler bases, constexpr helpers to declare a
+/// hyperparameter schema, and the macros that export the descriptor: OPTREG_REGISTER_OPTIMIZER
+/// for an optimizer, OPTREG_REGISTER_SCHEDULERS (with OPTREG_SCHEDULER_ENTRY) for one or more
+/// learning-rate schedulers. A library uses one of the two macros, once.
 ///
 /// A plugin is one shared library built with optreg_add_plugin() (hidden visibility,
 /// -z defs); it exports nothing but the descriptor alias.
@@ -21,6 +23,7 @@
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/parallel.hpp>
+#include <optreg/scheduler.hpp>
 
 /// Marks a kernel function to be compiled for the baseline instruction set and for x86-64-v3
 /// (AVX2, FMA), chosen at load time by the CPU: portable builds that use wide instructions
@@ -77,6 +80,14 @@ constexpr bool is_identifier(const char* s) {
   if (s == nullptr || *s == '\0' || !((*s >= 'a' && *s <= 'z') || *s == '_')) return false;
   for (; *s != '\0'; ++s) {
     if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  }
+  return true;
+}
+/// A hyperparameter name: an identifier, upper-case letters allowed (PyTorch's `T_max`).
+constexpr bool is_option_name(const char* s) {
+  if (s == nullptr || *s == '\0' || (*s >= '0' && *s <= '9')) return false;
+  for (; *s != '\0'; ++s) {
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
   }
   return true;
 }
@@ -275,11 +286,11 @@ constexpr bool defaults_in_range(const abi::HyperparamSpec (&schema)[N]) {
   }
   return true;
 }
-/// Whether every name of a schema is a lower-case identifier and has a meaning.
+/// Whether every name of a schema is an identifier and has a meaning.
 template <std::size_t N>
 constexpr bool names_valid(const abi::HyperparamSpec (&schema)[N]) {
   for (const auto& s : schema) {
-    if (!detail::is_identifier(s.name) || s.meaning == nullptr || *s.meaning == '\0') return false;
+    if (!detail::is_option_name(s.name) || s.meaning == nullptr || *s.meaning == '\0') return false;
   }
   return true;
 }
@@ -319,7 +330,26 @@ constexpr std::uint32_t state_size(const abi::StateSpec (&)[N]) {
   return static_cast<std::uint32_t>(N);
 }
 constexpr std::uint32_t state_size(std::nullptr_t) { return 0; }
+
+template <typename S>
+::optreg::Scheduler* create_scheduler() {
+  return new S();
+}
+
+template <std::size_t N>
+constexpr bool scheduler_names_valid(const abi::SchedulerEntry (&entries)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (!is_identifier(entries[i].name)) return false;
+    for (std::size_t j = i + 1; j < N; ++j) {
+      if (same_text(entries[i].name, entries[j].name)) return false;
+    }
+  }
+  return true;
+}
 }  // namespace detail
+
+/// The kind of a scheduler: stepped once per optimizer step, or with a metric (plateau).
+enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::kSchedulerNeedsMetric };
 
 }  // namespace optreg::sdk
 
@@ -338,7 +368,7 @@ constexpr std::uint32_t state_size(std::nullptr_t) { return 0; }
                 "OPTREG_REGISTER_OPTIMIZER: the name must be a lower-case identifier such as \"my_adam\""); \
   static_assert(::optreg::sdk::names_valid(SCHEMA),                                                         \
                 "OPTREG_REGISTER_OPTIMIZER: every hyperparameter in " #SCHEMA                               \
-                " needs a lower-case identifier as its name and a one-line meaning");                       \
+                " needs an identifier as its name and a one-line meaning");                                 \
   static_assert(::optreg::sdk::names_unique(SCHEMA),                                                        \
                 "OPTREG_REGISTER_OPTIMIZER: two hyperparameters in " #SCHEMA " share a name");              \
   static_assert(::optreg::sdk::defaults_in_range(SCHEMA),                                                   \
@@ -361,6 +391,62 @@ constexpr std::uint32_t state_size(std::nullptr_t) { return 0; }
       VERSION,                                                                                              \
       kOptimizers,                                                                                          \
       1,                                                                                                    \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry))};                                  \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry)),                                   \
+      nullptr,                                                                                              \
+      0,                                                                                                    \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::SchedulerEntry))};                                  \
   }                                                                                                         \
+  BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)
+
+/// One entry of a scheduler plugin's table: the class CLASS (derived from optreg::Scheduler,
+/// default-constructible) under the name NAME (a lower-case identifier), a one-line
+/// DESCRIPTION, its hyperparameter schema SCHEMA (a constexpr array of
+/// optreg::abi::HyperparamSpec, checked as for optimizers) and its KIND
+/// (optreg::sdk::SchedulerKind::StepDriven or MetricDriven). Use it inside a constexpr array of
+/// optreg::abi::SchedulerEntry that OPTREG_REGISTER_SCHEDULERS exports.
+#define OPTREG_SCHEDULER_ENTRY(CLASS, NAME, DESCRIPTION, SCHEMA, KIND)                                               \
+  ([] {                                                                                                            \
+    static_assert(std::is_base_of_v<::optreg::Scheduler, CLASS>,                                                   \
+                  "OPTREG_SCHEDULER_ENTRY: " #CLASS " must derive from optreg::Scheduler");                        \
+    static_assert(std::is_default_constructible_v<CLASS>,                                                          \
+                  "OPTREG_SCHEDULER_ENTRY: " #CLASS " must be default-constructible");                             \
+    static_assert(::optreg::sdk::detail::is_identifier(NAME),                                                      \
+                  "OPTREG_SCHEDULER_ENTRY: the name must be a lower-case identifier such as \"my_warmup\"");       \
+    static_assert(::optreg::sdk::names_valid(SCHEMA), "OPTREG_SCHEDULER_ENTRY: every hyperparameter in " #SCHEMA \
+                                                      " needs a lower-case identifier as its name and a meaning"); \
+    static_assert(::optreg::sdk::names_unique(SCHEMA),                                                             \
+                  "OPTREG_SCHEDULER_ENTRY: two hyperparameters in " #SCHEMA " share a name");                      \
+    static_assert(::optreg::sdk::defaults_in_range(SCHEMA),                                                        \
+                  "OPTREG_SCHEDULER_ENTRY: a default in " #SCHEMA " lies outside its own allowed range");          \
+    return ::optreg::abi::SchedulerEntry{NAME,                                                                     \
+                                         DESCRIPTION,                                                              \
+                                         SCHEMA,                                                                   \
+                                         static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
+                                         static_cast<std::uint32_t>(KIND),                                         \
+                                         &::optreg::sdk::detail::create_scheduler<CLASS>};                         \
+  }())
+
+/// Exports a plugin that provides the schedulers of ENTRIES (a constexpr array of
+/// optreg::abi::SchedulerEntry written with OPTREG_SCHEDULER_ENTRY), as plugin PLUGIN_NAME (a
+/// lower-case identifier) of version VERSION. Use it once per plugin library, at namespace scope.
+#define OPTREG_REGISTER_SCHEDULERS(PLUGIN_NAME, VERSION, ENTRIES)                                       \
+  static_assert(::optreg::sdk::detail::is_identifier(PLUGIN_NAME),                                      \
+                "OPTREG_REGISTER_SCHEDULERS: the plugin name must be a lower-case identifier");         \
+  static_assert(::optreg::sdk::detail::scheduler_names_valid(ENTRIES),                                  \
+                "OPTREG_REGISTER_SCHEDULERS: every scheduler needs a lower-case identifier as its name, " \
+                "and a name of its own");                                                               \
+  namespace optreg_plugin_detail {                                                                      \
+  constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                             \
+      OPTREG_ABI_MAJOR,                                                                                 \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                              \
+      OPTREG_BUILD_TAG,                                                                                 \
+      PLUGIN_NAME,                                                                                      \
+      VERSION,                                                                                          \
+      nullptr,                                                                                          \
+      0,                                                                                                \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry)),                               \
+      ENTRIES,                                                                                          \
+      static_cast<std::uint32_t>(sizeof(ENTRIES) / sizeof(ENTRIES[0])),                                 \
+      static_cast<std::uint32_t>(sizeof(::optreg::abi::SchedulerEntry))};                               \
+  }                                                                                                     \
   BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)

@@ -1,6 +1,8 @@
 #pragma once
 /// \file
 /// The conformance kit: checks that any optimizer plugin file behaves as every host expects.
+/// The learning-rate schedulers of a plugin get one check of their descriptor
+/// (scheduler_descriptor_valid); their schedules are pinned by their own tests.
 /// `optreg conformance PLUGIN.so` runs it from the command line; a plugin's own tests call
 /// run_conformance() and expect every result to pass.
 
@@ -12,8 +14,11 @@ namespace optreg {
 /// The outcome of one check on one optimizer.
 struct ConformanceResult {
   enum class Status { Passed, Failed, Skipped };
-  /// The optimizer checked (empty for checks of the file as a whole).
+  enum class Kind { Optimizer, Scheduler };
+  /// The optimizer or scheduler checked (empty for checks of the file as a whole).
   std::string optimizer;
+  /// What `optimizer` names.
+  Kind kind = Kind::Optimizer;
   /// The check's name, such as "lr_zero_changes_nothing".
   std::string check;
   Status status = Status::Failed;
@@ -21,7 +26,7 @@ struct ConformanceResult {
   std::string detail;
 };
 
-/// Runs every check on every optimizer of the plugin at `plugin_path`. Never throws for a
+/// Runs every check on every optimizer (and scheduler) of the plugin at `plugin_path`. Never throws for a
 /// misbehaving plugin: each failure is a result (a plugin that cannot be loaded gives one failed
 /// result naming the reason).
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);

@@ -1,0 +1,325 @@
+// The Scheduler base (binding, counting, checks, state) and the core's sequential scheduler.
+#include <optreg/scheduler.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include <optreg/error.hpp>
+#include <optreg/version.hpp>
+
+namespace optreg {
+
+namespace {
+
+constexpr char kLastStep[] = "last_step";
+constexpr char kBaseLrs[] = "base_lrs";
+constexpr char kLastLr[] = "last_lr";
+
+bool is_base_key(const std::string& key) { return key == kLastStep || key == kBaseLrs || key == kLastLr; }
+
+std::string a_type(ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); }
+
+}  // namespace
+
+Scheduler::~Scheduler() = default;
+
+Optimizer& Scheduler::optimizer() const {
+  if (optimizer_ == nullptr) throw UsageError("the scheduler is not set up: it is bound to no optimizer");
+  return *optimizer_;
+}
+
+std::string Scheduler::who() const { return "scheduler '" + info_.name + "'"; }
+
+void Scheduler::setup(SchedulerInfo info, Optimizer& optimizer, const Options& options) {
+  if (optimizer_ != nullptr) throw UsageError("scheduler '" + info.name + "' is already set up");
+  const Hyperparameter* lr = optimizer.schema().find("lr");
+  if (lr == nullptr || lr->type != ValueType::Float) {
+    throw UsageError("scheduler '" + info.name + "' sets the option 'lr', but optimizer '" + optimizer.name() +
+                     "' has no float option 'lr'");
+  }
+  if (optimizer.param_groups().empty()) {
+    throw UsageError("scheduler '" + info.name + "' needs an optimizer with at least one param group");
+  }
+  const std::string where = "scheduler '" + info.name + "'";
+  Options resolved = info.schema->resolve(info.schema->defaults(), options, where);
+  validate(resolved, where);
+  info_ = std::move(info);
+  options_ = std::move(resolved);
+  optimizer_ = &optimizer;
+  base_lrs_ = current_lr();
+  last_lr_ = base_lrs_;
+  last_step_ = 0;
+  attach();
+  if (!info_.needs_metric) apply(next_lr(current_lr()), 0);
+}
+
+void Scheduler::validate(const Options& /*options*/, const std::string& /*where*/) const {}
+void Scheduler::attach() {}
+
+std::vector<double> Scheduler::next_lr(const std::vector<double>& /*current*/) {
+  throw UsageError(who() + " is driven by a metric: call step(metric)");
+}
+std::vector<double> Scheduler::restart_lr(const std::vector<double>& current) { return next_lr(current); }
+std::vector<double> Scheduler::next_lr_on_metric(const std::vector<double>& /*current*/, double /*metric*/) {
+  throw UsageError(who() + " is driven by steps, not by a metric: call step() without a metric");
+}
+
+std::vector<double> Scheduler::current_lr() const {
+  std::vector<double> out;
+  for (const auto& g : optimizer().param_groups()) out.push_back(g.option("lr").as_float());
+  return out;
+}
+
+void Scheduler::set_base_lrs(std::vector<double> lrs) {
+  if (lrs.size() != optimizer().param_groups().size()) {
+    throw UsageError(who() + ": " + std::to_string(lrs.size()) + " base lrs for " +
+                     std::to_string(optimizer().param_groups().size()) + " param groups");
+  }
+  base_lrs_ = std::move(lrs);
+}
+
+void Scheduler::apply(const std::vector<double>& lrs, std::int64_t step) {
+  Optimizer& opt = optimizer();
+  if (lrs.size() != opt.param_groups().size()) {
+    throw UsageError(who() + " computed " + std::to_string(lrs.size()) + " lrs for " +
+                     std::to_string(opt.param_groups().size()) + " param groups");
+  }
+  for (std::size_t g = 0; g < lrs.size(); ++g) {
+    if (!std::isfinite(lrs[g]) || lrs[g] < 0) {
+      throw UsageError(who() + " computed lr = " + Value(lrs[g]).to_string() + " for param group " + std::to_string(g) +
+                       " at step " + std::to_string(step) + "; an lr must be finite and non-negative");
+    }
+  }
+  for (std::size_t g = 0; g < lrs.size(); ++g) opt.set_option(g, "lr", Value(lrs[g]));
+  last_step_ = step;
+  last_lr_ = current_lr();
+}
+
+void Scheduler::step() {
+  if (info_.needs_metric) throw UsageError(who() + " is driven by a metric: call step(metric)");
+  const std::int64_t saved = last_step_;
+  last_step_ = saved + 1;  // next_lr() reads the step it computes
+  try {
+    apply(next_lr(current_lr()), saved + 1);
+  } catch (...) {
+    last_step_ = saved;
+    throw;
+  }
+}
+
+void Scheduler::step(double metric) {
+  if (!info_.needs_metric) throw UsageError(who() + " is driven by steps, not by a metric: call step() without a metric");
+  const std::int64_t saved = last_step_;
+  last_step_ = saved + 1;
+  try {
+    apply(next_lr_on_metric(current_lr(), metric), saved + 1);
+  } catch (...) {
+    last_step_ = saved;
+    throw;
+  }
+}
+
+Options Scheduler::own_state() const { return {}; }
+
+void Scheduler::check_own_state(const Options& state) const {
+  for (const auto& [key, like] : own_state()) {
+    const auto it = state.find(key);
+    if (it == state.end()) throw StateDictError(who() + ": the state lacks the entry '" + key + "'");
+    if (it->second.type() != like.type()) {
+      throw StateDictError(who() + ": state entry '" + key + "' is " + a_type(it->second.type()) + ", expected " +
+                           a_type(like.type()));
+    }
+  }
+}
+
+void Scheduler::load_own_state(const Options& /*state*/) {}
+
+Options Scheduler::state() const {
+  Options out = own_state();
+  for (const auto& [key, value] : out) {
+    if (is_base_key(key)) throw UsageError(who() + " names an entry of its own state '" + key + "', a name the base keeps");
+  }
+  out[kLastStep] = Value(last_step_);
+  out[kBaseLrs] = Value(base_lrs_);
+  out[kLastLr] = Value(last_lr_);
+  return out;
+}
+
+void Scheduler::check_state(const Options& state) const {
+  const std::size_t groups = optimizer().param_groups().size();
+  const auto need = [&](const char* key, ValueType type) -> const Value& {
+    const auto it = state.find(key);
+    if (it == state.end()) throw StateDictError(who() + ": the state lacks the entry '" + std::string(key) + "'");
+    if (it->second.type() != type) {
+      throw StateDictError(who() + ": state entry '" + key + "' is " + a_type(it->second.type()) + ", expected " +
+                           a_type(type));
+    }
+    return it->second;
+  };
+  const std::int64_t step = need(kLastStep, ValueType::Int).as_int();
+  if (step < 0) throw StateDictError(who() + ": state entry 'last_step' = " + std::to_string(step) + " is negative");
+  for (const char* key : {kBaseLrs, kLastLr}) {
+    const auto& l = need(key, ValueType::FloatList).as_float_list();
+    if (l.size() != groups) {
+      throw StateDictError(who() + ": state entry '" + key + "' holds " + std::to_string(l.size()) +
+                           " lrs, but the optimizer has " + std::to_string(groups) + " param groups");
+    }
+    for (double x : l) {
+      if (!std::isfinite(x) || x < 0) {
+        throw StateDictError(who() + ": state entry '" + key + "' holds lr = " + Value(x).to_string() +
+                             "; an lr must be finite and non-negative");
+      }
+    }
+  }
+  check_own_state(state);
+  const Options own = own_state();
+  for (const auto& [key, value] : state) {
+    if (!is_base_key(key) && own.count(key) == 0) {
+      std::vector<std::string> known = {kBaseLrs, kLastLr, kLastStep};
+      for (const auto& [k, v] : own) known.push_back(k);
+      const auto near = closest_names(key, known);
+      throw StateDictError(who() + ": unknown state entry '" + key + "'" +
+                           (near.empty() ? std::string() : " (did you mean '" + near.front() + "'?)"));
+    }
+  }
+}
+
+void Scheduler::load_state(const Options& state) {
+  check_state(state);
+  load_own_state(state);
+  last_step_ = state.at(kLastStep).as_int();
+  base_lrs_ = state.at(kBaseLrs).as_float_list();
+  last_lr_ = state.at(kLastLr).as_float_list();
+}
+
+// ------------------------------------------------------------------ sequential
+
+std::shared_ptr<const Schema> sequential_schema() {
+  static const auto schema = std::make_shared<const Schema>(std::vector<Hyperparameter>{
+      Hyperparameter{"milestones", ValueType::FloatList, Value(std::vector<double>{}), Range{1, HUGE_VAL, false, false},
+                     0, {}, "steps at which the next scheduler takes over (one fewer than the schedulers)"},
+  });
+  return schema;
+}
+
+/// PyTorch's SequentialLR: the scheduler whose interval holds the step is stepped; at a
+/// milestone the next one restarts at its step 0.
+class SequentialScheduler final : public Scheduler {
+ public:
+  SequentialScheduler(Optimizer& optimizer, std::vector<SchedulerPtr> children, std::vector<std::int64_t> milestones)
+      : children_(std::move(children)), milestones_(std::move(milestones)) {
+    std::vector<double> m(milestones_.begin(), milestones_.end());
+    info_ = SchedulerInfo{kSequentialScheduler, OPTREG_VERSION, sequential_schema(), false};
+    options_ = {{"milestones", Value(std::move(m))}};
+    optimizer_ = &optimizer;
+    base_lrs_ = children_.front()->base_lrs();
+    // Back to the base lrs, every child before its first step, then the first one's initial step.
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer.set_option(g, "lr", Value(base_lrs_[g]));
+    for (auto& c : children_) c->last_step_ = -1;
+    Scheduler& first = *children_.front();
+    first.apply(first.next_lr_at(0), 0);
+    last_step_ = 0;
+    last_lr_ = current_lr();
+  }
+
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override {
+    const std::int64_t step = last_step();
+    const auto idx = static_cast<std::size_t>(std::upper_bound(milestones_.begin(), milestones_.end(), step) -
+                                              milestones_.begin());
+    Scheduler& child = *children_[idx];
+    if (idx > 0 && milestones_[idx - 1] == step) {
+      child.apply(child.restart_at(0), 0);
+    } else {
+      child.step();
+    }
+    return child.last_lr();
+  }
+
+  Options own_state() const override {
+    Options out;
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      const std::string prefix = "schedulers." + std::to_string(i) + ".";
+      out[prefix + "name"] = Value(children_[i]->name());
+      for (auto& [k, v] : children_[i]->state()) out[prefix + k] = v;
+    }
+    return out;
+  }
+
+  void check_own_state(const Options& state) const override {
+    Scheduler::check_own_state(state);
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      const std::string prefix = "schedulers." + std::to_string(i) + ".";
+      const std::string& saved = state.at(prefix + "name").as_string();
+      if (saved != children_[i]->name()) {
+        throw StateDictError(who() + ": state entry '" + prefix + "name' is '" + saved + "', but schedulers[" +
+                             std::to_string(i) + "] is '" + children_[i]->name() + "'");
+      }
+      try {
+        children_[i]->check_state(child_state(state, i));
+      } catch (const StateDictError& e) {
+        throw StateDictError(who() + ", schedulers[" + std::to_string(i) + "]: " + e.what());
+      }
+    }
+  }
+
+  void load_own_state(const Options& state) override {
+    for (std::size_t i = 0; i < children_.size(); ++i) children_[i]->load_state(child_state(state, i));
+  }
+
+ private:
+  static Options child_state(const Options& state, std::size_t i) {
+    const std::string prefix = "schedulers." + std::to_string(i) + ".";
+    Options out;
+    for (const auto& [k, v] : state) {
+      if (k.rfind(prefix, 0) == 0 && k != prefix + "name") out[k.substr(prefix.size())] = v;
+    }
+    return out;
+  }
+
+  std::vector<SchedulerPtr> children_;
+  std::vector<std::int64_t> milestones_;
+};
+
+std::vector<double> Scheduler::next_lr_at(std::int64_t step) {
+  last_step_ = step;
+  return next_lr(current_lr());
+}
+
+std::vector<double> Scheduler::restart_at(std::int64_t step) {
+  last_step_ = step;
+  return restart_lr(current_lr());
+}
+
+SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
+                             const std::vector<std::int64_t>& milestones) {
+  const std::string who = std::string("scheduler '") + kSequentialScheduler + "'";
+  if (schedulers.empty()) throw UsageError(who + " needs at least one scheduler");
+  if (milestones.size() + 1 != schedulers.size()) {
+    throw UsageError(who + " needs one milestone fewer than schedulers: got " + std::to_string(schedulers.size()) +
+                     " schedulers and " + std::to_string(milestones.size()) + " milestones");
+  }
+  for (std::size_t i = 0; i < milestones.size(); ++i) {
+    if (milestones[i] < 1 || (i > 0 && milestones[i] <= milestones[i - 1])) {
+      throw UsageError(who + ": milestones must be positive and strictly increasing; milestones[" + std::to_string(i) +
+                       "] = " + std::to_string(milestones[i]));
+    }
+  }
+  for (std::size_t i = 0; i < schedulers.size(); ++i) {
+    const Scheduler* s = schedulers[i].get();
+    const std::string at = who + ": schedulers[" + std::to_string(i) + "]";
+    if (s == nullptr) throw UsageError(at + " is null");
+    if (&s->optimizer() != &optimizer) throw UsageError(at + " ('" + s->name() + "') is bound to another optimizer");
+    if (s->needs_metric()) {
+      throw UsageError(at + " ('" + s->name() + "') is driven by a metric; a sequence steps its schedulers by count");
+    }
+    if (s->base_lrs() != schedulers.front()->base_lrs()) {
+      throw UsageError(at + " ('" + s->name() + "') was attached when the optimizer held other lrs than schedulers[0]; "
+                       "attach every scheduler of a sequence at the same base lrs");
+    }
+  }
+  return SchedulerPtr(new SequentialScheduler(optimizer, std::move(schedulers), milestones), SchedulerDeleter{});
+}
+
+}  // namespace optreg

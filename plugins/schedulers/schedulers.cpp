@@ -1,0 +1,415 @@
+// Learning-rate schedulers with the semantics of PyTorch 1.13's torch.optim.lr_scheduler: the
+// chainable form (each step from the lrs the optimizer holds), the closed form at a sequence's
+// restart, and the same double arithmetic in the same order.
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <optreg/plugin.hpp>
+
+namespace {
+
+namespace sdk = optreg::sdk;
+using optreg::OptionError;
+using optreg::Options;
+using optreg::StateDictError;
+using optreg::Value;
+
+constexpr double kPi = 3.141592653589793;
+
+/// A required option left at its "not given" default of 0.
+void require_given(const Options& o, const char* name, const std::string& where, const char* what) {
+  const Value& v = o.at(name);
+  const bool zero = v.type() == optreg::ValueType::Int ? v.as_int() == 0 : v.as_float() == 0.0;
+  if (zero) throw OptionError(where + ": option '" + name + "' is required (" + what + ")");
+}
+
+/// Every group's lr times `factor`.
+std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
+  std::vector<double> out;
+  for (double lr : lrs) out.push_back(lr * factor);
+  return out;
+}
+
+// ------------------------------------------------------------------ step
+
+constexpr optreg::abi::HyperparamSpec kStepSchema[] = {
+    sdk::int_option("step_size", 0, sdk::at_least(0), "steps between two decays (required)"),
+    sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr every step_size steps"),
+};
+
+class StepLr final : public optreg::Scheduler {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "step_size", where, "a positive number of steps");
+  }
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const std::int64_t size = options().at("step_size").as_int();
+    const std::int64_t t = last_step();
+    if (t == 0 || t % size != 0) return current;
+    return scaled(current, options().at("gamma").as_float());
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const double factor = std::pow(options().at("gamma").as_float(),
+                                   static_cast<double>(last_step() / options().at("step_size").as_int()));
+    return scaled(base_lrs(), factor);
+  }
+};
+
+// ------------------------------------------------------------------ multistep
+
+constexpr double kNoMilestones[1] = {0};
+constexpr optreg::abi::HyperparamSpec kMultiStepSchema[] = {
+    [] {
+      auto s = sdk::float_list_option("milestones", kNoMilestones, sdk::at_least(0.0),
+                                      "steps at which the lr is multiplied by gamma (whole numbers)");
+      s.list_size = 0;  // any length
+      s.default_list_size = 0;
+      return s;
+    }(),
+    sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr at each milestone"),
+};
+
+class MultiStepLr final : public optreg::Scheduler {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    for (double m : o.at("milestones").as_float_list()) {
+      if (m != std::floor(m)) {
+        throw OptionError(where + ": option 'milestones' must hold whole numbers of steps; " + Value(m).to_string() +
+                          " is not one");
+      }
+    }
+  }
+  void attach() override {
+    for (double m : options().at("milestones").as_float_list()) {
+      const auto step = static_cast<std::int64_t>(m);
+      ++count_[step];  // a milestone given twice decays twice
+      sorted_.push_back(step);
+    }
+    std::sort(sorted_.begin(), sorted_.end());
+  }
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const auto it = count_.find(last_step());
+    if (it == count_.end()) return current;
+    return scaled(current, std::pow(options().at("gamma").as_float(), static_cast<double>(it->second)));
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const auto passed = std::upper_bound(sorted_.begin(), sorted_.end(), last_step()) - sorted_.begin();
+    return scaled(base_lrs(), std::pow(options().at("gamma").as_float(), static_cast<double>(passed)));
+  }
+
+ private:
+  std::map<std::int64_t, std::int64_t> count_;
+  std::vector<std::int64_t> sorted_;
+};
+
+// ------------------------------------------------------------------ exponential
+
+constexpr optreg::abi::HyperparamSpec kExponentialSchema[] = {
+    sdk::float_option("gamma", 0.0, sdk::at_least(0.0), "factor applied to the lr every step (required)"),
+};
+
+class ExponentialLr final : public optreg::Scheduler {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "gamma", where, "a positive factor");
+  }
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    if (last_step() == 0) return current;
+    return scaled(current, options().at("gamma").as_float());
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    return scaled(base_lrs(), std::pow(options().at("gamma").as_float(), static_cast<double>(last_step())));
+  }
+};
+
+// ------------------------------------------------------------------ cosine
+
+constexpr optreg::abi::HyperparamSpec kCosineSchema[] = {
+    sdk::int_option("T_max", 0, sdk::at_least(0), "steps of one half cosine period (required)"),
+    sdk::float_option("eta_min", 0.0, sdk::at_least(0.0), "the lowest lr"),
+};
+
+class CosineLr final : public optreg::Scheduler {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "T_max", where, "a positive number of steps");
+  }
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const std::int64_t t = last_step();
+    if (t == 0) return current;
+    const std::int64_t period = options().at("T_max").as_int();
+    const double T = static_cast<double>(period);
+    const double eta_min = options().at("eta_min").as_float();
+    std::vector<double> out;
+    if ((t - 1 - period) % (2 * period) == 0) {
+      // The step after a minimum: the recursive form would divide by zero there.
+      for (std::size_t g = 0; g < current.size(); ++g) {
+        out.push_back(current[g] + (base_lrs()[g] - eta_min) * (1 - std::cos(kPi / T)) / 2);
+      }
+      return out;
+    }
+    const double ratio = (1 + std::cos(kPi * static_cast<double>(t) / T)) / (1 + std::cos(kPi * static_cast<double>(t - 1) / T));
+    for (double lr : current) out.push_back(ratio * (lr - eta_min) + eta_min);
+    return out;
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const double T = static_cast<double>(options().at("T_max").as_int());
+    const double eta_min = options().at("eta_min").as_float();
+    std::vector<double> out;
+    for (double base : base_lrs()) {
+      out.push_back(eta_min + (base - eta_min) * (1 + std::cos(kPi * static_cast<double>(last_step()) / T)) / 2);
+    }
+    return out;
+  }
+};
+
+// ------------------------------------------------------------------ linear
+
+constexpr optreg::abi::HyperparamSpec kLinearSchema[] = {
+    sdk::float_option("start_factor", 1.0 / 3, sdk::Bounds{0.0, 1.0, true, false}, "factor of the base lr at step 0"),
+    sdk::float_option("end_factor", 1.0, sdk::closed(0.0, 1.0), "factor of the base lr from step total_iters on"),
+    sdk::int_option("total_iters", 5, sdk::at_least(1), "steps over which the factor moves from start to end"),
+};
+
+class LinearLr final : public optreg::Scheduler {
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const double start = options().at("start_factor").as_float();
+    const double end = options().at("end_factor").as_float();
+    const std::int64_t total = options().at("total_iters").as_int();
+    const std::int64_t t = last_step();
+    if (t == 0) return scaled(current, start);
+    if (t > total) return current;
+    return scaled(current, 1. + (end - start) / (static_cast<double>(total) * start + static_cast<double>(t - 1) * (end - start)));
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const double start = options().at("start_factor").as_float();
+    const double end = options().at("end_factor").as_float();
+    const std::int64_t total = options().at("total_iters").as_int();
+    const double reached = static_cast<double>(std::min(total, last_step()));
+    std::vector<double> out;
+    for (double base : base_lrs()) out.push_back(base * (start + (end - start) * reached / static_cast<double>(total)));
+    return out;
+  }
+};
+
+// ------------------------------------------------------------------ onecycle
+
+const char* const kAnnealChoices[] = {"cos", "linear", nullptr};
+
+constexpr optreg::abi::HyperparamSpec kOneCycleSchema[] = {
+    sdk::float_option("max_lr", 0.0, sdk::at_least(0.0), "the peak lr, reached at pct_start of the cycle (required)"),
+    sdk::int_option("total_steps", 0, sdk::at_least(0), "steps in the cycle (required)"),
+    sdk::float_option("pct_start", 0.3, sdk::closed(0.0, 1.0), "fraction of the cycle spent raising the lr"),
+    sdk::string_option("anneal_strategy", "cos", kAnnealChoices, "shape of each phase: cosine or linear"),
+    sdk::bool_option("cycle_momentum", true, "cycle the optimizer's momentum (or betas[0]) against the lr"),
+    sdk::float_option("base_momentum", 0.85, sdk::closed(0.0, 1.0), "momentum at the peak lr"),
+    sdk::float_option("max_momentum", 0.95, sdk::closed(0.0, 1.0), "momentum at the lowest lrs"),
+    sdk::float_option("div_factor", 25.0, sdk::greater_than(0.0), "the initial lr is max_lr / div_factor"),
+    sdk::float_option("final_div_factor", 1e4, sdk::greater_than(0.0), "the final lr is the initial lr / final_div_factor"),
+    sdk::bool_option("three_phase", false, "a third phase annihilates the lr after the symmetric rise and fall"),
+};
+
+class OneCycleLr final : public optreg::Scheduler {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "max_lr", where, "the peak lr");
+    require_given(o, "total_steps", where, "a positive number of steps");
+    // Each phase must span a non-zero number of steps, or its fraction divides by zero.
+    const auto ends = phase_ends(o);
+    double start = 0;
+    for (double end : ends) {
+      if (end - start == 0) {
+        throw OptionError(where + ": pct_start = " + o.at("pct_start").to_string() + " with total_steps = " +
+                          o.at("total_steps").to_string() + " gives a phase of no length; change either");
+      }
+      start = end;
+    }
+  }
+
+  void attach() override {
+    const Options& o = options();
+    max_lr_ = o.at("max_lr").as_float();
+    initial_lr_ = max_lr_ / o.at("div_factor").as_float();
+    min_lr_ = initial_lr_ / o.at("final_div_factor").as_float();
+    cosine_ = o.at("anneal_strategy").as_string() == "cos";
+    cycle_momentum_ = o.at("cycle_momentum").as_bool();
+    max_momentum_ = o.at("max_momentum").as_float();
+    base_momentum_ = o.at("base_momentum").as_float();
+    ends_ = phase_ends(o);
+    set_base_lrs(std::vector<double>(optimizer().param_groups().size(), initial_lr_));
+    if (cycle_momentum_) {
+      const auto* betas = optimizer().schema().find("betas");
+      const auto* momentum = optimizer().schema().find("momentum");
+      // Like PyTorch, betas[0] when the optimizer has betas, else momentum.
+      if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
+        use_betas_ = true;
+      } else if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
+        throw OptionError(who() + ": option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
+                          "a list 'betas', and optimizer '" + optimizer().name() + "' has neither (set cycle_momentum: false)");
+      }
+    }
+  }
+
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const std::int64_t t = last_step();
+    const std::int64_t total = options().at("total_steps").as_int();
+    if (t > total) {
+      throw optreg::UsageError(who() + ": step " + std::to_string(t) + " is past the " + std::to_string(total) +
+                               " total steps of the cycle");
+    }
+    // Phase k anneals from starts[k] to finals[k]; momentum the other way.
+    const bool three = options().at("three_phase").as_bool();
+    const std::vector<double> lr_from = three ? std::vector<double>{initial_lr_, max_lr_, initial_lr_}
+                                              : std::vector<double>{initial_lr_, max_lr_};
+    const std::vector<double> lr_to = three ? std::vector<double>{max_lr_, initial_lr_, min_lr_}
+                                            : std::vector<double>{max_lr_, min_lr_};
+    const std::vector<double> m_from = three ? std::vector<double>{max_momentum_, base_momentum_, max_momentum_}
+                                             : std::vector<double>{max_momentum_, base_momentum_};
+    const std::vector<double> m_to = three ? std::vector<double>{base_momentum_, max_momentum_, max_momentum_}
+                                           : std::vector<double>{base_momentum_, max_momentum_};
+    double start = 0;
+    std::size_t k = 0;
+    for (; k < ends_.size(); ++k) {
+      if (static_cast<double>(t) <= ends_[k] || k + 1 == ends_.size()) break;
+      start = ends_[k];
+    }
+    // Step total_steps lies one past the cycle's last step: it holds the final values (PyTorch
+    // extrapolates the last phase there, to a negative lr with linear annealing).
+    const double pct = std::min((static_cast<double>(t) - start) / (ends_[k] - start), 1.0);
+    const double lr = anneal(lr_from[k], lr_to[k], pct);
+    if (cycle_momentum_) {
+      const double m = anneal(m_from[k], m_to[k], pct);
+      optreg::Optimizer& opt = optimizer();
+      for (std::size_t g = 0; g < current.size(); ++g) {
+        if (use_betas_) {
+          std::vector<double> betas = opt.param_groups()[g].option("betas").as_float_list();
+          betas.at(0) = m;
+          opt.set_option(g, "betas", Value(std::move(betas)));
+        } else {
+          opt.set_option(g, "momentum", Value(m));
+        }
+      }
+    }
+    return std::vector<double>(current.size(), lr);
+  }
+
+ private:
+  static std::vector<double> phase_ends(const Options& o) {
+    const double pct = o.at("pct_start").as_float();
+    const double total = static_cast<double>(o.at("total_steps").as_int());
+    if (o.at("three_phase").as_bool()) return {pct * total - 1, 2 * pct * total - 2, total - 1};
+    return {pct * total - 1, total - 1};
+  }
+  double anneal(double from, double to, double pct) const {
+    if (cosine_) return to + (from - to) / 2.0 * (std::cos(kPi * pct) + 1);
+    return (to - from) * pct + from;
+  }
+
+  double max_lr_ = 0, initial_lr_ = 0, min_lr_ = 0, max_momentum_ = 0, base_momentum_ = 0;
+  bool cosine_ = true, cycle_momentum_ = true, use_betas_ = false;
+  std::vector<double> ends_;
+};
+
+// ------------------------------------------------------------------ plateau
+
+const char* const kModeChoices[] = {"min", "max", nullptr};
+const char* const kThresholdModeChoices[] = {"rel", "abs", nullptr};
+
+constexpr optreg::abi::HyperparamSpec kPlateauSchema[] = {
+    sdk::string_option("mode", "min", kModeChoices, "whether the metric should fall (min) or rise (max)"),
+    sdk::float_option("factor", 0.1, sdk::closed_open(0.0, 1.0), "factor applied to the lr when the metric stalls"),
+    sdk::int_option("patience", 10, sdk::at_least(0), "steps without improvement tolerated before a reduction"),
+    sdk::float_option("threshold", 1e-4, sdk::at_least(0.0), "least change that counts as an improvement"),
+    sdk::string_option("threshold_mode", "rel", kThresholdModeChoices, "threshold relative to the best value, or absolute"),
+    sdk::int_option("cooldown", 0, sdk::at_least(0), "steps after a reduction during which stalls are not counted"),
+    sdk::float_option("min_lr", 0.0, sdk::at_least(0.0), "the lowest lr a reduction goes to"),
+    sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "reductions smaller than this are skipped"),
+};
+
+class PlateauLr final : public optreg::Scheduler {
+ protected:
+  void attach() override {
+    minimize_ = options().at("mode").as_string() == "min";
+    relative_ = options().at("threshold_mode").as_string() == "rel";
+    best_ = minimize_ ? HUGE_VAL : -HUGE_VAL;
+  }
+
+  std::vector<double> next_lr_on_metric(const std::vector<double>& current, double metric) override {
+    const Options& o = options();
+    if (better(metric)) {
+      best_ = metric;
+      bad_ = 0;
+    } else {
+      ++bad_;
+    }
+    if (cooldown_ > 0) {
+      --cooldown_;
+      bad_ = 0;  // stalls during the cooldown do not count
+    }
+    std::vector<double> out = current;
+    if (bad_ > o.at("patience").as_int()) {
+      const double factor = o.at("factor").as_float();
+      const double min_lr = o.at("min_lr").as_float();
+      const double eps = o.at("eps").as_float();
+      for (double& lr : out) {
+        const double reduced = std::max(lr * factor, min_lr);
+        if (lr - reduced > eps) lr = reduced;
+      }
+      cooldown_ = o.at("cooldown").as_int();
+      bad_ = 0;
+    }
+    return out;
+  }
+
+  Options own_state() const override {
+    return {{"best", Value(best_)}, {"num_bad_steps", Value(bad_)}, {"cooldown_counter", Value(cooldown_)}};
+  }
+  void check_own_state(const Options& state) const override {
+    optreg::Scheduler::check_own_state(state);
+    for (const char* key : {"num_bad_steps", "cooldown_counter"}) {
+      if (state.at(key).as_int() < 0) {
+        throw StateDictError(who() + ": state entry '" + key + "' = " + state.at(key).to_string() + " is negative");
+      }
+    }
+  }
+  void load_own_state(const Options& state) override {
+    best_ = state.at("best").as_float();
+    bad_ = state.at("num_bad_steps").as_int();
+    cooldown_ = state.at("cooldown_counter").as_int();
+  }
+
+ private:
+  bool better(double a) const {
+    const double threshold = options().at("threshold").as_float();
+    if (minimize_) return relative_ ? a < best_ * (1. - threshold) : a < best_ - threshold;
+    return relative_ ? a > best_ * (threshold + 1.) : a > best_ + threshold;
+  }
+
+  bool minimize_ = true, relative_ = true;
+  double best_ = HUGE_VAL;
+  std::int64_t bad_ = 0;
+  std::int64_t cooldown_ = 0;
+};
+
+constexpr optreg::abi::SchedulerEntry kSchedulers[] = {
+    OPTREG_SCHEDULER_ENTRY(StepLr, "step", "Multiplies the lr by gamma every step_size steps (StepLR)", kStepSchema,
+                           sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(MultiStepLr, "multistep", "Multiplies the lr by gamma at each milestone (MultiStepLR)",
+                           kMultiStepSchema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(ExponentialLr, "exponential", "Multiplies the lr by gamma every step (ExponentialLR)",
+                           kExponentialSchema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(CosineLr, "cosine", "Cosine annealing from the base lr to eta_min over T_max steps (CosineAnnealingLR)",
+                           kCosineSchema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(LinearLr, "linear", "Linear change of the lr's factor over total_iters steps, for warm-up (LinearLR)",
+                           kLinearSchema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(OneCycleLr, "onecycle", "One cycle of rising then falling lr, with momentum against it (OneCycleLR)",
+                           kOneCycleSchema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(PlateauLr, "plateau", "Reduces the lr when a monitored metric stops improving (ReduceLROnPlateau)",
+                           kPlateauSchema, sdk::SchedulerKind::MetricDriven),
+};
+
+}  // namespace
+
+OPTREG_REGISTER_SCHEDULERS("optreg_schedulers", "1.0.0", kSchedulers)

@@ -1,0 +1,304 @@
+// Schedulers as the registry's second kind of plugin: loading and refusals, the descriptor of
+// the first ABI 1 size, lifetime, and the Scheduler base's contract (stepping kinds, state,
+// sequences, errors).
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <optreg/abi.hpp>
+#include <optreg/registry.hpp>
+#include <optreg/scheduler.hpp>
+#include <optreg/state_dict.hpp>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using optreg_test::canonical;
+using optreg_test::message_of;
+
+std::vector<optreg::Parameter> params() {
+  return {optreg::Parameter("w", optreg::Tensor({3})), optreg::Parameter("b", optreg::Tensor({2}))};
+}
+
+/// sgd with two groups at lrs 0.1 and 0.01.
+optreg::OptimizerPtr two_group_sgd(const optreg::Registry& r) {
+  auto p = params();
+  return r.create("sgd", std::vector<optreg::ParamGroupSpec>{{{p[0]}, {{"lr", 0.1}}}, {{p[1]}, {{"lr", 0.01}}}},
+                  {{"momentum", 0.9}});
+}
+
+const optreg::Registry& registry() {
+  static optreg::Registry* r = [] {
+    auto* reg = new optreg::Registry();
+    reg->load_file(OPTREG_TEST_SGD_PLUGIN);
+    reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
+    reg->load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+    reg->load_file(OPTREG_FIXTURE_SGD_LIKE);
+    return reg;
+  }();
+  return *r;
+}
+
+int live_schedulers() {
+  void* handle = ::dlopen(OPTREG_FIXTURE_SCHEDULER_LIKE, RTLD_NOW | RTLD_NOLOAD);
+  if (handle == nullptr) return -1;
+  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, "optreg_fixture_live_schedulers"));
+  const int n = counter != nullptr ? counter->load() : -2;
+  ::dlclose(handle);
+  return n;
+}
+
+}  // namespace
+
+TEST(SchedulerRegistry, DescriptorOfTheFirstAbi1SizeLoadsAndItsTrailingBytesAreNeverRead) {
+  optreg::Registry r;
+  EXPECT_EQ(r.load_file(OPTREG_FIXTURE_OLD_DESCRIPTOR), std::vector<std::string>{"fixture_old_descriptor"});
+  ASSERT_TRUE(r.find("fixture_old_descriptor").has_value());
+  EXPECT_EQ(r.list_schedulers().size(), 1U);  // only the core's sequential
+  auto opt = r.create("fixture_old_descriptor", params());
+  EXPECT_EQ(opt->name(), "fixture_old_descriptor");
+}
+
+TEST(SchedulerRegistry, PluginListsFindsAndCreatesItsSchedulers) {
+  optreg::Registry r;
+  EXPECT_EQ(r.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN),
+            (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"}));
+  EXPECT_TRUE(r.list().empty());
+  std::vector<std::string> names;
+  for (const auto& d : r.list_schedulers()) names.push_back(d.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"cosine", "exponential", "linear", "multistep", "onecycle", "plateau",
+                                             "sequential", "step"}));
+  const auto plateau = r.find_scheduler("plateau");
+  ASSERT_TRUE(plateau.has_value());
+  EXPECT_TRUE(plateau->needs_metric);
+  EXPECT_EQ(plateau->source, canonical(OPTREG_TEST_SCHEDULERS_PLUGIN));
+  EXPECT_EQ(r.find_scheduler("sequential")->source, "built in");
+  EXPECT_FALSE(r.find_scheduler("cosin").has_value());
+}
+
+TEST(SchedulerRegistry, UnknownSchedulerNamesTheClosestOnes) {
+  auto opt = two_group_sgd(registry());
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { registry().create_scheduler("cosin", *opt); }),
+            "no scheduler named 'cosin' is registered (did you mean 'cosine'?); registered: cosine, exponential, "
+            "linear, multistep, onecycle, plateau, step, sequential");
+}
+
+TEST(SchedulerRegistry, SequentialIsMadeBySequenceNotByName) {
+  auto opt = two_group_sgd(registry());
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { registry().create_scheduler("sequential", *opt); }),
+            "scheduler 'sequential' composes other schedulers: make it with make_sequential() or a config's "
+            "'schedulers' list");
+}
+
+TEST(SchedulerRegistry, PluginDeclaringTheCoresSequentialIsRefused) {
+  optreg::Registry r;
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_SCHEDULER_RESERVED); }),
+            "plugin " + canonical(OPTREG_FIXTURE_SCHEDULER_RESERVED) +
+                ": scheduler 'sequential': the name belongs to the core's sequencing scheduler");
+}
+
+TEST(SchedulerRegistry, DuplicateSchedulerNameIsRefusedNamingTheFirstFile) {
+  optreg::Registry r;
+  r.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_DUPLICATE_COSINE); }),
+            "plugin " + canonical(OPTREG_FIXTURE_DUPLICATE_COSINE) + ": scheduler 'cosine' is already registered by " +
+                canonical(OPTREG_TEST_SCHEDULERS_PLUGIN) + "; two plugins cannot share a name");
+  EXPECT_EQ(r.refused().size(), 1U);
+}
+
+TEST(SchedulerRegistry, ShortSchedulerEntriesAreRefused) {
+  optreg::Registry r;
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_SCHEDULER_ENTRY_SIZE); }),
+            "plugin " + canonical(OPTREG_FIXTURE_SCHEDULER_ENTRY_SIZE) + ": its scheduler entries are 8 bytes, smaller than the " +
+                std::to_string(optreg::abi::kMinSchedulerEntrySize) + " bytes of ABI 1");
+}
+
+TEST(SchedulerRegistry, SchedulerKeepsItsLibraryLoadedAfterTheRegistryIsGone) {
+  auto p = params();
+  optreg::Registry optimizers;
+  optimizers.load_file(OPTREG_TEST_SGD_PLUGIN);
+  auto opt = optimizers.create("sgd", p, {{"lr", 1.0}});
+  optreg::SchedulerPtr s;
+  {
+    optreg::Registry r;
+    r.load_file(OPTREG_FIXTURE_SCHEDULER_LIKE);
+    s = r.create_scheduler("fixture_halving", *opt);
+  }
+  EXPECT_EQ(live_schedulers(), 1);
+  s->step();
+  EXPECT_EQ(opt->param_groups()[0].option("lr").as_float(), 0.5);
+  s.reset();
+  EXPECT_EQ(live_schedulers(), -1) << "the library should be unloaded with its last scheduler";
+}
+
+TEST(Scheduler, SetsEveryGroupsLrThroughTheOptimizerAndRecordsBaseLrs) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("step", *opt, {{"step_size", 2}, {"gamma", 0.5}});
+  EXPECT_EQ(s->base_lrs(), (std::vector<double>{0.1, 0.01}));
+  EXPECT_EQ(s->last_step(), 0);
+  s->step();
+  s->step();
+  EXPECT_EQ(s->last_step(), 2);
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.05, 0.005}));
+  EXPECT_EQ(opt->param_groups()[1].option("lr").as_float(), 0.005);
+  EXPECT_EQ(s->name(), "step");
+  EXPECT_EQ(s->plugin_version(), "1.0.0");
+  EXPECT_EQ(s->options().at("step_size").as_int(), 2);
+}
+
+TEST(Scheduler, ChainableFormCarriesOnFromAnLrTheHostSet) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("exponential", *opt, {{"gamma", 0.5}});
+  opt->set_option("lr", 1.0);
+  s->step();
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.5, 0.5}));
+}
+
+TEST(Scheduler, CallingTheOtherKindOfStepIsAUsageErrorAndChangesNothing) {
+  auto opt = two_group_sgd(registry());
+  auto cosine = registry().create_scheduler("cosine", *opt, {{"T_max", 10}});
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { cosine->step(0.5); }),
+            "scheduler 'cosine' is driven by steps, not by a metric: call step() without a metric");
+  EXPECT_EQ(cosine->last_step(), 0);
+  auto opt2 = two_group_sgd(registry());
+  auto plateau = registry().create_scheduler("plateau", *opt2);
+  EXPECT_TRUE(plateau->needs_metric());
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { plateau->step(); }),
+            "scheduler 'plateau' is driven by a metric: call step(metric)");
+  EXPECT_EQ(plateau->last_step(), 0);
+}
+
+TEST(Scheduler, RequiredOptionLeftOutIsAnOptionError) {
+  auto opt = two_group_sgd(registry());
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { registry().create_scheduler("cosine", *opt); }),
+            "scheduler 'cosine': option 'T_max' is required (a positive number of steps)");
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { registry().create_scheduler("multistep", *opt, {{"milestones", {2.5}}}); }),
+            "scheduler 'multistep': option 'milestones' must hold whole numbers of steps; 2.5 is not one");
+}
+
+TEST(Scheduler, OneCycleNeedsMomentumToCycleIt) {
+  auto opt = registry().create("fixture_sgd_like", params());
+  EXPECT_EQ(message_of<optreg::OptionError>(
+                [&] { registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}}); }),
+            "scheduler 'onecycle': option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or a "
+            "list 'betas', and optimizer 'fixture_sgd_like' has neither (set cycle_momentum: false)");
+  auto s = registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}, {"cycle_momentum", false}});
+  ASSERT_EQ(s->last_lr().size(), 1U);
+  EXPECT_NEAR(s->last_lr()[0], 1.0 / 25, 1e-15);  // the start of the rise, as PyTorch rounds it
+}
+
+TEST(Scheduler, OneCycleHoldsItsFinalValuesAtTotalStepsAndRefusesToGoFurther) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 4}});
+  for (int i = 0; i < 4; ++i) s->step();
+  // Step total_steps, one past the cycle's last step, holds the final lr and momentum.
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{1.0 / 25 / 1e4, 1.0 / 25 / 1e4}));
+  EXPECT_EQ(opt->param_groups()[1].option("momentum").as_float(), 0.95);
+  const auto lrs = s->last_lr();
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { s->step(); }),
+            "scheduler 'onecycle': step 5 is past the 4 total steps of the cycle");
+  EXPECT_EQ(s->last_step(), 4);
+  EXPECT_EQ(s->last_lr(), lrs);
+}
+
+TEST(Scheduler, StateRoundTripsIntoAFreshSchedulerThatThenContinuesIdentically) {
+  auto a_opt = two_group_sgd(registry());
+  auto a = registry().create_scheduler("plateau", *a_opt, {{"patience", 1}, {"cooldown", 1}});
+  for (double m : {1.0, 0.5, 0.6, 0.7, 0.8}) a->step(m);
+  auto b_opt = two_group_sgd(registry());
+  auto b = registry().create_scheduler("plateau", *b_opt, {{"patience", 1}, {"cooldown", 1}});
+  b->load_state(a->state());
+  b_opt->load_state_dict(a_opt->state_dict());
+  EXPECT_EQ(b->state(), a->state());
+  for (double m : {0.9, 1.0, 0.1, 0.2, 0.3}) {
+    a->step(m);
+    b->step(m);
+    EXPECT_EQ(b->last_lr(), a->last_lr());
+  }
+  EXPECT_EQ(b->state(), a->state());
+}
+
+TEST(Scheduler, LoadStateNamesTheKeyAtFaultAndChangesNothing) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("plateau", *opt);
+  s->step(1.0);
+  const optreg::Options before = s->state();
+  const auto broken = [&](const std::function<void(optreg::Options&)>& edit) {
+    optreg::Options st = before;
+    edit(st);
+    return message_of<optreg::StateDictError>([&] { s->load_state(st); });
+  };
+  EXPECT_EQ(broken([](optreg::Options& st) { st.erase("last_step"); }), "scheduler 'plateau': the state lacks the entry 'last_step'");
+  EXPECT_EQ(broken([](optreg::Options& st) { st["last_step"] = 1.5; }),
+            "scheduler 'plateau': state entry 'last_step' is a float, expected an int");
+  EXPECT_EQ(broken([](optreg::Options& st) { st["base_lrs"] = optreg::Value({0.1}); }),
+            "scheduler 'plateau': state entry 'base_lrs' holds 1 lrs, but the optimizer has 2 param groups");
+  EXPECT_EQ(broken([](optreg::Options& st) { st.erase("best"); }), "scheduler 'plateau': the state lacks the entry 'best'");
+  EXPECT_EQ(broken([](optreg::Options& st) { st["num_bad_steps"] = -1; }),
+            "scheduler 'plateau': state entry 'num_bad_steps' = -1 is negative");
+  EXPECT_EQ(broken([](optreg::Options& st) { st["bset"] = 1.0; }),
+            "scheduler 'plateau': unknown state entry 'bset' (did you mean 'best'?)");
+  EXPECT_EQ(s->state(), before);
+}
+
+TEST(Sequential, RefusesBadSequencesNamingWhatIsWrong) {
+  auto opt = two_group_sgd(registry());
+  const auto two = [&] {
+    std::vector<optreg::SchedulerPtr> v;
+    v.push_back(registry().create_scheduler("linear", *opt));
+    opt->set_option(0, "lr", 0.1);
+    opt->set_option(1, "lr", 0.01);
+    v.push_back(registry().create_scheduler("exponential", *opt, {{"gamma", 0.9}}));
+    return v;
+  };
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, two(), {}); }),
+            "scheduler 'sequential' needs one milestone fewer than schedulers: got 2 schedulers and 0 milestones");
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, two(), {0}); }),
+            "scheduler 'sequential': milestones must be positive and strictly increasing; milestones[0] = 0");
+  auto other = two_group_sgd(registry());
+  std::vector<optreg::SchedulerPtr> mixed = two();
+  mixed[1] = registry().create_scheduler("step", *other, {{"step_size", 1}});
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, std::move(mixed), {3}); }),
+            "scheduler 'sequential': schedulers[1] ('step') is bound to another optimizer");
+  std::vector<optreg::SchedulerPtr> drifted;
+  drifted.push_back(registry().create_scheduler("linear", *opt));
+  drifted.push_back(registry().create_scheduler("exponential", *opt, {{"gamma", 0.9}}));  // attached at linear's lrs
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, std::move(drifted), {3}); }),
+            "scheduler 'sequential': schedulers[1] ('exponential') was attached when the optimizer held other lrs than "
+            "schedulers[0]; attach every scheduler of a sequence at the same base lrs");
+  std::vector<optreg::SchedulerPtr> metric;
+  metric.push_back(registry().create_scheduler("plateau", *opt));
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, std::move(metric), {}); }),
+            "scheduler 'sequential': schedulers[0] ('plateau') is driven by a metric; a sequence steps its schedulers by "
+            "count");
+}
+
+TEST(Sequential, SwitchesAtTheMilestoneAndRestartsTheNextFromTheBaseLrs) {
+  auto opt = two_group_sgd(registry());
+  std::vector<optreg::SchedulerPtr> v;
+  v.push_back(registry().create_scheduler("exponential", *opt, {{"gamma", 0.5}}));
+  opt->set_option(0, "lr", 0.1);
+  opt->set_option(1, "lr", 0.01);
+  v.push_back(registry().create_scheduler("step", *opt, {{"step_size", 2}, {"gamma", 0.1}}));
+  auto s = optreg::make_sequential(*opt, std::move(v), {2});
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.1, 0.01}));
+  s->step();
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.05, 0.005}));
+  s->step();  // milestone: step restarts at its step 0 from the base lrs
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.1, 0.01}));
+  s->step();
+  s->step();  // step's step 2
+  EXPECT_DOUBLE_EQ(s->last_lr()[0], 0.1 * 0.1);
+  EXPECT_EQ(s->state().at("schedulers.1.name").as_string(), "step");
+  EXPECT_EQ(s->state().at("schedulers.1.last_step").as_int(), 2);
+}
