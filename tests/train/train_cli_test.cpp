@@ -54,7 +54,7 @@ TEST(CompareCommand, PrintsATableAndWritesAWellFormedPlotNamingEveryRun) {
   EXPECT_TRUE(contains(svg, "training loss per optimizer"));
 
   const std::string csv = read_file(dir / "out/compare.csv");
-  EXPECT_TRUE(contains(csv, "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n"));
+  EXPECT_TRUE(contains(csv, "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds\n"));
   EXPECT_TRUE(contains(csv, "\n\"SGD & <co> \"\"q\"\"\",sgd,10,")) << "RFC 4180 quoting";
   EXPECT_TRUE(contains(csv, "\nAdam,adam,100,"));
   EXPECT_TRUE(contains(read_file(dir / "out/summary.txt"), "SGD momentum"));

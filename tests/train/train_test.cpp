@@ -313,7 +313,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
        "c.yaml:2:31: section 'train': option 'batch_size' = \"many\" has the wrong type: expected an int, got a string"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimiser: {name: sgd}\n",
        "c.yaml:3:1: unknown section 'optimiser' (did you mean 'optimizer'?); known sections: optimizer, param_groups, "
-       "plugins, problem, train, runs"},
+       "plugins, scheduler, clip, problem, train, runs"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' must be a non-empty list, not a list"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n"
        "  - {label: a, optimizer: {name: adam}}\n",
@@ -321,7 +321,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\noptimizer: {name: sgd}\n",
        "c.yaml:5:12: the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}, lr: 1}\n",
-       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, label"},
+       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, scheduler, clip, label"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a}\n", "c.yaml:4:5: the config has no 'optimizer' section"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: [{optimizer: {name: sgd}}]\nextra: 1\n",
        "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "
@@ -398,6 +398,72 @@ TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
   }
 }
 
+const char* kScheduledRun =
+    "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
+    "train: {seed: 4, steps: 90, batch_size: 32, log_every: 10, checkpoint_every: 25}\n"
+    "optimizer: {name: sgd, lr: 0.5, momentum: 0.9}\n"
+    "scheduler:\n"
+    "  name: sequential\n"
+    "  schedulers: [{name: linear, start_factor: 0.1, total_iters: 20}, {name: cosine, T_max: 70}]\n"
+    "  milestones: [20]\n"
+    "clip: {max_norm: 2.0}\n";
+
+TEST(TrainingRun, ASchedulerAndClippingResumeBitExactlyToo) {
+  const RunConfig config = parse_run_config(kScheduledRun, "s.yaml");
+  TempDir dir;
+  RunOptions whole;
+  whole.checkpoint_path = dir / "whole.ckpt";
+  const RunOutcome a = train(config, whole);
+  // Warm-up from 0.05 towards 0.5, then cosine down towards 0.
+  ASSERT_EQ(a.rows.size(), 9U + 11U - 2U);
+  ASSERT_EQ(a.rows[1].step, 10);
+  EXPECT_DOUBLE_EQ(a.rows[1].lr, 0.5 * (0.1 + 0.9 * 10 / 20)) << "half way through the warm-up";
+  double top = 0;
+  for (const auto& r : a.rows) top = std::max(top, r.lr);
+  EXPECT_EQ(top, 0.5) << "the cosine starts at the base lr at the milestone";
+  EXPECT_LT(a.rows.back().lr, 0.01);
+  for (const auto& r : a.rows) EXPECT_FALSE(std::isnan(r.grad_norm)) << "step " << r.step;
+  const optreg::Checkpoint saved = optreg::read_checkpoint(whole.checkpoint_path);
+  ASSERT_TRUE(saved.scheduler.has_value());
+  EXPECT_EQ(saved.scheduler->scheduler, "sequential");
+
+  RunOptions first;
+  first.checkpoint_path = dir / "part.ckpt";
+  first.stop_after = 33;  // in the cosine, past the milestone
+  train(config, first);
+  RunOptions rest;
+  rest.checkpoint_path = dir / "part.ckpt";
+  rest.resume_path = dir / "part.ckpt";
+  const RunOutcome b = train(config, rest);
+  EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
+                                     without_time(optreg::read_checkpoint(rest.checkpoint_path))));
+  EXPECT_EQ(a.rows.back().lr, b.rows.back().lr);
+}
+
+TEST(TrainingRun, PlateauStepsOnTheTrainingLossAtEachEvaluation) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: quadratic, dim: 10, condition: 10, train_size: 64}\n"
+      "train: {seed: 1, steps: 400, batch_size: 16, log_every: 4, eval_every: 4}\n"
+      "optimizer: {name: sgd, lr: 0.5}\n"
+      "scheduler: {name: plateau, factor: 0.5, patience: 2}\n",
+      "p.yaml");
+  const RunOutcome r = train(config, {});
+  // The noisy loss stops falling early: the lr is halved several times, never raised.
+  EXPECT_LT(r.rows.back().lr, 0.5 / 4);
+  for (std::size_t i = 1; i < r.rows.size(); ++i) EXPECT_LE(r.rows[i].lr, r.rows[i - 1].lr);
+}
+
+TEST(TrainingRun, NonFiniteGradientNormsAreCountedOrStopTheRun) {
+  std::string text =
+      "problem: {name: rosenbrock}\ntrain: {steps: 50, log_every: 10}\noptimizer: {name: sgd, lr: 0.5}\n"
+      "clip: {max_norm: 1.0e30}\n";
+  const RunOutcome r = train(parse_run_config(text, "r.yaml"), {});
+  EXPECT_GT(r.nonfinite_grad_norms, 0) << "the iterates blow up to inf, then nan";
+  EXPECT_EQ(r.steps_done, 50);
+  text.replace(text.find("max_norm: 1.0e30}"), 17, "max_norm: 1.0e30, error_if_nonfinite: true}");
+  EXPECT_THROW(train(parse_run_config(text, "r.yaml"), {}), optreg::NonFiniteError);
+}
+
 TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
   const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
   TempDir dir;
@@ -429,7 +495,7 @@ TEST(TrainingRun, MetricRowsComeEveryLogIntervalWithEvaluations) {
   EXPECT_FALSE(std::isnan(r.rows.back().test_loss));
   EXPECT_LT(r.rows.back().train_loss, r.rows.front().train_loss);
   const std::string csv = optreg_test::read_file(o.metrics_path);
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(r.rows.size() + 1));
 }
 

@@ -133,6 +133,9 @@ class ConsoleProgress final : public ProgressSink {
       err_ << line << std::flush;
     } else if (row != nullptr) {
       err_ << label_ << ": step " << step << "/" << total_ << "  loss " << fixed(row->train_loss, 4);
+      char lr[32];
+      std::snprintf(lr, sizeof lr, "%.4g", row->lr);
+      err_ << "  lr " << lr;
       if (!std::isnan(row->test_loss)) err_ << "  test loss " << fixed(row->test_loss, 4);
       if (!std::isnan(row->test_accuracy)) err_ << "  test acc " << fixed(100 * row->test_accuracy, 2) << "%";
       err_ << "  " << fixed(rate, 0) << " steps/s  left " << duration(left) << '\n';
@@ -232,6 +235,13 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
+void warn_nonfinite(std::ostream& err, const RunOutcome& r) {
+  if (r.nonfinite_grad_norms > 0) {
+    err << r.label << ": warning: " << r.nonfinite_grad_norms
+        << " steps had a non-finite total gradient norm (clip: error_if_nonfinite: true stops at the first)\n";
+  }
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
   f << text;
@@ -302,6 +312,7 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   options.interrupt = &g_interrupt;
   install_interrupt_handler();
   const RunOutcome r = run_training(config, *run, registry, data, options);
+  warn_nonfinite(err, r);
   if (r.interrupted) {
     err << "checkpoint saved at step " << r.steps_done << ": " << options.checkpoint_path << "\nresume with: optreg train "
         << c.config << " --resume " << options.checkpoint_path << (c.out.empty() ? "" : " --out " + c.out) << '\n';
@@ -352,7 +363,7 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
   fs::create_directories(dir);
   std::ofstream csv(dir + "/compare.csv", std::ios::trunc);
   if (!csv) throw Error(dir + "/compare.csv: cannot write");
-  csv << "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n";
+  csv << "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds\n";
   for (const auto& run : config.runs) {
     RunOptions options;
     options.progress = &progress;
@@ -362,8 +373,9 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
       const auto num = [](double v) { return std::isnan(v) ? std::string() : fixed(v, 9); };
       csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << row.step << ',' << row.epoch << ','
           << num(row.train_loss) << ',' << num(row.test_loss) << ',' << num(row.test_accuracy) << ',' << num(row.lr)
-          << ',' << fixed(row.seconds, 3) << '\n';
+          << ',' << num(row.grad_norm) << ',' << fixed(row.seconds, 3) << '\n';
     }
+    warn_nonfinite(err, outcomes.back());
     if (outcomes.back().interrupted) break;
   }
   const std::string table = summary_table(config, outcomes);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <cblas.h>
@@ -47,6 +48,9 @@ struct Progress {
   std::int64_t step = 0;        // steps done
   double window_sum = 0;        // losses since the last row
   std::int64_t window_count = 0;
+  double eval_sum = 0;          // losses since the last evaluation (a metric-driven scheduler's)
+  std::int64_t eval_count = 0;
+  std::int64_t nonfinite_norms = 0;
   std::int64_t steps_to_target = -1;
   double seconds = 0;           // spent before this process
 };
@@ -59,6 +63,9 @@ Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress&
   m[std::string(kKey) + "position"] = Value((p.step % spe) * config.train.batch_size);
   m[std::string(kKey) + "window_sum"] = Value(p.window_sum);
   m[std::string(kKey) + "window_count"] = Value(p.window_count);
+  m[std::string(kKey) + "eval_sum"] = Value(p.eval_sum);
+  m[std::string(kKey) + "eval_count"] = Value(p.eval_count);
+  m[std::string(kKey) + "nonfinite_grad_norms"] = Value(p.nonfinite_norms);
   m[std::string(kKey) + "steps_to_target"] = Value(p.steps_to_target);
   m[std::string(kKey) + "seconds"] = Value(seconds);
   return m;
@@ -91,9 +98,13 @@ Progress check_resume(const std::string& path, const RunConfig& config, const Ru
   p.step = meta(c.metadata, path, "step", ValueType::Int).as_int();
   p.window_sum = meta(c.metadata, path, "window_sum", ValueType::Float).as_float();
   p.window_count = meta(c.metadata, path, "window_count", ValueType::Int).as_int();
+  p.eval_sum = meta(c.metadata, path, "eval_sum", ValueType::Float).as_float();
+  p.eval_count = meta(c.metadata, path, "eval_count", ValueType::Int).as_int();
+  p.nonfinite_norms = meta(c.metadata, path, "nonfinite_grad_norms", ValueType::Int).as_int();
   p.steps_to_target = meta(c.metadata, path, "steps_to_target", ValueType::Int).as_int();
   p.seconds = meta(c.metadata, path, "seconds", ValueType::Float).as_float();
-  if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step) {
+  if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step || p.eval_count < 0 ||
+      p.eval_count > p.step) {
     throw CheckpointError("checkpoint " + path + ": its step " + std::to_string(p.step) + " lies outside the run's " +
                           std::to_string(total) + " steps");
   }
@@ -107,12 +118,12 @@ std::string csv_number(double v) {
   return buf;
 }
 
-constexpr char kCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds";
+constexpr char kCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds";
 
 std::string csv_row(const MetricRow& r) {
   return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
          csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
-         csv_number(r.seconds);
+         csv_number(r.grad_norm) + "," + csv_number(r.seconds);
 }
 
 /// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step`.
@@ -189,6 +200,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
+  SchedulerPtr scheduler = build_scheduler(run.optimizer, *opt, registry);  // nullptr without one
 
   const std::int64_t spe = steps_per_epoch(*problem, t.batch_size);
   const std::int64_t total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(spe)));
@@ -198,7 +210,12 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   Progress p;
   if (!options.resume_path.empty()) {
     p = check_resume(options.resume_path, config, run, total);
-    load_optimizer(options.resume_path, *opt);  // validates before changing anything
+    // Both validate everything before they change anything.
+    if (scheduler) {
+      load_optimizer(options.resume_path, *opt, *scheduler);
+    } else {
+      load_optimizer(options.resume_path, *opt);
+    }
   }
   RunOutcome out;
   out.label = run.label;
@@ -214,7 +231,12 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
     if (options.checkpoint_path.empty()) return;
     const fs::path cp(options.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
-    save_optimizer(options.checkpoint_path, *opt, metadata_of(config, run, p, spe, elapsed()));
+    const Options metadata = metadata_of(config, run, p, spe, elapsed());
+    if (scheduler) {
+      save_optimizer(options.checkpoint_path, *opt, *scheduler, metadata);
+    } else {
+      save_optimizer(options.checkpoint_path, *opt, metadata);
+    }
   };
 
   const std::int64_t stop = options.stop_after > 0 ? std::min(options.stop_after, total) : total;
@@ -239,10 +261,15 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
       std::copy_n(order.begin() + (p.step % spe) * t.batch_size, t.batch_size, batch.begin());
     }
     const double loss = problem->loss_and_grad(batch);
+    const std::optional<double> norm = apply_clip(run.optimizer, problem->params());
+    if (norm && !std::isfinite(*norm)) ++p.nonfinite_norms;
     opt->step().clear_grad();
+    if (scheduler && !scheduler->needs_metric()) scheduler->step();
     ++p.step;
     p.window_sum += loss;
     ++p.window_count;
+    p.eval_sum += loss;
+    ++p.eval_count;
 
     const bool last = p.step == total;
     const bool evaluate = last || p.step % eval_every == 0;
@@ -252,12 +279,16 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
       row.step = p.step;
       row.epoch = (p.step - 1) / spe;
       row.train_loss = p.window_sum / static_cast<double>(p.window_count);
-      row.lr = first_lr(*opt);
+      if (norm && std::isfinite(*norm)) row.grad_norm = *norm;
       if (evaluate) {
+        if (scheduler && scheduler->needs_metric()) scheduler->step(p.eval_sum / static_cast<double>(p.eval_count));
+        p.eval_sum = 0;
+        p.eval_count = 0;
         const Evaluation e = problem->evaluate_test();
         row.test_loss = e.loss;
         row.test_accuracy = problem->has_accuracy() ? e.accuracy : std::nan("");
       }
+      row.lr = first_lr(*opt);
       row.seconds = elapsed();
       p.window_sum = 0;
       p.window_count = 0;
@@ -271,6 +302,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const double run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   out.steps_done = p.step;
   out.steps_to_target = p.steps_to_target;
+  out.nonfinite_grad_norms = p.nonfinite_norms;
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
   save();

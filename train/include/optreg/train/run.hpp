@@ -4,17 +4,21 @@
 /// problem with an optimizer, logs metrics, evaluates, checkpoints and resumes bit-exactly.
 ///
 /// A run config (docs/train.md) holds a `problem` section, a `train` section, and either one
-/// optimizer config (the `optimizer`, `param_groups` and `plugins` sections of docs/config.md)
-/// or a `runs` list of labelled optimizer configs to compare.
+/// optimizer config (the `optimizer`, `param_groups`, `scheduler`, `clip` and `plugins`
+/// sections of docs/config.md) or a `runs` list of labelled optimizer configs to compare.
+///
+/// Each step: the problem's loss and gradients, the config's clipping, the optimizer's step,
+/// then the scheduler's step (a metric-driven scheduler such as `plateau` steps at each
+/// evaluation instead, on the mean training loss since the previous evaluation).
 ///
 /// Contract:
 /// - Config errors are ConfigErrors placed at FILE:LINE:COLUMN.
 /// - The data order of step s is a pure function of (seed, s): epoch e visits the training
 ///   set in a permutation drawn from (seed, e); batches are consecutive slices of it and the
 ///   last incomplete batch of an epoch is dropped.
-/// - A checkpoint holds the optimizer state, the parameters, the step, the data-order
-///   position and the running metric sums, so resuming from it gives the same bits as never
-///   stopping (on the same machine and thread counts).
+/// - A checkpoint holds the optimizer state, the scheduler state, the parameters, the step, the
+///   data-order position and the running metric sums, so resuming from it gives the same bits
+///   as never stopping (on the same machine and thread counts).
 
 #include <atomic>
 #include <cmath>
@@ -79,8 +83,11 @@ struct MetricRow {
   /// NaN where the row has no evaluation.
   double test_loss = std::numeric_limits<double>::quiet_NaN();
   double test_accuracy = std::numeric_limits<double>::quiet_NaN();
-  /// The lr of the first parameter group after the step.
+  /// The lr of the first parameter group after the step (and the scheduler's step).
   double lr = 0;
+  /// The total gradient norm of the row's step before clipping, when the config clips by
+  /// norm; NaN otherwise (and when the norm itself is not finite).
+  double grad_norm = std::numeric_limits<double>::quiet_NaN();
   /// Seconds since the run started (resumed runs count on from the checkpoint).
   double seconds = 0;
 };
@@ -122,6 +129,9 @@ struct RunOutcome {
   Evaluation test;
   /// The first step whose row's training loss was at or below the target; -1: never.
   std::int64_t steps_to_target = -1;
+  /// Steps whose total gradient norm was not finite (with clipping by norm); those steps still
+  /// ran, as PyTorch's clip_grad_norm_ lets them, unless the config asks for an error.
+  std::int64_t nonfinite_grad_norms = 0;
   double seconds = 0;
   double steps_per_second = 0;
   std::vector<MetricRow> rows;
