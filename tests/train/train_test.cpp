@@ -2,6 +2,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 #include <set>
 
@@ -347,6 +348,27 @@ TEST(RunConfig, ASingleOptimizerConfigIsOneRunLabelledByTheOptimizer) {
   EXPECT_EQ(c.problem_options.at("condition").as_float(), 1000.0) << "defaults filled in";
   EXPECT_EQ(c.train.seed, 3U);
   EXPECT_EQ(c.train.batch_size, 128);
+}
+
+TEST(RunConfig, EveryExampleConfigIsValid) {
+  optreg::Registry registry;
+  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
+  std::size_t run_configs = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(OPTREG_TEST_SOURCE_DIR) + "/../examples/configs")) {
+    const std::string path = entry.path().string();
+    if (!optreg_test::contains(optreg_test::read_file(path), "\nproblem:")) {
+      EXPECT_NO_THROW(optreg::check_config(optreg::load_config(path), registry)) << path;
+      continue;
+    }
+    ++run_configs;
+    try {
+      const RunConfig c = load_run_config(path);
+      for (const auto& run : c.runs) optreg::check_config(run.optimizer, registry);
+    } catch (const optreg::Error& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+  EXPECT_GE(run_configs, 3U);
 }
 
 // ---------------------------------------------------------------------------------------------
