@@ -18,7 +18,8 @@ float norm_of(const float* x, std::size_t n, double p) {
     float m = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const float a = std::fabs(x[i]);
-      if (!(a <= m)) m = a;  // nan wins, as in PyTorch's max
+      if (std::isnan(a)) return a;  // nan wins wherever it is, as in PyTorch's max
+      if (a > m) m = a;
     }
     return m;
   }

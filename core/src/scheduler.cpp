@@ -158,7 +158,11 @@ void Scheduler::check_state(const Options& state) const {
     return it->second;
   };
   const std::int64_t step = need(kLastStep, ValueType::Int).as_int();
-  if (step < 0) throw StateDictError(who() + ": state entry 'last_step' = " + std::to_string(step) + " is negative");
+  // -1: a sequence's child that its milestone has not started yet.
+  if (step < (in_sequence_ ? -1 : 0)) {
+    throw StateDictError(who() + ": state entry 'last_step' = " + std::to_string(step) + " is " +
+                         (in_sequence_ ? "below -1" : "negative"));
+  }
   for (const char* key : {kBaseLrs, kLastLr}) {
     const auto& l = need(key, ValueType::FloatList).as_float_list();
     if (l.size() != groups) {
@@ -216,7 +220,10 @@ class SequentialScheduler final : public Scheduler {
     base_lrs_ = children_.front()->base_lrs();
     // Back to the base lrs, every child before its first step, then the first one's initial step.
     for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer.set_option(g, "lr", Value(base_lrs_[g]));
-    for (auto& c : children_) c->last_step_ = -1;
+    for (auto& c : children_) {
+      c->last_step_ = -1;
+      c->in_sequence_ = true;
+    }
     Scheduler& first = *children_.front();
     first.apply(first.next_lr_at(0), 0);
     last_step_ = 0;

@@ -146,6 +146,22 @@ TEST(ClipGradNorm, NonFiniteTotalThrowsWhenAskedNamingTheParameterAndChangesNoth
   EXPECT_TRUE(std::isnan(optreg::clip_grad_norm({a, b}, 1.0)));  // returned, not hidden
 }
 
+TEST(ClipGradNorm, AMaxNormIsNanWhereverTheNanIs) {
+  for (const std::vector<float>& values : {std::vector<float>{std::nanf(""), 0.5F, 0.25F},
+                                           std::vector<float>{0.5F, std::nanf(""), 0.25F},
+                                           std::vector<float>{0.5F, 0.25F, std::nanf("")}}) {
+    for (bool nan_first : {false, true}) {
+      optreg::Parameter a("a", optreg::Tensor({1}, {3.0F}));
+      optreg::Parameter b("b", optreg::Tensor({3}));
+      a.set_grad(optreg::Tensor({1}, {2.0F}));
+      b.set_grad(optreg::Tensor({3}, values));
+      const std::vector<optreg::Parameter> params = nan_first ? std::vector<optreg::Parameter>{b, a}
+                                                              : std::vector<optreg::Parameter>{a, b};
+      EXPECT_TRUE(std::isnan(optreg::clip_grad_norm(params, 1.0, HUGE_VAL))) << "nan in the first parameter: " << nan_first;
+    }
+  }
+}
+
 TEST(ClipGradNorm, BadArgumentsAreUsageErrors) {
   optreg::Parameter a("a", optreg::Tensor({1}));
   EXPECT_EQ(optreg_test::message_of<optreg::UsageError>([&] { optreg::clip_grad_norm({a}, 1.0, 0.0); }),

@@ -305,6 +305,11 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic, dims: 3}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
        "c.yaml:1:28: problem 'quadratic': unknown option 'dims' (did you mean 'dim'?); known options: dim, condition, noise, "
        "train_size, test_size"},
+      {"problem: {name: quadratic, dim: 4096, train_size: 10000000}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:10: problem 'quadratic': options 'dim' x ('train_size' + 'test_size') = 40964096000.0 sample values "
+       "exceed the limit of 1e8 (800 MB)"},
+      {"problem: {name: mlp, hidden: [64, 12.5]}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:10: problem 'mlp': option 'hidden': element 1 is 12.5; layer sizes are whole numbers in [1, 1000000]"},
       {"problem: {name: quadratic}\ntrain: {steps: 10, epochs: 2}\noptimizer: {name: sgd}\n",
        "c.yaml:2:8: section 'train' gives both 'steps' and 'epochs'; give one"},
       {"problem: {name: quadratic}\ntrain: {batch_size: 10}\noptimizer: {name: sgd}\n",
@@ -391,6 +396,19 @@ optreg::Checkpoint without_time(optreg::Checkpoint c) {
   return c;
 }
 
+/// Trains `config` up to `stop`, saving `checkpoint`, then resumes from it to the end (saving
+/// the final state there).
+RunOutcome stop_and_resume(const RunConfig& config, std::int64_t stop, const std::string& checkpoint) {
+  RunOptions first;
+  first.checkpoint_path = checkpoint;
+  first.stop_after = stop;
+  EXPECT_EQ(train(config, first).steps_done, stop);
+  RunOptions rest;
+  rest.checkpoint_path = checkpoint;
+  rest.resume_path = checkpoint;
+  return train(config, rest);
+}
+
 TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
   const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
   TempDir dir;
@@ -399,16 +417,9 @@ TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
   const RunOutcome a = train(config, whole);
   ASSERT_EQ(a.steps_done, 90);
   for (std::int64_t stop : {25, 37}) {
-    RunOptions first;
-    first.checkpoint_path = dir / "part.ckpt";
-    first.stop_after = stop;
-    EXPECT_EQ(train(config, first).steps_done, stop);
-    RunOptions rest;
-    rest.checkpoint_path = dir / "part.ckpt";
-    rest.resume_path = dir / "part.ckpt";
-    const RunOutcome b = train(config, rest);
+    const RunOutcome b = stop_and_resume(config, stop, dir / "part.ckpt");
     EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
-                                       without_time(optreg::read_checkpoint(rest.checkpoint_path))))
+                                       without_time(optreg::read_checkpoint(dir / "part.ckpt"))))
         << "stopped at " << stop;
     ASSERT_FALSE(b.rows.empty());
     // The rows after the stop match (the window sums are in the checkpoint).
@@ -449,17 +460,14 @@ TEST(TrainingRun, ASchedulerAndClippingResumeBitExactlyToo) {
   ASSERT_TRUE(saved.scheduler.has_value());
   EXPECT_EQ(saved.scheduler->scheduler, "sequential");
 
-  RunOptions first;
-  first.checkpoint_path = dir / "part.ckpt";
-  first.stop_after = 33;  // in the cosine, past the milestone
-  train(config, first);
-  RunOptions rest;
-  rest.checkpoint_path = dir / "part.ckpt";
-  rest.resume_path = dir / "part.ckpt";
-  const RunOutcome b = train(config, rest);
-  EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
-                                     without_time(optreg::read_checkpoint(rest.checkpoint_path))));
-  EXPECT_EQ(a.rows.back().lr, b.rows.back().lr);
+  // In the warm-up (the cosine not started yet), at the milestone, and in the cosine.
+  for (std::int64_t stop : {13, 20, 33}) {
+    const RunOutcome b = stop_and_resume(config, stop, dir / "part.ckpt");
+    EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
+                                       without_time(optreg::read_checkpoint(dir / "part.ckpt"))))
+        << "stopped at " << stop;
+    EXPECT_EQ(a.rows.back().lr, b.rows.back().lr);
+  }
 }
 
 TEST(TrainingRun, PlateauStepsOnTheTrainingLossAtEachEvaluation) {
@@ -484,6 +492,23 @@ TEST(TrainingRun, NonFiniteGradientNormsAreCountedOrStopTheRun) {
   EXPECT_EQ(r.steps_done, 50);
   text.replace(text.find("max_norm: 1.0e30}"), 17, "max_norm: 1.0e30, error_if_nonfinite: true}");
   EXPECT_THROW(train(parse_run_config(text, "r.yaml"), {}), optreg::NonFiniteError);
+}
+
+TEST(TrainingRun, ABatchLargerThanTheTrainingSetIsPlacedAtItsKey) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: quadratic, train_size: 20}\ntrain: {steps: 5, batch_size: 32}\noptimizer: {name: sgd}\n", "b.yaml");
+  EXPECT_EQ(optreg_test::message_of<optreg::ConfigError>([&] { train(config, {}); }),
+            "b.yaml:2:31: batch_size 32 is larger than the 20 training examples of problem 'quadratic'");
+}
+
+TEST(TrainingRun, AOneCycleShorterThanTheRunIsRefusedBeforeTraining) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: quadratic}\ntrain: {steps: 50}\noptimizer: {name: sgd, lr: 0.1}\n"
+      "scheduler: {name: onecycle, max_lr: 0.5, total_steps: 40}\n",
+      "o.yaml");
+  EXPECT_EQ(optreg_test::message_of<optreg::ConfigError>([&] { train(config, {}); }),
+            "o.yaml:4:19: scheduler 'onecycle' has total_steps = 40, fewer than the run's 50 steps; it cannot step past "
+            "its cycle");
 }
 
 TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {

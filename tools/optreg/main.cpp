@@ -1,5 +1,7 @@
 // The optreg command line: a thin layer over the library.
+#include <exception>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -14,8 +16,8 @@ const char* kHelp =
     "usage: optreg <command> [options]\n"
     "\n"
     "commands:\n"
-    "  list         list every loaded optimizer, its schema, and refused plugins\n"
-    "  show         show one optimizer\n"
+    "  list         list every loaded optimizer and scheduler, its schema, and refused plugins\n"
+    "  show         show one optimizer or scheduler\n"
     "  check        validate a config and print it resolved\n"
     "  inspect      verify a checkpoint file and show what it holds\n"
     "  conformance  check that a plugin file behaves as every host expects\n"
@@ -61,6 +63,13 @@ int main(int argc, char** argv) {
     std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";
     return kUsage;
   } catch (const optreg::Error& e) {
+    std::cerr << "optreg: " << e.what() << '\n';
+    return kFailure;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "optreg: out of memory\n";
+    return kFailure;
+  } catch (const std::exception& e) {
+    // Such as a std::filesystem::filesystem_error, which names the path and the reason.
     std::cerr << "optreg: " << e.what() << '\n';
     return kFailure;
   }

@@ -227,6 +227,17 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
   return out;
 }
 
+/// A word for a POSIX shell: as it is when it holds only safe characters, else single-quoted.
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+") ==
+                        std::string::npos) {
+    return s;
+  }
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
@@ -314,8 +325,13 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   const RunOutcome r = run_training(config, *run, registry, data, options);
   warn_nonfinite(err, r);
   if (r.interrupted) {
-    err << "checkpoint saved at step " << r.steps_done << ": " << options.checkpoint_path << "\nresume with: optreg train "
-        << c.config << " --resume " << options.checkpoint_path << (c.out.empty() ? "" : " --out " + c.out) << '\n';
+    std::string again = "optreg train " + shell_word(c.config) + " --resume " + shell_word(options.checkpoint_path);
+    if (config.is_comparison) again += " --run " + shell_word(run->label);
+    if (!c.out.empty()) again += " --out " + shell_word(c.out);
+    for (const auto& p : c.plugins.paths) again += " --plugin-path " + shell_word(p);
+    if (!c.plugins.default_path) again += " --no-default-path";
+    err << "checkpoint saved at step " << r.steps_done << ": " << options.checkpoint_path << "\nresume with: " << again
+        << '\n';
     return kInterrupted;
   }
   if (r.steps_done < r.total_steps) {
@@ -370,7 +386,12 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
     options.interrupt = &g_interrupt;
     outcomes.push_back(run_training(config, run, registry, data, options));
     for (const auto& row : outcomes.back().rows) {
-      const auto num = [](double v) { return std::isnan(v) ? std::string() : fixed(v, 9); };
+      const auto num = [](double v) {
+        if (std::isnan(v)) return std::string();
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.9g", v);
+        return std::string(buf);
+      };
       csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << row.step << ',' << row.epoch << ','
           << num(row.train_loss) << ',' << num(row.test_loss) << ',' << num(row.test_accuracy) << ',' << num(row.lr)
           << ',' << num(row.grad_norm) << ',' << fixed(row.seconds, 3) << '\n';

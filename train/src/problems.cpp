@@ -369,6 +369,8 @@ Hyperparameter string_option(const std::string& name, const std::string& def, co
 }
 
 constexpr double kInf = HUGE_VAL;
+/// The most sample values a quadratic holds (doubles).
+constexpr double kMaxQuadraticValues = 1e8;
 
 std::vector<std::size_t> layer_sizes(const Options& o) {
   std::vector<std::size_t> out;
@@ -398,6 +400,14 @@ std::vector<ProblemKind> make_kinds() {
                                            o.at("noise").as_float(),
                                            static_cast<std::size_t>(o.at("train_size").as_int()),
                                            static_cast<std::size_t>(o.at("test_size").as_int()), seed);
+      },
+      [](const Options& o) {
+        const double samples = static_cast<double>(o.at("train_size").as_int() + o.at("test_size").as_int());
+        if (samples * static_cast<double>(o.at("dim").as_int()) > kMaxQuadraticValues) {
+          throw OptionError("options 'dim' x ('train_size' + 'test_size') = " +
+                            Value(samples * static_cast<double>(o.at("dim").as_int())).to_string() +
+                            " sample values exceed the limit of 1e8 (800 MB)");
+        }
       }});
   kinds.push_back(ProblemKind{
       "rosenbrock", "chained Rosenbrock function sum a (x[i+1] - x[i]^2)^2 + (1 - x[i])^2, full batch",
@@ -408,14 +418,16 @@ std::vector<ProblemKind> make_kinds() {
       [](const Options& o, std::uint64_t seed, DataCache&) -> ProblemPtr {
         return std::make_unique<Rosenbrock>(static_cast<std::size_t>(o.at("dim").as_int()), o.at("a").as_float(),
                                             o.at("start").as_string() == "random", seed);
-      }});
+      },
+      nullptr});
   kinds.push_back(ProblemKind{
       "logreg", "multinomial logistic regression on Fashion-MNIST (softmax cross-entropy)",
       Schema({string_option("data", kFashionMnistDir, "folder of the gzip'd IDX files")}),
       [](const Options& o, std::uint64_t seed, DataCache& cache) -> ProblemPtr {
         return std::make_unique<Classifier>("logreg", cache.images(o.at("data").as_string()), std::vector<std::size_t>{},
                                             seed);
-      }});
+      },
+      nullptr});
   kinds.push_back(ProblemKind{
       "mlp", "ReLU multi-layer perceptron on Fashion-MNIST (softmax cross-entropy; DeepOBS fmnist_mlp is hidden [1000, 500, 100])",
       Schema({string_option("data", kFashionMnistDir, "folder of the gzip'd IDX files"),
@@ -423,7 +435,8 @@ std::vector<ProblemKind> make_kinds() {
                              Range{1, 1e6, false, false}, 0, {}, "sizes of the hidden layers"}}),
       [](const Options& o, std::uint64_t seed, DataCache& cache) -> ProblemPtr {
         return std::make_unique<Classifier>("mlp", cache.images(o.at("data").as_string()), layer_sizes(o), seed);
-      }});
+      },
+      [](const Options& o) { layer_sizes(o); }});
   return kinds;
 }
 

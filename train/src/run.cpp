@@ -159,6 +159,21 @@ std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t st
   return out;
 }
 
+/// "FILE:LINE:COLUMN: " of a key of the config's `train` section (of the section itself when the
+/// key was not written).
+std::string place(const RunConfig& config, const std::string& key) {
+  auto it = config.train_marks.find(key);
+  if (it == config.train_marks.end()) it = config.train_marks.find("train");
+  const ConfigMark m = it == config.train_marks.end() ? ConfigMark{} : it->second;
+  return config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": ";
+}
+
+/// The order in which epoch `epoch` visits the training examples.
+std::vector<std::uint32_t> epoch_order(const Problem& problem, std::uint64_t seed, std::int64_t epoch) {
+  Random rng(seed, 1000 + static_cast<std::uint64_t>(epoch));
+  return permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
+}
+
 double first_lr(const Optimizer& opt) {
   const auto& groups = opt.param_groups();
   if (groups.empty()) return std::nan("");
@@ -182,8 +197,7 @@ std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, 
                                     std::int64_t step) {
   if (problem.train_size() == 0) return {};
   const std::int64_t spe = steps_per_epoch(problem, batch_size);
-  Random rng(seed, 1000 + static_cast<std::uint64_t>(step / spe));
-  const auto order = permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
+  const auto order = epoch_order(problem, seed, step / spe);
   const auto begin = order.begin() + (step % spe) * batch_size;
   return std::vector<std::uint32_t>(begin, begin + batch_size);
 }
@@ -202,8 +216,24 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
   SchedulerPtr scheduler = build_scheduler(run.optimizer, *opt, registry);  // nullptr without one
 
-  const std::int64_t spe = steps_per_epoch(*problem, t.batch_size);
+  std::int64_t spe = 0;
+  try {
+    spe = steps_per_epoch(*problem, t.batch_size);
+  } catch (const ConfigError& e) {
+    throw ConfigError(place(config, "batch_size") + e.what());
+  }
   const std::int64_t total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(spe)));
+  if (scheduler) {
+    // A schedule of a fixed length (onecycle) cannot step past its end: say so before training.
+    const auto it = scheduler->options().find("total_steps");
+    if (it != scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < total) {
+      const ConfigMark m = run.optimizer.scheduler ? run.optimizer.scheduler->name_mark : ConfigMark{};
+      throw ConfigError(config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) +
+                        ": scheduler '" + scheduler->name() + "' has total_steps = " +
+                        std::to_string(it->second.as_int()) + ", fewer than the run's " + std::to_string(total) +
+                        " steps; it cannot step past its cycle");
+    }
+  }
   const bool full_batch = problem->train_size() == 0;
   const std::int64_t eval_every = t.eval_every > 0 ? t.eval_every : (full_batch ? t.log_every : spe);
 
@@ -254,8 +284,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
     const std::int64_t epoch = p.step / spe;
     if (!full_batch) {
       if (epoch != epoch_loaded) {
-        Random rng(t.seed, 1000 + static_cast<std::uint64_t>(epoch));
-        order = permutation(static_cast<std::uint32_t>(problem->train_size()), rng);
+        order = epoch_order(*problem, t.seed, epoch);
         epoch_loaded = epoch;
       }
       std::copy_n(order.begin() + (p.step % spe) * t.batch_size, t.batch_size, batch.begin());

@@ -74,6 +74,13 @@ void parse_problem(RunConfig& config, const YAML::Node& key, const YAML::Node& s
   const std::string where = "problem '" + kind->name + "'";
   for (const auto& [k, v] : options) given[k.Scalar()] = checked_value(source, kind->schema, k, v, where);
   config.problem_options = kind->schema.resolve(kind->schema.defaults(), given, where);
+  if (kind->check) {
+    try {
+      kind->check(config.problem_options);
+    } catch (const OptionError& e) {
+      fail(source, mark_of(section), where + ": " + e.what());
+    }
+  }
 }
 
 void parse_train(RunConfig& config, const YAML::Node& section) {
@@ -82,7 +89,11 @@ void parse_train(RunConfig& config, const YAML::Node& section) {
   const Schema& schema = train_schema();
   Options given;
   std::vector<std::pair<YAML::Node, YAML::Node>> items = entries(source, section, "section 'train'");
-  for (const auto& [k, v] : items) given[k.Scalar()] = checked_value(source, schema, k, v, "section 'train'");
+  for (const auto& [k, v] : items) {
+    given[k.Scalar()] = checked_value(source, schema, k, v, "section 'train'");
+    config.train_marks[k.Scalar()] = mark_of(v);
+  }
+  config.train_marks["train"] = mark_of(section);
   const Options o = schema.resolve(schema.defaults(), given, "section 'train'");
   TrainSettings& t = config.train;
   t.seed = static_cast<std::uint64_t>(o.at("seed").as_int());

@@ -135,6 +135,8 @@ class Scheduler {
   std::vector<double> base_lrs_;
   std::vector<double> last_lr_;
   std::int64_t last_step_ = 0;
+  /// A child of a sequence: its last step is -1 until its milestone starts it.
+  bool in_sequence_ = false;
 };
 
 /// Deleter of schedulers made by a plugin: keeps the plugin library loaded while the object lives.

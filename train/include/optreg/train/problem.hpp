@@ -7,7 +7,7 @@
 /// (matrix work through BLAS). Everything is deterministic: initialisation comes from a seed,
 /// and the same parameters and batch give the same bits.
 ///
-/// Problems (see docs/problems.md):
+/// Problems (see docs/train.md):
 /// - `quadratic`: a noisy, ill-conditioned quadratic (after DeepOBS's quadratic_deep).
 /// - `rosenbrock`: the chained Rosenbrock function, full batch.
 /// - `logreg`: multinomial logistic regression on Fashion-MNIST.
@@ -91,6 +91,8 @@ struct ProblemKind {
   Schema schema;
   /// Creates the problem with resolved options, initialised from `seed`.
   std::function<ProblemPtr(const Options& options, std::uint64_t seed, DataCache& data)> create;
+  /// Checks resolved options beyond their ranges (sizes that go together); throws OptionError.
+  std::function<void(const Options& options)> check;
 };
 
 /// Every built-in problem, in a fixed order.

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,8 @@ struct RunConfig {
   std::vector<RunSpec> runs;
   /// Whether the config had a `runs` list.
   bool is_comparison = false;
+  /// Where each key of the `train` section was written (and "train": the section itself).
+  std::map<std::string, ConfigMark> train_marks;
 };
 
 /// Reads a run config; throws ConfigError.
