@@ -772,6 +772,10 @@ Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler&
   return load_into(path, read_checkpoint(path), optimizer, &scheduler);
 }
 
+Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer, Scheduler* scheduler) {
+  return load_into(name, std::move(checkpoint), optimizer, scheduler);
+}
+
 void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
                     const Options& metadata) {
   Checkpoint c = checkpoint_of(optimizer, metadata);

@@ -431,6 +431,21 @@ TEST_F(CheckpointFileOptimizer, SaveAndLoadRestoresStateAndParameterValues) {
   EXPECT_TRUE(same_bits(snapshot(*b), snapshot(*a)));
 }
 
+TEST_F(CheckpointFileOptimizer, ACheckpointAlreadyReadLoadsWithTheSameChecks) {
+  OptimizerPtr a = make("adam", {{"lr", 0.01}}, 0.0F);
+  for (int i = 0; i < 3; ++i) step_with_gradients(*a);
+  optreg::save_optimizer(path("opt.ckpt"), *a, {{"step", std::int64_t{3}}});
+  const Checkpoint read = optreg::read_checkpoint(path("opt.ckpt"));
+  OptimizerPtr b = make("adam", {}, 5.0F);
+  EXPECT_EQ(optreg::load_optimizer(read, "run 7", *b).at("step").as_int(), 3);
+  EXPECT_TRUE(same_bits(snapshot(*b), snapshot(*a)));
+  OptimizerPtr c = make("sgd", {}, 1.0F);
+  const Checkpoint before = snapshot(*c);
+  EXPECT_EQ(checkpoint_error_of([&] { optreg::load_optimizer(read, "run 7", *c); }),
+            "checkpoint run 7: the state dict is of optimizer 'adam', but this optimizer is 'sgd'");
+  EXPECT_TRUE(same_bits(snapshot(*c), before));
+}
+
 TEST_F(CheckpointFileOptimizer, SavedFileHoldsParameterValuesInIdOrder) {
   OptimizerPtr a = make("sgd", {{"momentum", 0.9}}, 0.0F);
   step_with_gradients(*a);

@@ -85,8 +85,8 @@ const Value& meta(const Options& m, const std::string& path, const std::string& 
 }
 
 /// Checks that a checkpoint belongs to this run, and reads its progress (nothing is changed).
-Progress check_resume(const std::string& path, const RunConfig& config, const RunSpec& run, std::int64_t total) {
-  const Checkpoint c = read_checkpoint(path);
+Progress check_resume(const Checkpoint& c, const std::string& path, const RunConfig& config, const RunSpec& run,
+                      std::int64_t total) {
   for (const auto& [key, want] : identity(config, run)) {
     const Value& got = meta(c.metadata, path, key.substr(sizeof kKey - 1), want.type());
     if (got != want) {
@@ -239,13 +239,10 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
 
   Progress p;
   if (!options.resume_path.empty()) {
-    p = check_resume(options.resume_path, config, run, total);
-    // Both validate everything before they change anything.
-    if (scheduler) {
-      load_optimizer(options.resume_path, *opt, *scheduler);
-    } else {
-      load_optimizer(options.resume_path, *opt);
-    }
+    Checkpoint c = read_checkpoint(options.resume_path);
+    p = check_resume(c, options.resume_path, config, run, total);
+    // Validates everything before it changes anything.
+    load_optimizer(std::move(c), options.resume_path, *opt, scheduler.get());
   }
   RunOutcome out;
   out.label = run.label;

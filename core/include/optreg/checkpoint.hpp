@@ -64,4 +64,10 @@ void save_optimizer(const std::string& path, const Optimizer& optimizer, const S
 /// scheduler as the first run made them (the same config), then load.
 Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler);
 
+/// load_optimizer() from a checkpoint already read (read_checkpoint()), for a host that looks
+/// at the metadata before it loads: into `optimizer` and, when not null, `scheduler`, with the
+/// same checks, all or nothing; `name` names the checkpoint in messages.
+Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
+                       Scheduler* scheduler = nullptr);
+
 }  // namespace optreg
