@@ -194,6 +194,17 @@ inline bool follows(const float* previous, std::size_t n, const float* next) noe
   return previous != nullptr && previous + n == next;
 }
 
+/// Appends the range `t` to `ranges`, or lengthens the last range by `t.n` elements when
+/// `ranges.back().continued_by(t)`: one range then covers tensors that lie back to back.
+template <typename Range>
+void append_range(std::vector<Range>& ranges, const Range& t) {
+  if (!ranges.empty() && ranges.back().continued_by(t)) {
+    ranges.back().n += t.n;
+  } else {
+    ranges.push_back(t);
+  }
+}
+
 /// One step's work for an elementwise kernel, as pieces: each holds K arrays of `n` floats
 /// (the parameter, its gradient, its state tensors; nullptr for an array the options leave out)
 /// and F per-tensor factors (a step size, a bias correction). A tensor whose arrays all continue
@@ -207,6 +218,15 @@ class ElementPieces {
     std::array<float*, K> data;
     std::array<float, F> factors;
     std::size_t n;  // elements of each array
+
+    /// Whether `t` continues this piece in every array (an absent array only by an absent
+    /// one) with the same factors.
+    bool continued_by(const Piece& t) const noexcept {
+      for (std::size_t k = 0; k < K; ++k) {
+        if (data[k] == nullptr ? t.data[k] != nullptr : !follows(data[k], n, t.data[k])) return false;
+      }
+      return factors == t.factors;
+    }
   };
 
   /// Forgets the pieces of the last step (keeping the storage).
@@ -214,11 +234,7 @@ class ElementPieces {
 
   /// Adds one tensor's arrays of `n` elements each and its factors.
   void add(const std::array<float*, K>& data, std::size_t n, const std::array<float, F>& factors = {}) {
-    if (!pieces_.empty() && continues(pieces_.back(), data, factors)) {
-      pieces_.back().n += n;
-    } else {
-      pieces_.push_back(Piece{data, factors, n});
-    }
+    append_range(pieces_, Piece{data, factors, n});
   }
 
   const std::vector<Piece>& pieces() const noexcept { return pieces_; }
@@ -233,27 +249,10 @@ class ElementPieces {
   }
 
  private:
-  static bool continues(const Piece& last, const std::array<float*, K>& data, const std::array<float, F>& factors) {
-    for (std::size_t k = 0; k < K; ++k) {
-      if (last.data[k] == nullptr ? data[k] != nullptr : !follows(last.data[k], last.n, data[k])) return false;
-    }
-    return last.factors == factors;
-  }
-
   std::vector<Piece> pieces_;
   ElementRanges ranges_;
 };
 
-/// Appends the range `t` to `ranges`, or lengthens the last range by `t.n` elements when
-/// `ranges.back().continued_by(t)`: one range then covers tensors that lie back to back.
-template <typename Range>
-void append_range(std::vector<Range>& ranges, const Range& t) {
-  if (!ranges.empty() && ranges.back().continued_by(t)) {
-    ranges.back().n += t.n;
-  } else {
-    ranges.push_back(t);
-  }
-}
 
 /// An optimizer written as one update per parameter tensor: the plugin declares its
 /// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
