@@ -379,22 +379,14 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
   fs::create_directories(dir);
   std::ofstream csv(dir + "/compare.csv", std::ios::trunc);
   if (!csv) throw Error(dir + "/compare.csv: cannot write");
-  csv << "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds\n";
+  csv << "run,optimizer," << kMetricsCsvHeader << '\n';
   for (const auto& run : config.runs) {
     RunOptions options;
     options.progress = &progress;
     options.interrupt = &g_interrupt;
     outcomes.push_back(run_training(config, run, registry, data, options));
     for (const auto& row : outcomes.back().rows) {
-      const auto num = [](double v) {
-        if (std::isnan(v)) return std::string();
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.9g", v);
-        return std::string(buf);
-      };
-      csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << row.step << ',' << row.epoch << ','
-          << num(row.train_loss) << ',' << num(row.test_loss) << ',' << num(row.test_accuracy) << ',' << num(row.lr)
-          << ',' << num(row.grad_norm) << ',' << fixed(row.seconds, 3) << '\n';
+      csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << metrics_csv_row(row) << '\n';
     }
     warn_nonfinite(err, outcomes.back());
     if (outcomes.back().interrupted) break;

@@ -161,9 +161,9 @@ class Rosenbrock final : public Problem {
     const float* x = value(0);
     float* g = grad(0);
     const std::size_t n = params()[0].value().numel();
-    std::vector<double> gd(n, 0.0);
-    const double f = eval(x, n, gd.data());
-    for (std::size_t i = 0; i < n; ++i) g[i] = static_cast<float>(gd[i]);
+    gd_.assign(n, 0.0);  // keeps its capacity: no allocation after the first step
+    const double f = eval(x, n, gd_.data());
+    for (std::size_t i = 0; i < n; ++i) g[i] = static_cast<float>(gd_[i]);
     attach_grads();
     return f;
   }
@@ -190,6 +190,7 @@ class Rosenbrock final : public Problem {
   }
 
   double a_;
+  std::vector<double> gd_;  // the gradient in double
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -263,6 +264,7 @@ class Classifier final : public Problem {
     }
     labels_.assign(rows, 0);
     ones_.assign(rows, 1.0F);
+    exps_.assign(sizes_.back(), 0.0);
   }
 
   /// acts_[l + 1] = act(acts_[l] W_l' + b_l) for the first `rows` rows; the last layer is linear.
@@ -296,14 +298,13 @@ class Classifier final : public Problem {
       const std::size_t best = static_cast<std::size_t>(std::max_element(z, z + c) - z);
       const float top = z[best];
       double norm = 0;
-      for (std::size_t k = 0; k < c; ++k) norm += std::exp(static_cast<double>(z[k] - top));
+      for (std::size_t k = 0; k < c; ++k) norm += exps_[k] = std::exp(static_cast<double>(z[k] - top));
       const std::size_t label = labels_[r];
       sum += std::log(norm) - static_cast<double>(z[label] - top);
       if (correct != nullptr && best == label) ++*correct;
       if (gradient) {
         for (std::size_t k = 0; k < c; ++k) {
-          const double p = std::exp(static_cast<double>(z[k] - top)) / norm;
-          delta[r * c + k] = static_cast<float>(p - (k == label ? 1.0 : 0.0)) * inv_rows;
+          delta[r * c + k] = static_cast<float>(exps_[k] / norm - (k == label ? 1.0 : 0.0)) * inv_rows;
         }
       }
     }
@@ -353,6 +354,7 @@ class Classifier final : public Problem {
   std::vector<std::vector<float>> acts_, deltas_;
   std::vector<std::uint8_t> labels_;
   std::vector<float> ones_;
+  std::vector<double> exps_;  // one row's exp(z - max z)
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -118,13 +118,6 @@ std::string csv_number(double v) {
   return buf;
 }
 
-constexpr char kCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds";
-
-std::string csv_row(const MetricRow& r) {
-  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
-         csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
-         csv_number(r.grad_norm) + "," + csv_number(r.seconds);
-}
 
 /// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step`.
 std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t step) {
@@ -136,7 +129,7 @@ std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t st
     while (std::getline(in, line)) {
       if (header) {
         header = false;
-        if (line != kCsvHeader) break;  // not ours: start over
+        if (line != kMetricsCsvHeader) break;  // not ours: start over
         continue;
       }
       const auto comma = line.find(',');
@@ -153,7 +146,7 @@ std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t st
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
   std::ofstream out(path, std::ios::trunc);
   if (!out) throw Error(path + ": cannot write the metrics file");
-  out << kCsvHeader << '\n';
+  out << kMetricsCsvHeader << '\n';
   for (const auto& l : kept) out << l << '\n';
   out.flush();
   return out;
@@ -182,6 +175,14 @@ double first_lr(const Optimizer& opt) {
 }
 
 }  // namespace
+
+const char kMetricsCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds";
+
+std::string metrics_csv_row(const MetricRow& r) {
+  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
+         csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
+         csv_number(r.grad_norm) + "," + csv_number(r.seconds);
+}
 
 std::int64_t steps_per_epoch(const Problem& problem, std::int64_t batch_size) {
   if (problem.train_size() == 0) return 1;
@@ -320,7 +321,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
       p.window_count = 0;
       if (p.steps_to_target < 0 && row.train_loss <= t.target_loss) p.steps_to_target = p.step;
       out.rows.push_back(row);
-      if (metrics.is_open()) metrics << csv_row(row) << '\n' << std::flush;
+      if (metrics.is_open()) metrics << metrics_csv_row(row) << '\n' << std::flush;
     }
     if (options.progress != nullptr) options.progress->step(p.step, loss, has_row ? &row : nullptr);
     if (!last && t.checkpoint_every > 0 && p.step % t.checkpoint_every == 0) save();

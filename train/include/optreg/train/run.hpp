@@ -95,6 +95,11 @@ struct MetricRow {
   double seconds = 0;
 };
 
+/// The header of the metrics CSV, and one row of it (numbers with 9 significant digits; an
+/// empty cell where the row has no value).
+extern const char kMetricsCsvHeader[];
+std::string metrics_csv_row(const MetricRow& row);
+
 /// Receives progress; `optreg` draws a bar on a terminal and prints lines otherwise.
 class ProgressSink {
  public:
