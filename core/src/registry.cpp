@@ -375,7 +375,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
   return result;
 }
 
-std::vector<Refusal> Registry::load_directory(const std::string& dir) {
+std::vector<std::string> Registry::plugin_files(const std::string& dir) {
   std::error_code ec;
   std::vector<std::string> files;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -384,8 +384,12 @@ std::vector<Refusal> Registry::load_directory(const std::string& dir) {
   }
   if (ec) throw PluginError("cannot read plugin folder " + dir + ": " + ec.message());
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<Refusal> Registry::load_directory(const std::string& dir) {
   std::vector<Refusal> out;
-  for (const auto& f : files) {
+  for (const auto& f : plugin_files(dir)) {
     LoadResult r = try_load_file(f);
     if (!r.ok) out.push_back(r.refusal);
   }

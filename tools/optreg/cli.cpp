@@ -1,4 +1,5 @@
 #include "cli.hpp"
+#include "isolate.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -24,21 +25,55 @@ bool parse_plugin_option(const std::vector<std::string>& args, std::size_t& i, P
   return false;
 }
 
-std::vector<Refusal> load_plugins(Registry& registry, const PluginOptions& options) {
-  std::vector<Refusal> refused;
-  for (const auto& p : options.paths) {
+namespace {
+
+/// Loads one plugin file after a child process loaded it alone without crashing or hanging.
+void load_isolated(Registry& registry, const std::string& file, double timeout, std::vector<Refusal>& refused) {
+  const ChildRun run = run_self({kLoadProbeCommand, file}, timeout);
+  const std::vector<std::string> report = run.exited && run.exit_status == kOk && !run.out.empty()
+                                              ? parse_report_line(run.out.substr(0, run.out.find('\n')))
+                                              : std::vector<std::string>{};
+  if (report.size() == 2 && report[0] == "loaded") {
+    LoadResult r = registry.try_load_file(file);
+    if (!r.ok) refused.push_back(r.refusal);
+  } else if (report.size() == 3 && report[0] == "refused") {
+    refused.push_back(Refusal{report[1], report[2]});
+  } else {
     std::error_code ec;
-    if (std::filesystem::is_directory(p, ec)) {
-      auto r = registry.load_directory(p);
+    const std::filesystem::path canonical = std::filesystem::canonical(file, ec);
+    refused.push_back(Refusal{ec ? file : canonical.string(),
+                              "loading it in a separate process failed: the process " + describe_end(run, timeout)});
+  }
+}
+
+/// Loads one plugin folder or file, in-process or isolated.
+void load_path(Registry& registry, const std::string& path, const PluginOptions& options, std::vector<Refusal>& refused) {
+  std::error_code ec;
+  const bool folder = std::filesystem::is_directory(path, ec);
+  if (!options.isolate) {
+    if (folder) {
+      auto r = registry.load_directory(path);
       refused.insert(refused.end(), r.begin(), r.end());
     } else {
-      LoadResult r = registry.try_load_file(p);
+      LoadResult r = registry.try_load_file(path);
       if (!r.ok) refused.push_back(r.refusal);
     }
+    return;
   }
+  const std::vector<std::string> files = folder ? Registry::plugin_files(path) : std::vector<std::string>{path};
+  for (const auto& f : files) load_isolated(registry, f, options.timeout, refused);
+}
+
+}  // namespace
+
+std::vector<Refusal> load_plugins(Registry& registry, const PluginOptions& options) {
+  std::vector<Refusal> refused;
+  for (const auto& p : options.paths) load_path(registry, p, options, refused);
   if (options.default_path) {
-    auto r = registry.load_default();
-    refused.insert(refused.end(), r.begin(), r.end());
+    for (const auto& dir : Registry::default_search_path()) {
+      std::error_code ec;
+      if (std::filesystem::is_directory(dir, ec)) load_path(registry, dir, options, refused);
+    }
   }
   return refused;
 }

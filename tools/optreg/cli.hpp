@@ -21,13 +21,18 @@ struct UsageError {
 struct PluginOptions {
   std::vector<std::string> paths;  // --plugin-path, in order
   bool default_path = true;        // cleared by --no-default-path
+  /// Try each plugin file in a child process first (--isolate), allowing it `timeout` seconds;
+  /// a file whose loading crashes, aborts or hangs there is refused and never loaded here.
+  bool isolate = false;
+  double timeout = 10;
 };
 
 /// Consumes --plugin-path DIR|FILE (repeatable) and --no-default-path at args[i]; returns false
 /// when args[i] is neither.
 bool parse_plugin_option(const std::vector<std::string>& args, std::size_t& i, PluginOptions& out);
 
-/// Loads the given paths in order, then the default search path; returns every refusal.
+/// Loads the given paths in order, then the default search path; returns every refusal. With
+/// `options.isolate`, each file is loaded first in a child process.
 std::vector<Refusal> load_plugins(Registry& registry, const PluginOptions& options);
 
 /// A JSON string literal.

@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "cli.hpp"
+#include "isolate.hpp"
 
 namespace optreg::cli {
 
@@ -120,6 +121,7 @@ std::string descriptor_json(const SchedulerDescriptor& d, const std::string& ind
 
 const char* kListHelp =
     "usage: optreg list [--json] [--plugin-path DIR|FILE]... [--no-default-path] [--allow-refused]\n"
+    "                   [--isolate [--timeout SECONDS]]\n"
     "\n"
     "Lists every loaded optimizer, then every learning-rate scheduler, with its version, source\n"
     "file and hyperparameter schema, and every plugin that was refused with the reason.\n"
@@ -128,6 +130,11 @@ const char* kListHelp =
     "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
     "  --no-default-path   do not search OPTREG_PLUGIN_PATH and the installed plugin folder\n"
     "  --allow-refused     exit 0 even when a plugin was refused\n"
+    "  --isolate           load each plugin file in a child process first; a file whose loading\n"
+    "                      crashes, aborts or hangs there is refused by name and never loaded\n"
+    "                      into this process (loading a library runs its code: see\n"
+    "                      docs/plugin-abi.md)\n"
+    "  --timeout SECONDS   with --isolate, the time each file may take to load (default 10)\n"
     "\n"
     "Exit status: 0 when every plugin loaded, 1 when any was refused, 2 on a usage error.\n";
 
@@ -143,6 +150,7 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
   PluginOptions plugins;
   bool json = false;
   bool allow_refused = false;
+  bool timeout_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       out << kListHelp;
@@ -152,10 +160,17 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
       json = true;
     } else if (args[i] == "--allow-refused") {
       allow_refused = true;
+    } else if (args[i] == "--isolate") {
+      plugins.isolate = true;
+    } else if (args[i] == "--timeout") {
+      if (i + 1 >= args.size()) throw UsageError{"optreg list: --timeout needs a number of seconds"};
+      plugins.timeout = parse_timeout("optreg list: --timeout", args[++i]);
+      timeout_given = true;
     } else if (!parse_plugin_option(args, i, plugins)) {
       throw UsageError{"optreg list: unknown argument '" + args[i] + "'"};
     }
   }
+  if (timeout_given && !plugins.isolate) throw UsageError{"optreg list: --timeout goes with --isolate"};
   Registry registry;
   const std::vector<Refusal> refused = load_plugins(registry, plugins);
   const auto all = registry.list();

@@ -9,6 +9,7 @@
 #include <optreg/version.hpp>
 
 #include "cli.hpp"
+#include "isolate.hpp"
 
 namespace {
 
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
     if (cmd == "train") return run_train(rest, std::cout, std::cerr);
     if (cmd == "compare") return run_compare(rest, std::cout, std::cerr);
     if (cmd == "problems") return run_problems(rest, std::cout, std::cerr);
+    // Internal: what a child process runs for list --isolate and conformance.
+    if (cmd == kLoadProbeCommand) return run_load_probe(rest);
+    if (cmd == kConformanceChildCommand) return run_conformance_child(rest);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& e) {
     std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";

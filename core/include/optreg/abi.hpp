@@ -5,7 +5,10 @@
 /// Rules (see docs/plugin-abi.md):
 /// - The exported alias `optreg_plugin_descriptor` points to a PluginDescriptor whose first two
 ///   fields, `abi_major` and `size`, keep their place in every ABI version. The host reads them,
-///   and refuses the library, before it reads anything else or calls any plugin code.
+///   and refuses the library, before it reads anything else of the descriptor or calls any
+///   function of the plugin. The library's static constructors have run by then: the dynamic
+///   loader runs them when it opens the file, and no check can come before that (see "What a
+///   host cannot check" in docs/plugin-abi.md).
 /// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`,
 ///   `scheduler_entry_size`) tell the host how much the plugin provides; a host reads only the
 ///   fields it knows, and treats fields the plugin does not provide as absent (zero). The

@@ -7,9 +7,11 @@
 /// - Plugins are loaded from absolute canonical paths with RTLD_NOW | RTLD_LOCAL. A folder is
 ///   loaded in sorted path order (files ending in ".so", not recursive), so results never depend
 ///   on directory order.
-/// - Before any plugin code runs, the host checks the descriptor's ABI major, its size and the
-///   build tag, then the whole descriptor (names, schema, defaults in range); a plugin that fails
-///   any check is refused as a whole with a PluginError naming the file and the reason.
+/// - Before it calls any function of a plugin, the host checks the descriptor's ABI major, its
+///   size and the build tag, then the whole descriptor (names, schema, defaults in range); a
+///   plugin that fails any check is refused as a whole with a PluginError naming the file and
+///   the reason. Opening the file runs the library's static constructors first: loading a
+///   plugin runs its code, in this process (docs/plugin-abi.md, "What a host cannot check").
 /// - An optimizer name already registered by another file is an error naming both files; the
 ///   plugin that came first keeps the name and the later file is refused. Schedulers are a
 ///   second kind with names of their own, checked the same way; the name "sequential" belongs
@@ -98,6 +100,9 @@ class Registry {
   /// Loads every "*.so" file of a folder in sorted order; returns the refusals among them.
   /// Throws PluginError only when the folder itself cannot be read.
   std::vector<Refusal> load_directory(const std::string& dir);
+  /// The files load_directory() tries, in its order: the "*.so" files of `dir`, sorted.
+  /// Throws PluginError when the folder cannot be read.
+  static std::vector<std::string> plugin_files(const std::string& dir);
   /// Loads every folder of default_search_path() that exists; returns the refusals.
   std::vector<Refusal> load_default();
 

@@ -864,13 +864,24 @@ ConformanceResult run_check(const Subject& s, const Check& c) {
 }  // namespace
 
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
+  return run_conformance(plugin_path, ConformanceObserver{});
+}
+
+std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, const ConformanceObserver& observer) {
   std::vector<ConformanceResult> results;
+  const auto add = [&](ConformanceResult r) {
+    if (observer.finished) observer.finished(r);
+    results.push_back(std::move(r));
+  };
+  const auto start = [&](const std::string& subject, const std::string& check) {
+    if (observer.started) observer.started(subject, check);
+  };
   const auto file_failure = [&](std::string detail, const char* check = kChecks[0].name) {
     ConformanceResult r;
     r.check = check;
     r.status = Status::Failed;
     r.detail = std::move(detail);
-    results.push_back(std::move(r));
+    add(std::move(r));
   };
   try {
     Registry registry;
@@ -897,17 +908,21 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
       }
       if (d) {
         const Subject subject{registry, *d, dir};
-        for (const Check& c : kChecks) results.push_back(run_check(subject, c));
+        for (const Check& c : kChecks) {
+          start(name, c.name);
+          add(run_check(subject, c));
+        }
       }
       if (sd) {
         ConformanceResult r;
         r.optimizer = name;
         r.kind = ConformanceResult::Kind::Scheduler;
         r.check = "scheduler_descriptor_valid";
+        start(name, r.check);
         const Outcome o = check_scheduler_descriptor(*sd);
         r.status = o.status;
         r.detail = o.detail;
-        results.push_back(std::move(r));
+        add(std::move(r));
       }
     }
   } catch (const std::exception& e) {

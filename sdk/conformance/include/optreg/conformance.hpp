@@ -6,6 +6,7 @@
 /// `optreg conformance PLUGIN.so` runs it from the command line; a plugin's own tests call
 /// run_conformance() and expect every result to pass.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,17 @@ struct ConformanceResult {
 /// misbehaving plugin: each failure is a result (a plugin that cannot be loaded gives one failed
 /// result naming the reason).
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);
+
+/// What run_conformance() reports while it runs: `started` before each check (with the optimizer
+/// or scheduler and the check's name), `finished` with each result as soon as it is known. A host
+/// that runs the kit in a child process streams them to learn which check a crash interrupted.
+struct ConformanceObserver {
+  std::function<void(const std::string& subject, const std::string& check)> started;
+  std::function<void(const ConformanceResult& result)> finished;
+};
+
+/// run_conformance(), reporting to `observer` as it goes; returns the same results.
+std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, const ConformanceObserver& observer);
 
 /// "passed", "FAILED" or "skipped".
 const char* to_string(ConformanceResult::Status status) noexcept;
