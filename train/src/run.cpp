@@ -1,17 +1,21 @@
 // The training loop: batches in a seeded order, metrics, evaluation, checkpoints, resume.
 #include <optreg/train/run.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 #include <cblas.h>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
 
 namespace optreg::train {
@@ -52,6 +56,8 @@ struct Progress {
   std::int64_t eval_count = 0;
   std::int64_t nonfinite_norms = 0;
   std::int64_t steps_to_target = -1;
+  std::int64_t diverged_at = -1;  // a run that trains on after diverging says so after a resume too
+  std::string divergence;
   double seconds = 0;           // spent before this process
 };
 
@@ -67,6 +73,8 @@ Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress&
   m[std::string(kKey) + "eval_count"] = Value(p.eval_count);
   m[std::string(kKey) + "nonfinite_grad_norms"] = Value(p.nonfinite_norms);
   m[std::string(kKey) + "steps_to_target"] = Value(p.steps_to_target);
+  m[std::string(kKey) + "diverged_at"] = Value(p.diverged_at);
+  m[std::string(kKey) + "divergence"] = Value(p.divergence);
   m[std::string(kKey) + "seconds"] = Value(seconds);
   return m;
 }
@@ -102,53 +110,50 @@ Progress check_resume(const Checkpoint& c, const std::string& path, const RunCon
   p.eval_count = meta(c.metadata, path, "eval_count", ValueType::Int).as_int();
   p.nonfinite_norms = meta(c.metadata, path, "nonfinite_grad_norms", ValueType::Int).as_int();
   p.steps_to_target = meta(c.metadata, path, "steps_to_target", ValueType::Int).as_int();
+  p.diverged_at = meta(c.metadata, path, "diverged_at", ValueType::Int).as_int();
+  p.divergence = meta(c.metadata, path, "divergence", ValueType::String).as_string();
   p.seconds = meta(c.metadata, path, "seconds", ValueType::Float).as_float();
   if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step || p.eval_count < 0 ||
-      p.eval_count > p.step) {
+      p.eval_count > p.step || p.diverged_at > p.step) {
     throw CheckpointError("checkpoint " + path + ": its step " + std::to_string(p.step) + " lies outside the run's " +
                           std::to_string(total) + " steps");
   }
   return p;
 }
 
-std::string csv_number(double v) {
-  if (std::isnan(v)) return "";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
+/// A CSV cell: empty for a value the row does not have.
+std::string csv_cell(const std::optional<double>& v) { return v ? metric_text(*v) : std::string(); }
 
-
-/// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step`.
-std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t step) {
-  std::vector<std::string> kept;
-  if (resume) {
-    std::ifstream in(path);
-    std::string line;
-    bool header = true;
-    while (std::getline(in, line)) {
-      if (header) {
-        header = false;
-        if (line != kMetricsCsvHeader) break;  // not ours: start over
-        continue;
-      }
-      const auto comma = line.find(',');
-      if (comma == std::string::npos) break;
-      try {
-        if (std::stoll(line.substr(0, comma)) > step) break;
-      } catch (const std::exception&) {
+/// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step` as they are on
+/// disk, so that a failure while writing on cannot lose them. Only a regular file is read back
+/// (a device such as /dev/full reads without end), and only while its lines look like ours.
+std::unique_ptr<OutputFile> open_metrics(const std::string& path, bool resume, std::int64_t step) {
+  std::uint64_t keep = 0;
+  std::error_code ec;
+  if (resume && fs::is_regular_file(path, ec)) {
+    std::ifstream in(path, std::ios::binary);
+    constexpr std::streamsize kLongest = 1024;  // a row is about 100 bytes
+    char line[kLongest];
+    std::uint64_t end = 0;
+    // Only whole lines count: a last line without its line break was cut off.
+    for (bool header = true; in.getline(line, kLongest) && !in.eof(); header = false) {
+      const std::string_view text(line, static_cast<std::size_t>(in.gcount() - 1));
+      end += text.size() + 1;
+      const auto comma = text.find(',');
+      if (header ? text != kMetricsCsvHeader
+                 : comma == std::string_view::npos || comma == 0 || comma > 18 ||
+                       text.find_first_not_of("0123456789") < comma ||
+                       std::stoll(std::string(text.substr(0, comma))) > step) {
         break;
       }
-      kept.push_back(line);
+      keep = end;
     }
   }
   const fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) throw Error(path + ": cannot write the metrics file");
-  out << kMetricsCsvHeader << '\n';
-  for (const auto& l : kept) out << l << '\n';
-  out.flush();
+  auto out = std::make_unique<OutputFile>(path, keep);
+  if (keep == 0) *out << kMetricsCsvHeader << "\n";
+  out->flush();
   return out;
 }
 
@@ -167,21 +172,43 @@ std::vector<std::uint32_t> epoch_order(const Problem& problem, std::uint64_t see
   return permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
 }
 
-double first_lr(const Optimizer& opt) {
+std::optional<double> first_lr(const Optimizer& opt) {
   const auto& groups = opt.param_groups();
-  if (groups.empty()) return std::nan("");
+  if (groups.empty()) return std::nullopt;
   const Value& lr = groups.front().option("lr");
-  return lr.type() == ValueType::Float ? lr.as_float() : std::nan("");
+  if (lr.type() != ValueType::Float) return std::nullopt;
+  return lr.as_float();
+}
+
+/// "parameter 'NAME' holds nan" for the first parameter with a value that is not finite; empty
+/// when every value is finite.
+std::string nonfinite_parameter(const Problem& problem) {
+  for (const auto& param : problem.params()) {
+    const Tensor& v = param.value();
+    const float* x = v.data();
+    for (std::size_t i = 0, n = v.numel(); i < n; ++i) {
+      if (!std::isfinite(x[i])) return "parameter '" + param.name() + "' holds " + metric_text(x[i]);
+    }
+  }
+  return {};
 }
 
 }  // namespace
 
 const char kMetricsCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds";
 
+std::string metric_text(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
 std::string metrics_csv_row(const MetricRow& r) {
-  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
-         csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
-         csv_number(r.grad_norm) + "," + csv_number(r.seconds);
+  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + metric_text(r.train_loss) + "," +
+         csv_cell(r.test_loss) + "," + csv_cell(r.test_accuracy) + "," + csv_cell(r.lr) + "," + csv_cell(r.grad_norm) +
+         "," + metric_text(r.seconds);
 }
 
 std::int64_t steps_per_epoch(const Problem& problem, std::int64_t batch_size) {
@@ -253,7 +280,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
 
   const auto start = Clock::now();
   const auto elapsed = [&] { return p.seconds + std::chrono::duration<double>(Clock::now() - start).count(); };
-  std::ofstream metrics;
+  std::unique_ptr<OutputFile> metrics;
   if (!options.metrics_path.empty()) metrics = open_metrics(options.metrics_path, !options.resume_path.empty(), p.step);
   const auto save = [&] {
     if (options.checkpoint_path.empty()) return;
@@ -274,6 +301,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   std::int64_t epoch_loaded = -1;
   std::vector<std::uint32_t> order;
   std::vector<std::uint32_t> batch(full_batch ? 0 : static_cast<std::size_t>(t.batch_size));
+  bool stopped = false;  // by a divergence
   while (p.step < stop) {
     if (options.interrupt != nullptr && options.interrupt->load()) {
       out.interrupted = true;
@@ -300,41 +328,68 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
 
     const bool last = p.step == total;
     const bool evaluate = last || p.step % eval_every == 0;
+    bool has_row = last || evaluate || p.step % t.log_every == 0;
+    // The loss costs nothing to check at every step; the parameters, a pass over them, only at
+    // the rows (a parameter that is not finite makes the next loss so for these problems, and
+    // the last step always has a row).
+    bool diverged = false;
+    if (p.diverged_at < 0) {
+      std::string what;
+      if (!std::isfinite(loss)) {
+        what = "the training loss is " + metric_text(loss);
+      } else if (has_row) {
+        what = nonfinite_parameter(*problem);
+      }
+      if (!what.empty()) {
+        diverged = true;
+        has_row = true;
+        p.diverged_at = p.step;
+        p.divergence = what;
+        stopped = !t.continue_on_divergence;
+      }
+    }
     MetricRow row;
-    const bool has_row = last || evaluate || p.step % t.log_every == 0;
     if (has_row) {
       row.step = p.step;
       row.epoch = (p.step - 1) / spe;
       row.train_loss = p.window_sum / static_cast<double>(p.window_count);
-      if (norm && std::isfinite(*norm)) row.grad_norm = *norm;
+      row.grad_norm = norm;
+      row.diverged = diverged;
       if (evaluate) {
         if (scheduler && scheduler->needs_metric()) scheduler->step(p.eval_sum / static_cast<double>(p.eval_count));
         p.eval_sum = 0;
         p.eval_count = 0;
         const Evaluation e = problem->evaluate_test();
         row.test_loss = e.loss;
-        row.test_accuracy = problem->has_accuracy() ? e.accuracy : std::nan("");
+        if (problem->has_accuracy()) row.test_accuracy = e.accuracy;
       }
       row.lr = first_lr(*opt);
       row.seconds = elapsed();
       p.window_sum = 0;
       p.window_count = 0;
       if (p.steps_to_target < 0 && row.train_loss <= t.target_loss) p.steps_to_target = p.step;
-      out.rows.push_back(row);
-      if (metrics.is_open()) metrics << metrics_csv_row(row) << '\n' << std::flush;
+      if (metrics) *metrics << metrics_csv_row(row) << "\n";
+      if (metrics) metrics->flush();
+      if (options.on_row) options.on_row(row);
     }
     if (options.progress != nullptr) options.progress->step(p.step, loss, has_row ? &row : nullptr);
+    if (stopped) break;
     if (!last && t.checkpoint_every > 0 && p.step % t.checkpoint_every == 0) save();
   }
   const double run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   out.steps_done = p.step;
   out.steps_to_target = p.steps_to_target;
   out.nonfinite_grad_norms = p.nonfinite_norms;
+  out.diverged_at = p.diverged_at;
+  out.divergence = p.divergence;
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
-  save();
+  if (metrics) metrics->close();
+  // A run stopped by its divergence saves nothing: its state is of no use, and the last
+  // checkpoint (from before) stays for a resume with other settings.
+  if (!stopped) save();
   if (options.progress != nullptr) options.progress->end(out.interrupted);
-  if (!out.interrupted && p.step == total) {
+  if (!out.interrupted && !stopped && p.step == total) {
     out.train = problem->evaluate_train();
     out.test = problem->evaluate_test();
     if (!problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
