@@ -191,7 +191,7 @@ TEST(TrainCommand, AResumeOfAnotherConfigIsRefusedWithTheKey) {
   write_file(dir / "u.yaml", other);
   const auto r = tool("train " + shell_word(dir / "u.yaml") + " --resume " + shell_word(dir / "a/checkpoint.optreg"));
   EXPECT_EQ(r.status, 1) << r.out;
-  EXPECT_TRUE(contains(r.out, "it was written with train.batch_size = 50, but " + (dir / "u.yaml") + " gives 60")) << r.out;
+  EXPECT_TRUE(contains(r.out, "it was written with train.batch_size = 50, but " + (dir / "u.yaml") + ":2:42 gives 60")) << r.out;
 }
 
 // ---------------------------------------------------------------------------------------------

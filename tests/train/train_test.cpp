@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <set>
@@ -520,13 +521,18 @@ TEST(TrainingRun, AOneCycleShorterThanTheRunIsRefusedBeforeTraining) {
             "its cycle");
 }
 
-TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
-  const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
-  TempDir dir;
+/// Trains the run config `text` up to `steps`, saving DIR/c.ckpt; returns its path.
+std::string checkpoint_at(const char* text, std::int64_t steps, const TempDir& dir) {
   RunOptions first;
   first.checkpoint_path = dir / "c.ckpt";
-  first.stop_after = 10;
-  train(config, first);
+  first.stop_after = steps;
+  train(parse_run_config(text, "c.yaml"), first);
+  return first.checkpoint_path;
+}
+
+TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
+  TempDir dir;
+  checkpoint_at(kQuadraticRun, 10, dir);
   std::string other = kQuadraticRun;
   other.replace(other.find("seed: 4"), 7, "seed: 5");
   RunOptions rest;
@@ -535,8 +541,89 @@ TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
     train(parse_run_config(other, "q2.yaml"), rest);
     ADD_FAILURE() << "no error";
   } catch (const optreg::CheckpointError& e) {
-    EXPECT_EQ(std::string(e.what()), "checkpoint " + (dir / "c.ckpt") + ": it was written with train.seed = 4, but q2.yaml gives 5");
+    EXPECT_EQ(std::string(e.what()), "checkpoint " + (dir / "c.ckpt") + ": it was written with train.seed = 4, but q2.yaml:2:15 gives 5");
   }
+}
+
+TEST(TrainingRun, ARosenbrockConfigResumingAQuadraticCheckpointIsRefusedForItsProblem) {
+  TempDir dir;
+  checkpoint_at(kQuadraticRun, 10, dir);
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  const RunConfig rosenbrock = parse_run_config(
+      "problem: {name: rosenbrock}\ntrain: {seed: 4, steps: 90, log_every: 10}\noptimizer: {name: adam, lr: 0.05}\n", "r.yaml");
+  EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(rosenbrock, rest); }),
+            "checkpoint " + (dir / "c.ckpt") +
+                ": it was written with train.problem = \"quadratic\", but r.yaml:1:17 gives \"rosenbrock\"");
+}
+
+const char* kSettingsRun =
+    "problem: {name: quadratic, dim: 8, train_size: 64}\n"
+    "train: {seed: 2, steps: 40, batch_size: 16, log_every: 10}\n"
+    "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, dampening: 0.0}\n"
+    "param_groups:\n"
+    "  - {params: theta, weight_decay: 0.01}\n"
+    "scheduler: {name: cosine, T_max: 40}\n"
+    "clip: {max_norm: 2.0}\n";
+
+struct ChangedSetting {
+  const char* from;
+  const char* to;
+  const char* message;  // after "checkpoint PATH: "
+};
+
+TEST(TrainingRun, AResumeRefusesAChangedOptimizerSettingNamingItsKey) {
+  TempDir dir;
+  checkpoint_at(kSettingsRun, 15, dir);
+  const optreg::Checkpoint saved = optreg::read_checkpoint(dir / "c.ckpt");
+  const std::vector<ChangedSetting> cases = {
+      {"lr: 0.1", "lr: 0.2", "it was written with optimizer.lr = 0.1, but s.yaml:3:28 gives 0.2"},
+      {"momentum: 0.9", "momentum: 0.9, nesterov: true",
+       "it was written without optimizer.nesterov, but s.yaml:3:58 gives true"},
+      {", momentum: 0.9", "", "it was written with optimizer.momentum = 0.9, but s.yaml does not set it"},
+      {"weight_decay: 0.01", "weight_decay: 0.02",
+       "it was written with param_groups[0].weight_decay = 0.01, but s.yaml:5:35 gives 0.02"},
+      {"params: theta", "params: \"th*\"",
+       "it was written with param_groups[0].params = \"theta\", but s.yaml:5:5 gives \"th*\""},
+      {"T_max: 40", "T_max: 50", "it was written with scheduler.T_max = 40, but s.yaml:6:34 gives 50"},
+      {"scheduler: {name: cosine, T_max: 40}\n", "",
+       "it was written with scheduler.T_max = 40, but s.yaml does not set it"},
+      {"max_norm: 2.0", "max_norm: 3.0", "it was written with clip.max_norm = 2.0, but s.yaml:7:7 gives 3.0"},
+      {"max_norm: 2.0", "value: 2.0", "it was written without clip.value, but s.yaml:7:7 gives 2.0"},
+      {"name: sgd, lr: 0.1, momentum: 0.9, dampening: 0.0", "name: adam, lr: 0.1",
+       "it was written with optimizer.name = \"sgd\", but s.yaml:3:19 gives \"adam\""},
+  };
+  for (const auto& c : cases) {
+    std::string text = kSettingsRun;
+    text.replace(text.find(c.from), std::strlen(c.from), c.to);
+    RunOptions rest;
+    rest.resume_path = dir / "c.ckpt";
+    rest.checkpoint_path = dir / "c.ckpt";
+    EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(parse_run_config(text, "s.yaml"), rest); }),
+              "checkpoint " + (dir / "c.ckpt") + ": " + c.message)
+        << text;
+  }
+  EXPECT_TRUE(optreg_test::same_bits(saved, optreg::read_checkpoint(dir / "c.ckpt"))) << "nothing was written";
+
+  // A checkpoint that does not record them (an older 'optreg train') cannot be checked.
+  optreg::Checkpoint older = saved;
+  for (auto it = older.metadata.begin(); it != older.metadata.end();) {
+    it = it->first.rfind("train.config.", 0) == 0 ? older.metadata.erase(it) : std::next(it);
+  }
+  optreg::save_checkpoint(dir / "old.ckpt", older);
+  RunOptions old;
+  old.resume_path = dir / "old.ckpt";
+  EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(parse_run_config(kSettingsRun, "s.yaml"), old); }),
+            "checkpoint " + (dir / "old.ckpt") +
+                ": it holds no optimizer settings ('train.config.optimizer.name'); it was written by an older 'optreg "
+                "train', and a resume cannot check them against s.yaml");
+
+  // The same settings written otherwise (an integer for a float) resume.
+  std::string same = kSettingsRun;
+  same.replace(same.find("dampening: 0.0"), 14, "dampening: 0");
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  EXPECT_EQ(train(parse_run_config(same, "s.yaml"), rest).steps_done, 40);
 }
 
 TEST(TrainingRun, ANonFiniteLossStopsTheRunAtItsStep) {

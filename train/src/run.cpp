@@ -37,14 +37,84 @@ std::string options_text(const Options& o) {
   return s;
 }
 
-/// The metadata that must agree between a checkpoint and the config resuming from it.
-Options identity(const RunConfig& config, const RunSpec& run) {
-  return Options{{std::string(kKey) + "problem", Value(config.problem)},
-                 {std::string(kKey) + "problem_options", Value(options_text(config.problem_options))},
-                 {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed))},
-                 {std::string(kKey) + "batch_size", Value(config.train.batch_size)},
-                 {std::string(kKey) + "data_order", Value(kDataOrder)},
-                 {std::string(kKey) + "label", Value(run.label)}};
+/// The prefix of the metadata entries that record the run's optimizer settings as written in
+/// its config; the rest of such a key is the key in the config ("optimizer.lr").
+constexpr char kConfigKey[] = "train.config.";
+
+/// One setting that must agree between a checkpoint and the config resuming from it.
+struct Setting {
+  std::string key;    // the metadata key
+  Value value;        // what the config gives
+  std::string where;  // where the config gives it: FILE:LINE:COLUMN
+};
+
+std::string at(const std::string& source, const ConfigMark& m) {
+  return source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column);
+}
+
+/// The key a setting is known by in messages: a config key for the optimizer settings.
+std::string shown(const std::string& key) {
+  return key.rfind(kConfigKey, 0) == 0 ? key.substr(sizeof kConfigKey - 1) : key;
+}
+
+/// Values that mean the same setting: equal, or equal numbers (`lr: 1` and `lr: 1.0`).
+bool same_setting(const Value& a, const Value& b) {
+  const auto numeric = [](const Value& v) { return v.type() == ValueType::Int || v.type() == ValueType::Float; };
+  if (numeric(a) && numeric(b)) return a.as_float() == b.as_float();
+  return a == b;
+}
+
+void add_scheduler(std::vector<Setting>& out, const SchedulerConfig& s, const std::string& prefix,
+                   const std::string& source) {
+  out.push_back({kConfigKey + prefix + "name", Value(s.name), at(source, s.name_mark)});
+  for (const auto& o : s.options) out.push_back({kConfigKey + prefix + o.name, o.value, at(source, o.value_mark)});
+  for (std::size_t i = 0; i < s.schedulers.size(); ++i) {
+    add_scheduler(out, s.schedulers[i], prefix + "schedulers[" + std::to_string(i) + "].", source);
+  }
+}
+
+/// What must agree between a checkpoint and the config resuming from it, the problem first:
+/// the problem, the data order, the run, then every optimizer setting as the config writes it
+/// (its options, parameter groups, scheduler and clipping), in the config's order.
+std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
+  const std::string& src = config.source;
+  const OptimizerConfig& o = run.optimizer;
+  const auto train_at = [&](const std::string& key) {
+    auto it = config.train_marks.find(key);
+    if (it == config.train_marks.end()) it = config.train_marks.find("train");
+    return it == config.train_marks.end() ? src : at(src, it->second);
+  };
+  std::vector<Setting> s = {
+      {std::string(kKey) + "problem", Value(config.problem), at(src, config.problem_mark)},
+      {std::string(kKey) + "problem_options", Value(options_text(config.problem_options)), at(src, config.problem_mark)},
+      {std::string(kKey) + "data_order", Value(kDataOrder), "this optreg"},
+      {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed)), train_at("seed")},
+      {std::string(kKey) + "batch_size", Value(config.train.batch_size), train_at("batch_size")},
+      {kConfigKey + std::string("optimizer.name"), Value(o.optimizer), at(src, o.optimizer_mark)},
+      {std::string(kKey) + "label", Value(run.label), at(src, run.label_mark)},
+  };
+  for (const auto& opt : o.options) s.push_back({kConfigKey + ("optimizer." + opt.name), opt.value, at(src, opt.value_mark)});
+  for (std::size_t g = 0; g < o.groups.size(); ++g) {
+    const ConfigGroup& group = o.groups[g];
+    const std::string prefix = kConfigKey + ("param_groups[" + std::to_string(g) + "].");
+    std::string patterns;
+    for (const auto& p : group.patterns) patterns += (patterns.empty() ? "" : ", ") + p;
+    s.push_back({prefix + "params", Value(patterns), at(src, group.mark)});
+    for (const auto& opt : group.options) s.push_back({prefix + opt.name, opt.value, at(src, opt.value_mark)});
+  }
+  if (o.scheduler) add_scheduler(s, *o.scheduler, "scheduler.", src);
+  if (o.clip) {
+    const ClipConfig& c = *o.clip;
+    const std::string where = at(src, c.mark);
+    if (c.mode == ClipConfig::Mode::Norm) {
+      s.push_back({kConfigKey + std::string("clip.max_norm"), Value(c.max_norm), where});
+      s.push_back({kConfigKey + std::string("clip.norm_type"), Value(c.norm_type), where});
+      s.push_back({kConfigKey + std::string("clip.error_if_nonfinite"), Value(c.error_if_nonfinite), where});
+    } else {
+      s.push_back({kConfigKey + std::string("clip.value"), Value(c.value), where});
+    }
+  }
+  return s;
 }
 
 /// Running state beyond the optimizer's, saved with every checkpoint.
@@ -61,9 +131,10 @@ struct Progress {
   double seconds = 0;           // spent before this process
 };
 
-Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress& p, std::int64_t spe,
+Options metadata_of(const std::vector<Setting>& settings, const RunConfig& config, const Progress& p, std::int64_t spe,
                     double seconds) {
-  Options m = identity(config, run);
+  Options m;
+  for (const auto& s : settings) m[s.key] = s.value;
   m[std::string(kKey) + "step"] = Value(p.step);
   m[std::string(kKey) + "epoch"] = Value(p.step / spe);
   m[std::string(kKey) + "position"] = Value((p.step % spe) * config.train.batch_size);
@@ -92,16 +163,42 @@ const Value& meta(const Options& m, const std::string& path, const std::string& 
   return it->second;
 }
 
-/// Checks that a checkpoint belongs to this run, and reads its progress (nothing is changed).
-Progress check_resume(const Checkpoint& c, const std::string& path, const RunConfig& config, const RunSpec& run,
-                      std::int64_t total) {
-  for (const auto& [key, want] : identity(config, run)) {
-    const Value& got = meta(c.metadata, path, key.substr(sizeof kKey - 1), want.type());
-    if (got != want) {
-      throw CheckpointError("checkpoint " + path + ": it was written with " + key + " = " + got.to_string() +
-                            ", but " + config.source + " gives " + want.to_string());
+/// Checks that a checkpoint belongs to this run and was written with the same settings.
+void check_settings(const Checkpoint& c, const std::string& path, const std::vector<Setting>& settings,
+                    const RunConfig& config) {
+  const std::string head = "checkpoint " + path + ": ";
+  const bool has_settings = c.metadata.count(kConfigKey + std::string("optimizer.name")) != 0;
+  for (const Setting& s : settings) {
+    const auto it = c.metadata.find(s.key);
+    if (it == c.metadata.end()) {
+      if (s.key.rfind(kConfigKey, 0) != 0) {
+        throw CheckpointError(head + "it holds no '" + s.key + "' entry; it was not written by 'optreg train'");
+      }
+      if (!has_settings) {
+        throw CheckpointError(head + "it holds no optimizer settings ('" + s.key +
+                              "'); it was written by an older 'optreg train', and a resume cannot check them "
+                              "against " + config.source);
+      }
+      throw CheckpointError(head + "it was written without " + shown(s.key) + ", but " + s.where + " gives " +
+                            s.value.to_string());
+    }
+    if (!same_setting(it->second, s.value)) {
+      throw CheckpointError(head + "it was written with " + shown(s.key) + " = " + it->second.to_string() + ", but " +
+                            s.where + " gives " + s.value.to_string());
     }
   }
+  for (const auto& [key, value] : c.metadata) {
+    if (key.rfind(kConfigKey, 0) != 0) continue;
+    const bool given = std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.key == key; });
+    if (!given) {
+      throw CheckpointError(head + "it was written with " + shown(key) + " = " + value.to_string() + ", but " +
+                            config.source + " does not set it");
+    }
+  }
+}
+
+/// The progress a checkpoint of this run holds (nothing is changed).
+Progress progress_of(const Checkpoint& c, const std::string& path, std::int64_t total) {
   Progress p;
   p.step = meta(c.metadata, path, "step", ValueType::Int).as_int();
   p.window_sum = meta(c.metadata, path, "window_sum", ValueType::Float).as_float();
@@ -239,6 +336,13 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const TrainSettings& t = config.train;
   const ProblemKind* kind = find_problem(config.problem);
   if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
+  // A checkpoint of another run is refused before anything is made, the problem first.
+  const std::vector<Setting> settings = identity(config, run);
+  std::optional<Checkpoint> resumed;
+  if (!options.resume_path.empty()) {
+    resumed = read_checkpoint(options.resume_path);
+    check_settings(*resumed, options.resume_path, settings, config);
+  }
   ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
@@ -266,11 +370,10 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const std::int64_t eval_every = t.eval_every > 0 ? t.eval_every : (full_batch ? t.log_every : spe);
 
   Progress p;
-  if (!options.resume_path.empty()) {
-    Checkpoint c = read_checkpoint(options.resume_path);
-    p = check_resume(c, options.resume_path, config, run, total);
+  if (resumed) {
+    p = progress_of(*resumed, options.resume_path, total);
     // Validates everything before it changes anything.
-    load_optimizer(std::move(c), options.resume_path, *opt, scheduler.get());
+    load_optimizer(std::move(*resumed), options.resume_path, *opt, scheduler.get());
   }
   RunOutcome out;
   out.label = run.label;
@@ -286,7 +389,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
     if (options.checkpoint_path.empty()) return;
     const fs::path cp(options.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
-    const Options metadata = metadata_of(config, run, p, spe, elapsed());
+    const Options metadata = metadata_of(settings, config, p, spe, elapsed());
     if (scheduler) {
       save_optimizer(options.checkpoint_path, *opt, *scheduler, metadata);
     } else {

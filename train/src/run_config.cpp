@@ -167,6 +167,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& source, c
       RunSpec run;
       run.optimizer = parse_config_node(root, source, base_dir, kRunSections);
       run.label = run.optimizer.optimizer;
+      run.label_mark = run.optimizer.optimizer_mark;
       config.runs.push_back(std::move(run));
       return config;
     }
@@ -190,6 +191,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& source, c
         }
       }
       run.optimizer = parse_config_node(r, source, base_dir, {"label"});
+      run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
       if (run.label.empty()) run.label = run.optimizer.optimizer;
       for (const auto& other : config.runs) {
         if (other.label == run.label) {

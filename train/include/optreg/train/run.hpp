@@ -19,6 +19,9 @@
 /// - A checkpoint holds the optimizer state, the scheduler state, the parameters, the step, the
 ///   data-order position and the running metric sums, so resuming from it gives the same bits
 ///   as never stopping (on the same machine and thread counts).
+/// - A resume is refused, before anything changes, when the config differs from the one the
+///   checkpoint was written with in its problem, seed, batch size, label, or any setting of its
+///   optimizer, parameter groups, scheduler or clipping; the message names the key.
 /// - The training loss is checked at every step and the parameters at every metric row: a run
 ///   whose loss or parameters stop being finite has diverged; it stops at that step (its state
 ///   is not saved) unless the config says `on_divergence: continue`.
@@ -65,6 +68,8 @@ struct TrainSettings {
 /// One optimizer configuration with its label.
 struct RunSpec {
   std::string label;
+  /// Where the label was written (the optimizer's name for a config without `runs`).
+  ConfigMark label_mark;
   OptimizerConfig optimizer;
 };
 
