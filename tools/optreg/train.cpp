@@ -290,11 +290,10 @@ void write_text(const std::string& path, const std::string& text) {
   f.close();
 }
 
-/// Checks standard output as every output file is checked: a full disk or a closed pipe there
-/// is an error too.
+/// Checks standard output as every output file is checked: a full disk there is an error too.
 void finish_output(std::ostream& out) {
   out.flush();
-  if (!out) throw Error("standard output: cannot write (is the disk full, or the pipe closed?)");
+  if (!out) throw Error("standard output: cannot write (is the disk full?)");
 }
 
 }  // namespace

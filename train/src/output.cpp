@@ -1,4 +1,4 @@
-// Output files with every write checked: POSIX calls, so that a full disk, a closed pipe or an
+// Output files with every write checked: POSIX calls, so that a full disk, a quota or an
 // error at close time is seen and reported with the file's name.
 #include <optreg/train/output.hpp>
 
