@@ -1,9 +1,12 @@
 // optreg train, compare and problems, run as a user runs them: separate processes, files on
 // disk, signals.
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -54,7 +57,7 @@ TEST(CompareCommand, PrintsATableAndWritesAWellFormedPlotNamingEveryRun) {
   EXPECT_TRUE(contains(svg, "training loss per optimizer"));
 
   const std::string csv = read_file(dir / "out/compare.csv");
-  EXPECT_TRUE(contains(csv, "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds\n"));
+  EXPECT_TRUE(contains(csv, "run,optimizer,step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds,status\n"));
   EXPECT_TRUE(contains(csv, "\n\"SGD & <co> \"\"q\"\"\",sgd,10,")) << "RFC 4180 quoting";
   EXPECT_TRUE(contains(csv, "\nAdam,adam,100,"));
   EXPECT_TRUE(contains(read_file(dir / "out/summary.txt"), "SGD momentum"));
@@ -188,7 +191,209 @@ TEST(TrainCommand, AResumeOfAnotherConfigIsRefusedWithTheKey) {
   write_file(dir / "u.yaml", other);
   const auto r = tool("train " + shell_word(dir / "u.yaml") + " --resume " + shell_word(dir / "a/checkpoint.optreg"));
   EXPECT_EQ(r.status, 1) << r.out;
-  EXPECT_TRUE(contains(r.out, "it was written with train.batch_size = 50, but " + (dir / "u.yaml") + " gives 60")) << r.out;
+  EXPECT_TRUE(contains(r.out, "it was written with train.batch_size = 50, but " + (dir / "u.yaml") + ":2:42 gives 60")) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile text, full disks, divergence.
+
+/// `optreg train CONFIG --out OUT MORE...`.
+optreg_test::CommandRun train_into(const std::string& config, const std::string& out, const std::string& more = "") {
+  return tool("train " + shell_word(config) + " --out " + shell_word(out) + more);
+}
+
+const char* kQuick =
+    "problem: {name: quadratic, dim: 10}\n"
+    "train: {steps: 60, batch_size: 16, log_every: 10}\n"
+    "optimizer: {name: sgd, lr: 0.1}\n";
+
+/// The files under `dir` whose name begins with "ran": what the hostile commands below create.
+std::vector<std::string> ran_files(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("ran", 0) == 0) found.push_back(e.path().string());
+  }
+  return found;
+}
+
+TEST(CompareCommand, ALabelWithBackticksRunsNothingAndThePlotStillShowsIt) {
+  TempDir dir;
+  const std::string ran = dir / "ran";
+  // gnuplot would run the backquotes and the pipes; the shell the `$(...)`.
+  write_file(dir / "c.yaml", "problem: {name: quadratic, dim: 5}\n"
+                             "train: {steps: 20, batch_size: 16, log_every: 10}\n"
+                             "runs:\n"
+                             "  - {label: \"`touch " + ran + "-bq` $(touch " + ran + "-sh) @m \\\\ '\\\" two\\nlines\", "
+                             "optimizer: {name: sgd, lr: 0.1}}\n"
+                             "  - {label: \"esc \\e[31m \xff end\\\\\", optimizer: {name: sgd, lr: 0.2}}\n");
+  // An output folder with a quote, a backquote and a line break; plot names that gnuplot would
+  // open as pipes.
+  const std::string out = dir / "o'`touch ran-out`\nx";
+  for (const std::string plot : {"|touch ran-output #.svg", "<touch ran-data #.png"}) {
+    const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(out) + " --plot " +
+                        shell_word(out + "/" + plot));
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_FALSE(read_file(out + "/" + plot).empty()) << plot;
+  }
+  EXPECT_EQ(ran_files(dir.path()), std::vector<std::string>{}) << "a command ran";
+
+  const std::string svg = out + "/|touch ran-output #.svg";
+  const auto lint = optreg_test::run_command("xmllint --noout " + shell_word(svg));
+  EXPECT_EQ(lint.status, 0) << lint.out;
+  const std::string text = read_file(svg);
+  EXPECT_TRUE(contains(text, ">`touch " + ran + "-bq` $(touch " + ran + "-sh) @m \\ '\" two</text>")) << text;
+  EXPECT_TRUE(contains(text, ">lines</text>"));
+  EXPECT_TRUE(contains(text, ">esc \\x1b[31m \\xff end\\</text>")) << "control and non-UTF-8 bytes shown, not sent";
+
+  // Redrawing from the saved script runs nothing either.
+  const auto redraw = optreg_test::run_command("cd " + shell_word(out) + " && gnuplot './|touch ran-output #.svg.gp'");
+  EXPECT_EQ(redraw.status, 0) << redraw.out;
+  EXPECT_EQ(ran_files(dir.path()), std::vector<std::string>{}) << "a command ran on the redraw";
+}
+
+TEST(CompareCommand, APlotFileOfAnotherKindIsRefusedBeforeAnyRunTrains) {
+  TempDir dir;
+  write_file(dir / "c.yaml", kCompare);
+  const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(dir / "out") + " --plot x.pdf");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg: --plot x.pdf: the file name must end in .svg or .png\n")) << r.out;
+  EXPECT_FALSE(contains(r.out, "step ")) << "nothing trained";
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
+
+/// A run of the tool with its standard output on a full disk (its errors still come back).
+optreg_test::CommandRun tool_to_full_disk(const std::string& args) {
+  return optreg_test::run_command("{ OPTREG_PLUGIN_PATH= " + shell_word(OPTREG_TEST_TOOL) + " " + args +
+                                  " >/dev/full; }");
+}
+
+TEST(CompareCommand, AFullDiskForAnyOutputIsAnErrorNamingTheFile) {
+  TempDir dir;
+  write_file(dir / "c.yaml", kCompare);
+  for (const std::string name : {"compare.csv", "summary.txt", "compare.svg", "compare.svg.dat", "compare.svg.gp"}) {
+    const std::string out = dir / name;
+    std::filesystem::create_directories(out);
+    std::filesystem::create_symlink("/dev/full", out + "/" + name);
+    const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(out));
+    EXPECT_EQ(r.status, 1) << name << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, "optreg: " + out + "/" + name + ": cannot write")) << name << "\n" << r.out;
+    EXPECT_FALSE(contains(r.out, "metrics: ")) << name;
+  }
+  const auto r = tool_to_full_disk("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(dir / "stdout"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg: standard output: cannot write")) << r.out;
+}
+
+TEST(TrainCommand, AFullDiskForTheMetricsFileIsAnErrorNamingIt) {
+  TempDir dir;
+  write_file(dir / "t.yaml", kQuick);
+  std::filesystem::create_directories(dir / "out");
+  std::filesystem::create_symlink("/dev/full", dir / "out/metrics.csv");
+  const std::string message = "optreg: " + (dir / "out") + "/metrics.csv: cannot write: No space left on device\n";
+  const auto fresh = train_into(dir / "t.yaml", dir / "out");
+  EXPECT_EQ(fresh.status, 1) << fresh.out;
+  EXPECT_TRUE(contains(fresh.out, message)) << fresh.out;
+
+  // A resume reads back the rows to keep only from a regular file (/dev/full reads forever).
+  ASSERT_EQ(train_into(dir / "t.yaml", dir / "a", " --steps 20").status, 0);
+  const auto resumed = train_into(dir / "t.yaml", dir / "out", " --resume " + shell_word(dir / "a/checkpoint.optreg"));
+  EXPECT_EQ(resumed.status, 1) << resumed.out;
+  EXPECT_TRUE(contains(resumed.out, message)) << resumed.out;
+
+  const auto r = tool_to_full_disk("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "b"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg: standard output: cannot write")) << r.out;
+}
+
+/// The exit status and standard error of the tool run with files limited to `max_bytes`
+/// (RLIMIT_FSIZE; a write past it fails with EFBIG).
+std::pair<int, std::string> tool_with_file_limit(std::uint64_t max_bytes, const std::vector<std::string>& args,
+                                                 const std::string& err) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen(err.c_str(), "w", stderr);
+    freopen("/dev/null", "w", stdout);
+    signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{max_bytes, max_bytes};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    setenv("OPTREG_PLUGIN_PATH", "", 1);
+    std::vector<char*> argv{const_cast<char*>("optreg")};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(OPTREG_TEST_TOOL, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(err)};
+}
+
+TEST(TrainCommand, AWriteThatFailsOnResumeKeepsTheRowsAlreadyWritten) {
+  TempDir dir;
+  write_file(dir / "t.yaml", kQuick);
+  const std::string t = dir / "t.yaml";
+  const std::string out = dir / "out";
+  ASSERT_EQ(train_into(t, out, " --steps 20").status, 0);
+  std::filesystem::copy_file(out + "/checkpoint.optreg", dir / "at20.optreg");
+  ASSERT_EQ(train_into(t, out, " --resume " + shell_word(out + "/checkpoint.optreg") + " --steps 40").status, 0);
+  const std::string before = read_file(out + "/metrics.csv");
+  const std::size_t kept = before.find("\n30,") + 1;  // the header and the rows up to step 20
+  ASSERT_NE(kept, 0U);
+
+  // Resuming at step 20 keeps those rows and appends after them; the first append fails.
+  const auto [status, err] =
+      tool_with_file_limit(kept + 10, {"train", t, "--out", out, "--resume", dir / "at20.optreg"}, dir / "err.txt");
+  EXPECT_EQ(status, 1) << err;
+  EXPECT_TRUE(contains(err, "optreg: " + out + "/metrics.csv: cannot write: File too large\n")) << err;
+  const std::string after = read_file(out + "/metrics.csv");
+  EXPECT_EQ(after.substr(0, kept), before.substr(0, kept)) << "the rows written before are intact";
+
+  // A resume with room drops the cut-off row and ends as a run that never stopped.
+  ASSERT_EQ(train_into(t, out, " --resume " + shell_word(dir / "at20.optreg")).status, 0);
+  ASSERT_EQ(train_into(t, dir / "whole").status, 0);
+  EXPECT_EQ(metrics_without_time(out + "/metrics.csv"), metrics_without_time(dir / "whole/metrics.csv"));
+}
+
+const char* kDiverging =
+    "problem: {name: quadratic, dim: 10}\n"
+    "train: {steps: 50, batch_size: 16, log_every: 10}\n"
+    "optimizer: {name: sgd, lr: 1.0e30}\n";
+
+TEST(TrainCommand, ADivergingRunStopsWithStatus3NamingTheStep) {
+  TempDir dir;
+  write_file(dir / "d.yaml", kDiverging);
+  const auto r = train_into(dir / "d.yaml", dir / "out");
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg: sgd: diverged at step 3: the training loss is nan; the run stopped there without "
+                              "saving a checkpoint (train.on_divergence: continue trains on)\n"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "sgd: step 3/50  loss nan  lr 1e+30")) << "the loss is shown, not '-'\n" << r.out;
+  EXPECT_TRUE(contains(read_file(dir / "out/metrics.csv"), "\n3,0,nan,,,1e+30,,"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/checkpoint.optreg"));
+}
+
+TEST(CompareCommand, ADivergedRunIsMarkedInTheTableAndTheCsvAndTheOthersTrainOn) {
+  TempDir dir;
+  write_file(dir / "c.yaml",
+             "problem: {name: quadratic, dim: 10}\n"
+             "train: {steps: 50, batch_size: 16, log_every: 10}\n"
+             "runs:\n"
+             "  - {label: SGD, optimizer: {name: sgd, lr: 0.5}}\n"
+             "  - {label: huge lr, optimizer: {name: sgd, lr: 1.0e30}}\n"
+             "  - {label: Adam, optimizer: {name: adam, lr: 0.05}}\n");
+  const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(dir / "out"));
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_TRUE(contains(r.out, "\nhuge lr  sgd          diverged          -  ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\nhuge lr: diverged at step 3: the training loss is nan; the run stopped there\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\nAdam     adam  ")) << "the next run trained\n" << r.out;
+  const std::string csv = read_file(dir / "out/compare.csv");
+  EXPECT_TRUE(contains(csv, "\nhuge lr,sgd,3,0,nan,,,1e+30,,")) << csv;
+  EXPECT_TRUE(contains(csv, ",diverged\nAdam,adam,10,")) << csv;
+  EXPECT_TRUE(contains(csv, "\nAdam,adam,50,")) << csv;
+  EXPECT_TRUE(contains(read_file(dir / "out/summary.txt"), "huge lr: diverged at step 3"));
+  const auto lint = optreg_test::run_command("xmllint --noout " + shell_word(dir / "out/compare.svg"));
+  EXPECT_EQ(lint.status, 0) << lint.out;
+  EXPECT_TRUE(contains(read_file(dir / "out/compare.svg"), ">huge lr</text>")) << "in the key, without a line";
 }
 
 TEST(ProblemsCommand, ListsEveryBuiltInProblemWithItsOptions) {

@@ -1,7 +1,9 @@
 // The built-in problems, their data files, run configs, the data order and in-process resume.
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <set>
@@ -384,11 +386,19 @@ const char* kQuadraticRun =
     "train: {seed: 4, steps: 90, batch_size: 32, log_every: 10, checkpoint_every: 25, target_loss: 5.0}\n"
     "optimizer: {name: adam, lr: 0.05}\n";
 
-RunOutcome train(const RunConfig& c, const RunOptions& o) {
+/// A run's outcome with the metric rows it streamed.
+struct Trained : RunOutcome {
+  std::vector<MetricRow> rows;
+};
+
+Trained train(const RunConfig& c, RunOptions o) {
   optreg::Registry registry;
   registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
   DataCache data;
-  return run_training(c, c.runs.front(), registry, data, o);
+  Trained t;
+  o.on_row = [&](const MetricRow& row) { t.rows.push_back(row); };
+  static_cast<RunOutcome&>(t) = run_training(c, c.runs.front(), registry, data, o);
+  return t;
 }
 
 optreg::Checkpoint without_time(optreg::Checkpoint c) {
@@ -398,7 +408,7 @@ optreg::Checkpoint without_time(optreg::Checkpoint c) {
 
 /// Trains `config` up to `stop`, saving `checkpoint`, then resumes from it to the end (saving
 /// the final state there).
-RunOutcome stop_and_resume(const RunConfig& config, std::int64_t stop, const std::string& checkpoint) {
+Trained stop_and_resume(const RunConfig& config, std::int64_t stop, const std::string& checkpoint) {
   RunOptions first;
   first.checkpoint_path = checkpoint;
   first.stop_after = stop;
@@ -414,10 +424,10 @@ TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
   TempDir dir;
   RunOptions whole;
   whole.checkpoint_path = dir / "whole.ckpt";
-  const RunOutcome a = train(config, whole);
+  const Trained a = train(config, whole);
   ASSERT_EQ(a.steps_done, 90);
   for (std::int64_t stop : {25, 37}) {
-    const RunOutcome b = stop_and_resume(config, stop, dir / "part.ckpt");
+    const Trained b = stop_and_resume(config, stop, dir / "part.ckpt");
     EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
                                        without_time(optreg::read_checkpoint(dir / "part.ckpt"))))
         << "stopped at " << stop;
@@ -446,27 +456,27 @@ TEST(TrainingRun, ASchedulerAndClippingResumeBitExactlyToo) {
   TempDir dir;
   RunOptions whole;
   whole.checkpoint_path = dir / "whole.ckpt";
-  const RunOutcome a = train(config, whole);
+  const Trained a = train(config, whole);
   // Warm-up from 0.05 towards 0.5, then cosine down towards 0.
   ASSERT_EQ(a.rows.size(), 9U + 11U - 2U);
   ASSERT_EQ(a.rows[1].step, 10);
-  EXPECT_DOUBLE_EQ(a.rows[1].lr, 0.5 * (0.1 + 0.9 * 10 / 20)) << "half way through the warm-up";
+  EXPECT_DOUBLE_EQ(*a.rows[1].lr, 0.5 * (0.1 + 0.9 * 10 / 20)) << "half way through the warm-up";
   double top = 0;
-  for (const auto& r : a.rows) top = std::max(top, r.lr);
+  for (const auto& r : a.rows) top = std::max(top, *r.lr);
   EXPECT_EQ(top, 0.5) << "the cosine starts at the base lr at the milestone";
-  EXPECT_LT(a.rows.back().lr, 0.01);
-  for (const auto& r : a.rows) EXPECT_FALSE(std::isnan(r.grad_norm)) << "step " << r.step;
+  EXPECT_LT(*a.rows.back().lr, 0.01);
+  for (const auto& r : a.rows) EXPECT_TRUE(r.grad_norm.has_value()) << "step " << r.step;
   const optreg::Checkpoint saved = optreg::read_checkpoint(whole.checkpoint_path);
   ASSERT_TRUE(saved.scheduler.has_value());
   EXPECT_EQ(saved.scheduler->scheduler, "sequential");
 
   // In the warm-up (the cosine not started yet), at the milestone, and in the cosine.
   for (std::int64_t stop : {13, 20, 33}) {
-    const RunOutcome b = stop_and_resume(config, stop, dir / "part.ckpt");
+    const Trained b = stop_and_resume(config, stop, dir / "part.ckpt");
     EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
                                        without_time(optreg::read_checkpoint(dir / "part.ckpt"))))
         << "stopped at " << stop;
-    EXPECT_EQ(a.rows.back().lr, b.rows.back().lr);
+    EXPECT_EQ(*a.rows.back().lr, *b.rows.back().lr);
   }
 }
 
@@ -477,17 +487,17 @@ TEST(TrainingRun, PlateauStepsOnTheTrainingLossAtEachEvaluation) {
       "optimizer: {name: sgd, lr: 0.5}\n"
       "scheduler: {name: plateau, factor: 0.5, patience: 2}\n",
       "p.yaml");
-  const RunOutcome r = train(config, {});
+  const Trained r = train(config, {});
   // The noisy loss stops falling early: the lr is halved several times, never raised.
-  EXPECT_LT(r.rows.back().lr, 0.5 / 4);
-  for (std::size_t i = 1; i < r.rows.size(); ++i) EXPECT_LE(r.rows[i].lr, r.rows[i - 1].lr);
+  EXPECT_LT(*r.rows.back().lr, 0.5 / 4);
+  for (std::size_t i = 1; i < r.rows.size(); ++i) EXPECT_LE(*r.rows[i].lr, *r.rows[i - 1].lr);
 }
 
 TEST(TrainingRun, NonFiniteGradientNormsAreCountedOrStopTheRun) {
   std::string text =
-      "problem: {name: rosenbrock}\ntrain: {steps: 50, log_every: 10}\noptimizer: {name: sgd, lr: 0.5}\n"
-      "clip: {max_norm: 1.0e30}\n";
-  const RunOutcome r = train(parse_run_config(text, "r.yaml"), {});
+      "problem: {name: rosenbrock}\ntrain: {steps: 50, log_every: 10, on_divergence: continue}\n"
+      "optimizer: {name: sgd, lr: 0.5}\nclip: {max_norm: 1.0e30}\n";
+  const Trained r = train(parse_run_config(text, "r.yaml"), {});
   EXPECT_GT(r.nonfinite_grad_norms, 0) << "the iterates blow up to inf, then nan";
   EXPECT_EQ(r.steps_done, 50);
   text.replace(text.find("max_norm: 1.0e30}"), 17, "max_norm: 1.0e30, error_if_nonfinite: true}");
@@ -511,13 +521,18 @@ TEST(TrainingRun, AOneCycleShorterThanTheRunIsRefusedBeforeTraining) {
             "its cycle");
 }
 
-TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
-  const RunConfig config = parse_run_config(kQuadraticRun, "q.yaml");
-  TempDir dir;
+/// Trains the run config `text` up to `steps`, saving DIR/c.ckpt; returns its path.
+std::string checkpoint_at(const char* text, std::int64_t steps, const TempDir& dir) {
   RunOptions first;
   first.checkpoint_path = dir / "c.ckpt";
-  first.stop_after = 10;
-  train(config, first);
+  first.stop_after = steps;
+  train(parse_run_config(text, "c.yaml"), first);
+  return first.checkpoint_path;
+}
+
+TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
+  TempDir dir;
+  checkpoint_at(kQuadraticRun, 10, dir);
   std::string other = kQuadraticRun;
   other.replace(other.find("seed: 4"), 7, "seed: 5");
   RunOptions rest;
@@ -526,8 +541,172 @@ TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherConfig) {
     train(parse_run_config(other, "q2.yaml"), rest);
     ADD_FAILURE() << "no error";
   } catch (const optreg::CheckpointError& e) {
-    EXPECT_EQ(std::string(e.what()), "checkpoint " + (dir / "c.ckpt") + ": it was written with train.seed = 4, but q2.yaml gives 5");
+    EXPECT_EQ(std::string(e.what()), "checkpoint " + (dir / "c.ckpt") + ": it was written with train.seed = 4, but q2.yaml:2:15 gives 5");
   }
+}
+
+TEST(TrainingRun, ARosenbrockConfigResumingAQuadraticCheckpointIsRefusedForItsProblem) {
+  TempDir dir;
+  checkpoint_at(kQuadraticRun, 10, dir);
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  const RunConfig rosenbrock = parse_run_config(
+      "problem: {name: rosenbrock}\ntrain: {seed: 4, steps: 90, log_every: 10}\noptimizer: {name: adam, lr: 0.05}\n", "r.yaml");
+  EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(rosenbrock, rest); }),
+            "checkpoint " + (dir / "c.ckpt") +
+                ": it was written with train.problem = \"quadratic\", but r.yaml:1:17 gives \"rosenbrock\"");
+}
+
+const char* kSettingsRun =
+    "problem: {name: quadratic, dim: 8, train_size: 64}\n"
+    "train: {seed: 2, steps: 40, batch_size: 16, log_every: 10}\n"
+    "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, dampening: 0.0}\n"
+    "param_groups:\n"
+    "  - {params: theta, weight_decay: 0.01}\n"
+    "scheduler: {name: cosine, T_max: 40}\n"
+    "clip: {max_norm: 2.0}\n";
+
+struct ChangedSetting {
+  const char* from;
+  const char* to;
+  const char* message;  // after "checkpoint PATH: "
+};
+
+TEST(TrainingRun, AResumeRefusesAChangedOptimizerSettingNamingItsKey) {
+  TempDir dir;
+  checkpoint_at(kSettingsRun, 15, dir);
+  const optreg::Checkpoint saved = optreg::read_checkpoint(dir / "c.ckpt");
+  const std::vector<ChangedSetting> cases = {
+      {"lr: 0.1", "lr: 0.2", "it was written with optimizer.lr = 0.1, but s.yaml:3:28 gives 0.2"},
+      {"momentum: 0.9", "momentum: 0.9, nesterov: true",
+       "it was written without optimizer.nesterov, but s.yaml:3:58 gives true"},
+      {", momentum: 0.9", "", "it was written with optimizer.momentum = 0.9, but s.yaml does not set it"},
+      {"weight_decay: 0.01", "weight_decay: 0.02",
+       "it was written with param_groups[0].weight_decay = 0.01, but s.yaml:5:35 gives 0.02"},
+      {"params: theta", "params: \"th*\"",
+       "it was written with param_groups[0].params = \"theta\", but s.yaml:5:5 gives \"th*\""},
+      {"T_max: 40", "T_max: 50", "it was written with scheduler.T_max = 40, but s.yaml:6:34 gives 50"},
+      {"scheduler: {name: cosine, T_max: 40}\n", "",
+       "it was written with scheduler.T_max = 40, but s.yaml does not set it"},
+      {"max_norm: 2.0", "max_norm: 3.0", "it was written with clip.max_norm = 2.0, but s.yaml:7:7 gives 3.0"},
+      {"max_norm: 2.0", "value: 2.0", "it was written without clip.value, but s.yaml:7:7 gives 2.0"},
+      {"name: sgd, lr: 0.1, momentum: 0.9, dampening: 0.0", "name: adam, lr: 0.1",
+       "it was written with optimizer.name = \"sgd\", but s.yaml:3:19 gives \"adam\""},
+  };
+  for (const auto& c : cases) {
+    std::string text = kSettingsRun;
+    text.replace(text.find(c.from), std::strlen(c.from), c.to);
+    RunOptions rest;
+    rest.resume_path = dir / "c.ckpt";
+    rest.checkpoint_path = dir / "c.ckpt";
+    EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(parse_run_config(text, "s.yaml"), rest); }),
+              "checkpoint " + (dir / "c.ckpt") + ": " + c.message)
+        << text;
+  }
+  EXPECT_TRUE(optreg_test::same_bits(saved, optreg::read_checkpoint(dir / "c.ckpt"))) << "nothing was written";
+
+  // A checkpoint that does not record them (an older 'optreg train') cannot be checked.
+  optreg::Checkpoint older = saved;
+  for (auto it = older.metadata.begin(); it != older.metadata.end();) {
+    it = it->first.rfind("train.config.", 0) == 0 ? older.metadata.erase(it) : std::next(it);
+  }
+  optreg::save_checkpoint(dir / "old.ckpt", older);
+  RunOptions old;
+  old.resume_path = dir / "old.ckpt";
+  EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(parse_run_config(kSettingsRun, "s.yaml"), old); }),
+            "checkpoint " + (dir / "old.ckpt") +
+                ": it holds no optimizer settings ('train.config.optimizer.name'); it was written by an older 'optreg "
+                "train', and a resume cannot check them against s.yaml");
+
+  // The same settings written otherwise (an integer for a float) resume.
+  std::string same = kSettingsRun;
+  same.replace(same.find("dampening: 0.0"), 14, "dampening: 0");
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  EXPECT_EQ(train(parse_run_config(same, "s.yaml"), rest).steps_done, 40);
+}
+
+TEST(TrainingRun, ANonFiniteLossStopsTheRunAtItsStep) {
+  TempDir dir;
+  RunOptions o;
+  o.checkpoint_path = dir / "c.ckpt";
+  o.metrics_path = dir / "m.csv";
+  const Trained r = train(parse_run_config("problem: {name: quadratic, dim: 10}\ntrain: {steps: 50, batch_size: 16, "
+                                           "log_every: 10}\noptimizer: {name: sgd, lr: 1.0e30}\n",
+                                           "d.yaml"),
+                          o);
+  EXPECT_EQ(r.diverged_at, 3);
+  EXPECT_EQ(r.divergence, "the training loss is nan");
+  EXPECT_EQ(r.steps_done, 3) << "stopped there";
+  ASSERT_EQ(r.rows.size(), 1U) << "a row at the step of the divergence";
+  EXPECT_TRUE(r.rows.back().diverged);
+  EXPECT_TRUE(std::isnan(r.rows.back().train_loss));
+  EXPECT_FALSE(std::filesystem::exists(dir / "c.ckpt")) << "no checkpoint of a diverged state";
+  const std::string csv = optreg_test::read_file(dir / "m.csv");
+  EXPECT_TRUE(optreg_test::contains(csv, "\n3,0,nan,,,1e+30,,")) << "a loss that was measured is never empty:\n" << csv;
+}
+
+TEST(TrainingRun, AParameterThatIsNotFiniteAtARowStopsTheRun) {
+  // The first step's loss is finite; its update overflows float32.
+  const Trained r = train(parse_run_config("problem: {name: quadratic, dim: 10}\ntrain: {steps: 5, batch_size: 16, "
+                                           "log_every: 1}\noptimizer: {name: sgd, lr: 1.0e300}\n",
+                                           "p.yaml"),
+                          {});
+  EXPECT_EQ(r.diverged_at, 1);
+  EXPECT_EQ(r.divergence, "parameter 'theta' holds -inf");
+  EXPECT_EQ(r.steps_done, 1);
+}
+
+TEST(TrainingRun, OnDivergenceContinueTrainsOnAndStillReportsIt) {
+  const RunConfig config = parse_run_config("problem: {name: quadratic, dim: 10, noise: 1.0e308}\n"
+                                            "train: {steps: 20, batch_size: 16, log_every: 10, on_divergence: continue}\n"
+                                            "optimizer: {name: sgd, lr: 0.1}\n",
+                                            "n.yaml");
+  const Trained r = train(config, {});
+  EXPECT_EQ(r.diverged_at, 1);
+  EXPECT_EQ(r.steps_done, 20);
+  ASSERT_FALSE(r.rows.empty());
+  EXPECT_TRUE(r.rows.front().diverged);
+  EXPECT_EQ(r.rows.front().step, 1);
+  ASSERT_TRUE(r.rows.back().test_loss.has_value()) << "the last row is evaluated, its loss not finite";
+  EXPECT_FALSE(std::isfinite(*r.rows.back().test_loss));
+  EXPECT_FALSE(std::isfinite(r.train.loss));
+
+  // A resume after the divergence still reports it, and makes no second row for it.
+  TempDir dir;
+  const Trained b = stop_and_resume(config, 5, dir / "c.ckpt");
+  EXPECT_EQ(b.diverged_at, 1);
+  EXPECT_EQ(b.divergence, r.divergence);
+  for (const auto& row : b.rows) EXPECT_FALSE(row.diverged) << "step " << row.step;
+}
+
+TEST(TrainingRun, RowsAreStreamedNotKeptSoMemoryDoesNotGrowWithTheRun) {
+  const auto peak_kib = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss;
+  };
+  const char* text = "problem: {name: rosenbrock}\ntrain: {steps: STEPS, log_every: 1}\noptimizer: {name: adam, lr: 0.001}\n";
+  const auto config = [&](const char* steps) {
+    std::string t = text;
+    t.replace(t.find("STEPS"), 5, steps);
+    return parse_run_config(t, "r.yaml");
+  };
+  std::int64_t rows = 0;
+  RunOptions o;
+  o.on_row = [&](const MetricRow&) { ++rows; };
+  optreg::Registry registry;
+  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
+  DataCache data;
+  const RunConfig warm = config("1000");
+  run_training(warm, warm.runs.front(), registry, data, o);
+  const long before = peak_kib();
+  // 300,000 rows of about 100 bytes each would take 30 MB if they were kept.
+  const RunConfig longer = config("300000");
+  rows = 0;
+  EXPECT_EQ(run_training(longer, longer.runs.front(), registry, data, o).steps_done, 300000);
+  EXPECT_EQ(rows, 300000) << "every row reaches the sink";
+  EXPECT_LT(peak_kib() - before, 4 * 1024) << "KiB of peak memory gained";
 }
 
 TEST(TrainingRun, MetricRowsComeEveryLogIntervalWithEvaluations) {
@@ -535,11 +714,11 @@ TEST(TrainingRun, MetricRowsComeEveryLogIntervalWithEvaluations) {
   TempDir dir;
   RunOptions o;
   o.metrics_path = dir / "m.csv";
-  const RunOutcome r = train(config, o);
+  const Trained r = train(config, o);
   // Every 10 steps, and at the end of every epoch of 8 steps (8, 16, ..., 88): 40 and 80 are both.
   ASSERT_EQ(r.rows.size(), 9U + 11U - 2U);
   EXPECT_EQ(r.rows.back().step, 90);
-  EXPECT_FALSE(std::isnan(r.rows.back().test_loss));
+  EXPECT_TRUE(r.rows.back().test_loss.has_value());
   EXPECT_LT(r.rows.back().train_loss, r.rows.front().train_loss);
   const std::string csv = optreg_test::read_file(o.metrics_path);
   EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds");
@@ -553,7 +732,7 @@ TEST(TrainingRun, TheMlpLearnsFashionMnist) {
       "problem: {name: mlp, hidden: [64]}\ntrain: {seed: 1, steps: 300, batch_size: 64, log_every: 50}\n"
       "optimizer: {name: adam, lr: 0.002}\n",
       "mlp.yaml");
-  const RunOutcome r = train(config, {});
+  const Trained r = train(config, {});
   ASSERT_EQ(r.rows.size(), 6U);
   EXPECT_LT(r.rows.back().train_loss, 0.5 * r.rows.front().train_loss)
       << r.rows.front().train_loss << " -> " << r.rows.back().train_loss;
@@ -564,7 +743,7 @@ TEST(TrainingRun, TheMlpLearnsFashionMnist) {
 TEST(TrainingRun, RosenbrockConvergesWithAdam) {
   const RunConfig config = parse_run_config(
       "problem: {name: rosenbrock}\ntrain: {steps: 3000, log_every: 500}\noptimizer: {name: adam, lr: 0.02}\n", "r.yaml");
-  const RunOutcome r = train(config, {});
+  const Trained r = train(config, {});
   EXPECT_LT(r.train.loss, 1e-3) << "from 24.2 at the classic start";
 }
 

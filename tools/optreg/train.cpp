@@ -1,14 +1,16 @@
 // optreg train, optreg compare and optreg problems: run optimizers on the built-in problems.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <ostream>
 
+#include <optreg/train/output.hpp>
 #include <optreg/train/plot.hpp>
 #include <optreg/train/run.hpp>
 
@@ -35,8 +37,10 @@ const char* kTrainHelp =
     "  --steps N           stop after step N (the run's length is unchanged; resume later)\n"
     "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
     "\n"
-    "Exit status: 0 when training finished, 1 on an error, 2 on a usage error, 130 when\n"
-    "interrupted (after saving the checkpoint).\n";
+    "Exit status: 0 when training finished, 1 on an error (a file that cannot be written\n"
+    "included), 2 on a usage error, 3 when the run diverged (its loss or a parameter not\n"
+    "finite; train.on_divergence: continue trains on), 130 when interrupted (after saving\n"
+    "the checkpoint).\n";
 
 const char* kCompareHelp =
     "usage: optreg compare CONFIG [--out DIR] [--plot FILE] [--plugin-path DIR|FILE]...\n"
@@ -46,13 +50,14 @@ const char* kCompareHelp =
     "time, steps/s) and plots the training loss of every run against the step.\n"
     "Writes DIR/compare.csv (every metric row, labelled), DIR/summary.txt (the table) and\n"
     "the plot (default DIR/compare.svg; .png also works), with its data and gnuplot script.\n"
+    "A run that diverges is marked so in the table and the CSV, and the next run trains.\n"
     "\n"
     "  --out DIR           output folder (default: runs/<config name>)\n"
     "  --plot FILE         where the plot goes\n"
     "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
     "\n"
-    "Exit status: 0 when every run finished, 1 on an error, 2 on a usage error, 130 when\n"
-    "interrupted.\n";
+    "Exit status: 0 when every run finished, 1 on an error (a file that cannot be written\n"
+    "included), 2 on a usage error, 3 when a run diverged, 130 when interrupted.\n";
 
 const char* kProblemsHelp =
     "usage: optreg problems\n"
@@ -60,6 +65,8 @@ const char* kProblemsHelp =
     "Lists the built-in problems and their options.\n";
 
 constexpr int kInterrupted = 130;
+/// A run stopped because its loss or parameters stopped being finite.
+constexpr int kDiverged = 3;
 
 std::atomic<bool> g_interrupt{false};
 
@@ -87,8 +94,9 @@ std::string duration(double seconds) {
   return buf;
 }
 
+/// A number with `digits` decimals; nan, inf or -inf for one that is not finite.
 std::string fixed(double v, int digits) {
-  if (std::isnan(v)) return "-";
+  if (!std::isfinite(v)) return metric_text(v);
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
   return buf;
@@ -105,18 +113,18 @@ class ConsoleProgress final : public ProgressSink {
     total_ = total;
     start_ = Clock::now();
     last_draw_ = start_ - std::chrono::seconds(1);
-    loss_ = std::nan("");
+    loss_.reset();
     if (first > 0) err_ << label_ << ": resuming at step " << first << " of " << total << '\n';
   }
 
   void step(std::int64_t step, double loss, const MetricRow* row) override {
-    loss_ = row != nullptr ? row->train_loss : loss_;
-    if (row != nullptr && !std::isnan(row->test_accuracy)) accuracy_ = row->test_accuracy;
+    if (row != nullptr) loss_ = row->train_loss;
+    if (row != nullptr && row->test_accuracy) accuracy_ = row->test_accuracy;
     const auto now = Clock::now();
     const double secs = std::chrono::duration<double>(now - start_).count();
     const double rate = secs > 0 ? static_cast<double>(step - first_) / secs : 0;
     const double left = rate > 0 ? static_cast<double>(total_ - step) / rate : std::nan("");
-    if (std::isnan(loss_)) loss_ = loss;
+    if (!loss_) loss_ = loss;
     if (terminal_) {
       if (step != total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
       last_draw_ = now;
@@ -127,17 +135,19 @@ class ConsoleProgress final : public ProgressSink {
       char line[256];
       std::snprintf(line, sizeof line, "\r%-14.14s [%s] %3d%% %lld/%lld  loss %s%s  %s steps/s  left %s \x1b[K",
                     label_.c_str(), bar.c_str(), static_cast<int>(100.0 * static_cast<double>(step) / static_cast<double>(total_)),
-                    static_cast<long long>(step), static_cast<long long>(total_), fixed(loss_, 4).c_str(),
-                    std::isnan(accuracy_) ? "" : ("  test acc " + fixed(100 * accuracy_, 1) + "%").c_str(),
+                    static_cast<long long>(step), static_cast<long long>(total_), fixed(*loss_, 4).c_str(),
+                    accuracy_ ? ("  test acc " + fixed(100 * *accuracy_, 1) + "%").c_str() : "",
                     fixed(rate, 0).c_str(), duration(left).c_str());
       err_ << line << std::flush;
     } else if (row != nullptr) {
       err_ << label_ << ": step " << step << "/" << total_ << "  loss " << fixed(row->train_loss, 4);
-      char lr[32];
-      std::snprintf(lr, sizeof lr, "%.4g", row->lr);
-      err_ << "  lr " << lr;
-      if (!std::isnan(row->test_loss)) err_ << "  test loss " << fixed(row->test_loss, 4);
-      if (!std::isnan(row->test_accuracy)) err_ << "  test acc " << fixed(100 * row->test_accuracy, 2) << "%";
+      if (row->lr) {
+        char lr[32];
+        std::snprintf(lr, sizeof lr, "%.4g", *row->lr);
+        err_ << "  lr " << lr;
+      }
+      if (row->test_loss) err_ << "  test loss " << fixed(*row->test_loss, 4);
+      if (row->test_accuracy) err_ << "  test acc " << fixed(100 * *row->test_accuracy, 2) << "%";
       err_ << "  " << fixed(rate, 0) << " steps/s  left " << duration(left) << '\n';
     }
   }
@@ -145,7 +155,8 @@ class ConsoleProgress final : public ProgressSink {
   void end(bool interrupted) override {
     if (terminal_) err_ << '\n';
     if (interrupted) err_ << label_ << ": interrupted\n";
-    accuracy_ = std::nan("");
+    loss_.reset();
+    accuracy_.reset();
   }
 
  private:
@@ -155,8 +166,8 @@ class ConsoleProgress final : public ProgressSink {
   std::string label_;
   std::int64_t first_ = 0, total_ = 1;
   Clock::time_point start_, last_draw_;
-  double loss_ = std::nan("");
-  double accuracy_ = std::nan("");
+  std::optional<double> loss_;
+  std::optional<double> accuracy_;
 };
 
 std::string default_out(const std::string& config) { return "runs/" + fs::path(config).stem().string(); }
@@ -194,15 +205,35 @@ std::string problem_title(const RunConfig& config) {
   return s;
 }
 
+/// Whether a run stopped because it diverged (rather than training on as the config may ask).
+bool stopped_by_divergence(const RunConfig& config, const RunOutcome& r) {
+  return r.diverged_at >= 0 && !config.train.continue_on_divergence;
+}
+
+/// "LABEL: diverged at step N: WHAT".
+std::string divergence_text(const RunOutcome& r) {
+  return r.label + ": diverged at step " + std::to_string(r.diverged_at) + ": " + r.divergence;
+}
+
+/// The table of runs, then a line for each run that diverged.
 std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>& runs) {
-  const bool acc = !runs.empty() && !std::isnan(runs.front().test.accuracy);
+  const auto classes = [](const RunOutcome& r) { return !std::isnan(r.test.accuracy); };
+  const bool acc = std::any_of(runs.begin(), runs.end(), [&](const RunOutcome& r) {
+    return !r.interrupted && !stopped_by_divergence(config, r) && r.steps_done == r.total_steps && classes(r);
+  });
   const std::string target = std::isnan(config.train.target_loss) ? "" : fixed(config.train.target_loss, 3);
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"run", "optimizer", "train loss", "test loss", acc ? "test acc" : "",
                   target.empty() ? "" : "steps to " + target, "time", "steps/s"});
+  std::string notes;
   for (const auto& r : runs) {
-    const bool done = !r.interrupted && r.steps_done == r.total_steps;
-    rows.push_back({r.label, r.optimizer, done ? fixed(r.train.loss, 4) : "-", done ? fixed(r.test.loss, 4) : "-",
+    const bool diverged = stopped_by_divergence(config, r);
+    const bool done = !r.interrupted && !diverged && r.steps_done == r.total_steps;
+    if (r.diverged_at >= 0) {
+      notes += divergence_text(r) + (diverged ? "; the run stopped there\n" : "; it trained on (on_divergence: continue)\n");
+    }
+    rows.push_back({r.label, r.optimizer, done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
+                    done ? fixed(r.test.loss, 4) : "-",
                     acc ? (done ? fixed(100 * r.test.accuracy, 2) + "%" : "-") : "",
                     target.empty() ? "" : (r.steps_to_target < 0 ? "never" : std::to_string(r.steps_to_target)),
                     fixed(r.seconds, 1) + " s", fixed(r.steps_per_second, 0)});
@@ -224,7 +255,7 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
     out += line + '\n';
     if (r == 0) out += std::string(line.size(), '-') + '\n';
   }
-  return out;
+  return out + (notes.empty() ? "" : "\n" + notes);
 }
 
 /// A word for a POSIX shell: as it is when it holds only safe characters, else single-quoted.
@@ -254,9 +285,15 @@ void warn_nonfinite(std::ostream& err, const RunOutcome& r) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
+  OutputFile f(path);
   f << text;
-  if (!f) throw Error(path + ": cannot write");
+  f.close();
+}
+
+/// Checks standard output as every output file is checked: a full disk there is an error too.
+void finish_output(std::ostream& out) {
+  out.flush();
+  if (!out) throw Error("standard output: cannot write (is the disk full?)");
 }
 
 }  // namespace
@@ -324,6 +361,14 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   install_interrupt_handler();
   const RunOutcome r = run_training(config, *run, registry, data, options);
   warn_nonfinite(err, r);
+  if (stopped_by_divergence(config, r)) {
+    err << "optreg: " << divergence_text(r)
+        << "; the run stopped there without saving a checkpoint (train.on_divergence: continue trains on)\n";
+    out << "metrics: " << options.metrics_path << '\n';
+    finish_output(out);
+    return kDiverged;
+  }
+  if (r.diverged_at >= 0) err << "warning: " << divergence_text(r) << "; trained on (train.on_divergence: continue)\n";
   if (r.interrupted) {
     std::string again = "optreg train " + shell_word(c.config) + " --resume " + shell_word(options.checkpoint_path);
     if (config.is_comparison) again += " --run " + shell_word(run->label);
@@ -337,10 +382,12 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   if (r.steps_done < r.total_steps) {
     out << "stopped at step " << r.steps_done << " of " << r.total_steps << "; checkpoint " << options.checkpoint_path
         << '\n';
+    finish_output(out);
     return kOk;
   }
   out << summary_table(config, {r}) << "metrics: " << options.metrics_path << "\ncheckpoint: " << options.checkpoint_path
       << '\n';
+  finish_output(out);
   return kOk;
 }
 
@@ -362,9 +409,14 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
     }
   }
   if (c.config.empty()) throw UsageError{"'optreg compare' needs a config file"};
-  const RunConfig config = load_run_config(c.config);
   const std::string dir = c.out.empty() ? default_out(c.config) : c.out;
   if (plot.empty()) plot = dir + "/compare.svg";
+  try {
+    check_plot_path(plot);  // before anything trains
+  } catch (const optreg::UsageError& e) {
+    throw UsageError{std::string("--") + e.what()};
+  }
+  const RunConfig config = load_run_config(c.config);
   Registry registry;
   load_plugins(registry, c.plugins);
   DataCache data;
@@ -375,34 +427,48 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
   }
   ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
   install_interrupt_handler();
-  std::vector<RunOutcome> outcomes;
   fs::create_directories(dir);
-  std::ofstream csv(dir + "/compare.csv", std::ios::trunc);
-  if (!csv) throw Error(dir + "/compare.csv: cannot write");
-  csv << "run,optimizer," << kMetricsCsvHeader << '\n';
-  for (const auto& run : config.runs) {
-    RunOptions options;
-    options.progress = &progress;
-    options.interrupt = &g_interrupt;
-    outcomes.push_back(run_training(config, run, registry, data, options));
-    for (const auto& row : outcomes.back().rows) {
-      csv << csv_field(run.label) << ',' << run.optimizer.optimizer << ',' << metrics_csv_row(row) << '\n';
-    }
-    warn_nonfinite(err, outcomes.back());
-    if (outcomes.back().interrupted) break;
-  }
-  const std::string table = summary_table(config, outcomes);
-  out << '\n' << problem_title(config) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
-      << outcomes.front().total_steps << " steps\n\n" << table;
-  write_text(dir + "/summary.txt", table);
+  const std::string csv_path = dir + "/compare.csv";
+  OutputFile csv(csv_path);
+  csv << "run,optimizer," << kMetricsCsvHeader << ",status\n";
   PlotText text;
   text.title = problem_title(config) + ": training loss per optimizer (seed " + std::to_string(config.train.seed) +
                ", batch " + std::to_string(config.train.batch_size) + ")";
   text.x_label = "step (optimizer updates)";
   text.y_label = "training loss (nats; mean over the last " + std::to_string(config.train.log_every) + " steps)";
-  plot_losses(plot, text, outcomes);
-  out << "\nplot: " << plot << "\nmetrics: " << dir << "/compare.csv\n";
-  return g_interrupt.load() ? kInterrupted : kOk;
+  LossPlot loss_plot(plot, text);
+  // Rows go to the CSV and the plot data as they come: nothing grows with the runs' length.
+  std::vector<RunOutcome> outcomes;
+  bool diverged = false;
+  for (const auto& run : config.runs) {
+    const std::string prefix = csv_field(run.label) + "," + csv_field(run.optimizer.optimizer) + ",";
+    loss_plot.begin_run(run.label);
+    RunOptions options;
+    options.progress = &progress;
+    options.interrupt = &g_interrupt;
+    options.on_row = [&](const MetricRow& row) {
+      csv << prefix << metrics_csv_row(row) << (row.diverged ? ",diverged\n" : ",\n");
+      loss_plot.add(row.step, row.train_loss);
+    };
+    outcomes.push_back(run_training(config, run, registry, data, options));
+    csv.flush();
+    warn_nonfinite(err, outcomes.back());
+    if (stopped_by_divergence(config, outcomes.back())) {
+      diverged = true;
+      err << divergence_text(outcomes.back()) << "; the run stopped there\n";
+    }
+    if (outcomes.back().interrupted) break;
+  }
+  csv.close();
+  const std::string table = summary_table(config, outcomes);
+  out << '\n' << problem_title(config) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
+      << outcomes.front().total_steps << " steps\n\n" << table;
+  write_text(dir + "/summary.txt", table);
+  loss_plot.draw();
+  out << "\nplot: " << plot << "\nmetrics: " << csv_path << '\n';
+  finish_output(out);
+  if (g_interrupt.load()) return kInterrupted;
+  return diverged ? kDiverged : kOk;
 }
 
 int run_problems(const std::vector<std::string>& args, std::ostream& out, std::ostream& /*err*/) {

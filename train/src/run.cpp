@@ -1,17 +1,21 @@
 // The training loop: batches in a seeded order, metrics, evaluation, checkpoints, resume.
 #include <optreg/train/run.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 #include <cblas.h>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
 
 namespace optreg::train {
@@ -33,14 +37,84 @@ std::string options_text(const Options& o) {
   return s;
 }
 
-/// The metadata that must agree between a checkpoint and the config resuming from it.
-Options identity(const RunConfig& config, const RunSpec& run) {
-  return Options{{std::string(kKey) + "problem", Value(config.problem)},
-                 {std::string(kKey) + "problem_options", Value(options_text(config.problem_options))},
-                 {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed))},
-                 {std::string(kKey) + "batch_size", Value(config.train.batch_size)},
-                 {std::string(kKey) + "data_order", Value(kDataOrder)},
-                 {std::string(kKey) + "label", Value(run.label)}};
+/// The prefix of the metadata entries that record the run's optimizer settings as written in
+/// its config; the rest of such a key is the key in the config ("optimizer.lr").
+constexpr char kConfigKey[] = "train.config.";
+
+/// One setting that must agree between a checkpoint and the config resuming from it.
+struct Setting {
+  std::string key;    // the metadata key
+  Value value;        // what the config gives
+  std::string where;  // where the config gives it: FILE:LINE:COLUMN
+};
+
+std::string at(const std::string& source, const ConfigMark& m) {
+  return source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column);
+}
+
+/// The key a setting is known by in messages: a config key for the optimizer settings.
+std::string shown(const std::string& key) {
+  return key.rfind(kConfigKey, 0) == 0 ? key.substr(sizeof kConfigKey - 1) : key;
+}
+
+/// Values that mean the same setting: equal, or equal numbers (`lr: 1` and `lr: 1.0`).
+bool same_setting(const Value& a, const Value& b) {
+  const auto numeric = [](const Value& v) { return v.type() == ValueType::Int || v.type() == ValueType::Float; };
+  if (numeric(a) && numeric(b)) return a.as_float() == b.as_float();
+  return a == b;
+}
+
+void add_scheduler(std::vector<Setting>& out, const SchedulerConfig& s, const std::string& prefix,
+                   const std::string& source) {
+  out.push_back({kConfigKey + prefix + "name", Value(s.name), at(source, s.name_mark)});
+  for (const auto& o : s.options) out.push_back({kConfigKey + prefix + o.name, o.value, at(source, o.value_mark)});
+  for (std::size_t i = 0; i < s.schedulers.size(); ++i) {
+    add_scheduler(out, s.schedulers[i], prefix + "schedulers[" + std::to_string(i) + "].", source);
+  }
+}
+
+/// What must agree between a checkpoint and the config resuming from it, the problem first:
+/// the problem, the data order, the run, then every optimizer setting as the config writes it
+/// (its options, parameter groups, scheduler and clipping), in the config's order.
+std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
+  const std::string& src = config.source;
+  const OptimizerConfig& o = run.optimizer;
+  const auto train_at = [&](const std::string& key) {
+    auto it = config.train_marks.find(key);
+    if (it == config.train_marks.end()) it = config.train_marks.find("train");
+    return it == config.train_marks.end() ? src : at(src, it->second);
+  };
+  std::vector<Setting> s = {
+      {std::string(kKey) + "problem", Value(config.problem), at(src, config.problem_mark)},
+      {std::string(kKey) + "problem_options", Value(options_text(config.problem_options)), at(src, config.problem_mark)},
+      {std::string(kKey) + "data_order", Value(kDataOrder), "this optreg"},
+      {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed)), train_at("seed")},
+      {std::string(kKey) + "batch_size", Value(config.train.batch_size), train_at("batch_size")},
+      {kConfigKey + std::string("optimizer.name"), Value(o.optimizer), at(src, o.optimizer_mark)},
+      {std::string(kKey) + "label", Value(run.label), at(src, run.label_mark)},
+  };
+  for (const auto& opt : o.options) s.push_back({kConfigKey + ("optimizer." + opt.name), opt.value, at(src, opt.value_mark)});
+  for (std::size_t g = 0; g < o.groups.size(); ++g) {
+    const ConfigGroup& group = o.groups[g];
+    const std::string prefix = kConfigKey + ("param_groups[" + std::to_string(g) + "].");
+    std::string patterns;
+    for (const auto& p : group.patterns) patterns += (patterns.empty() ? "" : ", ") + p;
+    s.push_back({prefix + "params", Value(patterns), at(src, group.mark)});
+    for (const auto& opt : group.options) s.push_back({prefix + opt.name, opt.value, at(src, opt.value_mark)});
+  }
+  if (o.scheduler) add_scheduler(s, *o.scheduler, "scheduler.", src);
+  if (o.clip) {
+    const ClipConfig& c = *o.clip;
+    const std::string where = at(src, c.mark);
+    if (c.mode == ClipConfig::Mode::Norm) {
+      s.push_back({kConfigKey + std::string("clip.max_norm"), Value(c.max_norm), where});
+      s.push_back({kConfigKey + std::string("clip.norm_type"), Value(c.norm_type), where});
+      s.push_back({kConfigKey + std::string("clip.error_if_nonfinite"), Value(c.error_if_nonfinite), where});
+    } else {
+      s.push_back({kConfigKey + std::string("clip.value"), Value(c.value), where});
+    }
+  }
+  return s;
 }
 
 /// Running state beyond the optimizer's, saved with every checkpoint.
@@ -52,12 +126,15 @@ struct Progress {
   std::int64_t eval_count = 0;
   std::int64_t nonfinite_norms = 0;
   std::int64_t steps_to_target = -1;
+  std::int64_t diverged_at = -1;  // a run that trains on after diverging says so after a resume too
+  std::string divergence;
   double seconds = 0;           // spent before this process
 };
 
-Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress& p, std::int64_t spe,
+Options metadata_of(const std::vector<Setting>& settings, const RunConfig& config, const Progress& p, std::int64_t spe,
                     double seconds) {
-  Options m = identity(config, run);
+  Options m;
+  for (const auto& s : settings) m[s.key] = s.value;
   m[std::string(kKey) + "step"] = Value(p.step);
   m[std::string(kKey) + "epoch"] = Value(p.step / spe);
   m[std::string(kKey) + "position"] = Value((p.step % spe) * config.train.batch_size);
@@ -67,6 +144,8 @@ Options metadata_of(const RunConfig& config, const RunSpec& run, const Progress&
   m[std::string(kKey) + "eval_count"] = Value(p.eval_count);
   m[std::string(kKey) + "nonfinite_grad_norms"] = Value(p.nonfinite_norms);
   m[std::string(kKey) + "steps_to_target"] = Value(p.steps_to_target);
+  m[std::string(kKey) + "diverged_at"] = Value(p.diverged_at);
+  m[std::string(kKey) + "divergence"] = Value(p.divergence);
   m[std::string(kKey) + "seconds"] = Value(seconds);
   return m;
 }
@@ -84,16 +163,42 @@ const Value& meta(const Options& m, const std::string& path, const std::string& 
   return it->second;
 }
 
-/// Checks that a checkpoint belongs to this run, and reads its progress (nothing is changed).
-Progress check_resume(const Checkpoint& c, const std::string& path, const RunConfig& config, const RunSpec& run,
-                      std::int64_t total) {
-  for (const auto& [key, want] : identity(config, run)) {
-    const Value& got = meta(c.metadata, path, key.substr(sizeof kKey - 1), want.type());
-    if (got != want) {
-      throw CheckpointError("checkpoint " + path + ": it was written with " + key + " = " + got.to_string() +
-                            ", but " + config.source + " gives " + want.to_string());
+/// Checks that a checkpoint belongs to this run and was written with the same settings.
+void check_settings(const Checkpoint& c, const std::string& path, const std::vector<Setting>& settings,
+                    const RunConfig& config) {
+  const std::string head = "checkpoint " + path + ": ";
+  const bool has_settings = c.metadata.count(kConfigKey + std::string("optimizer.name")) != 0;
+  for (const Setting& s : settings) {
+    const auto it = c.metadata.find(s.key);
+    if (it == c.metadata.end()) {
+      if (s.key.rfind(kConfigKey, 0) != 0) {
+        throw CheckpointError(head + "it holds no '" + s.key + "' entry; it was not written by 'optreg train'");
+      }
+      if (!has_settings) {
+        throw CheckpointError(head + "it holds no optimizer settings ('" + s.key +
+                              "'); it was written by an older 'optreg train', and a resume cannot check them "
+                              "against " + config.source);
+      }
+      throw CheckpointError(head + "it was written without " + shown(s.key) + ", but " + s.where + " gives " +
+                            s.value.to_string());
+    }
+    if (!same_setting(it->second, s.value)) {
+      throw CheckpointError(head + "it was written with " + shown(s.key) + " = " + it->second.to_string() + ", but " +
+                            s.where + " gives " + s.value.to_string());
     }
   }
+  for (const auto& [key, value] : c.metadata) {
+    if (key.rfind(kConfigKey, 0) != 0) continue;
+    const bool given = std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.key == key; });
+    if (!given) {
+      throw CheckpointError(head + "it was written with " + shown(key) + " = " + value.to_string() + ", but " +
+                            config.source + " does not set it");
+    }
+  }
+}
+
+/// The progress a checkpoint of this run holds (nothing is changed).
+Progress progress_of(const Checkpoint& c, const std::string& path, std::int64_t total) {
   Progress p;
   p.step = meta(c.metadata, path, "step", ValueType::Int).as_int();
   p.window_sum = meta(c.metadata, path, "window_sum", ValueType::Float).as_float();
@@ -102,53 +207,50 @@ Progress check_resume(const Checkpoint& c, const std::string& path, const RunCon
   p.eval_count = meta(c.metadata, path, "eval_count", ValueType::Int).as_int();
   p.nonfinite_norms = meta(c.metadata, path, "nonfinite_grad_norms", ValueType::Int).as_int();
   p.steps_to_target = meta(c.metadata, path, "steps_to_target", ValueType::Int).as_int();
+  p.diverged_at = meta(c.metadata, path, "diverged_at", ValueType::Int).as_int();
+  p.divergence = meta(c.metadata, path, "divergence", ValueType::String).as_string();
   p.seconds = meta(c.metadata, path, "seconds", ValueType::Float).as_float();
   if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step || p.eval_count < 0 ||
-      p.eval_count > p.step) {
+      p.eval_count > p.step || p.diverged_at > p.step) {
     throw CheckpointError("checkpoint " + path + ": its step " + std::to_string(p.step) + " lies outside the run's " +
                           std::to_string(total) + " steps");
   }
   return p;
 }
 
-std::string csv_number(double v) {
-  if (std::isnan(v)) return "";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
+/// A CSV cell: empty for a value the row does not have.
+std::string csv_cell(const std::optional<double>& v) { return v ? metric_text(*v) : std::string(); }
 
-
-/// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step`.
-std::ofstream open_metrics(const std::string& path, bool resume, std::int64_t step) {
-  std::vector<std::string> kept;
-  if (resume) {
-    std::ifstream in(path);
-    std::string line;
-    bool header = true;
-    while (std::getline(in, line)) {
-      if (header) {
-        header = false;
-        if (line != kMetricsCsvHeader) break;  // not ours: start over
-        continue;
-      }
-      const auto comma = line.find(',');
-      if (comma == std::string::npos) break;
-      try {
-        if (std::stoll(line.substr(0, comma)) > step) break;
-      } catch (const std::exception&) {
+/// Opens the metrics file: fresh, or (resuming) keeping the rows up to `step` as they are on
+/// disk, so that a failure while writing on cannot lose them. Only a regular file is read back
+/// (a device such as /dev/full reads without end), and only while its lines look like ours.
+std::unique_ptr<OutputFile> open_metrics(const std::string& path, bool resume, std::int64_t step) {
+  std::uint64_t keep = 0;
+  std::error_code ec;
+  if (resume && fs::is_regular_file(path, ec)) {
+    std::ifstream in(path, std::ios::binary);
+    constexpr std::streamsize kLongest = 1024;  // a row is about 100 bytes
+    char line[kLongest];
+    std::uint64_t end = 0;
+    // Only whole lines count: a last line without its line break was cut off.
+    for (bool header = true; in.getline(line, kLongest) && !in.eof(); header = false) {
+      const std::string_view text(line, static_cast<std::size_t>(in.gcount() - 1));
+      end += text.size() + 1;
+      const auto comma = text.find(',');
+      if (header ? text != kMetricsCsvHeader
+                 : comma == std::string_view::npos || comma == 0 || comma > 18 ||
+                       text.find_first_not_of("0123456789") < comma ||
+                       std::stoll(std::string(text.substr(0, comma))) > step) {
         break;
       }
-      kept.push_back(line);
+      keep = end;
     }
   }
   const fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) throw Error(path + ": cannot write the metrics file");
-  out << kMetricsCsvHeader << '\n';
-  for (const auto& l : kept) out << l << '\n';
-  out.flush();
+  auto out = std::make_unique<OutputFile>(path, keep);
+  if (keep == 0) *out << kMetricsCsvHeader << "\n";
+  out->flush();
   return out;
 }
 
@@ -167,21 +269,43 @@ std::vector<std::uint32_t> epoch_order(const Problem& problem, std::uint64_t see
   return permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
 }
 
-double first_lr(const Optimizer& opt) {
+std::optional<double> first_lr(const Optimizer& opt) {
   const auto& groups = opt.param_groups();
-  if (groups.empty()) return std::nan("");
+  if (groups.empty()) return std::nullopt;
   const Value& lr = groups.front().option("lr");
-  return lr.type() == ValueType::Float ? lr.as_float() : std::nan("");
+  if (lr.type() != ValueType::Float) return std::nullopt;
+  return lr.as_float();
+}
+
+/// "parameter 'NAME' holds nan" for the first parameter with a value that is not finite; empty
+/// when every value is finite.
+std::string nonfinite_parameter(const Problem& problem) {
+  for (const auto& param : problem.params()) {
+    const Tensor& v = param.value();
+    const float* x = v.data();
+    for (std::size_t i = 0, n = v.numel(); i < n; ++i) {
+      if (!std::isfinite(x[i])) return "parameter '" + param.name() + "' holds " + metric_text(x[i]);
+    }
+  }
+  return {};
 }
 
 }  // namespace
 
 const char kMetricsCsvHeader[] = "step,epoch,train_loss,test_loss,test_accuracy,lr,grad_norm,seconds";
 
+std::string metric_text(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
 std::string metrics_csv_row(const MetricRow& r) {
-  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + csv_number(r.train_loss) + "," +
-         csv_number(r.test_loss) + "," + csv_number(r.test_accuracy) + "," + csv_number(r.lr) + "," +
-         csv_number(r.grad_norm) + "," + csv_number(r.seconds);
+  return std::to_string(r.step) + "," + std::to_string(r.epoch) + "," + metric_text(r.train_loss) + "," +
+         csv_cell(r.test_loss) + "," + csv_cell(r.test_accuracy) + "," + csv_cell(r.lr) + "," + csv_cell(r.grad_norm) +
+         "," + metric_text(r.seconds);
 }
 
 std::int64_t steps_per_epoch(const Problem& problem, std::int64_t batch_size) {
@@ -212,6 +336,13 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const TrainSettings& t = config.train;
   const ProblemKind* kind = find_problem(config.problem);
   if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
+  // A checkpoint of another run is refused before anything is made, the problem first.
+  const std::vector<Setting> settings = identity(config, run);
+  std::optional<Checkpoint> resumed;
+  if (!options.resume_path.empty()) {
+    resumed = read_checkpoint(options.resume_path);
+    check_settings(*resumed, options.resume_path, settings, config);
+  }
   ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
@@ -239,11 +370,10 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   const std::int64_t eval_every = t.eval_every > 0 ? t.eval_every : (full_batch ? t.log_every : spe);
 
   Progress p;
-  if (!options.resume_path.empty()) {
-    Checkpoint c = read_checkpoint(options.resume_path);
-    p = check_resume(c, options.resume_path, config, run, total);
+  if (resumed) {
+    p = progress_of(*resumed, options.resume_path, total);
     // Validates everything before it changes anything.
-    load_optimizer(std::move(c), options.resume_path, *opt, scheduler.get());
+    load_optimizer(std::move(*resumed), options.resume_path, *opt, scheduler.get());
   }
   RunOutcome out;
   out.label = run.label;
@@ -253,13 +383,13 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
 
   const auto start = Clock::now();
   const auto elapsed = [&] { return p.seconds + std::chrono::duration<double>(Clock::now() - start).count(); };
-  std::ofstream metrics;
+  std::unique_ptr<OutputFile> metrics;
   if (!options.metrics_path.empty()) metrics = open_metrics(options.metrics_path, !options.resume_path.empty(), p.step);
   const auto save = [&] {
     if (options.checkpoint_path.empty()) return;
     const fs::path cp(options.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
-    const Options metadata = metadata_of(config, run, p, spe, elapsed());
+    const Options metadata = metadata_of(settings, config, p, spe, elapsed());
     if (scheduler) {
       save_optimizer(options.checkpoint_path, *opt, *scheduler, metadata);
     } else {
@@ -274,6 +404,7 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   std::int64_t epoch_loaded = -1;
   std::vector<std::uint32_t> order;
   std::vector<std::uint32_t> batch(full_batch ? 0 : static_cast<std::size_t>(t.batch_size));
+  bool stopped = false;  // by a divergence
   while (p.step < stop) {
     if (options.interrupt != nullptr && options.interrupt->load()) {
       out.interrupted = true;
@@ -300,41 +431,68 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
 
     const bool last = p.step == total;
     const bool evaluate = last || p.step % eval_every == 0;
+    bool has_row = last || evaluate || p.step % t.log_every == 0;
+    // The loss costs nothing to check at every step; the parameters, a pass over them, only at
+    // the rows (a parameter that is not finite makes the next loss so for these problems, and
+    // the last step always has a row).
+    bool diverged = false;
+    if (p.diverged_at < 0) {
+      std::string what;
+      if (!std::isfinite(loss)) {
+        what = "the training loss is " + metric_text(loss);
+      } else if (has_row) {
+        what = nonfinite_parameter(*problem);
+      }
+      if (!what.empty()) {
+        diverged = true;
+        has_row = true;
+        p.diverged_at = p.step;
+        p.divergence = what;
+        stopped = !t.continue_on_divergence;
+      }
+    }
     MetricRow row;
-    const bool has_row = last || evaluate || p.step % t.log_every == 0;
     if (has_row) {
       row.step = p.step;
       row.epoch = (p.step - 1) / spe;
       row.train_loss = p.window_sum / static_cast<double>(p.window_count);
-      if (norm && std::isfinite(*norm)) row.grad_norm = *norm;
+      row.grad_norm = norm;
+      row.diverged = diverged;
       if (evaluate) {
         if (scheduler && scheduler->needs_metric()) scheduler->step(p.eval_sum / static_cast<double>(p.eval_count));
         p.eval_sum = 0;
         p.eval_count = 0;
         const Evaluation e = problem->evaluate_test();
         row.test_loss = e.loss;
-        row.test_accuracy = problem->has_accuracy() ? e.accuracy : std::nan("");
+        if (problem->has_accuracy()) row.test_accuracy = e.accuracy;
       }
       row.lr = first_lr(*opt);
       row.seconds = elapsed();
       p.window_sum = 0;
       p.window_count = 0;
       if (p.steps_to_target < 0 && row.train_loss <= t.target_loss) p.steps_to_target = p.step;
-      out.rows.push_back(row);
-      if (metrics.is_open()) metrics << metrics_csv_row(row) << '\n' << std::flush;
+      if (metrics) *metrics << metrics_csv_row(row) << "\n";
+      if (metrics) metrics->flush();
+      if (options.on_row) options.on_row(row);
     }
     if (options.progress != nullptr) options.progress->step(p.step, loss, has_row ? &row : nullptr);
+    if (stopped) break;
     if (!last && t.checkpoint_every > 0 && p.step % t.checkpoint_every == 0) save();
   }
   const double run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   out.steps_done = p.step;
   out.steps_to_target = p.steps_to_target;
   out.nonfinite_grad_norms = p.nonfinite_norms;
+  out.diverged_at = p.diverged_at;
+  out.divergence = p.divergence;
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
-  save();
+  if (metrics) metrics->close();
+  // A run stopped by its divergence saves nothing: its state is of no use, and the last
+  // checkpoint (from before) stays for a resume with other settings.
+  if (!stopped) save();
   if (options.progress != nullptr) options.progress->end(out.interrupted);
-  if (!out.interrupted && p.step == total) {
+  if (!out.interrupted && !stopped && p.step == total) {
     out.train = problem->evaluate_train();
     out.test = problem->evaluate_test();
     if (!problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");

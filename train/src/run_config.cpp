@@ -33,6 +33,8 @@ const Schema& train_schema() {
               "steps between checkpoints (0: only at the end)"),
       setting("target_loss", ValueType::Float, Value(std::nan("")), Range{-kInf, kInf, false, false},
               "training loss that 'steps to target' counts up to"),
+      Hyperparameter{"on_divergence", ValueType::String, Value("stop"), Range{}, 0, {"stop", "continue"},
+                     "what a run does when its loss or parameters stop being finite"},
   });
   return schema;
 }
@@ -104,6 +106,7 @@ void parse_train(RunConfig& config, const YAML::Node& section) {
   t.eval_every = o.at("eval_every").as_int();
   t.checkpoint_every = o.at("checkpoint_every").as_int();
   t.target_loss = o.at("target_loss").as_float();
+  t.continue_on_divergence = o.at("on_divergence").as_string() == "continue";
   const bool has_steps = given.count("steps") != 0;
   const bool has_epochs = given.count("epochs") != 0;
   if (has_steps == has_epochs) {
@@ -164,6 +167,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& source, c
       RunSpec run;
       run.optimizer = parse_config_node(root, source, base_dir, kRunSections);
       run.label = run.optimizer.optimizer;
+      run.label_mark = run.optimizer.optimizer_mark;
       config.runs.push_back(std::move(run));
       return config;
     }
@@ -187,6 +191,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& source, c
         }
       }
       run.optimizer = parse_config_node(r, source, base_dir, {"label"});
+      run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
       if (run.label.empty()) run.label = run.optimizer.optimizer;
       for (const auto& other : config.runs) {
         if (other.label == run.label) {

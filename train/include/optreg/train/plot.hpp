@@ -1,11 +1,22 @@
 #pragma once
 /// \file
 /// Plots of training runs, drawn by gnuplot (Debian package gnuplot-nox).
+///
+/// Contract:
+/// - Text from configs, checkpoints and file names (labels, titles, paths) reaches gnuplot only
+///   as single-quoted string constants, which gnuplot never expands (no backquote command,
+///   no `@` macro, no `\` escape); control characters and bytes that are not UTF-8 are shown
+///   as `\xNN`, and file names are written as `./NAME`, so that no name can make gnuplot open
+///   a pipe (`<command`, `|command`). gnuplot is started without a shell.
+/// - Memory does not grow with the number of points: they go to the data file as they come.
+/// - Every file is written as output.hpp says: a failure is an Error naming the file.
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include <optreg/train/run.hpp>
+#include <optreg/train/output.hpp>
 
 namespace optreg::train {
 
@@ -15,10 +26,46 @@ struct PlotText {
   std::string y_label;
 };
 
-/// Draws the training loss of every run against its step into `path` (.svg or .png by the
-/// extension), one labelled line per run, log-scaled loss axis. Writes the data and the
-/// gnuplot script beside it (PATH.dat, PATH.gp) so the plot can be redrawn or restyled.
-/// Throws Error when gnuplot is missing or fails (with its message).
-void plot_losses(const std::string& path, const PlotText& text, const std::vector<RunOutcome>& runs);
+/// Checks that a plot can be drawn to `path`: its name ends in .svg or .png. Throws UsageError.
+void check_plot_path(const std::string& path);
+
+/// The training loss of every run against its step, one labelled line per run, log-scaled loss
+/// axis when every loss is positive. The points go to PATH.dat as they are added; draw()
+/// writes the gnuplot script PATH.gp beside it (so the plot can be redrawn or restyled:
+/// `cd FOLDER && gnuplot NAME.gp`) and draws PATH. Losses that are not finite are kept in the
+/// data (as nan or inf) and left out of the lines.
+class LossPlot {
+ public:
+  /// Checks the path (check_plot_path()), creates its folder and PATH.dat.
+  LossPlot(std::string path, PlotText text);
+
+  /// Starts the line of the next run.
+  void begin_run(const std::string& label);
+  /// Adds a point to the current run's line.
+  void add(std::int64_t step, double loss);
+  /// Writes the data and the script and runs gnuplot. Throws Error when a file cannot be
+  /// written, when gnuplot is missing or fails (with its message), and when the plot it wrote
+  /// is not a complete file.
+  void draw();
+
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  struct Line {
+    std::string label;
+    int block = -1;                 // index of its data block; -1 until its first point
+    std::int64_t finite_points = 0;
+  };
+
+  std::string path_;
+  PlotText text_;
+  OutputFile data_;
+  std::vector<Line> lines_;
+  int blocks_ = 0;
+  bool positive_ = true;
+  double lo_;
+  double hi_;
+  std::int64_t last_step_ = 0;
+};
 
 }  // namespace optreg::train

@@ -19,12 +19,22 @@
 /// - A checkpoint holds the optimizer state, the scheduler state, the parameters, the step, the
 ///   data-order position and the running metric sums, so resuming from it gives the same bits
 ///   as never stopping (on the same machine and thread counts).
+/// - A resume is refused, before anything changes, when the config differs from the one the
+///   checkpoint was written with in its problem, seed, batch size, label, or any setting of its
+///   optimizer, parameter groups, scheduler or clipping; the message names the key.
+/// - The training loss is checked at every step and the parameters at every metric row: a run
+///   whose loss or parameters stop being finite has diverged; it stops at that step (its state
+///   is not saved) unless the config says `on_divergence: continue`.
+/// - Metric rows are streamed (to the metrics file and RunOptions::on_row), never collected:
+///   memory does not grow with the number of steps. Every file write is checked (output.hpp).
 
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,11 +60,16 @@ struct TrainSettings {
   std::int64_t checkpoint_every = 0;
   /// The training loss that `steps to target` counts up to; NaN: none.
   double target_loss = std::numeric_limits<double>::quiet_NaN();
+  /// `on_divergence: continue`: a run whose loss or parameters stop being finite trains on
+  /// (it is still reported as diverged); by default (`stop`) it stops at that step.
+  bool continue_on_divergence = false;
 };
 
 /// One optimizer configuration with its label.
 struct RunSpec {
   std::string label;
+  /// Where the label was written (the optimizer's name for a config without `runs`).
+  ConfigMark label_mark;
   OptimizerConfig optimizer;
 };
 
@@ -77,28 +92,36 @@ struct RunConfig {
 RunConfig load_run_config(const std::string& path);
 RunConfig parse_run_config(const std::string& text, const std::string& source, const std::string& base_dir = "");
 
-/// One row of metrics.
+/// One row of metrics. A value that was not measured at the row is empty; one that was measured
+/// and is not finite (a diverged run) keeps its nan or inf.
 struct MetricRow {
   std::int64_t step = 0;
   std::int64_t epoch = 0;
   /// Mean minibatch loss over the steps since the previous row.
   double train_loss = 0;
-  /// NaN where the row has no evaluation.
-  double test_loss = std::numeric_limits<double>::quiet_NaN();
-  double test_accuracy = std::numeric_limits<double>::quiet_NaN();
-  /// The lr of the first parameter group after the step (and the scheduler's step).
-  double lr = 0;
-  /// The total gradient norm of the row's step before clipping, when the config clips by
-  /// norm; NaN otherwise (and when the norm itself is not finite).
-  double grad_norm = std::numeric_limits<double>::quiet_NaN();
+  /// Empty where the row has no evaluation.
+  std::optional<double> test_loss;
+  /// Empty where the row has no evaluation, or the problem no classes.
+  std::optional<double> test_accuracy;
+  /// The lr of the first parameter group after the step (and the scheduler's step); empty when
+  /// that is not a float.
+  std::optional<double> lr;
+  /// The total gradient norm of the row's step before clipping, when the config clips by norm
+  /// (inf or nan when the gradients were not finite); empty otherwise.
+  std::optional<double> grad_norm;
   /// Seconds since the run started (resumed runs count on from the checkpoint).
   double seconds = 0;
+  /// Set on the row of the step at which the run diverged (RunOutcome::diverged_at).
+  bool diverged = false;
 };
 
-/// The header of the metrics CSV, and one row of it (numbers with 9 significant digits; an
+/// The header of the metrics CSV, and one row of it (numbers as metric_text() writes them; an
 /// empty cell where the row has no value).
 extern const char kMetricsCsvHeader[];
 std::string metrics_csv_row(const MetricRow& row);
+/// A metric as the CSV files and the plot data write it: 9 significant digits, and nan, inf or
+/// -inf for a value that is not finite.
+std::string metric_text(double value);
 
 /// Receives progress; `optreg` draws a bar on a terminal and prints lines otherwise.
 class ProgressSink {
@@ -121,6 +144,9 @@ struct RunOptions {
   /// Stop after this step (for tests and for splitting a run); 0: run to the end.
   std::int64_t stop_after = 0;
   ProgressSink* progress = nullptr;
+  /// Receives every metric row as it is made, after the metrics file; the run keeps none of
+  /// them, so that its memory does not grow with its length.
+  std::function<void(const MetricRow&)> on_row;
   /// Set (by a signal handler) to stop after the current step, saving a checkpoint first.
   const std::atomic<bool>* interrupt = nullptr;
 };
@@ -140,9 +166,13 @@ struct RunOutcome {
   /// Steps whose total gradient norm was not finite (with clipping by norm); those steps still
   /// ran, as PyTorch's clip_grad_norm_ lets them, unless the config asks for an error.
   std::int64_t nonfinite_grad_norms = 0;
+  /// The first step after which the training loss or a parameter was not finite; -1: never.
+  /// The run stopped there unless the config says `on_divergence: continue`.
+  std::int64_t diverged_at = -1;
+  /// What was not finite then: "the training loss is inf", "parameter 'x' holds nan".
+  std::string divergence;
   double seconds = 0;
   double steps_per_second = 0;
-  std::vector<MetricRow> rows;
 };
 
 /// The steps of one epoch for a problem and batch size (1 for a full-batch problem).
@@ -153,7 +183,9 @@ std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, 
                                     std::int64_t step);
 
 /// Trains one run of `config` from its seed (or from `options.resume_path`). Loads the plugins
-/// the run's config names into `registry`. Throws ConfigError, CheckpointError, PluginError.
+/// the run's config names into `registry`. Throws ConfigError, CheckpointError, PluginError,
+/// and Error naming the file when an output cannot be written. A divergence is no exception:
+/// see RunOutcome::diverged_at.
 RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
                         const RunOptions& options);
 
