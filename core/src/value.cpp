@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 
 namespace optreg {
 
@@ -73,9 +74,10 @@ std::string Value::to_string() const {
     case ValueType::Int: return std::to_string(std::get<std::int64_t>(v_));
     case ValueType::Float: return format_double(std::get<double>(v_));
     case ValueType::String: {
+      // Inert (<optreg/text.hpp>), and still a YAML double-quoted string: \" and \xNN are its escapes.
       std::string out = "\"";
-      for (char c : std::get<std::string>(v_)) {
-        if (c == '"' || c == '\\') out += '\\';
+      for (char c : escape_text(std::get<std::string>(v_))) {
+        if (c == '"') out += '\\';
         out += c;
       }
       return out + "\"";
