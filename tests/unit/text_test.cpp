@@ -95,3 +95,12 @@ TEST(Text, AStringValuePrintsInertAndStillQuoted) {
   EXPECT_EQ(optreg::Value(std::string("a\"b\\c\x1b\0", 7)).to_string(), "\"a\\\"b\\x5cc\\x1b\\x00\"");
   EXPECT_TRUE(inert(optreg::Value(std::string("\x9b\n\xff")).to_string()));
 }
+
+TEST(Text, AShortStringOfAValueForMessagesIsBounded) {
+  EXPECT_EQ(optreg::Value(0.5).to_short_string(), "0.5");
+  EXPECT_EQ(optreg::Value({0.9, 0.999}).to_short_string(), "[0.9, 0.999]");
+  EXPECT_EQ(optreg::Value(std::vector<double>(100000, 0.5)).to_short_string(),
+            "[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, ...] (100000 elements)");
+  EXPECT_EQ(optreg::Value(std::string(1000, 'x')).to_short_string(),
+            "\"" + std::string(64, 'x') + "\"... (1000 bytes)");
+}

@@ -90,7 +90,7 @@ Progress check_resume(const Checkpoint& c, const std::string& path, const RunCon
   for (const auto& [key, want] : identity(config, run)) {
     const Value& got = meta(c.metadata, path, key.substr(sizeof kKey - 1), want.type());
     if (got != want) {
-      throw CheckpointError("checkpoint " + path + ": it was written with " + key + " = " + got.to_string() +
+      throw CheckpointError("checkpoint " + path + ": it was written with " + key + " = " + got.to_short_string() +
                             ", but " + config.source + " gives " + want.to_string());
     }
   }
