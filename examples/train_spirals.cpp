@@ -17,6 +17,7 @@
 #include <optreg/config.hpp>
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
+#include <optreg/text.hpp>
 
 namespace {
 
@@ -172,7 +173,12 @@ int main(int argc, char** argv) {
   try {
     optreg::Registry registry;
     for (const auto& p : plugin_paths) registry.load_directory(p);
-    for (const auto& r : registry.load_default()) std::fprintf(stderr, "refused %s: %s\n", r.path.c_str(), r.reason.c_str());
+    // Paths, reasons and names come from files: printed through the rule of <optreg/text.hpp>.
+    const auto refused = [](const optreg::Refusal& x) {
+      std::fprintf(stderr, "refused %s: %s\n", optreg::escape_text(x.path).c_str(),
+                   optreg::escape_message(x.reason).c_str());
+    };
+    for (const auto& r : registry.load_default()) refused(r);
     const Dataset data = make_spirals(200, 7);
     // Each run is a config file or a NAME:key=value spec; both give the same kind of optimizer.
     std::vector<std::string> runs = configs;
@@ -183,15 +189,14 @@ int main(int argc, char** argv) {
       optreg::OptimizerPtr opt;
       if (r < configs.size()) {
         const optreg::OptimizerConfig config = optreg::load_config(spec);
-        for (const auto& x : optreg::load_config_plugins(config, registry)) {
-          std::fprintf(stderr, "refused %s: %s\n", x.path.c_str(), x.reason.c_str());
-        }
+        for (const auto& x : optreg::load_config_plugins(config, registry)) refused(x);
         opt = optreg::build_optimizer(config, model.parameters(), registry);
       } else {
         auto [name, options] = parse_spec(spec);
         opt = registry.create(name, model.parameters(), options);
       }
-      std::printf("== %s (plugin %s %s)\n", spec.c_str(), opt->name().c_str(), opt->plugin_version().c_str());
+      std::printf("== %s (plugin %s %s)\n", optreg::escape_text(spec).c_str(), opt->name().c_str(),
+                  optreg::escape_text(opt->plugin_version()).c_str());
       const auto [loss0, acc0] = model.run(data, false);
       std::printf("  epoch %4d  loss %.4f  accuracy %5.1f%%\n", 0, loss0, 100.0 * acc0);
       double loss = loss0;
@@ -205,7 +210,8 @@ int main(int argc, char** argv) {
       }
       std::printf("  loss fell from %.4f to %.4f\n", loss0, loss);
       if (!(loss < 0.5 * loss0)) {
-        std::fprintf(stderr, "train_spirals: %s did not halve the loss (%.4f -> %.4f)\n", spec.c_str(), loss0, loss);
+        std::fprintf(stderr, "train_spirals: %s did not halve the loss (%.4f -> %.4f)\n",
+                     optreg::escape_text(spec).c_str(), loss0, loss);
         failed = true;
       }
     }

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -31,6 +30,7 @@
 #include <xxhash.h>
 
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 
 namespace optreg {
 namespace {
@@ -237,26 +237,6 @@ void check_count(std::uint64_t count, std::uint64_t min_bytes, const char* what)
   }
 }
 
-/// A name read from a file, for a message: quoted, at most 64 bytes of it, and every byte that is
-/// not printable ASCII written as \xNN (a NUL would otherwise end the message there).
-std::string quoted(const std::string& s) {
-  constexpr std::size_t kShown = 64;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < kShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7F && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned>(c));
-      out += escaped;
-    }
-  }
-  out += "'";
-  if (s.size() > kShown) out += " (" + std::to_string(s.size()) + " bytes)";
-  return out;
-}
-
 }  // namespace
 }  // namespace optreg
 
@@ -434,7 +414,7 @@ void load(Ar& ar, optreg::ParamState& s, unsigned version) {
       ar >> v;
       s.add_scalar(name, v);
     } else {
-      throw optreg::Fault{"state scalar " + optreg::quoted(name) + " has the unknown kind " + std::to_string(kind)};
+      throw optreg::Fault{"state scalar " + optreg::quoted_name(name) + " has the unknown kind " + std::to_string(kind)};
     }
   }
 }
@@ -729,9 +709,9 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
   for (std::size_t i = 0; i < params.size(); ++i) {
     const NamedTensor& saved = c.parameters[i];
     if (saved.name != params[i].name() || saved.value.shape() != params[i].value().shape()) {
-      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + optreg::quoted(saved.name) + " of shape " +
-                            to_string(saved.value.shape()) + " in the file, but '" + params[i].name() + "' of shape " +
-                            to_string(params[i].value().shape()) + " in the optimizer");
+      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + optreg::quoted_name(saved.name) +
+                            " of shape " + to_string(saved.value.shape()) + " in the file, but '" + params[i].name() +
+                            "' of shape " + to_string(params[i].value().shape()) + " in the optimizer");
     }
   }
   if (scheduler != nullptr) {
@@ -739,7 +719,7 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
       throw CheckpointError(prefix + "it holds no scheduler state, but scheduler '" + scheduler->name() + "' is to be resumed");
     }
     if (c.scheduler->scheduler != scheduler->name()) {
-      throw CheckpointError(prefix + "its scheduler state is of scheduler " + optreg::quoted(c.scheduler->scheduler) +
+      throw CheckpointError(prefix + "its scheduler state is of scheduler " + optreg::quoted_name(c.scheduler->scheduler) +
                             ", but this scheduler is '" + scheduler->name() + "'");
     }
     try {

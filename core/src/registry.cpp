@@ -13,6 +13,7 @@
 
 #include <optreg/abi.hpp>
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
 namespace optreg {
@@ -261,8 +262,9 @@ LoadResult Registry::try_load_file(const std::string& path) {
   const std::string shown = ec ? path : canonical.string();
   std::unique_lock lock(mutex_);
   const auto refuse = [&](const std::string& reason) {
-    result.error = "plugin " + shown + ": " + reason;
-    result.refusal = Refusal{shown, reason};
+    // The reason quotes the plugin's own text and the loader's: inert, as an Error's message is.
+    result.error = escape_message("plugin " + shown + ": " + reason);
+    result.refusal = Refusal{shown, escape_message(reason)};
     refused_.push_back(result.refusal);
     return result;
   };

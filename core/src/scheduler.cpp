@@ -6,6 +6,7 @@
 #include <set>
 
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
 namespace optreg {
@@ -183,7 +184,7 @@ void Scheduler::check_state(const Options& state) const {
       std::vector<std::string> known = {kBaseLrs, kLastLr, kLastStep};
       for (const auto& [k, v] : own) known.push_back(k);
       const auto near = closest_names(key, known);
-      throw StateDictError(who() + ": unknown state entry '" + key + "'" +
+      throw StateDictError(who() + ": unknown state entry " + quoted_name(key) +
                            (near.empty() ? std::string() : " (did you mean '" + near.front() + "'?)"));
     }
   }
@@ -260,7 +261,7 @@ class SequentialScheduler final : public Scheduler {
       const std::string prefix = "schedulers." + std::to_string(i) + ".";
       const std::string& saved = state.at(prefix + "name").as_string();
       if (saved != children_[i]->name()) {
-        throw StateDictError(who() + ": state entry '" + prefix + "name' is '" + saved + "', but schedulers[" +
+        throw StateDictError(who() + ": state entry '" + prefix + "name' is " + quoted_name(saved) + ", but schedulers[" +
                              std::to_string(i) + "] is '" + children_[i]->name() + "'");
       }
       try {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 
 namespace optreg {
 
@@ -59,7 +60,7 @@ StateDict Optimizer::state_dict(TensorCopy copy) const {
 
 void Optimizer::check_state_dict(const StateDict& sd) const {
   if (sd.optimizer != info_.name) {
-    throw StateDictError("the state dict is of optimizer '" + sd.optimizer + "', but this optimizer is '" +
+    throw StateDictError("the state dict is of optimizer " + quoted_name(sd.optimizer) + ", but this optimizer is '" +
                          info_.name + "'");
   }
   if (sd.param_groups.size() != groups_.size()) {
@@ -83,8 +84,8 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
         const Value checked = info_.schema->check(name, value, where);
         if (checked.type() != value.type()) {
           const auto a = [](ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); };
-          throw OptionError(where + ": option '" + name + "' = " + value.to_string() + " has the wrong type: expected " +
-                            a(checked.type()) + ", got " + a(value.type()));
+          throw OptionError(where + ": option " + quoted_name(name) + " = " + value.to_short_string() +
+                            " has the wrong type: expected " + a(checked.type()) + ", got " + a(value.type()));
         }
         next[name] = checked;
       }
@@ -111,29 +112,29 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       for (const auto& [name, t] : s.tensors()) {
         const StateEntry* e = declared(*info_.state, name);
         if (e == nullptr) {
-          throw StateDictError("unexpected state entry '" + name + "' for " + subject + ": optimizer '" + info_.name +
-                               "' keeps no such state");
+          throw StateDictError("unexpected state entry " + quoted_name(name) + " for " + subject + ": optimizer '" +
+                               info_.name + "' keeps no such state");
         }
         if (e->kind != StateKind::Tensor) {
-          throw StateDictError("state entry '" + name + "' of " + subject + " is a tensor, but optimizer '" +
+          throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is a tensor, but optimizer '" +
                                info_.name + "' keeps it as " + (e->kind == StateKind::Int ? "an " : "a ") +
                                to_string(e->kind));
         }
         const Tensor* now = find_entry(current.tensors(), name);
         const Shape& want = e->custom_shape ? (now != nullptr ? now->shape() : t.shape()) : p.value().shape();
         if (t.shape() != want) {
-          throw StateDictError("state tensor '" + name + "' of " + subject + " has shape " + to_string(t.shape()) +
+          throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
                                ", expected " + to_string(want));
         }
       }
       for (const auto& [name, v] : s.scalars()) {
         const StateEntry* e = declared(*info_.state, name);
         if (e == nullptr) {
-          throw StateDictError("unexpected state entry '" + name + "' for " + subject + ": optimizer '" + info_.name +
-                               "' keeps no such state");
+          throw StateDictError("unexpected state entry " + quoted_name(name) + " for " + subject + ": optimizer '" +
+                               info_.name + "' keeps no such state");
         }
         if (e->kind != kind_of(v)) {
-          throw StateDictError("state entry '" + name + "' of " + subject + " is " +
+          throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is " +
                                (kind_of(v) == StateKind::Int ? "an " : "a ") + to_string(kind_of(v)) +
                                ", but optimizer '" + info_.name + "' keeps it as " +
                                (e->kind == StateKind::Int ? "an " : "a ") + to_string(e->kind));

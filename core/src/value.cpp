@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <optreg/error.hpp>
+#include <optreg/text.hpp>
 
 namespace optreg {
 
@@ -73,9 +74,10 @@ std::string Value::to_string() const {
     case ValueType::Int: return std::to_string(std::get<std::int64_t>(v_));
     case ValueType::Float: return format_double(std::get<double>(v_));
     case ValueType::String: {
+      // Inert (<optreg/text.hpp>), and still a YAML double-quoted string: \" and \xNN are its escapes.
       std::string out = "\"";
-      for (char c : std::get<std::string>(v_)) {
-        if (c == '"' || c == '\\') out += '\\';
+      for (char c : escape_text(std::get<std::string>(v_))) {
+        if (c == '"') out += '\\';
         out += c;
       }
       return out + "\"";
@@ -88,6 +90,21 @@ std::string Value::to_string() const {
     }
   }
   return "?";
+}
+
+std::string Value::to_short_string() const {
+  constexpr std::size_t kStringBytes = 64;
+  constexpr std::size_t kListElements = 8;
+  if (const auto* s = std::get_if<std::string>(&v_); s != nullptr && s->size() > kStringBytes) {
+    return Value(std::string(text_prefix(*s, kStringBytes))).to_string() + "... (" + std::to_string(s->size()) +
+           " bytes)";
+  }
+  if (const auto* l = std::get_if<std::vector<double>>(&v_); l != nullptr && l->size() > kListElements) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < kListElements; ++i) out += format_double((*l)[i]) + ", ";
+    return out + "...] (" + std::to_string(l->size()) + " elements)";
+  }
+  return to_string();
 }
 
 bool Range::contains(double x) const noexcept {
@@ -123,7 +140,7 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
   if (h == nullptr) {
     std::vector<std::string> known;
     for (const auto& e : entries_) known.push_back(e.name);
-    std::string msg = prefix + "unknown option '" + name + "'";
+    std::string msg = prefix + "unknown option " + quoted_name(name);
     const auto near = closest_names(name, known);
     if (!near.empty()) {
       msg += " (did you mean ";
@@ -134,7 +151,7 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
     for (std::size_t i = 0; i < known.size(); ++i) all += (i ? ", " : "") + known[i];
     throw OptionError(msg + "; known options: " + all);
   }
-  const std::string subject = prefix + "option '" + name + "' = " + value.to_string();
+  const std::string subject = prefix + "option " + quoted_name(name) + " = " + value.to_short_string();
   const auto out_of_range = [&](const std::string& what) {
     throw OptionError(subject + " is out of range: " + what + " must be in " + h->range.to_string() + " (" +
                       h->meaning + ")");
@@ -206,10 +223,13 @@ std::vector<std::string> closest_names(const std::string& name, const std::vecto
   // name contains the other ("lr" for "base_lr").
   std::vector<std::pair<std::size_t, std::string>> scored;
   for (const auto& k : known) {
-    const std::size_t d = edit_distance(name, k);
     const std::size_t budget = std::max<std::size_t>(2, std::max(name.size(), k.size()) / 3);
     const bool contains = name.size() >= 2 && k.size() >= 2 &&
                           (k.find(name) != std::string::npos || name.find(k) != std::string::npos);
+    // The distance is at least the difference in length: a name read from a file may be huge.
+    const std::size_t apart = name.size() > k.size() ? name.size() - k.size() : k.size() - name.size();
+    if (apart > budget && !contains) continue;
+    const std::size_t d = edit_distance(name, k);
     if (d <= budget || contains) scored.emplace_back(d, k);
   }
   std::sort(scored.begin(), scored.end());

@@ -24,6 +24,7 @@
 #include <optreg/parameter.hpp>
 #include <optreg/registry.hpp>
 #include <optreg/tensor.hpp>
+#include <optreg/text.hpp>
 
 #include "test_support.hpp"
 
@@ -213,6 +214,19 @@ TEST(RegistryLoad, TextFileIsRefusedByTheDynamicLoader) {
   const std::string prefix = "plugin " + canonical(OPTREG_FIXTURE_NOT_A_LIBRARY) + ": the dynamic loader refused it: ";
   EXPECT_EQ(msg.substr(0, prefix.size()), prefix) << msg;
   EXPECT_CONTAINS(msg, "invalid ELF header");
+}
+
+TEST(RegistryLoad, ARefusalReasonIsInertWhateverTheFileIsNamed) {
+  const TempDir dir;
+  const fs::path hostile = dir.path() / "lib\x1b[2J\xff.so";
+  fs::copy_file(OPTREG_FIXTURE_NOT_A_LIBRARY, hostile);
+  optreg::Registry r;
+  const optreg::LoadResult result = r.try_load_file(hostile.string());
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.refusal.path, hostile.string()) << "the path is data, kept as it is";
+  EXPECT_CONTAINS(result.refusal.reason, "lib\\x1b[2J\\xff.so");
+  EXPECT_EQ(optreg::escape_message(result.refusal.reason), result.refusal.reason);
+  EXPECT_EQ(optreg::escape_message(result.error), result.error);
 }
 
 TEST(RegistryLoad, BuildTagMismatchNamesBothTags) {

@@ -251,6 +251,15 @@ TEST(Scheduler, LoadStateNamesTheKeyAtFaultAndChangesNothing) {
   EXPECT_EQ(s->state(), before);
 }
 
+TEST(Scheduler, ANameFromAForgedStateIsEscapedAndCutInTheMessage) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("plateau", *opt);
+  optreg::Options st = s->state();
+  st[std::string(100000, 'b') + "\x1b[2J"] = 1.0;
+  EXPECT_EQ(message_of<optreg::StateDictError>([&] { s->load_state(st); }),
+            "scheduler 'plateau': unknown state entry '" + std::string(64, 'b') + "'... (100004 bytes)");
+}
+
 TEST(Sequential, RefusesBadSequencesNamingWhatIsWrong) {
   auto opt = two_group_sgd(registry());
   const auto two = [&] {

@@ -473,6 +473,18 @@ TEST_F(CheckpointFileOptimizer, LoadRefusesAnotherOptimizerAndChangesNothing) {
   EXPECT_TRUE(same_bits(snapshot(*b), before));
 }
 
+TEST_F(CheckpointFileOptimizer, ANameForgedInTheFileIsEscapedAndCutInTheLoadError) {
+  OptimizerPtr a = make("adam", {}, 0.0F);
+  Checkpoint c = snapshot(*a);
+  c.optimizer.optimizer = "adam\x1b[2J" + std::string(10000, 'x');
+  optreg::save_checkpoint(path("forged.ckpt"), c);
+  const Checkpoint before = snapshot(*a);
+  EXPECT_EQ(checkpoint_error_of([&] { optreg::load_optimizer(path("forged.ckpt"), *a); }),
+            "checkpoint " + path("forged.ckpt") + ": the state dict is of optimizer 'adam\\x1b[2J" +
+                std::string(56, 'x') + "'... (10008 bytes), but this optimizer is 'adam'");
+  EXPECT_TRUE(same_bits(snapshot(*a), before));
+}
+
 TEST_F(CheckpointFileOptimizer, LoadRefusesAParameterOfAnotherShapeAndChangesNothing) {
   OptimizerPtr a = make("sgd", {}, 0.0F);
   optreg::save_optimizer(path("opt.ckpt"), *a);

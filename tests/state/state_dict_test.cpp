@@ -517,3 +517,25 @@ TEST_F(StateDictValidation, RefusalInALaterGroupLeavesEarlierGroupsUnchanged) {
                  "state dict, param group 1: option 'eps' = 0.0 is out of range: the value must be in (0.0, inf) "
                  "(term added to the denominator for numerical stability)");
 }
+
+TEST_F(StateDictValidation, NamesFromAStateDictAreEscapedAndCutInMessages) {
+  // A state dict read from a file may hold any bytes, of any length, in its names and values.
+  optreg::StateDict sd = opt_->state_dict();
+  sd.optimizer = "\x1b[2J" + std::string(100000, 'a');
+  expect_refused(sd, "the state dict is of optimizer '\\x1b[2J" + std::string(60, 'a') +
+                         "'... (100004 bytes), but this optimizer is 'adam'");
+  sd = opt_->state_dict();
+  sd.param_groups[1].options[std::string("l\0r", 3) + std::string(5000, 'x')] = 0.1;
+  expect_refused(sd, "state dict, param group 1: unknown option 'l\\x00r" + std::string(61, 'x') +
+                         "'... (5003 bytes); known options: lr, betas, eps, weight_decay, amsgrad, maximize");
+  sd = opt_->state_dict();
+  sd.param_groups[0].options["amsgrad"] = optreg::Value(std::vector<double>(100000, 0.5));
+  expect_refused(sd,
+                 "state dict, param group 0: option 'amsgrad' = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, ...] "
+                 "(100000 elements) has the wrong type: expected a bool, got a list of floats");
+  sd = opt_->state_dict();
+  sd.state[0] = with_tensor(sd.state[0], "\x1b]0;title\x07\n", Tensor({2, 3}));
+  expect_refused(sd,
+                 "unexpected state entry '\\x1b]0;title\\x07\\x0a' for parameter id 0 ('w', param group 0, "
+                 "position 0): optimizer 'adam' keeps no such state");
+}

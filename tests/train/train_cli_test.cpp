@@ -8,10 +8,12 @@
 #include <chrono>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/text.hpp>
 
 #include "state_support.hpp"
 #include "test_support.hpp"
@@ -114,6 +116,31 @@ TEST(TrainCommand, AResumeInAFreshProcessContinuesBitExactly) {
   EXPECT_EQ(metrics_without_time(dir / "whole/metrics.csv"), metrics_without_time(dir / "split/metrics.csv"));
 }
 
+/// Runs `optreg train ARGS` with its standard error going to the file `err`, interrupts it with
+/// SIGINT once that file holds `wait_for`, and returns its wait status.
+int interrupted_train(const std::vector<std::string>& args, const std::string& err, const std::string& wait_for) {
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    freopen(err.c_str(), "w", stderr);
+    freopen("/dev/null", "w", stdout);
+    setenv("OPTREG_PLUGIN_PATH", "", 1);
+    std::vector<char*> argv = {const_cast<char*>("optreg"), const_cast<char*>("train")};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(OPTREG_TEST_TOOL, argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!contains(read_file(err), wait_for) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
 TEST(TrainCommand, CtrlCSavesACheckpointThatResumesBitExactly) {
   TempDir dir;
   // Long enough that the signal arrives mid-run.
@@ -122,23 +149,7 @@ TEST(TrainCommand, CtrlCSavesACheckpointThatResumesBitExactly) {
              "train: {seed: 3, steps: 20000, batch_size: 32, log_every: 20}\n"
              "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n");
   const std::string err = dir / "err.txt";
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    freopen(err.c_str(), "w", stderr);
-    freopen("/dev/null", "w", stdout);
-    setenv("OPTREG_PLUGIN_PATH", "", 1);
-    execl(OPTREG_TEST_TOOL, "optreg", "train", (dir / "t.yaml").c_str(), "--out", (dir / "run").c_str(), nullptr);
-    _exit(127);
-  }
-  // Wait for the first progress line, then interrupt.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!contains(read_file(err), "step 20/20000") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid, SIGINT);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = interrupted_train({dir / "t.yaml", "--out", dir / "run"}, err, "step 20/20000");
   const std::string text = read_file(err);
   ASSERT_TRUE(WIFEXITED(status)) << text;
   EXPECT_EQ(WEXITSTATUS(status), 130) << text;
@@ -394,6 +405,48 @@ TEST(CompareCommand, ADivergedRunIsMarkedInTheTableAndTheCsvAndTheOthersTrainOn)
   const auto lint = optreg_test::run_command("xmllint --noout " + shell_word(dir / "out/compare.svg"));
   EXPECT_EQ(lint.status, 0) << lint.out;
   EXPECT_TRUE(contains(read_file(dir / "out/compare.svg"), ">huge lr</text>")) << "in the key, without a line";
+}
+
+TEST(TrainCommand, HostileLabelsAndPathsReachTheTerminalInertAndTheResumeHintStillRuns) {
+  TempDir dir;
+  const std::string config = dir / "cfg\x1b[31m\xff.yaml";
+  const std::string out = dir / "out\x1b]0;t\x07";
+  const std::string label = "evil\x1b[2J'\\";
+  // Long enough that the signal arrives mid-run.
+  write_file(config,
+             "problem: {name: quadratic, dim: 10}\n"
+             "train: {steps: 2000000, batch_size: 16, log_every: 10}\n"
+             "runs:\n"
+             "  - {label: \"evil\\e[2J'\\\\\", optimizer: {name: sgd, lr: 0.1}}\n"
+             "  - {label: plain, optimizer: {name: sgd, lr: 0.2}}\n");
+  const std::string err = dir / "err.txt";
+  const std::string progress = "evil\\x1b[2J'\\x5c: step 20/2000000";
+  const int status = interrupted_train({config, "--run", label, "--out", out}, err, progress);
+  const std::string text = read_file(err);
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << text;
+  for (std::size_t at = 0, next = 0; at < text.size(); at = next + 1) {
+    next = std::min(text.find('\n', at), text.size());
+    const std::string line = text.substr(at, next - at);
+    EXPECT_EQ(optreg::escape_message(line), line) << "a line on the terminal is not inert";
+  }
+  EXPECT_TRUE(contains(text, progress)) << text;
+  EXPECT_TRUE(contains(text, "evil\\x1b[2J'\\x5c: interrupted")) << text;
+  // The hint quotes each hostile word for bash as $'...' with the same \xNN escapes: pasted
+  // into bash, it resumes the run.
+  const std::string hint = "resume with: optreg train ";
+  const auto at = text.find(hint);
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string command = text.substr(at + hint.size(), text.find('\n', at) - at - hint.size());
+  EXPECT_TRUE(contains(command, "--run $'evil\\x1b[2J\\'\\x5c'")) << command;
+  const optreg::Checkpoint saved = optreg::read_checkpoint(out + "/checkpoint.optreg");
+  const std::string stop = std::to_string(saved.metadata.at("train.step").as_int() + 5);
+  write_file(dir / "resume.sh", "OPTREG_PLUGIN_PATH= " + shell_word(OPTREG_TEST_TOOL) + " train " + command +
+                                    " --steps " + stop + "\n");
+  const auto resumed = optreg_test::run_command("bash " + shell_word(dir / "resume.sh"));
+  EXPECT_EQ(resumed.status, 0) << resumed.out;
+  EXPECT_TRUE(contains(resumed.out, "stopped at step " + stop + " of 2000000; checkpoint " + optreg::escape_text(out)))
+      << resumed.out;
 }
 
 TEST(ProblemsCommand, ListsEveryBuiltInProblemWithItsOptions) {

@@ -27,21 +27,9 @@ const char* kCheckHelp =
     "OPTREG_PLUGIN_PATH, then the installed plugin folder.\n"
     "Exit status: 0 when the config is valid, 1 when it is not, 2 on a usage error.\n";
 
-std::string options_text(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + k + ": " + v.to_string();
-  return s + "}";
-}
-
-std::string options_json(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + json_string(k) + ": " + json_value(v);
-  return s + "}";
-}
-
 std::string patterns_text(const ConfigGroup& g, bool json) {
   std::string s;
-  for (const auto& p : g.patterns) s += (s.empty() ? "" : ", ") + json_string(p);
+  for (const auto& p : g.patterns) s += (s.empty() ? "" : ", ") + (json ? json_string(p) : Value(p).to_string());
   return json ? "[" + s + "]" : s;
 }
 
@@ -63,8 +51,8 @@ ResolvedScheduler resolve_scheduler(const SchedulerConfig& sc, const Registry& r
 }
 
 std::string scheduler_text(const ResolvedScheduler& r, const std::string& indent) {
-  std::string s = r.descriptor.name + " " + r.descriptor.plugin_version + " (from " + r.descriptor.source +
-                  "): " + options_text(r.options) + '\n';
+  std::string s = escape_text(r.descriptor.name) + " " + escape_text(r.descriptor.plugin_version) + " (from " +
+                  escape_text(r.descriptor.source) + "): " + options_text(r.options) + '\n';
   for (std::size_t i = 0; i < r.children.size(); ++i) {
     s += indent + "  schedulers[" + std::to_string(i) + "]: " + scheduler_text(r.children[i], indent + "  ");
   }
@@ -90,9 +78,9 @@ std::string clip_text(const ClipConfig& c) {
 }
 
 std::string clip_json(const ClipConfig& c) {
-  const auto num = [](double d) { return std::isinf(d) ? std::string("\"inf\"") : Value(d).to_string(); };
-  if (c.mode == ClipConfig::Mode::Value) return "{\"mode\": \"value\", \"value\": " + num(c.value) + "}";
-  return "{\"mode\": \"norm\", \"max_norm\": " + num(c.max_norm) + ", \"norm_type\": " + num(c.norm_type) +
+  if (c.mode == ClipConfig::Mode::Value) return "{\"mode\": \"value\", \"value\": " + json_number(c.value) + "}";
+  return "{\"mode\": \"norm\", \"max_norm\": " + json_number(c.max_norm) +
+         ", \"norm_type\": " + json_number(c.norm_type) +
          ", \"error_if_nonfinite\": " + (c.error_if_nonfinite ? "true" : "false") + "}";
 }
 
@@ -130,16 +118,33 @@ int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostr
   }
   if (path.empty()) throw UsageError{"optreg check: name the config file"};
 
+  Registry registry;
+  std::vector<Refusal> refused;
+  const auto refused_json = [&] {
+    std::string s = "[";
+    for (std::size_t i = 0; i < refused.size(); ++i) {
+      s += (i ? ", " : "") + std::string("{\"path\": ") + json_string(refused[i].path) +
+           ", \"reason\": " + json_message(refused[i].reason) + "}";
+    }
+    return s + "]";
+  };
+  const auto warn_refused = [&] {
+    for (const auto& r : refused) {
+      err << "optreg check: warning: refused plugin " << escape_text(r.path) << ": " << escape_message(r.reason) << '\n';
+    }
+  };
+  // Every failure, the config's own or not (a file that cannot be read, a plugin that cannot
+  // be loaded), is reported the same way: with --json as a JSON object too.
   const auto invalid = [&](const std::string& message) {
     if (json) {
-      out << "{\"config\": " << json_string(path) << ", \"valid\": false, \"error\": " << json_string(message) << "}\n";
+      out << "{\"config\": " << json_string(path) << ", \"valid\": false, \"error\": " << json_message(message)
+          << ", \"refused\": " << refused_json() << "}\n";
     }
-    err << "optreg check: " << message << '\n';
+    warn_refused();
+    err << "optreg check: " << escape_message(message) << '\n';
     return kFailure;
   };
 
-  Registry registry;
-  std::vector<Refusal> refused;
   try {
     const OptimizerConfig config = load_config(path);
     refused = load_plugins(registry, PluginOptions{plugins.paths, false});
@@ -210,38 +215,32 @@ int run_check(const std::vector<std::string>& args, std::ostream& out, std::ostr
       for (std::size_t i = 0; i < config.plugin_paths.size(); ++i) {
         out << (i ? ", " : "") << json_string(config.plugin_paths[i]);
       }
-      out << "],\n  \"refused\": [";
-      for (std::size_t i = 0; i < refused.size(); ++i) {
-        out << (i ? ", " : "") << "{\"path\": " << json_string(refused[i].path)
-            << ", \"reason\": " << json_string(refused[i].reason) << "}";
-      }
-      out << "]\n}\n";
+      out << "],\n  \"refused\": " << refused_json() << "\n}\n";
     } else {
-      out << "config " << path << " is valid\n";
-      out << "optimizer: " << d.name << " " << d.plugin_version << " (from " << d.source << ")\n";
+      out << "config " << escape_text(path) << " is valid\n";
+      out << "optimizer: " << escape_text(d.name) << " " << escape_text(d.plugin_version) << " (from "
+          << escape_text(d.source) << ")\n";
       out << "defaults: " << options_text(defaults) << '\n';
       for (const auto& r : groups) {
         out << r.label;
         if (r.config) out << " (params " << patterns_text(*r.config, false) << ")";
         out << ": " << options_text(r.options) << '\n';
-        for (const auto& p : r.params) out << "    " << p.name << " " << to_string(p.shape) << '\n';
+        for (const auto& p : r.params) out << "    " << escape_text(p.name) << " " << to_string(p.shape) << '\n';
       }
       if (scheduler) out << "scheduler: " << scheduler_text(*scheduler, "");
       if (config.clip) out << "clip: " << clip_text(*config.clip) << '\n';
       if (!config.plugin_paths.empty()) {
         out << "plugin paths:";
-        for (const auto& p : config.plugin_paths) out << ' ' << p;
+        for (const auto& p : config.plugin_paths) out << ' ' << escape_text(p);
         out << '\n';
       }
     }
-    for (const auto& r : refused) err << "optreg check: warning: refused plugin " << r.path << ": " << r.reason << '\n';
+    warn_refused();
     return kOk;
-  } catch (const ConfigError& e) {
-    return invalid(e.what());
-  } catch (const optreg::UsageError& e) {
-    return invalid(e.what());
   } catch (const OptionError& e) {
     return invalid(path + ": " + e.what());
+  } catch (...) {
+    return invalid(current_error_message());
   }
 }
 

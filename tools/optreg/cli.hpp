@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <optreg/registry.hpp>
+#include <optreg/text.hpp>
 
 namespace optreg::cli {
 
@@ -35,10 +36,29 @@ bool parse_plugin_option(const std::vector<std::string>& args, std::size_t& i, P
 /// `options.isolate`, each file is loaded first in a child process.
 std::vector<Refusal> load_plugins(Registry& registry, const PluginOptions& options);
 
-/// A JSON string literal.
+// Every JSON the tool prints is written with these (docs/command-line.md): strings are
+// valid UTF-8 and inert, numbers are finite or one of the strings ".inf", "-.inf", ".nan".
+
+/// A JSON string holding escape_text(s): names, paths, descriptions, metadata.
 std::string json_string(const std::string& s);
-/// A Value as JSON.
+/// A JSON string holding escape_message(s): error messages and refusal reasons.
+std::string json_message(const std::string& s);
+/// A number as JSON: the shortest text that reads back the same double, or `digits`
+/// significant digits when `digits` > 0; inf and NaN as the strings ".inf", "-.inf", ".nan".
+std::string json_number(double d, int digits = 0);
+/// A Value as JSON (a list of floats as an array of json_number()).
 std::string json_value(const Value& v);
+/// {"error": message}: what a command given --json prints when it fails.
+std::string json_error(const std::string& message);
+
+/// Options as text for a terminal, {lr: 0.1, name: "x"}, names escaped.
+std::string options_text(const Options& o);
+/// Options as a JSON object.
+std::string options_json(const Options& o);
+
+/// The message of the exception in flight, for the user ("out of memory" for std::bad_alloc);
+/// call it inside a catch block.
+std::string current_error_message();
 
 int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -124,14 +124,14 @@ int run_conformance_command(const std::vector<std::string>& args, std::ostream& 
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       out << (i ? ",\n" : "\n") << "    {\"optimizer\": " << json_string(r.optimizer) << ", \"check\": " << json_string(r.check)
-          << ", \"status\": \"" << json_status(r.status) << "\", \"detail\": " << json_string(r.detail) << "}";
+          << ", \"status\": \"" << json_status(r.status) << "\", \"detail\": " << json_message(r.detail) << "}";
     }
     out << (results.empty() ? "]" : "\n  ]") << ",\n  \"passed\": " << n_passed << ",\n  \"failed\": " << n_failed
         << ",\n  \"skipped\": " << n_skipped << "\n}\n";
   } else {
     for (const auto& r : results) {
-      out << to_string(r.status) << "  " << (r.optimizer.empty() ? "-" : r.optimizer) << "  " << r.check << "  ("
-          << r.detail << ")\n";
+      out << to_string(r.status) << "  " << (r.optimizer.empty() ? "-" : escape_text(r.optimizer)) << "  "
+          << escape_text(r.check) << "  (" << escape_message(r.detail) << ")\n";
     }
     out << n_passed << " passed, " << n_failed << " failed, " << n_skipped << " skipped\n";
   }

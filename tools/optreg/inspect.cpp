@@ -71,7 +71,7 @@ std::string tensor_json(const Tensor& t) {
   std::string shape = "[";
   for (std::size_t i = 0; i < t.shape().size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape()[i]);
   shape += "]";
-  const auto num = [&](double d) { return s.finite > 0 ? number(d) : std::string("null"); };
+  const auto num = [&](double d) { return s.finite > 0 ? json_number(d, 6) : std::string("null"); };
   return "{\"shape\": " + shape + ", \"min\": " + num(s.min) + ", \"max\": " + num(s.max) + ", \"mean\": " + num(s.mean) +
          ", \"non_finite\": " + std::to_string(s.non_finite) + "}";
 }
@@ -85,18 +85,6 @@ std::string scalar_json(const StateScalar& v) {
   return v.index() == 0 ? std::to_string(std::get<std::int64_t>(v)) : json_value(Value(std::get<double>(v)));
 }
 
-std::string options_text(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + k + ": " + v.to_string();
-  return s + "}";
-}
-
-std::string options_json(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + json_string(k) + ": " + json_value(v);
-  return s + "}";
-}
-
 std::string hex(std::uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
@@ -105,14 +93,15 @@ std::string hex(std::uint64_t v) {
 
 /// The name of parameter `id` when the checkpoint holds parameter values.
 std::string param_label(const Checkpoint& c, std::uint64_t id) {
-  return id < c.parameters.size() ? " ('" + c.parameters[id].name + "')" : "";
+  return id < c.parameters.size() ? " ('" + escape_text(c.parameters[id].name) + "')" : "";
 }
 
 void print_text(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
-  out << "checkpoint " << path << '\n';
+  out << "checkpoint " << escape_text(path) << '\n';
   out << "  " << info.file_size << " bytes, envelope version " << info.envelope_version << ", binary archive, payload "
       << info.payload_length << " bytes, checksum xxh3-64 " << hex(info.checksum) << " verified\n";
-  out << "optimizer: " << c.optimizer.optimizer << " (plugin version " << c.optimizer.plugin_version << ")\n";
+  out << "optimizer: " << escape_text(c.optimizer.optimizer) << " (plugin version "
+      << escape_text(c.optimizer.plugin_version) << ")\n";
   out << "param_groups:\n";
   for (const auto& g : c.optimizer.param_groups) {
     out << "  - options: " << options_text(g.options) << "\n    params: [";
@@ -122,22 +111,23 @@ void print_text(const std::string& path, const CheckpointInfo& info, const Check
   out << "state:\n";
   for (const auto& [id, s] : c.optimizer.state) {
     out << "  " << id << param_label(c, id) << ":\n";
-    for (const auto& [name, v] : s.scalars()) out << "    " << name << ": " << scalar_text(v) << '\n';
-    for (const auto& [name, t] : s.tensors()) out << "    " << name << ": " << tensor_text(t) << '\n';
+    for (const auto& [name, v] : s.scalars()) out << "    " << escape_text(name) << ": " << scalar_text(v) << '\n';
+    for (const auto& [name, t] : s.tensors()) out << "    " << escape_text(name) << ": " << tensor_text(t) << '\n';
   }
   if (!c.parameters.empty()) {
     out << "parameters:\n";
     for (std::size_t i = 0; i < c.parameters.size(); ++i) {
-      out << "  " << i << " '" << c.parameters[i].name << "': " << tensor_text(c.parameters[i].value) << '\n';
+      out << "  " << i << " '" << escape_text(c.parameters[i].name) << "': " << tensor_text(c.parameters[i].value) << '\n';
     }
   }
   if (!c.metadata.empty()) {
     out << "metadata:\n";
-    for (const auto& [k, v] : c.metadata) out << "  " << k << ": " << v.to_string() << '\n';
+    for (const auto& [k, v] : c.metadata) out << "  " << escape_text(k) << ": " << v.to_string() << '\n';
   }
   if (c.scheduler) {
-    out << "scheduler: " << c.scheduler->scheduler << " (plugin version " << c.scheduler->plugin_version << ")\n";
-    for (const auto& [k, v] : c.scheduler->state) out << "  " << k << ": " << v.to_string() << '\n';
+    out << "scheduler: " << escape_text(c.scheduler->scheduler) << " (plugin version "
+        << escape_text(c.scheduler->plugin_version) << ")\n";
+    for (const auto& [k, v] : c.scheduler->state) out << "  " << escape_text(k) << ": " << v.to_string() << '\n';
   }
 }
 
@@ -145,7 +135,7 @@ void print_json(const std::string& path, const CheckpointInfo& info, const Check
   out << "{\n  \"file\": " << json_string(path) << ",\n  \"file_size\": " << info.file_size
       << ",\n  \"envelope_version\": " << info.envelope_version << ",\n  \"format\": \"binary\""
       << ",\n  \"payload_length\": " << info.payload_length << ",\n  \"checksum\": \"" << hex(info.checksum)
-      << "\",\n  \"checksum_verified\": true"
+      << "\",\n  \"checksum_verified\": true,\n  \"valid\": true"
       << ",\n  \"optimizer\": " << json_string(c.optimizer.optimizer)
       << ",\n  \"plugin_version\": " << json_string(c.optimizer.plugin_version) << ",\n  \"param_groups\": [";
   for (std::size_t g = 0; g < c.optimizer.param_groups.size(); ++g) {
@@ -209,6 +199,9 @@ int run_inspect(const std::vector<std::string>& args, std::ostream& out, std::os
   try {
     c = read_checkpoint(path, &info);
   } catch (const CheckpointError& e) {
+    if (json) {
+      out << "{\"file\": " << json_string(path) << ", \"valid\": false, \"error\": " << json_message(e.what()) << "}\n";
+    }
     err << "optreg inspect: " << e.what() << '\n';
     return kFailure;
   }

@@ -16,7 +16,7 @@ std::string range_text(const Hyperparameter& h) {
     case ValueType::String: {
       if (h.choices.empty()) return "any";
       std::string s;
-      for (const auto& c : h.choices) s += (s.empty() ? "" : "|") + c;
+      for (const auto& c : h.choices) s += (s.empty() ? "" : "|") + escape_text(c);
       return s;
     }
     case ValueType::FloatList:
@@ -28,7 +28,8 @@ std::string range_text(const Hyperparameter& h) {
 void print_schema_table(const Schema& schema, std::ostream& out) {
   std::vector<std::vector<std::string>> rows = {{"name", "type", "default", "range", "meaning"}};
   for (const auto& h : schema.entries()) {
-    rows.push_back({h.name, to_string(h.type), h.default_value.to_string(), range_text(h), h.meaning});
+    rows.push_back({escape_text(h.name), to_string(h.type), h.default_value.to_string(), range_text(h),
+                    escape_text(h.meaning)});
   }
   std::vector<std::size_t> width(5, 0);
   for (const auto& r : rows) {
@@ -42,18 +43,20 @@ void print_schema_table(const Schema& schema, std::ostream& out) {
 }
 
 void print_text(const OptimizerDescriptor& d, std::ostream& out) {
-  out << d.name << "  " << d.plugin_version << "  " << d.description << '\n';
-  out << "  from " << d.source << " (plugin " << d.plugin_name << ")\n";
+  out << escape_text(d.name) << "  " << escape_text(d.plugin_version) << "  " << escape_text(d.description) << '\n';
+  out << "  from " << escape_text(d.source) << " (plugin " << escape_text(d.plugin_name) << ")\n";
   print_schema_table(*d.schema, out);
   if (d.state && !d.state->empty()) {
     out << "  state per parameter:\n";
     std::size_t width = 0;
-    for (const auto& e : *d.state) width = std::max(width, e.name.size());
+    for (const auto& e : *d.state) width = std::max(width, escape_text(e.name).size());
     for (const auto& e : *d.state) {
       std::string kind = to_string(e.kind);
       if (e.optional) kind += ", optional";
       if (e.custom_shape) kind += ", own shape";
-      out << "    " << e.name << std::string(width - e.name.size() + 2, ' ') << e.meaning << " (" << kind << ")\n";
+      const std::string name = escape_text(e.name);
+      out << "    " << name << std::string(width - name.size() + 2, ' ') << escape_text(e.meaning) << " (" << kind
+          << ")\n";
     }
   }
 }
@@ -67,9 +70,8 @@ std::string schema_json(const Schema& schema, const std::string& indent) {
     s += indent + "  {\"name\": " + json_string(h.name) + ", \"type\": " + json_string(to_string(h.type)) +
          ", \"default\": " + json_value(h.default_value);
     if (h.type == ValueType::Int || h.type == ValueType::Float || h.type == ValueType::FloatList) {
-      const auto end = [](double d) {
-        return std::isinf(d) ? std::string("null") : Value(d).to_string();
-      };
+      // An unbounded end is null (no bound), not a number.
+      const auto end = [](double d) { return std::isinf(d) ? std::string("null") : json_number(d); };
       const auto inclusive = [](double d, bool open) { return open || std::isinf(d) ? "false" : "true"; };
       s += ", \"min\": " + end(h.range.lo) + ", \"min_inclusive\": " + inclusive(h.range.lo, h.range.lo_open) +
            ", \"max\": " + end(h.range.hi) + ", \"max_inclusive\": " + inclusive(h.range.hi, h.range.hi_open);
@@ -105,8 +107,10 @@ std::string descriptor_json(const OptimizerDescriptor& d, const std::string& ind
 }
 
 void print_text(const SchedulerDescriptor& d, std::ostream& out) {
-  out << d.name << "  " << d.plugin_version << "  " << d.description << '\n';
-  out << "  from " << (d.source == "built in" ? std::string("the core (built in)") : d.source + " (plugin " + d.plugin_name + ")")
+  out << escape_text(d.name) << "  " << escape_text(d.plugin_version) << "  " << escape_text(d.description) << '\n';
+  out << "  from "
+      << (d.source == "built in" ? std::string("the core (built in)")
+                                 : escape_text(d.source) + " (plugin " + escape_text(d.plugin_name) + ")")
       << "; stepped " << (d.needs_metric ? "with a metric: step(metric)" : "once per optimizer step: step()") << '\n';
   print_schema_table(*d.schema, out);
 }
@@ -183,7 +187,7 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
     out << (schedulers.empty() ? "]" : "\n  ]") << ",\n  \"refused\": [";
     for (std::size_t i = 0; i < refused.size(); ++i) {
       out << (i ? ",\n" : "\n") << "    {\"path\": " << json_string(refused[i].path)
-          << ", \"reason\": " << json_string(refused[i].reason) << "}";
+          << ", \"reason\": " << json_message(refused[i].reason) << "}";
     }
     out << (refused.empty() ? "]" : "\n  ]") << "\n}\n";
   } else {
@@ -199,7 +203,7 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
     }
     if (!refused.empty()) {
       out << "\nrefused plugins:\n";
-      for (const auto& r : refused) out << "  " << r.path << ": " << r.reason << '\n';
+      for (const auto& r : refused) out << "  " << escape_text(r.path) << ": " << escape_message(r.reason) << '\n';
     }
   }
   if (!refused.empty() && !allow_refused) {
@@ -236,9 +240,10 @@ int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostre
     for (const auto& x : registry.list()) known.push_back(x.name);
     for (const auto& x : registry.list_schedulers()) known.push_back(x.name);
     const auto near = closest_names(name, known);
-    err << "optreg show: no optimizer or scheduler named '" << name << "' is registered";
-    if (!near.empty()) err << " (did you mean '" << near.front() << "'?)";
-    err << '\n';
+    std::string message = "no optimizer or scheduler named " + quoted_name(name) + " is registered";
+    if (!near.empty()) message += " (did you mean '" + near.front() + "'?)";
+    if (json) out << "{\"name\": " << json_string(name) << ", \"error\": " << json_message(message) << "}\n";
+    err << "optreg show: " << message << '\n';
     return kFailure;
   }
   if (json) {

@@ -1,11 +1,10 @@
 // The optreg command line: a thin layer over the library.
-#include <exception>
+#include <algorithm>
 #include <iostream>
-#include <new>
 #include <string>
 #include <vector>
 
-#include <optreg/error.hpp>
+#include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
 #include "cli.hpp"
@@ -38,6 +37,15 @@ const char* kHelp =
 int main(int argc, char** argv) {
   using namespace optreg::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
+  // A command given --json prints its failures as JSON too, so that a script always reads one
+  // JSON object; messages reach the terminal inert whatever names they hold.
+  const bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+  const auto fail = [&](int status, const char* hint) {
+    const std::string message = current_error_message();
+    if (json) std::cout << json_error(message) << '\n';
+    std::cerr << "optreg: " << optreg::escape_message(message) << hint << '\n';
+    return status;
+  };
   try {
     if (args.empty()) throw UsageError{"a command is needed"};
     const std::string cmd = args.front();
@@ -63,18 +71,9 @@ int main(int argc, char** argv) {
     if (cmd == kLoadProbeCommand) return run_load_probe(rest);
     if (cmd == kConformanceChildCommand) return run_conformance_child(rest);
     throw UsageError{"unknown command '" + cmd + "'"};
-  } catch (const UsageError& e) {
-    std::cerr << "optreg: " << e.message << "\n(run 'optreg --help' for usage)\n";
-    return kUsage;
-  } catch (const optreg::Error& e) {
-    std::cerr << "optreg: " << e.what() << '\n';
-    return kFailure;
-  } catch (const std::bad_alloc&) {
-    std::cerr << "optreg: out of memory\n";
-    return kFailure;
-  } catch (const std::exception& e) {
-    // Such as a std::filesystem::filesystem_error, which names the path and the reason.
-    std::cerr << "optreg: " << e.what() << '\n';
-    return kFailure;
+  } catch (const UsageError&) {
+    return fail(kUsage, "\n(run 'optreg --help' for usage)");
+  } catch (...) {
+    return fail(kFailure, "");
   }
 }

@@ -108,7 +108,7 @@ class ConsoleProgress final : public ProgressSink {
   ConsoleProgress(std::ostream& err, bool terminal) : err_(err), terminal_(terminal) {}
 
   void begin(const std::string& label, std::int64_t first, std::int64_t total) override {
-    label_ = label;
+    label_ = escape_text(label);
     first_ = first;
     total_ = total;
     start_ = Clock::now();
@@ -212,7 +212,7 @@ bool stopped_by_divergence(const RunConfig& config, const RunOutcome& r) {
 
 /// "LABEL: diverged at step N: WHAT".
 std::string divergence_text(const RunOutcome& r) {
-  return r.label + ": diverged at step " + std::to_string(r.diverged_at) + ": " + r.divergence;
+  return escape_text(r.label) + ": diverged at step " + std::to_string(r.diverged_at) + ": " + escape_text(r.divergence);
 }
 
 /// The table of runs, then a line for each run that diverged.
@@ -232,7 +232,7 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
     if (r.diverged_at >= 0) {
       notes += divergence_text(r) + (diverged ? "; the run stopped there\n" : "; it trained on (on_divergence: continue)\n");
     }
-    rows.push_back({r.label, r.optimizer, done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
+    rows.push_back({escape_text(r.label), escape_text(r.optimizer), done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
                     done ? fixed(r.test.loss, 4) : "-",
                     acc ? (done ? fixed(100 * r.test.accuracy, 2) + "%" : "-") : "",
                     target.empty() ? "" : (r.steps_to_target < 0 ? "never" : std::to_string(r.steps_to_target)),
@@ -258,14 +258,19 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
   return out + (notes.empty() ? "" : "\n" + notes);
 }
 
-/// A word for a POSIX shell: as it is when it holds only safe characters, else single-quoted.
+/// A word for a POSIX shell: as it is when it holds only safe characters, else single-quoted;
+/// one that holds a byte that must not reach a terminal in bash's $'...' with \xNN escapes, so
+/// that the line is inert and still runs when pasted.
 std::string shell_word(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+") ==
                         std::string::npos) {
     return s;
   }
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  const bool inert = escape_message(s) == s;
+  std::string out = inert ? "'" : "$'";
+  for (char c : inert ? s : escape_text(s)) {
+    out += c != '\'' ? std::string(1, c) : inert ? std::string("'\\''") : std::string("\\'");
+  }
   return out + "'";
 }
 
@@ -279,7 +284,7 @@ std::string csv_field(const std::string& s) {
 
 void warn_nonfinite(std::ostream& err, const RunOutcome& r) {
   if (r.nonfinite_grad_norms > 0) {
-    err << r.label << ": warning: " << r.nonfinite_grad_norms
+    err << escape_text(r.label) << ": warning: " << r.nonfinite_grad_norms
         << " steps had a non-finite total gradient norm (clip: error_if_nonfinite: true stops at the first)\n";
   }
 }
@@ -364,7 +369,7 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   if (stopped_by_divergence(config, r)) {
     err << "optreg: " << divergence_text(r)
         << "; the run stopped there without saving a checkpoint (train.on_divergence: continue trains on)\n";
-    out << "metrics: " << options.metrics_path << '\n';
+    out << "metrics: " << escape_text(options.metrics_path) << '\n';
     finish_output(out);
     return kDiverged;
   }
@@ -375,18 +380,18 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
     if (!c.out.empty()) again += " --out " + shell_word(c.out);
     for (const auto& p : c.plugins.paths) again += " --plugin-path " + shell_word(p);
     if (!c.plugins.default_path) again += " --no-default-path";
-    err << "checkpoint saved at step " << r.steps_done << ": " << options.checkpoint_path << "\nresume with: " << again
-        << '\n';
+    err << "checkpoint saved at step " << r.steps_done << ": " << escape_text(options.checkpoint_path)
+        << "\nresume with: " << again << '\n';
     return kInterrupted;
   }
   if (r.steps_done < r.total_steps) {
-    out << "stopped at step " << r.steps_done << " of " << r.total_steps << "; checkpoint " << options.checkpoint_path
-        << '\n';
+    out << "stopped at step " << r.steps_done << " of " << r.total_steps << "; checkpoint "
+        << escape_text(options.checkpoint_path) << '\n';
     finish_output(out);
     return kOk;
   }
-  out << summary_table(config, {r}) << "metrics: " << options.metrics_path << "\ncheckpoint: " << options.checkpoint_path
-      << '\n';
+  out << summary_table(config, {r}) << "metrics: " << escape_text(options.metrics_path)
+      << "\ncheckpoint: " << escape_text(options.checkpoint_path) << '\n';
   finish_output(out);
   return kOk;
 }
@@ -461,11 +466,11 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
   }
   csv.close();
   const std::string table = summary_table(config, outcomes);
-  out << '\n' << problem_title(config) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
+  out << '\n' << escape_text(problem_title(config)) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
       << outcomes.front().total_steps << " steps\n\n" << table;
   write_text(dir + "/summary.txt", table);
   loss_plot.draw();
-  out << "\nplot: " << plot << "\nmetrics: " << csv_path << '\n';
+  out << "\nplot: " << escape_text(plot) << "\nmetrics: " << escape_text(csv_path) << '\n';
   finish_output(out);
   if (g_interrupt.load()) return kInterrupted;
   return diverged ? kDiverged : kOk;
@@ -480,10 +485,10 @@ int run_problems(const std::vector<std::string>& args, std::ostream& out, std::o
     throw UsageError{"'optreg problems' takes no argument; got '" + a + "'"};
   }
   for (const auto& k : problem_kinds()) {
-    out << k.name << "  " << k.description << '\n';
+    out << escape_text(k.name) << "  " << escape_text(k.description) << '\n';
     for (const auto& h : k.schema.entries()) {
-      out << "    " << h.name << " (" << to_string(h.type) << ", default " << h.default_value.to_string() << ")  "
-          << h.meaning << '\n';
+      out << "    " << escape_text(h.name) << " (" << to_string(h.type) << ", default " << h.default_value.to_string()
+          << ")  " << escape_text(h.meaning) << '\n';
     }
   }
   return kOk;

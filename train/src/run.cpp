@@ -183,7 +183,7 @@ void check_settings(const Checkpoint& c, const std::string& path, const std::vec
                             s.value.to_string());
     }
     if (!same_setting(it->second, s.value)) {
-      throw CheckpointError(head + "it was written with " + shown(s.key) + " = " + it->second.to_string() + ", but " +
+      throw CheckpointError(head + "it was written with " + shown(s.key) + " = " + it->second.to_short_string() + ", but " +
                             s.where + " gives " + s.value.to_string());
     }
   }

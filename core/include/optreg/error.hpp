@@ -6,12 +6,17 @@
 #include <stdexcept>
 #include <string>
 
+#include <optreg/text.hpp>
+
 namespace optreg {
 
-/// Base of every exception thrown by optreg.
+/// Base of every exception thrown by optreg. Its message is made inert when it is made
+/// (escape_message(): control characters, newlines included, and bytes that are not valid
+/// UTF-8 become \xNN), so that names in it cannot drive a terminal and a NUL cannot cut it off.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(escape_message(message)) {}
+  explicit Error(const char* message) : std::runtime_error(escape_message(message)) {}
 };
 
 /// A plugin file could not be loaded or used (path and reason in the message).

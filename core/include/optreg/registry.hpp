@@ -69,7 +69,9 @@ struct SchedulerDescriptor {
 
 /// A plugin file that was not loaded, and why.
 struct Refusal {
+  /// The file as given, canonical where it exists (data: any bytes a file name holds).
   std::string path;
+  /// A message, inert as an Error's (escape_message(), <optreg/text.hpp>).
   std::string reason;
 };
 
@@ -78,7 +80,7 @@ struct LoadResult {
   bool ok = false;
   /// The optimizer names, then the scheduler names, the file registered (when ok).
   std::vector<std::string> names;
-  /// The whole message, "plugin PATH: REASON" (when !ok).
+  /// The whole message, "plugin PATH: REASON" (when !ok), inert as an Error's.
   std::string error;
   /// The refused file and the reason (when !ok).
   Refusal refusal;

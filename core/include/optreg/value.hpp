@@ -43,8 +43,14 @@ class Value {
   const std::vector<double>& as_float_list() const;
 
   /// The value as it would be written in a config: true, 3, 0.001, "text", [0.9, 0.999].
-  /// Floats are printed with enough digits to read back the same double.
+  /// Floats are printed with enough digits to read back the same double. A string is
+  /// double-quoted and inert: a quote is written \", and a backslash, a control character or a
+  /// byte that is not valid UTF-8 \xNN, as by escape_text() (<optreg/text.hpp>).
   std::string to_string() const;
+  /// The value for a message: to_string(), but a string longer than 64 bytes or a list longer
+  /// than 8 elements is cut after them and followed by its size ("...] (1000 elements)"), so
+  /// that a value of any size read from a file gives a message of bounded size.
+  std::string to_short_string() const;
 
   friend bool operator==(const Value& a, const Value& b) { return a.v_ == b.v_; }
   friend bool operator!=(const Value& a, const Value& b) { return !(a == b); }
