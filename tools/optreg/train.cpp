@@ -212,7 +212,7 @@ bool stopped_by_divergence(const RunConfig& config, const RunOutcome& r) {
 
 /// "LABEL: diverged at step N: WHAT".
 std::string divergence_text(const RunOutcome& r) {
-  return escape_text(r.label) + ": diverged at step " + std::to_string(r.diverged_at) + ": " + escape_text(r.divergence);
+  return escape_text(r.label) + ": diverged at step " + std::to_string(r.diverged_at) + ": " + escape_message(r.divergence);
 }
 
 /// The table of runs, then a line for each run that diverged.
