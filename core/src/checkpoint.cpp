@@ -7,7 +7,6 @@
 #include <optreg/checkpoint.hpp>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +30,8 @@
 #include <xxhash.h>
 
 #include <optreg/error.hpp>
+
+#include "files.hpp"
 
 namespace optreg {
 namespace {
@@ -625,18 +626,18 @@ Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::strin
 
 Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info) {
   return guarded(path, "reading", [&] {
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) throw Fault{std::string("cannot open it: ") + std::strerror(errno)};
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw Fault{std::string("cannot stat it: ") + std::strerror(errno)};
-    if (!S_ISREG(st.st_mode)) throw Fault{"it is not a regular file"};
+    std::uint64_t size = 0;
+    detail::UniqueFd f;
+    try {
+      f = detail::open_regular_file(path, &size);  // a FIFO or a device is refused, never waited on
+    } catch (const detail::FileRefused& r) {
+      throw Fault{r.describe("it")};
+    }
     unsigned char header[kHeaderSize] = {};
-    const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size >= kHeaderSize) {
       std::size_t got = 0;
       while (got < kHeaderSize) {
-        const ssize_t r = ::read(f.fd, header + got, kHeaderSize - got);
+        const ssize_t r = ::read(f.get(), header + got, kHeaderSize - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) throw Fault{"reading the header failed"};
         got += static_cast<std::size_t>(r);
@@ -644,7 +645,7 @@ Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info) {
     }
     const CheckpointInfo i = decode_header(header, size);
     if (info != nullptr) *info = i;
-    HashingReadBuf in(f.fd, i.payload_length);
+    HashingReadBuf in(f.get(), i.payload_length);
     return parse_payload(in, i);
   });
 }

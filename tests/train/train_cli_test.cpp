@@ -1,6 +1,7 @@
 // optreg train, compare and problems, run as a user runs them: separate processes, files on
 // disk, signals.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -197,6 +198,46 @@ TEST(ProblemsCommand, ListsEveryBuiltInProblemWithItsOptions) {
   for (const char* p : {"quadratic  ", "rosenbrock  ", "logreg  ", "mlp  ", "    hidden (list of floats, default [256.0, 128.0])"}) {
     EXPECT_TRUE(contains(r.out, p)) << p << "\n" << r.out;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not regular files: every command ends, never waits.
+
+/// `args` run with a time limit, so that a command that hangs fails its test (exit 124) rather
+/// than stopping the suite.
+optreg_test::CommandRun bounded_tool(const std::string& args) {
+  return optreg_test::run_command("(OPTREG_PLUGIN_PATH= exec timeout 120 " + shell_word(OPTREG_TEST_TOOL) + " " + args + ")");
+}
+
+TEST(FilesNamedByTheUser, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  write_file(dir / "t.yaml", "problem: {name: rosenbrock}\ntrain: {steps: 5}\noptimizer: {name: sgd}\n");
+  write_file(dir / "opt.yaml", "optimizer: {name: sgd}\n");
+  const std::string regular = ", not a regular file";
+  const std::pair<std::string, std::string> cases[] = {
+      {"inspect " + shell_word(fifo), "checkpoint " + fifo + ": it is a FIFO (named pipe)" + regular},
+      {"check " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"check " + shell_word(dir / "opt.yaml") + " --params " + shell_word(fifo),
+       fifo + ": the parameter list is a FIFO (named pipe)" + regular},
+      {"train " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"compare " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "out") + " --resume " + shell_word(fifo),
+       "checkpoint " + fifo + ": it is a FIFO (named pipe)" + regular},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = bounded_tool(args);
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, message)) << args << "\n" << r.out;
+  }
+}
+
+TEST(FilesNamedByTheUser, AFolderAsConfigIsNamedAsAFolder) {
+  TempDir dir;
+  const auto r = bounded_tool("check " + shell_word(dir.path()));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg check: " + dir.path() + ": the config file is a folder, not a regular file")) << r.out;
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // The built-in problems, their data files, run configs, the data order and in-process resume.
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <cmath>
@@ -232,6 +233,15 @@ TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
       EXPECT_TRUE(optreg_test::contains(e.what(), c.message)) << c.name << ": " << e.what();
     }
   }
+}
+
+TEST(FashionMnist, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string fifo = dir / "train-images-idx3-ubyte.gz";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] { read_idx(fifo, 3); });
+  EXPECT_EQ(r.status, 1) << "0: read, -1: killed (blocked?)";
+  EXPECT_EQ(r.out, fifo + ": it is a FIFO (named pipe), not a regular file");
 }
 
 TEST(FashionMnist, MissingFilesNameTheDebianPackage) {

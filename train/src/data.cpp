@@ -4,9 +4,11 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
+
+#include "files.hpp"
 
 namespace optreg::train {
 
@@ -23,12 +25,18 @@ struct GzCloser {
 class GzReader {
  public:
   explicit GzReader(const std::string& path) : path_(path) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) {
-      throw DataError(path + ": no such file (Fashion-MNIST comes with the Debian package dataset-fashion-mnist)");
+    detail::UniqueFd fd;
+    try {
+      fd = detail::open_regular_file(path);  // a FIFO or a device is refused, never waited on
+    } catch (const detail::FileRefused& r) {
+      if (r.error == ENOENT) {
+        throw DataError(path + ": no such file (Fashion-MNIST comes with the Debian package dataset-fashion-mnist)");
+      }
+      throw DataError(path + ": " + r.describe("it"));
     }
-    file_.reset(gzopen(path.c_str(), "rb"));
+    file_.reset(gzdopen(fd.get(), "rb"));
     if (!file_) throw DataError(path + ": cannot open the file");
+    fd.release();  // the gzFile closes it
   }
 
   /// Reads up to `n` bytes; returns how many were read.
