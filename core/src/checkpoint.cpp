@@ -605,6 +605,9 @@ Checkpoint parse_payload(HashingReadBuf& in, const CheckpointInfo& info) {
   return c;
 }
 
+/// `.NAME.tmp-`: the temporaries of the checkpoint `target` are `.NAME.tmp-<pid>-XXXXXX`.
+std::string temporary_prefix(const std::filesystem::path& target) { return "." + target.filename().string() + ".tmp-"; }
+
 struct Fd {
   int fd = -1;
   ~Fd() {
@@ -654,11 +657,12 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   namespace fs = std::filesystem;
   guarded(path, "writing", [&] {
     const fs::path target = fs::absolute(path);
-    std::string tmpl = (target.parent_path() / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+    // The temporary is locked while this process writes it; the stale ones of writers that
+    // died mid-write (kill -9, power loss) are removed first.
+    std::string tmp;
     Fd f;
-    f.fd = ::mkstemp(tmpl.data());
+    f.fd = detail::create_locked_temporary(target.parent_path().string(), temporary_prefix(target), tmp);
     if (f.fd < 0) throw Fault{"cannot create a temporary file in " + target.parent_path().string() + ": " + std::strerror(errno)};
-    const std::string tmp = tmpl;
     struct Cleanup {
       const std::string& file;
       bool armed = true;

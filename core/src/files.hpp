@@ -1,9 +1,14 @@
 #pragma once
-// Files named by users. Shared by the core and the training suite; not installed.
+// Files named by users, and the temporaries of writers. Shared by the core, the training suite
+// and the conformance kit; not installed.
 //
 // Reading: a file a user names (config, checkpoint, dataset, plugin) is opened with O_NONBLOCK
 // and checked on the descriptor, so that a FIFO or a device is refused without ever blocking
 // and nothing can be swapped in between the check and the read.
+//
+// Temporaries: a writer's temporary is named PREFIX<pid>-XXXXXX and locked (flock) while its
+// writer works on it. A later writer removes those whose process is gone and whose lock nobody
+// holds: a process killed mid-write leaves its temporary behind, a live one is never touched.
 
 #include <sys/types.h>
 
@@ -59,5 +64,19 @@ UniqueFd open_regular_file(const std::string& path, std::uint64_t* size = nullpt
 /// Reads what remains of `fd`, at most `limit` bytes; false when there is more. Throws
 /// FileRefused with the errno of a failed read.
 bool read_at_most(int fd, std::uint64_t limit, std::string& out);
+
+/// Creates a temporary file `dir/PREFIX<pid>-XXXXXX`, locked while the descriptor is open, after
+/// removing the stale temporaries of the same prefix (remove_stale_temporaries()). Returns the
+/// descriptor (close-on-exec) and sets `path`; -1 with errno set when it cannot be created.
+int create_locked_temporary(const std::string& dir, const std::string& prefix, std::string& path);
+
+/// Creates a temporary folder `dir/PREFIX<pid>-XXXXXX`, locked while the returned descriptor is
+/// open, after removing the stale ones of the same prefix. Returns -1 with errno set on failure.
+int create_locked_temporary_folder(const std::string& dir, const std::string& prefix, std::string& path);
+
+/// Removes every `dir/PREFIX<pid>-XXXXXX` (file or folder) whose process no longer exists and
+/// whose lock no process holds; returns how many it removed. Best effort: what cannot be
+/// inspected or removed is left as it is.
+int remove_stale_temporaries(const std::string& dir, const std::string& prefix);
 
 }  // namespace optreg::detail

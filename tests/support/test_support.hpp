@@ -126,6 +126,15 @@ inline CommandRun run_in_child(const std::function<void()>& f, std::size_t extra
   return r;
 }
 
+/// The pid of a process that has ended (a child, started and reaped).
+inline pid_t ended_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return pid;
+}
+
 /// A shell word: 'text' with embedded quotes escaped.
 inline std::string shell_word(const std::string& s) {
   std::string out = "'";
