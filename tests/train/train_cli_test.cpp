@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/state_dict.hpp>
 
 #include "state_support.hpp"
 #include "test_support.hpp"
@@ -201,12 +202,14 @@ TEST(ProblemsCommand, ListsEveryBuiltInProblemWithItsOptions) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Files that are not regular files: every command ends, never waits.
+// Files that are not regular files, and small memory limits: every command ends, never hangs.
 
 /// `args` run with a time limit, so that a command that hangs fails its test (exit 124) rather
-/// than stopping the suite.
-optreg_test::CommandRun bounded_tool(const std::string& args) {
-  return optreg_test::run_command("(OPTREG_PLUGIN_PATH= exec timeout 120 " + shell_word(OPTREG_TEST_TOOL) + " " + args + ")");
+/// than stopping the suite; with `address_space_kib`, under `ulimit -v` that many KiB.
+optreg_test::CommandRun bounded_tool(const std::string& args, int address_space_kib = 0) {
+  const std::string limit = address_space_kib > 0 ? "ulimit -v " + std::to_string(address_space_kib) + "; " : "";
+  return optreg_test::run_command("(" + limit + "OPTREG_PLUGIN_PATH= exec timeout 120 " + shell_word(OPTREG_TEST_TOOL) +
+                                  " " + args + ")");
 }
 
 TEST(FilesNamedByTheUser, AFifoIsRefusedWithoutWaitingForAWriter) {
@@ -238,6 +241,62 @@ TEST(FilesNamedByTheUser, AFolderAsConfigIsNamedAsAFolder) {
   const auto r = bounded_tool("check " + shell_word(dir.path()));
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "optreg check: " + dir.path() + ": the config file is a folder, not a regular file")) << r.out;
+}
+
+/// About 176 MiB: enough for every command, not for OpenBLAS's work buffer with its library.
+constexpr int kSmallAddressSpaceKib = 180000;
+
+TEST(MemoryLimit, CommandsWithoutLinearAlgebraRunUnderASmallAddressSpace) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  write_file(dir / "opt.yaml", "optimizer: {name: adam, lr: 0.01}\n");
+  write_file(dir / "params.yaml", "w: [4, 3]\nb: [4]\n");
+  write_file(dir / "r.yaml", "problem: {name: rosenbrock}\ntrain: {steps: 20, log_every: 5}\noptimizer: {name: adam}\n");
+  write_file(dir / "rc.yaml",
+             "problem: {name: rosenbrock}\ntrain: {steps: 20, log_every: 5}\nruns:\n"
+             "  - {label: a, optimizer: {name: sgd, lr: 0.001}}\n  - {label: b, optimizer: {name: adam, lr: 0.01}}\n");
+  optreg::StateDict state;
+  state.optimizer = "sgd";
+  state.plugin_version = "1.0.0";
+  optreg::save_checkpoint(dir / "s.ckpt", state);
+  const std::string commands[] = {
+      "--version",
+      "--help",
+      "list",
+      "show adam",
+      "problems",
+      "check " + shell_word(dir / "opt.yaml") + " --params " + shell_word(dir / "params.yaml"),
+      "inspect " + shell_word(dir / "s.ckpt"),
+      "conformance " + shell_word(OPTREG_TEST_SGD_PLUGIN),
+      "train " + shell_word(dir / "r.yaml") + " --out " + shell_word(dir / "r"),
+      "compare " + shell_word(dir / "rc.yaml") + " --out " + shell_word(dir / "rc"),
+  };
+  for (const auto& args : commands) {
+    const auto r = bounded_tool(args, kSmallAddressSpaceKib);
+    EXPECT_EQ(r.status, 0) << args << " (124: it hung)\n" << r.out;
+  }
+}
+
+TEST(MemoryLimit, CommandsWithLinearAlgebraFailCleanlyUnderASmallAddressSpace) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  write_file(dir / "q.yaml", "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\noptimizer: {name: sgd}\n");
+  write_file(dir / "qc.yaml",
+             "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n");
+  const std::string blas = "optreg: problem 'quadratic' needs OpenBLAS (libopenblas.so.0), which takes about ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"train " + shell_word(dir / "q.yaml") + " --out " + shell_word(dir / "q"), blas},
+      {"compare " + shell_word(dir / "qc.yaml") + " --out " + shell_word(dir / "qc"), blas},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = bounded_tool(args, kSmallAddressSpaceKib);
+    EXPECT_EQ(r.status, 1) << args << " (124: it hung)\n" << r.out;
+    EXPECT_TRUE(contains(r.out, message)) << args << "\n" << r.out;
+  }
+  // With room for OpenBLAS, the same run trains.
+  EXPECT_EQ(bounded_tool("train " + shell_word(dir / "q.yaml") + " --out " + shell_word(dir / "q2"), 4 * kSmallAddressSpaceKib)
+                .status,
+            0);
 }
 
 }  // namespace

@@ -1,14 +1,14 @@
 // The built-in problems: hand-written losses and gradients, matrix work through BLAS.
 #include <optreg/train/problem.hpp>
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <optreg/error.hpp>
 #include <optreg/train/random.hpp>
+
+#include "blas.hpp"
 
 namespace optreg::train {
 
@@ -57,7 +57,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 class Quadratic final : public Problem {
  public:
   Quadratic(std::size_t dim, double condition, double noise, std::size_t train, std::size_t test, std::uint64_t seed)
-      : Problem("quadratic"), dim_(dim), h_(dim * dim, 0.0) {
+      : Problem("quadratic"), blas_(blas("problem 'quadratic'")), dim_(dim), h_(dim * dim, 0.0) {
     Random rng(seed, 1);
     // A random rotation: Gram-Schmidt on a Gaussian matrix (rows of q).
     std::vector<double> q(dim * dim);
@@ -65,19 +65,19 @@ class Quadratic final : public Problem {
     for (std::size_t i = 0; i < dim; ++i) {
       double* qi = &q[i * dim];
       for (std::size_t j = 0; j < i; ++j) {
-        const double d = cblas_ddot(static_cast<int>(dim), qi, 1, &q[j * dim], 1);
-        cblas_daxpy(static_cast<int>(dim), -d, &q[j * dim], 1, qi, 1);
+        const double d = blas_.ddot(static_cast<int>(dim), qi, 1, &q[j * dim], 1);
+        blas_.daxpy(static_cast<int>(dim), -d, &q[j * dim], 1, qi, 1);
       }
-      cblas_dscal(static_cast<int>(dim), 1.0 / cblas_dnrm2(static_cast<int>(dim), qi, 1), qi, 1);
+      blas_.dscal(static_cast<int>(dim), 1.0 / blas_.dnrm2(static_cast<int>(dim), qi, 1), qi, 1);
     }
     // H = Q' diag(lambda) Q.
     std::vector<double> scaled(q);
     for (std::size_t i = 0; i < dim; ++i) {
       const double t = dim == 1 ? 1.0 : static_cast<double>(i) / static_cast<double>(dim - 1);
-      cblas_dscal(static_cast<int>(dim), std::pow(condition, t - 1.0), &scaled[i * dim], 1);
+      blas_.dscal(static_cast<int>(dim), std::pow(condition, t - 1.0), &scaled[i * dim], 1);
     }
     const int n = static_cast<int>(dim);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, n, 1.0, q.data(), n, scaled.data(), n, 0.0, h_.data(), n);
+    blas_.dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, n, 1.0, q.data(), n, scaled.data(), n, 0.0, h_.data(), n);
     Random data_rng(seed, 2);
     train_.resize(train * dim);
     for (auto& v : train_) v = noise * data_rng.normal();
@@ -102,7 +102,7 @@ class Quadratic final : public Problem {
     const double loss = quadratic_form(b);
     // gradient: H times the mean difference.
     mean_.assign(dim_, 0.0);
-    for (std::size_t r = 0; r < b; ++r) cblas_daxpy(static_cast<int>(dim_), 1.0 / static_cast<double>(b), &hd_[r * dim_], 1, mean_.data(), 1);
+    for (std::size_t r = 0; r < b; ++r) blas_.daxpy(static_cast<int>(dim_), 1.0 / static_cast<double>(b), &hd_[r * dim_], 1, mean_.data(), 1);
     float* g = grad(0);
     for (std::size_t i = 0; i < dim_; ++i) g[i] = static_cast<float>(mean_[i]);
     attach_grads();
@@ -116,10 +116,10 @@ class Quadratic final : public Problem {
   /// The mean of 0.5 d' H d over the first `rows` rows of diff_; leaves H d in hd_.
   double quadratic_form(std::size_t rows) {
     const int n = static_cast<int>(dim_);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, diff_.data(), n,
+    blas_.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, diff_.data(), n,
                 h_.data(), n, 0.0, hd_.data(), n);
     double sum = 0;
-    for (std::size_t r = 0; r < rows; ++r) sum += 0.5 * cblas_ddot(n, &diff_[r * dim_], 1, &hd_[r * dim_], 1);
+    for (std::size_t r = 0; r < rows; ++r) sum += 0.5 * blas_.ddot(n, &diff_[r * dim_], 1, &hd_[r * dim_], 1);
     return sum / static_cast<double>(rows);
   }
 
@@ -134,6 +134,7 @@ class Quadratic final : public Problem {
     return Evaluation{quadratic_form(rows), kNaN};
   }
 
+  const Blas& blas_;
   std::size_t dim_;
   std::vector<double> h_;
   std::vector<double> train_, test_;
@@ -201,7 +202,7 @@ class Classifier final : public Problem {
  public:
   Classifier(const std::string& name, std::shared_ptr<const ImageData> data, const std::vector<std::size_t>& hidden,
              std::uint64_t seed)
-      : Problem(name), data_(std::move(data)) {
+      : Problem(name), blas_(blas("problem '" + name + "'")), data_(std::move(data)) {
     sizes_.push_back(data_->train.features);
     for (std::size_t h : hidden) sizes_.push_back(h);
     sizes_.push_back(data_->train.classes);
@@ -276,7 +277,7 @@ class Classifier final : public Problem {
       float* z = acts_[l + 1].data();
       const float* b = bias(l);
       for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, out, z + r * sizes_[l + 1]);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0F, acts_[l].data(), in, weight(l), in, 1.0F, z,
+      blas_.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0F, acts_[l].data(), in, weight(l), in, 1.0F, z,
                   out);
       if (l + 1 < layers()) {
         for (std::size_t i = 0, n = rows * sizes_[l + 1]; i < n; ++i) z[i] = std::max(z[i], 0.0F);
@@ -319,13 +320,13 @@ class Classifier final : public Problem {
       const int out = static_cast<int>(sizes_[l + 1]);
       const float* delta = deltas_[l + 1].data();
       // dW = delta' A (out x in), db = delta' 1.
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0F, delta, out, acts_[l].data(), in, 0.0F,
+      blas_.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0F, delta, out, acts_[l].data(), in, 0.0F,
                   grad(2 * l), in);
-      cblas_sgemv(CblasRowMajor, CblasTrans, m, out, 1.0F, delta, out, ones_.data(), 1, 0.0F, grad(2 * l + 1), 1);
+      blas_.sgemv(CblasRowMajor, CblasTrans, m, out, 1.0F, delta, out, ones_.data(), 1, 0.0F, grad(2 * l + 1), 1);
       if (l == 0) break;
       // delta of the layer below: (delta W) masked by where its ReLU was active.
       float* below = deltas_[l].data();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0F, delta, out, weight(l), in, 0.0F, below,
+      blas_.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0F, delta, out, weight(l), in, 0.0F, below,
                   in);
       const float* a = acts_[l].data();
       for (std::size_t i = 0, n = rows * sizes_[l]; i < n; ++i) {
@@ -348,6 +349,7 @@ class Classifier final : public Problem {
     return Evaluation{loss / static_cast<double>(d.count), static_cast<double>(correct) / static_cast<double>(d.count)};
   }
 
+  const Blas& blas_;
   std::shared_ptr<const ImageData> data_;
   std::vector<std::size_t> sizes_;
   std::size_t capacity_ = 0;

@@ -9,8 +9,6 @@
 #include <optional>
 #include <sstream>
 
-#include <cblas.h>
-
 #include <optreg/checkpoint.hpp>
 #include <optreg/train/random.hpp>
 
@@ -205,10 +203,6 @@ std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, 
 
 RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
                         const RunOptions& options) {
-  // OpenBLAS splits a product differently for each thread count, which changes the bits; one
-  // thread unless OPENBLAS_NUM_THREADS says otherwise keeps runs the same on every machine (the
-  // products here are small enough that more threads gain little).
-  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(1);
   const TrainSettings& t = config.train;
   const ProblemKind* kind = find_problem(config.problem);
   if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
