@@ -283,10 +283,15 @@ TEST(MemoryLimit, CommandsWithLinearAlgebraFailCleanlyUnderASmallAddressSpace) {
   write_file(dir / "q.yaml", "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\noptimizer: {name: sgd}\n");
   write_file(dir / "qc.yaml",
              "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n");
+  write_file(dir / "l.yaml", "problem: {name: logreg}\ntrain: {steps: 2}\noptimizer: {name: sgd}\n");
   const std::string blas = "optreg: problem 'quadratic' needs OpenBLAS (libopenblas.so.0), which takes about ";
   const std::pair<std::string, std::string> cases[] = {
       {"train " + shell_word(dir / "q.yaml") + " --out " + shell_word(dir / "q"), blas},
       {"compare " + shell_word(dir / "qc.yaml") + " --out " + shell_word(dir / "qc"), blas},
+      // Fashion-MNIST as floats does not fit before OpenBLAS is even needed.
+      {"train " + shell_word(dir / "l.yaml") + " --out " + shell_word(dir / "l"),
+       "optreg: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz: out of memory: its 47040000 pixels as "
+       "floats asks for 188160000 bytes (179.4 MiB)"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = bounded_tool(args, kSmallAddressSpaceKib);
