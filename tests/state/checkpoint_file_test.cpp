@@ -449,12 +449,21 @@ TEST_F(CheckpointFile, AStaleTemporaryOfAWriterKilledMidSaveIsRemovedAtTheNextSa
   for (int attempt = 0; attempt < 20 && temporaries_of(dir_, "a.ckpt").empty(); ++attempt) {
     const pid_t pid = save_in_child(path("a.ckpt"), large);
     ASSERT_GE(pid, 0) << std::strerror(errno);
+    // Kill it once its temporary holds data.
+    const auto writing = [&] {
+      const auto names = temporaries_of(dir_, "a.ckpt");
+      std::error_code ec;
+      return !names.empty() && fs::file_size(dir_ / names.front(), ec) > 0 && !ec;
+    };
     int status = 0;
-    while (temporaries_of(dir_, "a.ckpt").empty() && ::waitpid(pid, &status, WNOHANG) == 0) {
+    bool reaped = false;
+    while (!writing() && !(reaped = ::waitpid(pid, &status, WNOHANG) == pid)) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
+    if (!reaped) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
   }
   const std::vector<std::string> stale = temporaries_of(dir_, "a.ckpt");
   ASSERT_EQ(stale.size(), 1U) << "no writer was killed mid-write";
