@@ -7,7 +7,6 @@
 #include <optreg/checkpoint.hpp>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +30,8 @@
 
 #include <optreg/error.hpp>
 #include <optreg/text.hpp>
+
+#include "files.hpp"
 
 namespace optreg {
 namespace {
@@ -584,6 +585,9 @@ Checkpoint parse_payload(HashingReadBuf& in, const CheckpointInfo& info) {
   return c;
 }
 
+/// `.NAME.tmp-`: the temporaries of the checkpoint `target` are `.NAME.tmp-<pid>-XXXXXX`.
+std::string temporary_prefix(const std::filesystem::path& target) { return "." + target.filename().string() + ".tmp-"; }
+
 struct Fd {
   int fd = -1;
   ~Fd() {
@@ -605,18 +609,18 @@ Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::strin
 
 Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info) {
   return guarded(path, "reading", [&] {
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) throw Fault{std::string("cannot open it: ") + std::strerror(errno)};
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw Fault{std::string("cannot stat it: ") + std::strerror(errno)};
-    if (!S_ISREG(st.st_mode)) throw Fault{"it is not a regular file"};
+    std::uint64_t size = 0;
+    detail::UniqueFd f;
+    try {
+      f = detail::open_regular_file(path, &size);  // a FIFO or a device is refused, never waited on
+    } catch (const detail::FileRefused& r) {
+      throw Fault{r.describe("it")};
+    }
     unsigned char header[kHeaderSize] = {};
-    const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size >= kHeaderSize) {
       std::size_t got = 0;
       while (got < kHeaderSize) {
-        const ssize_t r = ::read(f.fd, header + got, kHeaderSize - got);
+        const ssize_t r = ::read(f.get(), header + got, kHeaderSize - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) throw Fault{"reading the header failed"};
         got += static_cast<std::size_t>(r);
@@ -624,7 +628,7 @@ Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info) {
     }
     const CheckpointInfo i = decode_header(header, size);
     if (info != nullptr) *info = i;
-    HashingReadBuf in(f.fd, i.payload_length);
+    HashingReadBuf in(f.get(), i.payload_length);
     return parse_payload(in, i);
   });
 }
@@ -633,11 +637,12 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   namespace fs = std::filesystem;
   guarded(path, "writing", [&] {
     const fs::path target = fs::absolute(path);
-    std::string tmpl = (target.parent_path() / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+    // The temporary is locked while this process writes it; the stale ones of writers that
+    // died mid-write (kill -9, power loss) are removed first.
+    std::string tmp;
     Fd f;
-    f.fd = ::mkstemp(tmpl.data());
+    f.fd = detail::create_locked_temporary(target.parent_path().string(), temporary_prefix(target), tmp);
     if (f.fd < 0) throw Fault{"cannot create a temporary file in " + target.parent_path().string() + ": " + std::strerror(errno)};
-    const std::string tmp = tmpl;
     struct Cleanup {
       const std::string& file;
       bool armed = true;

@@ -7,16 +7,15 @@
 #include <cmath>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <regex>
-#include <sstream>
 
 #include <yaml-cpp/yaml.h>
 
 #include <optreg/clip.hpp>
 
 #include "config_yaml.hpp"
+#include "files.hpp"
 
 namespace optreg {
 
@@ -304,12 +303,24 @@ YAML::Node detail::load_yaml(const std::string& text, const std::string& source)
 }
 
 std::string detail::read_text_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open the " + what);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": reading the " + what + " failed");
-  return text.str();
+  const std::string subject = "the " + what;
+  const auto too_large = [&](const std::string& size) {
+    return ConfigError(path + ": " + subject + " is " + size + " bytes, above the limit of " +
+                       std::to_string(kMaxConfigFileBytes) + " bytes (1 MiB)");
+  };
+  try {
+    std::uint64_t size = 0;
+    const UniqueFd fd = open_regular_file(path, &size);  // a FIFO or a device is refused, never waited on
+    if (size > kMaxConfigFileBytes) throw too_large(std::to_string(size));
+    std::string text;
+    // The limit holds for what is read too: the file may have grown since fstat.
+    if (!read_at_most(fd.get(), kMaxConfigFileBytes, text)) {
+      throw too_large("more than " + std::to_string(kMaxConfigFileBytes));
+    }
+    return text;
+  } catch (const FileRefused& r) {
+    throw ConfigError(path + ": " + r.describe(subject));
+  }
 }
 
 OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
@@ -430,9 +441,11 @@ std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry
   for (std::size_t i = 0; i < config.plugin_paths.size(); ++i) {
     const std::string& p = config.plugin_paths[i];
     std::error_code ec;
-    if (!fs::exists(p, ec)) {
+    const fs::file_status status = fs::status(p, ec);
+    if (status.type() == fs::file_type::not_found) {
       fail(config.source, config.plugin_path_marks[i], "plugin path " + p + " does not exist");
     }
+    if (ec) fail(config.source, config.plugin_path_marks[i], FileRefused{ec.value(), 0}.describe("plugin path " + p));
     if (fs::is_directory(p, ec)) {
       auto r = registry.load_directory(p);
       refused.insert(refused.end(), r.begin(), r.end());

@@ -32,7 +32,8 @@ Value to_value(const std::string& source, const std::string& name, const YAML::N
 
 /// Parses YAML text, placing syntax errors.
 YAML::Node load_yaml(const std::string& text, const std::string& source);
-/// The whole content of a file; ConfigError "PATH: cannot open the WHAT" when it cannot be read.
+/// The whole content of a regular file of at most kMaxConfigFileBytes, opened without blocking;
+/// ConfigError "PATH: the WHAT is a FIFO (named pipe), not a regular file" and the like otherwise.
 std::string read_text_file(const std::string& path, const std::string& what);
 
 /// Parses a map node as an optimizer config (sections optimizer, param_groups, plugins). Keys

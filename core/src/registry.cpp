@@ -16,6 +16,8 @@
 #include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
+#include "files.hpp"
+
 namespace optreg {
 
 namespace fs = std::filesystem;
@@ -268,8 +270,15 @@ LoadResult Registry::try_load_file(const std::string& path) {
     refused_.push_back(result.refusal);
     return result;
   };
-  if (ec) return refuse("cannot open it: " + ec.message());
-  if (!fs::is_regular_file(canonical)) return refuse("it is not a regular file");
+  if (ec) return refuse(detail::FileRefused{ec.value(), 0}.describe("it"));
+  // Checked on a descriptor opened without blocking: the dynamic loader's own open of a FIFO
+  // would wait for a writer forever. The descriptor stays open until the library is loaded.
+  detail::UniqueFd file;
+  try {
+    file = detail::open_regular_file(canonical.string());
+  } catch (const detail::FileRefused& r) {
+    return refuse(r.describe("it"));
+  }
   for (const auto& p : plugins_) {
     if (p->path == shown) {
       result.ok = true;

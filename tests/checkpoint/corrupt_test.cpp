@@ -3,6 +3,7 @@
 // may crash, a forged count may not make the reader allocate more than the file's size, and a
 // refused load leaves the optimizer and its parameters exactly as they were.
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,17 +34,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
-// AddressSanitizer reserves terabytes of address space, so RLIMIT_AS cannot cap a build with it.
-#if defined(__SANITIZE_ADDRESS__)
-#define OPTREG_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OPTREG_TEST_ASAN 1
-#endif
-#endif
-#ifndef OPTREG_TEST_ASAN
-#define OPTREG_TEST_ASAN 0
-#endif
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using optreg::OptimizerPtr;
@@ -835,7 +826,27 @@ TEST_F(CheckpointCorrupt, DirectoryIsRefused) {
   const std::string dir = path("a-folder.ckpt");
   fs::create_directories(dir);
   tried();
-  EXPECT_TRUE(refused([&] { optreg::read_checkpoint(dir); }, {"checkpoint " + dir + ": ", "it is not a regular file"}));
+  EXPECT_TRUE(refused([&] { optreg::read_checkpoint(dir); }, {"checkpoint " + dir + ": ", "it is a folder, not a regular file"}));
+}
+
+TEST_F(CheckpointCorrupt, AFifoIsRefusedWithoutWaitingForAWriter) {
+  const std::string fifo = path("fifo.ckpt");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  tried(2);
+  // In a child, so that a reader that blocks is killed rather than hanging the suite.
+  const optreg_test::CommandRun read = optreg_test::run_in_child([&] { optreg::read_checkpoint(fifo); });
+  EXPECT_EQ(read.status, 1) << "0: read, -1: killed (blocked?)";
+  EXPECT_EQ(read.out, "checkpoint " + fifo + ": it is a FIFO (named pipe), not a regular file");
+  OptimizerPtr live = trained_adam(model_params());
+  const optreg_test::CommandRun load = optreg_test::run_in_child([&] { optreg::load_optimizer(fifo, *live); });
+  EXPECT_EQ(load.status, 1) << "0: loaded, -1: killed (blocked?)";
+  EXPECT_EQ(load.out, read.out);
+}
+
+TEST_F(CheckpointCorrupt, ADeviceIsRefusedWithoutReadingIt) {
+  tried();
+  EXPECT_TRUE(refused([&] { optreg::read_checkpoint("/dev/zero"); },
+                      {"checkpoint /dev/zero: ", "it is a character device, not a regular file"}));
 }
 
 TEST_F(CheckpointCorrupt, MissingFileIsRefused) {

@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -191,8 +193,74 @@ TEST(Config, AMissingFileIsAnErrorNamingIt) {
     optreg::load_config("/nonexistent/opt.yaml");
     FAIL() << "no ConfigError";
   } catch (const optreg::ConfigError& e) {
-    EXPECT_STREQ(e.what(), "/nonexistent/opt.yaml: cannot open the config file");
+    EXPECT_STREQ(e.what(), "/nonexistent/opt.yaml: cannot open the config file: No such file or directory");
   }
+}
+
+namespace {
+
+/// The ConfigError message of loading `path` as a config (or, with `params`, as a parameter list),
+/// in a child process so that a reader that blocks fails the test instead of hanging it.
+std::string load_message(const std::string& path, bool params = false) {
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] {
+    if (params) {
+      optreg::load_param_list(path);
+    } else {
+      optreg::load_config(path);
+    }
+  });
+  EXPECT_EQ(r.status, 1) << "0: loaded, -1: killed (blocked?): " << path;
+  return r.out;
+}
+
+}  // namespace
+
+TEST(Config, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/opt.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(load_message(fifo), fifo + ": the config file is a FIFO (named pipe), not a regular file");
+  EXPECT_EQ(load_message(fifo, true), fifo + ": the parameter list is a FIFO (named pipe), not a regular file");
+}
+
+TEST(Config, AFolderIsRefusedAsAFolder) {
+  TempDir dir;
+  EXPECT_EQ(load_message(dir.path()), dir.path() + ": the config file is a folder, not a regular file");
+}
+
+TEST(Config, ADeviceIsRefusedWithoutReadingIt) {
+  EXPECT_EQ(load_message("/dev/zero"), "/dev/zero: the config file is a character device, not a regular file");
+  EXPECT_EQ(load_message("/dev/urandom"), "/dev/urandom: the config file is a character device, not a regular file");
+}
+
+TEST(Config, ASymlinkLoopIsNamedAsOne) {
+  TempDir dir;
+  const std::string loop = dir.path() + "/loop.yaml";
+  std::filesystem::create_symlink(loop, loop);
+  EXPECT_EQ(load_message(loop), loop + ": the config file is a symbolic link loop (Too many levels of symbolic links)");
+}
+
+TEST(Config, AFileAboveTheSizeLimitIsRefusedAndOneAtTheLimitIsRead) {
+  TempDir dir;
+  const std::string head = "optimizer: {name: sgd}\n";
+  std::string text = head + std::string(optreg::kMaxConfigFileBytes - head.size() - 1, '#') + "\n";
+  ASSERT_EQ(text.size(), optreg::kMaxConfigFileBytes);
+  write(dir.path() + "/limit.yaml", text);
+  EXPECT_EQ(optreg::load_config(dir.path() + "/limit.yaml").optimizer, "sgd");
+  write(dir.path() + "/above.yaml", text + "\n");
+  EXPECT_EQ(load_message(dir.path() + "/above.yaml"),
+            dir.path() + "/above.yaml: the config file is 1048577 bytes, above the limit of 1048576 bytes (1 MiB)");
+}
+
+TEST(Config, APluginPathThatIsASymlinkLoopSaysSo) {
+  TempDir dir;
+  std::filesystem::create_symlink(dir.path() + "/plugins", dir.path() + "/plugins");
+  write(dir.path() + "/opt.yaml", "optimizer: {name: sgd}\nplugins:\n  paths: [plugins]\n");
+  optreg::Registry r;
+  EXPECT_EQ(optreg_test::message_of<optreg::ConfigError>(
+                [&] { optreg::load_config_plugins(optreg::load_config(dir.path() + "/opt.yaml"), r); }),
+            dir.path() + "/opt.yaml:3:11: plugin path " + dir.path() +
+                "/plugins is a symbolic link loop (Too many levels of symbolic links)");
 }
 
 TEST(Config, ErrorsOfAFileNameTheFile) {

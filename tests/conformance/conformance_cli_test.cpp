@@ -1,4 +1,8 @@
 // `optreg conformance`, run as a plugin author runs it: output and exit status.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iterator>
 #include <regex>
 #include <string>
 
@@ -26,6 +30,22 @@ TEST(ConformanceCli, SgdPassesWithOneLinePerCheckAndASummary) {
   EXPECT_TRUE(contains(r.out, "passed  sgd  resumed_run_is_bit_exact  (")) << r.out;
   EXPECT_TRUE(contains(r.out, "passed  sgd  two_instances_on_two_threads_do_not_interfere  (")) << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\n10 passed, 0 failed, 0 skipped\n$"))) << r.out;
+}
+
+TEST(ConformanceCli, AStaleWorkFolderOfAKilledRunIsRemovedAndALiveOneKept) {
+  const optreg_test::TempDir tmp;
+  const std::string stale = tmp / ("optreg-conformance-" + std::to_string(optreg_test::ended_pid()) + "-Stale1");
+  const std::string live = tmp / ("optreg-conformance-" + std::to_string(::getpid()) + "-Live01");
+  std::filesystem::create_directories(stale + "/inner");
+  optreg_test::write_file(stale + "/inner/checkpoint", "left by a run killed with kill -9");
+  std::filesystem::create_directories(live);
+  const ToolRun r = optreg_test::run_command("TMPDIR=" + optreg_test::shell_word(tmp.path()) + " OPTREG_PLUGIN_PATH= '" +
+                                             std::string(OPTREG_TEST_TOOL) + "' conformance " + quoted(OPTREG_TEST_SGD_PLUGIN));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(tmp.path()), std::filesystem::directory_iterator()), 1)
+      << "the run removes its own folder";
 }
 
 TEST(ConformanceCli, ABrokenPluginFailsWithExitStatusOne) {

@@ -1,6 +1,7 @@
 // optreg::Registry against real plugin libraries: the in-tree sgd and adam plugins and the
 // fixtures of tests/fixtures, one per way a plugin can be broken.
 #include <dlfcn.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -258,7 +259,38 @@ TEST(RegistryLoad, FolderIsNotARegularFile) {
   const TempDir dir;
   optreg::Registry r;
   const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(dir.path().string()); });
-  EXPECT_EQ(msg, "plugin " + dir.path().string() + ": it is not a regular file");
+  EXPECT_EQ(msg, "plugin " + dir.path().string() + ": it is a folder, not a regular file");
+}
+
+TEST(RegistryLoad, AFifoIsRefusedWithoutWaitingForAWriter) {
+  const TempDir dir;
+  const std::string fifo = (dir.path() / "libfifo.so").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // In a child: the dynamic loader's own open of a FIFO would block until it is killed.
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] {
+    optreg::Registry registry;
+    registry.load_file(fifo);
+  });
+  EXPECT_EQ(r.status, 1) << "0: loaded, -1: killed (blocked?)";
+  EXPECT_EQ(r.out, "plugin " + fifo + ": it is a FIFO (named pipe), not a regular file");
+  // In a plugin folder too.
+  const optreg_test::CommandRun folder = optreg_test::run_in_child([&] {
+    optreg::Registry registry;
+    const auto refused = registry.load_directory(dir.path().string());
+    if (refused.size() != 1 || refused[0].reason != "it is a FIFO (named pipe), not a regular file") {
+      throw std::runtime_error("unexpected refusals");
+    }
+  });
+  EXPECT_EQ(folder.status, 0) << folder.out;
+}
+
+TEST(RegistryLoad, ASymlinkLoopIsNamedAsOne) {
+  const TempDir dir;
+  const std::string loop = (dir.path() / "libloop.so").string();
+  fs::create_symlink(loop, loop);
+  optreg::Registry r;
+  const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(loop); });
+  EXPECT_EQ(msg, "plugin " + loop + ": it is a symbolic link loop (Too many levels of symbolic links)");
 }
 
 // ------------------------------------------------------------------ loading rules

@@ -2,6 +2,7 @@
 // process killed mid-write leaves the previous file intact), and save_optimizer/load_optimizer.
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -27,6 +28,7 @@
 #include <optreg/registry.hpp>
 
 #include "state_support.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 
@@ -112,11 +114,29 @@ std::vector<std::string> entries_of(const fs::path& dir) {
   return names;
 }
 
-bool has_temp_file(const fs::path& dir, const std::string& target) {
+/// The temporaries of `target` in `dir`, sorted.
+std::vector<std::string> temporaries_of(const fs::path& dir, const std::string& target) {
+  std::vector<std::string> out;
   for (const auto& name : entries_of(dir)) {
-    if (name.rfind("." + target + ".tmp-", 0) == 0) return true;
+    if (name.rfind("." + target + ".tmp-", 0) == 0) out.push_back(name);
   }
-  return false;
+  return out;
+}
+
+bool has_temp_file(const fs::path& dir, const std::string& target) { return !temporaries_of(dir, target).empty(); }
+
+/// Forks a child that saves `c` to `path` and exits (with 2 when the save threw); its pid.
+pid_t save_in_child(const std::string& path, const Checkpoint& c) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      optreg::save_checkpoint(path, c);
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  return pid;
 }
 
 class CheckpointFile : public ::testing::Test {
@@ -334,16 +354,8 @@ TEST_F(CheckpointFile, ProcessKilledMidWriteLeavesThePreviousFileIntact) {
   int killed_mid_write = 0;
   int killed_with_data_written = 0;
   for (const int delay_us : {0, 200, 1000, 3000, 10000, 0, 500, 2000}) {
-    const pid_t pid = ::fork();
+    const pid_t pid = save_in_child(path("a.ckpt"), large);
     ASSERT_GE(pid, 0) << std::strerror(errno);
-    if (pid == 0) {
-      try {
-        optreg::save_checkpoint(path("a.ckpt"), large);
-      } catch (...) {
-        ::_exit(2);
-      }
-      ::_exit(0);
-    }
     // Wait until the child has begun writing its temporary file, then kill it a little later.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     int status = 0;
@@ -380,6 +392,110 @@ TEST_F(CheckpointFile, ProcessKilledMidWriteLeavesThePreviousFileIntact) {
   RecordProperty("killed_with_data_written", killed_with_data_written);
   EXPECT_GE(killed_mid_write, 1);
   EXPECT_GE(killed_with_data_written, 1);
+}
+
+namespace {
+
+/// A process that holds open and locked each of `paths` (creating them), until destroyed.
+class LockHolder {
+ public:
+  explicit LockHolder(const std::vector<std::string>& paths) {
+    int ready[2];
+    int done[2];
+    if (::pipe(ready) != 0 || ::pipe(done) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(ready[0]);
+      ::close(done[1]);
+      for (const auto& p : paths) {
+        const int fd = ::open(p.c_str(), O_RDWR | O_CREAT, 0600);
+        if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) ::_exit(1);
+      }
+      const char c = 1;
+      if (::write(ready[1], &c, 1) != 1) ::_exit(1);
+      char d = 0;
+      while (::read(done[0], &d, 1) < 0 && errno == EINTR) {
+      }
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(done[0]);
+    done_ = done[1];
+    char c = 0;
+    ok_ = ::read(ready[0], &c, 1) == 1;
+    ::close(ready[0]);
+  }
+  ~LockHolder() {
+    if (done_ >= 0) ::close(done_);
+    int status = 0;
+    if (pid_ > 0) ::waitpid(pid_, &status, 0);
+  }
+  LockHolder(const LockHolder&) = delete;
+  LockHolder& operator=(const LockHolder&) = delete;
+  bool ok() const { return ok_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int done_ = -1;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+TEST_F(CheckpointFile, AStaleTemporaryOfAWriterKilledMidSaveIsRemovedAtTheNextSave) {
+  const Checkpoint large = big_checkpoint(std::size_t{10} << 20, 2.0F);  // 40 MiB
+  // Kill writers until one dies mid-write (the first usually does).
+  for (int attempt = 0; attempt < 20 && temporaries_of(dir_, "a.ckpt").empty(); ++attempt) {
+    const pid_t pid = save_in_child(path("a.ckpt"), large);
+    ASSERT_GE(pid, 0) << std::strerror(errno);
+    // Kill it once its temporary holds data.
+    const auto writing = [&] {
+      const auto names = temporaries_of(dir_, "a.ckpt");
+      std::error_code ec;
+      return !names.empty() && fs::file_size(dir_ / names.front(), ec) > 0 && !ec;
+    };
+    int status = 0;
+    bool reaped = false;
+    while (!writing() && !(reaped = ::waitpid(pid, &status, WNOHANG) == pid)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (!reaped) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+  }
+  const std::vector<std::string> stale = temporaries_of(dir_, "a.ckpt");
+  ASSERT_EQ(stale.size(), 1U) << "no writer was killed mid-write";
+  EXPECT_GT(fs::file_size(dir_ / stale.front()), 0U);
+  const Checkpoint small = big_checkpoint(10, 1.0F);
+  optreg::save_checkpoint(path("a.ckpt"), small);
+  EXPECT_EQ(entries_of(dir_), std::vector<std::string>{"a.ckpt"});
+  EXPECT_TRUE(same_bits(optreg::read_checkpoint(path("a.ckpt")), small));
+}
+
+TEST_F(CheckpointFile, ATemporaryIsRemovedOnlyWhenItsWriterIsGoneAndNobodyHoldsItsLock) {
+  const std::string dead = std::to_string(optreg_test::ended_pid());
+  const std::string stale = ".a.ckpt.tmp-" + dead + "-Stale1";
+  optreg_test::write_file(path(stale), "killed mid-write");
+  // Another target's temporary is not this save's business, stale or not.
+  const std::string other = ".b.ckpt.tmp-" + dead + "-Other1";
+  optreg_test::write_file(path(other), "another file's");
+  // Held open and locked by a live process: one of its own, and one whose writer ended but
+  // whose descriptor (and lock) a child of that writer inherited.
+  const LockHolder holder({path(".a.ckpt.tmp-PID-Live01"), path(".a.ckpt.tmp-" + dead + "-Inher1")});
+  ASSERT_TRUE(holder.ok());
+  const std::string live = ".a.ckpt.tmp-" + std::to_string(holder.pid()) + "-Live01";
+  fs::rename(path(".a.ckpt.tmp-PID-Live01"), path(live));
+  // A live writer that has created its temporary and not locked it yet.
+  const std::string unlocked = ".a.ckpt.tmp-" + std::to_string(holder.pid()) + "-Fresh1";
+  optreg_test::write_file(path(unlocked), "");
+
+  optreg::save_checkpoint(path("a.ckpt"), big_checkpoint(10, 1.0F));
+  std::vector<std::string> expected = {".a.ckpt.tmp-" + dead + "-Inher1", live, unlocked};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(temporaries_of(dir_, "a.ckpt"), expected);
+  EXPECT_TRUE(fs::exists(path(other)));
 }
 
 // ---------------------------------------------------------------------------------- optimizers

@@ -1,9 +1,12 @@
 #pragma once
 // Helpers shared by the GoogleTest executables (tests/support is on their include path):
 // temporary folders, running commands, files, expected exceptions, the in-tree registry.
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -16,6 +19,19 @@
 #include <gtest/gtest.h>
 
 #include <optreg/registry.hpp>
+
+// AddressSanitizer reserves terabytes of address space, so RLIMIT_AS (ulimit -v) cannot cap a
+// build with it: tests of memory limits skip themselves there.
+#if defined(__SANITIZE_ADDRESS__)
+#define OPTREG_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OPTREG_TEST_ASAN 1
+#endif
+#endif
+#ifndef OPTREG_TEST_ASAN
+#define OPTREG_TEST_ASAN 0
+#endif
 
 namespace optreg_test {
 
@@ -55,6 +71,68 @@ inline CommandRun run_command(const std::string& command) {
   const int st = pclose(pipe);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+
+/// Runs `f` in a forked child that is killed after `seconds` (a hang fails the test instead of
+/// stopping the suite) and, when `extra_bytes` is not 0, may map at most that many bytes more
+/// than this process has mapped now. The status is 0 when `f` returned, 1 when it threw (`out`
+/// is then what it threw), -1 when the child was killed.
+inline CommandRun run_in_child(const std::function<void()>& f, std::size_t extra_bytes = 0, unsigned seconds = 60) {
+  CommandRun r;
+  std::size_t mapped = 0;
+  {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmSize:", 0) == 0) mapped = std::stoull(line.substr(7)) * 1024;
+    }
+  }
+  int fds[2];
+  if (::pipe(fds) != 0) return r;
+  const pid_t pid = ::fork();
+  if (pid < 0) return r;
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::alarm(seconds);
+    if (extra_bytes != 0) {
+      const rlimit limit{mapped + extra_bytes, mapped + extra_bytes};
+      if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(3);
+    }
+    std::string message;
+    int code = 0;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      message = e.what();
+      code = 1;
+    }
+    for (std::size_t done = 0; done < message.size();) {
+      const ssize_t w = ::write(fds[1], message.data() + done, message.size() - done);
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  char buf[4096];
+  for (ssize_t got; (got = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) break;
+    r.out.append(buf, static_cast<std::size_t>(got));
+  }
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+/// The pid of a process that has ended (a child, started and reaped).
+inline pid_t ended_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return pid;
 }
 
 /// A shell word: 'text' with embedded quotes escaped.

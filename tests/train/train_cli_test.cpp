@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include <optreg/checkpoint.hpp>
 #include <optreg/text.hpp>
+#include <optreg/state_dict.hpp>
 
 #include "state_support.hpp"
 #include "test_support.hpp"
@@ -455,6 +457,109 @@ TEST(ProblemsCommand, ListsEveryBuiltInProblemWithItsOptions) {
   for (const char* p : {"quadratic  ", "rosenbrock  ", "logreg  ", "mlp  ", "    hidden (list of floats, default [256.0, 128.0])"}) {
     EXPECT_TRUE(contains(r.out, p)) << p << "\n" << r.out;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not regular files, and small memory limits: every command ends, never hangs.
+
+/// `args` run with a time limit, so that a command that hangs fails its test (exit 124) rather
+/// than stopping the suite; with `address_space_kib`, under `ulimit -v` that many KiB.
+optreg_test::CommandRun bounded_tool(const std::string& args, int address_space_kib = 0) {
+  const std::string limit = address_space_kib > 0 ? "ulimit -v " + std::to_string(address_space_kib) + "; " : "";
+  return optreg_test::run_command("(" + limit + "OPTREG_PLUGIN_PATH= exec timeout 120 " + shell_word(OPTREG_TEST_TOOL) +
+                                  " " + args + ")");
+}
+
+TEST(FilesNamedByTheUser, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  write_file(dir / "t.yaml", "problem: {name: rosenbrock}\ntrain: {steps: 5}\noptimizer: {name: sgd}\n");
+  write_file(dir / "opt.yaml", "optimizer: {name: sgd}\n");
+  const std::string regular = ", not a regular file";
+  const std::pair<std::string, std::string> cases[] = {
+      {"inspect " + shell_word(fifo), "checkpoint " + fifo + ": it is a FIFO (named pipe)" + regular},
+      {"check " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"check " + shell_word(dir / "opt.yaml") + " --params " + shell_word(fifo),
+       fifo + ": the parameter list is a FIFO (named pipe)" + regular},
+      {"train " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"compare " + shell_word(fifo), fifo + ": the config file is a FIFO (named pipe)" + regular},
+      {"train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "out") + " --resume " + shell_word(fifo),
+       "checkpoint " + fifo + ": it is a FIFO (named pipe)" + regular},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = bounded_tool(args);
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, message)) << args << "\n" << r.out;
+  }
+}
+
+TEST(FilesNamedByTheUser, AFolderAsConfigIsNamedAsAFolder) {
+  TempDir dir;
+  const auto r = bounded_tool("check " + shell_word(dir.path()));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg check: " + dir.path() + ": the config file is a folder, not a regular file")) << r.out;
+}
+
+/// About 176 MiB: enough for every command, not for OpenBLAS's work buffer with its library.
+constexpr int kSmallAddressSpaceKib = 180000;
+
+TEST(MemoryLimit, CommandsWithoutLinearAlgebraRunUnderASmallAddressSpace) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  write_file(dir / "opt.yaml", "optimizer: {name: adam, lr: 0.01}\n");
+  write_file(dir / "params.yaml", "w: [4, 3]\nb: [4]\n");
+  write_file(dir / "r.yaml", "problem: {name: rosenbrock}\ntrain: {steps: 20, log_every: 5}\noptimizer: {name: adam}\n");
+  write_file(dir / "rc.yaml",
+             "problem: {name: rosenbrock}\ntrain: {steps: 20, log_every: 5}\nruns:\n"
+             "  - {label: a, optimizer: {name: sgd, lr: 0.001}}\n  - {label: b, optimizer: {name: adam, lr: 0.01}}\n");
+  optreg::StateDict state;
+  state.optimizer = "sgd";
+  state.plugin_version = "1.0.0";
+  optreg::save_checkpoint(dir / "s.ckpt", state);
+  const std::string commands[] = {
+      "--version",
+      "--help",
+      "list",
+      "show adam",
+      "problems",
+      "check " + shell_word(dir / "opt.yaml") + " --params " + shell_word(dir / "params.yaml"),
+      "inspect " + shell_word(dir / "s.ckpt"),
+      "conformance " + shell_word(OPTREG_TEST_SGD_PLUGIN),
+      "train " + shell_word(dir / "r.yaml") + " --out " + shell_word(dir / "r"),
+      "compare " + shell_word(dir / "rc.yaml") + " --out " + shell_word(dir / "rc"),
+  };
+  for (const auto& args : commands) {
+    const auto r = bounded_tool(args, kSmallAddressSpaceKib);
+    EXPECT_EQ(r.status, 0) << args << " (124: it hung)\n" << r.out;
+  }
+}
+
+TEST(MemoryLimit, CommandsWithLinearAlgebraFailCleanlyUnderASmallAddressSpace) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  write_file(dir / "q.yaml", "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\noptimizer: {name: sgd}\n");
+  write_file(dir / "qc.yaml",
+             "problem: {name: quadratic, dim: 10}\ntrain: {steps: 20}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n");
+  write_file(dir / "l.yaml", "problem: {name: logreg}\ntrain: {steps: 2}\noptimizer: {name: sgd}\n");
+  const std::string blas = "optreg: problem 'quadratic' needs OpenBLAS (libopenblas.so.0), which takes about ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"train " + shell_word(dir / "q.yaml") + " --out " + shell_word(dir / "q"), blas},
+      {"compare " + shell_word(dir / "qc.yaml") + " --out " + shell_word(dir / "qc"), blas},
+      // Fashion-MNIST as floats does not fit before OpenBLAS is even needed.
+      {"train " + shell_word(dir / "l.yaml") + " --out " + shell_word(dir / "l"),
+       "optreg: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz: out of memory: its 47040000 pixels as "
+       "floats asks for 188160000 bytes (179.4 MiB)"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = bounded_tool(args, kSmallAddressSpaceKib);
+    EXPECT_EQ(r.status, 1) << args << " (124: it hung)\n" << r.out;
+    EXPECT_TRUE(contains(r.out, message)) << args << "\n" << r.out;
+  }
+  // With room for OpenBLAS, the same run trains.
+  EXPECT_EQ(bounded_tool("train " + shell_word(dir / "q.yaml") + " --out " + shell_word(dir / "q2"), 4 * kSmallAddressSpaceKib)
+                .status,
+            0);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The built-in problems, their data files, run configs, the data order and in-process resume.
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <cmath>
@@ -159,6 +160,30 @@ TEST(Problems, RosenbrockStartsAtTheClassicPointAndIsZeroAtOnes) {
   EXPECT_EQ(r->evaluate_train().loss, 0.0);
 }
 
+/// The message of what `f` throws in a child process that may map `extra_bytes` more than this one.
+std::string out_of_memory_message(const std::function<void()>& f, std::size_t extra_bytes = std::size_t{768} << 20) {
+  const optreg_test::CommandRun r = optreg_test::run_in_child(f, extra_bytes);
+  EXPECT_EQ(r.status, 1) << "0: it fitted, -1: killed";
+  return r.out;
+}
+
+TEST(Problems, OutOfMemoryNamesTheSettingAndTheBytes) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  make("quadratic", {});  // OpenBLAS is loaded here, outside the children's budgets
+  EXPECT_EQ(out_of_memory_message([] { make_classifier("mlp", synthetic_data(10, 4, 2), {30000, 30000}, 1); }),
+            "problem 'mlp': out of memory: hidden: [30000, 30000] (layers [4, 30000, 30000, 2], 900240002 parameters) "
+            "with their gradients asks for 7201920016 bytes (6.7 GiB)");
+  EXPECT_EQ(out_of_memory_message([] {
+              make_classifier("mlp", synthetic_data(60000, 4, 2), {4000}, 1)->loss_and_grad(first(60000));
+            }),
+            "problem 'mlp': out of memory: batch_size = 60000 (examples at once through layers [4, 4000, 2], "
+            "activations with their gradients) asks for 1923180000 bytes (1.8 GiB)");
+  EXPECT_EQ(out_of_memory_message([] { make("quadratic", {{"dim", std::int64_t{100}}, {"train_size", std::int64_t{999000}}}); },
+                                  std::size_t{512} << 20),
+            "problem 'quadratic': out of memory: dim = 100 with train_size = 999000 and test_size = 1000 asks for "
+            "800240800 bytes (763.2 MiB)");
+}
+
 TEST(Problems, HiddenSizesMustBeWholeNumbers) {
   EXPECT_THROW(make("mlp", {{"hidden", std::vector<double>{12.5}}}), optreg::OptionError);
 }
@@ -215,7 +240,11 @@ TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
       {"short_header", std::string{0, 0, 8, 3} + be32(2), false, "truncated: the size of dimension 1 needs 4 bytes"},
       {"short_data", idx(0x08, {3, 2, 2}, 11), false, "truncated: the data the header declares needs 12 bytes, the file holds 11"},
       {"long_data", idx(0x08, {3, 2, 2}, 13), false, "holds more data than the header declares (12 bytes)"},
-      {"huge", idx(0x08, {65536, 65536, 2}, 0), false, "the IDX header declares more than 2^32 elements"},
+      {"huge", idx(0x08, {65536, 65536, 2}, 0), false, "the IDX header declares more than 268435456 elements (2^28)"},
+      {"beyond_the_gzip_file", idx(0x08, {4096, 256, 256}, 0), false,
+       "truncated: the data the header declares needs 268435456 bytes, more than a gzip file of"},
+      {"short_plain_data", idx(0x08, {3, 2, 2}, 11), true,
+       "truncated: the data the header declares needs 12 bytes, the file holds 11"},
       {"damaged_gzip", std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbagegarbage", 24), true, "damaged gzip data"},
   };
   TempDir dir;
@@ -234,6 +263,45 @@ TEST(FashionMnist, MalformedFilesGiveAnErrorNamingTheFile) {
       EXPECT_TRUE(optreg_test::contains(e.what(), c.message)) << c.name << ": " << e.what();
     }
   }
+}
+
+TEST(FashionMnist, AFifoIsRefusedWithoutWaitingForAWriter) {
+  TempDir dir;
+  const std::string fifo = dir / "train-images-idx3-ubyte.gz";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] { read_idx(fifo, 3); });
+  EXPECT_EQ(r.status, 1) << "0: read, -1: killed (blocked?)";
+  EXPECT_EQ(r.out, fifo + ": it is a FIFO (named pipe), not a regular file");
+}
+
+/// Random bytes: data that gzip cannot shrink.
+std::string incompressible(std::size_t n) {
+  Random rng(5, 0);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng.below(256));
+  return s;
+}
+
+TEST(FashionMnist, AHeaderDeclaringMoreThanTheFileCanHoldIsRefusedBeforeAllocating) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  const std::string path = dir / "tiny.gz";
+  write_gz(path, idx(0x08, {2048, 256, 256}, 0));  // 128 MiB declared by about 40 bytes
+  const auto size = std::filesystem::file_size(path);
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] { read_idx(path, 3); }, 64 << 20);
+  EXPECT_EQ(r.out, path + ": truncated: the data the header declares needs 134217728 bytes, more than a gzip file of " +
+                       std::to_string(size) + " bytes can hold");
+}
+
+TEST(FashionMnist, GzipDataIsDecompressedAsItArrivesNotAsTheHeaderClaims) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  TempDir dir;
+  const std::string path = dir / "short.gz";
+  // 2^28 bytes declared (the limit), 512 KiB held: a file that deflate could expand that far.
+  write_gz(path, idx(0x08, {4096, 256, 256}, 0) + incompressible(512 << 10));
+  ASSERT_GE(std::filesystem::file_size(path) * 1032, 268435456U);
+  const optreg_test::CommandRun r = optreg_test::run_in_child([&] { read_idx(path, 3); }, 64 << 20);
+  EXPECT_EQ(r.out, path + ": truncated: the data the header declares needs 268435456 bytes, the file holds 524288");
 }
 
 TEST(FashionMnist, MissingFilesNameTheDebianPackage) {
@@ -509,6 +577,23 @@ TEST(TrainingRun, ABatchLargerThanTheTrainingSetIsPlacedAtItsKey) {
       "problem: {name: quadratic, train_size: 20}\ntrain: {steps: 5, batch_size: 32}\noptimizer: {name: sgd}\n", "b.yaml");
   EXPECT_EQ(optreg_test::message_of<optreg::ConfigError>([&] { train(config, {}); }),
             "b.yaml:2:31: batch_size 32 is larger than the 20 training examples of problem 'quadratic'");
+}
+
+TEST(TrainingRun, OutOfMemoryForTheOptimizerStateNamesTheOptimizer) {
+  if (OPTREG_TEST_ASAN) GTEST_SKIP() << "RLIMIT_AS cannot cap a process under AddressSanitizer";
+  const RunConfig config = parse_run_config(
+      "problem: {name: rosenbrock, dim: 10000000}\ntrain: {steps: 1}\noptimizer: {name: adam, amsgrad: true}\n", "r.yaml");
+  optreg::Registry registry;
+  optreg::load_config_plugins(config.runs.front().optimizer, registry);  // as the run does, outside the budget
+  // The problem takes 160 MB; Adam's three state tensors 120 MB more.
+  EXPECT_EQ(out_of_memory_message(
+                [&] {
+                  DataCache data;
+                  run_training(config, config.runs.front(), registry, data, {});
+                },
+                std::size_t{220} << 20),
+            "run 'adam': out of memory: the state of optimizer 'adam' (3 tensors for each of the 10000000 parameters "
+            "of problem 'rosenbrock') asks for 120000000 bytes (114.4 MiB)");
 }
 
 TEST(TrainingRun, AOneCycleShorterThanTheRunIsRefusedBeforeTraining) {

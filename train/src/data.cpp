@@ -4,17 +4,23 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
+#include <new>
+
+#include "files.hpp"
+#include "memory.hpp"
 
 namespace optreg::train {
 
 namespace {
 
 constexpr std::uint8_t kUnsignedByte = 0x08;
-/// The largest array accepted: far above any image dataset, far below what would exhaust memory.
-constexpr std::uint64_t kMaxElements = std::uint64_t{1} << 32;
+/// Deflate's largest expansion: a gzip file of n bytes holds at most this many times n.
+constexpr std::uint64_t kMaxDeflateRatio = 1032;
+/// Data is decompressed in pieces of this size, so memory grows only with what the file holds.
+constexpr std::size_t kPiece = std::size_t{1} << 22;
 
 struct GzCloser {
   void operator()(gzFile_s* f) const { gzclose(f); }
@@ -23,13 +29,26 @@ struct GzCloser {
 class GzReader {
  public:
   explicit GzReader(const std::string& path) : path_(path) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) {
-      throw DataError(path + ": no such file (Fashion-MNIST comes with the Debian package dataset-fashion-mnist)");
+    detail::UniqueFd fd;
+    try {
+      fd = detail::open_regular_file(path, &size_);  // a FIFO or a device is refused, never waited on
+    } catch (const detail::FileRefused& r) {
+      if (r.error == ENOENT) {
+        throw DataError(path + ": no such file (Fashion-MNIST comes with the Debian package dataset-fashion-mnist)");
+      }
+      throw DataError(path + ": " + r.describe("it"));
     }
-    file_.reset(gzopen(path.c_str(), "rb"));
+    file_.reset(gzdopen(fd.get(), "rb"));
     if (!file_) throw DataError(path + ": cannot open the file");
+    fd.release();  // the gzFile closes it
   }
+
+  /// The most bytes the file can give: its size when it is not compressed (known after the
+  /// first read), else what deflate can expand it to.
+  std::uint64_t most_bytes() { return gzdirect(file_.get()) != 0 ? size_ : size_ * kMaxDeflateRatio; }
+  /// Whether the file is gzip'd (known after the first read).
+  bool compressed() { return gzdirect(file_.get()) == 0; }
+  std::uint64_t file_size() const { return size_; }
 
   /// Reads up to `n` bytes; returns how many were read.
   std::size_t read(void* out, std::size_t n) {
@@ -58,6 +77,7 @@ class GzReader {
 
  private:
   std::string path_;
+  std::uint64_t size_ = 0;
   std::unique_ptr<gzFile_s, GzCloser> file_;
 };
 
@@ -86,7 +106,12 @@ Dataset split(const std::string& dir, const std::string& prefix, std::size_t cla
                       ", outside [0, " + std::to_string(classes) + ")");
     }
   }
-  d.x.resize(images.data.size());
+  try {
+    d.x.resize(images.data.size());
+  } catch (const std::bad_alloc&) {
+    throw DataError(images_path + ": " + out_of_memory("its " + std::to_string(images.data.size()) + " pixels as floats",
+                                                       4.0 * static_cast<double>(images.data.size())));
+  }
   for (std::size_t i = 0; i < images.data.size(); ++i) d.x[i] = static_cast<float>(images.data[i]) / 255.0F;
   d.y = std::move(labels.data);
   return d;
@@ -117,10 +142,44 @@ IdxArray read_idx(const std::string& path, std::size_t rank) {
     in.read_exactly(b, 4, "the size of dimension " + std::to_string(i));
     out.dims.push_back(big_endian(b));
     total *= out.dims.back();
-    if (total > kMaxElements) throw DataError(path + ": the IDX header declares more than 2^32 elements");
+    if (total > kMaxIdxElements) {
+      throw DataError(path + ": the IDX header declares more than " + std::to_string(kMaxIdxElements) +
+                      " elements (2^28), the limit for a dataset file");
+    }
   }
-  out.data.resize(static_cast<std::size_t>(total));
-  in.read_exactly(out.data.data(), out.data.size(), "the data the header declares");
+  // Checked against the file before anything is allocated: a small file cannot make the
+  // reader set aside what its header claims.
+  const std::uint64_t header = 4 + 4 * std::uint64_t{rank};
+  if (header + total > in.most_bytes()) {
+    if (!in.compressed()) {
+      throw DataError(path + ": truncated: the data the header declares needs " + std::to_string(total) +
+                      " bytes, the file holds " + std::to_string(std::max(in.file_size(), header) - header));
+    }
+    throw DataError(path + ": truncated: the data the header declares needs " + std::to_string(total) +
+                    " bytes, more than a gzip file of " + std::to_string(in.file_size()) + " bytes can hold");
+  }
+  // Read in pieces, growing the array as data arrives: a file whose header promises more than
+  // it holds is found out having allocated no more than what it really holds.
+  std::size_t done = 0;
+  try {
+    while (done < total) {
+      const std::size_t piece = static_cast<std::size_t>(std::min<std::uint64_t>(total - done, kPiece));
+      if (out.data.capacity() < done + piece) {
+        const std::size_t grown = std::max(2 * out.data.capacity(), done + piece);
+        out.data.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total, grown)));
+      }
+      out.data.resize(done + piece);
+      const std::size_t got = in.read(out.data.data() + done, piece);
+      done += got;
+      if (got < piece) break;
+    }
+  } catch (const std::bad_alloc&) {
+    throw DataError(path + ": " + out_of_memory("the data its header declares", static_cast<double>(total)));
+  }
+  if (done != total) {
+    throw DataError(path + ": truncated: the data the header declares needs " + std::to_string(total) +
+                    " bytes, the file holds " + std::to_string(done));
+  }
   std::uint8_t extra = 0;
   if (in.read(&extra, 1) != 0) {
     throw DataError(path + ": holds more data than the header declares (" + std::to_string(total) + " bytes)");

@@ -1,14 +1,15 @@
 // The built-in problems: hand-written losses and gradients, matrix work through BLAS.
 #include <optreg/train/problem.hpp>
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <optreg/error.hpp>
 #include <optreg/train/random.hpp>
+
+#include "blas.hpp"
+#include "memory.hpp"
 
 namespace optreg::train {
 
@@ -56,8 +57,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 class Quadratic final : public Problem {
  public:
-  Quadratic(std::size_t dim, double condition, double noise, std::size_t train, std::size_t test, std::uint64_t seed)
-      : Problem("quadratic"), dim_(dim), h_(dim * dim, 0.0) {
+  Quadratic(std::size_t dim, double condition, double noise, std::size_t train, std::size_t test, std::uint64_t seed) try
+      : Problem("quadratic"), blas_(blas("problem 'quadratic'")), dim_(dim), h_(dim * dim, 0.0) {
     Random rng(seed, 1);
     // A random rotation: Gram-Schmidt on a Gaussian matrix (rows of q).
     std::vector<double> q(dim * dim);
@@ -65,19 +66,19 @@ class Quadratic final : public Problem {
     for (std::size_t i = 0; i < dim; ++i) {
       double* qi = &q[i * dim];
       for (std::size_t j = 0; j < i; ++j) {
-        const double d = cblas_ddot(static_cast<int>(dim), qi, 1, &q[j * dim], 1);
-        cblas_daxpy(static_cast<int>(dim), -d, &q[j * dim], 1, qi, 1);
+        const double d = blas_.ddot(static_cast<int>(dim), qi, 1, &q[j * dim], 1);
+        blas_.daxpy(static_cast<int>(dim), -d, &q[j * dim], 1, qi, 1);
       }
-      cblas_dscal(static_cast<int>(dim), 1.0 / cblas_dnrm2(static_cast<int>(dim), qi, 1), qi, 1);
+      blas_.dscal(static_cast<int>(dim), 1.0 / blas_.dnrm2(static_cast<int>(dim), qi, 1), qi, 1);
     }
     // H = Q' diag(lambda) Q.
     std::vector<double> scaled(q);
     for (std::size_t i = 0; i < dim; ++i) {
       const double t = dim == 1 ? 1.0 : static_cast<double>(i) / static_cast<double>(dim - 1);
-      cblas_dscal(static_cast<int>(dim), std::pow(condition, t - 1.0), &scaled[i * dim], 1);
+      blas_.dscal(static_cast<int>(dim), std::pow(condition, t - 1.0), &scaled[i * dim], 1);
     }
     const int n = static_cast<int>(dim);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, n, 1.0, q.data(), n, scaled.data(), n, 0.0, h_.data(), n);
+    blas_.dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, n, 1.0, q.data(), n, scaled.data(), n, 0.0, h_.data(), n);
     Random data_rng(seed, 2);
     train_.resize(train * dim);
     for (auto& v : train_) v = noise * data_rng.normal();
@@ -86,14 +87,19 @@ class Quadratic final : public Problem {
     const std::size_t theta = add_param("theta", {static_cast<std::int64_t>(dim)});
     Random init(seed, 3);
     for (std::size_t i = 0; i < dim; ++i) value(theta)[i] = static_cast<float>(init.normal());
+  } catch (const std::bad_alloc&) {
+    // H, the rotation and a scaled copy of it, the samples, theta and its gradient.
+    const double bytes = 8.0 * static_cast<double>(dim) * static_cast<double>(3 * dim + train + test + 1);
+    throw Error("problem 'quadratic': " + out_of_memory("dim = " + std::to_string(dim) + " with train_size = " +
+                                                        std::to_string(train) + " and test_size = " + std::to_string(test),
+                                                    bytes));
   }
 
   std::size_t train_size() const override { return train_.size() / dim_; }
 
   double loss_and_grad(const std::vector<std::uint32_t>& batch) override {
     const std::size_t b = batch.size();
-    diff_.resize(b * dim_);
-    hd_.resize(b * dim_);
+    reserve_rows(b, "batch_size");
     const float* theta = value(0);
     for (std::size_t r = 0; r < b; ++r) {
       const double* z = &train_[std::size_t{batch[r]} * dim_];
@@ -102,31 +108,42 @@ class Quadratic final : public Problem {
     const double loss = quadratic_form(b);
     // gradient: H times the mean difference.
     mean_.assign(dim_, 0.0);
-    for (std::size_t r = 0; r < b; ++r) cblas_daxpy(static_cast<int>(dim_), 1.0 / static_cast<double>(b), &hd_[r * dim_], 1, mean_.data(), 1);
+    for (std::size_t r = 0; r < b; ++r) blas_.daxpy(static_cast<int>(dim_), 1.0 / static_cast<double>(b), &hd_[r * dim_], 1, mean_.data(), 1);
     float* g = grad(0);
     for (std::size_t i = 0; i < dim_; ++i) g[i] = static_cast<float>(mean_[i]);
     attach_grads();
     return loss;
   }
 
-  Evaluation evaluate_train() override { return evaluate(train_); }
-  Evaluation evaluate_test() override { return evaluate(test_); }
+  Evaluation evaluate_train() override { return evaluate(train_, "train_size"); }
+  Evaluation evaluate_test() override { return evaluate(test_, "test_size"); }
 
  private:
+  /// Room for `rows` rows of differences and of H times them; `setting` says what asked for them.
+  void reserve_rows(std::size_t rows, const char* setting) {
+    try {
+      diff_.resize(rows * dim_);
+      hd_.resize(rows * dim_);
+    } catch (const std::bad_alloc&) {
+      throw Error("problem 'quadratic': " + out_of_memory(std::string(setting) + " = " + std::to_string(rows) +
+                                                              " (rows of dim = " + std::to_string(dim_) + ")",
+                                                          16.0 * static_cast<double>(rows) * static_cast<double>(dim_)));
+    }
+  }
+
   /// The mean of 0.5 d' H d over the first `rows` rows of diff_; leaves H d in hd_.
   double quadratic_form(std::size_t rows) {
     const int n = static_cast<int>(dim_);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, diff_.data(), n,
+    blas_.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, diff_.data(), n,
                 h_.data(), n, 0.0, hd_.data(), n);
     double sum = 0;
-    for (std::size_t r = 0; r < rows; ++r) sum += 0.5 * cblas_ddot(n, &diff_[r * dim_], 1, &hd_[r * dim_], 1);
+    for (std::size_t r = 0; r < rows; ++r) sum += 0.5 * blas_.ddot(n, &diff_[r * dim_], 1, &hd_[r * dim_], 1);
     return sum / static_cast<double>(rows);
   }
 
-  Evaluation evaluate(const std::vector<double>& z) {
+  Evaluation evaluate(const std::vector<double>& z, const char* setting) {
     const std::size_t rows = z.size() / dim_;
-    diff_.resize(rows * dim_);
-    hd_.resize(rows * dim_);
+    reserve_rows(rows, setting);
     const float* theta = value(0);
     for (std::size_t r = 0; r < rows; ++r) {
       for (std::size_t i = 0; i < dim_; ++i) diff_[r * dim_ + i] = static_cast<double>(theta[i]) - z[r * dim_ + i];
@@ -134,6 +151,7 @@ class Quadratic final : public Problem {
     return Evaluation{quadratic_form(rows), kNaN};
   }
 
+  const Blas& blas_;
   std::size_t dim_;
   std::vector<double> h_;
   std::vector<double> train_, test_;
@@ -146,7 +164,14 @@ class Quadratic final : public Problem {
 class Rosenbrock final : public Problem {
  public:
   Rosenbrock(std::size_t dim, double a, bool random_start, std::uint64_t seed) : Problem("rosenbrock"), a_(a) {
-    const std::size_t x = add_param("x", {static_cast<std::int64_t>(dim)});
+    std::size_t x = 0;
+    try {
+      x = add_param("x", {static_cast<std::int64_t>(dim)});
+      gd_.reserve(dim);
+    } catch (const std::bad_alloc&) {
+      // x, its gradient, and the gradient in double.
+      throw Error("problem 'rosenbrock': " + out_of_memory("dim = " + std::to_string(dim), 16.0 * static_cast<double>(dim)));
+    }
     Random rng(seed, 1);
     for (std::size_t i = 0; i < dim; ++i) {
       // The classic start (-1.2, 1, -1.2, ...), or a random point around it.
@@ -193,6 +218,14 @@ class Rosenbrock final : public Problem {
   std::vector<double> gd_;  // the gradient in double
 };
 
+/// "[784, 256, 10]".
+template <typename T>
+std::string sizes_text(const std::vector<T>& sizes) {
+  std::string s;
+  for (const auto n : sizes) s += (s.empty() ? "[" : ", ") + std::to_string(n);
+  return s + "]";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Classifier: fully connected layers with ReLU between them and softmax cross-entropy on top.
 // Weights are [out, in] (the layout of torch.nn.Linear), named fcK.weight and fcK.bias.
@@ -200,8 +233,8 @@ class Rosenbrock final : public Problem {
 class Classifier final : public Problem {
  public:
   Classifier(const std::string& name, std::shared_ptr<const ImageData> data, const std::vector<std::size_t>& hidden,
-             std::uint64_t seed)
-      : Problem(name), data_(std::move(data)) {
+             std::uint64_t seed) try
+      : Problem(name), blas_(blas("problem '" + name + "'")), data_(data) {
     sizes_.push_back(data_->train.features);
     for (std::size_t h : hidden) sizes_.push_back(h);
     sizes_.push_back(data_->train.classes);
@@ -217,6 +250,17 @@ class Classifier final : public Problem {
       for (std::int64_t i = 0; i < out * in; ++i) value(w)[i] = static_cast<float>(rng.uniform(-bound, bound));
       for (std::int64_t i = 0; i < out; ++i) value(b)[i] = static_cast<float>(rng.uniform(-bound, bound));
     }
+  } catch (const std::bad_alloc&) {
+    std::vector<std::size_t> sizes = {data->train.features};
+    sizes.insert(sizes.end(), hidden.begin(), hidden.end());
+    sizes.push_back(data->train.classes);
+    std::uint64_t count = 0;
+    for (std::size_t l = 0; l + 1 < sizes.size(); ++l) count += std::uint64_t{sizes[l] + 1} * sizes[l + 1];
+    const std::string layers = "layers " + sizes_text(sizes) + ", " + std::to_string(count) + " parameters";
+    throw Error("problem '" + name + "': " +
+                out_of_memory((hidden.empty() ? layers : "hidden: " + sizes_text(hidden) + " (" + layers + ")") +
+                                  " with their gradients",
+                              8.0 * static_cast<double>(count)));
   }
 
   std::size_t train_size() const override { return data_->train.count; }
@@ -226,7 +270,7 @@ class Classifier final : public Problem {
     const Dataset& d = data_->train;
     const std::size_t rows = batch.size();
     if (rows == 0) throw UsageError("problem '" + name() + "': a batch needs at least one example");
-    reserve(rows);
+    reserve(rows, "batch_size");
     float* x = acts_[0].data();
     for (std::size_t r = 0; r < rows; ++r) {
       if (batch[r] >= d.count) {
@@ -253,8 +297,23 @@ class Classifier final : public Problem {
   const float* weight(std::size_t l) const { return params()[2 * l].value().data(); }
   const float* bias(std::size_t l) const { return params()[2 * l + 1].value().data(); }
 
-  void reserve(std::size_t rows) {
+  /// Room for `rows` examples at once; `setting` says what asked for them.
+  void reserve(std::size_t rows, const char* setting) {
     if (rows <= capacity_) return;
+    try {
+      allocate(rows);
+    } catch (const std::bad_alloc&) {
+      capacity_ = 0;  // what was allocated is incomplete
+      std::size_t width = 0;
+      for (std::size_t n : sizes_) width += n;
+      throw Error("problem '" + name() + "': " +
+                  out_of_memory(std::string(setting) + " = " + std::to_string(rows) + " (examples at once through layers " +
+                                    sizes_text(sizes_) + ", activations with their gradients)",
+                                static_cast<double>(rows) * (8.0 * static_cast<double>(width) + 5.0)));
+    }
+  }
+
+  void allocate(std::size_t rows) {
     capacity_ = rows;
     acts_.assign(sizes_.size(), {});
     deltas_.assign(sizes_.size(), {});
@@ -276,7 +335,7 @@ class Classifier final : public Problem {
       float* z = acts_[l + 1].data();
       const float* b = bias(l);
       for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, out, z + r * sizes_[l + 1]);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0F, acts_[l].data(), in, weight(l), in, 1.0F, z,
+      blas_.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0F, acts_[l].data(), in, weight(l), in, 1.0F, z,
                   out);
       if (l + 1 < layers()) {
         for (std::size_t i = 0, n = rows * sizes_[l + 1]; i < n; ++i) z[i] = std::max(z[i], 0.0F);
@@ -319,13 +378,13 @@ class Classifier final : public Problem {
       const int out = static_cast<int>(sizes_[l + 1]);
       const float* delta = deltas_[l + 1].data();
       // dW = delta' A (out x in), db = delta' 1.
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0F, delta, out, acts_[l].data(), in, 0.0F,
+      blas_.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0F, delta, out, acts_[l].data(), in, 0.0F,
                   grad(2 * l), in);
-      cblas_sgemv(CblasRowMajor, CblasTrans, m, out, 1.0F, delta, out, ones_.data(), 1, 0.0F, grad(2 * l + 1), 1);
+      blas_.sgemv(CblasRowMajor, CblasTrans, m, out, 1.0F, delta, out, ones_.data(), 1, 0.0F, grad(2 * l + 1), 1);
       if (l == 0) break;
       // delta of the layer below: (delta W) masked by where its ReLU was active.
       float* below = deltas_[l].data();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0F, delta, out, weight(l), in, 0.0F, below,
+      blas_.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0F, delta, out, weight(l), in, 0.0F, below,
                   in);
       const float* a = acts_[l].data();
       for (std::size_t i = 0, n = rows * sizes_[l]; i < n; ++i) {
@@ -335,7 +394,7 @@ class Classifier final : public Problem {
   }
 
   Evaluation evaluate(const Dataset& d) {
-    reserve(std::min(kEvalChunk, d.count));
+    reserve(std::min(kEvalChunk, d.count), "an evaluation chunk");
     double loss = 0;
     std::size_t correct = 0;
     for (std::size_t start = 0; start < d.count; start += kEvalChunk) {
@@ -348,6 +407,7 @@ class Classifier final : public Problem {
     return Evaluation{loss / static_cast<double>(d.count), static_cast<double>(correct) / static_cast<double>(d.count)};
   }
 
+  const Blas& blas_;
   std::shared_ptr<const ImageData> data_;
   std::vector<std::size_t> sizes_;
   std::size_t capacity_ = 0;

@@ -12,11 +12,11 @@
 #include <sstream>
 #include <string_view>
 
-#include <cblas.h>
-
 #include <optreg/checkpoint.hpp>
 #include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
+
+#include "memory.hpp"
 
 namespace optreg::train {
 
@@ -269,6 +269,18 @@ std::vector<std::uint32_t> epoch_order(const Problem& problem, std::uint64_t see
   return permutation(static_cast<std::uint32_t>(problem.train_size()), rng);
 }
 
+/// "out of memory: ..." for an optimizer whose state did not fit: the tensors its schema
+/// declares per parameter, for every parameter of the problem.
+std::string optimizer_out_of_memory(const std::string& name, const Problem& problem, const Registry& registry) {
+  std::size_t tensors = 0;
+  if (const auto d = registry.find(name)) {
+    for (const StateEntry& e : *d->state) tensors += e.kind == StateKind::Tensor && !e.custom_shape ? 1 : 0;
+  }
+  return out_of_memory("the state of optimizer '" + name + "' (" + std::to_string(tensors) + " tensors for each of the " +
+                           std::to_string(problem.parameter_count()) + " parameters of problem '" + problem.name() + "')",
+                       4.0 * static_cast<double>(tensors * problem.parameter_count()));
+}
+
 std::optional<double> first_lr(const Optimizer& opt) {
   const auto& groups = opt.param_groups();
   if (groups.empty()) return std::nullopt;
@@ -329,10 +341,6 @@ std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, 
 
 RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
                         const RunOptions& options) {
-  // OpenBLAS splits a product differently for each thread count, which changes the bits; one
-  // thread unless OPENBLAS_NUM_THREADS says otherwise keeps runs the same on every machine (the
-  // products here are small enough that more threads gain little).
-  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(1);
   const TrainSettings& t = config.train;
   const ProblemKind* kind = find_problem(config.problem);
   if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
@@ -345,7 +353,12 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   }
   ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
-  OptimizerPtr opt = build_optimizer(run.optimizer, problem->params(), registry);
+  OptimizerPtr opt;
+  try {
+    opt = build_optimizer(run.optimizer, problem->params(), registry);
+  } catch (const std::bad_alloc&) {
+    throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *problem, registry));
+  }
   SchedulerPtr scheduler = build_scheduler(run.optimizer, *opt, registry);  // nullptr without one
 
   std::int64_t spe = 0;

@@ -20,6 +20,7 @@
 /// - A parameter matched by several groups goes to the first; parameters no group matches form
 ///   the default group, which comes first; a pattern that matches no parameter is an error.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,7 +100,11 @@ struct OptimizerConfig {
   std::optional<ClipConfig> clip;
 };
 
-/// Reads and parses a config file; throws ConfigError.
+/// The largest config file read (optimizer configs, run configs, parameter lists): 1 MiB.
+inline constexpr std::uint64_t kMaxConfigFileBytes = std::uint64_t{1} << 20;
+
+/// Reads and parses a config file; throws ConfigError. Only a regular file of at most
+/// kMaxConfigFileBytes is read: a folder, a FIFO or a device is refused without waiting on it.
 OptimizerConfig load_config(const std::string& path);
 /// Parses a config held in a string. `source` names it in messages; relative plugin paths
 /// resolve against `base_dir` (the current folder when empty).

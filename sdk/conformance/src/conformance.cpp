@@ -2,8 +2,6 @@
 // where the contract promises identical results, and turns every exception into a result.
 #include <optreg/conformance.hpp>
 
-#include <stdlib.h>  // mkdtemp
-
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -28,6 +26,8 @@
 #include <optreg/optimizer.hpp>
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
+
+#include "files.hpp"
 
 namespace optreg {
 
@@ -360,19 +360,24 @@ Outcome passed(std::string detail) { return {Status::Passed, std::move(detail)};
 Outcome failed(std::string detail) { return {Status::Failed, std::move(detail)}; }
 Outcome skipped(std::string detail) { return {Status::Skipped, std::move(detail)}; }
 
-/// A temporary folder, removed with everything in it.
+/// A temporary folder, removed with everything in it. It is locked while it lives, and the
+/// stale folders of runs killed before they could remove theirs are removed when it is made.
 class TempDir {
  public:
   TempDir() {
     std::error_code ec;
-    std::string tmpl = (fs::temp_directory_path(ec) / "optreg-conformance-XXXXXX").string();
+    const fs::path parent = fs::temp_directory_path(ec);
     if (ec) {
       error_ = "no temporary folder: " + ec.message();
-    } else if (::mkdtemp(tmpl.data()) == nullptr) {
-      error_ = "cannot make a temporary folder " + tmpl + ": " + std::strerror(errno);
-    } else {
-      path_ = tmpl;
+      return;
     }
+    std::string made;
+    lock_.reset(detail::create_locked_temporary_folder(parent.string(), "optreg-conformance-", made));
+    if (lock_.get() < 0) {
+      error_ = "cannot make a temporary folder in " + parent.string() + ": " + std::strerror(errno);
+      return;
+    }
+    path_ = made;
   }
   ~TempDir() {
     if (path_.empty()) return;
@@ -389,6 +394,7 @@ class TempDir {
   }
 
  private:
+  detail::UniqueFd lock_;  // closed after the folder is removed
   fs::path path_;
   std::string error_;
 };
