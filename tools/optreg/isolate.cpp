@@ -19,6 +19,7 @@
 #include <optreg/conformance.hpp>
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
+#include <optreg/text.hpp>
 
 #include "cli.hpp"
 
@@ -91,23 +92,11 @@ std::string last_line(const std::string& text) {
   return {};
 }
 
-/// A line from a child, fit for a message: printable ASCII kept, other bytes as \xNN, at most
-/// 200 bytes of it.
+/// A line from a child, fit for a message: inert, and at most 200 bytes of it.
 std::string printable_line(const std::string& s) {
   constexpr std::size_t kShown = 200;
-  std::string out;
-  for (std::size_t i = 0; i < s.size() && i < kShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7F && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned>(c));
-      out += escaped;
-    }
-  }
-  if (s.size() > kShown) out += "...";
-  return out;
+  const std::string_view shown = text_prefix(s, kShown);
+  return escape_text(shown) + (shown.size() < s.size() ? "..." : "");
 }
 
 std::string seconds_text(double s) {
