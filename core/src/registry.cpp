@@ -99,7 +99,10 @@ Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& owner) {
       break;
     case abi::HyperparamType::Int:
       h.type = ValueType::Int;
-      need_in_range(static_cast<double>(s.default_int), std::to_string(s.default_int));
+      if (!h.range.contains_integer(s.default_int)) {
+        throw Refused{where + ": the default " + std::to_string(s.default_int) + " lies outside the declared range " +
+                      h.range.to_string(ValueType::Int)};
+      }
       h.default_value = Value(s.default_int);
       break;
     case abi::HyperparamType::Float:

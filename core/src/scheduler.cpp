@@ -201,7 +201,7 @@ void Scheduler::load_state(const Options& state) {
 
 std::shared_ptr<const Schema> sequential_schema() {
   static const auto schema = std::make_shared<const Schema>(std::vector<Hyperparameter>{
-      Hyperparameter{"milestones", ValueType::FloatList, Value(std::vector<double>{}), Range{1, HUGE_VAL, false, false},
+      Hyperparameter{"milestones", ValueType::FloatList, Value(std::vector<double>{}), Range{1, HUGE_VAL, false, true},
                      0, {}, "steps at which the next scheduler takes over (one fewer than the schedulers)"},
   });
   return schema;

@@ -20,7 +20,7 @@ std::string range_text(const Hyperparameter& h) {
     }
     case ValueType::FloatList:
       return (h.list_size ? std::to_string(h.list_size) + " x " : std::string("each ")) + h.range.to_string();
-    default: return h.range.to_string();
+    default: return h.range.to_string(h.type);
   }
 }
 
@@ -57,6 +57,19 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   }
 }
 
+/// The ends of a range as JSON fields: an infinite end is null, inclusive when +-inf itself is
+/// allowed (never for an int); the ends of an int range are integers.
+std::string range_json(const Range& r, ValueType type) {
+  const auto end = [&](double d) {
+    if (std::isinf(d)) return std::string("null");
+    if (type == ValueType::Int && d == std::floor(d) && std::fabs(d) < 9.2e18) return std::to_string(static_cast<std::int64_t>(d));
+    return Value(d).to_string();
+  };
+  const auto inclusive = [&](double d, bool open) { return open || (type == ValueType::Int && std::isinf(d)) ? "false" : "true"; };
+  return "\"min\": " + end(r.lo) + ", \"min_inclusive\": " + inclusive(r.lo, r.lo_open) + ", \"max\": " + end(r.hi) +
+         ", \"max_inclusive\": " + inclusive(r.hi, r.hi_open);
+}
+
 std::string schema_json(const Schema& schema, const std::string& indent) {
   std::string s = "[";
   bool first = true;
@@ -66,12 +79,7 @@ std::string schema_json(const Schema& schema, const std::string& indent) {
     s += indent + "  {\"name\": " + json_string(h.name) + ", \"type\": " + json_string(to_string(h.type)) +
          ", \"default\": " + json_value(h.default_value);
     if (h.type == ValueType::Int || h.type == ValueType::Float || h.type == ValueType::FloatList) {
-      const auto end = [](double d) {
-        return std::isinf(d) ? std::string("null") : Value(d).to_string();
-      };
-      const auto inclusive = [](double d, bool open) { return open || std::isinf(d) ? "false" : "true"; };
-      s += ", \"min\": " + end(h.range.lo) + ", \"min_inclusive\": " + inclusive(h.range.lo, h.range.lo_open) +
-           ", \"max\": " + end(h.range.hi) + ", \"max_inclusive\": " + inclusive(h.range.hi, h.range.hi_open);
+      s += ", " + range_json(h.range, h.type);
     }
     if (h.type == ValueType::FloatList) s += ", \"length\": " + std::to_string(h.list_size);
     if (!h.choices.empty()) {

@@ -36,7 +36,10 @@
 
 namespace optreg::sdk {
 
-/// An allowed numeric range for a hyperparameter.
+/// An allowed numeric range for a hyperparameter. Each end is open (excluded) or closed
+/// (included), an infinite end too: the helpers below leave infinite ends open, so
+/// `at_least(0.0)` is [0, inf) and refuses inf; `including_inf()` or a closed infinite end
+/// (`closed(0.0, kInf)`) lets inf itself in. NaN lies in no range.
 struct Bounds {
   double lo;
   double hi;
@@ -46,18 +49,25 @@ struct Bounds {
 
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// Any number.
-constexpr Bounds any() { return {-kInf, kInf, false, false}; }
-/// [lo, inf)
-constexpr Bounds at_least(double lo) { return {lo, kInf, false, false}; }
-/// (lo, inf)
-constexpr Bounds greater_than(double lo) { return {lo, kInf, true, false}; }
-/// [lo, hi]
+/// Any finite number: (-inf, inf).
+constexpr Bounds any() { return {-kInf, kInf, true, true}; }
+/// [lo, inf): finite numbers from lo on.
+constexpr Bounds at_least(double lo) { return {lo, kInf, false, true}; }
+/// (lo, inf): finite numbers above lo.
+constexpr Bounds greater_than(double lo) { return {lo, kInf, true, true}; }
+/// [lo, hi]; closed(lo, kInf) is [lo, inf] and holds +inf.
 constexpr Bounds closed(double lo, double hi) { return {lo, hi, false, false}; }
 /// [lo, hi)
 constexpr Bounds closed_open(double lo, double hi) { return {lo, hi, false, true}; }
 /// (lo, hi)
 constexpr Bounds open(double lo, double hi) { return {lo, hi, true, true}; }
+/// `b` with its infinite ends included: including_inf(at_least(0.0)) is [0, inf], for a value
+/// whose infinity means something (a norm type, say).
+constexpr Bounds including_inf(Bounds b) {
+  if (b.lo == -kInf) b.lo_open = false;
+  if (b.hi == kInf) b.hi_open = false;
+  return b;
+}
 
 namespace detail {
 constexpr abi::HyperparamSpec spec(const char* name, abi::HyperparamType type, Bounds b, const char* meaning) {
