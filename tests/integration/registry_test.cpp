@@ -234,6 +234,14 @@ TEST(RegistryLoad, DefaultOutsideItsRangeNamesTheHyperparameter) {
   EXPECT_TRUE(r.list().empty());
 }
 
+TEST(RegistryLoad, AStateDomainThatHoldsNoValueNamesTheEntry) {
+  optreg::Registry r;
+  const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_BAD_DOMAIN); });
+  EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_BAD_DOMAIN) +
+                     ": optimizer 'fixture_bad_domain', state entry 'step': its domain [1, 0] is empty");
+  EXPECT_TRUE(r.list().empty());
+}
+
 TEST(RegistryLoad, MissingFileIsNamed) {
   const TempDir dir;
   const std::string missing = (dir.path() / "libno_such_plugin.so").string();
