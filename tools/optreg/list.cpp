@@ -24,6 +24,14 @@ std::string range_text(const Hyperparameter& h) {
   }
 }
 
+/// The ValueType whose printing rules a state entry's values follow.
+ValueType value_type(StateKind kind) { return kind == StateKind::Int ? ValueType::Int : ValueType::Float; }
+
+/// What a state entry may hold, as `optreg list` prints it.
+std::string domain_text(const StateEntry& e) {
+  return e.domain ? "in " + e.domain->to_string(value_type(e.kind)) : std::string("any value");
+}
+
 void print_schema_table(const Schema& schema, std::ostream& out) {
   std::vector<std::vector<std::string>> rows = {{"name", "type", "default", "range", "meaning"}};
   for (const auto& h : schema.entries()) {
@@ -52,6 +60,7 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
       std::string kind = to_string(e.kind);
       if (e.optional) kind += ", optional";
       if (e.custom_shape) kind += ", own shape";
+      kind += ", " + domain_text(e);
       out << "    " << e.name << std::string(width - e.name.size() + 2, ' ') << e.meaning << " (" << kind << ")\n";
     }
   }
@@ -98,6 +107,7 @@ std::string state_json(const StateSchema& state) {
     const auto& e = state[i];
     s += std::string(i ? ", " : "") + "{\"name\": " + json_string(e.name) + ", \"kind\": " + json_string(to_string(e.kind)) +
          ", \"optional\": " + (e.optional ? "true" : "false") + ", \"own_shape\": " + (e.custom_shape ? "true" : "false") +
+         ", \"domain\": " + (e.domain ? "{" + range_json(*e.domain, value_type(e.kind)) + "}" : std::string("null")) +
          ", \"meaning\": " + json_string(e.meaning) + "}";
   }
   return s + "]";
