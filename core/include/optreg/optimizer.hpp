@@ -148,7 +148,8 @@ class Optimizer {
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
-  /// Applies one update to every parameter that has a gradient; returns *this.
+  /// Applies one update to every parameter that has a gradient; returns *this. A step count at
+  /// the top of its domain (kMaxCount) refuses the step with a UsageError naming the parameter.
   Optimizer& step();
   /// Makes every gradient absent; returns *this.
   Optimizer& clear_grad() noexcept;
@@ -186,8 +187,9 @@ class Optimizer {
   StateDict state_dict(TensorCopy copy = TensorCopy::Deep) const;
   /// Checks a state dict against this optimizer without changing anything: the optimizer name,
   /// the number of groups, each group's size, the parameter ids, each option's name, type and
-  /// value, and for every parameter the presence, kind and shape of each state entry. Throws
-  /// StateDictError naming what differs and where.
+  /// value, and for every parameter the presence, kind and shape of each state entry and that
+  /// every value lies in the entry's declared domain. Throws StateDictError naming what differs
+  /// and where (for a value: the parameter, the entry, the first element outside, the domain).
   void check_state_dict(const StateDict& state) const;
   /// check_state_dict(), then takes the options and copies the state into the existing state
   /// tensors (views and pointers to them stay valid). On an error the optimizer is unchanged.
