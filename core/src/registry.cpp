@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <system_error>
 
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -102,7 +103,10 @@ Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& owner) {
       break;
     case abi::HyperparamType::Int:
       h.type = ValueType::Int;
-      need_in_range(static_cast<double>(s.default_int), std::to_string(s.default_int));
+      if (!h.range.contains_integer(s.default_int)) {
+        throw Refused{where + ": the default " + std::to_string(s.default_int) + " lies outside the declared range " +
+                      h.range.to_string(ValueType::Int)};
+      }
       h.default_value = Value(s.default_int);
       break;
     case abi::HyperparamType::Float:
@@ -141,10 +145,33 @@ Hyperparameter convert(const abi::HyperparamSpec& s, const std::string& owner) {
   return h;
 }
 
+/// Domain `i` of an entry whose state_domains is not null, as the plugin laid it out.
+abi::StateDomainSpec domain_at(const abi::OptimizerEntry& e, std::uint32_t i) {
+  abi::StateDomainSpec d{};
+  std::memcpy(&d, reinterpret_cast<const char*>(e.state_domains) + static_cast<std::size_t>(i) * e.state_domain_size,
+              sizeof d);
+  return d;
+}
+
+/// A declared state domain, checked; empty for "any value". `where` names the entry.
+std::optional<Range> convert_domain(const abi::StateDomainSpec& d, StateKind kind, const std::string& where) {
+  if ((d.flags & ~abi::kDomainRange) != 0) throw Refused{where + ": its domain has unknown flags"};
+  if ((d.flags & abi::kDomainRange) == 0) return std::nullopt;
+  const Range r{d.lo, d.hi, d.lo_open != 0, d.hi_open != 0};
+  const bool empty = std::isnan(r.lo) || std::isnan(r.hi) || r.lo > r.hi || (r.lo == r.hi && (r.lo_open || r.hi_open));
+  if (empty) throw Refused{where + ": its domain " + r.to_string(kind == StateKind::Int ? ValueType::Int : ValueType::Float) + " is empty"};
+  return r;
+}
+
 StateSchema convert_state(const abi::OptimizerEntry& e) {
   const std::string optimizer = e.name;
   if (e.state_count != 0 && e.state == nullptr) {
     throw Refused{"optimizer '" + optimizer + "' declares state entries but gives none"};
+  }
+  if (e.state_count != 0 && e.state_domains != nullptr && e.state_domain_size < abi::kMinStateDomainSize) {
+    throw Refused{"optimizer '" + optimizer + "': its state domains are " + std::to_string(e.state_domain_size) +
+                  " bytes, smaller than the " + std::to_string(abi::kMinStateDomainSize) + " bytes of ABI " +
+                  std::to_string(OPTREG_ABI_MAJOR)};
   }
   StateSchema out;
   for (std::uint32_t i = 0; i < e.state_count; ++i) {
@@ -168,6 +195,7 @@ StateSchema convert_state(const abi::OptimizerEntry& e) {
     for (const auto& other : out) {
       if (other.name == entry.name) throw Refused{where + ": declared twice"};
     }
+    if (e.state_domains != nullptr) entry.domain = convert_domain(domain_at(e, i), entry.kind, where);
     out.push_back(std::move(entry));
   }
   return out;
@@ -214,9 +242,10 @@ abi::PluginDescriptor read_descriptor(const void* raw) {
 }
 
 abi::OptimizerEntry entry_at(const abi::PluginDescriptor& d, std::uint32_t i) {
+  // Only the bytes the plugin provides: fields appended after its entry size stay zero.
   abi::OptimizerEntry e{};
   std::memcpy(&e, reinterpret_cast<const char*>(d.optimizers) + static_cast<std::size_t>(i) * d.optimizer_entry_size,
-              sizeof e);
+              std::min<std::size_t>(d.optimizer_entry_size, sizeof e));
   return e;
 }
 

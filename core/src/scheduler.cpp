@@ -100,9 +100,10 @@ void Scheduler::apply(const std::vector<double>& lrs, std::int64_t step) {
 void Scheduler::step() {
   if (info_.needs_metric) throw UsageError(who() + " is driven by a metric: call step(metric)");
   const std::int64_t saved = last_step_;
-  last_step_ = saved + 1;  // next_lr() reads the step it computes
+  const std::int64_t next = next_count(saved, who(), kLastStep);
+  last_step_ = next;  // next_lr() reads the step it computes
   try {
-    apply(next_lr(current_lr()), saved + 1);
+    apply(next_lr(current_lr()), next);
   } catch (...) {
     last_step_ = saved;
     throw;
@@ -112,12 +113,36 @@ void Scheduler::step() {
 void Scheduler::step(double metric) {
   if (!info_.needs_metric) throw UsageError(who() + " is driven by steps, not by a metric: call step() without a metric");
   const std::int64_t saved = last_step_;
-  last_step_ = saved + 1;
+  const std::int64_t next = next_count(saved, who(), kLastStep);
+  last_step_ = next;
   try {
-    apply(next_lr_on_metric(current_lr(), metric), saved + 1);
+    apply(next_lr_on_metric(current_lr(), metric), next);
   } catch (...) {
     last_step_ = saved;
     throw;
+  }
+}
+
+void Scheduler::check_domain(const Options& state, const std::string& key, const Range& domain) const {
+  const Value& v = state.at(key);
+  const auto outside = [&](const std::string& what, ValueType type) {
+    throw StateDictError(who() + ": state entry '" + key + "'" + what + " is outside its domain " + domain.to_string(type));
+  };
+  switch (v.type()) {
+    case ValueType::Int:
+      if (!domain.contains_integer(v.as_int())) outside(" = " + v.to_string(), ValueType::Int);
+      break;
+    case ValueType::Float:
+      if (!domain.contains(v.as_float())) outside(" = " + v.to_string(), ValueType::Float);
+      break;
+    case ValueType::FloatList: {
+      const auto& l = v.as_float_list();
+      for (std::size_t i = 0; i < l.size(); ++i) {
+        if (!domain.contains(l[i])) outside(", element " + std::to_string(i) + " = " + Value(l[i]).to_string(), ValueType::Float);
+      }
+      break;
+    }
+    default: break;
   }
 }
 
@@ -158,12 +183,9 @@ void Scheduler::check_state(const Options& state) const {
     }
     return it->second;
   };
-  const std::int64_t step = need(kLastStep, ValueType::Int).as_int();
+  need(kLastStep, ValueType::Int);
   // -1: a sequence's child that its milestone has not started yet.
-  if (step < (in_sequence_ ? -1 : 0)) {
-    throw StateDictError(who() + ": state entry 'last_step' = " + std::to_string(step) + " is " +
-                         (in_sequence_ ? "below -1" : "negative"));
-  }
+  check_domain(state, kLastStep, in_sequence_ ? Range{-1.0, kCountDomain.hi, false, false} : kCountDomain);
   for (const char* key : {kBaseLrs, kLastLr}) {
     const auto& l = need(key, ValueType::FloatList).as_float_list();
     if (l.size() != groups) {
@@ -202,8 +224,9 @@ void Scheduler::load_state(const Options& state) {
 
 std::shared_ptr<const Schema> sequential_schema() {
   static const auto schema = std::make_shared<const Schema>(std::vector<Hyperparameter>{
-      Hyperparameter{"milestones", ValueType::FloatList, Value(std::vector<double>{}), Range{1, HUGE_VAL, false, false},
-                     0, {}, "steps at which the next scheduler takes over (one fewer than the schedulers)"},
+      Hyperparameter{"milestones", ValueType::FloatList, Value(std::vector<double>{}),
+                     Range{1, kCountDomain.hi, false, false}, 0, {},
+                     "steps at which the next scheduler takes over (one fewer than the schedulers)"},
   });
   return schema;
 }

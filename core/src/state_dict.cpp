@@ -36,7 +36,40 @@ auto find_entry(const Entries& entries, const std::string& name) -> decltype(&en
   return nullptr;
 }
 
+/// The domain of a state entry as printed in messages: integers for an int entry.
+std::string domain_text(const StateEntry& e) {
+  return e.domain->to_string(e.kind == StateKind::Int ? ValueType::Int : ValueType::Float);
+}
+
+/// The position of the first element of `t` outside `domain`, or t.numel(): one pass, no
+/// allocation (it runs once per load, over every state tensor).
+std::size_t first_outside(const Range& domain, const Tensor& t) {
+  const float* x = t.data();
+  const std::size_t n = t.numel();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!domain.contains(static_cast<double>(x[i]))) return i;
+  }
+  return n;
+}
+
+bool in_domain(const Range& domain, const StateScalar& v) {
+  return v.index() == 0 ? domain.contains_integer(std::get<std::int64_t>(v)) : domain.contains(std::get<double>(v));
+}
+
+std::string scalar_text(const StateScalar& v) {
+  return v.index() == 0 ? std::to_string(std::get<std::int64_t>(v)) : Value(std::get<double>(v)).to_string();
+}
+
 }  // namespace
+
+std::int64_t next_count(std::int64_t count, const std::string& who, const std::string& entry) {
+  if (count >= kMaxCount) {
+    throw UsageError(who + " cannot take another step: its state count '" + entry + "' = " + std::to_string(count) +
+                     " is at the top of its domain " + kCountDomain.to_string(ValueType::Int) +
+                     " (a count stops at 2^53 rather than overflow)");
+  }
+  return count + 1;
+}
 
 StateDict Optimizer::state_dict(TensorCopy copy) const {
   StateDict sd;
@@ -126,6 +159,14 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
           throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
                                ", expected " + to_string(want));
         }
+        if (e->domain) {
+          const std::size_t bad = first_outside(*e->domain, t);
+          if (bad != t.numel()) {
+            throw StateDictError("state tensor '" + name + "' of " + subject + ": element " + std::to_string(bad) +
+                                 " = " + Value(static_cast<double>(t.data()[bad])).to_string() +
+                                 " is outside its domain " + domain_text(*e));
+          }
+        }
       }
       for (const auto& [name, v] : s.scalars()) {
         const StateEntry* e = declared(*info_.state, name);
@@ -138,6 +179,10 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
                                (kind_of(v) == StateKind::Int ? "an " : "a ") + to_string(kind_of(v)) +
                                ", but optimizer '" + info_.name + "' keeps it as " +
                                (e->kind == StateKind::Int ? "an " : "a ") + to_string(e->kind));
+        }
+        if (e->domain && !in_domain(*e->domain, v)) {
+          throw StateDictError("state entry '" + name + "' of " + subject + " = " + scalar_text(v) +
+                               " is outside its domain " + domain_text(*e));
         }
       }
       for (const auto& e : *info_.state) {

@@ -114,9 +114,38 @@ bool Range::contains(double x) const noexcept {
   return above && below;
 }
 
+bool Range::contains_integer(std::int64_t x) const noexcept {
+  if (std::isnan(lo) || std::isnan(hi)) return false;
+  // An end in [-2^63, 2^63) converts to int64 exactly once rounded to a whole number (a double
+  // of 2^53 or more is whole already); an end outside it bounds every int64 or none.
+  constexpr double kTwo63 = 9223372036854775808.0;
+  bool above = lo < -kTwo63;
+  if (lo >= -kTwo63 && lo < kTwo63) {
+    const double f = std::floor(lo);
+    const auto l = static_cast<std::int64_t>(f);
+    above = f == lo && !lo_open ? x >= l : x > l;
+  }
+  bool below = hi >= kTwo63;
+  if (hi >= -kTwo63 && hi < kTwo63) {
+    const double c = std::ceil(hi);
+    const auto h = static_cast<std::int64_t>(c);
+    below = c == hi && !hi_open ? x <= h : x < h;
+  }
+  return above && below;
+}
+
 std::string Range::to_string() const {
-  if (std::isinf(lo) && lo < 0 && std::isinf(hi) && hi > 0) return "any";
   const auto end = [](double d) { return std::isinf(d) ? std::string(d < 0 ? "-inf" : "inf") : format_double(d); };
+  return std::string(lo_open ? "(" : "[") + end(lo) + ", " + end(hi) + (hi_open ? ")" : "]");
+}
+
+std::string Range::to_string(ValueType type) const {
+  if (type != ValueType::Int) return to_string();
+  const auto end = [](double d) {
+    if (std::isinf(d)) return std::string(d < 0 ? "-inf" : "inf");
+    if (d == std::floor(d) && std::fabs(d) < 9.2e18) return std::to_string(static_cast<std::int64_t>(d));
+    return format_double(d);
+  };
   return std::string(lo_open || std::isinf(lo) ? "(" : "[") + end(lo) + ", " + end(hi) +
          (hi_open || std::isinf(hi) ? ")" : "]");
 }
@@ -153,7 +182,7 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
   }
   const std::string subject = prefix + "option " + quoted_name(name) + " = " + value.to_short_string();
   const auto out_of_range = [&](const std::string& what) {
-    throw OptionError(subject + " is out of range: " + what + " must be in " + h->range.to_string() + " (" +
+    throw OptionError(subject + " is out of range: " + what + " must be in " + h->range.to_string(h->type) + " (" +
                       h->meaning + ")");
   };
   switch (h->type) {
@@ -162,7 +191,7 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
       return value;
     case ValueType::Int:
       if (value.type() != ValueType::Int) break;
-      if (!h->range.contains(static_cast<double>(value.as_int()))) out_of_range("the value");
+      if (!h->range.contains_integer(value.as_int())) out_of_range("the value");
       return value;
     case ValueType::Float: {
       if (value.type() != ValueType::Float && value.type() != ValueType::Int) break;

@@ -19,10 +19,10 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("square_avg", "running average of squared gradients"),
-    sdk::state_tensor("acc_delta", "running average of squared updates"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("square_avg", sdk::non_negative(), "running average of squared gradients"),
+    sdk::state_tensor("acc_delta", sdk::non_negative(), "running average of squared updates"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -69,9 +69,9 @@ class Adadelta final : public optreg::Optimizer {
                       wd != 0.0,
                       o.at("maximize").as_bool()};
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      ++std::get<std::int64_t>(s.scalar(0));
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(), s.tensor(1).data()},
                   slot.param->value().numel());
     }

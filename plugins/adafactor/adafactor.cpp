@@ -51,16 +51,19 @@ constexpr abi::HyperparamSpec kSchema[] = {
 
 constexpr std::uint32_t kOptionalShaped = abi::kStateOptional | abi::kStateCustomShape;
 
-constexpr abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    abi::StateSpec{"exp_avg_sq_row", abi::StateKind::Tensor, kOptionalShaped,
-                   "running mean of each row's squared gradient, shaped like the parameter without its last "
-                   "dimension (parameters of 2 or more dimensions)"},
-    abi::StateSpec{"exp_avg_sq_col", abi::StateKind::Tensor, kOptionalShaped,
-                   "running mean of each column's squared gradient, shaped like the parameter without its "
-                   "second-to-last dimension (parameters of 2 or more dimensions)"},
-    sdk::optional_state_tensor("exp_avg_sq", "second moment estimate (parameters of fewer than 2 dimensions)"),
-    sdk::optional_state_tensor("exp_avg", "running average of the updates (beta1 > 0)"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    {abi::StateSpec{"exp_avg_sq_row", abi::StateKind::Tensor, kOptionalShaped,
+                    "running mean of each row's squared gradient, shaped like the parameter without its last "
+                    "dimension (parameters of 2 or more dimensions)"},
+     sdk::non_negative()},
+    {abi::StateSpec{"exp_avg_sq_col", abi::StateKind::Tensor, kOptionalShaped,
+                    "running mean of each column's squared gradient, shaped like the parameter without its "
+                    "second-to-last dimension (parameters of 2 or more dimensions)"},
+     sdk::non_negative()},
+    sdk::optional_state_tensor("exp_avg_sq", sdk::non_negative(),
+                               "second moment estimate (parameters of fewer than 2 dimensions)"),
+    sdk::optional_state_tensor("exp_avg", sdk::not_nan(), "running average of the updates (beta1 > 0)"),
 };
 
 bool factored(const optreg::Shape& shape) { return shape.size() >= 2; }
@@ -301,9 +304,10 @@ class Adafactor final : public optreg::Optimizer {
     }
     rmean_.resize(matrices);
     strips_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (std::size_t i = 0, at = 0; i < tensors_.size(); ++i) {
       Tensors& t = tensors_[i];
-      const auto step = static_cast<double>(++std::get<std::int64_t>(slots[i].state->scalar(0)));
+      const auto step = static_cast<double>(std::get<std::int64_t>(slots[i].state->scalar(0)));
       const double decay = std::pow(step, -decay_rate);
       t.beta2 = static_cast<float>(1.0 - decay);
       t.one_minus_beta2 = static_cast<float>(decay);

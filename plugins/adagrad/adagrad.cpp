@@ -25,9 +25,9 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
                      "add eps under the square root, sqrt(sum + eps), as MegEngine does, instead of sqrt(sum) + eps"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("sum", "sum of squared gradients"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("sum", sdk::non_negative(), "sum of squared gradients"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -79,9 +79,10 @@ class Adagrad final : public optreg::Optimizer {
     const Constants c{static_cast<float>(wd), static_cast<float>(o.at("eps").as_float()), wd != 0.0,
                       o.at("maximize").as_bool()};
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const std::int64_t step = ++std::get<std::int64_t>(s.scalar(0));
+      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
       const double clr = lr / (1.0 + static_cast<double>(step - 1) * lr_decay);
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data()},
                   slot.param->value().numel(), {static_cast<float>(inside ? clr : -clr)});

@@ -32,11 +32,11 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("exp_avg", "first moment estimate"),
-    sdk::state_tensor("exp_avg_sq", "second moment estimate"),
-    sdk::optional_state_tensor("max_exp_avg_sq", "maximum of past second moments (amsgrad)"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
+    sdk::state_tensor("exp_avg_sq", sdk::non_negative(), "second moment estimate"),
+    sdk::optional_state_tensor("max_exp_avg_sq", sdk::non_negative(), "maximum of past second moments (amsgrad)"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -115,12 +115,13 @@ class Adam final : public optreg::Optimizer {
                       wd != 0.0,                           o.at("maximize").as_bool(),
                       static_cast<float>(1.0 - lr * wd)};
     tensors_.clear();  // keeps its capacity: no allocation after the first step
+    sdk::advance_counts(slots, 0);  // step
     std::int64_t last_step = -1;  // the parameters of a group usually share their step count
     float neg_step_size = 0, bias_correction2_sqrt = 0;
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
       if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slot.param->value().shape()));
-      const std::int64_t step = ++std::get<std::int64_t>(s.scalar(0));
+      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
       if (step != last_step) {
         const double bias_correction1 = 1.0 - std::pow(betas[0], static_cast<double>(step));
         const double bias_correction2 = 1.0 - std::pow(betas[1], static_cast<double>(step));

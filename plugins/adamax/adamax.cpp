@@ -22,10 +22,10 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("exp_avg", "first moment estimate"),
-    sdk::state_tensor("exp_inf", "exponentially weighted infinity norm of the gradients"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
+    sdk::state_tensor("exp_inf", sdk::non_negative(), "exponentially weighted infinity norm of the gradients"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -75,9 +75,10 @@ class Adamax final : public optreg::Optimizer {
                       wd != 0.0,
                       o.at("maximize").as_bool()};
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const std::int64_t step = ++std::get<std::int64_t>(s.scalar(0));
+      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
       const double clr = lr / (1.0 - std::pow(betas[0], static_cast<double>(step)));
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(), s.tensor(1).data()},
                   slot.param->value().numel(), {static_cast<float>(-clr)});

@@ -25,11 +25,12 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_float("eta", "step size of the next update, a float32 value"),
-    sdk::state_float("mu", "averaging coefficient of the next update, a float32 value (1: copy the parameter)"),
-    sdk::state_tensor("ax", "running average of the parameter"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_float("eta", sdk::non_negative(), "step size of the next update, a float32 value"),
+    sdk::state_float("mu", sdk::closed(0.0, 1.0),
+                     "averaging coefficient of the next update, a float32 value (1: copy the parameter)"),
+    sdk::state_tensor("ax", sdk::not_nan(), "running average of the parameter"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -75,14 +76,15 @@ class Asgd final : public optreg::Optimizer {
     const double wd = o.at("weight_decay").as_float();
     const Constants c{static_cast<float>(wd), wd != 0.0, o.at("maximize").as_bool()};
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      std::int64_t& step = std::get<std::int64_t>(s.scalar(0));
+      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
       double& eta = std::get<double>(s.scalar(1));
       double& mu = std::get<double>(s.scalar(2));
       // PyTorch creates this state at the parameter's first update, from the lr of that moment.
-      if (step == 0) eta = static_cast<double>(static_cast<float>(lr));
-      const double t = static_cast<double>(++step);
+      if (step == 1) eta = static_cast<double>(static_cast<float>(lr));
+      const double t = static_cast<double>(step);
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data()},
                   slot.param->value().numel(),
                   {static_cast<float>(1.0 - lambd * eta), static_cast<float>(-eta), static_cast<float>(mu)});

@@ -30,10 +30,10 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("always_adapt", false, "apply the trust ratio also when weight_decay is 0"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("exp_avg", "first moment estimate"),
-    sdk::state_tensor("exp_avg_sq", "second moment estimate"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
+    sdk::state_tensor("exp_avg_sq", sdk::non_negative(), "second moment estimate"),
 };
 
 /// The group's constants, as float32.
@@ -142,9 +142,10 @@ class Lamb final : public optreg::Optimizer {
                       static_cast<float>(o.at("eps").as_float()), static_cast<float>(wd),
                       wd != 0.0};
     tensors_.clear();  // keeps its capacity: no allocation after the first step
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const auto step = static_cast<double>(++std::get<std::int64_t>(s.scalar(0)));
+      const auto step = static_cast<double>(std::get<std::int64_t>(s.scalar(0)));
       const double bc1 = bias_correction ? 1.0 - std::pow(betas[0], step) : 1.0;
       const double bc2 = bias_correction ? 1.0 - std::pow(betas[1], step) : 1.0;
       tensors_.push_back(Tensors{slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(),

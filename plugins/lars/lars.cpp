@@ -27,8 +27,8 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("nesterov", false, "use Nesterov momentum (needs momentum > 0)"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::optional_state_tensor("momentum_buffer", "running momentum (present once momentum is used)"),
+constexpr sdk::State kState[] = {
+    sdk::optional_state_tensor("momentum_buffer", sdk::not_nan(), "running momentum (present once momentum is used)"),
 };
 
 /// The group's constants, as float32.

@@ -20,8 +20,8 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_tensor("exp_avg", "momentum: running average of the gradients"),
+constexpr sdk::State kState[] = {
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "momentum: running average of the gradients"),
 };
 
 /// The group's constants, as float32.

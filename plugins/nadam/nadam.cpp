@@ -22,11 +22,12 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::float_option("momentum_decay", 4e-3, sdk::at_least(0.0), "how fast the momentum schedule mu_t approaches beta1"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_float("mu_product", "product of the momentum schedule mu_1 ... mu_t, a float32 value"),
-    sdk::state_tensor("exp_avg", "first moment estimate"),
-    sdk::state_tensor("exp_avg_sq", "second moment estimate"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_float("mu_product", sdk::closed(0.0, 1.0),
+                     "product of the momentum schedule mu_1 ... mu_t, a float32 value"),
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
+    sdk::state_tensor("exp_avg_sq", sdk::non_negative(), "second moment estimate"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -81,9 +82,10 @@ class Nadam final : public optreg::Optimizer {
                       static_cast<float>(o.at("eps").as_float()), static_cast<float>(wd),
                       wd != 0.0};
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const double step = static_cast<double>(++std::get<std::int64_t>(s.scalar(0)));
+      const double step = static_cast<double>(std::get<std::int64_t>(s.scalar(0)));
       const double mu = betas[0] * (1.0 - 0.5 * std::pow(0.96, step * momentum_decay));
       const double mu_next = betas[0] * (1.0 - 0.5 * std::pow(0.96, (step + 1.0) * momentum_decay));
       // float32 products, as PyTorch multiplies its float32 mu_product tensor by Python floats.

@@ -23,10 +23,10 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("exp_avg", "first moment estimate"),
-    sdk::state_tensor("exp_avg_sq", "second moment estimate"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
+    sdk::state_tensor("exp_avg_sq", sdk::non_negative(), "second moment estimate"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -85,9 +85,10 @@ class Radam final : public optreg::Optimizer {
     // The maximum length of the approximated simple moving average.
     const double rho_inf = 2.0 / (1.0 - betas[1]) - 1.0;
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const double step = static_cast<double>(++std::get<std::int64_t>(s.scalar(0)));
+      const double step = static_cast<double>(std::get<std::int64_t>(s.scalar(0)));
       const double beta2_power = std::pow(betas[1], step);
       const double bias_correction2 = 1.0 - beta2_power;
       const double rho_t = rho_inf - 2.0 * step * beta2_power / bias_correction2;

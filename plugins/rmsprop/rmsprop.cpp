@@ -21,11 +21,12 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("square_avg", "running average of squared gradients"),
-    sdk::optional_state_tensor("momentum_buffer", "running momentum of the scaled gradients (momentum > 0)"),
-    sdk::optional_state_tensor("grad_avg", "running average of the gradients (centered)"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    sdk::state_tensor("square_avg", sdk::non_negative(), "running average of squared gradients"),
+    sdk::optional_state_tensor("momentum_buffer", sdk::not_nan(),
+                               "running momentum of the scaled gradients (momentum > 0)"),
+    sdk::optional_state_tensor("grad_avg", sdk::not_nan(), "running average of the gradients (centered)"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -110,9 +111,9 @@ class Rmsprop final : public optreg::Optimizer {
                       o.at("maximize").as_bool() ? -1.0f : 1.0f};
     const bool use_decay = wd != 0.0;
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      ++std::get<std::int64_t>(s.scalar(0));
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(),
                    use_momentum ? optional_state(s, "momentum_buffer", *slot.param) : nullptr,
                    centered ? optional_state(s, "grad_avg", *slot.param) : nullptr},

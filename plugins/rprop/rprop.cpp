@@ -25,10 +25,11 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_int("step", "updates applied to this parameter"),
-    sdk::state_tensor("prev", "gradient of the last update (0 where its sign flipped)"),
-    sdk::state_tensor("step_size", "step size of each element"),
+constexpr sdk::State kState[] = {
+    sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
+    // A NaN gradient is remembered as it is and counts as a zero sign: no value is wrong here.
+    sdk::state_tensor("prev", sdk::any_value(), "gradient of the last update (0 where its sign flipped)"),
+    sdk::state_tensor("step_size", sdk::non_negative(), "step size of each element"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -95,10 +96,11 @@ class Rprop final : public optreg::Optimizer {
                       static_cast<float>(sizes[1]), o.at("maximize").as_bool()};
     const float lr = static_cast<float>(o.at("lr").as_float());
     pieces_.clear();
+    sdk::advance_counts(slots, 0);  // step
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
       // PyTorch creates the step sizes at the parameter's first update, from the lr of that moment.
-      if (std::get<std::int64_t>(s.scalar(0))++ == 0) s.tensor(1).fill(lr);
+      if (std::get<std::int64_t>(s.scalar(0)) == 1) s.tensor(1).fill(lr);
       pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(), s.tensor(1).data()},
                   slot.param->value().numel());
     }

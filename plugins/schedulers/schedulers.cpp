@@ -34,7 +34,7 @@ std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
 // ------------------------------------------------------------------ step
 
 constexpr optreg::abi::HyperparamSpec kStepSchema[] = {
-    sdk::int_option("step_size", 0, sdk::at_least(0), "steps between two decays (required)"),
+    sdk::int_option("step_size", 0, sdk::count(), "steps between two decays (required)"),
     sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr every step_size steps"),
 };
 
@@ -61,7 +61,7 @@ class StepLr final : public optreg::Scheduler {
 constexpr double kNoMilestones[1] = {0};
 constexpr optreg::abi::HyperparamSpec kMultiStepSchema[] = {
     [] {
-      auto s = sdk::float_list_option("milestones", kNoMilestones, sdk::at_least(0.0),
+      auto s = sdk::float_list_option("milestones", kNoMilestones, sdk::count(),
                                       "steps at which the lr is multiplied by gamma (whole numbers)");
       s.list_size = 0;  // any length
       s.default_list_size = 0;
@@ -126,7 +126,7 @@ class ExponentialLr final : public optreg::Scheduler {
 // ------------------------------------------------------------------ cosine
 
 constexpr optreg::abi::HyperparamSpec kCosineSchema[] = {
-    sdk::int_option("T_max", 0, sdk::at_least(0), "steps of one half cosine period (required)"),
+    sdk::int_option("T_max", 0, sdk::count(), "steps of one half cosine period (required)"),
     sdk::float_option("eta_min", 0.0, sdk::at_least(0.0), "the lowest lr"),
 };
 
@@ -169,7 +169,7 @@ class CosineLr final : public optreg::Scheduler {
 constexpr optreg::abi::HyperparamSpec kLinearSchema[] = {
     sdk::float_option("start_factor", 1.0 / 3, sdk::Bounds{0.0, 1.0, true, false}, "factor of the base lr at step 0"),
     sdk::float_option("end_factor", 1.0, sdk::closed(0.0, 1.0), "factor of the base lr from step total_iters on"),
-    sdk::int_option("total_iters", 5, sdk::at_least(1), "steps over which the factor moves from start to end"),
+    sdk::int_option("total_iters", 5, sdk::closed(1, sdk::count().hi), "steps over which the factor moves from start to end"),
 };
 
 class LinearLr final : public optreg::Scheduler {
@@ -200,7 +200,7 @@ const char* const kAnnealChoices[] = {"cos", "linear", nullptr};
 
 constexpr optreg::abi::HyperparamSpec kOneCycleSchema[] = {
     sdk::float_option("max_lr", 0.0, sdk::at_least(0.0), "the peak lr, reached at pct_start of the cycle (required)"),
-    sdk::int_option("total_steps", 0, sdk::at_least(0), "steps in the cycle (required)"),
+    sdk::int_option("total_steps", 0, sdk::count(), "steps in the cycle (required)"),
     sdk::float_option("pct_start", 0.3, sdk::closed(0.0, 1.0), "fraction of the cycle spent raising the lr"),
     sdk::string_option("anneal_strategy", "cos", kAnnealChoices, "shape of each phase: cosine or linear"),
     sdk::bool_option("cycle_momentum", true, "cycle the optimizer's momentum (or betas[0]) against the lr"),
@@ -315,15 +315,18 @@ class OneCycleLr final : public optreg::Scheduler {
 // ------------------------------------------------------------------ plateau
 
 const char* const kModeChoices[] = {"min", "max", nullptr};
+constexpr char kNumBadSteps[] = "num_bad_steps";
+/// Any number but NaN: the best metric starts at +inf (min) or -inf (max).
+constexpr optreg::Range kBestDomain{-sdk::kInf, sdk::kInf, false, false};
 const char* const kThresholdModeChoices[] = {"rel", "abs", nullptr};
 
 constexpr optreg::abi::HyperparamSpec kPlateauSchema[] = {
     sdk::string_option("mode", "min", kModeChoices, "whether the metric should fall (min) or rise (max)"),
     sdk::float_option("factor", 0.1, sdk::closed_open(0.0, 1.0), "factor applied to the lr when the metric stalls"),
-    sdk::int_option("patience", 10, sdk::at_least(0), "steps without improvement tolerated before a reduction"),
+    sdk::int_option("patience", 10, sdk::count(), "steps without improvement tolerated before a reduction"),
     sdk::float_option("threshold", 1e-4, sdk::at_least(0.0), "least change that counts as an improvement"),
     sdk::string_option("threshold_mode", "rel", kThresholdModeChoices, "threshold relative to the best value, or absolute"),
-    sdk::int_option("cooldown", 0, sdk::at_least(0), "steps after a reduction during which stalls are not counted"),
+    sdk::int_option("cooldown", 0, sdk::count(), "steps after a reduction during which stalls are not counted"),
     sdk::float_option("min_lr", 0.0, sdk::at_least(0.0), "the lowest lr a reduction goes to"),
     sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "reductions smaller than this are skipped"),
 };
@@ -342,7 +345,7 @@ class PlateauLr final : public optreg::Scheduler {
       best_ = metric;
       bad_ = 0;
     } else {
-      ++bad_;
+      bad_ = optreg::next_count(bad_, who(), kNumBadSteps);
     }
     if (cooldown_ > 0) {
       --cooldown_;
@@ -364,19 +367,18 @@ class PlateauLr final : public optreg::Scheduler {
   }
 
   Options own_state() const override {
-    return {{"best", Value(best_)}, {"num_bad_steps", Value(bad_)}, {"cooldown_counter", Value(cooldown_)}};
+    return {{"best", Value(best_)}, {kNumBadSteps, Value(bad_)}, {"cooldown_counter", Value(cooldown_)}};
   }
   void check_own_state(const Options& state) const override {
     optreg::Scheduler::check_own_state(state);
-    for (const char* key : {"num_bad_steps", "cooldown_counter"}) {
-      if (state.at(key).as_int() < 0) {
-        throw StateDictError(who() + ": state entry '" + key + "' = " + state.at(key).to_string() + " is negative");
-      }
-    }
+    // The domains of the entries: two counts, and a best value that starts at +-inf.
+    check_domain(state, "best", kBestDomain);
+    check_domain(state, kNumBadSteps, optreg::kCountDomain);
+    check_domain(state, "cooldown_counter", optreg::kCountDomain);
   }
   void load_own_state(const Options& state) override {
     best_ = state.at("best").as_float();
-    bad_ = state.at("num_bad_steps").as_int();
+    bad_ = state.at(kNumBadSteps).as_int();
     cooldown_ = state.at("cooldown_counter").as_int();
   }
 

@@ -16,9 +16,9 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
 };
 
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::optional_state_tensor("momentum_buffer", "running momentum (present once momentum is used)"),
-    sdk::state_int("momentum_updates", "updates that used the momentum buffer"),
+constexpr sdk::State kState[] = {
+    sdk::optional_state_tensor("momentum_buffer", sdk::not_nan(), "running momentum (present once momentum is used)"),
+    sdk::state_int("momentum_updates", sdk::count(), "updates that used the momentum buffer"),
 };
 
 /// The group's constants, as float32 like PyTorch's kernels use them.
@@ -100,15 +100,14 @@ class Sgd final : public optreg::Optimizer {
                       wd != 0.0};
     const bool use_momentum = momentum != 0.0;
     tensors_.clear();  // keeps its capacity: no allocation after the first step
+    if (use_momentum) sdk::advance_counts(slots, 0);  // momentum_updates
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
       Tensors t{slot.param->value().data(), slot.param->grad().data(), nullptr, false, slot.param->value().numel()};
       if (use_momentum) {
         if (s.num_tensors() == 0) s.add_tensor("momentum_buffer", optreg::Tensor(slot.param->value().shape()));
-        auto& updates = std::get<std::int64_t>(s.scalar(0));
         t.buf = s.tensor(0).data();
-        t.first = updates == 0;
-        ++updates;
+        t.first = std::get<std::int64_t>(s.scalar(0)) == 1;
       }
       sdk::append_range(tensors_, t);  // one range over tensors that lie back to back
     }

@@ -16,9 +16,9 @@ constexpr optreg::abi::HyperparamSpec kSchema[] = {
     sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "decoupled weight decay"),
 };
 
-// The state kept per parameter, in the order it is created.
-constexpr optreg::abi::StateSpec kState[] = {
-    sdk::state_tensor("momentum_buffer", "exponential average of the gradients"),
+// The state kept per parameter, in the order it is created, with the values it may hold.
+constexpr sdk::State kState[] = {
+    sdk::state_tensor("momentum_buffer", sdk::not_nan(), "exponential average of the gradients"),
 };
 
 // The hyperparameters of one group, decoded once per step.

@@ -87,6 +87,31 @@ TEST(Cli, ShowPrintsOneOptimizerAndSuggestsCloseNames) {
   EXPECT_TRUE(contains(miss.out, "no optimizer or scheduler named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
 }
 
+TEST(Cli, ShowPrintsTheDomainOfEveryStateEntry) {
+  const ToolRun r = run("show adam");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "    step            updates applied to this parameter (int, in [0, 9007199254740992])\n"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "    exp_avg_sq      second moment estimate (tensor, in [0.0, inf])\n")) << r.out;
+  const ToolRun rprop = run("show rprop");
+  EXPECT_TRUE(contains(rprop.out, "(0 where its sign flipped) (tensor, any value)\n")) << rprop.out;
+
+  const ToolRun j = run("show adam --json");
+  EXPECT_EQ(j.status, 0) << j.out;
+  EXPECT_TRUE(contains(j.out, "{\"name\": \"step\", \"kind\": \"int\", \"optional\": false, \"own_shape\": false, "
+                              "\"domain\": {\"min\": 0, \"min_inclusive\": true, \"max\": 9007199254740992, "
+                              "\"max_inclusive\": true}, \"meaning\": \"updates applied to this parameter\"}"))
+      << j.out;
+  // +inf itself lies in a second moment's domain: an infinite end that is inclusive.
+  EXPECT_TRUE(contains(j.out, "\"name\": \"exp_avg_sq\", \"kind\": \"tensor\", \"optional\": false, \"own_shape\": false, "
+                              "\"domain\": {\"min\": 0.0, \"min_inclusive\": true, \"max\": null, \"max_inclusive\": true}"))
+      << j.out;
+  const ToolRun rprop_json = run("show rprop --json");
+  EXPECT_TRUE(contains(rprop_json.out, "\"name\": \"prev\", \"kind\": \"tensor\", \"optional\": false, "
+                                       "\"own_shape\": false, \"domain\": null"))
+      << rprop_json.out;
+}
+
 TEST(Cli, HelpAndVersion) {
   const ToolRun help = run("--help");
   EXPECT_EQ(help.status, 0);
@@ -199,7 +224,7 @@ TEST(Cli, ListShowsSchedulersInASecondTableAndInJson) {
 TEST(Cli, ShowPrintsAScheduler) {
   const ToolRun r = run("show cosine");
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_TRUE(contains(r.out, "    T_max    int    0        [0.0, inf)  steps of one half cosine period (required)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "    T_max    int    0        [0, 9007199254740992]  steps of one half cosine period (required)")) << r.out;
   const ToolRun j = run("show onecycle --json");
   EXPECT_TRUE(contains(j.out, "{\"name\": \"onecycle\"")) << j.out;
   EXPECT_TRUE(contains(j.out, "\"needs_metric\": false")) << j.out;

@@ -27,6 +27,8 @@ const std::vector<std::string> kEveryCheck = {
     "state_dict_round_trips_through_a_checkpoint_file",
     "resumed_run_is_bit_exact",
     "load_state_dict_refuses_mismatches",
+    "state_outside_its_domain_is_refused",
+    "counts_stop_at_the_top_of_their_domain",
     "convex_quadratic_loss_falls",
     "zero_gradients_produce_no_nan",
     "two_instances_on_two_threads_do_not_interfere",
@@ -164,6 +166,27 @@ TEST(ConformanceFixtures, CounterOutsideTheStateFailsResume) {
                        "(resumed vs uninterrupted)"});
 }
 
+TEST(ConformanceFixtures, ACountAdvancedWithoutTheHelperFailsCountsStopAtTheTop) {
+  expect_only_failure(OPTREG_CONFORMANCE_UNCHECKED_COUNT, "counts_stop_at_the_top_of_their_domain",
+                      {"step() advanced state count 'step' of parameter 'weight' (id 0) to 9007199254740993, past the top "
+                       "of its domain [0, 9007199254740992]; advance counts with sdk::advance_counts()"});
+}
+
+TEST(ConformanceFixtures, InTreeDomainsAreEnforcedAndCountsStopAtTheirTop) {
+  const auto adam = by_check(optreg::run_conformance(OPTREG_TEST_ADAM_PLUGIN));
+  const auto& domains = adam.at("state_outside_its_domain_is_refused");
+  EXPECT_EQ(domains.status, Status::Passed) << describe(domains);
+  for (const char* w : {"step [0, 9007199254740992]", "exp_avg [-inf, inf]", "exp_avg_sq [0.0, inf]",
+                        "not present at the default options: max_exp_avg_sq", "is outside its domain"}) {
+    EXPECT_TRUE(contains(domains.detail, w)) << "'" << w << "' missing from: " << describe(domains);
+  }
+  const auto& counts = adam.at("counts_stop_at_the_top_of_their_domain");
+  EXPECT_EQ(counts.status, Status::Passed) << describe(counts);
+  EXPECT_TRUE(contains(counts.detail, "refused with a UsageError and changed nothing: \"parameter 'weight' cannot take "
+                                      "another step: its state count 'step' = 9007199254740992"))
+      << describe(counts);
+}
+
 TEST(ConformanceFixtures, GlobalScratchBufferFailsTwoThreads) {
   expect_only_failure(OPTREG_CONFORMANCE_SHARED_SCRATCH, "two_instances_on_two_threads_do_not_interfere",
                       {"concurrent steps differ from the same run on one thread: value of parameter", "element",
@@ -189,6 +212,9 @@ TEST(ConformanceFixtures, AThrowingPluginFailsEveryCheckThatMakesAnOptimizerWith
   ASSERT_EQ(results.size(), kEveryCheck.size()) << describe(results);
   for (const auto& r : results) {
     if (r.check == "descriptor_valid" || r.check == "defaults_in_range") {
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+    } else if (r.check == "state_outside_its_domain_is_refused" || r.check == "counts_stop_at_the_top_of_their_domain") {
+      // Read from the descriptor alone: it keeps no state, so no optimizer is made.
       EXPECT_EQ(r.status, Status::Passed) << describe(r);
     } else {
       EXPECT_EQ(r.status, Status::Failed) << describe(r);

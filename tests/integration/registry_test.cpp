@@ -5,10 +5,12 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -244,6 +246,14 @@ TEST(RegistryLoad, DefaultOutsideItsRangeNamesTheHyperparameter) {
   EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_BAD_DEFAULT) +
                      ": optimizer 'fixture_bad_default', hyperparameter 'momentum': the default 1.5 lies outside the "
                      "declared range [0.0, 1.0]");
+  EXPECT_TRUE(r.list().empty());
+}
+
+TEST(RegistryLoad, AStateDomainThatHoldsNoValueNamesTheEntry) {
+  optreg::Registry r;
+  const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_BAD_DOMAIN); });
+  EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_BAD_DOMAIN) +
+                     ": optimizer 'fixture_bad_domain', state entry 'step': its domain [1, 0] is empty");
   EXPECT_TRUE(r.list().empty());
 }
 
@@ -533,6 +543,47 @@ TEST_F(RegistryCreate, ZeroEpsIsOutOfRange) {
   const std::string msg = option_error("adam", {{"eps", 0}});
   EXPECT_EQ(msg.rfind("optimizer 'adam': option 'eps' = 0 is out of range: the value must be in (0.0, inf)", 0), 0u)
       << msg;
+}
+
+TEST_F(RegistryCreate, AnInfiniteLearningRateIsRefusedAtCreateAndBySetOption) {
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(option_error("adam", {{"lr", inf}}),
+            "optimizer 'adam': option 'lr' = .inf is out of range: the value must be in [0.0, inf) (learning rate)");
+  const optreg::OptimizerPtr opt = registry.create("sgd", {param()});
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { opt->set_option("lr", inf); }),
+            "optimizer 'sgd', param group 0: option 'lr' = .inf is out of range: the value must be in [0.0, inf) "
+            "(learning rate)");
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { opt->set_option(0, "weight_decay", -inf); }),
+            "optimizer 'sgd', param group 0: option 'weight_decay' = -.inf is out of range: the value must be in "
+            "[0.0, inf) (L2 penalty added to the gradient)");
+  EXPECT_EQ(opt->param_groups()[0].option("lr"), optreg::Value(1e-3));
+}
+
+TEST(RegistryRanges, NoInTreeHyperparameterAcceptsANonFiniteValueAndEachPrintsWhatItAccepts) {
+  // Every optimizer and scheduler of the in-tree plugin folder, and the core's sequential.
+  std::vector<std::pair<std::string, std::shared_ptr<const optreg::Schema>>> schemas;
+  for (const auto& d : optreg_test::in_tree_registry().list()) schemas.emplace_back(d.name, d.schema);
+  for (const auto& d : optreg_test::in_tree_registry().list_schedulers()) schemas.emplace_back(d.name, d.schema);
+  ASSERT_GE(schemas.size(), 20U);
+  const double inf = std::numeric_limits<double>::infinity();
+  std::size_t numeric = 0;
+  for (const auto& [owner, schema] : schemas) {
+    for (const optreg::Hyperparameter& h : schema->entries()) {
+      if (h.type != optreg::ValueType::Float && h.type != optreg::ValueType::FloatList) continue;
+      ++numeric;
+      const std::string range = h.range.to_string();
+      // The printed form and contains() agree on each infinity.
+      EXPECT_EQ(h.range.contains(inf), range.substr(range.size() - 4) == "inf]") << owner << ": " << h.name << " " << range;
+      EXPECT_EQ(h.range.contains(-inf), range.rfind("[-inf", 0) == 0) << owner << ": " << h.name << " " << range;
+      for (const double bad : {inf, -inf, std::nan("")}) {
+        const optreg::Value v = h.type == optreg::ValueType::Float
+                                    ? optreg::Value(bad)
+                                    : optreg::Value(std::vector<double>(std::max<std::size_t>(h.list_size, 1), bad));
+        EXPECT_THROW((void)schema->check(h.name, v, owner), optreg::OptionError) << owner << ": " << h.name << " = " << bad;
+      }
+    }
+  }
+  EXPECT_GE(numeric, 60U);
 }
 
 TEST_F(RegistryCreate, NesterovNeedsMomentum) {

@@ -245,7 +245,7 @@ TEST(Scheduler, LoadStateNamesTheKeyAtFaultAndChangesNothing) {
             "scheduler 'plateau': state entry 'base_lrs' holds 1 lrs, but the optimizer has 2 param groups");
   EXPECT_EQ(broken([](optreg::Options& st) { st.erase("best"); }), "scheduler 'plateau': the state lacks the entry 'best'");
   EXPECT_EQ(broken([](optreg::Options& st) { st["num_bad_steps"] = -1; }),
-            "scheduler 'plateau': state entry 'num_bad_steps' = -1 is negative");
+            "scheduler 'plateau': state entry 'num_bad_steps' = -1 is outside its domain [0, 9007199254740992]");
   EXPECT_EQ(broken([](optreg::Options& st) { st["bset"] = 1.0; }),
             "scheduler 'plateau': unknown state entry 'bset' (did you mean 'best'?)");
   EXPECT_EQ(s->state(), before);

@@ -370,7 +370,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {dim: 3}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
        "c.yaml:1:1: section 'problem' needs a 'name' (such as 'name: mlp')"},
       {"problem: {name: quadratic, dim: 0}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
-       "c.yaml:1:33: problem 'quadratic': option 'dim' = 0 is out of range: the value must be in [1.0, 4096.0] (number of "
+       "c.yaml:1:33: problem 'quadratic': option 'dim' = 0 is out of range: the value must be in [1, 4096] (number of "
        "dimensions)"},
       {"problem: {name: quadratic, dims: 3}\ntrain: {steps: 10}\noptimizer: {name: sgd}\n",
        "c.yaml:1:28: problem 'quadratic': unknown option 'dims' (did you mean 'dim'?); known options: dim, condition, noise, "

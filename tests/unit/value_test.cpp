@@ -20,7 +20,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 Schema test_schema() {
   std::vector<Hyperparameter> h(5);
-  h[0] = {"lr", ValueType::Float, Value(1e-3), Range{0, kInf, false, false}, 0, {}, "learning rate"};
+  h[0] = {"lr", ValueType::Float, Value(1e-3), Range{0, kInf, false, true}, 0, {}, "learning rate"};
   h[1] = {"betas", ValueType::FloatList, Value({0.9, 0.999}), Range{0, 1, false, true}, 2, {}, "moment decay"};
   h[2] = {"steps", ValueType::Int, Value(10), Range{1, 100, false, false}, 0, {}, "how many"};
   h[3] = {"mode", ValueType::String, Value("min"), Range{-kInf, kInf, false, false}, 0, {"min", "max"}, "direction"};
@@ -73,8 +73,56 @@ TEST(Range, ContainsRespectsOpenAndClosedEnds) {
   EXPECT_FALSE(r.contains(1));
   EXPECT_FALSE(r.contains(std::nan("")));
   EXPECT_EQ(r.to_string(), "[0.0, 1.0)");
-  EXPECT_EQ((Range{0, kInf, true, false}).to_string(), "(0.0, inf)");
-  EXPECT_EQ((Range{-kInf, kInf, false, false}).to_string(), "any");
+  EXPECT_EQ((Range{0, kInf, true, true}).to_string(), "(0.0, inf)");
+}
+
+TEST(Range, AnInfiniteEndIsPrintedAsContainsTreatsIt) {
+  const Range open{0, kInf, false, true};
+  EXPECT_EQ(open.to_string(), "[0.0, inf)");
+  EXPECT_FALSE(open.contains(kInf));
+  EXPECT_TRUE(open.contains(1e308));
+  const Range closed{0, kInf, false, false};
+  EXPECT_EQ(closed.to_string(), "[0.0, inf]");
+  EXPECT_TRUE(closed.contains(kInf));
+  const Range finite{-kInf, kInf, true, true};
+  EXPECT_EQ(finite.to_string(), "(-inf, inf)");
+  EXPECT_FALSE(finite.contains(kInf));
+  EXPECT_FALSE(finite.contains(-kInf));
+  const Range not_nan{-kInf, kInf, false, false};
+  EXPECT_EQ(not_nan.to_string(), "[-inf, inf]");
+  EXPECT_TRUE(not_nan.contains(-kInf));
+  EXPECT_FALSE(not_nan.contains(std::nan("")));
+}
+
+TEST(Range, IntegersAreComparedExactlyAndPrintedAsIntegers) {
+  const Range counts{0, 9007199254740992.0, false, false};
+  EXPECT_TRUE(counts.contains_integer(9007199254740992));
+  // 2^53 + 1 rounds to 2^53 as a double: the comparison must not go through one.
+  EXPECT_FALSE(counts.contains_integer(9007199254740993));
+  EXPECT_FALSE(counts.contains_integer(-1));
+  EXPECT_FALSE(counts.contains_integer(std::numeric_limits<std::int64_t>::max()));
+  EXPECT_EQ(counts.to_string(ValueType::Int), "[0, 9007199254740992]");
+  const Range half_open{0, 5, true, false};
+  EXPECT_FALSE(half_open.contains_integer(0));
+  EXPECT_TRUE(half_open.contains_integer(5));
+  const Range fractional{0.5, 2.5, false, false};
+  EXPECT_FALSE(fractional.contains_integer(0));
+  EXPECT_TRUE(fractional.contains_integer(1));
+  EXPECT_TRUE(fractional.contains_integer(2));
+  EXPECT_FALSE(fractional.contains_integer(3));
+  // An int is never infinite: an infinite end bounds nothing, whether open or closed.
+  const Range unbounded{0, kInf, false, false};
+  EXPECT_TRUE(unbounded.contains_integer(std::numeric_limits<std::int64_t>::max()));
+  EXPECT_EQ(unbounded.to_string(ValueType::Int), "[0, inf)");
+  EXPECT_TRUE((Range{-kInf, 0, true, false}).contains_integer(std::numeric_limits<std::int64_t>::min()));
+}
+
+TEST(Schema, AnIntBeyondItsRangeIsRefusedEvenWhereDoublesRound) {
+  std::vector<Hyperparameter> h(1);
+  h[0] = {"steps", ValueType::Int, Value(1), Range{0, 9007199254740992.0, false, false}, 0, {}, "how many"};
+  EXPECT_EQ(message_of(Schema(h), "steps", Value(std::int64_t{9007199254740993})),
+            "optimizer 'x': option 'steps' = 9007199254740993 is out of range: the value must be in "
+            "[0, 9007199254740992] (how many)");
 }
 
 TEST(Schema, UnknownOptionSuggestsTheClosestName) {

@@ -21,8 +21,16 @@ std::string range_text(const Hyperparameter& h) {
     }
     case ValueType::FloatList:
       return (h.list_size ? std::to_string(h.list_size) + " x " : std::string("each ")) + h.range.to_string();
-    default: return h.range.to_string();
+    default: return h.range.to_string(h.type);
   }
+}
+
+/// The ValueType whose printing rules a state entry's values follow.
+ValueType value_type(StateKind kind) { return kind == StateKind::Int ? ValueType::Int : ValueType::Float; }
+
+/// What a state entry may hold, as `optreg list` prints it.
+std::string domain_text(const StateEntry& e) {
+  return e.domain ? "in " + e.domain->to_string(value_type(e.kind)) : std::string("any value");
 }
 
 void print_schema_table(const Schema& schema, std::ostream& out) {
@@ -54,11 +62,25 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
       std::string kind = to_string(e.kind);
       if (e.optional) kind += ", optional";
       if (e.custom_shape) kind += ", own shape";
+      kind += ", " + domain_text(e);
       const std::string name = escape_text(e.name);
       out << "    " << name << std::string(width - name.size() + 2, ' ') << escape_text(e.meaning) << " (" << kind
           << ")\n";
     }
   }
+}
+
+/// The ends of a range as JSON fields: an infinite end is null, inclusive when +-inf itself is
+/// allowed (never for an int); the ends of an int range are integers.
+std::string range_json(const Range& r, ValueType type) {
+  const auto end = [&](double d) {
+    if (std::isinf(d)) return std::string("null");
+    if (type == ValueType::Int && d == std::floor(d) && std::fabs(d) < 9.2e18) return std::to_string(static_cast<std::int64_t>(d));
+    return json_number(d);
+  };
+  const auto inclusive = [&](double d, bool open) { return open || (type == ValueType::Int && std::isinf(d)) ? "false" : "true"; };
+  return "\"min\": " + end(r.lo) + ", \"min_inclusive\": " + inclusive(r.lo, r.lo_open) + ", \"max\": " + end(r.hi) +
+         ", \"max_inclusive\": " + inclusive(r.hi, r.hi_open);
 }
 
 std::string schema_json(const Schema& schema, const std::string& indent) {
@@ -70,11 +92,7 @@ std::string schema_json(const Schema& schema, const std::string& indent) {
     s += indent + "  {\"name\": " + json_string(h.name) + ", \"type\": " + json_string(to_string(h.type)) +
          ", \"default\": " + json_value(h.default_value);
     if (h.type == ValueType::Int || h.type == ValueType::Float || h.type == ValueType::FloatList) {
-      // An unbounded end is null (no bound), not a number.
-      const auto end = [](double d) { return std::isinf(d) ? std::string("null") : json_number(d); };
-      const auto inclusive = [](double d, bool open) { return open || std::isinf(d) ? "false" : "true"; };
-      s += ", \"min\": " + end(h.range.lo) + ", \"min_inclusive\": " + inclusive(h.range.lo, h.range.lo_open) +
-           ", \"max\": " + end(h.range.hi) + ", \"max_inclusive\": " + inclusive(h.range.hi, h.range.hi_open);
+      s += ", " + range_json(h.range, h.type);
     }
     if (h.type == ValueType::FloatList) s += ", \"length\": " + std::to_string(h.list_size);
     if (!h.choices.empty()) {
@@ -93,6 +111,7 @@ std::string state_json(const StateSchema& state) {
     const auto& e = state[i];
     s += std::string(i ? ", " : "") + "{\"name\": " + json_string(e.name) + ", \"kind\": " + json_string(to_string(e.kind)) +
          ", \"optional\": " + (e.optional ? "true" : "false") + ", \"own_shape\": " + (e.custom_shape ? "true" : "false") +
+         ", \"domain\": " + (e.domain ? "{" + range_json(*e.domain, value_type(e.kind)) + "}" : std::string("null")) +
          ", \"meaning\": " + json_string(e.meaning) + "}";
   }
   return s + "]";

@@ -12,7 +12,8 @@
 /// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`,
 ///   `scheduler_entry_size`) tell the host how much the plugin provides; a host reads only the
 ///   fields it knows, and treats fields the plugin does not provide as absent (zero). The
-///   scheduler fields were appended in ABI 1: a plugin built before them still loads.
+///   scheduler fields and the optimizers' state domains were appended in ABI 1: a plugin built
+///   before them still loads.
 /// - `build_tag` names the C++ standard library ABI and the Boost version the plugin was built
 ///   with; the host refuses a plugin whose tag differs from its own, since optimizer objects are
 ///   C++ objects that cross the boundary.
@@ -95,6 +96,24 @@ struct StateSpec {
   const char* meaning;
 };
 
+/// Flags of a state domain.
+inline constexpr std::uint32_t kDomainRange = 1;  ///< the values lie in [lo, hi]; without it, any value
+
+/// The values one state entry may hold, as plain data: of an int or float scalar, or of every
+/// element of a tensor. Appended within ABI 1 as an array parallel to the StateSpec array (see
+/// OptimizerEntry::state_domains), so that StateSpec, which has no size of its own, keeps its
+/// layout. Zero-initialised, it allows any value.
+struct StateDomainSpec {
+  /// kDomainRange or 0.
+  std::uint32_t flags;
+  /// Whether each end is excluded; an infinite end is included (+inf is a value) unless open.
+  std::uint32_t lo_open;
+  std::uint32_t hi_open;
+  /// The range, as HyperparamSpec's; NaN never lies in it.
+  double lo;
+  double hi;
+};
+
 /// One optimizer that a plugin provides.
 struct OptimizerEntry {
   const char* name;
@@ -106,6 +125,12 @@ struct OptimizerEntry {
   /// The per-parameter state it keeps (may be empty).
   const StateSpec* state;
   std::uint32_t state_count;
+  // Appended within ABI 1: absent from plugins whose `optimizer_entry_size` ends before them,
+  // whose state then allows any value.
+  /// The domain of each state entry: `state_count` of them in the order of `state`, each
+  /// `state_domain_size` bytes apart; null when the plugin declares none.
+  const StateDomainSpec* state_domains;
+  std::uint32_t state_domain_size;  // sizeof(StateDomainSpec) as the plugin was built
 };
 
 /// Flags of a scheduler entry.
@@ -143,7 +168,10 @@ struct PluginDescriptor {
 inline constexpr std::uint32_t kMinDescriptorSize = static_cast<std::uint32_t>(offsetof(PluginDescriptor, schedulers));
 /// The smallest descriptor that holds the scheduler fields.
 inline constexpr std::uint32_t kSchedulerDescriptorSize = static_cast<std::uint32_t>(sizeof(PluginDescriptor));
-inline constexpr std::uint32_t kMinOptimizerEntrySize = sizeof(OptimizerEntry);
+/// The size of the first ABI 1 optimizer entry (without state domains): the smallest a host accepts.
+inline constexpr std::uint32_t kMinOptimizerEntrySize = static_cast<std::uint32_t>(offsetof(OptimizerEntry, state_domains));
+/// The smallest state domain a host accepts.
+inline constexpr std::uint32_t kMinStateDomainSize = sizeof(StateDomainSpec);
 inline constexpr std::uint32_t kMinSchedulerEntrySize = sizeof(SchedulerEntry);
 
 }  // namespace optreg::abi

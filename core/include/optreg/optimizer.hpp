@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -94,6 +95,15 @@ enum class StateKind : std::uint32_t { Tensor = 1, Int = 2, Float = 3 };
 /// "tensor", "int" or "float".
 const char* to_string(StateKind kind) noexcept;
 
+/// The largest value a count of state (a step count) may hold: 2^53. Every integer up to it is
+/// exact as a double (update rules compute pow(beta, double(step))), and arithmetic near it
+/// (step + 1, 2 * step) stays far from the int64 overflow at 2^63; at one step per nanosecond it
+/// is reached after 285 years.
+inline constexpr std::int64_t kMaxCount = std::int64_t{1} << 53;
+
+/// The domain of a count: [0, 2^53].
+inline constexpr Range kCountDomain{0.0, static_cast<double>(kMaxCount), false, false};
+
 /// The declaration of one per-parameter state entry of an optimizer.
 struct StateEntry {
   std::string name;
@@ -103,7 +113,16 @@ struct StateEntry {
   /// A tensor whose shape is not its parameter's.
   bool custom_shape = false;
   std::string meaning;
+  /// The values it may hold (of an int or float scalar, or of every element of a tensor):
+  /// check_state_dict() refuses a value outside it. Empty: any value, NaN included (an entry of
+  /// a plugin that declares no domain).
+  std::optional<Range> domain;
 };
+
+/// `count` + 1, or a UsageError when `count` is at kMaxCount (or beyond): "WHO cannot take
+/// another step: its state count 'ENTRY' = N is at the top of its domain [0, 2^53]". A count
+/// advanced by it can never overflow.
+std::int64_t next_count(std::int64_t count, const std::string& who, const std::string& entry);
 
 /// Every state entry an optimizer may keep per parameter, in the order it creates them.
 using StateSchema = std::vector<StateEntry>;
@@ -129,7 +148,8 @@ class Optimizer {
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
-  /// Applies one update to every parameter that has a gradient; returns *this.
+  /// Applies one update to every parameter that has a gradient; returns *this. A step count at
+  /// the top of its domain (kMaxCount) refuses the step with a UsageError naming the parameter.
   Optimizer& step();
   /// Makes every gradient absent; returns *this.
   Optimizer& clear_grad() noexcept;
@@ -167,8 +187,9 @@ class Optimizer {
   StateDict state_dict(TensorCopy copy = TensorCopy::Deep) const;
   /// Checks a state dict against this optimizer without changing anything: the optimizer name,
   /// the number of groups, each group's size, the parameter ids, each option's name, type and
-  /// value, and for every parameter the presence, kind and shape of each state entry. Throws
-  /// StateDictError naming what differs and where.
+  /// value, and for every parameter the presence, kind and shape of each state entry and that
+  /// every value lies in the entry's declared domain. Throws StateDictError naming what differs
+  /// and where (for a value: the parameter, the entry, the first element outside, the domain).
   void check_state_dict(const StateDict& state) const;
   /// check_state_dict(), then takes the options and copies the state into the existing state
   /// tensors (views and pointers to them stay valid). On an error the optimizer is unchanged.

@@ -15,9 +15,11 @@
 ///   UsageError.
 /// - Schedules follow PyTorch's chainable form: each step computes the new lrs from the lrs the
 ///   optimizer holds now, so a change of `lr` made by the host between steps carries on.
-/// - state() is the whole mutable state as typed values; load_state() checks every key, type
-///   and length before changing anything (StateDictError naming the key) and is all or nothing.
-///   The options are not part of the state: they come from the config that built it.
+/// - state() is the whole mutable state as typed values; load_state() checks every key, type,
+///   length and domain before changing anything (StateDictError naming the key) and is all or
+///   nothing. The options are not part of the state: they come from the config that built it.
+/// - Step counts never overflow: `last_step` lies in [0, 2^53] (kCountDomain), and a step at the
+///   top of it is a UsageError that changes nothing.
 /// - A Scheduler is not thread-safe.
 
 #include <cstdint>
@@ -47,9 +49,9 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  /// Advances one step and sets every group's lr. UsageError for a metric-driven scheduler, or
-  /// when the schedule has no next step (onecycle past total_steps); the optimizer is then
-  /// unchanged.
+  /// Advances one step and sets every group's lr. UsageError for a metric-driven scheduler, when
+  /// the schedule has no next step (onecycle past total_steps), or when last_step() is at the top
+  /// of its domain (2^53); the optimizer is then unchanged.
   void step();
   /// Advances one step with the value of the monitored metric (metric-driven schedulers only;
   /// UsageError otherwise).
@@ -109,7 +111,7 @@ class Scheduler {
   /// The scheduler's own state entries (never named like the base's).
   virtual Options own_state() const;
   /// Checks the scheduler's own entries of `state` (which also holds the base's); throws
-  /// StateDictError naming the key.
+  /// StateDictError naming the key (check_domain() checks one entry's values).
   virtual void check_own_state(const Options& state) const;
   /// Takes the scheduler's own entries of a checked state.
   virtual void load_own_state(const Options& state);
@@ -120,6 +122,9 @@ class Scheduler {
   void set_base_lrs(std::vector<double> lrs);
   /// "scheduler 'NAME'", for messages.
   std::string who() const;
+  /// Throws StateDictError naming the entry, its value and `domain` when the entry `key` of
+  /// `state` (an int, a float, or each element of a list of floats) lies outside `domain`.
+  void check_domain(const Options& state, const std::string& key, const Range& domain) const;
 
  private:
   friend class SequentialScheduler;

@@ -62,7 +62,9 @@ class Value {
 /// Hyperparameters by name.
 using Options = std::map<std::string, Value>;
 
-/// An interval of allowed numbers; infinite ends mean unbounded.
+/// An interval of allowed numbers. An end is open (excluded) or closed (included), infinite
+/// ends too: [0, inf) holds every finite number from 0 on, [0, inf] holds +inf as well. NaN lies
+/// in no range. to_string() prints exactly what contains() accepts.
 struct Range {
   double lo;
   double hi;
@@ -70,8 +72,14 @@ struct Range {
   bool hi_open;
 
   bool contains(double x) const noexcept;
-  /// "[0, inf)", "(0, 1)", "any".
+  /// Whether the integer `x` lies in the range, compared exactly (an int64 beyond 2^53 does not
+  /// round to a double first). An integer is never infinite: an infinite end bounds nothing.
+  bool contains_integer(std::int64_t x) const noexcept;
+  /// "[0.0, inf)", "(0.0, 1.0)", "[-inf, inf]".
   std::string to_string() const;
+  /// The range as it applies to values of `type`: for ValueType::Int, whole ends print as
+  /// integers and infinite ends as open ("[0, inf)", "[0, 9007199254740992]").
+  std::string to_string(ValueType type) const;
 };
 
 /// The declaration of one hyperparameter.

@@ -2,6 +2,7 @@
 // where the contract promises identical results, and turns every exception into a result.
 #include <optreg/conformance.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -662,6 +663,24 @@ bool shapes_differ(const StateDict& donor, const StateDict& target) {
   return false;
 }
 
+/// "" when load_state_dict(sd) is refused with a StateDictError (its text goes to `message`) and
+/// leaves `opt` as `before` shows it; else what went wrong. `what` describes the state dict.
+std::string refusal_fault(Optimizer& opt, const Snapshot& before, const StateDict& sd, const std::string& what,
+                          std::string& message) {
+  try {
+    opt.load_state_dict(sd);
+  } catch (const StateDictError& e) {
+    if (auto d = diff(snapshot(opt), before); !d.empty()) {
+      return "load_state_dict() refused a state dict " + what + " but changed the optimizer: " + d + " (after vs before)";
+    }
+    message = e.what();
+    return {};
+  } catch (const std::exception& e) {
+    return "load_state_dict() of a state dict " + what + " threw something other than a StateDictError: " + e.what();
+  }
+  return "load_state_dict() accepted a state dict " + what;
+}
+
 Outcome check_mismatches(const Subject& s) {
   constexpr int kSteps = 3;
   Run target = s.run(7);
@@ -670,21 +689,14 @@ Outcome check_mismatches(const Subject& s) {
   const Snapshot before = snapshot(*target.opt);
   std::vector<std::string> refused;
   std::string first_message;
-  // "" when the load was refused with a StateDictError and changed nothing; else what went wrong.
   const auto expect_refusal = [&](const StateDict& sd, const std::string& what) -> std::string {
-    try {
-      target.opt->load_state_dict(sd);
-    } catch (const StateDictError& e) {
-      if (auto d = diff(snapshot(*target.opt), before); !d.empty()) {
-        return "load_state_dict() refused a state dict " + what + " but changed the optimizer: " + d + " (after vs before)";
-      }
+    std::string message;
+    std::string fault = refusal_fault(*target.opt, before, sd, what, message);
+    if (fault.empty()) {
       refused.push_back(what);
-      if (first_message.empty()) first_message = e.what();
-      return {};
-    } catch (const std::exception& e) {
-      return "load_state_dict() of a state dict " + what + " threw something other than a StateDictError: " + e.what();
+      if (first_message.empty()) first_message = message;
     }
-    return "load_state_dict() accepted a state dict " + what;
+    return fault;
   };
 
   std::string note;
@@ -713,6 +725,173 @@ Outcome check_mismatches(const Subject& s) {
   }
   return passed("refused each state dict (" + joined(refused) + ") with a StateDictError and stayed unchanged, e.g. \"" +
                 first_message + "\"" + note);
+}
+
+/// Values of an entry's kind outside `domain`, one per way out of it: NaN, below its lower end,
+/// above its upper end, an excluded infinity. Empty for an int entry whose domain spans every int.
+std::vector<StateScalar> outside(const Range& domain, StateKind kind) {
+  std::vector<StateScalar> out;
+  const auto add = [&](const StateScalar& v) {
+    const bool inside = v.index() == 0 ? domain.contains_integer(std::get<std::int64_t>(v)) : domain.contains(std::get<double>(v));
+    for (const auto& seen : out) {
+      if (diff(seen, v).empty()) return;
+    }
+    if (!inside) out.push_back(v);
+  };
+  if (kind == StateKind::Int) {
+    constexpr double kTwo63 = 9223372036854775808.0;
+    for (const std::int64_t x : {std::int64_t{-1}, std::numeric_limits<std::int64_t>::min(),
+                                 std::numeric_limits<std::int64_t>::max()}) {
+      add(x);
+    }
+    if (domain.lo > -kTwo63 && domain.lo < kTwo63) add(static_cast<std::int64_t>(std::ceil(domain.lo)) - 1);
+    if (domain.hi > -kTwo63 && domain.hi < kTwo63 - 1024) add(static_cast<std::int64_t>(std::floor(domain.hi)) + 1);
+    return out;
+  }
+  // Float state holds float32 values (tensors) or doubles (scalars): a float's neighbour is outside both.
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const double x : {std::nan(""), -inf, inf, static_cast<double>(std::nextafter(static_cast<float>(domain.lo), -HUGE_VALF)),
+                         static_cast<double>(std::nextafter(static_cast<float>(domain.hi), HUGE_VALF))}) {
+    add(x);
+  }
+  return out;
+}
+
+/// Sets the first element of state entry `name` (a tensor or a scalar) of `st` to `v`; a tensor
+/// is copied first, since copies of a state dict share their tensors.
+void set_entry(ParamState& st, const std::string& name, const StateScalar& v) {
+  for (std::size_t i = 0; i < st.num_tensors(); ++i) {
+    if (st.tensors()[i].first != name || st.tensor(i).numel() == 0) continue;
+    st.tensor(i) = st.tensor(i).clone();
+    st.tensor(i)[0] = static_cast<float>(std::get<double>(v));
+  }
+  for (std::size_t i = 0; i < st.num_scalars(); ++i) {
+    if (st.scalars()[i].first == name) st.scalar(i) = v;
+  }
+}
+
+/// Whether `st` holds entry `name` with a value to forge (a tensor of at least one element).
+bool holds(const ParamState& st, const std::string& name) {
+  for (const auto& [n, t] : st.tensors()) {
+    if (n == name && t.numel() > 0) return true;
+  }
+  for (const auto& [n, v] : st.scalars()) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
+std::string scalar_text(const StateScalar& v) {
+  return v.index() == 0 ? std::to_string(std::get<std::int64_t>(v)) : number(std::get<double>(v));
+}
+
+Outcome check_domains(const Subject& s) {
+  const StateSchema& schema = *s.descriptor.state;
+  std::vector<const StateEntry*> declared;
+  for (const StateEntry& e : schema) {
+    if (e.domain) declared.push_back(&e);
+  }
+  if (schema.empty()) return passed("it keeps no state");
+  if (declared.empty()) {
+    return skipped("no state entry declares a domain (declare each with sdk::count(), sdk::non_negative(), ... so that "
+                   "loads refuse values it can never hold)");
+  }
+  // The optimizer's own state lies in its domains, fresh and after steps.
+  Run target = s.run(11);
+  const auto own_state_refused = [&](const std::string& when) -> std::string {
+    try {
+      target.opt->load_state_dict(target.opt->state_dict());
+    } catch (const StateDictError& e) {
+      return "the optimizer's own state dict " + when + " is refused: " + e.what();
+    }
+    return {};
+  };
+  if (auto f = own_state_refused("when it is made"); !f.empty()) return failed(f);
+  target.steps(3, Gradient::Smooth);
+  target.opt->clear_grad();
+  if (auto f = own_state_refused("after 3 steps"); !f.empty()) return failed(f);
+  const Snapshot before = snapshot(*target.opt);
+  std::string message;
+  std::size_t forged = 0;
+  std::vector<std::string> checked, absent;
+  std::string example;
+  for (const StateEntry* e : declared) {
+    const auto at = std::find_if(before.state.state.begin(), before.state.state.end(),
+                                 [&](const auto& entry) { return holds(entry.second, e->name); });
+    if (at == before.state.state.end()) {
+      absent.push_back(e->name);
+      continue;
+    }
+    const std::string domain = e->domain->to_string(e->kind == StateKind::Int ? ValueType::Int : ValueType::Float);
+    for (const StateScalar& v : outside(*e->domain, e->kind)) {
+      StateDict sd = before.state;
+      set_entry(sd.state.at(at->first), e->name, v);
+      const std::string what = "with " + e->name + " = " + scalar_text(v) + " for " + param_label(at->first, before.names) +
+                               ", outside its domain " + domain;
+      if (auto f = refusal_fault(*target.opt, before, sd, what, message); !f.empty()) return failed(f);
+      if (message.find("'" + e->name + "'") == std::string::npos || message.find(domain) == std::string::npos) {
+        return failed("load_state_dict() refused a state dict " + what + ", but its message does not name the entry and "
+                      "the domain: \"" + message + "\"");
+      }
+      if (example.empty()) example = message;
+      ++forged;
+    }
+    checked.push_back(e->name + " " + domain);
+  }
+  if (forged == 0) return skipped("no declared domain can be left at the default options (" + joined(absent) + " absent)");
+  return passed("refused " + count(forged, "forged state dict", "forged state dicts") + " holding a value outside the domain of " +
+                joined(checked) + " with a StateDictError naming the entry and the domain, and stayed unchanged, e.g. \"" +
+                example + "\"" + (absent.empty() ? "" : "; not present at the default options: " + joined(absent)));
+}
+
+Outcome check_counts(const Subject& s) {
+  std::vector<const StateEntry*> counts;
+  for (const StateEntry& e : *s.descriptor.state) {
+    if (e.kind == StateKind::Int && e.domain && e.domain->hi < 9.2e18) counts.push_back(&e);
+  }
+  if (counts.empty()) return passed("it keeps no count with a bounded domain");
+  Run r = s.run(12);
+  r.steps(2, Gradient::Smooth);
+  StateDict sd = r.opt->state_dict();
+  std::vector<std::string> names;
+  for (const StateEntry* e : counts) {
+    names.push_back(e->name);
+    const auto top = static_cast<std::int64_t>(std::floor(e->domain->hi));
+    for (auto& [id, st] : sd.state) set_entry(st, e->name, StateScalar(top));
+  }
+  try {
+    r.opt->load_state_dict(sd);
+  } catch (const StateDictError& e) {
+    return failed("a state dict with every count at the top of its domain is refused: " + std::string(e.what()));
+  }
+  r.set_gradients(Gradient::Smooth);
+  const Snapshot before = snapshot(*r.opt);
+  try {
+    r.opt->step();
+  } catch (const UsageError& e) {
+    if (auto d = diff(snapshot(*r.opt), before); !d.empty()) {
+      return failed("step() refused counts at the top of their domains but changed the optimizer: " + d + " (after vs before)");
+    }
+    return passed("step() with " + joined(names) + " at the top of " + (counts.size() == 1 ? "its domain" : "their domains") +
+                  " refused with a UsageError and changed nothing: \"" + e.what() + "\"");
+  } catch (const std::exception& e) {
+    return failed("step() with counts at the top of their domains threw something other than a UsageError: " +
+                  std::string(e.what()));
+  }
+  const StateDict after = r.opt->state_dict();
+  for (const StateEntry* e : counts) {
+    for (const auto& [id, st] : after.state) {
+      for (const auto& [name, v] : st.scalars()) {
+        if (name == e->name && v.index() == 0 && !e->domain->contains_integer(std::get<std::int64_t>(v))) {
+          return failed("step() advanced state count '" + name + "' of " + param_label(id, before.names) + " to " +
+                        std::to_string(std::get<std::int64_t>(v)) + ", past the top of its domain " +
+                        e->domain->to_string(ValueType::Int) + "; advance counts with sdk::advance_counts()");
+        }
+      }
+    }
+  }
+  return passed("step() with " + joined(names) + " at the top of " + (counts.size() == 1 ? "its domain" : "their domains") +
+                " left every count within it (none advanced at the default options)");
 }
 
 Outcome check_quadratic(const Subject& s) {
@@ -844,6 +1023,8 @@ constexpr Check kChecks[] = {
     {"state_dict_round_trips_through_a_checkpoint_file", &check_state_dict_round_trip},
     {"resumed_run_is_bit_exact", &check_resume},
     {"load_state_dict_refuses_mismatches", &check_mismatches},
+    {"state_outside_its_domain_is_refused", &check_domains},
+    {"counts_stop_at_the_top_of_their_domain", &check_counts},
     {"convex_quadratic_loss_falls", &check_quadratic},
     {"zero_gradients_produce_no_nan", &check_zero_gradients},
     {"two_instances_on_two_threads_do_not_interfere", &check_threads},

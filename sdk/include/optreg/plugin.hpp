@@ -13,8 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <vector>
+#include <string>
 #include <type_traits>
+#include <variant>
+#include <vector>
 
 #include <boost/config.hpp>
 #include <boost/dll/alias.hpp>
@@ -36,7 +38,10 @@
 
 namespace optreg::sdk {
 
-/// An allowed numeric range for a hyperparameter.
+/// An allowed numeric range: of a hyperparameter, or of a state entry (its domain). Each end is
+/// open (excluded) or closed (included), an infinite end too: the helpers below leave infinite
+/// ends open, so `at_least(0.0)` is [0, inf) and refuses inf; `including_inf()` or a closed
+/// infinite end (`closed(0.0, kInf)`) lets inf itself in. NaN lies in no range.
 struct Bounds {
   double lo;
   double hi;
@@ -46,18 +51,63 @@ struct Bounds {
 
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// Any number.
-constexpr Bounds any() { return {-kInf, kInf, false, false}; }
-/// [lo, inf)
-constexpr Bounds at_least(double lo) { return {lo, kInf, false, false}; }
-/// (lo, inf)
-constexpr Bounds greater_than(double lo) { return {lo, kInf, true, false}; }
-/// [lo, hi]
+/// Any finite number: (-inf, inf).
+constexpr Bounds any() { return {-kInf, kInf, true, true}; }
+/// Any finite number: (-inf, inf), the domain of a state value that must stay finite.
+constexpr Bounds finite() { return any(); }
+/// [lo, inf): finite numbers from lo on.
+constexpr Bounds at_least(double lo) { return {lo, kInf, false, true}; }
+/// (lo, inf): finite numbers above lo.
+constexpr Bounds greater_than(double lo) { return {lo, kInf, true, true}; }
+/// [lo, hi]; closed(lo, kInf) is [lo, inf] and holds +inf.
 constexpr Bounds closed(double lo, double hi) { return {lo, hi, false, false}; }
 /// [lo, hi)
 constexpr Bounds closed_open(double lo, double hi) { return {lo, hi, false, true}; }
 /// (lo, hi)
 constexpr Bounds open(double lo, double hi) { return {lo, hi, true, true}; }
+/// `b` with its infinite ends included: including_inf(at_least(0.0)) is [0, inf], for a value
+/// whose infinity means something (a norm type, a step size that may overflow float32).
+constexpr Bounds including_inf(Bounds b) {
+  if (b.lo == -kInf) b.lo_open = false;
+  if (b.hi == kInf) b.hi_open = false;
+  return b;
+}
+
+/// The domain of a count of state (a step count): [0, 2^53]. Advance it with advance_counts()
+/// (or advance_count()), which refuse to pass the top, so that it never overflows.
+constexpr Bounds count() { return {0.0, static_cast<double>(kMaxCount), false, false}; }
+/// Non-negative numbers, +inf included: [0, inf]. The domain of a second moment or a sum of
+/// squares, which overflows to inf in float32 long before a gradient does.
+constexpr Bounds non_negative() { return {0.0, kInf, false, false}; }
+/// Every number but NaN, infinities included: [-inf, inf]. The domain of a running average of
+/// gradients.
+constexpr Bounds not_nan() { return {-kInf, kInf, false, false}; }
+
+/// The domain of a state entry: a range (NaN lies in none), or any value at all.
+struct Domain {
+  constexpr Domain(Bounds b) noexcept : bounds(b), ranged(true) {}  // NOLINT(google-explicit-constructor): a range is a domain
+  Bounds bounds;
+  bool ranged;
+};
+/// Any value, NaN included: for an entry no value of which is wrong (a remembered gradient that
+/// may hold NaN). Loads check nothing for it.
+constexpr Domain any_value() {
+  Domain d(any());
+  d.ranged = false;
+  return d;
+}
+
+/// A state entry with its domain, as OPTREG_REGISTER_OPTIMIZER takes them. A bare
+/// abi::StateSpec (the two-argument helpers below) converts to one that allows any value.
+struct State {
+  constexpr State(abi::StateSpec s) noexcept : spec(s), domain{} {}  // NOLINT(google-explicit-constructor)
+  constexpr State(abi::StateSpec s, Domain d) noexcept
+      : spec(s),
+        domain{d.ranged ? abi::kDomainRange : 0u, d.bounds.lo_open ? 1u : 0u, d.bounds.hi_open ? 1u : 0u, d.bounds.lo,
+               d.bounds.hi} {}
+  abi::StateSpec spec;
+  abi::StateDomainSpec domain;
+};
 
 namespace detail {
 constexpr abi::HyperparamSpec spec(const char* name, abi::HyperparamType type, Bounds b, const char* meaning) {
@@ -150,6 +200,53 @@ constexpr abi::StateSpec state_int(const char* name, const char* meaning) {
 /// An exact float of per-parameter state.
 constexpr abi::StateSpec state_float(const char* name, const char* meaning) {
   return abi::StateSpec{name, abi::StateKind::Float, 0, meaning};
+}
+
+/// The helpers above with the entry's domain: every value of the entry (every element of a
+/// tensor) must lie in it, or a load refuses the state dict; `optreg list` shows it.
+constexpr State state_tensor(const char* name, Domain domain, const char* meaning) {
+  return {state_tensor(name, meaning), domain};
+}
+constexpr State optional_state_tensor(const char* name, Domain domain, const char* meaning) {
+  return {optional_state_tensor(name, meaning), domain};
+}
+constexpr State shaped_state_tensor(const char* name, Domain domain, const char* meaning) {
+  return {shaped_state_tensor(name, meaning), domain};
+}
+/// A count such as `step` is declared with the domain count().
+constexpr State state_int(const char* name, Domain domain, const char* meaning) {
+  return {state_int(name, meaning), domain};
+}
+constexpr State state_float(const char* name, Domain domain, const char* meaning) {
+  return {state_float(name, meaning), domain};
+}
+
+namespace detail {
+/// Throws the UsageError of next_count() when `count`, the state count `entry` of `param`, is at
+/// the top of its domain; builds no message otherwise (it runs every step).
+inline void refuse_full_count(const Parameter& param, const std::string& entry, std::int64_t count) {
+  if (count >= kMaxCount) (void)next_count(count, "parameter '" + param.name() + "'", entry);
+}
+}  // namespace detail
+
+/// Adds one to the count at scalar position `index` (an entry declared with count()) of every
+/// slot's state, after checking them all: a count at the top of its domain refuses the step with
+/// a UsageError naming the parameter and the entry, and then no count has changed. Call it in
+/// update_group() before anything else changes, so that a refused step changes nothing.
+inline void advance_counts(const std::vector<Optimizer::Slot>& slots, std::size_t index) {
+  for (const Optimizer::Slot& slot : slots) {
+    const auto& [entry, count] = slot.state->scalars()[index];
+    detail::refuse_full_count(*slot.param, entry, std::get<std::int64_t>(count));
+  }
+  for (const Optimizer::Slot& slot : slots) ++std::get<std::int64_t>(slot.state->scalar(index));
+}
+
+/// Adds one to the count at scalar position `index` of one parameter's state and returns it; a
+/// count at the top of its domain throws the UsageError of advance_counts().
+inline std::int64_t advance_count(const Parameter& param, ParamState& state, std::size_t index) {
+  std::int64_t& count = std::get<std::int64_t>(state.scalar(index));
+  detail::refuse_full_count(param, state.scalars()[index].first, count);
+  return ++count;
 }
 
 /// Runs kernels over every element of a group's parameters, in parallel: the elements of all
@@ -262,13 +359,37 @@ template <typename Hyper>
 class TensorOptimizer : public Optimizer {
  protected:
   /// Applies one update to `value`, whose gradient is `grad` and whose state is `state`.
+  /// Advance a count with `advance_count(parameter(), state, index)`.
   virtual void update(const Hyper& hyper, Tensor& value, const Tensor& grad, ParamState& state) = 0;
+
+  /// The parameter update() is updating (for messages and advance_count()).
+  const Parameter& parameter() const noexcept { return *current_; }
 
  private:
   void update_group(const Options& options, const std::vector<Slot>& slots) final {
     const Hyper hyper(options);
-    for (const Slot& slot : slots) update(hyper, slot.param->value(), slot.param->grad(), *slot.state);
+    // A declared count at the top of its domain refuses the step before any tensor changes.
+    for (const Slot& slot : slots) refuse_full_counts(*slot.param, *slot.state);
+    for (const Slot& slot : slots) {
+      current_ = slot.param;
+      update(hyper, slot.param->value(), slot.param->grad(), *slot.state);
+    }
   }
+
+  /// Refuses a count declared with count() that is at the top of its domain; the schema is
+  /// looked at only for an int at 2^53 or above, so a step costs one comparison per scalar.
+  void refuse_full_counts(const Parameter& param, const ParamState& state) const {
+    for (const auto& [name, value] : state.scalars()) {
+      if (value.index() != 0 || std::get<std::int64_t>(value) < kMaxCount) continue;
+      for (const StateEntry& e : state_schema()) {
+        if (e.name == name && e.domain && e.domain->hi <= static_cast<double>(kMaxCount)) {
+          detail::refuse_full_count(param, name, std::get<std::int64_t>(value));
+        }
+      }
+    }
+  }
+
+  const Parameter* current_ = nullptr;
 };
 
 /// Whether every default of a schema lies within its own declared range.
@@ -304,31 +425,61 @@ constexpr bool names_unique(const abi::HyperparamSpec (&schema)[N]) {
   return true;
 }
 
+namespace detail {
+constexpr const abi::StateSpec& spec_of(const abi::StateSpec& s) { return s; }
+constexpr const abi::StateSpec& spec_of(const State& s) { return s.spec; }
+constexpr abi::StateDomainSpec domain_of(const abi::StateSpec&) { return {}; }
+constexpr abi::StateDomainSpec domain_of(const State& s) { return s.domain; }
+/// Whether a declared domain holds at least one value.
+constexpr bool domain_valid(const abi::StateDomainSpec& d) {
+  if ((d.flags & abi::kDomainRange) == 0) return true;
+  if (d.lo != d.lo || d.hi != d.hi || d.lo > d.hi) return false;
+  return d.lo < d.hi || (d.lo_open == 0 && d.hi_open == 0);
+}
+}  // namespace detail
+
 /// Whether every state entry has a lower-case identifier as its name, a meaning, and a name of
 /// its own. `nullptr` stands for an optimizer without state.
-template <std::size_t N>
-constexpr bool state_valid(const abi::StateSpec (&state)[N]) {
+template <typename S, std::size_t N>
+constexpr bool state_valid(const S (&state)[N]) {
   for (std::size_t i = 0; i < N; ++i) {
-    if (!detail::is_identifier(state[i].name) || state[i].meaning == nullptr || *state[i].meaning == '\0') return false;
+    const abi::StateSpec& s = detail::spec_of(state[i]);
+    if (!detail::is_identifier(s.name) || s.meaning == nullptr || *s.meaning == '\0') return false;
     for (std::size_t j = i + 1; j < N; ++j) {
-      if (detail::same_text(state[i].name, state[j].name)) return false;
+      if (detail::same_text(s.name, detail::spec_of(state[j]).name)) return false;
     }
   }
   return true;
 }
 constexpr bool state_valid(std::nullptr_t) { return true; }
 
+/// Whether every declared domain of a state holds at least one value.
+template <typename S, std::size_t N>
+constexpr bool domains_valid(const S (&state)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (!detail::domain_valid(detail::domain_of(state[i]))) return false;
+  }
+  return true;
+}
+constexpr bool domains_valid(std::nullptr_t) { return true; }
+
 namespace detail {
+/// The StateSpec array and the parallel StateDomainSpec array that the descriptor points to.
 template <std::size_t N>
-constexpr const abi::StateSpec* state_data(const abi::StateSpec (&state)[N]) {
-  return state;
+struct StateTables {
+  std::array<abi::StateSpec, N> specs;
+  std::array<abi::StateDomainSpec, N> domains;
+};
+template <typename S, std::size_t N>
+constexpr StateTables<N> state_tables(const S (&state)[N]) {
+  StateTables<N> out{};
+  for (std::size_t i = 0; i < N; ++i) {
+    out.specs[i] = spec_of(state[i]);
+    out.domains[i] = domain_of(state[i]);
+  }
+  return out;
 }
-constexpr const abi::StateSpec* state_data(std::nullptr_t) { return nullptr; }
-template <std::size_t N>
-constexpr std::uint32_t state_size(const abi::StateSpec (&)[N]) {
-  return static_cast<std::uint32_t>(N);
-}
-constexpr std::uint32_t state_size(std::nullptr_t) { return 0; }
+constexpr StateTables<0> state_tables(std::nullptr_t) { return {}; }
 
 template <typename S>
 ::optreg::Scheduler* create_scheduler() {
@@ -356,7 +507,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
 /// under the name NAME (a lower-case identifier), with plugin version VERSION, a one-line
 /// DESCRIPTION, the hyperparameter schema SCHEMA (a constexpr array of
 /// optreg::abi::HyperparamSpec) and the per-parameter state STATE (a constexpr array of
-/// optreg::abi::StateSpec in the order init_state() creates the entries, or nullptr).
+/// optreg::sdk::State, entries with their domains, or of optreg::abi::StateSpec, entries that
+/// allow any value; in the order init_state() creates the entries; or nullptr).
 /// Use it once per plugin library, at namespace scope.
 #define OPTREG_REGISTER_OPTIMIZER(CLASS, NAME, VERSION, DESCRIPTION, SCHEMA, STATE)                           \
   static_assert(std::is_base_of_v<::optreg::Optimizer, CLASS>,                                              \
@@ -376,12 +528,16 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
   static_assert(::optreg::sdk::state_valid(STATE),                                                          \
                 "OPTREG_REGISTER_OPTIMIZER: every state entry in " #STATE                                   \
                 " needs a lower-case identifier as its name, a one-line meaning, and a name of its own");   \
+  static_assert(::optreg::sdk::domains_valid(STATE),                                                        \
+                "OPTREG_REGISTER_OPTIMIZER: a state entry in " #STATE                                       \
+                " declares an empty domain (NaN, lo > hi, or one point with an open end)");                 \
   namespace optreg_plugin_detail {                                                                          \
   ::optreg::Optimizer* create_optimizer() { return new CLASS(); }                                           \
+  constexpr auto kStateTables = ::optreg::sdk::detail::state_tables(STATE);                                 \
   constexpr ::optreg::abi::OptimizerEntry kOptimizers[] = {                                                 \
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
-       &create_optimizer, ::optreg::sdk::detail::state_data(STATE),                                         \
-       ::optreg::sdk::detail::state_size(STATE)}};                                                          \
+       &create_optimizer, kStateTables.specs.data(), static_cast<std::uint32_t>(kStateTables.specs.size()), \
+       kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec))}};  \
   constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                                 \
       OPTREG_ABI_MAJOR,                                                                                     \
       static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                                  \
