@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <optreg/error.hpp>
@@ -68,7 +69,9 @@ class Pool {
     run_part(0);
     std::unique_lock lock(mutex_);
     done_.wait(lock, [&] { return pending_.load() == 0; });
-    if (error_) std::rethrow_exception(error_);
+    // Keep no reference to the exception: its class may be a plugin's, whose library may be
+    // unloaded once the exception is handled, and releasing it later would run unmapped code.
+    if (std::exception_ptr error = std::exchange(error_, nullptr)) std::rethrow_exception(error);
   }
 
  private:

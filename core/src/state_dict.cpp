@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <optreg/error.hpp>
+#include <optreg/plugin_call.hpp>
 
 namespace optreg {
 
@@ -88,7 +89,7 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
         }
         next[name] = checked;
       }
-      validate(next, where);
+      call_plugin("optimizer", info_.name, info_.source, "validate()", [&] { validate(next, where); });
     } catch (const OptionError& e) {
       throw StateDictError(e.what());
     }

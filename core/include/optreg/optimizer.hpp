@@ -13,9 +13,13 @@
 ///   is complete before the first step. Each state tensor of a group lives in one buffer per
 ///   entry name, in parameter order, so that steps stream through memory.
 /// - A parameter may appear only once across all groups.
+/// - Plugin code is called through call_plugin() (<optreg/plugin_call.hpp>): no exception of a
+///   plugin's own class leaves a call of the base.
 /// - An Optimizer is not thread-safe; distinct optimizers may be used from distinct threads.
 /// - Errors: OptionError for hyperparameters, UsageError for misuse; a throwing call leaves the
-///   optimizer as it was.
+///   optimizer as it was (everything is checked before anything changes). The one thing the
+///   base cannot undo is a plugin's update_group() that throws after it changed something: the
+///   groups stepped before it stay stepped (docs/plugin-abi.md, "Exceptions").
 
 #include <cstddef>
 #include <cstdint>
@@ -114,6 +118,8 @@ struct OptimizerInfo {
   std::string plugin_version;
   std::shared_ptr<const Schema> schema;
   std::shared_ptr<const StateSchema> state = std::make_shared<const StateSchema>();
+  /// The plugin file it came from, for messages; empty for a class built into the host.
+  std::string source{};
 };
 
 struct StateDict;

@@ -10,7 +10,8 @@
 /// - When the pool is busy (another thread's parallel_for is running), the call runs serially
 ///   on its own thread: concurrent optimizers never wait for each other or deadlock.
 /// - A call does not allocate.
-/// - An exception thrown by `fn` is rethrown by parallel_for() after every range has finished.
+/// - An exception thrown by `fn` is rethrown by parallel_for() after every range has finished
+///   (the first one; the others are dropped), and the pool keeps no reference to it.
 
 #include <cstddef>
 #include <utility>
