@@ -6,6 +6,8 @@
 #include <optreg/error.hpp>
 #include <optreg/plugin_call.hpp>
 
+#include "parameter_checks.hpp"
+
 namespace optreg {
 
 // ---------------------------------------------------------------- ParamState
@@ -147,6 +149,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   for (std::size_t i = 0; i < params.size(); ++i) {
     plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
     check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
+    group.shapes_.push_back(params[i].value().shape());
   }
   pack_state(group.states_);
   group.params_ = std::move(params);
@@ -179,6 +182,7 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
 }
 
 Optimizer& Optimizer::step() {
+  check_parameters();  // every group, before the first one changes
   for (auto& group : groups_) {
     slots_.clear();
     for (std::size_t i = 0; i < group.params_.size(); ++i) {
@@ -187,6 +191,26 @@ Optimizer& Optimizer::step() {
     if (!slots_.empty()) plugin(info_, "update_group()", [&] { update_group(group.options_, slots_); });
   }
   return *this;
+}
+
+void Optimizer::check_parameters() const {
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const ParamGroup& group = groups_[g];
+    for (std::size_t i = 0; i < group.params_.size(); ++i) {
+      const Parameter& p = group.params_[i];
+      if (p.fits(group.shapes_[i])) continue;  // the fast path: one call per parameter
+      const auto where = [&] {
+        return "optimizer '" + info_.name + "', param group " + std::to_string(g) + ", parameter '" + p.name() +
+               "' (position " + std::to_string(i) + ")";
+      };
+      if (p.value().shape() != group.shapes_[i]) {
+        throw UsageError(where() + ": its value has shape " + to_string(p.value().shape()) + ", but it had shape " +
+                         to_string(group.shapes_[i]) +
+                         " when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
+      }
+      detail::check_grad_shape(p, where);
+    }
+  }
 }
 
 Optimizer& Optimizer::clear_grad() noexcept {
@@ -262,10 +286,6 @@ const ParamState* Optimizer::find_state(const Parameter& p) const noexcept {
 const ParamState& Optimizer::state(const Parameter& p) const {
   if (const ParamState* s = find_state(p)) return *s;
   throw UsageError("parameter '" + p.name() + "' is not managed by optimizer '" + info_.name + "'");
-}
-
-ParamState& Optimizer::state(const Parameter& p) {
-  return const_cast<ParamState&>(static_cast<const Optimizer&>(*this).state(p));
 }
 
 }  // namespace optreg

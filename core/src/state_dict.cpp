@@ -39,6 +39,7 @@ auto find_entry(const Entries& entries, const std::string& name) -> decltype(&en
 }  // namespace
 
 StateDict Optimizer::state_dict(TensorCopy copy) const {
+  check_parameters();  // the state is of the shapes the parameters had when they were added
   StateDict sd;
   sd.optimizer = info_.name;
   sd.plugin_version = info_.plugin_version;
@@ -59,6 +60,7 @@ StateDict Optimizer::state_dict(TensorCopy copy) const {
 }
 
 void Optimizer::check_state_dict(const StateDict& sd) const {
+  check_parameters();  // state shapes are checked against the parameters' shapes below
   if (sd.optimizer != info_.name) {
     throw StateDictError("the state dict is of optimizer '" + sd.optimizer + "', but this optimizer is '" +
                          info_.name + "'");

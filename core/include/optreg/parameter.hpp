@@ -21,22 +21,31 @@ class Parameter {
   Parameter(std::string name, Tensor value);
 
   const std::string& name() const noexcept;
+  /// The value. It may be replaced by another tensor of the same shape (a view of new memory);
+  /// while an optimizer manages the parameter, a value of another shape makes the optimizer's
+  /// step() throw UsageError (Optimizer::check_parameters()).
   Tensor& value() noexcept;
   const Tensor& value() const noexcept;
 
   /// Whether a gradient is present.
   bool has_grad() const noexcept;
-  /// The gradient; throws UsageError when absent.
+  /// The gradient; throws UsageError when absent. Replacing it by a tensor of another shape
+  /// than the value's makes step() and clipping throw UsageError.
   Tensor& grad();
   const Tensor& grad() const;
 
   /// Adds `g` to the gradient, or makes it the gradient when absent (copying it into a buffer
-  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs.
+  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs from
+  /// the value's, or when the present gradient's shape is not the value's.
   void accumulate_grad(const Tensor& g);
   /// Makes `g` the gradient itself (no copy; `g` may be a view). Throws UsageError on a shape mismatch.
   void set_grad(Tensor g);
   /// Makes the gradient absent. Its buffer is kept for the next accumulate_grad().
   void clear_grad() noexcept;
+
+  /// Whether the value has shape `shape` and the gradient, when present, the value's shape:
+  /// what an optimizer checks at every step, in one cheap call (Optimizer::check_parameters()).
+  bool fits(const Shape& shape) const noexcept;
 
   /// True when both handles refer to the same parameter.
   bool same_as(const Parameter& other) const noexcept { return impl_ == other.impl_; }
