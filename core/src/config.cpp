@@ -50,8 +50,8 @@ std::string join(const std::vector<std::string>& v) {
 
 const char* kind_of(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Map: return "a map";
-    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return n.size() == 0 ? "an empty map" : "a map";
+    case YAML::NodeType::Sequence: return n.size() == 0 ? "an empty list" : "a list";
     case YAML::NodeType::Scalar: return "a scalar";
     default: return "nothing";
   }

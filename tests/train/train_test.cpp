@@ -320,7 +320,8 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimiser: {name: sgd}\n",
        "c.yaml:3:1: unknown section 'optimiser' (did you mean 'optimizer'?); known sections: optimizer, param_groups, "
        "plugins, scheduler, clip, problem, train, runs"},
-      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' must be a non-empty list, not a list"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' is empty; it needs at least one run"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: {}\n", "c.yaml:3:7: section 'runs' must be a list, not an empty map"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n"
        "  - {label: a, optimizer: {name: adam}}\n",
        "c.yaml:5:13: runs[1] has the label 'a' of an earlier run; give each run its own 'label'"},
