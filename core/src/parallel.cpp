@@ -19,11 +19,18 @@ namespace optreg {
 
 namespace {
 
+/// The most threads the pool starts (set_num_threads() refuses more).
+constexpr std::size_t kMaxThreads = 1024;
+
 std::size_t default_threads() {
   if (const char* env = std::getenv("OPTREG_NUM_THREADS")) {
+    // Anything but a whole number in [1, kMaxThreads] is ignored: the pool is made where no
+    // error can be reported, and a huge number would start threads until the system refuses.
     char* end = nullptr;
     const long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0) return static_cast<std::size_t>(v);
+    if (end != env && *end == '\0' && v > 0 && static_cast<unsigned long>(v) <= kMaxThreads) {
+      return static_cast<std::size_t>(v);
+    }
   }
   return std::max(1U, std::thread::hardware_concurrency());
 }
@@ -159,7 +166,9 @@ class Pool {
 std::size_t num_threads() noexcept { return Pool::instance().threads(); }
 
 void set_num_threads(std::size_t n) {
-  if (n > 1024) throw UsageError("set_num_threads: " + std::to_string(n) + " threads is more than 1024");
+  if (n > kMaxThreads) {
+    throw UsageError("set_num_threads: " + std::to_string(n) + " threads is more than " + std::to_string(kMaxThreads));
+  }
   Pool::instance().resize(n);
 }
 

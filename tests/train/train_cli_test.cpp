@@ -173,6 +173,17 @@ TEST(TrainCommand, AStepThatThrowsThePluginsOwnExceptionExitsWithItsMessage) {
       << r.out;
 }
 
+TEST(TrainCommand, AThreadCountOutOfRangeInTheEnvironmentIsIgnored) {
+  TempDir dir;
+  write_file(dir / "t.yaml", "problem: {name: quadratic, dim: 4}\ntrain: {steps: 3, batch_size: 4}\noptimizer: {name: sgd}\n");
+  for (const char* threads : {"99999999999999999999", "100000", "0", "-2", "two"}) {
+    const auto env = optreg_test::run_command("OPTREG_NUM_THREADS=" + std::string(threads) + " OPTREG_PLUGIN_PATH= " +
+                                              shell_word(OPTREG_TEST_TOOL) + " train " + shell_word(dir / "t.yaml") +
+                                              " --out " + shell_word(dir / "out"));
+    EXPECT_EQ(env.status, 0) << threads << ": " << env.out;
+  }
+}
+
 TEST(TrainCommand, MissingDataNamesTheFile) {
   TempDir dir;
   write_file(dir / "t.yaml", "problem: {name: logreg, data: " + (dir / "nothing") +
