@@ -290,6 +290,18 @@ struct BadConfig {
   const char* message;
 };
 
+/// Each config is refused with its exact message.
+void expect_refused(const std::vector<BadConfig>& cases) {
+  for (const auto& c : cases) {
+    try {
+      parse_run_config(c.text, "c.yaml");
+      ADD_FAILURE() << "no error for:\n" << c.text;
+    } catch (const optreg::ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
+    }
+  }
+}
+
 TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
   const std::string ok_train = "train: {steps: 10}\n";
   const std::vector<BadConfig> cases = {
@@ -334,14 +346,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
        "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "
        "sections go inside each run)"},
   };
-  for (const auto& c : cases) {
-    try {
-      parse_run_config(c.text, "c.yaml");
-      ADD_FAILURE() << "no error for:\n" << c.text;
-    } catch (const optreg::ConfigError& e) {
-      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
-    }
-  }
+  expect_refused(cases);
 }
 
 TEST(RunConfig, SecondDocumentsTagsAndNumbersOutOfRangeArePlacedInEverySection) {
@@ -369,14 +374,7 @@ TEST(RunConfig, SecondDocumentsTagsAndNumbersOutOfRangeArePlacedInEverySection) 
        "c.yaml:4:1: a second YAML document starts here; a config is one document (a second one would be ignored): "
        "remove this '---' line and what follows it, or merge it into the first"},
   };
-  for (const auto& c : cases) {
-    try {
-      parse_run_config(c.text, "c.yaml");
-      ADD_FAILURE() << "no error for:\n" << c.text;
-    } catch (const optreg::ConfigError& e) {
-      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
-    }
-  }
+  expect_refused(cases);
 }
 
 TEST(RunConfig, ASingleOptimizerConfigIsOneRunLabelledByTheOptimizer) {
