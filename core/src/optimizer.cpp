@@ -196,9 +196,9 @@ Optimizer& Optimizer::step() {
 void Optimizer::check_parameters() const {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
-    for (std::size_t i = 0; i < group.params_.size(); ++i) {
+    const std::size_t i = detail::first_misfit(group.params_, group.shapes_);  // one call per group
+    if (i < group.params_.size()) {
       const Parameter& p = group.params_[i];
-      if (p.fits(group.shapes_[i])) continue;  // the fast path: one call per parameter
       const auto where = [&] {
         return "optimizer '" + info_.name + "', param group " + std::to_string(g) + ", parameter '" + p.name() +
                "' (position " + std::to_string(i) + ")";

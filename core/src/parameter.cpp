@@ -82,9 +82,12 @@ bool same_shape(const Shape& a, const Shape& b) noexcept {
 }
 }  // namespace
 
-bool Parameter::fits(const Shape& shape) const noexcept {
-  const Impl& p = *impl_;
-  return same_shape(p.value.shape(), shape) && (!p.has_grad || same_shape(p.grad.shape(), p.value.shape()));
+std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Parameter::Impl& p = *params[i].impl_;
+    if (!same_shape(p.value.shape(), shapes[i]) || (p.has_grad && !same_shape(p.grad.shape(), p.value.shape()))) return i;
+  }
+  return params.size();
 }
 
 }  // namespace optreg

@@ -2,12 +2,23 @@
 /// \file
 /// optreg::Parameter: a named value tensor with an optional gradient.
 
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <optreg/tensor.hpp>
 
 namespace optreg {
+
+class Parameter;
+
+namespace detail {
+/// The position of the first of `params` whose value's shape is not `shapes[i]`, or whose
+/// gradient (when present) has another shape than its value; params.size() when every one
+/// fits. One pass without a call per parameter: what an optimizer checks at every step.
+std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
+}  // namespace detail
 
 /// A trainable parameter: a name, a value tensor and an optional gradient.
 ///
@@ -43,16 +54,13 @@ class Parameter {
   /// Makes the gradient absent. Its buffer is kept for the next accumulate_grad().
   void clear_grad() noexcept;
 
-  /// Whether the value has shape `shape` and the gradient, when present, the value's shape:
-  /// what an optimizer checks at every step, in one cheap call (Optimizer::check_parameters()).
-  bool fits(const Shape& shape) const noexcept;
-
   /// True when both handles refer to the same parameter.
   bool same_as(const Parameter& other) const noexcept { return impl_ == other.impl_; }
   /// An identity key, equal for handles of the same parameter (for hashing).
   const void* id() const noexcept { return impl_.get(); }
 
  private:
+  friend std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
