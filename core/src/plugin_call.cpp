@@ -12,35 +12,37 @@ std::string plugin_object(const char* kind, const std::string& name, const std::
   return std::string(kind) + " '" + name + "'" + (source.empty() ? std::string() : " (plugin " + source + ")");
 }
 
-void detail::rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source, const char* call) {
-  // Each handler copies the message into a new exception made here, in the host; the plugin's
-  // exception is destroyed when its handler is left, while the plugin is still loaded. Every
-  // class of error.hpp is listed, most derived first.
-  const auto who = [&] { return plugin_object(kind, name, source) + ": " + call + " threw"; };
+namespace {
+
+/// Throws a copy made here of the exception being handled when it is an E, else tries the
+/// next class; returns when it is none of them. The plugin's exception is destroyed when its
+/// handler is left, while the plugin is still loaded.
+template <typename E, typename... More>
+void rethrow_copy_of() {
   try {
     throw;
-  } catch (const PluginError& e) {
-    throw PluginError(e.what());
-  } catch (const OptionError& e) {
-    throw OptionError(e.what());
-  } catch (const ConfigError& e) {
-    throw ConfigError(e.what());
-  } catch (const StateDictError& e) {
-    throw StateDictError(e.what());
-  } catch (const CheckpointError& e) {
-    throw CheckpointError(e.what());
-  } catch (const NonFiniteError& e) {
-    throw NonFiniteError(e.what());
-  } catch (const UsageError& e) {
-    throw UsageError(e.what());
-  } catch (const Error& e) {
-    throw Error(e.what());
+  } catch (const E& e) {
+    throw E(e.what());
+  } catch (...) {
+  }
+  if constexpr (sizeof...(More) > 0) rethrow_copy_of<More...>();
+}
+
+}  // namespace
+
+void detail::rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source, const char* call) {
+  // Every class of error.hpp, most derived first, keeps its class and message.
+  rethrow_copy_of<PluginError, OptionError, ConfigError, StateDictError, CheckpointError, NonFiniteError, UsageError,
+                  Error>();
+  const std::string who = plugin_object(kind, name, source) + ": " + call + " threw";
+  try {
+    throw;
   } catch (const std::bad_alloc&) {
     throw std::bad_alloc();
   } catch (const std::exception& e) {
-    throw PluginError(who() + ": " + e.what());
+    throw PluginError(who + ": " + e.what());
   } catch (...) {
-    throw PluginError(who() + " an exception that is not a std::exception");
+    throw PluginError(who + " an exception that is not a std::exception");
   }
 }
 
