@@ -705,6 +705,7 @@ Checkpoint checkpoint_of(const Optimizer& optimizer, const Options& metadata) {
 
 /// Loads a read checkpoint into `optimizer` (and `scheduler`), checking everything first.
 Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler) {
+  optimizer.check_parameters();  // a parameter whose shape changed is the host's fault, not the file's
   std::vector<Parameter> params = optimizer.parameters();
   const std::string prefix = "checkpoint " + path + ": ";
   if (c.parameters.size() != params.size()) {

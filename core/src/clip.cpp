@@ -7,9 +7,21 @@
 #include <optreg/error.hpp>
 #include <optreg/value.hpp>
 
+#include "parameter_checks.hpp"
+
 namespace optreg {
 
 namespace {
+
+/// Checks every gradient's shape against its value's before anything is clipped; `fn` names
+/// the function in messages.
+void check_grads(const std::vector<Parameter>& params, const char* fn) {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    detail::check_grad_shape(params[i], [&] {
+      return std::string(fn) + ": parameter '" + params[i].name() + "' (position " + std::to_string(i) + ")";
+    });
+  }
+}
 
 /// The p-norm of `n` floats, accumulated in double and rounded to float32 like a float32
 /// tensor's norm.
@@ -43,6 +55,7 @@ double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, dou
   if (!(norm_type > 0)) {
     throw UsageError("clip_grad_norm: norm_type = " + Value(norm_type).to_string() + " must be positive (or inf)");
   }
+  check_grads(params, "clip_grad_norm");
   std::vector<Parameter> with_grad;
   std::vector<float> norms;
   for (const Parameter& p : params) {
@@ -76,6 +89,7 @@ void clip_grad_value(const std::vector<Parameter>& params, double clip_value) {
   if (!(clip_value >= 0)) {
     throw UsageError("clip_grad_value: clip_value = " + Value(clip_value).to_string() + " must be a non-negative number");
   }
+  check_grads(params, "clip_grad_value");
   const float hi = static_cast<float>(clip_value);
   const float lo = -hi;
   for (Parameter p : params) {  // a handle: the copy reaches the same gradient

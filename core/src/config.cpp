@@ -8,7 +8,6 @@
 
 #include <filesystem>
 #include <map>
-#include <regex>
 
 #include <yaml-cpp/yaml.h>
 
@@ -50,8 +49,8 @@ std::string join(const std::vector<std::string>& v) {
 
 const char* kind_of(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Map: return "a map";
-    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return n.size() == 0 ? "an empty map" : "a map";
+    case YAML::NodeType::Sequence: return n.size() == 0 ? "an empty list" : "a list";
     case YAML::NodeType::Scalar: return "a scalar";
     default: return "nothing";
   }
@@ -85,8 +84,6 @@ using namespace detail;
 
 const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins", "scheduler", "clip"};
 
-bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
-
 }  // namespace
 
 namespace detail {
@@ -112,20 +109,20 @@ Value to_value(const std::string& source, const std::string& name, const YAML::N
     return Value(std::move(out));
   }
   const std::string& s = n.Scalar();
-  if (n.Tag() == "!") return Value(s);  // quoted
-  if (matches(s, "true|True|TRUE")) return Value(true);
-  if (matches(s, "false|False|FALSE")) return Value(false);
-  if (matches(s, "[-+]?[0-9]+")) {
-    try {
-      return Value(static_cast<std::int64_t>(std::stoll(s)));
-    } catch (const std::out_of_range&) {
-      fail(source, mark_of(n), "option '" + name + "' = " + s + " is too large for an integer");
-    }
+  const std::string& tag = n.Tag();
+  if (tag == "!" || tag == kStrTag) return Value(s);  // quoted, or tagged !!str
+  // A plain scalar, or one tagged !!int, !!float, !!bool or !!null, whose form check_yaml()
+  // has found to fit its tag.
+  const std::string what = "option '" + name + "'";
+  switch (form_of(s)) {
+    case ScalarForm::Null: fail(source, mark_of(n), what + " has no value");
+    case ScalarForm::Bool: return Value(s[0] == 't' || s[0] == 'T');
+    case ScalarForm::Int:
+      if (tag == kFloatTag) return Value(parse_float(source, mark_of(n), what, s));
+      return Value(parse_int(source, mark_of(n), what, s));
+    case ScalarForm::Float: return Value(parse_float(source, mark_of(n), what, s));
+    case ScalarForm::String: break;
   }
-  if (matches(s, "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?")) return Value(std::stod(s));
-  if (matches(s, "[-+]?\\.(inf|Inf|INF)")) return Value(s[0] == '-' ? -HUGE_VAL : HUGE_VAL);
-  if (matches(s, "\\.(nan|NaN|NAN)")) return Value(std::nan(""));
-  if (matches(s, "~|null|Null|NULL")) fail(source, mark_of(n), "option '" + name + "' has no value");
   return Value(s);
 }
 
@@ -294,6 +291,7 @@ ClipConfig parse_clip(const std::string& source, const YAML::Node& node) {
 
 YAML::Node detail::load_yaml(const std::string& text, const std::string& source) {
   try {
+    check_yaml(text, source);  // one document, known tags, bounded nesting
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     fail(source, mark_of(e.mark), "YAML syntax error: " + e.msg);
@@ -426,10 +424,11 @@ std::vector<ParamInfo> load_param_list(const std::string& path) {
     p.name = k.Scalar();
     if (!v.IsSequence()) fail(path, mark_of(v), "the shape of '" + p.name + "' must be a list such as [64, 32]");
     for (const auto& d : v) {
-      if (!d.IsScalar() || !matches(d.Scalar(), "[0-9]+")) {
+      const bool number = d.IsScalar() && d.Tag() != "!" && d.Tag() != kStrTag && form_of(d.Scalar()) == ScalarForm::Int;
+      if (!number || d.Scalar()[0] == '-') {
         fail(path, mark_of(d), "the shape of '" + p.name + "' must hold non-negative integers");
       }
-      p.shape.push_back(std::stoll(d.Scalar()));
+      p.shape.push_back(parse_int(path, mark_of(d), "an extent of '" + p.name + "'", d.Scalar()));
     }
     out.push_back(std::move(p));
   }

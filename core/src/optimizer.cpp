@@ -4,6 +4,9 @@
 #include <unordered_map>
 
 #include <optreg/error.hpp>
+#include <optreg/plugin_call.hpp>
+
+#include "parameter_checks.hpp"
 
 namespace optreg {
 
@@ -23,6 +26,12 @@ std::string names_of(const T& entries) {
   std::string s;
   for (const auto& e : entries) s += (s.empty() ? "" : ", ") + e.first;
   return s.empty() ? "none" : s;
+}
+
+/// Runs `f`, the call `call` into the code of the optimizer `info` names, through call_plugin().
+template <typename F>
+decltype(auto) plugin(const OptimizerInfo& info, const char* call, F&& f) {
+  return call_plugin("optimizer", info.name, info.source, call, std::forward<F>(f));
 }
 
 void check_new_name(const ParamState& s, const std::string& name) {
@@ -101,7 +110,7 @@ void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<Pa
   if (!info.schema) throw UsageError("Optimizer::setup needs a schema");
   const std::string where = "optimizer '" + info.name + "'";
   Options defaults = info.schema->resolve(info.schema->defaults(), options, where);
-  validate(defaults, where);
+  plugin(info, "validate()", [&] { validate(defaults, where); });
   info_ = std::move(info);
   defaults_ = std::move(defaults);
   try {
@@ -135,11 +144,12 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   }
   ParamGroup group;
   group.options_ = info_.schema->resolve(defaults_, options, where);
-  validate(group.options_, where);
+  plugin(info_, "validate()", [&] { validate(group.options_, where); });
   group.states_.resize(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
-    init_state(group.options_, params[i], group.states_[i]);
+    plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
     check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
+    group.shapes_.push_back(params[i].value().shape());
   }
   pack_state(group.states_);
   group.params_ = std::move(params);
@@ -154,7 +164,7 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
   const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(group);
   Options next = groups_[group].options_;
   next[name] = info_.schema->check(name, value, where);
-  validate(next, where);
+  plugin(info_, "validate()", [&] { validate(next, where); });
   groups_[group].options_ = std::move(next);
 }
 
@@ -166,20 +176,41 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
     const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(g);
     next.push_back(groups_[g].options_);
     next.back()[name] = info_.schema->check(name, value, where);
-    validate(next.back(), where);
+    plugin(info_, "validate()", [&] { validate(next.back(), where); });
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
 }
 
 Optimizer& Optimizer::step() {
+  check_parameters();  // every group, before the first one changes
   for (auto& group : groups_) {
     slots_.clear();
     for (std::size_t i = 0; i < group.params_.size(); ++i) {
       if (group.params_[i].has_grad()) slots_.push_back(Slot{&group.params_[i], &group.states_[i]});
     }
-    if (!slots_.empty()) update_group(group.options_, slots_);
+    if (!slots_.empty()) plugin(info_, "update_group()", [&] { update_group(group.options_, slots_); });
   }
   return *this;
+}
+
+void Optimizer::check_parameters() const {
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const ParamGroup& group = groups_[g];
+    const std::size_t i = detail::first_misfit(group.params_, group.shapes_);  // one call per group
+    if (i < group.params_.size()) {
+      const Parameter& p = group.params_[i];
+      const auto where = [&] {
+        return "optimizer '" + info_.name + "', param group " + std::to_string(g) + ", parameter '" + p.name() +
+               "' (position " + std::to_string(i) + ")";
+      };
+      if (p.value().shape() != group.shapes_[i]) {
+        throw UsageError(where() + ": its value has shape " + to_string(p.value().shape()) + ", but it had shape " +
+                         to_string(group.shapes_[i]) +
+                         " when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
+      }
+      detail::check_grad_shape(p, where);
+    }
+  }
 }
 
 Optimizer& Optimizer::clear_grad() noexcept {
@@ -255,10 +286,6 @@ const ParamState* Optimizer::find_state(const Parameter& p) const noexcept {
 const ParamState& Optimizer::state(const Parameter& p) const {
   if (const ParamState* s = find_state(p)) return *s;
   throw UsageError("parameter '" + p.name() + "' is not managed by optimizer '" + info_.name + "'");
-}
-
-ParamState& Optimizer::state(const Parameter& p) {
-  return const_cast<ParamState&>(static_cast<const Optimizer&>(*this).state(p));
 }
 
 }  // namespace optreg

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <optreg/error.hpp>
@@ -18,11 +19,18 @@ namespace optreg {
 
 namespace {
 
+/// The most threads the pool starts (set_num_threads() refuses more).
+constexpr std::size_t kMaxThreads = 1024;
+
 std::size_t default_threads() {
   if (const char* env = std::getenv("OPTREG_NUM_THREADS")) {
+    // Anything but a whole number in [1, kMaxThreads] is ignored: the pool is made where no
+    // error can be reported, and a huge number would start threads until the system refuses.
     char* end = nullptr;
     const long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0) return static_cast<std::size_t>(v);
+    if (end != env && *end == '\0' && v > 0 && static_cast<unsigned long>(v) <= kMaxThreads) {
+      return static_cast<std::size_t>(v);
+    }
   }
   return std::max(1U, std::thread::hardware_concurrency());
 }
@@ -68,7 +76,9 @@ class Pool {
     run_part(0);
     std::unique_lock lock(mutex_);
     done_.wait(lock, [&] { return pending_.load() == 0; });
-    if (error_) std::rethrow_exception(error_);
+    // Keep no reference to the exception: its class may be a plugin's, whose library may be
+    // unloaded once the exception is handled, and releasing it later would run unmapped code.
+    if (std::exception_ptr error = std::exchange(error_, nullptr)) std::rethrow_exception(error);
   }
 
  private:
@@ -156,7 +166,9 @@ class Pool {
 std::size_t num_threads() noexcept { return Pool::instance().threads(); }
 
 void set_num_threads(std::size_t n) {
-  if (n > 1024) throw UsageError("set_num_threads: " + std::to_string(n) + " threads is more than 1024");
+  if (n > kMaxThreads) {
+    throw UsageError("set_num_threads: " + std::to_string(n) + " threads is more than " + std::to_string(kMaxThreads));
+  }
   Pool::instance().resize(n);
 }
 

@@ -2,6 +2,8 @@
 
 #include <optreg/error.hpp>
 
+#include "parameter_checks.hpp"
+
 namespace optreg {
 
 struct Parameter::Impl {
@@ -45,12 +47,14 @@ void Parameter::accumulate_grad(const Tensor& g) {
   Impl& p = *impl_;
   check_grad_shape(p.name, p.value, g);
   if (p.has_grad) {
+    // The gradient itself must still fit the value (neither replaced by another shape).
+    detail::check_grad_shape(*this, [&] { return "parameter '" + p.name + "'"; });
     float* dst = p.grad.data();
     const float* src = g.data();
     for (std::size_t i = 0, n = p.grad.numel(); i < n; ++i) dst[i] += src[i];
     return;
   }
-  if (!p.grad_is_buffer) {
+  if (!p.grad_is_buffer || p.grad.shape() != p.value.shape()) {  // the value may have been replaced
     p.grad = Tensor(p.value.shape());
     p.grad_is_buffer = true;
   }
@@ -66,5 +70,24 @@ void Parameter::set_grad(Tensor g) {
 }
 
 void Parameter::clear_grad() noexcept { impl_->has_grad = false; }
+
+namespace {
+bool same_shape(const Shape& a, const Shape& b) noexcept {
+  // A loop rather than operator==: shapes are short, and this runs for every parameter at every step.
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Parameter::Impl& p = *params[i].impl_;
+    if (!same_shape(p.value.shape(), shapes[i]) || (p.has_grad && !same_shape(p.grad.shape(), p.value.shape()))) return i;
+  }
+  return params.size();
+}
 
 }  // namespace optreg

@@ -14,6 +14,7 @@
 
 #include <optreg/abi.hpp>
 #include <optreg/error.hpp>
+#include <optreg/plugin_call.hpp>
 #include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
@@ -512,23 +513,12 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpe
     }
     entry = *it;
   }
-  Optimizer* raw = nullptr;
-  try {
-    raw = entry.create();
-  } catch (const std::exception& e) {
-    throw PluginError("plugin " + entry.descriptor.source + ": the factory of optimizer '" + name +
-                      "' threw: " + e.what());
-  } catch (...) {
-    throw PluginError("plugin " + entry.descriptor.source + ": the factory of optimizer '" + name +
-                      "' threw an unknown exception");
-  }
-  if (raw == nullptr) {
-    throw PluginError("plugin " + entry.descriptor.source + ": the factory of optimizer '" + name +
-                      "' returned no object");
-  }
+  const std::string& source = entry.descriptor.source;
+  Optimizer* raw = call_plugin("optimizer", name, source, "the factory", [&] { return entry.create(); });
+  if (raw == nullptr) throw PluginError(plugin_object("optimizer", name, source) + ": the factory returned no object");
   OptimizerPtr opt(raw, OptimizerDeleter{entry.plugin});
-  opt->setup(OptimizerInfo{name, entry.descriptor.plugin_version, entry.descriptor.schema, entry.descriptor.state}, options,
-             std::move(groups));
+  opt->setup(OptimizerInfo{name, entry.descriptor.plugin_version, entry.descriptor.schema, entry.descriptor.state, source},
+             options, std::move(groups));
   return opt;
 }
 
@@ -597,19 +587,13 @@ SchedulerPtr Registry::create_scheduler(const std::string& name, Optimizer& opti
     }
     slot = *it;
   }
-  const std::string factory = "plugin " + slot.descriptor.source + ": the factory of scheduler '" + name + "'";
-  Scheduler* raw = nullptr;
-  try {
-    raw = slot.create();
-  } catch (const std::exception& e) {
-    throw PluginError(factory + " threw: " + e.what());
-  } catch (...) {
-    throw PluginError(factory + " threw an unknown exception");
-  }
-  if (raw == nullptr) throw PluginError(factory + " returned no object");
+  const std::string& source = slot.descriptor.source;
+  Scheduler* raw = call_plugin("scheduler", name, source, "the factory", [&] { return slot.create(); });
+  if (raw == nullptr) throw PluginError(plugin_object("scheduler", name, source) + ": the factory returned no object");
   SchedulerPtr s(raw, SchedulerDeleter{slot.plugin});
-  s->setup(SchedulerInfo{name, slot.descriptor.plugin_version, slot.descriptor.schema, slot.descriptor.needs_metric},
-           optimizer, options);
+  s->setup(
+      SchedulerInfo{name, slot.descriptor.plugin_version, slot.descriptor.schema, slot.descriptor.needs_metric, source},
+      optimizer, options);
   return s;
 }
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include <optreg/error.hpp>
+#include <optreg/plugin_call.hpp>
 #include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
@@ -20,6 +21,12 @@ constexpr char kLastLr[] = "last_lr";
 bool is_base_key(const std::string& key) { return key == kLastStep || key == kBaseLrs || key == kLastLr; }
 
 std::string a_type(ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); }
+
+/// Runs `f`, the call `call` into the code of the scheduler `info` names, through call_plugin().
+template <typename F>
+decltype(auto) plugin(const SchedulerInfo& info, const char* call, F&& f) {
+  return call_plugin("scheduler", info.name, info.source, call, std::forward<F>(f));
+}
 
 }  // namespace
 
@@ -44,15 +51,15 @@ void Scheduler::setup(SchedulerInfo info, Optimizer& optimizer, const Options& o
   }
   const std::string where = "scheduler '" + info.name + "'";
   Options resolved = info.schema->resolve(info.schema->defaults(), options, where);
-  validate(resolved, where);
+  plugin(info, "validate()", [&] { validate(resolved, where); });
   info_ = std::move(info);
   options_ = std::move(resolved);
   optimizer_ = &optimizer;
   base_lrs_ = current_lr();
   last_lr_ = base_lrs_;
   last_step_ = 0;
-  attach();
-  if (!info_.needs_metric) apply(next_lr(current_lr()), 0);
+  plugin(info_, "attach()", [&] { attach(); });
+  if (!info_.needs_metric) apply(plugin(info_, "next_lr()", [&] { return next_lr(current_lr()); }), 0);
 }
 
 void Scheduler::validate(const Options& /*options*/, const std::string& /*where*/) const {}
@@ -103,7 +110,7 @@ void Scheduler::step() {
   const std::int64_t next = next_count(saved, who(), kLastStep);
   last_step_ = next;  // next_lr() reads the step it computes
   try {
-    apply(next_lr(current_lr()), next);
+    apply(plugin(info_, "next_lr()", [&] { return next_lr(current_lr()); }), next);
   } catch (...) {
     last_step_ = saved;
     throw;
@@ -116,7 +123,7 @@ void Scheduler::step(double metric) {
   const std::int64_t next = next_count(saved, who(), kLastStep);
   last_step_ = next;
   try {
-    apply(next_lr_on_metric(current_lr(), metric), next);
+    apply(plugin(info_, "next_lr_on_metric()", [&] { return next_lr_on_metric(current_lr(), metric); }), next);
   } catch (...) {
     last_step_ = saved;
     throw;
@@ -162,7 +169,7 @@ void Scheduler::check_own_state(const Options& state) const {
 void Scheduler::load_own_state(const Options& /*state*/) {}
 
 Options Scheduler::state() const {
-  Options out = own_state();
+  Options out = plugin(info_, "own_state()", [&] { return own_state(); });
   for (const auto& [key, value] : out) {
     if (is_base_key(key)) throw UsageError(who() + " names an entry of its own state '" + key + "', a name the base keeps");
   }
@@ -199,8 +206,8 @@ void Scheduler::check_state(const Options& state) const {
       }
     }
   }
-  check_own_state(state);
-  const Options own = own_state();
+  plugin(info_, "check_own_state()", [&] { check_own_state(state); });
+  const Options own = plugin(info_, "own_state()", [&] { return own_state(); });
   for (const auto& [key, value] : state) {
     if (!is_base_key(key) && own.count(key) == 0) {
       std::vector<std::string> known = {kBaseLrs, kLastLr, kLastStep};
@@ -214,7 +221,7 @@ void Scheduler::check_state(const Options& state) const {
 
 void Scheduler::load_state(const Options& state) {
   check_state(state);
-  load_own_state(state);
+  plugin(info_, "load_own_state()", [&] { load_own_state(state); });
   last_step_ = state.at(kLastStep).as_int();
   base_lrs_ = state.at(kBaseLrs).as_float_list();
   last_lr_ = state.at(kLastLr).as_float_list();
@@ -315,12 +322,12 @@ class SequentialScheduler final : public Scheduler {
 
 std::vector<double> Scheduler::next_lr_at(std::int64_t step) {
   last_step_ = step;
-  return next_lr(current_lr());
+  return plugin(info_, "next_lr()", [&] { return next_lr(current_lr()); });
 }
 
 std::vector<double> Scheduler::restart_at(std::int64_t step) {
   last_step_ = step;
-  return restart_lr(current_lr());
+  return plugin(info_, "restart_lr()", [&] { return restart_lr(current_lr()); });
 }
 
 SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,

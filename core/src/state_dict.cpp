@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <optreg/error.hpp>
+#include <optreg/plugin_call.hpp>
 #include <optreg/text.hpp>
 
 namespace optreg {
@@ -72,6 +73,7 @@ std::int64_t next_count(std::int64_t count, const std::string& who, const std::s
 }
 
 StateDict Optimizer::state_dict(TensorCopy copy) const {
+  check_parameters();  // the state is of the shapes the parameters had when they were added
   StateDict sd;
   sd.optimizer = info_.name;
   sd.plugin_version = info_.plugin_version;
@@ -92,6 +94,7 @@ StateDict Optimizer::state_dict(TensorCopy copy) const {
 }
 
 void Optimizer::check_state_dict(const StateDict& sd) const {
+  check_parameters();  // state shapes are checked against the parameters' shapes below
   if (sd.optimizer != info_.name) {
     throw StateDictError("the state dict is of optimizer " + quoted_name(sd.optimizer) + ", but this optimizer is '" +
                          info_.name + "'");
@@ -122,7 +125,7 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
         }
         next[name] = checked;
       }
-      validate(next, where);
+      call_plugin("optimizer", info_.name, info_.source, "validate()", [&] { validate(next, where); });
     } catch (const OptionError& e) {
       throw StateDictError(e.what());
     }

@@ -282,3 +282,20 @@ TEST(Cli, CheckReportsAnInvalidConfigWithItsPositionAndExitsOne) {
   EXPECT_TRUE(contains(json.out, "\"valid\": false, \"error\": \"" + dir.path() + "/opt.yaml:3:10: ")) << json.out;
   EXPECT_EQ(run("check").status, 2);
 }
+
+TEST(Cli, CheckPlacesNumbersOfAnyLengthInTheConfigAndTheParamsFile) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/ok.yaml") << "optimizer:\n  name: sgd\n";
+  std::ofstream(dir.path() + "/params.yaml") << "fc.weight: [10, 12345678901234567890]\n";
+  const ToolRun extent = run("check '" + dir.path() + "/ok.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(extent.status, 1) << extent.out;
+  EXPECT_TRUE(contains(extent.out, "optreg check: " + dir.path() + "/params.yaml:1:17: an extent of 'fc.weight' = "
+                                       "12345678901234567890 is too large for an integer (at most 9223372036854775807)\n"))
+      << extent.out;
+  std::ofstream(dir.path() + "/long.yaml") << "optimizer:\n  name: sgd\n  lr: " << std::string(100000, '1') << "e-5\n";
+  const ToolRun number = run("check '" + dir.path() + "/long.yaml'");
+  EXPECT_EQ(number.status, 1) << "not a crash: " << number.out.substr(0, 300);
+  EXPECT_TRUE(contains(number.out, "/long.yaml:3:7: option 'lr' = 111111111111111111111111... (100003 characters) is too "
+                                   "large for a float (at most 1.8e308 in magnitude)\n"))
+      << number.out.substr(0, 300);
+}

@@ -286,3 +286,77 @@ TEST(Config, ParamListReadsNamesAndShapesInOrder) {
   write(dir.path() + "/bad.yaml", "fc.bias: [ten]\n");
   EXPECT_THROW(optreg::load_param_list(dir.path() + "/bad.yaml"), optreg::ConfigError);
 }
+
+TEST(Config, ExplicitCoreTagsGiveTheirType) {
+  const auto c = optreg::parse_config(
+      "optimizer:\n  name: sgd\n  lr: !!float 1\n  momentum: !!str 0.9\n  nesterov: !!bool true\n  dampening: !!int 0\n"
+      "  maximize: !<tag:yaml.org,2002:bool> false\n");
+  ASSERT_EQ(c.options.size(), 5U);
+  EXPECT_EQ(c.options[0].value, optreg::Value(1.0));
+  EXPECT_EQ(c.options[0].value.type(), optreg::ValueType::Float);
+  EXPECT_EQ(c.options[1].value, optreg::Value("0.9"));
+  EXPECT_EQ(c.options[2].value, optreg::Value(true));
+  EXPECT_EQ(c.options[3].value, optreg::Value(0));
+  EXPECT_EQ(c.options[4].value, optreg::Value(false));
+  EXPECT_NO_THROW(optreg::parse_config("!!map\noptimizer: !!map {name: !!str adam, betas: !!seq [0.9, 0.99]}\n"));
+}
+
+TEST(Config, NumbersOfAnyLengthGiveAValueOrAnErrorAtTheirPlace) {
+  const std::string digits(30000, '9');
+  const std::string zeros(30000, '0');
+  EXPECT_EQ(message_of(("optimizer:\n  name: sgd\n  lr: " + digits + "\n").c_str()),
+            "bad.yaml:3:7: option 'lr' = 999999999999999999999999... (30000 characters) is too large for an integer (at "
+            "most 9223372036854775807)");
+  EXPECT_EQ(message_of(("optimizer:\n  name: sgd\n  lr: " + digits + ".5\n").c_str()),
+            "bad.yaml:3:7: option 'lr' = 999999999999999999999999... (30002 characters) is too large for a float (at most "
+            "1.8e308 in magnitude)");
+  EXPECT_EQ(message_of(("optimizer:\n  name: sgd\n  lr: 0." + zeros + "1\n").c_str()),
+            "bad.yaml:3:7: option 'lr' = 0.0000000000000000000000... (30003 characters) is too small for a float: it is not "
+            "0, but would be 0 (the smallest is 4.9e-324 in magnitude)");
+  EXPECT_EQ(message_of(("optimizer:\n  name: sgd\n  lr: 1e" + digits + "\n").c_str()),
+            "bad.yaml:3:7: option 'lr' = 1e9999999999999999999999... (30002 characters) is too large for a float (at most "
+            "1.8e308 in magnitude)");
+  const auto c = optreg::parse_config("optimizer:\n  name: sgd\n  lr: 0." + zeros + "5e30000\n  momentum: 0e" + digits + "\n");
+  EXPECT_EQ(c.options[0].value, optreg::Value(0.5));
+  EXPECT_EQ(c.options[1].value, optreg::Value(0.0));
+}
+
+TEST(Config, NestingDeeperThanTheLimitIsPlacedWhereItStarts) {
+  const auto nested = [](int lists) {
+    return "optimizer: {name: sgd, lr: " + std::string(static_cast<std::size_t>(lists), '[') +
+           std::string(static_cast<std::size_t>(lists), ']') + "}\n";
+  };
+  // The top-level map and the optimizer's map are two levels: 98 lists make 100.
+  EXPECT_EQ(message_of(nested(98).c_str()), "bad.yaml:1:29: option 'lr' must be a list of numbers; this element is not a number");
+  const std::string too_deep = "bad.yaml:1:126: maps and lists are nested more than 100 deep here; a config nests at most 100";
+  EXPECT_EQ(message_of(nested(99).c_str()), too_deep);
+  EXPECT_EQ(message_of(nested(100000).c_str()), too_deep);
+  std::string block = "optimizer:\n  name: sgd\n";
+  for (int i = 0; i < 600; ++i) block += std::string(static_cast<std::size_t>(2 * i + 2), ' ') + "k" + std::to_string(i) + ":\n";
+  EXPECT_EQ(message_of(block.c_str()),
+            "bad.yaml:102:201: maps and lists are nested more than 100 deep here; a config nests at most 100");
+}
+
+TEST(Config, ParamListExtentsOfAnyLengthAreCheckedAtTheirPlace) {
+  TempDir dir;
+  const auto message = [&](const std::string& text) {
+    write(dir.path() + "/p.yaml", text);
+    try {
+      optreg::load_param_list(dir.path() + "/p.yaml");
+    } catch (const optreg::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no ConfigError)");
+  };
+  const std::string at = dir.path() + "/p.yaml:2:";
+  EXPECT_EQ(message("a: [1]\nw: [4, 12345678901234567890]\n"),
+            at + "8: an extent of 'w' = 12345678901234567890 is too large for an integer (at most 9223372036854775807)");
+  EXPECT_EQ(message("a: [1]\nw: [" + std::string(30000, '7') + "]\n"),
+            at + "5: an extent of 'w' = 777777777777777777777777... (30000 characters) is too large for an integer (at most "
+                 "9223372036854775807)");
+  EXPECT_EQ(message("a: [1]\nw: [-3]\n"), at + "5: the shape of 'w' must hold non-negative integers");
+  EXPECT_EQ(message("a: [1]\nw: [!!str 3]\n"), at + "5: the shape of 'w' must hold non-negative integers");
+  EXPECT_EQ(message("a: [1]\n---\nw: [3]\n"),
+            at + "1: a second YAML document starts here; a config is one document (a second one would be ignored): remove "
+                 "this '---' line and what follows it, or merge it into the first");
+}

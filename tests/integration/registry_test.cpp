@@ -24,6 +24,7 @@
 
 #include <optreg/abi.hpp>
 #include <optreg/error.hpp>
+#include <optreg/parallel.hpp>
 #include <optreg/parameter.hpp>
 #include <optreg/registry.hpp>
 #include <optreg/tensor.hpp>
@@ -195,9 +196,8 @@ TEST(RegistryLoad, ThrowingFactoryLoadsButCreateThrowsPluginError) {
   optreg::Registry r;
   EXPECT_EQ(r.load_file(OPTREG_FIXTURE_THROWING_FACTORY), std::vector<std::string>{"fixture_throwing"});
   const std::string msg = message_of<optreg::PluginError>([&] { r.create("fixture_throwing", {param()}); });
-  EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_THROWING_FACTORY) +
-                     ": the factory of optimizer 'fixture_throwing' threw: fixture_throwing cannot allocate its "
-                     "workspace");
+  EXPECT_EQ(msg, "optimizer 'fixture_throwing' (plugin " + canonical(OPTREG_FIXTURE_THROWING_FACTORY) +
+                     "): the factory threw: fixture_throwing cannot allocate its workspace");
   // The registry is still usable afterwards.
   EXPECT_TRUE(r.find("fixture_throwing").has_value());
 }
@@ -743,6 +743,124 @@ TEST(PluginLifetime, RefusedPluginIsNotLeftLoaded) {
   EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_BAD_DEFAULT));
   EXPECT_FALSE(r.try_load_file(OPTREG_FIXTURE_BUILD_TAG).ok);
   EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_BUILD_TAG));
+}
+
+// ------------------------------------------------------------------ exceptions of plugin code
+//
+// The fixtures throw exception classes of their own (tests/fixtures/fixture_failure.hpp): once
+// their library is unloaded, reading or even destroying such an exception runs unmapped code.
+
+/// The optimizer of the throws_own_class fixture over `p`, throwing in `call`.
+optreg::OptimizerPtr throwing_optimizer(const optreg::Registry& r, const optreg::Parameter& p, const char* call) {
+  return r.create("fixture_throws_own_class", {p}, {{"throw_in", call}});
+}
+
+TEST(PluginExceptions, AStepThatThrowsItsOwnClassIsReadAfterTheLibraryIsUnloaded) {
+  ASSERT_FALSE(is_loaded(OPTREG_FIXTURE_THROWS_OWN_CLASS));
+  optreg::Parameter p = param(1.0f, 2.0f);
+  std::string message;
+  try {
+    optreg::Registry r;
+    r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);
+    optreg::OptimizerPtr opt = throwing_optimizer(r, p, "update_group");
+    opt->step();
+  } catch (const optreg::PluginError& e) {
+    // The optimizer and the registry were destroyed while the exception propagated.
+    EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_THROWS_OWN_CLASS));
+    message = e.what();
+  } catch (...) {
+    ADD_FAILURE() << "an exception that is not a PluginError left step()";
+  }
+  EXPECT_EQ(message, "optimizer 'fixture_throws_own_class' (plugin " + canonical(OPTREG_FIXTURE_THROWS_OWN_CLASS) +
+                         "): update_group() threw: fixture_throws_own_class failed its step");
+  EXPECT_EQ(p.value().to_vector(), (std::vector<float>{1.0f, 2.0f}));
+}
+
+TEST(PluginExceptions, EveryCallIntoThePluginIsNamed) {
+  optreg::Registry r;
+  r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);
+  const std::string who = "optimizer 'fixture_throws_own_class' (plugin " + canonical(OPTREG_FIXTURE_THROWS_OWN_CLASS) + "): ";
+  const optreg::Parameter p = param();
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { throwing_optimizer(r, p, "validate"); }),
+            who + "validate() threw: fixture_throws_own_class refuses its options");
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { throwing_optimizer(r, p, "init_state"); }),
+            who + "init_state() threw: fixture_throws_own_class cannot make its state");
+  EXPECT_EQ(message_of<optreg::PluginError>([&] { throwing_optimizer(r, p, "not_std")->step(); }),
+            who + "update_group() threw an exception that is not a std::exception");
+}
+
+TEST(PluginExceptions, AnOptionErrorOfThePluginStaysAnOptionErrorWithItsMessage) {
+  std::string message;
+  try {
+    optreg::Registry r;
+    r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);
+    throwing_optimizer(r, param(), "option_error");
+  } catch (const optreg::OptionError& e) {
+    EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_THROWS_OWN_CLASS));
+    message = e.what();
+  }
+  EXPECT_EQ(message, "optimizer 'fixture_throws_own_class': fixture_throws_own_class refuses its options");
+}
+
+TEST(PluginExceptions, AValidateThatThrowsLeavesTheOptimizerAsItWas) {
+  optreg::Registry r;
+  r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);
+  optreg::Parameter p = param(1.0f, 2.0f);
+  optreg::OptimizerPtr opt = throwing_optimizer(r, p, "nowhere");
+  EXPECT_THROW(opt->set_option("throw_in", optreg::Value("validate")), optreg::PluginError);
+  EXPECT_THROW(opt->set_option(0, "throw_in", optreg::Value("validate")), optreg::PluginError);
+  EXPECT_EQ(opt->param_groups()[0].option("throw_in").as_string(), "nowhere");
+  opt->step();
+  EXPECT_EQ(p.value().to_vector(), (std::vector<float>{0.95f, 2.1f}));
+}
+
+TEST(PluginExceptions, AnExceptionFromAWorkerThreadIsNotKeptByThePool) {
+  optreg::set_num_threads(4);
+  std::string message;
+  try {
+    optreg::Registry r;
+    r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);
+    throwing_optimizer(r, param(), "worker")->step();
+  } catch (const optreg::PluginError& e) {
+    message = e.what();
+  }
+  EXPECT_EQ(message, "optimizer 'fixture_throws_own_class' (plugin " + canonical(OPTREG_FIXTURE_THROWS_OWN_CLASS) +
+                         "): update_group() threw: fixture_throws_own_class failed on a worker thread");
+  EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_THROWS_OWN_CLASS));
+  // The next job on the pool releases whatever the pool still held of the last one.
+  std::atomic<std::size_t> done{0};
+  optreg::parallel_for(std::size_t{1} << 16, 1, [&](std::size_t b, std::size_t e) { done += e - b; });
+  EXPECT_EQ(done.load(), std::size_t{1} << 16);
+  optreg::set_num_threads(0);
+}
+
+TEST(PluginExceptions, ASchedulerThatThrowsItsOwnClassIsReadAfterTheLibraryIsUnloaded) {
+  ASSERT_FALSE(is_loaded(OPTREG_FIXTURE_THROWING_SCHEDULE));
+  const std::string who =
+      "scheduler 'fixture_throwing_schedule' (plugin " + canonical(OPTREG_FIXTURE_THROWING_SCHEDULE) + "): ";
+  optreg::Registry sgd;
+  sgd.load_file(OPTREG_TEST_SGD_PLUGIN);
+  optreg::OptimizerPtr opt = sgd.create("sgd", {param()}, {{"lr", 0.5}});
+  /// The message of what `call` throws, read after the scheduler's library is unloaded.
+  const auto message = [&](const char* option, const std::function<void(optreg::Scheduler&)>& call) {
+    std::string m;
+    try {
+      optreg::Registry r;
+      r.load_file(OPTREG_FIXTURE_THROWING_SCHEDULE);
+      optreg::SchedulerPtr s = r.create_scheduler("fixture_throwing_schedule", *opt, {{"throw_in", option}});
+      call(*s);
+    } catch (const optreg::PluginError& e) {
+      EXPECT_FALSE(is_loaded(OPTREG_FIXTURE_THROWING_SCHEDULE));
+      m = e.what();
+    }
+    return m;
+  };
+  EXPECT_EQ(message("next_lr", [](optreg::Scheduler& s) { s.step(); }),
+            who + "next_lr() threw: fixture_throwing_schedule failed its step");
+  EXPECT_EQ(message("own_state", [](optreg::Scheduler& s) { s.state(); }),
+            who + "own_state() threw: fixture_throwing_schedule lost its state");
+  EXPECT_EQ(message("attach", [](optreg::Scheduler&) {}), who + "attach() threw: fixture_throwing_schedule cannot attach");
+  EXPECT_EQ(opt->param_groups()[0].option("lr").as_float(), 0.5) << "a failed step leaves the lr";
 }
 
 TEST(PluginLifetime, FailedCreateLeavesNoObjectBehind) {

@@ -204,7 +204,8 @@ TEST_F(StateDictTest, DeepCopyDoesNotChangeWhenTheOptimizerDoes) {
   }
   step_with_gradients(*opt);
   opt->set_option("lr", 0.5);
-  opt->state(opt->parameters()[0]).tensor("exp_avg").fill(7.0F);
+  Tensor exp_avg = opt->state(opt->parameters()[0]).tensor("exp_avg");  // a handle: it shares the elements
+  exp_avg.fill(7.0F);
   EXPECT_TRUE(same_bits(sd, reference));
   EXPECT_FALSE(same_bits(sd, opt->state_dict()));
 }

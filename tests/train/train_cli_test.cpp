@@ -175,6 +175,31 @@ TEST(TrainCommand, CtrlCSavesACheckpointThatResumesBitExactly) {
                                      final_state(dir / "straight/checkpoint.optreg")));
 }
 
+TEST(TrainCommand, AStepThatThrowsThePluginsOwnExceptionExitsWithItsMessage) {
+  TempDir dir;
+  write_file(dir / "t.yaml",
+             "problem: {name: quadratic, dim: 4}\ntrain: {steps: 5, batch_size: 4}\n"
+             "optimizer: {name: fixture_throws_own_class, throw_in: update_group}\n");
+  const auto r = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "out") + " --plugin-path " +
+                      shell_word(OPTREG_FIXTURE_THROWS_OWN_CLASS));
+  EXPECT_EQ(r.status, 1) << r.out;  // not a signal (-1)
+  EXPECT_TRUE(contains(r.out, "optreg: optimizer 'fixture_throws_own_class' (plugin " +
+                                  optreg_test::canonical(OPTREG_FIXTURE_THROWS_OWN_CLASS) +
+                                  "): update_group() threw: fixture_throws_own_class failed its step\n"))
+      << r.out;
+}
+
+TEST(TrainCommand, AThreadCountOutOfRangeInTheEnvironmentIsIgnored) {
+  TempDir dir;
+  write_file(dir / "t.yaml", "problem: {name: quadratic, dim: 4}\ntrain: {steps: 3, batch_size: 4}\noptimizer: {name: sgd}\n");
+  for (const char* threads : {"99999999999999999999", "100000", "0", "-2", "two"}) {
+    const auto env = optreg_test::run_command("OPTREG_NUM_THREADS=" + std::string(threads) + " OPTREG_PLUGIN_PATH= " +
+                                              shell_word(OPTREG_TEST_TOOL) + " train " + shell_word(dir / "t.yaml") +
+                                              " --out " + shell_word(dir / "out"));
+    EXPECT_EQ(env.status, 0) << threads << ": " << env.out;
+  }
+}
+
 TEST(TrainCommand, MissingDataNamesTheFile) {
   TempDir dir;
   write_file(dir / "t.yaml", "problem: {name: logreg, data: " + (dir / "nothing") +

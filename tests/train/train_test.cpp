@@ -360,6 +360,18 @@ struct BadConfig {
   const char* message;
 };
 
+/// Each config is refused with its exact message.
+void expect_refused(const std::vector<BadConfig>& cases) {
+  for (const auto& c : cases) {
+    try {
+      parse_run_config(c.text, "c.yaml");
+      ADD_FAILURE() << "no error for:\n" << c.text;
+    } catch (const optreg::ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
+    }
+  }
+}
+
 TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
   const std::string ok_train = "train: {steps: 10}\n";
   const std::vector<BadConfig> cases = {
@@ -390,7 +402,8 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimiser: {name: sgd}\n",
        "c.yaml:3:1: unknown section 'optimiser' (did you mean 'optimizer'?); known sections: optimizer, param_groups, "
        "plugins, scheduler, clip, problem, train, runs"},
-      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' must be a non-empty list, not a list"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' is empty; it needs at least one run"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: {}\n", "c.yaml:3:7: section 'runs' must be a list, not an empty map"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n"
        "  - {label: a, optimizer: {name: adam}}\n",
        "c.yaml:5:13: runs[1] has the label 'a' of an earlier run; give each run its own 'label'"},
@@ -403,14 +416,35 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
        "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "
        "sections go inside each run)"},
   };
-  for (const auto& c : cases) {
-    try {
-      parse_run_config(c.text, "c.yaml");
-      ADD_FAILURE() << "no error for:\n" << c.text;
-    } catch (const optreg::ConfigError& e) {
-      EXPECT_EQ(std::string(e.what()), c.message) << c.text;
-    }
-  }
+  expect_refused(cases);
+}
+
+TEST(RunConfig, SecondDocumentsTagsAndNumbersOutOfRangeArePlacedInEverySection) {
+  const std::vector<BadConfig> cases = {
+      {"problem: {name: quadratic}\ntrain: {steps: 1e999}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:16: option 'steps' = 1e999 is too large for a float (at most 1.8e308 in magnitude)"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5, seed: 99999999999999999999}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:25: option 'seed' = 99999999999999999999 is too large for an integer (at most 9223372036854775807)"},
+      {"problem: {name: quadratic, noise: 1e-400}\ntrain: {steps: 5}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:35: option 'noise' = 1e-400 is too small for a float: it is not 0, but would be 0 (the smallest is "
+       "4.9e-324 in magnitude)"},
+      {"problem: {name: quadratic}\ntrain: {steps: !!str 5}\noptimizer: {name: sgd}\n",
+       "c.yaml:2:16: section 'train': option 'steps' = \"5\" has the wrong type: expected an int, got a string"},
+      {"problem: {name: !problem quadratic}\ntrain: {steps: 5}\noptimizer: {name: sgd}\n",
+       "c.yaml:1:17: the tag '!problem' is not one a config takes on a scalar; a scalar takes !!str, !!int, !!float, "
+       "!!bool or !!null, or no tag"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd, lr: 1e999}}\n",
+       "c.yaml:4:43: option 'lr' = 1e999 is too large for a float (at most 1.8e308 in magnitude)"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimizer: {name: sgd}\nscheduler: {name: step, gamma: 1e999}\n",
+       "c.yaml:4:32: option 'gamma' = 1e999 is too large for a float (at most 1.8e308 in magnitude)"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimizer: {name: sgd}\nclip: {max_norm: 1e-400}\n",
+       "c.yaml:4:18: option 'max_norm' = 1e-400 is too small for a float: it is not 0, but would be 0 (the smallest is "
+       "4.9e-324 in magnitude)"},
+      {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimizer: {name: sgd}\n---\ntrain: {steps: 50}\n",
+       "c.yaml:4:1: a second YAML document starts here; a config is one document (a second one would be ignored): "
+       "remove this '---' line and what follows it, or merge it into the first"},
+  };
+  expect_refused(cases);
 }
 
 TEST(RunConfig, ASingleOptimizerConfigIsOneRunLabelledByTheOptimizer) {

@@ -1,9 +1,11 @@
 // Semantics of the Optimizer base, exercised through the in-tree sgd and adam plugins.
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include <optreg/checkpoint.hpp>
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
 
@@ -215,4 +217,78 @@ TEST_F(OptimizerBase, AdamAmsgradTurnedOnLaterCreatesItsBufferOnce) {
   opt->step();
   EXPECT_EQ(opt->state(w).num_tensors(), 3U);
   EXPECT_GT(opt->state(w).tensor("max_exp_avg_sq")[0], 0.0F);
+}
+
+// ------------------------------------------------- parameters whose tensors are replaced
+
+/// Adam over two groups, {a} and {w, b}, after one step.
+class ReplacedTensors : public OptimizerBase {
+ protected:
+  void SetUp() override {
+    opt = registry().create("adam", std::vector<ParamGroupSpec>{{{a}, {}}, {{w, b}, {}}}, {{"lr", 0.1}});
+    for (Parameter* p : {&a, &w, &b}) p->accumulate_grad(Tensor(p->value().shape(), 1.0F));
+    opt->step();
+  }
+
+  /// The values and the state, to show that a refused call changed nothing.
+  std::vector<std::vector<float>> snapshot() const {
+    std::vector<std::vector<float>> out;
+    for (const Parameter* p : {&a, &w, &b}) {
+      out.push_back(p->value().to_vector());
+      for (const auto& [name, t] : opt->state(*p).tensors()) out.push_back(t.to_vector());
+    }
+    return out;
+  }
+
+  Parameter a = param("a", {1, 2});
+  Parameter w = Parameter("w", Tensor({2, 3}, 1.0F));
+  Parameter b = param("b", {3});
+  OptimizerPtr opt;
+};
+
+TEST_F(ReplacedTensors, AValueOfAnotherShapeIsRefusedByStepBeforeAnyGroupChanges) {
+  const std::vector<float> a_before = a.value().to_vector();
+  const std::vector<float> a_state = opt->state(a).tensor("exp_avg").to_vector();
+  w.value() = Tensor({4096});
+  w.set_grad(Tensor({4096}, 1.0F));
+  EXPECT_EQ(error_of([&] { opt->step(); }),
+            "optimizer 'adam', param group 1, parameter 'w' (position 0): its value has shape [4096], but it had shape "
+            "[2, 3] when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
+  EXPECT_EQ(a.value().to_vector(), a_before) << "group 0, before w's group, is left as it was";
+  EXPECT_EQ(opt->state(a).tensor("exp_avg").to_vector(), a_state);
+  w.clear_grad();
+  EXPECT_THROW(opt->step(), optreg::UsageError) << "refused even without a gradient";
+  w.value() = Tensor({2, 3}, 1.0F);  // another tensor of the same shape is fine
+  opt->step();
+  EXPECT_NE(a.value().to_vector(), a_before);
+}
+
+TEST_F(ReplacedTensors, AGradientOfAnotherShapeIsRefusedByStep) {
+  const auto before = snapshot();
+  b.grad() = Tensor({0});  // smaller than the value: step would read past it
+  EXPECT_EQ(error_of([&] { opt->step(); }),
+            "optimizer 'adam', param group 1, parameter 'b' (position 1): its gradient has shape [0], but its value "
+            "has shape [1]");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(ReplacedTensors, StateDictLoadAndCheckpointsRefuseAValueOfAnotherShape) {
+  const optreg::StateDict sd = opt->state_dict();
+  w.value() = Tensor({3, 2});
+  const std::string m =
+      "optimizer 'adam', param group 1, parameter 'w' (position 0): its value has shape [3, 2], but it had shape [2, 3] "
+      "when the optimizer took it; a parameter keeps its shape while an optimizer manages it";
+  EXPECT_EQ(error_of([&] { opt->state_dict(); }), m);
+  EXPECT_EQ(error_of([&] { opt->check_state_dict(sd); }), m);
+  EXPECT_EQ(error_of([&] { opt->load_state_dict(sd); }), m);
+  const std::string path = ::testing::TempDir() + "replaced_tensors.optreg";
+  EXPECT_EQ(error_of([&] { optreg::save_optimizer(path, *opt); }), m);
+  w.value() = Tensor({2, 3});
+  optreg::save_optimizer(path, *opt);
+  w.value() = Tensor({6});
+  EXPECT_EQ(error_of([&] { optreg::load_optimizer(path, *opt); }),
+            "optimizer 'adam', param group 1, parameter 'w' (position 0): its value has shape [6], but it had shape "
+            "[2, 3] when the optimizer took it; a parameter keeps its shape while an optimizer manages it")
+      << "the optimizer is at fault, not the file";
+  std::remove(path.c_str());
 }

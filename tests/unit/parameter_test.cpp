@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <optreg/clip.hpp>
 #include <optreg/error.hpp>
 #include <optreg/parameter.hpp>
 
@@ -70,4 +71,35 @@ TEST(Parameter, CopiesAreTheSameParameter) {
   EXPECT_FALSE(a.same_as(c));
   b.accumulate_grad(Tensor({1}, 3.0F));
   EXPECT_TRUE(a.has_grad());
+}
+
+TEST(Parameter, AccumulatingIntoAGradientOfAnotherShapeThanTheValueIsRefused) {
+  Parameter p("w", Tensor({4096}));
+  p.accumulate_grad(Tensor({4096}, 1.0F));
+  p.value() = Tensor({2});
+  try {
+    p.accumulate_grad(Tensor({2}, 1.0F));  // would read 4096 floats of a 2-float tensor
+    ADD_FAILURE() << "no error";
+  } catch (const optreg::UsageError& e) {
+    EXPECT_STREQ(e.what(), "parameter 'w': its gradient has shape [4096], but its value has shape [2]");
+  }
+  p.clear_grad();
+  p.accumulate_grad(Tensor({2}, {1, 2}));  // a fresh buffer of the value's shape
+  EXPECT_EQ(p.grad().to_vector(), (std::vector<float>{1, 2}));
+}
+
+TEST(Parameter, ClippingRefusesAGradientReplacedByAnotherShapeBeforeChangingAny) {
+  Parameter a("a", Tensor({2}));
+  Parameter b("b", Tensor({3}));
+  a.set_grad(Tensor({2}, {30, 40}));
+  b.set_grad(Tensor({3}, 1.0F));
+  b.grad() = Tensor({1}, {5});
+  try {
+    optreg::clip_grad_norm({a, b}, 1.0);
+    ADD_FAILURE() << "no error";
+  } catch (const optreg::UsageError& e) {
+    EXPECT_STREQ(e.what(), "clip_grad_norm: parameter 'b' (position 1): its gradient has shape [1], but its value has shape [3]");
+  }
+  EXPECT_THROW(optreg::clip_grad_value({a, b}, 1.0), optreg::UsageError);
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<float>{30, 40}));
 }

@@ -148,9 +148,8 @@ RunConfig parse_run_config(const std::string& text, const std::string& source, c
       } else if (s == "runs") {
         runs = value;
         has_runs = true;
-        if (!runs.IsSequence() || runs.size() == 0) {
-          fail(source, mark_of(value), std::string("section 'runs' must be a non-empty list, not ") + kind_of(value));
-        }
+        if (!runs.IsSequence()) fail(source, mark_of(value), std::string("section 'runs' must be a list, not ") + kind_of(value));
+        if (runs.size() == 0) fail(source, mark_of(value), "section 'runs' is empty; it needs at least one run");
       } else {
         has_optimizer = has_optimizer || s == "optimizer";
         others.push_back(key);

@@ -2,7 +2,9 @@
 /// \file
 /// Gradient clipping, with the semantics of PyTorch 1.13's torch.nn.utils.clip_grad_norm_ and
 /// clip_grad_value_. Call it after the gradients are computed and before Optimizer::step();
-/// parameters without a gradient are left out.
+/// parameters without a gradient are left out. A gradient whose shape is not its value's (one
+/// replaced through Parameter::grad() or value()) is a UsageError naming the parameter and its
+/// position in `params`, before any gradient changes.
 ///
 /// Arithmetic is float32 like PyTorch's: each gradient's norm, then the norm of those norms,
 /// each rounded to float32 (sums are accumulated in double, so a total may differ from

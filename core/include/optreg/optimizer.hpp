@@ -13,9 +13,20 @@
 ///   is complete before the first step. Each state tensor of a group lives in one buffer per
 ///   entry name, in parameter order, so that steps stream through memory.
 /// - A parameter may appear only once across all groups.
+/// - A parameter keeps its shape while an optimizer manages it: its state was made for that
+///   shape. A value replaced through Parameter::value() by a tensor of another shape, or a
+///   gradient whose shape is not its value's, makes step(), state_dict(), load_state_dict()
+///   and the checkpoint functions throw UsageError naming the parameter, its group and its
+///   position, before anything changes (check_parameters()). A value replaced by another tensor
+///   of the same shape (a view of new memory) is fine. Hosts read the state (state()); only the
+///   optimizer changes it, so its tensors keep their shapes too.
+/// - Plugin code is called through call_plugin() (<optreg/plugin_call.hpp>): no exception of a
+///   plugin's own class leaves a call of the base.
 /// - An Optimizer is not thread-safe; distinct optimizers may be used from distinct threads.
 /// - Errors: OptionError for hyperparameters, UsageError for misuse; a throwing call leaves the
-///   optimizer as it was.
+///   optimizer as it was (everything is checked before anything changes). The one thing the
+///   base cannot undo is a plugin's update_group() that throws after it changed something: the
+///   groups stepped before it stay stepped (docs/plugin-abi.md, "Exceptions").
 
 #include <cstddef>
 #include <cstdint>
@@ -87,6 +98,8 @@ class ParamGroup {
   std::vector<Parameter> params_;
   Options options_;
   std::vector<ParamState> states_;
+  /// Each parameter's shape when the group was added: its state is shaped after it.
+  std::vector<Shape> shapes_;
 };
 
 /// The kind of a per-parameter state entry.
@@ -133,6 +146,8 @@ struct OptimizerInfo {
   std::string plugin_version;
   std::shared_ptr<const Schema> schema;
   std::shared_ptr<const StateSchema> state = std::make_shared<const StateSchema>();
+  /// The plugin file it came from, for messages; empty for a class built into the host.
+  std::string source{};
 };
 
 struct StateDict;
@@ -168,10 +183,14 @@ class Optimizer {
 
   /// Every parameter in id order: ids are positions by first appearance across the groups.
   std::vector<Parameter> parameters() const;
-  /// The state of a managed parameter; throws UsageError for a parameter this optimizer
-  /// does not manage.
-  ParamState& state(const Parameter& p);
+  /// The state of a managed parameter (read-only: load_state_dict() changes it); throws
+  /// UsageError for a parameter this optimizer does not manage.
   const ParamState& state(const Parameter& p) const;
+  /// Throws UsageError, naming the parameter, its group and its position, when a managed
+  /// parameter's value no longer has the shape it had when its group was added, or its
+  /// gradient (when present) has another shape than its value. Allocates nothing unless it
+  /// throws; step(), state_dict(), check_state_dict() and the checkpoint functions call it first.
+  void check_parameters() const;
 
   const std::string& name() const noexcept { return info_.name; }
   const std::string& plugin_version() const noexcept { return info_.plugin_version; }

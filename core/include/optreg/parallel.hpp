@@ -10,7 +10,8 @@
 /// - When the pool is busy (another thread's parallel_for is running), the call runs serially
 ///   on its own thread: concurrent optimizers never wait for each other or deadlock.
 /// - A call does not allocate.
-/// - An exception thrown by `fn` is rethrown by parallel_for() after every range has finished.
+/// - An exception thrown by `fn` is rethrown by parallel_for() after every range has finished
+///   (the first one; the others are dropped), and the pool keeps no reference to it.
 
 #include <cstddef>
 #include <utility>
@@ -18,9 +19,11 @@
 namespace optreg {
 
 /// The threads step kernels use: set_num_threads(), else the environment variable
-/// OPTREG_NUM_THREADS, else the hardware's threads.
+/// OPTREG_NUM_THREADS (a whole number from 1 to 1024; anything else is ignored), else the
+/// hardware's threads.
 std::size_t num_threads() noexcept;
-/// Sets the number of threads (0: back to the default). Not to be called while a step runs.
+/// Sets the number of threads (0: back to the default; at most 1024, else UsageError). Not to
+/// be called while a step runs.
 void set_num_threads(std::size_t n);
 
 /// Runs fn(ctx, begin, end) over contiguous ranges covering [0, n), each at least `grain` long

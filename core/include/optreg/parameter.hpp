@@ -2,12 +2,23 @@
 /// \file
 /// optreg::Parameter: a named value tensor with an optional gradient.
 
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <optreg/tensor.hpp>
 
 namespace optreg {
+
+class Parameter;
+
+namespace detail {
+/// The position of the first of `params` whose value's shape is not `shapes[i]`, or whose
+/// gradient (when present) has another shape than its value; params.size() when every one
+/// fits. One pass without a call per parameter: what an optimizer checks at every step.
+std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
+}  // namespace detail
 
 /// A trainable parameter: a name, a value tensor and an optional gradient.
 ///
@@ -21,17 +32,22 @@ class Parameter {
   Parameter(std::string name, Tensor value);
 
   const std::string& name() const noexcept;
+  /// The value. It may be replaced by another tensor of the same shape (a view of new memory);
+  /// while an optimizer manages the parameter, a value of another shape makes the optimizer's
+  /// step() throw UsageError (Optimizer::check_parameters()).
   Tensor& value() noexcept;
   const Tensor& value() const noexcept;
 
   /// Whether a gradient is present.
   bool has_grad() const noexcept;
-  /// The gradient; throws UsageError when absent.
+  /// The gradient; throws UsageError when absent. Replacing it by a tensor of another shape
+  /// than the value's makes step() and clipping throw UsageError.
   Tensor& grad();
   const Tensor& grad() const;
 
   /// Adds `g` to the gradient, or makes it the gradient when absent (copying it into a buffer
-  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs.
+  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs from
+  /// the value's, or when the present gradient's shape is not the value's.
   void accumulate_grad(const Tensor& g);
   /// Makes `g` the gradient itself (no copy; `g` may be a view). Throws UsageError on a shape mismatch.
   void set_grad(Tensor g);
@@ -44,6 +60,7 @@ class Parameter {
   const void* id() const noexcept { return impl_.get(); }
 
  private:
+  friend std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

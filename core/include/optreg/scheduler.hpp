@@ -20,6 +20,8 @@
 ///   nothing. The options are not part of the state: they come from the config that built it.
 /// - Step counts never overflow: `last_step` lies in [0, 2^53] (kCountDomain), and a step at the
 ///   top of it is a UsageError that changes nothing.
+/// - Plugin code is called through call_plugin() (<optreg/plugin_call.hpp>): no exception of a
+///   plugin's own class leaves a call of the base.
 /// - A Scheduler is not thread-safe.
 
 #include <cstdint>
@@ -39,6 +41,8 @@ struct SchedulerInfo {
   std::string plugin_version;
   std::shared_ptr<const Schema> schema = std::make_shared<const Schema>();
   bool needs_metric = false;
+  /// The plugin file it came from, for messages; empty for a class built into the host.
+  std::string source{};
 };
 
 /// The abstract learning-rate scheduler. Plugins derive from it and implement next_lr() (or

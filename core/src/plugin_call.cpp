@@ -1,0 +1,49 @@
+// The translation of exceptions thrown by plugin code into exceptions made by the host.
+#include <optreg/plugin_call.hpp>
+
+#include <exception>
+#include <new>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+std::string plugin_object(const char* kind, const std::string& name, const std::string& source) {
+  return std::string(kind) + " '" + name + "'" + (source.empty() ? std::string() : " (plugin " + source + ")");
+}
+
+namespace {
+
+/// Throws a copy made here of the exception being handled when it is an E, else tries the
+/// next class; returns when it is none of them. The plugin's exception is destroyed when its
+/// handler is left, while the plugin is still loaded.
+template <typename E, typename... More>
+void rethrow_copy_of() {
+  try {
+    throw;
+  } catch (const E& e) {
+    throw E(e.what());
+  } catch (...) {
+  }
+  if constexpr (sizeof...(More) > 0) rethrow_copy_of<More...>();
+}
+
+}  // namespace
+
+void detail::rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source, const char* call) {
+  // Every class of error.hpp, most derived first, keeps its class and message.
+  rethrow_copy_of<PluginError, OptionError, ConfigError, StateDictError, CheckpointError, NonFiniteError, UsageError,
+                  Error>();
+  const std::string who = plugin_object(kind, name, source) + ": " + call + " threw";
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw std::bad_alloc();
+  } catch (const std::exception& e) {
+    throw PluginError(who + ": " + e.what());
+  } catch (...) {
+    throw PluginError(who + " an exception that is not a std::exception");
+  }
+}
+
+}  // namespace optreg
