@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <optreg/plugin.hpp>
+#include <optreg/state_dict.hpp>
 
 namespace {
 
@@ -107,7 +108,9 @@ TEST(SdkCounts, ATensorOptimizerRefusesAFullCountBeforeItUpdatesAnyTensor) {
   opt.step();
   EXPECT_EQ(std::get<std::int64_t>(opt.state(b).scalar("step")), 1);
 
-  opt.state(b).scalar("step") = optreg::kMaxCount;
+  optreg::StateDict full = opt.state_dict();
+  full.state.at(1).scalar("step") = optreg::kMaxCount;  // b is parameter id 1
+  opt.load_state_dict(full);
   try {
     opt.step();
     ADD_FAILURE() << "a count at 2^53 was advanced";
