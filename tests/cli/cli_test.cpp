@@ -299,3 +299,16 @@ TEST(Cli, CheckPlacesNumbersOfAnyLengthInTheConfigAndTheParamsFile) {
                                    "large for a float (at most 1.8e308 in magnitude)\n"))
       << number.out.substr(0, 300);
 }
+
+TEST(Cli, EveryCommandReportsAStandardOutputItCannotWrite) {
+  TempDir dir;
+  optreg_test::write_file(dir / "opt.yaml", "optimizer: {name: sgd, lr: 0.1}\n");
+  for (const std::string& command :
+       std::vector<std::string>{"--version", "--help", "list", "show adam", "check " + dir / "opt.yaml", "problems"}) {
+    // Only standard output goes to the full device; the message comes back on standard error.
+    const ToolRun r = optreg_test::run_command("{ OPTREG_PLUGIN_PATH= '" + std::string(OPTREG_TEST_TOOL) + "' " + command +
+                                               " > /dev/full; }");
+    EXPECT_EQ(r.status, 1) << command << '\n' << r.out;
+    EXPECT_TRUE(contains(r.out, "optreg: standard output: cannot write (is the disk full?)")) << command << '\n' << r.out;
+  }
+}
