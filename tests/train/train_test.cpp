@@ -867,3 +867,29 @@ TEST(TrainingRun, RosenbrockConvergesWithAdam) {
 }
 
 }  // namespace
+
+TEST(TrainingRun, AResumeRefusesForgedProgressCountsNamingTheEntry) {
+  TempDir dir;
+  checkpoint_at(kSettingsRun, 15, dir);
+  const optreg::Checkpoint saved = optreg::read_checkpoint(dir / "c.ckpt");
+  const std::vector<std::pair<std::string, std::int64_t>> forged = {
+      {"nonfinite_grad_norms", std::numeric_limits<std::int64_t>::max()},
+      {"nonfinite_grad_norms", -1},
+      {"steps_to_target", 16},
+      {"steps_to_target", -2},
+      {"diverged_at", std::numeric_limits<std::int64_t>::min()},
+      {"window_count", 16},
+      {"eval_count", -1},
+  };
+  for (const auto& [key, value] : forged) {
+    optreg::Checkpoint c = saved;
+    c.metadata["train." + key] = optreg::Value(value);
+    optreg::save_checkpoint(dir / "forged.ckpt", c);
+    RunOptions rest;
+    rest.resume_path = dir / "forged.ckpt";
+    const std::string lo = key == "steps_to_target" || key == "diverged_at" ? "-1" : "0";
+    EXPECT_EQ(optreg_test::message_of<optreg::CheckpointError>([&] { train(parse_run_config(kSettingsRun, "s.yaml"), rest); }),
+              "checkpoint " + (dir / "forged.ckpt") + ": 'train." + key + "' = " + std::to_string(value) + " lies outside [" +
+                  lo + ", 15], the range its step allows");
+  }
+}

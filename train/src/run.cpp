@@ -210,11 +210,24 @@ Progress progress_of(const Checkpoint& c, const std::string& path, std::int64_t 
   p.diverged_at = meta(c.metadata, path, "diverged_at", ValueType::Int).as_int();
   p.divergence = meta(c.metadata, path, "divergence", ValueType::String).as_string();
   p.seconds = meta(c.metadata, path, "seconds", ValueType::Float).as_float();
-  if (p.step < 0 || p.step > total || p.window_count < 0 || p.window_count > p.step || p.eval_count < 0 ||
-      p.eval_count > p.step || p.diverged_at > p.step) {
+  if (p.step < 0 || p.step > total) {
     throw CheckpointError("checkpoint " + path + ": its step " + std::to_string(p.step) + " lies outside the run's " +
                           std::to_string(total) + " steps");
   }
+  // Every count is bounded by the step (or is -1 for "none"), so a forged file cannot make a
+  // later increment overflow or a table show what never happened.
+  const auto check_count = [&](const char* key, std::int64_t value, std::int64_t lo) {
+    if (value < lo || value > p.step) {
+      throw CheckpointError("checkpoint " + path + ": '" + kKey + key + "' = " + std::to_string(value) +
+                            " lies outside [" + std::to_string(lo) + ", " + std::to_string(p.step) +
+                            "], the range its step allows");
+    }
+  };
+  check_count("window_count", p.window_count, 0);
+  check_count("eval_count", p.eval_count, 0);
+  check_count("nonfinite_grad_norms", p.nonfinite_norms, 0);
+  check_count("steps_to_target", p.steps_to_target, -1);
+  check_count("diverged_at", p.diverged_at, -1);
   return p;
 }
 
