@@ -17,8 +17,9 @@ set_target_properties(${OPTREG_IN_TREE_PLUGINS} PROPERTIES INSTALL_RPATH "$ORIGI
 install(TARGETS optreg_base optreg_core optreg_sdk optreg_conformance EXPORT optregTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The core's detail/ headers are shared by optreg's own libraries and tools only.
 install(DIRECTORY base/include/optreg core/include/optreg sdk/include/optreg sdk/conformance/include/optreg
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp")
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp" PATTERN detail EXCLUDE)
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/optreg/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
 install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

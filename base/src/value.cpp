@@ -267,4 +267,15 @@ std::vector<std::string> closest_names(const std::string& name, const std::vecto
   return out;
 }
 
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& known) {
+  const auto near = closest_names(name, known);
+  return near.empty() ? std::string() : " (did you mean '" + near.front() + "'?)";
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i == 0 ? "" : ", ") + names[i];
+  return s;
+}
+
 }  // namespace optreg

@@ -31,7 +31,7 @@
 #include <optreg/error.hpp>
 #include <optreg/text.hpp>
 
-#include "files.hpp"
+#include <optreg/detail/files.hpp>
 
 namespace optreg {
 namespace {

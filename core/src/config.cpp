@@ -1,4 +1,4 @@
-// YAML configs (yaml-cpp 0.7): parsing with positions, and building optimizers from them.
+// Configs: the optimizer's sections of a config document, and building optimizers from them.
 #include <optreg/config.hpp>
 
 #include <fnmatch.h>
@@ -9,74 +9,14 @@
 #include <filesystem>
 #include <map>
 
-#include <yaml-cpp/yaml.h>
-
 #include <optreg/clip.hpp>
+#include <optreg/detail/files.hpp>
 
-#include "config_yaml.hpp"
-#include "files.hpp"
+#include "config_scalar.hpp"
 
 namespace optreg {
 
 namespace fs = std::filesystem;
-
-namespace detail {
-
-ConfigMark mark_of(const YAML::Mark& m) {
-  // yaml-cpp marks are 0-based, and -1 when unknown.
-  return ConfigMark{m.line < 0 ? 1 : m.line + 1, m.column < 0 ? 1 : m.column + 1};
-}
-ConfigMark mark_of(const YAML::Node& n) { return mark_of(n.Mark()); }
-
-std::string place(const std::string& source, const ConfigMark& m) {
-  return source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": ";
-}
-
-[[noreturn]] void fail(const std::string& source, const ConfigMark& m, const std::string& what) {
-  throw ConfigError(place(source, m) + what);
-}
-
-std::string suggestion(const std::string& name, const std::vector<std::string>& known) {
-  const auto near = closest_names(name, known);
-  return near.empty() ? std::string() : " (did you mean '" + near.front() + "'?)";
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
-const char* kind_of(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: return n.size() == 0 ? "an empty map" : "a map";
-    case YAML::NodeType::Sequence: return n.size() == 0 ? "an empty list" : "a list";
-    case YAML::NodeType::Scalar: return "a scalar";
-    default: return "nothing";
-  }
-}
-
-/// The pairs of a map node, refusing duplicate and non-scalar keys (yaml-cpp keeps duplicates
-/// silently).
-std::vector<std::pair<YAML::Node, YAML::Node>> entries(const std::string& source, const YAML::Node& map,
-                                                       const std::string& what) {
-  std::vector<std::pair<YAML::Node, YAML::Node>> out;
-  std::map<std::string, ConfigMark> seen;
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    const YAML::Node key = it->first;
-    if (!key.IsScalar()) fail(source, mark_of(key), "a key of " + what + " must be a name, not " + kind_of(key));
-    const auto [at, fresh] = seen.emplace(key.Scalar(), mark_of(key));
-    if (!fresh) {
-      fail(source, mark_of(key), "duplicate key '" + key.Scalar() + "' in " + what + " (first at line " +
-                                     std::to_string(at->second.line) + ", column " + std::to_string(at->second.column) +
-                                     ")");
-    }
-    out.emplace_back(key, it->second);
-  }
-  return out;
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -84,75 +24,30 @@ using namespace detail;
 
 const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins", "scheduler", "clip"};
 
-}  // namespace
-
-namespace detail {
-
-
-/// A YAML value as a typed option value (YAML 1.2 core schema for plain scalars; quoted
-/// scalars are strings; a list of numbers is a list of floats).
-Value to_value(const std::string& source, const std::string& name, const YAML::Node& n) {
-  if (n.IsNull()) fail(source, mark_of(n), "option '" + name + "' has no value");
-  if (n.IsMap()) fail(source, mark_of(n), "option '" + name + "' must be a value, not a map");
-  if (n.IsSequence()) {
-    std::vector<double> out;
-    for (const auto& e : n) {
-      if (!e.IsScalar() || e.Tag() == "!") {
-        fail(source, mark_of(e), "option '" + name + "' must be a list of numbers; this element is not a number");
-      }
-      const Value v = to_value(source, name, e);
-      if (v.type() != ValueType::Float && v.type() != ValueType::Int) {
-        fail(source, mark_of(e), "option '" + name + "' must be a list of numbers; '" + e.Scalar() + "' is not a number");
-      }
-      out.push_back(v.as_float());
-    }
-    return Value(std::move(out));
-  }
-  const std::string& s = n.Scalar();
-  const std::string& tag = n.Tag();
-  if (tag == "!" || tag == kStrTag) return Value(s);  // quoted, or tagged !!str
-  // A plain scalar, or one tagged !!int, !!float, !!bool or !!null, whose form check_yaml()
-  // has found to fit its tag.
-  const std::string what = "option '" + name + "'";
-  switch (form_of(s)) {
-    case ScalarForm::Null: fail(source, mark_of(n), what + " has no value");
-    case ScalarForm::Bool: return Value(s[0] == 't' || s[0] == 'T');
-    case ScalarForm::Int:
-      if (tag == kFloatTag) return Value(parse_float(source, mark_of(n), what, s));
-      return Value(parse_int(source, mark_of(n), what, s));
-    case ScalarForm::Float: return Value(parse_float(source, mark_of(n), what, s));
-    case ScalarForm::String: break;
-  }
-  return Value(s);
+[[noreturn]] void fail(const std::string& source, const ConfigMark& m, const std::string& what) {
+  throw_config_error(source, m, what);
 }
 
-}  // namespace detail
-
-namespace {
-
-std::vector<std::pair<std::string, ConfigMark>> string_list(const std::string& source, const YAML::Node& n,
-                                                           const std::string& what) {
+std::vector<std::pair<std::string, ConfigMark>> string_list(const ConfigNode& n, const std::string& what) {
   std::vector<std::pair<std::string, ConfigMark>> out;
-  const auto one = [&](const YAML::Node& e) {
-    if (!e.IsScalar() || e.Scalar().empty()) fail(source, mark_of(e), what + " must be a non-empty string");
-    out.emplace_back(e.Scalar(), mark_of(e));
+  const auto one = [&](const ConfigNode& e) {
+    if (!e.is_scalar() || e.text().empty()) e.fail(what + " must be a non-empty string");
+    out.emplace_back(e.text(), e.mark());
   };
-  if (n.IsScalar()) {
+  if (n.is_scalar()) {
     one(n);
-  } else if (n.IsSequence() && n.size() > 0) {
-    for (const auto& e : n) one(e);
+  } else if (n.is_list() && n.size() > 0) {
+    for (const auto& e : n.items()) one(e);
   } else {
-    fail(source, mark_of(n), what + " must be a string or a non-empty list of strings, not " + kind_of(n));
+    n.fail(what + " must be a string or a non-empty list of strings, not " + n.kind_name());
   }
   return out;
 }
 
-ConfigOption option_of(const std::string& source, const YAML::Node& key, const YAML::Node& value) {
-  // A missing value is placed at its key: yaml-cpp marks an empty value where the next line starts.
-  if (value.IsNull()) {
-    fail(source, mark_of(key), "option '" + key.Scalar() + "' has no value");
-  }
-  return ConfigOption{key.Scalar(), to_value(source, key.Scalar(), value), mark_of(key), mark_of(value)};
+ConfigOption option_of(const ConfigEntry& entry) {
+  // A missing value is placed at its key: an empty value is marked where the next line starts.
+  if (entry.value.is_null()) entry.key.fail("option '" + entry.key.text() + "' has no value");
+  return ConfigOption{entry.key.text(), entry.value.to_value(entry.key.text()), entry.key.mark(), entry.value.mark()};
 }
 
 /// Checks one option against a schema, placing the error at the key (unknown name) or the value.
@@ -169,8 +64,8 @@ OptimizerDescriptor find_optimizer(const OptimizerConfig& config, const Registry
   std::vector<std::string> known;
   for (const auto& d : registry.list()) known.push_back(d.name);
   fail(config.source, config.optimizer_mark,
-       "unknown optimizer '" + config.optimizer + "'" + suggestion(config.optimizer, known) +
-           (known.empty() ? "; no plugin is loaded" : "; registered: " + join(known)));
+       "unknown optimizer '" + config.optimizer + "'" + did_you_mean(config.optimizer, known) +
+           (known.empty() ? "; no plugin is loaded" : "; registered: " + join_names(known)));
 }
 
 Options options_of(const OptimizerConfig& config, const Schema& schema, const std::vector<ConfigOption>& opts,
@@ -181,26 +76,26 @@ Options options_of(const OptimizerConfig& config, const Schema& schema, const st
 }
 
 /// A `scheduler:` map, or one entry of a sequence's `schedulers` list (`what` names it).
-SchedulerConfig parse_scheduler(const std::string& source, const YAML::Node& node, const std::string& what, bool nested) {
-  if (!node.IsMap()) fail(source, mark_of(node), what + " must be a map with a 'name', not " + kind_of(node));
+SchedulerConfig parse_scheduler(const std::string& source, const ConfigNode& node, const std::string& what, bool nested) {
+  if (!node.is_map()) node.fail(what + " must be a map with a 'name', not " + node.kind_name());
   SchedulerConfig sc;
-  sc.mark = mark_of(node);
+  sc.mark = node.mark();
   bool has_name = false;
-  YAML::Node list;
+  ConfigNode list;
   bool has_list = false;
   ConfigMark list_key;
-  for (const auto& [k, v] : entries(source, node, what)) {
-    if (k.Scalar() == "name") {
-      if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), "'name' must be a scheduler name");
-      sc.name = v.Scalar();
-      sc.name_mark = mark_of(v);
+  for (const auto& e : node.entries(what)) {
+    if (e.key.text() == "name") {
+      if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail("'name' must be a scheduler name");
+      sc.name = e.value.text();
+      sc.name_mark = e.value.mark();
       has_name = true;
-    } else if (k.Scalar() == "schedulers") {
-      list = v;
+    } else if (e.key.text() == "schedulers") {
+      list = e.value;
       has_list = true;
-      list_key = mark_of(k);
+      list_key = e.key.mark();
     } else {
-      sc.options.push_back(option_of(source, k, v));
+      sc.options.push_back(option_of(e));
     }
   }
   if (!has_name) fail(source, sc.mark, what + " needs a 'name' (such as 'name: cosine')");
@@ -211,12 +106,11 @@ SchedulerConfig parse_scheduler(const std::string& source, const YAML::Node& nod
   if (sequential) {
     if (nested) fail(source, sc.name_mark, "a sequence cannot hold another sequence");
     if (!has_list) fail(source, sc.mark, "scheduler 'sequential' needs 'schedulers': the list of schedulers it runs");
-    if (!list.IsSequence()) {
-      fail(source, mark_of(list), std::string("'schedulers' must be a list of schedulers, not ") + kind_of(list));
-    }
-    if (list.size() == 0) fail(source, mark_of(list), "'schedulers' is empty; a sequence needs at least one scheduler");
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      sc.schedulers.push_back(parse_scheduler(source, list[i], "schedulers[" + std::to_string(i) + "]", true));
+    if (!list.is_list()) list.fail(std::string("'schedulers' must be a list of schedulers, not ") + list.kind_name());
+    if (list.size() == 0) list.fail("'schedulers' is empty; a sequence needs at least one scheduler");
+    const std::vector<ConfigNode> items = list.items();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      sc.schedulers.push_back(parse_scheduler(source, items[i], "schedulers[" + std::to_string(i) + "]", true));
     }
   }
   return sc;
@@ -236,20 +130,20 @@ double clip_number(const std::string& source, const ConfigOption& o, bool allow_
   return d;
 }
 
-ClipConfig parse_clip(const std::string& source, const YAML::Node& node) {
-  if (!node.IsMap()) fail(source, mark_of(node), std::string("section 'clip' must be a map, not ") + kind_of(node));
+ClipConfig parse_clip(const std::string& source, const ConfigNode& node) {
+  if (!node.is_map()) node.fail(std::string("section 'clip' must be a map, not ") + node.kind_name());
   const std::vector<std::string> known = {"max_norm", "norm_type", "error_if_nonfinite", "value"};
   ClipConfig c;
-  c.mark = mark_of(node);
+  c.mark = node.mark();
   const ConfigOption* norm = nullptr;
   const ConfigOption* value = nullptr;
   std::vector<ConfigOption> opts;
-  for (const auto& [k, v] : entries(source, node, "section 'clip'")) {
-    if (std::find(known.begin(), known.end(), k.Scalar()) == known.end()) {
-      fail(source, mark_of(k), "unknown key '" + k.Scalar() + "' in section 'clip'" + suggestion(k.Scalar(), known) +
-                                   "; known keys: " + join(known));
+  for (const auto& e : node.entries("section 'clip'")) {
+    const std::string& k = e.key.text();
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      e.key.fail("unknown key '" + k + "' in section 'clip'" + did_you_mean(k, known) + "; known keys: " + join_names(known));
     }
-    opts.push_back(option_of(source, k, v));
+    opts.push_back(option_of(e));
   }
   for (const auto& o : opts) {
     if (o.name == "max_norm") {
@@ -289,146 +183,123 @@ ClipConfig parse_clip(const std::string& source, const YAML::Node& node) {
 
 }  // namespace
 
-YAML::Node detail::load_yaml(const std::string& text, const std::string& source) {
-  try {
-    check_yaml(text, source);  // one document, known tags, bounded nesting
-    return YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    fail(source, mark_of(e.mark), "YAML syntax error: " + e.msg);
-  } catch (const YAML::Exception& e) {
-    fail(source, mark_of(e.mark), "YAML error: " + e.msg);
-  }
-}
+namespace {
 
-std::string detail::read_text_file(const std::string& path, const std::string& what) {
-  const std::string subject = "the " + what;
-  const auto too_large = [&](const std::string& size) {
-    return ConfigError(path + ": " + subject + " is " + size + " bytes, above the limit of " +
-                       std::to_string(kMaxConfigFileBytes) + " bytes (1 MiB)");
-  };
-  try {
-    std::uint64_t size = 0;
-    const UniqueFd fd = open_regular_file(path, &size);  // a FIFO or a device is refused, never waited on
-    if (size > kMaxConfigFileBytes) throw too_large(std::to_string(size));
-    std::string text;
-    // The limit holds for what is read too: the file may have grown since fstat.
-    if (!read_at_most(fd.get(), kMaxConfigFileBytes, text)) {
-      throw too_large("more than " + std::to_string(kMaxConfigFileBytes));
+void parse_optimizer(OptimizerConfig& config, const ConfigEntry& section) {
+  const ConfigNode& value = section.value;
+  if (!value.is_map()) value.fail(std::string("section 'optimizer' must be a map, not ") + value.kind_name());
+  bool has_name = false;
+  for (const auto& e : value.entries("section 'optimizer'")) {
+    if (e.key.text() == "name") {
+      if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail("'name' must be an optimizer name");
+      config.optimizer = e.value.text();
+      config.optimizer_mark = e.value.mark();
+      has_name = true;
+    } else {
+      config.options.push_back(option_of(e));
     }
-    return text;
-  } catch (const FileRefused& r) {
-    throw ConfigError(path + ": " + r.describe(subject));
   }
+  if (!has_name) section.key.fail("section 'optimizer' needs a 'name' (such as 'name: adam')");
 }
 
-OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
-  return detail::parse_config_node(detail::load_yaml(text, source), source, base_dir, {});
-}
-
-OptimizerConfig detail::parse_config_node(const YAML::Node& root, const std::string& source,
-                                          const std::string& base_dir, const std::vector<std::string>& host_sections) {
-  OptimizerConfig config;
-  config.source = source;
-  if (!root.IsMap()) {
-    fail(source, mark_of(root),
-         std::string("a config must be a map with an 'optimizer' section, not ") +
-             (root.IsNull() || !root.IsDefined() ? std::string("an empty document") : kind_of(root)));
-  }
-  try {
-    bool has_optimizer = false;
-    for (const auto& [key, value] : entries(source, root, "the config")) {
-      const std::string& section = key.Scalar();
-      if (section == "optimizer") {
-        has_optimizer = true;
-        if (!value.IsMap()) fail(source, mark_of(value), std::string("section 'optimizer' must be a map, not ") + kind_of(value));
-        bool has_name = false;
-        for (const auto& [k, v] : entries(source, value, "section 'optimizer'")) {
-          if (k.Scalar() == "name") {
-            if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), "'name' must be an optimizer name");
-            config.optimizer = v.Scalar();
-            config.optimizer_mark = mark_of(v);
-            has_name = true;
-          } else {
-            config.options.push_back(option_of(source, k, v));
-          }
+void parse_param_groups(OptimizerConfig& config, const ConfigNode& value) {
+  if (!value.is_list()) value.fail(std::string("section 'param_groups' must be a list, not ") + value.kind_name());
+  const std::vector<ConfigNode> items = value.items();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ConfigNode& g = items[i];
+    const std::string what = "param_groups[" + std::to_string(i) + "]";
+    if (!g.is_map()) g.fail(what + " must be a map with 'params', not " + g.kind_name());
+    ConfigGroup group;
+    group.mark = g.mark();
+    bool has_params = false;
+    for (const auto& e : g.entries(what)) {
+      if (e.key.text() == "params") {
+        has_params = true;
+        for (auto& [p, m] : string_list(e.value, what + ".params")) {
+          group.patterns.push_back(p);
+          group.pattern_marks.push_back(m);
         }
-        if (!has_name) fail(source, mark_of(key), "section 'optimizer' needs a 'name' (such as 'name: adam')");
-      } else if (section == "param_groups") {
-        if (!value.IsSequence()) {
-          fail(source, mark_of(value), std::string("section 'param_groups' must be a list, not ") + kind_of(value));
-        }
-        for (std::size_t i = 0; i < value.size(); ++i) {
-          const YAML::Node g = value[i];
-          const std::string what = "param_groups[" + std::to_string(i) + "]";
-          if (!g.IsMap()) fail(source, mark_of(g), what + " must be a map with 'params', not " + kind_of(g));
-          ConfigGroup group;
-          group.mark = mark_of(g);
-          bool has_params = false;
-          for (const auto& [k, v] : entries(source, g, what)) {
-            if (k.Scalar() == "params") {
-              has_params = true;
-              for (auto& [p, m] : string_list(source, v, what + ".params")) {
-                group.patterns.push_back(p);
-                group.pattern_marks.push_back(m);
-              }
-            } else {
-              group.options.push_back(option_of(source, k, v));
-            }
-          }
-          if (!has_params) fail(source, group.mark, what + " needs 'params': the parameter names or patterns it holds");
-          config.groups.push_back(std::move(group));
-        }
-      } else if (section == "plugins") {
-        if (!value.IsMap()) fail(source, mark_of(value), std::string("section 'plugins' must be a map, not ") + kind_of(value));
-        for (const auto& [k, v] : entries(source, value, "section 'plugins'")) {
-          if (k.Scalar() != "paths") {
-            fail(source, mark_of(k), "unknown key '" + k.Scalar() + "' in section 'plugins'" +
-                                         suggestion(k.Scalar(), {"paths"}) + "; known keys: paths");
-          }
-          const fs::path base = base_dir.empty() ? fs::current_path() : fs::path(base_dir);
-          for (const auto& [p, m] : string_list(source, v, "plugins.paths")) {
-            const fs::path path(p);
-            config.plugin_paths.push_back((path.is_absolute() ? path : base / path).lexically_normal().string());
-            config.plugin_path_marks.push_back(m);
-          }
-        }
-      } else if (section == "scheduler") {
-        config.scheduler = parse_scheduler(source, value, "section 'scheduler'", false);
-      } else if (section == "clip") {
-        config.clip = parse_clip(source, value);
-      } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
-        auto known = kSections;
-        known.insert(known.end(), host_sections.begin(), host_sections.end());
-        fail(source, mark_of(key), "unknown section '" + section + "'" + suggestion(section, known) +
-                                       "; known sections: " + join(known));
+      } else {
+        group.options.push_back(option_of(e));
       }
     }
-    if (!has_optimizer) fail(source, mark_of(root), "the config has no 'optimizer' section");
-  } catch (const YAML::Exception& e) {
-    fail(source, mark_of(e.mark), "YAML error: " + e.msg);
+    if (!has_params) g.fail(what + " needs 'params': the parameter names or patterns it holds");
+    config.groups.push_back(std::move(group));
   }
+}
+
+void parse_plugins(OptimizerConfig& config, const ConfigNode& value, const std::string& base_dir) {
+  if (!value.is_map()) value.fail(std::string("section 'plugins' must be a map, not ") + value.kind_name());
+  for (const auto& e : value.entries("section 'plugins'")) {
+    if (e.key.text() != "paths") {
+      e.key.fail("unknown key '" + e.key.text() + "' in section 'plugins'" + did_you_mean(e.key.text(), {"paths"}) +
+                 "; known keys: paths");
+    }
+    const fs::path base = base_dir.empty() ? fs::current_path() : fs::path(base_dir);
+    for (const auto& [p, m] : string_list(e.value, "plugins.paths")) {
+      const fs::path path(p);
+      config.plugin_paths.push_back((path.is_absolute() ? path : base / path).lexically_normal().string());
+      config.plugin_path_marks.push_back(m);
+    }
+  }
+}
+
+}  // namespace
+
+OptimizerConfig parse_config(const std::string& text, const std::string& source, const std::string& base_dir) {
+  return parse_config_sections(parse_config_document(text, source), base_dir, {});
+}
+
+OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
+                                      const std::vector<std::string>& host_sections) {
+  OptimizerConfig config;
+  config.source = root.source();
+  if (!root.is_map()) {
+    root.fail(std::string("a config must be a map with an 'optimizer' section, not ") +
+              (root.is_null() ? std::string("an empty document") : root.kind_name()));
+  }
+  bool has_optimizer = false;
+  for (const auto& e : root.entries("the config")) {
+    const std::string& section = e.key.text();
+    if (section == "optimizer") {
+      has_optimizer = true;
+      parse_optimizer(config, e);
+    } else if (section == "param_groups") {
+      parse_param_groups(config, e.value);
+    } else if (section == "plugins") {
+      parse_plugins(config, e.value, base_dir);
+    } else if (section == "scheduler") {
+      config.scheduler = parse_scheduler(config.source, e.value, "section 'scheduler'", false);
+    } else if (section == "clip") {
+      config.clip = parse_clip(config.source, e.value);
+    } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
+      auto known = kSections;
+      known.insert(known.end(), host_sections.begin(), host_sections.end());
+      e.key.fail("unknown section '" + section + "'" + did_you_mean(section, known) +
+                 "; known sections: " + join_names(known));
+    }
+  }
+  if (!has_optimizer) root.fail("the config has no 'optimizer' section");
   return config;
 }
 
 OptimizerConfig load_config(const std::string& path) {
-  const std::string text = detail::read_text_file(path, "config file");
-  return parse_config(text, path, fs::absolute(path).parent_path().string());
+  const ConfigNode root = load_config_document(path);
+  return parse_config_sections(root, fs::absolute(path).parent_path().string(), {});
 }
 
 std::vector<ParamInfo> load_param_list(const std::string& path) {
-  const YAML::Node root = detail::load_yaml(detail::read_text_file(path, "parameter list"), path);
-  if (!root.IsMap()) fail(path, mark_of(root), "a parameter list must map each parameter name to its shape");
+  const ConfigNode root = load_config_document(path, "parameter list");
+  if (!root.is_map()) root.fail("a parameter list must map each parameter name to its shape");
   std::vector<ParamInfo> out;
-  for (const auto& [k, v] : entries(path, root, "the parameter list")) {
+  for (const auto& e : root.entries("the parameter list")) {
     ParamInfo p;
-    p.name = k.Scalar();
-    if (!v.IsSequence()) fail(path, mark_of(v), "the shape of '" + p.name + "' must be a list such as [64, 32]");
-    for (const auto& d : v) {
-      const bool number = d.IsScalar() && d.Tag() != "!" && d.Tag() != kStrTag && form_of(d.Scalar()) == ScalarForm::Int;
-      if (!number || d.Scalar()[0] == '-') {
-        fail(path, mark_of(d), "the shape of '" + p.name + "' must hold non-negative integers");
-      }
-      p.shape.push_back(parse_int(path, mark_of(d), "an extent of '" + p.name + "'", d.Scalar()));
+    p.name = e.key.text();
+    if (!e.value.is_list()) e.value.fail("the shape of '" + p.name + "' must be a list such as [64, 32]");
+    for (const auto& d : e.value.items()) {
+      const bool number = d.is_scalar() && !d.is_string() && form_of(d.text()) == ScalarForm::Int;
+      if (!number || d.text()[0] == '-') d.fail("the shape of '" + p.name + "' must hold non-negative integers");
+      p.shape.push_back(parse_int(path, d.mark(), "an extent of '" + p.name + "'", d.text()));
     }
     out.push_back(std::move(p));
   }
@@ -479,7 +350,7 @@ GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::stri
       if (!any) {
         fail(config.source, group.pattern_marks[k],
              "pattern '" + group.patterns[k] + "' of param_groups[" + std::to_string(g) + "] matches no parameter" +
-                 suggestion(group.patterns[k], names));
+                 did_you_mean(group.patterns[k], names));
       }
     }
   }
@@ -545,7 +416,8 @@ SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerCon
   if (auto d = registry.find_scheduler(sc.name)) return *d;
   std::vector<std::string> known;
   for (const auto& d : registry.list_schedulers()) known.push_back(d.name);
-  fail(source, sc.name_mark, "unknown scheduler '" + sc.name + "'" + suggestion(sc.name, known) + "; registered: " + join(known));
+  fail(source, sc.name_mark,
+       "unknown scheduler '" + sc.name + "'" + did_you_mean(sc.name, known) + "; registered: " + join_names(known));
 }
 
 /// Makes one scheduler of a config (not a sequence) over `optimizer`.

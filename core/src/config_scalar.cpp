@@ -1,21 +1,16 @@
-// The scalars of a config: their YAML 1.2 core-schema form, numbers of any length, explicit
-// tags, and the one pass over the parser's events that refuses what a config may not hold
-// (a second document, unknown tags, nesting beyond the limit). No std::regex: its matcher
-// recurses once per character and overflows the stack on a long scalar.
+// The scalars of a config: their YAML 1.2 core-schema form and numbers of any length. No
+// std::regex: its matcher recurses once per character and overflows the stack on a long scalar.
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
-#include <sstream>
 #include <string_view>
 #include <system_error>
 
-#include <yaml-cpp/depthguard.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
+#include <optreg/config_document.hpp>
 
-#include "config_yaml.hpp"
+#include "config_scalar.hpp"
 
 namespace optreg::detail {
 
@@ -98,85 +93,6 @@ bool beyond_largest(std::string_view s) {
   return power + (negative ? -exponent : exponent) > 0;
 }
 
-constexpr std::string_view kCoreTag = "tag:yaml.org,2002:";
-constexpr char kSeqTag[] = "tag:yaml.org,2002:seq";
-constexpr char kMapTag[] = "tag:yaml.org,2002:map";
-
-/// "!!str" for a core tag, the tag itself otherwise.
-std::string tag_name(const std::string& tag) {
-  return tag.rfind(kCoreTag, 0) == 0 ? "!!" + tag.substr(kCoreTag.size()) : tag;
-}
-
-std::string too_deep() {
-  return "maps and lists are nested more than " + std::to_string(kMaxNesting) + " deep here; a config nests at most " +
-         std::to_string(kMaxNesting);
-}
-
-/// The one pass over a config's events: see check_yaml().
-class ConfigEvents final : public YAML::EventHandler {
- public:
-  explicit ConfigEvents(const std::string& source) : source_(source) {}
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ > 1) {
-      fail(source_, mark_of(mark),
-           "a second YAML document starts here; a config is one document (a second one would be ignored): "
-           "remove this '---' line and what follows it, or merge it into the first");
-    }
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
-  void OnAlias(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
-
-  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t /*anchor*/,
-                const std::string& value) override {
-    if (tag == "?" || tag == "!" || tag == kStrTag) return;  // plain, quoted, !!str
-    const ScalarForm form = form_of(value);
-    const auto refuse = [&](const char* what) {
-      fail(source_, mark_of(mark), "'" + shown(value) + "' is tagged " + tag_name(tag) + " but is not " + what);
-    };
-    if (tag == kIntTag) {
-      if (form != ScalarForm::Int) refuse("an integer");
-    } else if (tag == kFloatTag) {
-      if (form != ScalarForm::Float && form != ScalarForm::Int) refuse("a number");
-    } else if (tag == kBoolTag) {
-      if (form != ScalarForm::Bool) refuse("true or false");
-    } else if (tag == kNullTag) {
-      if (form != ScalarForm::Null) refuse("null");
-    } else {
-      unknown(mark, tag, "a scalar", "!!str, !!int, !!float, !!bool or !!null");
-    }
-  }
-
-  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t /*anchor*/,
-                       YAML::EmitterStyle::value /*style*/) override {
-    if (tag != "?" && tag != "!" && tag != kSeqTag) unknown(mark, tag, "a list", "!!seq");
-    enter(mark);
-  }
-  void OnSequenceEnd() override { --depth_; }
-
-  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t /*anchor*/,
-                  YAML::EmitterStyle::value /*style*/) override {
-    if (tag != "?" && tag != "!" && tag != kMapTag) unknown(mark, tag, "a map", "!!map");
-    enter(mark);
-  }
-  void OnMapEnd() override { --depth_; }
-
- private:
-  void enter(const YAML::Mark& mark) {
-    if (++depth_ > kMaxNesting) fail(source_, mark_of(mark), too_deep());
-  }
-
-  [[noreturn]] void unknown(const YAML::Mark& mark, const std::string& tag, const char* node, const char* fits) {
-    fail(source_, mark_of(mark), "the tag '" + tag_name(tag) + "' is not one a config takes on " + node +
-                                     "; " + node + " takes " + fits + ", or no tag");
-  }
-
-  const std::string& source_;
-  int documents_ = 0;
-  int depth_ = 0;
-};
-
 }  // namespace
 
 ScalarForm form_of(const std::string& s) {
@@ -198,11 +114,13 @@ std::int64_t parse_int(const std::string& source, const ConfigMark& m, const std
   std::int64_t v = 0;
   const auto r = std::from_chars(s.data() + start, s.data() + s.size(), v);
   if (r.ec == std::errc::result_out_of_range) {
-    fail(source, m, what + " = " + shown(s) +
+    throw_config_error(source, m, what + " = " + shown(s) +
                         (s[0] == '-' ? " is too small for an integer (at least -9223372036854775808)"
                                      : " is too large for an integer (at most 9223372036854775807)"));
   }
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) fail(source, m, what + " = " + shown(s) + " is not an integer");
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) {
+    throw_config_error(source, m, what + " = " + shown(s) + " is not an integer");
+  }
   return v;
 }
 
@@ -213,26 +131,15 @@ double parse_float(const std::string& source, const ConfigMark& m, const std::st
   double v = 0;
   const auto r = std::from_chars(s.data() + start, s.data() + s.size(), v, std::chars_format::general);
   if (r.ec == std::errc::result_out_of_range) {
-    fail(source, m, what + " = " + shown(s) +
+    throw_config_error(source, m, what + " = " + shown(s) +
                         (beyond_largest(s) ? " is too large for a float (at most 1.8e308 in magnitude)"
                                            : " is too small for a float: it is not 0, but would be 0 (the smallest is "
                                              "4.9e-324 in magnitude)"));
   }
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) fail(source, m, what + " = " + shown(s) + " is not a number");
-  return v;
-}
-
-void check_yaml(const std::string& text, const std::string& source) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  ConfigEvents events(source);
-  try {
-    while (parser.HandleNextDocument(events)) {
-    }
-  } catch (const YAML::DeepRecursion& e) {
-    // yaml-cpp's own limit (it says "bad file"); the handler's lower one comes first in practice.
-    fail(source, mark_of(e.mark), too_deep());
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) {
+    throw_config_error(source, m, what + " = " + shown(s) + " is not a number");
   }
+  return v;
 }
 
 }  // namespace optreg::detail

@@ -1,5 +1,5 @@
-// Files named by users, and the temporaries of writers (see files.hpp).
-#include "files.hpp"
+// Files named by users, and the temporaries of writers (see <optreg/detail/files.hpp>).
+#include <optreg/detail/files.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>

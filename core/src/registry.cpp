@@ -18,7 +18,7 @@
 #include <optreg/text.hpp>
 #include <optreg/version.hpp>
 
-#include "files.hpp"
+#include <optreg/detail/files.hpp>
 
 namespace optreg {
 

@@ -9,7 +9,8 @@
 #include <memory>
 #include <new>
 
-#include "files.hpp"
+#include <optreg/detail/files.hpp>
+
 #include "memory.hpp"
 
 namespace optreg::train {

@@ -2,14 +2,13 @@
 #include <optreg/train/run.hpp>
 
 #include <filesystem>
+#include <optional>
 
-#include "config_yaml.hpp"
+#include <optreg/config_document.hpp>
 
 namespace optreg::train {
 
 namespace {
-
-using namespace optreg::detail;
 
 const std::vector<std::string> kRunSections = {"problem", "train", "runs"};
 
@@ -39,63 +38,63 @@ const Schema& train_schema() {
   return schema;
 }
 
-Value checked_value(const std::string& source, const Schema& schema, const YAML::Node& key, const YAML::Node& value,
-                    const std::string& where) {
-  if (value.IsNull()) fail(source, mark_of(key), "'" + key.Scalar() + "' has no value");
-  const Value v = to_value(source, key.Scalar(), value);
+Value checked_value(const Schema& schema, const ConfigEntry& e, const std::string& where) {
+  const std::string& name = e.key.text();
+  if (e.value.is_null()) e.key.fail("'" + name + "' has no value");
+  const Value v = e.value.to_value(name);
   try {
-    return schema.check(key.Scalar(), v, where);
-  } catch (const OptionError& e) {
-    fail(source, schema.find(key.Scalar()) == nullptr ? mark_of(key) : mark_of(value), e.what());
+    return schema.check(name, v, where);
+  } catch (const OptionError& err) {
+    (schema.find(name) == nullptr ? e.key : e.value).fail(err.what());
   }
 }
 
-void parse_problem(RunConfig& config, const YAML::Node& key, const YAML::Node& section) {
-  const std::string& source = config.source;
-  if (!section.IsMap()) fail(source, mark_of(section), std::string("section 'problem' must be a map, not ") + kind_of(section));
+void parse_problem(RunConfig& config, const ConfigEntry& problem) {
+  const ConfigNode& section = problem.value;
+  if (!section.is_map()) section.fail(std::string("section 'problem' must be a map, not ") + section.kind_name());
   const ProblemKind* kind = nullptr;
-  std::vector<std::pair<YAML::Node, YAML::Node>> options;
-  for (const auto& [k, v] : entries(source, section, "section 'problem'")) {
-    if (k.Scalar() != "name") {
-      options.emplace_back(k, v);
+  std::vector<ConfigEntry> options;
+  for (const auto& e : section.entries("section 'problem'")) {
+    if (e.key.text() != "name") {
+      options.push_back(e);
       continue;
     }
-    if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), "'name' must be a problem name");
-    config.problem = v.Scalar();
-    config.problem_mark = mark_of(v);
+    const ConfigNode& v = e.value;
+    if (!v.is_scalar() || v.text().empty()) v.fail("'name' must be a problem name");
+    config.problem = v.text();
+    config.problem_mark = v.mark();
     kind = find_problem(config.problem);
     if (kind == nullptr) {
       std::vector<std::string> known;
       for (const auto& p : problem_kinds()) known.push_back(p.name);
-      fail(source, mark_of(v), "unknown problem '" + config.problem + "'" + suggestion(config.problem, known) +
-                                   "; known problems: " + join(known));
+      v.fail("unknown problem '" + config.problem + "'" + did_you_mean(config.problem, known) +
+             "; known problems: " + join_names(known));
     }
   }
-  if (kind == nullptr) fail(source, mark_of(key), "section 'problem' needs a 'name' (such as 'name: mlp')");
+  if (kind == nullptr) problem.key.fail("section 'problem' needs a 'name' (such as 'name: mlp')");
   Options given;
   const std::string where = "problem '" + kind->name + "'";
-  for (const auto& [k, v] : options) given[k.Scalar()] = checked_value(source, kind->schema, k, v, where);
+  for (const auto& e : options) given[e.key.text()] = checked_value(kind->schema, e, where);
   config.problem_options = kind->schema.resolve(kind->schema.defaults(), given, where);
   if (kind->check) {
     try {
       kind->check(config.problem_options);
     } catch (const OptionError& e) {
-      fail(source, mark_of(section), where + ": " + e.what());
+      section.fail(where + ": " + e.what());
     }
   }
 }
 
-void parse_train(RunConfig& config, const YAML::Node& section) {
-  const std::string& source = config.source;
-  if (!section.IsMap()) fail(source, mark_of(section), std::string("section 'train' must be a map, not ") + kind_of(section));
+void parse_train(RunConfig& config, const ConfigNode& section) {
+  if (!section.is_map()) section.fail(std::string("section 'train' must be a map, not ") + section.kind_name());
   const Schema& schema = train_schema();
   Options given;
-  std::vector<std::pair<YAML::Node, YAML::Node>> items = entries(source, section, "section 'train'");
-  for (const auto& [k, v] : items) {
-    given[k.Scalar()] = checked_value(source, schema, k, v, "section 'train'");
-    config.train_marks[k.Scalar()] = mark_of(v);
+  const std::vector<ConfigEntry> items = section.entries("section 'train'");
+  for (const auto& e : items) {
+    given[e.key.text()] = checked_value(schema, e, "section 'train'");
+    config.train_marks[e.key.text()] = e.value.mark();
   }
-  config.train_marks["train"] = mark_of(section);
+  config.train_marks["train"] = section.mark();
   const Options o = schema.resolve(schema.defaults(), given, "section 'train'");
   TrainSettings& t = config.train;
   t.seed = static_cast<std::uint64_t>(o.at("seed").as_int());
@@ -110,105 +109,107 @@ void parse_train(RunConfig& config, const YAML::Node& section) {
   const bool has_steps = given.count("steps") != 0;
   const bool has_epochs = given.count("epochs") != 0;
   if (has_steps == has_epochs) {
-    fail(source, mark_of(section), has_steps ? "section 'train' gives both 'steps' and 'epochs'; give one"
-                                             : "section 'train' needs 'steps' or 'epochs'");
+    section.fail(has_steps ? "section 'train' gives both 'steps' and 'epochs'; give one"
+                           : "section 'train' needs 'steps' or 'epochs'");
   }
-  for (const auto& [k, v] : items) {
-    if ((k.Scalar() == "steps" && t.steps == 0) || (k.Scalar() == "epochs" && !(t.epochs > 0))) {
-      fail(source, mark_of(v), "'" + k.Scalar() + "' must be above 0");
+  for (const auto& e : items) {
+    const std::string& k = e.key.text();
+    if ((k == "steps" && t.steps == 0) || (k == "epochs" && !(t.epochs > 0))) e.value.fail("'" + k + "' must be above 0");
+  }
+}
+
+/// The runs of a comparison: each a map with an optional 'label' beside its optimizer sections.
+void parse_runs(RunConfig& config, const ConfigNode& runs, const std::string& base_dir) {
+  const std::vector<ConfigNode> items = runs.items();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ConfigNode& r = items[i];
+    const std::string what = "runs[" + std::to_string(i) + "]";
+    if (!r.is_map()) r.fail(what + " must be a map with 'label' and 'optimizer', not " + r.kind_name());
+    RunSpec run;
+    ConfigMark label_mark = r.mark();
+    for (const auto& e : r.entries(what)) {
+      if (e.key.text() == "label") {
+        if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(what + ".label must be a non-empty string");
+        run.label = e.value.text();
+        label_mark = e.value.mark();
+      }
+    }
+    run.optimizer = parse_config_sections(r, base_dir, {"label"});
+    run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
+    if (run.label.empty()) run.label = run.optimizer.optimizer;
+    for (const auto& other : config.runs) {
+      if (other.label == run.label) {
+        throw_config_error(config.source, label_mark,
+                           what + " has the label '" + run.label + "' of an earlier run; give each run its own 'label'");
+      }
+    }
+    config.runs.push_back(std::move(run));
+  }
+}
+
+/// A run config from its document.
+RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
+  RunConfig config;
+  config.source = root.source();
+  if (!root.is_map()) {
+    root.fail(std::string("a run config must be a map with 'problem' and 'train' sections, not ") +
+              (root.is_null() ? std::string("an empty document") : root.kind_name()));
+  }
+  bool has_problem = false;
+  bool has_train = false;
+  std::optional<ConfigNode> runs;
+  std::optional<ConfigNode> optimizer;
+  std::vector<ConfigNode> others;
+  for (const auto& e : root.entries("the config")) {
+    const std::string& s = e.key.text();
+    if (s == "problem") {
+      parse_problem(config, e);
+      has_problem = true;
+    } else if (s == "train") {
+      parse_train(config, e.value);
+      has_train = true;
+    } else if (s == "runs") {
+      runs = e.value;
+      if (!runs->is_list()) runs->fail(std::string("section 'runs' must be a list, not ") + runs->kind_name());
+      if (runs->size() == 0) runs->fail("section 'runs' is empty; it needs at least one run");
+    } else {
+      if (s == "optimizer" && !optimizer) optimizer = e.value;
+      others.push_back(e.key);
     }
   }
+  if (!has_problem) root.fail("the config has no 'problem' section");
+  if (!has_train) root.fail("the config has no 'train' section");
+  if (runs && optimizer) {
+    optimizer->fail("the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'");
+  }
+  if (!runs) {
+    // One optimizer config beside the run sections; parse_config_sections checks the rest.
+    RunSpec run;
+    run.optimizer = parse_config_sections(root, base_dir, kRunSections);
+    run.label = run.optimizer.optimizer;
+    run.label_mark = run.optimizer.optimizer_mark;
+    config.runs.push_back(std::move(run));
+    return config;
+  }
+  for (const auto& key : others) {
+    key.fail("unknown section '" + key.text() + "'" + did_you_mean(key.text(), kRunSections) +
+             " in a config with 'runs'; known sections: " + join_names(kRunSections) +
+             " (optimizer sections go inside each run)");
+  }
+  config.is_comparison = true;
+  parse_runs(config, *runs, base_dir);
+  return config;
 }
 
 }  // namespace
 
 RunConfig parse_run_config(const std::string& text, const std::string& source, const std::string& base_dir) {
-  RunConfig config;
-  config.source = source;
-  const YAML::Node root = load_yaml(text, source);
-  if (!root.IsMap()) {
-    fail(source, mark_of(root), std::string("a run config must be a map with 'problem' and 'train' sections, not ") +
-                                    (root.IsNull() || !root.IsDefined() ? std::string("an empty document") : kind_of(root)));
-  }
-  try {
-    bool has_problem = false;
-    bool has_train = false;
-    bool has_optimizer = false;
-    YAML::Node runs;
-    bool has_runs = false;
-    std::vector<YAML::Node> others;
-    for (const auto& [key, value] : entries(source, root, "the config")) {
-      const std::string& s = key.Scalar();
-      if (s == "problem") {
-        parse_problem(config, key, value);
-        has_problem = true;
-      } else if (s == "train") {
-        parse_train(config, value);
-        has_train = true;
-      } else if (s == "runs") {
-        runs = value;
-        has_runs = true;
-        if (!runs.IsSequence()) fail(source, mark_of(value), std::string("section 'runs' must be a list, not ") + kind_of(value));
-        if (runs.size() == 0) fail(source, mark_of(value), "section 'runs' is empty; it needs at least one run");
-      } else {
-        has_optimizer = has_optimizer || s == "optimizer";
-        others.push_back(key);
-      }
-    }
-    if (!has_problem) fail(source, mark_of(root), "the config has no 'problem' section");
-    if (!has_train) fail(source, mark_of(root), "the config has no 'train' section");
-    if (has_runs && has_optimizer) {
-      fail(source, mark_of(root["optimizer"]),
-           "the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'");
-    }
-    if (!has_runs) {
-      // One optimizer config beside the run sections; parse_config_node checks the rest.
-      RunSpec run;
-      run.optimizer = parse_config_node(root, source, base_dir, kRunSections);
-      run.label = run.optimizer.optimizer;
-      run.label_mark = run.optimizer.optimizer_mark;
-      config.runs.push_back(std::move(run));
-      return config;
-    }
-    for (const auto& key : others) {
-      fail(source, mark_of(key), "unknown section '" + key.Scalar() + "'" + suggestion(key.Scalar(), kRunSections) +
-                                     " in a config with 'runs'; known sections: " + join(kRunSections) +
-                                     " (optimizer sections go inside each run)");
-    }
-    config.is_comparison = true;
-    for (std::size_t i = 0; i < runs.size(); ++i) {
-      const YAML::Node r = runs[i];
-      const std::string what = "runs[" + std::to_string(i) + "]";
-      if (!r.IsMap()) fail(source, mark_of(r), what + " must be a map with 'label' and 'optimizer', not " + kind_of(r));
-      RunSpec run;
-      ConfigMark label_mark = mark_of(r);
-      for (const auto& [k, v] : entries(source, r, what)) {
-        if (k.Scalar() == "label") {
-          if (!v.IsScalar() || v.Scalar().empty()) fail(source, mark_of(v), what + ".label must be a non-empty string");
-          run.label = v.Scalar();
-          label_mark = mark_of(v);
-        }
-      }
-      run.optimizer = parse_config_node(r, source, base_dir, {"label"});
-      run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
-      if (run.label.empty()) run.label = run.optimizer.optimizer;
-      for (const auto& other : config.runs) {
-        if (other.label == run.label) {
-          fail(source, label_mark, what + " has the label '" + run.label +
-                                       "' of an earlier run; give each run its own 'label'");
-        }
-      }
-      config.runs.push_back(std::move(run));
-    }
-  } catch (const YAML::Exception& e) {
-    fail(source, mark_of(e.mark), "YAML error: " + e.msg);
-  }
-  return config;
+  return run_config_of(parse_config_document(text, source), base_dir);
 }
 
 RunConfig load_run_config(const std::string& path) {
-  const std::string text = read_text_file(path, "config file");
-  return parse_run_config(text, path, std::filesystem::absolute(path).parent_path().string());
+  const ConfigNode root = load_config_document(path);
+  return run_config_of(root, std::filesystem::absolute(path).parent_path().string());
 }
 
 }  // namespace optreg::train

@@ -127,4 +127,10 @@ class Schema {
 std::vector<std::string> closest_names(const std::string& name, const std::vector<std::string>& known,
                                        std::size_t limit = 3);
 
+/// " (did you mean 'X'?)", X being the known name closest to `name`; "" when none is close.
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& known);
+
+/// Names listed for a message: "sgd, adam, adamw".
+std::string join_names(const std::vector<std::string>& names);
+
 }  // namespace optreg

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include <optreg/config_document.hpp>
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/registry.hpp>
@@ -32,12 +33,6 @@
 #include <optreg/value.hpp>
 
 namespace optreg {
-
-/// A 1-based position in a config file.
-struct ConfigMark {
-  int line = 1;
-  int column = 1;
-};
 
 /// An option as written in a config, with where it was written.
 struct ConfigOption {
@@ -100,9 +95,6 @@ struct OptimizerConfig {
   std::optional<ClipConfig> clip;
 };
 
-/// The largest config file read (optimizer configs, run configs, parameter lists): 1 MiB.
-inline constexpr std::uint64_t kMaxConfigFileBytes = std::uint64_t{1} << 20;
-
 /// Reads and parses a config file; throws ConfigError. Only a regular file of at most
 /// kMaxConfigFileBytes is read: a folder, a FIFO or a device is refused without waiting on it.
 OptimizerConfig load_config(const std::string& path);
@@ -110,6 +102,14 @@ OptimizerConfig load_config(const std::string& path);
 /// resolve against `base_dir` (the current folder when empty).
 OptimizerConfig parse_config(const std::string& text, const std::string& source = "<string>",
                              const std::string& base_dir = "");
+/// Parses the optimizer's sections of a config document (`optimizer`, `param_groups`,
+/// `plugins`, `scheduler`, `clip`), for a host whose config holds sections of its own: a
+/// top-level key named in `host_sections` is left to the host, which reads it from `root`
+/// (config_document.hpp); any other is a ConfigError "unknown section 'K' (did you mean ...);
+/// known sections: ..." that lists both kinds. Relative plugin paths resolve against
+/// `base_dir` (the current folder when empty).
+OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
+                                      const std::vector<std::string>& host_sections);
 
 /// Loads the plugins a config asks for, in this order: its `plugins.paths`, then each folder of
 /// OPTREG_PLUGIN_PATH, then the installed plugin folder. Returns the refusals; a path of

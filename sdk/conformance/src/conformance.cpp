@@ -28,7 +28,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
-#include "files.hpp"
+#include <optreg/detail/files.hpp>
 
 namespace optreg {
 

@@ -1,6 +1,7 @@
 #pragma once
-// Files named by users, and the temporaries of writers. Shared by the core, the training suite
-// and the conformance kit; not installed.
+// Files named by users, and the temporaries of writers. Internal to optreg: shared by the core,
+// the training suite and the conformance kit, exported by liboptreg for them, but not installed
+// and no part of the API a host may rely on.
 //
 // Reading: a file a user names (config, checkpoint, dataset, plugin) is opened with O_NONBLOCK
 // and checked on the descriptor, so that a FIFO or a device is refused without ever blocking
