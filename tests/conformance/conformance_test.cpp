@@ -34,6 +34,15 @@ const std::vector<std::string> kEveryCheck = {
     "two_instances_on_two_threads_do_not_interfere",
 };
 
+const std::vector<std::string> kEverySchedulerCheck = {
+    "scheduler_descriptor_valid",
+    "scheduler_defaults_accepted",
+    "scheduler_state_round_trips_through_a_checkpoint_file",
+    "scheduler_resumed_run_is_bit_exact",
+    "scheduler_load_state_refuses_other_states",
+    "scheduler_counts_stop_at_the_top_of_their_domain",
+};
+
 /// Every "*.so" file of the in-tree plugin folder, sorted.
 std::vector<std::string> in_tree_plugins() {
   std::vector<std::string> out;
@@ -55,7 +64,7 @@ std::string describe(const std::vector<optreg::ConformanceResult>& results) {
   return s;
 }
 
-/// The results of one optimizer by check name.
+/// The results of one optimizer or scheduler by check name.
 std::map<std::string, optreg::ConformanceResult> by_check(const std::vector<optreg::ConformanceResult>& results) {
   std::map<std::string, optreg::ConformanceResult> out;
   for (const auto& r : results) out.emplace(r.check, r);
@@ -101,20 +110,91 @@ TEST_P(Conformance, EveryOptimizerOfThePluginPassesEveryCheck) {
     checks[r.optimizer].push_back(r.check);
   }
   for (const auto& [optimizer, names] : checks) EXPECT_EQ(names, kEveryCheck) << optimizer;
-  for (const auto& [scheduler, names] : scheduler_checks) {
-    EXPECT_EQ(names, std::vector<std::string>{"scheduler_descriptor_valid"}) << scheduler;
+  for (const auto& [scheduler, names] : scheduler_checks) EXPECT_EQ(names, kEverySchedulerCheck) << scheduler;
+}
+
+/// The results of each optimizer or scheduler, by name, in the order they came.
+std::vector<std::pair<std::string, std::vector<optreg::ConformanceResult>>> by_subject(
+    const std::vector<optreg::ConformanceResult>& results) {
+  std::vector<std::pair<std::string, std::vector<optreg::ConformanceResult>>> out;
+  for (const auto& r : results) {
+    if (out.empty() || out.back().first != r.optimizer) out.emplace_back(r.optimizer, std::vector<optreg::ConformanceResult>{});
+    out.back().second.push_back(r);
+  }
+  return out;
+}
+
+TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginAndTheirSequencePassEveryCheck) {
+  const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  std::vector<std::string> names;
+  for (const auto& [name, checks] : by_subject(results)) {
+    names.push_back(name);
+    std::vector<std::string> checked;
+    for (const auto& r : checks) {
+      EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler) << describe(r);
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+      checked.push_back(r.check);
+    }
+    EXPECT_EQ(checked, kEverySchedulerCheck) << name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau",
+                                             "sequential"}));
+}
+
+TEST(ConformanceSchedulers, EveryInTreeScheduleChangesTheLrAfterTheResumedRunsSave) {
+  for (const auto& [name, checks] : by_subject(optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN))) {
+    const auto c = by_check(checks);
+    const auto& made = c.at("scheduler_defaults_accepted");
+    EXPECT_FALSE(contains(made.detail, "the lr never changed")) << describe(made);
+    const auto& resumed = c.at("scheduler_resumed_run_is_bit_exact");
+    EXPECT_FALSE(contains(resumed.detail, "did not change after the save")) << describe(resumed);
   }
 }
 
-TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginGetsItsDescriptorCheck) {
+TEST(ConformanceSchedulers, TheKitChoosesOptionsThatMakeEachInTreeSchedulerMeaningful) {
   const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
-  std::vector<std::string> names;
+  std::map<std::string, std::string> made;
   for (const auto& r : results) {
-    EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler) << describe(r);
-    EXPECT_EQ(r.status, Status::Passed) << describe(r);
-    names.push_back(r.optimizer);
+    if (r.check == "scheduler_defaults_accepted") made[r.optimizer] = r.detail;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"}));
+  const std::map<std::string, std::string> expected = {
+      {"step", "made with step_size = 4 over the stand-in optimizer"},
+      {"multistep", "made with milestones = [4.0, 12.0] over"},
+      {"exponential", "made with gamma = 0.5 over"},
+      {"cosine", "made with T_max = 4 over"},
+      {"linear", "made with its defaults over"},
+      {"onecycle", "made with max_lr = 0.5, total_steps = 20 over"},
+      {"plateau", "made with its defaults over the stand-in optimizer (2 param groups at lrs [0.1, 0.025]) and stepped 20 "
+                  "times with a metric of 1, 1/2, then 1/3 at every step: lrs [0.1, 0.025] after setup, "
+                  "[0.010000000000000002, 0.0025000000000000005] at the end"},
+      {"sequential", "made with step at step_size = 4, multistep at milestones = [4.0, 12.0], exponential at gamma = 0.5, "
+                     "cosine at T_max = 4, linear at its defaults, switching at steps 4, 8, 12, 16 over"},
+  };
+  for (const auto& [name, words] : expected) {
+    EXPECT_TRUE(contains(made[name], words)) << name << ": '" << words << "' missing from: " << made[name];
+  }
+  EXPECT_TRUE(contains(made["step"], "its defaults alone are refused with an OptionError: scheduler 'step': option "
+                                     "'step_size' is required"))
+      << made["step"];
+  EXPECT_TRUE(contains(made["sequential"], "left out of the sequence: onecycle (it sets base lrs of its own)"))
+      << made["sequential"];
+}
+
+TEST(ConformanceSchedulers, PlateauCountsStopAtTheTopAndTheSequenceRefusesItsChildrensStates) {
+  const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  std::map<std::string, std::map<std::string, optreg::ConformanceResult>> c;
+  for (const auto& r : results) c[r.optimizer].emplace(r.check, r);
+  const auto& counts = c["plateau"].at("scheduler_counts_stop_at_the_top_of_their_domain");
+  EXPECT_TRUE(contains(counts.detail, "from num_bad_steps at the top, step() was refused; from cooldown_counter at the top, "
+                                      "step() left a state it accepts"))
+      << describe(counts);
+  const auto& refusals = c["sequential"].at("scheduler_load_state_refuses_other_states");
+  EXPECT_TRUE(contains(refusals.detail, "and the states of step, multistep, exponential, cosine, linear, onecycle, plateau"))
+      << describe(refusals);
+  const auto& step_refusals = c["step"].at("scheduler_load_state_refuses_other_states");
+  EXPECT_TRUE(contains(step_refusals.detail, "load_optimizer() refused with a CheckpointError the checkpoints of multistep, "
+                                             "exponential, cosine, linear, onecycle, whose states hold the same entries"))
+      << describe(step_refusals);
 }
 
 INSTANTIATE_TEST_SUITE_P(InTreePlugins, Conformance, ::testing::ValuesIn(in_tree_plugins()),

@@ -24,6 +24,7 @@
 #include <optreg/state_dict.hpp>
 
 #include "kit.hpp"
+#include "scheduler_checks.hpp"
 
 namespace optreg {
 
@@ -333,10 +334,9 @@ struct Subject {
 
 Outcome check_descriptor(const Subject& s) {
   const OptimizerDescriptor& d = s.descriptor;
-  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
   std::vector<std::string> names;
   std::set<std::string> seen;
-  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
+  if (auto fault = schema_fault(d.schema.get(), names, seen)) return failed(*fault);
   std::vector<std::string> state;
   if (d.state) {
     for (const StateEntry& e : *d.state) {
@@ -350,26 +350,6 @@ Outcome check_descriptor(const Subject& s) {
                 count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
                 "), " + count(state.size(), "state entry", "state entries") + " (" + (state.empty() ? "none" : joined(state)) +
                 ")");
-}
-
-/// A scheduler's schema: names, meanings, no name twice, every default valid for its own declaration.
-/// (The kit runs no schedule: a scheduler's required options have no default to run it with.)
-Outcome check_scheduler_descriptor(const SchedulerDescriptor& d) {
-  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
-  std::vector<std::string> names;
-  std::set<std::string> seen;
-  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
-  for (const Hyperparameter& h : d.schema->entries()) {
-    try {
-      (void)d.schema->check(h.name, h.default_value, "default");
-    } catch (const std::exception& e) {
-      return failed(std::string("the default of '") + h.name + "' is refused by its own declaration: " + e.what());
-    }
-  }
-  return passed("plugin " + d.plugin_name + " " + d.plugin_version + ", stepped " +
-                (d.needs_metric ? "with a metric" : "per optimizer step") + ": " +
-                count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
-                "), every default valid");
 }
 
 Outcome check_defaults(const Subject& s) { return check_schema_defaults(s.schema()); }
@@ -919,6 +899,7 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, c
     }
     const TempDir dir;
     std::set<std::string> done;
+    std::vector<SchedulerDescriptor> schedulers;
     for (const std::string& name : names) {
       if (!done.insert(name).second) continue;  // an optimizer and a scheduler may share a name
       const std::optional<OptimizerDescriptor> d = registry.find(name);
@@ -928,18 +909,9 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, c
         continue;
       }
       if (d) report.run_table(Subject{registry, *d, dir}, name, ConformanceResult::Kind::Optimizer, kChecks);
-      if (sd) {
-        ConformanceResult r;
-        r.optimizer = name;
-        r.kind = ConformanceResult::Kind::Scheduler;
-        r.check = "scheduler_descriptor_valid";
-        report.start(name, r.check);
-        const Outcome o = check_scheduler_descriptor(*sd);
-        r.status = o.status;
-        r.detail = o.detail;
-        report.add(std::move(r));
-      }
+      if (sd) schedulers.push_back(*sd);
     }
+    kit::check_schedulers(registry, schedulers, dir, report);
   } catch (const std::exception& e) {
     file_failure(std::string("the conformance kit stopped: ") + e.what(), "conformance_kit");
   } catch (...) {

@@ -64,8 +64,9 @@ std::string diff(const Options& a, const Options& b, const std::string& what) {
   return {};
 }
 
-std::optional<std::string> schema_fault(const Schema& schema, std::vector<std::string>& names, std::set<std::string>& seen) {
-  for (const Hyperparameter& h : schema.entries()) {
+std::optional<std::string> schema_fault(const Schema* schema, std::vector<std::string>& names, std::set<std::string>& seen) {
+  if (schema == nullptr) return "the registry holds no hyperparameter schema for it";
+  for (const Hyperparameter& h : schema->entries()) {
     if (h.name.empty()) return "a hyperparameter has no name";
     if (h.meaning.empty()) return "hyperparameter '" + h.name + "' has no meaning";
     if (!seen.insert(h.name).second) return "two hyperparameters are named '" + h.name + "'";

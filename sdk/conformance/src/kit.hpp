@@ -110,9 +110,9 @@ std::string diff(const Options& a, const Options& b, const std::string& what = "
 
 // ---------------------------------------------------------------- schemas
 
-/// What is wrong with a schema's names and meanings, if anything; collects the names into
-/// `names` and `seen`.
-std::optional<std::string> schema_fault(const Schema& schema, std::vector<std::string>& names, std::set<std::string>& seen);
+/// What is wrong with a descriptor's schema (none at all, a name or a meaning missing, a name
+/// twice), if anything; collects the names into `names` and `seen`.
+std::optional<std::string> schema_fault(const Schema* schema, std::vector<std::string>& names, std::set<std::string>& seen);
 /// Every default of `schema` is of its declared type and accepted by the schema's own check;
 /// passed with how many, or failed naming the first that is not.
 Outcome check_schema_defaults(const Schema& schema);
