@@ -71,6 +71,15 @@ TEST(ConformanceCli, TheSchedulerPluginPassesWithALinePerSchedulerCheckAndTheirS
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\n48 passed, 0 failed, 0 skipped\n$"))) << r.out;
 }
 
+TEST(ConformanceCli, ABrokenSchedulerFailsWithExitStatusOne) {
+  const ToolRun r = run("conformance " + quoted(OPTREG_CONFORMANCE_LENIENT_STATE));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "FAILED  lenient_state  scheduler_load_state_refuses_other_states  (load_state() accepted its "
+                              "state without the entry 'scale')"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "\n11 passed, 1 failed, 0 skipped\n")) << r.out;
+}
+
 TEST(ConformanceCli, AFileThatCannotBeLoadedFails) {
   const ToolRun r = run("conformance /nonexistent/libnothing.so");
   EXPECT_EQ(r.status, 1) << r.out;

@@ -273,6 +273,77 @@ TEST(ConformanceFixtures, GlobalScratchBufferFailsTwoThreads) {
                        "(concurrent vs single-thread)"});
 }
 
+/// A broken scheduler fixture: its scheduler `name` fails `broken` with a detail holding every
+/// one of `words` and passes its other checks; the core's sequential made of it fails the same
+/// check when `sequence_fails` (the fault reaches a sequence) and passes every check otherwise.
+void expect_only_scheduler_failure(const char* plugin, const std::string& name, const std::string& broken,
+                                   const std::vector<std::string>& words, bool sequence_fails) {
+  const auto results = optreg::run_conformance(plugin);
+  const auto subjects = by_subject(results);
+  ASSERT_EQ(subjects.size(), 2U) << describe(results);
+  EXPECT_EQ(subjects[0].first, name);
+  EXPECT_EQ(subjects[1].first, "sequential");
+  for (const auto& [subject, checks] : subjects) {
+    ASSERT_EQ(checks.size(), kEverySchedulerCheck.size()) << describe(results);
+    const bool fails_broken = subject == name || sequence_fails;
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      const auto& r = checks[i];
+      EXPECT_EQ(r.check, kEverySchedulerCheck[i]);
+      EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler);
+      if (r.check == broken && fails_broken) {
+        EXPECT_EQ(r.status, Status::Failed) << describe(r);
+        for (const auto& w : words) EXPECT_TRUE(contains(r.detail, w)) << "'" << w << "' missing from: " << describe(r);
+      } else {
+        EXPECT_EQ(r.status, Status::Passed) << describe(r);
+      }
+    }
+  }
+}
+
+TEST(ConformanceSchedulerFixtures, ARequiredOptionThatValidateLetsThroughFailsDefaultsAccepted) {
+  expect_only_scheduler_failure(
+      OPTREG_CONFORMANCE_UNCHECKED_REQUIRED_OPTION, "unchecked_required_option", "scheduler_defaults_accepted",
+      {"made with its defaults alone over the stand-in optimizer, it threw a UsageError: scheduler "
+       "'unchecked_required_option' computed lr = ",
+       "its defaults must make it, or be refused by validate() with an OptionError naming a required option left at "
+       "its default"},
+      false);
+}
+
+TEST(ConformanceSchedulerFixtures, AnEntryThatTheLoadForgetsFailsTheStateRoundTrip) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_STALE_AFTER_LOAD, "stale_after_load",
+                                "scheduler_state_round_trips_through_a_checkpoint_file",
+                                {"after load_state() into a fresh scheduler its state differs: state entry '",
+                                 "factor': 1.0 vs 0.03125 (loaded vs saved)"},
+                                true);
+}
+
+TEST(ConformanceSchedulerFixtures, ACounterOutsideTheSchedulersStateFailsResume) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_HIDDEN_DECAY_COUNTER, "hidden_decay_counter",
+                                "scheduler_resumed_run_is_bit_exact",
+                                {"3 steps, save_optimizer(), load_optimizer() into a fresh optimizer and scheduler and 1 "
+                                 "more step differ from 4 uninterrupted steps: param group 0, option 'lr': 0.1 vs 0.05 "
+                                 "(resumed vs uninterrupted)"},
+                                true);
+}
+
+TEST(ConformanceSchedulerFixtures, AStateCheckThatChecksNothingFailsTheRefusalOfOtherStates) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_LENIENT_STATE, "lenient_state",
+                                "scheduler_load_state_refuses_other_states",
+                                {"load_state() accepted its state without the entry 'scale'"}, false);
+}
+
+TEST(ConformanceSchedulerFixtures, ACountAdvancedWithoutNextCountFailsCountsStopAtTheTop) {
+  expect_only_scheduler_failure(
+      OPTREG_CONFORMANCE_UNCHECKED_SCHEDULER_COUNT, "unchecked_scheduler_count",
+      "scheduler_counts_stop_at_the_top_of_their_domain",
+      {"step() from state entry '", "since_decay' = 9007199254740992 (2^53), the top of the count domain, left a state "
+       "that its own load_state() refuses: ",
+       "state entry 'since_decay' = 9007199254740993 is outside its domain [0, 9007199254740992]; advance a count with "
+       "optreg::next_count()"},
+      true);
+}
+
 TEST(ConformanceFixtures, AFileThatCannotBeLoadedGivesOneFailureWithTheReason) {
   const auto missing = optreg::run_conformance("/nonexistent/libnothing.so");
   ASSERT_EQ(missing.size(), 1U) << describe(missing);
