@@ -57,6 +57,29 @@ TEST(ConformanceCli, ABrokenPluginFailsWithExitStatusOne) {
   EXPECT_TRUE(contains(r.out, "\n11 passed, 1 failed, 0 skipped\n")) << r.out;
 }
 
+TEST(ConformanceCli, TheSchedulerPluginPassesWithALinePerSchedulerCheckAndTheirSequence) {
+  const ToolRun r = run("conformance " + quoted(OPTREG_TEST_SCHEDULERS_PLUGIN));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  cosine  scheduler_defaults_accepted  (2 defaults accepted by the schema; made with "
+                              "T_max = 4 over the stand-in optimizer"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  plateau  scheduler_resumed_run_is_bit_exact  (3 + 17 steps resumed from a checkpoint "
+                              "file equal 20 uninterrupted steps bit for bit"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  sequential  scheduler_counts_stop_at_the_top_of_their_domain  (")) << r.out;
+  // 7 schedulers and the core's sequential of them, 6 checks each.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n48 passed, 0 failed, 0 skipped\n$"))) << r.out;
+}
+
+TEST(ConformanceCli, ABrokenSchedulerFailsWithExitStatusOne) {
+  const ToolRun r = run("conformance " + quoted(OPTREG_CONFORMANCE_LENIENT_STATE));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "FAILED  lenient_state  scheduler_load_state_refuses_other_states  (load_state() accepted its "
+                              "state without the entry 'scale')"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "\n11 passed, 1 failed, 0 skipped\n")) << r.out;
+}
+
 TEST(ConformanceCli, AFileThatCannotBeLoadedFails) {
   const ToolRun r = run("conformance /nonexistent/libnothing.so");
   EXPECT_EQ(r.status, 1) << r.out;
@@ -89,5 +112,6 @@ TEST(ConformanceCli, UsageErrorsExitWithTwo) {
   const ToolRun help = run("conformance --help");
   EXPECT_EQ(help.status, 0);
   EXPECT_TRUE(contains(help.out, "usage: optreg conformance PLUGIN.so [--json]")) << help.out;
+  EXPECT_TRUE(contains(help.out, "every learning-rate scheduler")) << help.out;
   EXPECT_TRUE(contains(run("--help").out, "conformance  check that a plugin file behaves")) << "listed in the tool's help";
 }

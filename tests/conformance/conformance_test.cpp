@@ -34,6 +34,15 @@ const std::vector<std::string> kEveryCheck = {
     "two_instances_on_two_threads_do_not_interfere",
 };
 
+const std::vector<std::string> kEverySchedulerCheck = {
+    "scheduler_descriptor_valid",
+    "scheduler_defaults_accepted",
+    "scheduler_state_round_trips_through_a_checkpoint_file",
+    "scheduler_resumed_run_is_bit_exact",
+    "scheduler_load_state_refuses_other_states",
+    "scheduler_counts_stop_at_the_top_of_their_domain",
+};
+
 /// Every "*.so" file of the in-tree plugin folder, sorted.
 std::vector<std::string> in_tree_plugins() {
   std::vector<std::string> out;
@@ -55,7 +64,7 @@ std::string describe(const std::vector<optreg::ConformanceResult>& results) {
   return s;
 }
 
-/// The results of one optimizer by check name.
+/// The results of one optimizer or scheduler by check name.
 std::map<std::string, optreg::ConformanceResult> by_check(const std::vector<optreg::ConformanceResult>& results) {
   std::map<std::string, optreg::ConformanceResult> out;
   for (const auto& r : results) out.emplace(r.check, r);
@@ -101,20 +110,91 @@ TEST_P(Conformance, EveryOptimizerOfThePluginPassesEveryCheck) {
     checks[r.optimizer].push_back(r.check);
   }
   for (const auto& [optimizer, names] : checks) EXPECT_EQ(names, kEveryCheck) << optimizer;
-  for (const auto& [scheduler, names] : scheduler_checks) {
-    EXPECT_EQ(names, std::vector<std::string>{"scheduler_descriptor_valid"}) << scheduler;
+  for (const auto& [scheduler, names] : scheduler_checks) EXPECT_EQ(names, kEverySchedulerCheck) << scheduler;
+}
+
+/// The results of each optimizer or scheduler, by name, in the order they came.
+std::vector<std::pair<std::string, std::vector<optreg::ConformanceResult>>> by_subject(
+    const std::vector<optreg::ConformanceResult>& results) {
+  std::vector<std::pair<std::string, std::vector<optreg::ConformanceResult>>> out;
+  for (const auto& r : results) {
+    if (out.empty() || out.back().first != r.optimizer) out.emplace_back(r.optimizer, std::vector<optreg::ConformanceResult>{});
+    out.back().second.push_back(r);
+  }
+  return out;
+}
+
+TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginAndTheirSequencePassEveryCheck) {
+  const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  std::vector<std::string> names;
+  for (const auto& [name, checks] : by_subject(results)) {
+    names.push_back(name);
+    std::vector<std::string> checked;
+    for (const auto& r : checks) {
+      EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler) << describe(r);
+      EXPECT_EQ(r.status, Status::Passed) << describe(r);
+      checked.push_back(r.check);
+    }
+    EXPECT_EQ(checked, kEverySchedulerCheck) << name;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau",
+                                             "sequential"}));
+}
+
+TEST(ConformanceSchedulers, EveryInTreeScheduleChangesTheLrAfterTheResumedRunsSave) {
+  for (const auto& [name, checks] : by_subject(optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN))) {
+    const auto c = by_check(checks);
+    const auto& made = c.at("scheduler_defaults_accepted");
+    EXPECT_FALSE(contains(made.detail, "the lr never changed")) << describe(made);
+    const auto& resumed = c.at("scheduler_resumed_run_is_bit_exact");
+    EXPECT_FALSE(contains(resumed.detail, "did not change after the save")) << describe(resumed);
   }
 }
 
-TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginGetsItsDescriptorCheck) {
+TEST(ConformanceSchedulers, TheKitChoosesOptionsThatMakeEachInTreeSchedulerMeaningful) {
   const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
-  std::vector<std::string> names;
+  std::map<std::string, std::string> made;
   for (const auto& r : results) {
-    EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler) << describe(r);
-    EXPECT_EQ(r.status, Status::Passed) << describe(r);
-    names.push_back(r.optimizer);
+    if (r.check == "scheduler_defaults_accepted") made[r.optimizer] = r.detail;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"}));
+  const std::map<std::string, std::string> expected = {
+      {"step", "made with step_size = 4 over the stand-in optimizer"},
+      {"multistep", "made with milestones = [4.0, 12.0] over"},
+      {"exponential", "made with gamma = 0.5 over"},
+      {"cosine", "made with T_max = 4 over"},
+      {"linear", "made with its defaults over"},
+      {"onecycle", "made with max_lr = 0.5, total_steps = 20 over"},
+      {"plateau", "made with its defaults over the stand-in optimizer (2 param groups at lrs [0.1, 0.025]) and stepped 20 "
+                  "times with a metric of 1, 1/2, then 1/3 at every step: lrs [0.1, 0.025] after setup, "
+                  "[0.010000000000000002, 0.0025000000000000005] at the end"},
+      {"sequential", "made with step at step_size = 4, multistep at milestones = [4.0, 12.0], exponential at gamma = 0.5, "
+                     "cosine at T_max = 4, linear at its defaults, switching at steps 4, 8, 12, 16 over"},
+  };
+  for (const auto& [name, words] : expected) {
+    EXPECT_TRUE(contains(made[name], words)) << name << ": '" << words << "' missing from: " << made[name];
+  }
+  EXPECT_TRUE(contains(made["step"], "its defaults alone are refused with an OptionError: scheduler 'step': option "
+                                     "'step_size' is required"))
+      << made["step"];
+  EXPECT_TRUE(contains(made["sequential"], "left out of the sequence: onecycle (it sets base lrs of its own)"))
+      << made["sequential"];
+}
+
+TEST(ConformanceSchedulers, PlateauCountsStopAtTheTopAndTheSequenceRefusesItsChildrensStates) {
+  const auto results = optreg::run_conformance(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  std::map<std::string, std::map<std::string, optreg::ConformanceResult>> c;
+  for (const auto& r : results) c[r.optimizer].emplace(r.check, r);
+  const auto& counts = c["plateau"].at("scheduler_counts_stop_at_the_top_of_their_domain");
+  EXPECT_TRUE(contains(counts.detail, "from num_bad_steps at the top, step() was refused; from cooldown_counter at the top, "
+                                      "step() left a state it accepts"))
+      << describe(counts);
+  const auto& refusals = c["sequential"].at("scheduler_load_state_refuses_other_states");
+  EXPECT_TRUE(contains(refusals.detail, "and the states of step, multistep, exponential, cosine, linear, onecycle, plateau"))
+      << describe(refusals);
+  const auto& step_refusals = c["step"].at("scheduler_load_state_refuses_other_states");
+  EXPECT_TRUE(contains(step_refusals.detail, "load_optimizer() refused with a CheckpointError the checkpoints of multistep, "
+                                             "exponential, cosine, linear, onecycle, whose states hold the same entries"))
+      << describe(step_refusals);
 }
 
 INSTANTIATE_TEST_SUITE_P(InTreePlugins, Conformance, ::testing::ValuesIn(in_tree_plugins()),
@@ -191,6 +271,77 @@ TEST(ConformanceFixtures, GlobalScratchBufferFailsTwoThreads) {
   expect_only_failure(OPTREG_CONFORMANCE_SHARED_SCRATCH, "two_instances_on_two_threads_do_not_interfere",
                       {"concurrent steps differ from the same run on one thread: value of parameter", "element",
                        "(concurrent vs single-thread)"});
+}
+
+/// A broken scheduler fixture: its scheduler `name` fails `broken` with a detail holding every
+/// one of `words` and passes its other checks; the core's sequential made of it fails the same
+/// check when `sequence_fails` (the fault reaches a sequence) and passes every check otherwise.
+void expect_only_scheduler_failure(const char* plugin, const std::string& name, const std::string& broken,
+                                   const std::vector<std::string>& words, bool sequence_fails) {
+  const auto results = optreg::run_conformance(plugin);
+  const auto subjects = by_subject(results);
+  ASSERT_EQ(subjects.size(), 2U) << describe(results);
+  EXPECT_EQ(subjects[0].first, name);
+  EXPECT_EQ(subjects[1].first, "sequential");
+  for (const auto& [subject, checks] : subjects) {
+    ASSERT_EQ(checks.size(), kEverySchedulerCheck.size()) << describe(results);
+    const bool fails_broken = subject == name || sequence_fails;
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      const auto& r = checks[i];
+      EXPECT_EQ(r.check, kEverySchedulerCheck[i]);
+      EXPECT_EQ(r.kind, optreg::ConformanceResult::Kind::Scheduler);
+      if (r.check == broken && fails_broken) {
+        EXPECT_EQ(r.status, Status::Failed) << describe(r);
+        for (const auto& w : words) EXPECT_TRUE(contains(r.detail, w)) << "'" << w << "' missing from: " << describe(r);
+      } else {
+        EXPECT_EQ(r.status, Status::Passed) << describe(r);
+      }
+    }
+  }
+}
+
+TEST(ConformanceSchedulerFixtures, ARequiredOptionThatValidateLetsThroughFailsDefaultsAccepted) {
+  expect_only_scheduler_failure(
+      OPTREG_CONFORMANCE_UNCHECKED_REQUIRED_OPTION, "unchecked_required_option", "scheduler_defaults_accepted",
+      {"made with its defaults alone over the stand-in optimizer, it threw a UsageError: scheduler "
+       "'unchecked_required_option' computed lr = ",
+       "its defaults must make it, or be refused by validate() with an OptionError naming a required option left at "
+       "its default"},
+      false);
+}
+
+TEST(ConformanceSchedulerFixtures, AnEntryThatTheLoadForgetsFailsTheStateRoundTrip) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_STALE_AFTER_LOAD, "stale_after_load",
+                                "scheduler_state_round_trips_through_a_checkpoint_file",
+                                {"after load_state() into a fresh scheduler its state differs: state entry '",
+                                 "factor': 1.0 vs 0.03125 (loaded vs saved)"},
+                                true);
+}
+
+TEST(ConformanceSchedulerFixtures, ACounterOutsideTheSchedulersStateFailsResume) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_HIDDEN_DECAY_COUNTER, "hidden_decay_counter",
+                                "scheduler_resumed_run_is_bit_exact",
+                                {"3 steps, save_optimizer(), load_optimizer() into a fresh optimizer and scheduler and 1 "
+                                 "more step differ from 4 uninterrupted steps: param group 0, option 'lr': 0.1 vs 0.05 "
+                                 "(resumed vs uninterrupted)"},
+                                true);
+}
+
+TEST(ConformanceSchedulerFixtures, AStateCheckThatChecksNothingFailsTheRefusalOfOtherStates) {
+  expect_only_scheduler_failure(OPTREG_CONFORMANCE_LENIENT_STATE, "lenient_state",
+                                "scheduler_load_state_refuses_other_states",
+                                {"load_state() accepted its state without the entry 'scale'"}, false);
+}
+
+TEST(ConformanceSchedulerFixtures, ACountAdvancedWithoutNextCountFailsCountsStopAtTheTop) {
+  expect_only_scheduler_failure(
+      OPTREG_CONFORMANCE_UNCHECKED_SCHEDULER_COUNT, "unchecked_scheduler_count",
+      "scheduler_counts_stop_at_the_top_of_their_domain",
+      {"step() from state entry '", "since_decay' = 9007199254740992 (2^53), the top of the count domain, left a state "
+       "that its own load_state() refuses: ",
+       "state entry 'since_decay' = 9007199254740993 is outside its domain [0, 9007199254740992]; advance a count with "
+       "optreg::next_count()"},
+      true);
 }
 
 TEST(ConformanceFixtures, AFileThatCannotBeLoadedGivesOneFailureWithTheReason) {

@@ -41,4 +41,5 @@ grep -q '^adabelief  1.0.0' "$work/list.txt"
 grep -q '^inverse_sqrt  1.0.0' "$work/list.txt"
 "$prefix/bin/optreg" show adabelief --plugin-path build
 "$prefix/bin/optreg" conformance build/libadabelief.so
+"$prefix/bin/optreg" conformance build/libmy_schedulers.so
 echo "third-party author: template and guide plugins build, load and conform"

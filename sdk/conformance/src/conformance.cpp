@@ -4,19 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <exception>
-#include <filesystem>
 #include <limits>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -29,6 +24,9 @@
 #include <optreg/state_dict.hpp>
 
 #include <optreg/detail/files.hpp>
+
+#include "kit.hpp"
+#include "scheduler_checks.hpp"
 
 namespace optreg {
 
@@ -43,8 +41,22 @@ const char* to_string(ConformanceResult::Status status) noexcept {
 
 namespace {
 
-namespace fs = std::filesystem;
-using Status = ConformanceResult::Status;
+using kit::Check;
+using kit::check_schema_defaults;
+using kit::count;
+using kit::diff;
+using kit::failed;
+using kit::joined;
+using kit::number;
+using kit::Outcome;
+using kit::passed;
+using kit::RemoveOnExit;
+using kit::Reporter;
+using kit::same_bits;
+using kit::schema_fault;
+using kit::skipped;
+using kit::Status;
+using kit::TempDir;
 
 // ---------------------------------------------------------------- the test problems
 
@@ -173,27 +185,12 @@ Run make_run(const Registry& registry, const std::string& name, const std::vecto
 
 // ---------------------------------------------------------------- bit-exact comparison
 
-std::string number(double d) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", d);
-  return buf;
-}
-
-std::string number(float f) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(f));
-  return buf;
-}
-
 /// A loss, to 6 significant digits.
 std::string loss_text(double d) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.6g", d);
   return buf;
 }
-
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 /// What differs between two tensors (shape, or the first element that differs in its bits), or "".
 std::string diff(const Tensor& a, const Tensor& b) {
@@ -214,33 +211,6 @@ std::string diff(const StateScalar& a, const StateScalar& b) {
   const double x = std::get<double>(a);
   const double y = std::get<double>(b);
   return same_bits(x, y) ? std::string() : number(x) + " vs " + number(y);
-}
-
-bool same_bits(const Value& a, const Value& b) {
-  if (a.type() != b.type()) return false;
-  if (a.type() == ValueType::Float) return same_bits(a.as_float(), b.as_float());
-  if (a.type() == ValueType::FloatList) {
-    const auto& x = a.as_float_list();
-    const auto& y = b.as_float_list();
-    if (x.size() != y.size()) return false;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      if (!same_bits(x[i], y[i])) return false;
-    }
-    return true;
-  }
-  return a == b;
-}
-
-std::string diff(const Options& a, const Options& b) {
-  for (const auto& [name, value] : a) {
-    const auto it = b.find(name);
-    if (it == b.end()) return "option '" + name + "' only in the first";
-    if (!same_bits(value, it->second)) return "option '" + name + "': " + value.to_string() + " vs " + it->second.to_string();
-  }
-  for (const auto& entry : b) {
-    if (a.find(entry.first) == a.end()) return "option '" + entry.first + "' only in the second";
-  }
-  return {};
 }
 
 std::string diff(const ParamState& a, const ParamState& b) {
@@ -350,71 +320,6 @@ std::string first_non_finite(const Snapshot& s) {
   return {};
 }
 
-// ---------------------------------------------------------------- the checks
-
-struct Outcome {
-  Status status;
-  std::string detail;
-};
-
-Outcome passed(std::string detail) { return {Status::Passed, std::move(detail)}; }
-Outcome failed(std::string detail) { return {Status::Failed, std::move(detail)}; }
-Outcome skipped(std::string detail) { return {Status::Skipped, std::move(detail)}; }
-
-/// A temporary folder, removed with everything in it. It is locked while it lives, and the
-/// stale folders of runs killed before they could remove theirs are removed when it is made.
-class TempDir {
- public:
-  TempDir() {
-    std::error_code ec;
-    const fs::path parent = fs::temp_directory_path(ec);
-    if (ec) {
-      error_ = "no temporary folder: " + ec.message();
-      return;
-    }
-    std::string made;
-    lock_.reset(detail::create_locked_temporary_folder(parent.string(), "optreg-conformance-", made));
-    if (lock_.get() < 0) {
-      error_ = "cannot make a temporary folder in " + parent.string() + ": " + std::strerror(errno);
-      return;
-    }
-    path_ = made;
-  }
-  ~TempDir() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  /// A path in the folder; throws CheckpointError when the folder could not be made.
-  std::string file(const std::string& name) const {
-    if (path_.empty()) throw CheckpointError(error_);
-    return (path_ / name).string();
-  }
-
- private:
-  detail::UniqueFd lock_;  // closed after the folder is removed
-  fs::path path_;
-  std::string error_;
-};
-
-/// Removes a file when it goes out of scope.
-class RemoveOnExit {
- public:
-  explicit RemoveOnExit(std::string path) : path_(std::move(path)) {}
-  ~RemoveOnExit() {
-    std::error_code ec;
-    fs::remove(path_, ec);
-  }
-  RemoveOnExit(const RemoveOnExit&) = delete;
-  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
-
- private:
-  std::string path_;
-};
-
 /// What every check of one optimizer works with.
 struct Subject {
   const Registry& registry;
@@ -429,35 +334,11 @@ struct Subject {
   }
 };
 
-/// "1 state entry", "2 state entries".
-std::string count(std::size_t n, const std::string& one, const std::string& many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-/// What is wrong with a schema's names and meanings, if anything; collects the names into
-/// `names` and `seen`.
-std::optional<std::string> schema_fault(const Schema& schema, std::vector<std::string>& names, std::set<std::string>& seen) {
-  for (const Hyperparameter& h : schema.entries()) {
-    if (h.name.empty()) return "a hyperparameter has no name";
-    if (h.meaning.empty()) return "hyperparameter '" + h.name + "' has no meaning";
-    if (!seen.insert(h.name).second) return "two hyperparameters are named '" + h.name + "'";
-    names.push_back(h.name);
-  }
-  return std::nullopt;
-}
-
 Outcome check_descriptor(const Subject& s) {
   const OptimizerDescriptor& d = s.descriptor;
-  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
   std::vector<std::string> names;
   std::set<std::string> seen;
-  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
+  if (auto fault = schema_fault(d.schema.get(), names, seen)) return failed(*fault);
   std::vector<std::string> state;
   if (d.state) {
     for (const StateEntry& e : *d.state) {
@@ -473,42 +354,7 @@ Outcome check_descriptor(const Subject& s) {
                 ")");
 }
 
-/// A scheduler's schema: names, meanings, no name twice, every default valid for its own declaration.
-/// (The kit runs no schedule: a scheduler's required options have no default to run it with.)
-Outcome check_scheduler_descriptor(const SchedulerDescriptor& d) {
-  if (!d.schema) return failed("the registry holds no hyperparameter schema for it");
-  std::vector<std::string> names;
-  std::set<std::string> seen;
-  if (auto fault = schema_fault(*d.schema, names, seen)) return failed(*fault);
-  for (const Hyperparameter& h : d.schema->entries()) {
-    try {
-      (void)d.schema->check(h.name, h.default_value, "default");
-    } catch (const std::exception& e) {
-      return failed(std::string("the default of '") + h.name + "' is refused by its own declaration: " + e.what());
-    }
-  }
-  return passed("plugin " + d.plugin_name + " " + d.plugin_version + ", stepped " +
-                (d.needs_metric ? "with a metric" : "per optimizer step") + ": " +
-                count(names.size(), "hyperparameter", "hyperparameters") + " (" + (names.empty() ? "none" : joined(names)) +
-                "), every default valid");
-}
-
-Outcome check_defaults(const Subject& s) {
-  std::size_t n = 0;
-  for (const Hyperparameter& h : s.schema().entries()) {
-    if (h.default_value.type() != h.type) {
-      return failed("the default of '" + h.name + "' is " + h.default_value.to_string() + ", a " +
-                    to_string(h.default_value.type()) + ", but it is declared a " + to_string(h.type));
-    }
-    try {
-      (void)s.schema().check(h.name, h.default_value, "default");
-    } catch (const OptionError& e) {
-      return failed("the default of '" + h.name + "' is refused by its own schema: " + e.what());
-    }
-    ++n;
-  }
-  return passed(count(n, "default", "defaults") + " accepted by the schema");
-}
+Outcome check_defaults(const Subject& s) { return check_schema_defaults(s.schema()); }
 
 Outcome check_no_gradients(const Subject& s) {
   constexpr int kSteps = 3;
@@ -1010,12 +856,7 @@ Outcome check_threads(const Subject& s) {
                 std::to_string(kRounds) + " times, equal the single-thread runs bit for bit");
 }
 
-struct Check {
-  const char* name;
-  Outcome (*run)(const Subject&);
-};
-
-constexpr Check kChecks[] = {
+constexpr Check<Subject> kChecks[] = {
     {"descriptor_valid", &check_descriptor},
     {"defaults_in_range", &check_defaults},
     {"step_without_gradients_changes_nothing", &check_no_gradients},
@@ -1030,24 +871,6 @@ constexpr Check kChecks[] = {
     {"two_instances_on_two_threads_do_not_interfere", &check_threads},
 };
 
-ConformanceResult run_check(const Subject& s, const Check& c) {
-  ConformanceResult r;
-  r.optimizer = s.name();
-  r.check = c.name;
-  try {
-    Outcome o = c.run(s);
-    r.status = o.status;
-    r.detail = std::move(o.detail);
-  } catch (const std::exception& e) {
-    r.status = Status::Failed;
-    r.detail = std::string("stopped by an exception: ") + e.what();
-  } catch (...) {
-    r.status = Status::Failed;
-    r.detail = "stopped by an exception that is not a std::exception";
-  }
-  return r;
-}
-
 }  // namespace
 
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
@@ -1055,20 +878,13 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path) {
 }
 
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, const ConformanceObserver& observer) {
-  std::vector<ConformanceResult> results;
-  const auto add = [&](ConformanceResult r) {
-    if (observer.finished) observer.finished(r);
-    results.push_back(std::move(r));
-  };
-  const auto start = [&](const std::string& subject, const std::string& check) {
-    if (observer.started) observer.started(subject, check);
-  };
+  Reporter report(observer);
   const auto file_failure = [&](std::string detail, const char* check = kChecks[0].name) {
     ConformanceResult r;
     r.check = check;
     r.status = Status::Failed;
     r.detail = std::move(detail);
-    add(std::move(r));
+    report.add(std::move(r));
   };
   try {
     Registry registry;
@@ -1077,14 +893,15 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, c
       names = registry.load_file(plugin_path);
     } catch (const std::exception& e) {
       file_failure(e.what());
-      return results;
+      return report.take();
     }
     if (names.empty()) {
       file_failure("plugin " + plugin_path + " registers no optimizer and no scheduler");
-      return results;
+      return report.take();
     }
     const TempDir dir;
     std::set<std::string> done;
+    std::vector<SchedulerDescriptor> schedulers;
     for (const std::string& name : names) {
       if (!done.insert(name).second) continue;  // an optimizer and a scheduler may share a name
       const std::optional<OptimizerDescriptor> d = registry.find(name);
@@ -1093,31 +910,16 @@ std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, c
         file_failure("plugin " + plugin_path + " registered '" + name + "', but the registry cannot find it");
         continue;
       }
-      if (d) {
-        const Subject subject{registry, *d, dir};
-        for (const Check& c : kChecks) {
-          start(name, c.name);
-          add(run_check(subject, c));
-        }
-      }
-      if (sd) {
-        ConformanceResult r;
-        r.optimizer = name;
-        r.kind = ConformanceResult::Kind::Scheduler;
-        r.check = "scheduler_descriptor_valid";
-        start(name, r.check);
-        const Outcome o = check_scheduler_descriptor(*sd);
-        r.status = o.status;
-        r.detail = o.detail;
-        add(std::move(r));
-      }
+      if (d) report.run_table(Subject{registry, *d, dir}, name, ConformanceResult::Kind::Optimizer, kChecks);
+      if (sd) schedulers.push_back(*sd);
     }
+    kit::check_schedulers(registry, schedulers, dir, report);
   } catch (const std::exception& e) {
     file_failure(std::string("the conformance kit stopped: ") + e.what(), "conformance_kit");
   } catch (...) {
     file_failure("the conformance kit stopped on an exception that is not a std::exception", "conformance_kit");
   }
-  return results;
+  return report.take();
 }
 
 }  // namespace optreg

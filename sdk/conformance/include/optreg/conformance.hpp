@@ -1,8 +1,13 @@
 #pragma once
 /// \file
-/// The conformance kit: checks that any optimizer plugin file behaves as every host expects.
-/// The learning-rate schedulers of a plugin get one check of their descriptor
-/// (scheduler_descriptor_valid); their schedules are pinned by their own tests.
+/// The conformance kit: checks that any plugin file behaves as every host expects.
+/// Each optimizer of the file gets the optimizer checks (descriptor_valid, ...). Each
+/// learning-rate scheduler gets the scheduler checks (scheduler_descriptor_valid, ...), made over
+/// a stand-in optimizer the kit owns, at its defaults or, when they are refused or leave the lr
+/// unchanged, with the options whose default is zero or empty (the convention for a required
+/// option) given values of steps; the core's sequential made of the file's step-driven
+/// schedulers gets them too, as "sequential". What each check measures is in
+/// docs/plugin-guide.md; the schedules themselves are pinned by each plugin's own tests.
 /// `optreg conformance PLUGIN.so` runs it from the command line; a plugin's own tests call
 /// run_conformance() and expect every result to pass.
 
@@ -12,7 +17,7 @@
 
 namespace optreg {
 
-/// The outcome of one check on one optimizer.
+/// The outcome of one check on one optimizer or scheduler.
 struct ConformanceResult {
   enum class Status { Passed, Failed, Skipped };
   enum class Kind { Optimizer, Scheduler };
@@ -27,9 +32,9 @@ struct ConformanceResult {
   std::string detail;
 };
 
-/// Runs every check on every optimizer (and scheduler) of the plugin at `plugin_path`. Never throws for a
-/// misbehaving plugin: each failure is a result (a plugin that cannot be loaded gives one failed
-/// result naming the reason).
+/// Runs every check on every optimizer, then every scheduler (and their sequence), of the plugin
+/// at `plugin_path`. Never throws for a misbehaving plugin: each failure is a result (a plugin
+/// that cannot be loaded gives one failed result naming the reason).
 std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);
 
 /// What run_conformance() reports while it runs: `started` before each check (with the optimizer
