@@ -1,12 +1,15 @@
-# optreg_add_plugin(<name> SOURCES <file>... [OUTPUT_DIRECTORY <dir>])
+# optreg_add_plugin(<name> SOURCES <file>... [OUTPUT_DIRECTORY <dir>] [EXPORTS <symbol>...])
 #
 # Builds an optreg optimizer plugin: a MODULE library lib<name>.so linked against optreg::sdk,
-# with hidden visibility (only the descriptor alias is exported), every symbol resolved at
-# link time (-z defs), and no GNU unique symbols (so that the library really unloads).
+# with hidden visibility and a version script that exports the descriptor alias and nothing
+# else (not even the standard library's template instantiations), every symbol resolved at link
+# time (-z defs), and no GNU unique symbols (so that the library really unloads). EXPORTS names
+# extra extern "C" symbols to keep in the dynamic symbol table (e.g. a counter a test reads with
+# dlsym()).
 include_guard(GLOBAL)
 
 function(optreg_add_plugin name)
-  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;EXPORTS" ${ARGN})
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "optreg_add_plugin(${name}): give the plugin's sources with SOURCES")
   endif()
@@ -18,7 +21,13 @@ function(optreg_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   target_compile_features(${name} PRIVATE cxx_std_17)
-  target_link_options(${name} PRIVATE -Wl,-z,defs)
+  set(version_script ${CMAKE_CURRENT_BINARY_DIR}/${name}.map)
+  list(PREPEND ARG_EXPORTS optreg_plugin_descriptor)
+  list(JOIN ARG_EXPORTS ";\n    " exported)
+  file(CONFIGURE OUTPUT ${version_script}
+       CONTENT "{\n  global:\n    ${exported};\n  local:\n    *;\n};\n")
+  target_link_options(${name} PRIVATE -Wl,-z,defs "LINKER:--version-script=${version_script}")
+  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${version_script})
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${name} PRIVATE -fno-gnu-unique)
   endif()

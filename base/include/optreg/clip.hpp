@@ -11,6 +11,7 @@
 /// PyTorch's in the last bits); the factor is max_norm / (total + 1e-6), at most 1, and every
 /// gradient is multiplied by it.
 
+#include <optreg/export.hpp>
 #include <vector>
 
 #include <optreg/parameter.hpp>
@@ -26,11 +27,11 @@ namespace optreg {
 /// `error_if_nonfinite` it throws NonFiniteError naming the total and the first parameter whose
 /// gradient is not finite, and changes nothing. Throws UsageError for a `max_norm` that is
 /// negative or not a number, or a `norm_type` that is not positive.
-double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, double norm_type = 2.0,
+OPTREG_API double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, double norm_type = 2.0,
                       bool error_if_nonfinite = false);
 
 /// Clamps every element of the gradients of `params` to [-clip_value, clip_value] (nan stays
 /// nan). Throws UsageError for a negative `clip_value` or one that is not a number.
-void clip_grad_value(const std::vector<Parameter>& params, double clip_value);
+OPTREG_API void clip_grad_value(const std::vector<Parameter>& params, double clip_value);
 
 }  // namespace optreg

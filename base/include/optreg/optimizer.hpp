@@ -28,6 +28,7 @@
 ///   base cannot undo is a plugin's update_group() that throws after it changed something: the
 ///   groups stepped before it stay stepped (docs/plugin-abi.md, "Exceptions").
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -48,7 +49,7 @@ using StateScalar = std::variant<std::int64_t, double>;
 
 /// The state an optimizer keeps for one parameter: named tensors and named exact scalars,
 /// in the order the optimizer declared them. Access by position is the fast path for step().
-class ParamState {
+class OPTREG_API ParamState {
  public:
   /// Declares a state tensor; throws UsageError if the name is taken.
   Tensor& add_tensor(const std::string& name, Tensor value);
@@ -77,7 +78,7 @@ class ParamState {
 };
 
 /// Parameters and hyperparameters given for one new group.
-struct ParamGroupSpec {
+struct OPTREG_API ParamGroupSpec {
   std::vector<Parameter> params;
   /// Overrides of the optimizer's defaults for this group.
   Options options;
@@ -85,7 +86,7 @@ struct ParamGroupSpec {
 
 /// One parameter group of an optimizer: its parameters, its resolved hyperparameters
 /// (every option of the schema) and the state of each parameter.
-class ParamGroup {
+class OPTREG_API ParamGroup {
  public:
   const std::vector<Parameter>& params() const noexcept { return params_; }
   const Options& options() const noexcept { return options_; }
@@ -106,7 +107,7 @@ class ParamGroup {
 enum class StateKind : std::uint32_t { Tensor = 1, Int = 2, Float = 3 };
 
 /// "tensor", "int" or "float".
-const char* to_string(StateKind kind) noexcept;
+OPTREG_API const char* to_string(StateKind kind) noexcept;
 
 /// The largest value a count of state (a step count) may hold: 2^53. Every integer up to it is
 /// exact as a double (update rules compute pow(beta, double(step))), and arithmetic near it
@@ -118,7 +119,7 @@ inline constexpr std::int64_t kMaxCount = std::int64_t{1} << 53;
 inline constexpr Range kCountDomain{0.0, static_cast<double>(kMaxCount), false, false};
 
 /// The declaration of one per-parameter state entry of an optimizer.
-struct StateEntry {
+struct OPTREG_API StateEntry {
   std::string name;
   StateKind kind = StateKind::Tensor;
   /// Present only for some options (Adam's max_exp_avg_sq with amsgrad).
@@ -135,13 +136,13 @@ struct StateEntry {
 /// `count` + 1, or a UsageError when `count` is at kMaxCount (or beyond): "WHO cannot take
 /// another step: its state count 'ENTRY' = N is at the top of its domain [0, 2^53]". A count
 /// advanced by it can never overflow.
-std::int64_t next_count(std::int64_t count, const std::string& who, const std::string& entry);
+OPTREG_API std::int64_t next_count(std::int64_t count, const std::string& who, const std::string& entry);
 
 /// Every state entry an optimizer may keep per parameter, in the order it creates them.
 using StateSchema = std::vector<StateEntry>;
 
 /// Who an optimizer object is: its registered name, its plugin's version, and its schemas.
-struct OptimizerInfo {
+struct OPTREG_API OptimizerInfo {
   std::string name;
   std::string plugin_version;
   std::shared_ptr<const Schema> schema;
@@ -157,7 +158,7 @@ enum class TensorCopy { Deep, Shared };
 
 /// The abstract optimizer. Plugins derive from it and implement init_state() and
 /// update_group(); the base does the grouping, defaults, validation and bookkeeping.
-class Optimizer {
+class OPTREG_API Optimizer {
  public:
   virtual ~Optimizer();
   Optimizer(const Optimizer&) = delete;

@@ -13,6 +13,7 @@
 /// - An exception thrown by `fn` is rethrown by parallel_for() after every range has finished
 ///   (the first one; the others are dropped), and the pool keeps no reference to it.
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <utility>
 
@@ -21,14 +22,14 @@ namespace optreg {
 /// The threads step kernels use: set_num_threads(), else the environment variable
 /// OPTREG_NUM_THREADS (a whole number from 1 to 1024; anything else is ignored), else the
 /// hardware's threads.
-std::size_t num_threads() noexcept;
+OPTREG_API std::size_t num_threads() noexcept;
 /// Sets the number of threads (0: back to the default; at most 1024, else UsageError). Not to
 /// be called while a step runs.
-void set_num_threads(std::size_t n);
+OPTREG_API void set_num_threads(std::size_t n);
 
 /// Runs fn(ctx, begin, end) over contiguous ranges covering [0, n), each at least `grain` long
 /// except when n itself is shorter.
-void parallel_for(std::size_t n, std::size_t grain, void (*fn)(void* ctx, std::size_t begin, std::size_t end),
+OPTREG_API void parallel_for(std::size_t n, std::size_t grain, void (*fn)(void* ctx, std::size_t begin, std::size_t end),
                   void* ctx);
 
 /// parallel_for() with any callable `f(begin, end)`.

@@ -2,6 +2,7 @@
 /// \file
 /// optreg::Parameter: a named value tensor with an optional gradient.
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -17,7 +18,7 @@ namespace detail {
 /// The position of the first of `params` whose value's shape is not `shapes[i]`, or whose
 /// gradient (when present) has another shape than its value; params.size() when every one
 /// fits. One pass without a call per parameter: what an optimizer checks at every step.
-std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
+OPTREG_API std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
 }  // namespace detail
 
 /// A trainable parameter: a name, a value tensor and an optional gradient.
@@ -26,7 +27,7 @@ std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector
 /// optimizers use to tell parameters apart. Gradients accumulate until cleared; a parameter
 /// whose gradient is absent is skipped by Optimizer::step(), which is how freezing works.
 /// A Parameter is not synchronised: do not modify one from two threads at once.
-class Parameter {
+class OPTREG_API Parameter {
  public:
   /// A parameter whose value is `value` (which may be a view of caller memory).
   Parameter(std::string name, Tensor value);

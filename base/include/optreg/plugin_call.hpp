@@ -19,6 +19,7 @@
 /// attach, next_lr, restart_lr, next_lr_on_metric, own_state, check_own_state,
 /// load_own_state). A new kind of plugin calls its own virtuals the same way.
 
+#include <optreg/export.hpp>
 #include <string>
 #include <utility>
 
@@ -26,12 +27,12 @@ namespace optreg {
 
 /// How messages name an object a plugin provides: "KIND 'NAME' (plugin SOURCE)", or
 /// "KIND 'NAME'" for a class built into the host (an empty `source`).
-std::string plugin_object(const char* kind, const std::string& name, const std::string& source);
+OPTREG_API std::string plugin_object(const char* kind, const std::string& name, const std::string& source);
 
 namespace detail {
 /// Called inside a catch handler: throws a host-made copy of the exception being handled, as
 /// call_plugin() describes.
-[[noreturn]] void rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source,
+[[noreturn]] OPTREG_API void rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source,
                                       const char* call);
 }  // namespace detail
 

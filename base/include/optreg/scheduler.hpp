@@ -24,6 +24,7 @@
 ///   plugin's own class leaves a call of the base.
 /// - A Scheduler is not thread-safe.
 
+#include <optreg/export.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,7 +37,7 @@ namespace optreg {
 
 /// Who a scheduler object is: its registered name, its plugin's version, its schema, and
 /// whether it is stepped with a metric.
-struct SchedulerInfo {
+struct OPTREG_API SchedulerInfo {
   std::string name;
   std::string plugin_version;
   std::shared_ptr<const Schema> schema = std::make_shared<const Schema>();
@@ -47,7 +48,7 @@ struct SchedulerInfo {
 
 /// The abstract learning-rate scheduler. Plugins derive from it and implement next_lr() (or
 /// next_lr_on_metric()); the base does the binding, counting, checks and state.
-class Scheduler {
+class OPTREG_API Scheduler {
  public:
   virtual ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -162,11 +163,11 @@ inline constexpr char kSequentialScheduler[] = "sequential";
 /// optimizer held the same lrs (its base lrs); milestones must be positive, strictly
 /// increasing, one fewer than the schedulers. Throws UsageError naming what is wrong. The lrs
 /// are reset to the base lrs and the first scheduler takes the initial step.
-SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
+OPTREG_API SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
                              const std::vector<std::int64_t>& milestones);
 
 /// The schema `optreg list` shows for the core's sequential scheduler (its children are given
 /// in a config's `schedulers` list, not as an option).
-std::shared_ptr<const Schema> sequential_schema();
+OPTREG_API std::shared_ptr<const Schema> sequential_schema();
 
 }  // namespace optreg

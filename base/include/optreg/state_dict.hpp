@@ -9,6 +9,7 @@
 ///   state                       per parameter id: named tensors and exact scalars
 /// Parameter ids are positions by first appearance across the groups.
 
+#include <optreg/export.hpp>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -23,7 +24,7 @@
 namespace optreg {
 
 /// An optimizer's complete state. Its tensors are its own (state_dict() copies them).
-struct StateDict {
+struct OPTREG_API StateDict {
   struct Group {
     /// Every option of the group.
     Options options;
@@ -39,13 +40,13 @@ struct StateDict {
 };
 
 /// A tensor with a name (a parameter's value in a checkpoint).
-struct NamedTensor {
+struct OPTREG_API NamedTensor {
   std::string name;
   Tensor value;
 };
 
 /// A learning-rate scheduler's state (Scheduler::state()) with who produced it.
-struct SchedulerState {
+struct OPTREG_API SchedulerState {
   std::string scheduler;
   std::string plugin_version;
   Options state;
@@ -54,7 +55,7 @@ struct SchedulerState {
 /// What a checkpoint file holds: the optimizer's state dict, optionally the values of its
 /// parameters (in id order), metadata of the run (step, seed, ...), and optionally the state of
 /// the learning-rate scheduler that drives the optimizer.
-struct Checkpoint {
+struct OPTREG_API Checkpoint {
   StateDict optimizer;
   std::vector<NamedTensor> parameters;
   Options metadata;

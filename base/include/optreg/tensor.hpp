@@ -2,6 +2,7 @@
 /// \file
 /// optreg::Tensor: a dense, row-major float32 array with a shape.
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -15,10 +16,10 @@ namespace optreg {
 using Shape = std::vector<std::int64_t>;
 
 /// Number of elements of a shape; throws UsageError on a negative extent or overflow.
-std::size_t numel_of(const Shape& shape);
+OPTREG_API std::size_t numel_of(const Shape& shape);
 
 /// "[2, 3]" for display and messages.
-std::string to_string(const Shape& shape);
+OPTREG_API std::string to_string(const Shape& shape);
 
 /// A dense, row-major float32 array.
 ///
@@ -26,7 +27,7 @@ std::string to_string(const Shape& shape);
 /// for an independent copy. Its memory is either owned (64-byte aligned, freed with the last
 /// handle) or a view of memory the caller owns and keeps alive (zero-copy integration with
 /// another framework's buffers).
-class Tensor {
+class OPTREG_API Tensor {
  public:
   static constexpr std::size_t kAlignment = 64;
 

@@ -2,6 +2,7 @@
 /// \file
 /// Typed hyperparameter values, options maps and hyperparameter schemas.
 
+#include <optreg/export.hpp>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -16,10 +17,10 @@ namespace optreg {
 enum class ValueType : std::uint32_t { Bool = 1, Int = 2, Float = 3, String = 4, FloatList = 5 };
 
 /// "bool", "int", "float", "string" or "list of floats".
-const char* to_string(ValueType type) noexcept;
+OPTREG_API const char* to_string(ValueType type) noexcept;
 
 /// A typed hyperparameter value: bool, integer, float, string or list of floats (`betas`).
-class Value {
+class OPTREG_API Value {
  public:
   Value() : v_(false) {}
   Value(bool b) : v_(b) {}  // NOLINT(google-explicit-constructor): values read like literals
@@ -65,7 +66,7 @@ using Options = std::map<std::string, Value>;
 /// An interval of allowed numbers. An end is open (excluded) or closed (included), infinite
 /// ends too: [0, inf) holds every finite number from 0 on, [0, inf] holds +inf as well. NaN lies
 /// in no range. to_string() prints exactly what contains() accepts.
-struct Range {
+struct OPTREG_API Range {
   double lo;
   double hi;
   bool lo_open;
@@ -83,7 +84,7 @@ struct Range {
 };
 
 /// The declaration of one hyperparameter.
-struct Hyperparameter {
+struct OPTREG_API Hyperparameter {
   std::string name;
   ValueType type = ValueType::Float;
   Value default_value;
@@ -98,7 +99,7 @@ struct Hyperparameter {
 };
 
 /// The hyperparameter schema of one optimizer.
-class Schema {
+class OPTREG_API Schema {
  public:
   Schema() = default;
   explicit Schema(std::vector<Hyperparameter> entries) : entries_(std::move(entries)) {}
@@ -124,13 +125,13 @@ class Schema {
 
 /// The known names closest to `name` by edit distance (at most `limit`, closest first), for
 /// "did you mean" suggestions.
-std::vector<std::string> closest_names(const std::string& name, const std::vector<std::string>& known,
+OPTREG_API std::vector<std::string> closest_names(const std::string& name, const std::vector<std::string>& known,
                                        std::size_t limit = 3);
 
 /// " (did you mean 'X'?)", X being the known name closest to `name`; "" when none is close.
-std::string did_you_mean(const std::string& name, const std::vector<std::string>& known);
+OPTREG_API std::string did_you_mean(const std::string& name, const std::vector<std::string>& known);
 
 /// Names listed for a message: "sgd, adam, adamw".
-std::string join_names(const std::vector<std::string>& names);
+OPTREG_API std::string join_names(const std::vector<std::string>& names);
 
 }  // namespace optreg

@@ -15,6 +15,7 @@
 ///   optimizer and its parameters are unchanged.
 /// - Binary archives are specific to the platform's byte order and type sizes.
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,7 +28,7 @@
 namespace optreg {
 
 /// What the envelope of a checkpoint file says.
-struct CheckpointInfo {
+struct OPTREG_API CheckpointInfo {
   std::uint64_t file_size = 0;
   std::uint32_t envelope_version = 0;
   std::uint32_t format = 0;
@@ -37,37 +38,37 @@ struct CheckpointInfo {
 };
 
 /// Writes `checkpoint` to `path` atomically; throws CheckpointError naming the file.
-void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+OPTREG_API void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 /// Writes a state dict alone.
-void save_checkpoint(const std::string& path, const StateDict& state);
+OPTREG_API void save_checkpoint(const std::string& path, const StateDict& state);
 
 /// Reads and verifies a checkpoint file; throws CheckpointError naming the file and the fault.
 /// When `info` is given it receives the envelope.
-Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info = nullptr);
+OPTREG_API Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info = nullptr);
 /// Parses a checkpoint held in memory (`name` is used in messages).
-Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name,
+OPTREG_API Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name,
                             CheckpointInfo* info = nullptr);
 
 /// Saves an optimizer's state dict and its parameters' values (in id order), with `metadata`.
-void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata = {});
+OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata = {});
 /// Restores what save_optimizer() wrote: the state dict and the parameter values, after checking
 /// every shape; all or nothing. Returns the metadata. A scheduler state in the file is ignored.
-Options load_optimizer(const std::string& path, Optimizer& optimizer);
+OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer);
 
 /// save_optimizer() plus the state of `scheduler`, which drives `optimizer`: a run resumed
 /// with load_optimizer(path, optimizer, scheduler) continues the schedule exactly.
-void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
+OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
                     const Options& metadata = {});
 /// load_optimizer() plus the scheduler's state, all or nothing: the scheduler's name and state
 /// are checked (Scheduler::check_state()) together with the optimizer's before anything
 /// changes. A file without a scheduler state is a CheckpointError. Make the fresh optimizer and
 /// scheduler as the first run made them (the same config), then load.
-Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler);
+OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler);
 
 /// load_optimizer() from a checkpoint already read (read_checkpoint()), for a host that looks
 /// at the metadata before it loads: into `optimizer` and, when not null, `scheduler`, with the
 /// same checks, all or nothing; `name` names the checkpoint in messages.
-Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
+OPTREG_API Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
                        Scheduler* scheduler = nullptr);
 
 }  // namespace optreg

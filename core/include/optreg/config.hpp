@@ -20,6 +20,7 @@
 /// - A parameter matched by several groups goes to the first; parameters no group matches form
 ///   the default group, which comes first; a pattern that matches no parameter is an error.
 
+#include <optreg/export.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,7 +36,7 @@
 namespace optreg {
 
 /// An option as written in a config, with where it was written.
-struct ConfigOption {
+struct OPTREG_API ConfigOption {
   std::string name;
   Value value;
   ConfigMark key_mark;
@@ -43,7 +44,7 @@ struct ConfigOption {
 };
 
 /// One entry of `param_groups`: name patterns and option overrides.
-struct ConfigGroup {
+struct OPTREG_API ConfigGroup {
   /// Glob patterns (`*`, `?`, `[...]`) matched against whole parameter names.
   std::vector<std::string> patterns;
   std::vector<ConfigMark> pattern_marks;
@@ -52,7 +53,7 @@ struct ConfigGroup {
 };
 
 /// A `scheduler:` section, or one entry of a sequence's `schedulers` list.
-struct SchedulerConfig {
+struct OPTREG_API SchedulerConfig {
   std::string name;
   ConfigMark name_mark;
   /// Where the section's map begins.
@@ -64,7 +65,7 @@ struct SchedulerConfig {
 };
 
 /// A `clip:` section: clipping of gradients by their global norm or by value.
-struct ClipConfig {
+struct OPTREG_API ClipConfig {
   enum class Mode { Norm, Value };
   Mode mode = Mode::Norm;
   /// Norm: the largest total norm; `norm_type`: p of the p-norm (a positive number or infinity).
@@ -78,7 +79,7 @@ struct ClipConfig {
 };
 
 /// A parsed config.
-struct OptimizerConfig {
+struct OPTREG_API OptimizerConfig {
   /// The file it came from (or the name given to parse_config), used in messages.
   std::string source;
   std::string optimizer;
@@ -97,10 +98,10 @@ struct OptimizerConfig {
 
 /// Reads and parses a config file; throws ConfigError. Only a regular file of at most
 /// kMaxConfigFileBytes is read: a folder, a FIFO or a device is refused without waiting on it.
-OptimizerConfig load_config(const std::string& path);
+OPTREG_API OptimizerConfig load_config(const std::string& path);
 /// Parses a config held in a string. `source` names it in messages; relative plugin paths
 /// resolve against `base_dir` (the current folder when empty).
-OptimizerConfig parse_config(const std::string& text, const std::string& source = "<string>",
+OPTREG_API OptimizerConfig parse_config(const std::string& text, const std::string& source = "<string>",
                              const std::string& base_dir = "");
 /// Parses the optimizer's sections of a config document (`optimizer`, `param_groups`,
 /// `plugins`, `scheduler`, `clip`), for a host whose config holds sections of its own: a
@@ -108,26 +109,26 @@ OptimizerConfig parse_config(const std::string& text, const std::string& source 
 /// (config_document.hpp); any other is a ConfigError "unknown section 'K' (did you mean ...);
 /// known sections: ..." that lists both kinds. Relative plugin paths resolve against
 /// `base_dir` (the current folder when empty).
-OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
+OPTREG_API OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
                                       const std::vector<std::string>& host_sections);
 
 /// Loads the plugins a config asks for, in this order: its `plugins.paths`, then each folder of
 /// OPTREG_PLUGIN_PATH, then the installed plugin folder. Returns the refusals; a path of
 /// `plugins.paths` that does not exist is a ConfigError.
-std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry& registry);
+OPTREG_API std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry& registry);
 
 /// A parameter name with its shape (for checking a config without a model).
-struct ParamInfo {
+struct OPTREG_API ParamInfo {
   std::string name;
   Shape shape;
 };
 
 /// Reads a parameter list for checking a config without a model: a YAML map from each
 /// parameter name to its shape, in order (`layer1.weight: [64, 32]`). Throws ConfigError.
-std::vector<ParamInfo> load_param_list(const std::string& path);
+OPTREG_API std::vector<ParamInfo> load_param_list(const std::string& path);
 
 /// How a config sorts parameters into groups.
-struct GroupPlan {
+struct OPTREG_API GroupPlan {
   struct Group {
     /// -1 for the default group, else the index in the config's `param_groups`.
     int config_index = -1;
@@ -139,30 +140,30 @@ struct GroupPlan {
 
 /// Sorts parameters into the config's groups; throws ConfigError for a pattern that matches no
 /// parameter or a group left empty, and for two parameters with the same name.
-GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& param_names);
+OPTREG_API GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& param_names);
 
 /// Builds the optimizer a config describes over named parameters; the result is what
 /// Registry::create() gives. Throws ConfigError for an unknown optimizer or a bad option (with
 /// the closest known names), placed at the offending line and column.
-OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
+OPTREG_API OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
                              const Registry& registry);
 
 /// Checks the optimizer name and every option of a config against a registry without any
 /// parameter, and its scheduler (by making it over a stand-in optimizer); throws ConfigError as
 /// build_optimizer() and build_scheduler() do.
-void check_config(const OptimizerConfig& config, const Registry& registry);
+OPTREG_API void check_config(const OptimizerConfig& config, const Registry& registry);
 
 /// Builds the scheduler a config's `scheduler:` section describes, bound to `optimizer` (which
 /// must outlive it; build it with build_optimizer() from the same config); nullptr when the
 /// config has none. The scheduler takes its initial step at once (scheduler.hpp). Throws
 /// ConfigError placed at the offending line and column: unknown name, bad option, a rule of
 /// the scheduler (placed at its name), a bad sequence.
-SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry);
+OPTREG_API SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry);
 
 /// Applies a config's `clip:` section to the gradients of `params` (call it after the
 /// gradients are computed and before Optimizer::step()). Returns the total norm before
 /// clipping when clipping by norm (see clip_grad_norm()), nothing when clipping by value or
 /// when the config has no `clip:` section.
-std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params);
+OPTREG_API std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params);
 
 }  // namespace optreg

@@ -23,6 +23,7 @@
 /// - A ConfigNode is a small handle that keeps its document alive; documents are immutable and
 ///   may be read from several threads at once.
 
+#include <optreg/export.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,7 +36,7 @@
 namespace optreg {
 
 /// A 1-based position in a config file.
-struct ConfigMark {
+struct OPTREG_API ConfigMark {
   int line = 1;
   int column = 1;
 };
@@ -51,7 +52,7 @@ struct ConfigEntry;
 
 /// A node of a config document: a map, a list, a scalar, or nothing (an empty value, `~`,
 /// `null`, an empty document).
-class ConfigNode {
+class OPTREG_API ConfigNode {
  public:
   enum class Kind { Null, Scalar, List, Map };
 
@@ -108,21 +109,21 @@ class ConfigNode {
 };
 
 /// A key and its value, in a map.
-struct ConfigEntry {
+struct OPTREG_API ConfigEntry {
   ConfigNode key;
   ConfigNode value;
 };
 
 /// Parses YAML text as a config document; `source` names it in messages. Throws ConfigError.
-ConfigNode parse_config_document(const std::string& text, const std::string& source = "<string>");
+OPTREG_API ConfigNode parse_config_document(const std::string& text, const std::string& source = "<string>");
 
 /// Reads and parses a config file. Only a regular file of at most kMaxConfigFileBytes is read;
 /// `what` names it in messages ("PATH: the config file is a FIFO (named pipe), not a regular
 /// file"). Throws ConfigError.
-ConfigNode load_config_document(const std::string& path, const std::string& what = "config file");
+OPTREG_API ConfigNode load_config_document(const std::string& path, const std::string& what = "config file");
 
 /// Throws ConfigError "SOURCE:LINE:COLUMN: WHAT": for what a host finds wrong at a place it
 /// kept (ConfigNode::fail() places it at a node).
-[[noreturn]] void throw_config_error(const std::string& source, const ConfigMark& at, const std::string& what);
+[[noreturn]] OPTREG_API void throw_config_error(const std::string& source, const ConfigMark& at, const std::string& what);
 
 }  // namespace optreg

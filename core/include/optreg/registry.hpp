@@ -28,6 +28,7 @@
 /// - Thread safety: loading is serialised by one mutex; list(), find(), create() and refused()
 ///   may run concurrently with each other and with loading.
 
+#include <optreg/export.hpp>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -42,7 +43,7 @@
 namespace optreg {
 
 /// What `optreg list` shows of one registered optimizer.
-struct OptimizerDescriptor {
+struct OPTREG_API OptimizerDescriptor {
   std::string name;
   std::string description;
   std::string plugin_name;
@@ -55,7 +56,7 @@ struct OptimizerDescriptor {
 };
 
 /// What `optreg list` shows of one registered learning-rate scheduler.
-struct SchedulerDescriptor {
+struct OPTREG_API SchedulerDescriptor {
   std::string name;
   std::string description;
   std::string plugin_name;
@@ -68,7 +69,7 @@ struct SchedulerDescriptor {
 };
 
 /// A plugin file that was not loaded, and why.
-struct Refusal {
+struct OPTREG_API Refusal {
   /// The file as given, canonical where it exists (data: any bytes a file name holds).
   std::string path;
   /// A message, inert as an Error's (escape_message(), <optreg/text.hpp>).
@@ -76,7 +77,7 @@ struct Refusal {
 };
 
 /// The outcome of loading one plugin file without throwing.
-struct LoadResult {
+struct OPTREG_API LoadResult {
   bool ok = false;
   /// The optimizer names, then the scheduler names, the file registered (when ok).
   std::vector<std::string> names;
@@ -87,7 +88,7 @@ struct LoadResult {
 };
 
 /// Loaded plugins and the optimizers they provide.
-class Registry {
+class OPTREG_API Registry {
  public:
   Registry();
   ~Registry();

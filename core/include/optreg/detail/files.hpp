@@ -11,6 +11,7 @@
 // writer works on it. A later writer removes those whose process is gone and whose lock nobody
 // holds: a process killed mid-write leaves its temporary behind, a live one is never touched.
 
+#include <optreg/export.hpp>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -19,7 +20,7 @@
 namespace optreg::detail {
 
 /// A file descriptor, closed when the object goes.
-class UniqueFd {
+class OPTREG_API UniqueFd {
  public:
   UniqueFd() = default;
   explicit UniqueFd(int fd) : fd_(fd) {}
@@ -47,7 +48,7 @@ class UniqueFd {
 };
 
 /// Why a file cannot be read: the errno of a failed open, or the type of what is not a regular file.
-struct FileRefused {
+struct OPTREG_API FileRefused {
   int error = 0;
   mode_t mode = 0;
   /// The reason as a clause about `subject` ("it", "the config file"): "cannot open it: No
@@ -56,28 +57,28 @@ struct FileRefused {
 };
 
 /// "a folder", "a FIFO (named pipe)", "a character device", ... for the type bits of `mode`.
-std::string file_kind(mode_t mode);
+OPTREG_API std::string file_kind(mode_t mode);
 
 /// Opens `path` for reading without blocking and checks on the descriptor that it is a regular
 /// file; throws FileRefused otherwise. `size`, when given, receives the file's size.
-UniqueFd open_regular_file(const std::string& path, std::uint64_t* size = nullptr);
+OPTREG_API UniqueFd open_regular_file(const std::string& path, std::uint64_t* size = nullptr);
 
 /// Reads what remains of `fd`, at most `limit` bytes; false when there is more. Throws
 /// FileRefused with the errno of a failed read.
-bool read_at_most(int fd, std::uint64_t limit, std::string& out);
+OPTREG_API bool read_at_most(int fd, std::uint64_t limit, std::string& out);
 
 /// Creates a temporary file `dir/PREFIX<pid>-XXXXXX`, locked while the descriptor is open, after
 /// removing the stale temporaries of the same prefix (remove_stale_temporaries()). Returns the
 /// descriptor (close-on-exec) and sets `path`; -1 with errno set when it cannot be created.
-int create_locked_temporary(const std::string& dir, const std::string& prefix, std::string& path);
+OPTREG_API int create_locked_temporary(const std::string& dir, const std::string& prefix, std::string& path);
 
 /// Creates a temporary folder `dir/PREFIX<pid>-XXXXXX`, locked while the returned descriptor is
 /// open, after removing the stale ones of the same prefix. Returns -1 with errno set on failure.
-int create_locked_temporary_folder(const std::string& dir, const std::string& prefix, std::string& path);
+OPTREG_API int create_locked_temporary_folder(const std::string& dir, const std::string& prefix, std::string& path);
 
 /// Removes every `dir/PREFIX<pid>-XXXXXX` (file or folder) whose process no longer exists and
 /// whose lock no process holds; returns how many it removed. Best effort: what cannot be
 /// inspected or removed is left as it is.
-int remove_stale_temporaries(const std::string& dir, const std::string& prefix);
+OPTREG_API int remove_stale_temporaries(const std::string& dir, const std::string& prefix);
 
 }  // namespace optreg::detail

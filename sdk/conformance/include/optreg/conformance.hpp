@@ -11,6 +11,7 @@
 /// `optreg conformance PLUGIN.so` runs it from the command line; a plugin's own tests call
 /// run_conformance() and expect every result to pass.
 
+#include <optreg/export.hpp>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,7 +19,7 @@
 namespace optreg {
 
 /// The outcome of one check on one optimizer or scheduler.
-struct ConformanceResult {
+struct OPTREG_API ConformanceResult {
   enum class Status { Passed, Failed, Skipped };
   enum class Kind { Optimizer, Scheduler };
   /// The optimizer or scheduler checked (empty for checks of the file as a whole).
@@ -35,20 +36,20 @@ struct ConformanceResult {
 /// Runs every check on every optimizer, then every scheduler (and their sequence), of the plugin
 /// at `plugin_path`. Never throws for a misbehaving plugin: each failure is a result (a plugin
 /// that cannot be loaded gives one failed result naming the reason).
-std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);
+OPTREG_API std::vector<ConformanceResult> run_conformance(const std::string& plugin_path);
 
 /// What run_conformance() reports while it runs: `started` before each check (with the optimizer
 /// or scheduler and the check's name), `finished` with each result as soon as it is known. A host
 /// that runs the kit in a child process streams them to learn which check a crash interrupted.
-struct ConformanceObserver {
+struct OPTREG_API ConformanceObserver {
   std::function<void(const std::string& subject, const std::string& check)> started;
   std::function<void(const ConformanceResult& result)> finished;
 };
 
 /// run_conformance(), reporting to `observer` as it goes; returns the same results.
-std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, const ConformanceObserver& observer);
+OPTREG_API std::vector<ConformanceResult> run_conformance(const std::string& plugin_path, const ConformanceObserver& observer);
 
 /// "passed", "FAILED" or "skipped".
-const char* to_string(ConformanceResult::Status status) noexcept;
+OPTREG_API const char* to_string(ConformanceResult::Status status) noexcept;
 
 }  // namespace optreg
