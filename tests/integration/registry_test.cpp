@@ -30,6 +30,7 @@
 #include <optreg/tensor.hpp>
 #include <optreg/text.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

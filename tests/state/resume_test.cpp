@@ -22,6 +22,7 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
 
 extern char** environ;
@@ -122,10 +123,8 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
 
 /// Every optimizer registered from the in-tree plugin folder at its defaults, then the known cases.
 std::vector<ResumeCase> all_cases() {
-  optreg::Registry registry;
-  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
   std::vector<ResumeCase> out;
-  for (const auto& d : registry.list()) {
+  for (const auto& d : optreg_test::in_tree_registry().list()) {
     out.push_back({d.name, "defaults", {}});
     const auto it = known_cases().find(d.name);
     if (it != known_cases().end()) out.insert(out.end(), it->second.begin(), it->second.end());
@@ -179,8 +178,8 @@ class Resume : public ::testing::TestWithParam<ResumeCase> {
 }  // namespace
 
 TEST(ResumeCoverage, InTreePluginFolderRegistersSgdAndAdam) {
-  optreg::Registry registry;
-  EXPECT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
+  const optreg::Registry& registry = optreg_test::in_tree_registry();
+  EXPECT_TRUE(registry.refused().empty());
   std::vector<std::string> names;
   for (const auto& d : registry.list()) names.push_back(d.name);
   EXPECT_NE(std::find(names.begin(), names.end(), "sgd"), names.end());

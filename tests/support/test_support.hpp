@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the GoogleTest executables (tests/support is on their include path):
-// temporary folders, running commands, files, expected exceptions, the in-tree registry.
+// temporary folders, running commands, files, expected exceptions (the in-tree plugins are in
+// registry_fixture.hpp).
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,11 +15,12 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
 
-#include <optreg/registry.hpp>
+#include <optreg/error.hpp>
 
 // AddressSanitizer reserves terabytes of address space, so RLIMIT_AS (ulimit -v) cannot cap a
 // build with it: tests of memory limits skip themselves there.
@@ -158,7 +160,6 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-
 /// The canonical absolute form of a path, as the registry names files in messages.
 inline std::string canonical(const std::string& path) { return std::filesystem::canonical(path).string(); }
 
@@ -177,14 +178,15 @@ std::string message_of(const std::function<void()>& f) {
   return {};
 }
 
-/// One registry, for the whole test program, holding every plugin of the in-tree plugin folder.
-inline const optreg::Registry& in_tree_registry() {
-  static optreg::Registry* r = [] {
-    auto* reg = new optreg::Registry();
-    reg->load_directory(OPTREG_TEST_PLUGIN_DIR);
-    return reg;
-  }();
-  return *r;
+/// The message of the optreg::Error that `f` throws, or "(no error)".
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const optreg::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace optreg_test

@@ -153,15 +153,4 @@ inline void step_with_gradients(optreg::Optimizer& opt, const std::string& froze
   opt.step();
 }
 
-/// The message of the optreg::Error that `f` throws, or "(no error)".
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const optreg::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 }  // namespace optreg_test
