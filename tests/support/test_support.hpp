@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include <optreg/error.hpp>
+#include <optreg/parallel.hpp>
 
 // AddressSanitizer reserves terabytes of address space, so RLIMIT_AS (ulimit -v) cannot cap a
 // build with it: tests of memory limits skip themselves there.
@@ -159,6 +160,14 @@ inline void write_file(const std::string& path, const std::string& text) {
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
+
+/// Sets the thread count of the shared pool, and restores the default when the test ends.
+struct ThreadCount {
+  explicit ThreadCount(std::size_t n) { optreg::set_num_threads(n); }
+  ~ThreadCount() { optreg::set_num_threads(0); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+};
 
 /// The canonical absolute form of a path, as the registry names files in messages.
 inline std::string canonical(const std::string& path) { return std::filesystem::canonical(path).string(); }
