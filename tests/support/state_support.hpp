@@ -1,6 +1,6 @@
 #pragma once
 // Bit-exact comparisons of tensors, values, state dicts and checkpoints, and a deterministic
-// gradient, shared by the state dict, checkpoint file and resume tests.
+// gradient, shared by the state dict, checkpoint file, resume and training tests.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
