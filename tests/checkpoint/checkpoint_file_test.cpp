@@ -142,16 +142,6 @@ pid_t save_in_child(const std::string& path, const Checkpoint& c) {
 
 class CheckpointFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "optreg-checkpoint-file-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::permissions(dir_, fs::perms::owner_all, ec);
-    fs::remove_all(dir_, ec);
-  }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   template <typename F>
@@ -166,7 +156,8 @@ class CheckpointFile : public ::testing::Test {
     return "(no error)";
   }
 
-  fs::path dir_;
+  optreg_test::TempDir temp_;
+  fs::path dir_ = temp_.path();
 };
 
 }  // namespace

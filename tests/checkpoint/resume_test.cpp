@@ -24,6 +24,7 @@
 
 #include "registry_fixture.hpp"
 #include "state_support.hpp"
+#include "test_support.hpp"
 
 extern char** environ;
 
@@ -161,18 +162,9 @@ int run_helper(const std::vector<std::string>& args) {
 
 class Resume : public ::testing::TestWithParam<ResumeCase> {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "optreg-resume-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return dir_ / name; }
 
-  fs::path dir_;
+  optreg_test::TempDir dir_;
 };
 
 }  // namespace

@@ -1,9 +1,7 @@
 // Schedulers as the registry's second kind of plugin: loading and refusals, the descriptor of
 // the first ABI 1 size, lifetime, and the Scheduler base's contract (stepping kinds, state,
 // sequences, errors).
-#include <dlfcn.h>
 
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -40,14 +38,9 @@ optreg::OptimizerPtr two_group_sgd(const optreg::Registry& r) {
 
 const optreg::Registry& registry() { return optreg_test::reference_registry(); }
 
-int live_schedulers() {
-  void* handle = ::dlopen(OPTREG_FIXTURE_SCHEDULER_LIKE, RTLD_NOW | RTLD_NOLOAD);
-  if (handle == nullptr) return -1;
-  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, "optreg_fixture_live_schedulers"));
-  const int n = counter != nullptr ? counter->load() : -2;
-  ::dlclose(handle);
-  return n;
-}
+/// The number of live schedulers made by the fixture scheduler_like library, or -1 when the
+/// library is not loaded.
+int live_schedulers() { return optreg_test::live_count(OPTREG_FIXTURE_SCHEDULER_LIKE, "optreg_fixture_live_schedulers"); }
 
 }  // namespace
 

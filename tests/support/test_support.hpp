@@ -2,11 +2,13 @@
 // Helpers shared by the GoogleTest executables (tests/support is on their include path):
 // temporary folders, running commands, files, expected exceptions (the in-tree plugins are in
 // registry_fixture.hpp).
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -38,7 +40,8 @@
 
 namespace optreg_test {
 
-/// A fresh folder under the system's temporary folder, removed with everything in it.
+/// A fresh folder under the system's temporary folder, removed with everything in it (also when
+/// a test took the owner's rights away from it to make writes there fail).
 class TempDir {
  public:
   TempDir() {
@@ -48,6 +51,7 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ec);
     std::filesystem::remove_all(path_, ec);
   }
   TempDir(const TempDir&) = delete;
@@ -168,6 +172,17 @@ struct ThreadCount {
   ThreadCount(const ThreadCount&) = delete;
   ThreadCount& operator=(const ThreadCount&) = delete;
 };
+
+/// The value of the live-object counter `symbol` that the loaded plugin `library` exports: -1 when
+/// the library is not loaded, -2 when it exports no such counter.
+inline int live_count(const char* library, const char* symbol) {
+  void* handle = ::dlopen(library, RTLD_NOW | RTLD_NOLOAD);
+  if (handle == nullptr) return -1;
+  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, symbol));
+  const int n = counter != nullptr ? counter->load() : -2;
+  ::dlclose(handle);
+  return n;
+}
 
 /// The canonical absolute form of a path, as the registry names files in messages.
 inline std::string canonical(const std::string& path) { return std::filesystem::canonical(path).string(); }
