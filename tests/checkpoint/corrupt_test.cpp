@@ -34,6 +34,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -246,19 +247,8 @@ std::string fingerprint(const optreg::Optimizer& opt) {
 
 // ------------------------------------------------------------------ fixture
 
-class CheckpointCorrupt : public ::testing::Test {
+class CheckpointCorrupt : public optreg_test::RegistryTest {
  protected:
-  static void SetUpTestSuite() {
-    registry_ = new optreg::Registry();
-    registry_->load_file(OPTREG_TEST_SGD_PLUGIN);
-    registry_->load_file(OPTREG_TEST_ADAM_PLUGIN);
-  }
-  static void TearDownTestSuite() {
-    delete registry_;
-    registry_ = nullptr;
-  }
-  static optreg::Registry& registry() { return *registry_; }
-
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = fs::temp_directory_path() /
@@ -366,12 +356,9 @@ class CheckpointCorrupt : public ::testing::Test {
   }
 
  private:
-  static optreg::Registry* registry_;
   fs::path dir_;
   std::uint64_t tried_ = 0;
 };
-
-optreg::Registry* CheckpointCorrupt::registry_ = nullptr;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -136,8 +137,7 @@ namespace {
 
 /// Writes a checkpoint of an adam optimizer over two parameters after two steps.
 std::string write_checkpoint(const TempDir& dir) {
-  optreg::Registry registry;
-  registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
+  const optreg::Registry& registry = optreg_test::reference_registry();
   optreg::Parameter w("layer.weight", optreg::Tensor({2, 3}, {1, 2, 3, 4, 5, 6}));
   optreg::Parameter b("layer.bias", optreg::Tensor({2}, {0.5F, -0.5F}));
   auto opt = registry.create("adam", std::vector<optreg::ParamGroupSpec>{{{w}, {}}, {{b}, {{"lr", 0.01}}}},
@@ -188,9 +188,7 @@ TEST(Cli, InspectJsonIsMachineReadable) {
 
 TEST(Cli, InspectShowsTheSchedulerState) {
   TempDir dir;
-  optreg::Registry registry;
-  registry.load_file(OPTREG_TEST_SGD_PLUGIN);
-  registry.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  const optreg::Registry& registry = optreg_test::reference_registry();
   optreg::Parameter w("w", optreg::Tensor({2}, {1, 2}));
   auto opt = registry.create("sgd", {w}, {{"lr", 0.5}});
   auto sched = registry.create_scheduler("step", *opt, {{"step_size", 1}, {"gamma", 0.5}});

@@ -18,6 +18,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/text.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -110,9 +111,7 @@ class UntrustedText : public ::testing::Test {
   /// A checkpoint written through the API with non-finite metadata and list values, and names
   /// with control characters, a NUL and invalid UTF-8.
   void write_checkpoint() {
-    optreg::Registry registry;
-    registry.load_file(OPTREG_TEST_ADAM_PLUGIN);
-    registry.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+    const optreg::Registry& registry = optreg_test::reference_registry();
     optreg::Parameter w("w\x1b[31m", optreg::Tensor({2}, {1.0F, static_cast<float>(kInf)}));
     optreg::Parameter b(std::string("nul\0name", 8), optreg::Tensor({1}, {0.5F}));
     optreg::Parameter v("bad\xff\xfe", optreg::Tensor({1}, {0.25F}));

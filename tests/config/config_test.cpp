@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 #include <optreg/config.hpp>
@@ -29,16 +30,7 @@ std::vector<optreg::Parameter> params() {
           optreg::Parameter("layer2.weight", optreg::Tensor({2, 4})), optreg::Parameter("layer2.bias", optreg::Tensor({2}))};
 }
 
-const optreg::Registry& registry() {
-  static optreg::Registry* r = [] {
-    auto* reg = new optreg::Registry();
-    reg->load_file(OPTREG_TEST_SGD_PLUGIN);
-    reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
-    reg->load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
-    return reg;
-  }();
-  return *r;
-}
+const optreg::Registry& registry() { return optreg_test::reference_registry(); }
 
 std::string message_of(const char* yaml) {
   try {

@@ -27,6 +27,8 @@
 #include <optreg/tensor.hpp>
 #include <optreg/value.hpp>
 
+#include "registry_fixture.hpp"
+
 namespace {
 
 // Tolerance of every comparison: |actual - expected| <= kAtol + kRtol * |expected|.
@@ -376,8 +378,8 @@ TEST(GoldenFile, ParsesCompletely) {
   ASSERT_TRUE(f.error.empty()) << f.error;
   EXPECT_EQ(f.cases.size(), f.declared_cases);
   EXPECT_GE(f.cases.size(), kMinCases) << f.path << " holds fewer cases than generate.py writes";
-  optreg::Registry registry;
-  ASSERT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
+  const optreg::Registry& registry = optreg_test::in_tree_registry();
+  ASSERT_TRUE(registry.refused().empty());
   for (const CaseRecord& c : f.cases) {
     EXPECT_TRUE(registry.find(c.optimizer).has_value())
         << c.name << ": optimizer " << c.optimizer << " is not registered by the in-tree plugin folder";
@@ -393,8 +395,8 @@ TEST_P(Trajectory, Matches) {
   const CaseRecord* c = find_case(GetParam());
   ASSERT_NE(c, nullptr) << "no case '" << GetParam() << "' in " << f.path;
 
-  optreg::Registry registry;
-  ASSERT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
+  const optreg::Registry& registry = optreg_test::in_tree_registry();
+  ASSERT_TRUE(registry.refused().empty());
 
   std::vector<optreg::Parameter> params;
   for (std::size_t i = 0; i < c->shapes.size(); ++i) {

@@ -18,6 +18,7 @@
 #include <optreg/config.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace {

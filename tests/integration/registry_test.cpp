@@ -30,6 +30,7 @@
 #include <optreg/tensor.hpp>
 #include <optreg/text.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -79,14 +80,7 @@ bool is_loaded(const std::string& path) {
 
 /// The number of live optimizer objects made by the fixture_sgd_like library, or -1 when the
 /// library is not loaded.
-int live_sgd_like_instances() {
-  void* handle = ::dlopen(OPTREG_FIXTURE_SGD_LIKE, RTLD_NOW | RTLD_NOLOAD);
-  if (handle == nullptr) return -1;
-  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, "optreg_fixture_live_instances"));
-  const int n = counter != nullptr ? counter->load() : -2;
-  ::dlclose(handle);
-  return n;
-}
+int live_sgd_like_instances() { return optreg_test::live_count(OPTREG_FIXTURE_SGD_LIKE, "optreg_fixture_live_instances"); }
 
 /// Sets or clears an environment variable for one scope and restores it afterwards.
 class ScopedEnv {

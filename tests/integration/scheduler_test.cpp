@@ -1,9 +1,7 @@
 // Schedulers as the registry's second kind of plugin: loading and refusals, the descriptor of
 // the first ABI 1 size, lifetime, and the Scheduler base's contract (stepping kinds, state,
 // sequences, errors).
-#include <dlfcn.h>
 
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -17,6 +15,7 @@
 #include <optreg/scheduler.hpp>
 #include <optreg/state_dict.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -37,26 +36,11 @@ optreg::OptimizerPtr two_group_sgd(const optreg::Registry& r) {
                   {{"momentum", 0.9}});
 }
 
-const optreg::Registry& registry() {
-  static optreg::Registry* r = [] {
-    auto* reg = new optreg::Registry();
-    reg->load_file(OPTREG_TEST_SGD_PLUGIN);
-    reg->load_file(OPTREG_TEST_ADAM_PLUGIN);
-    reg->load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
-    reg->load_file(OPTREG_FIXTURE_SGD_LIKE);
-    return reg;
-  }();
-  return *r;
-}
+const optreg::Registry& registry() { return optreg_test::reference_registry(); }
 
-int live_schedulers() {
-  void* handle = ::dlopen(OPTREG_FIXTURE_SCHEDULER_LIKE, RTLD_NOW | RTLD_NOLOAD);
-  if (handle == nullptr) return -1;
-  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, "optreg_fixture_live_schedulers"));
-  const int n = counter != nullptr ? counter->load() : -2;
-  ::dlclose(handle);
-  return n;
-}
+/// The number of live schedulers made by the fixture scheduler_like library, or -1 when the
+/// library is not loaded.
+int live_schedulers() { return optreg_test::live_count(OPTREG_FIXTURE_SCHEDULER_LIKE, "optreg_fixture_live_schedulers"); }
 
 }  // namespace
 
@@ -187,12 +171,15 @@ TEST(Scheduler, RequiredOptionLeftOutIsAnOptionError) {
 }
 
 TEST(Scheduler, OneCycleNeedsMomentumToCycleIt) {
-  auto opt = registry().create("fixture_sgd_like", params());
+  optreg::Registry r;
+  r.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  r.load_file(OPTREG_FIXTURE_SGD_LIKE);
+  auto opt = r.create("fixture_sgd_like", params());
   EXPECT_EQ(message_of<optreg::OptionError>(
-                [&] { registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}}); }),
+                [&] { r.create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}}); }),
             "scheduler 'onecycle': option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or a "
             "list 'betas', and optimizer 'fixture_sgd_like' has neither (set cycle_momentum: false)");
-  auto s = registry().create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}, {"cycle_momentum", false}});
+  auto s = r.create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}, {"cycle_momentum", false}});
   ASSERT_EQ(s->last_lr().size(), 1U);
   EXPECT_NEAR(s->last_lr()[0], 1.0 / 25, 1e-15);  // the start of the rise, as PyTorch rounds it
 }

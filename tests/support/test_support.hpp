@@ -1,11 +1,14 @@
 #pragma once
 // Helpers shared by the GoogleTest executables (tests/support is on their include path):
-// temporary folders, running commands, files, expected exceptions, the in-tree registry.
+// temporary folders, running commands, files, expected exceptions (the in-tree plugins are in
+// registry_fixture.hpp).
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,11 +17,13 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
 
-#include <optreg/registry.hpp>
+#include <optreg/error.hpp>
+#include <optreg/parallel.hpp>
 
 // AddressSanitizer reserves terabytes of address space, so RLIMIT_AS (ulimit -v) cannot cap a
 // build with it: tests of memory limits skip themselves there.
@@ -35,7 +40,8 @@
 
 namespace optreg_test {
 
-/// A fresh folder under the system's temporary folder, removed with everything in it.
+/// A fresh folder under the system's temporary folder, removed with everything in it (also when
+/// a test took the owner's rights away from it to make writes there fail).
 class TempDir {
  public:
   TempDir() {
@@ -45,6 +51,7 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ec);
     std::filesystem::remove_all(path_, ec);
   }
   TempDir(const TempDir&) = delete;
@@ -158,6 +165,24 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+/// Sets the thread count of the shared pool, and restores the default when the test ends.
+struct ThreadCount {
+  explicit ThreadCount(std::size_t n) { optreg::set_num_threads(n); }
+  ~ThreadCount() { optreg::set_num_threads(0); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+};
+
+/// The value of the live-object counter `symbol` that the loaded plugin `library` exports: -1 when
+/// the library is not loaded, -2 when it exports no such counter.
+inline int live_count(const char* library, const char* symbol) {
+  void* handle = ::dlopen(library, RTLD_NOW | RTLD_NOLOAD);
+  if (handle == nullptr) return -1;
+  const auto* counter = static_cast<const std::atomic<int>*>(::dlsym(handle, symbol));
+  const int n = counter != nullptr ? counter->load() : -2;
+  ::dlclose(handle);
+  return n;
+}
 
 /// The canonical absolute form of a path, as the registry names files in messages.
 inline std::string canonical(const std::string& path) { return std::filesystem::canonical(path).string(); }
@@ -177,14 +202,15 @@ std::string message_of(const std::function<void()>& f) {
   return {};
 }
 
-/// One registry, for the whole test program, holding every plugin of the in-tree plugin folder.
-inline const optreg::Registry& in_tree_registry() {
-  static optreg::Registry* r = [] {
-    auto* reg = new optreg::Registry();
-    reg->load_directory(OPTREG_TEST_PLUGIN_DIR);
-    return reg;
-  }();
-  return *r;
+/// The message of the optreg::Error that `f` throws, or "(no error)".
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const optreg::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace optreg_test

@@ -15,6 +15,7 @@
 #include <optreg/train/random.hpp>
 #include <optreg/train/run.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
 #include "test_support.hpp"
 
@@ -460,8 +461,7 @@ TEST(RunConfig, ASingleOptimizerConfigIsOneRunLabelledByTheOptimizer) {
 }
 
 TEST(RunConfig, EveryExampleConfigIsValid) {
-  optreg::Registry registry;
-  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
+  const optreg::Registry& registry = optreg_test::in_tree_registry();
   std::size_t run_configs = 0;
   for (const auto& entry : std::filesystem::directory_iterator(std::string(OPTREG_TEST_SOURCE_DIR) + "/../examples/configs")) {
     const std::string path = entry.path().string();

@@ -17,6 +17,7 @@
 #include <optreg/scheduler.hpp>
 #include <optreg/state_dict.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
 #include "test_support.hpp"
 

@@ -14,6 +14,7 @@
 #include <optreg/config.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

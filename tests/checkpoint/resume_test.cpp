@@ -22,7 +22,9 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
+#include "test_support.hpp"
 
 extern char** environ;
 
@@ -122,10 +124,8 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
 
 /// Every optimizer registered from the in-tree plugin folder at its defaults, then the known cases.
 std::vector<ResumeCase> all_cases() {
-  optreg::Registry registry;
-  registry.load_directory(OPTREG_TEST_PLUGIN_DIR);
   std::vector<ResumeCase> out;
-  for (const auto& d : registry.list()) {
+  for (const auto& d : optreg_test::in_tree_registry().list()) {
     out.push_back({d.name, "defaults", {}});
     const auto it = known_cases().find(d.name);
     if (it != known_cases().end()) out.insert(out.end(), it->second.begin(), it->second.end());
@@ -162,25 +162,16 @@ int run_helper(const std::vector<std::string>& args) {
 
 class Resume : public ::testing::TestWithParam<ResumeCase> {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "optreg-resume-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return dir_ / name; }
 
-  fs::path dir_;
+  optreg_test::TempDir dir_;
 };
 
 }  // namespace
 
 TEST(ResumeCoverage, InTreePluginFolderRegistersSgdAndAdam) {
-  optreg::Registry registry;
-  EXPECT_TRUE(registry.load_directory(OPTREG_TEST_PLUGIN_DIR).empty());
+  const optreg::Registry& registry = optreg_test::in_tree_registry();
+  EXPECT_TRUE(registry.refused().empty());
   std::vector<std::string> names;
   for (const auto& d : registry.list()) names.push_back(d.name);
   EXPECT_NE(std::find(names.begin(), names.end(), "sgd"), names.end());

@@ -9,46 +9,25 @@
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
+#include "test_support.hpp"
+
 using optreg::OptimizerPtr;
 using optreg::Parameter;
 using optreg::ParamGroupSpec;
 using optreg::Tensor;
+using optreg_test::error_of;
 
 namespace {
 
-class OptimizerBase : public ::testing::Test {
+/// Optimizers from the in-tree sgd and adam plugins over one-dimensional parameters.
+class OptimizerBase : public optreg_test::RegistryTest {
  protected:
-  static void SetUpTestSuite() {
-    registry_ = new optreg::Registry();
-    registry_->load_file(OPTREG_TEST_SGD_PLUGIN);
-    registry_->load_file(OPTREG_TEST_ADAM_PLUGIN);
-  }
-  static void TearDownTestSuite() {
-    delete registry_;
-    registry_ = nullptr;
-  }
-  static optreg::Registry& registry() { return *registry_; }
-
   static Parameter param(const std::string& name, std::vector<float> values) {
     const auto n = static_cast<std::int64_t>(values.size());
     return Parameter(name, Tensor({n}, values));
   }
-
- private:
-  static optreg::Registry* registry_;
 };
-
-optreg::Registry* OptimizerBase::registry_ = nullptr;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const optreg::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

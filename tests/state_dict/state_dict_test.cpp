@@ -12,6 +12,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
 
 using optreg::OptimizerPtr;
@@ -28,18 +29,8 @@ using optreg_test::step_with_gradients;
 
 namespace {
 
-optreg::Registry* g_registry = nullptr;
-
-class StateDictTest : public ::testing::Test {
+class StateDictTest : public optreg_test::RegistryTest {
  protected:
-  static void SetUpTestSuite() {
-    if (g_registry != nullptr) return;
-    g_registry = new optreg::Registry();
-    g_registry->load_file(OPTREG_TEST_SGD_PLUGIN);
-    g_registry->load_file(OPTREG_TEST_ADAM_PLUGIN);
-  }
-  static optreg::Registry& registry() { return *g_registry; }
-
   /// A parameter of the given shape with distinct, non-zero values.
   static Parameter param(const std::string& name, const Shape& shape, float offset = 0.0F) {
     Tensor t(shape);

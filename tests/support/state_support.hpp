@@ -1,6 +1,6 @@
 #pragma once
 // Bit-exact comparisons of tensors, values, state dicts and checkpoints, and a deterministic
-// gradient, shared by the state dict, checkpoint file and resume tests.
+// gradient, shared by the state dict, checkpoint file, resume and training tests.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -151,17 +151,6 @@ inline void step_with_gradients(optreg::Optimizer& opt, const std::string& froze
     if (p.name() != frozen) p.accumulate_grad(gradient_at(p.value()));
   }
   opt.step();
-}
-
-/// The message of the optreg::Error that `f` throws, or "(no error)".
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const optreg::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace optreg_test

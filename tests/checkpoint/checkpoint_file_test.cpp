@@ -27,6 +27,7 @@
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
 
+#include "registry_fixture.hpp"
 #include "state_support.hpp"
 #include "test_support.hpp"
 
@@ -141,16 +142,6 @@ pid_t save_in_child(const std::string& path, const Checkpoint& c) {
 
 class CheckpointFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "optreg-checkpoint-file-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::permissions(dir_, fs::perms::owner_all, ec);
-    fs::remove_all(dir_, ec);
-  }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   template <typename F>
@@ -165,7 +156,8 @@ class CheckpointFile : public ::testing::Test {
     return "(no error)";
   }
 
-  fs::path dir_;
+  optreg_test::TempDir temp_;
+  fs::path dir_ = temp_.path();
 };
 
 }  // namespace
@@ -502,17 +494,11 @@ TEST_F(CheckpointFile, ATemporaryIsRemovedOnlyWhenItsWriterIsGoneAndNobodyHoldsI
 
 namespace {
 
+/// Checkpoint files of optimizers from the in-tree plugins.
 class CheckpointFileOptimizer : public CheckpointFile {
  protected:
-  static void SetUpTestSuite() {
-    registry_ = new optreg::Registry();
-    registry_->load_file(OPTREG_TEST_SGD_PLUGIN);
-    registry_->load_file(OPTREG_TEST_ADAM_PLUGIN);
-  }
-  static void TearDownTestSuite() {
-    delete registry_;
-    registry_ = nullptr;
-  }
+  static void SetUpTestSuite() { optreg_test::reference_registry(); }
+  static const optreg::Registry& registry() { return optreg_test::reference_registry(); }
 
   static OptimizerPtr make(const std::string& name, const Options& options, float offset) {
     Parameter w("w", Tensor({2, 3}, {0.1F, -0.2F, 0.3F, -0.4F, 0.5F, -0.6F}));
@@ -521,13 +507,9 @@ class CheckpointFileOptimizer : public CheckpointFile {
     for (Parameter* p : {&w, &b, &v}) {
       for (std::size_t i = 0; i < p->value().numel(); ++i) p->value()[i] += offset;
     }
-    return registry_->create(name, std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {{"lr", 0.02}}}}, options);
+    return registry().create(name, std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {{"lr", 0.02}}}}, options);
   }
-
-  static optreg::Registry* registry_;
 };
-
-optreg::Registry* CheckpointFileOptimizer::registry_ = nullptr;
 
 }  // namespace
 
@@ -607,7 +589,7 @@ TEST_F(CheckpointFileOptimizer, LoadRefusesAParameterOfAnotherShapeAndChangesNot
   Parameter w("w", Tensor({2, 3}));
   Parameter b("b", Tensor({4}));
   Parameter v("v", Tensor({4}));
-  OptimizerPtr other = registry_->create("sgd", std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {}}});
+  OptimizerPtr other = registry().create("sgd", std::vector<ParamGroupSpec>{{{w, b}, {}}, {{v}, {}}});
   const Checkpoint before = snapshot(*other);
   EXPECT_EQ(checkpoint_error_of([&] { optreg::load_optimizer(path("opt.ckpt"), *other); }),
             "checkpoint " + path("opt.ckpt") +
