@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/train/format.hpp>
 #include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
 
@@ -30,12 +31,6 @@ constexpr char kDataOrder[] = "mt19937_64-fisher-yates-v1";
 constexpr char kKey[] = "train.";
 
 using Clock = std::chrono::steady_clock;
-
-std::string options_text(const Options& o) {
-  std::string s;
-  for (const auto& [k, v] : o) s += (s.empty() ? "" : ", ") + k + "=" + v.to_string();
-  return s;
-}
 
 /// The prefix of the metadata entries that record the run's optimizer settings as written in
 /// its config; the rest of such a key is the key in the config ("optimizer.lr").
@@ -86,7 +81,7 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
   };
   std::vector<Setting> s = {
       {std::string(kKey) + "problem", Value(config.problem), at(src, config.problem_mark)},
-      {std::string(kKey) + "problem_options", Value(options_text(config.problem_options)), at(src, config.problem_mark)},
+      {std::string(kKey) + "problem_options", Value(options_assignments(config.problem_options)), at(src, config.problem_mark)},
       {std::string(kKey) + "data_order", Value(kDataOrder), "this optreg"},
       {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed)), train_at("seed")},
       {std::string(kKey) + "batch_size", Value(config.train.batch_size), train_at("batch_size")},
