@@ -249,12 +249,10 @@ void add_check_command(CLI::App& root, int& status) {
   command.add_option("--params", args->params_path,
                      "a YAML map from parameter name to shape, such as 'fc.weight: [10, 784]'")
       ->type_name("FILE");
-  command.add_flag("--json", args->json, "machine-readable output");
+  add_json_flag(command, args->json);
   add_plugin_options(command, args->plugins);
-  command.callback([args, &command, &status] {
-    reject_extras(command, "optreg check: unexpected argument");
-    status = run_check(*args, std::cout, std::cerr);
-  });
+  run_when_parsed(command, "optreg check: unexpected argument", status,
+                  [args] { return run_check(*args, std::cout, std::cerr); });
 }
 
 }  // namespace optreg::cli

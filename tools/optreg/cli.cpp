@@ -68,6 +68,8 @@ void add_plugin_options(CLI::App& command, PluginOptions& out) {
                             "do not search OPTREG_PLUGIN_PATH and the installed plugin folder");
 }
 
+void add_json_flag(CLI::App& command, bool& json, const std::string& meaning) { command.add_flag("--json", json, meaning); }
+
 void reject_extras(const CLI::App& command, const std::string& prefix) {
   const std::vector<std::string> extra = command.remaining();
   if (!extra.empty()) throw CommandLineError{prefix + " '" + extra.front() + "'"};

@@ -59,8 +59,19 @@ CLI::App& add_command(CLI::App& root, const std::string& name, const CommandHelp
 void add_positional(CLI::App& command, const std::string& name, std::string& value, const std::string& meaning);
 /// Adds --plugin-path DIR|FILE (repeatable, also --plugin-path=X) and --no-default-path.
 void add_plugin_options(CLI::App& command, PluginOptions& out);
+/// Adds --json to `command`, with its meaning in the help.
+void add_json_flag(CLI::App& command, bool& json, const std::string& meaning = "machine-readable output");
 /// Throws CommandLineError "PREFIX 'ARG'" for the first argument `command` did not take.
 void reject_extras(const CLI::App& command, const std::string& prefix);
+/// Makes `command`, once parsed, throw reject_extras(command, extra_prefix) or else set
+/// `status` to what `run()` returns.
+template <typename Run>
+void run_when_parsed(CLI::App& command, const std::string& extra_prefix, int& status, Run run) {
+  command.callback([&command, extra_prefix, &status, run] {
+    reject_extras(command, extra_prefix);
+    status = run();
+  });
+}
 /// Gives the tool itself its help (`help.summary` unused).
 void set_root_help(CLI::App& root, const CommandHelp& help);
 /// The help of the tool itself, whichever command was chosen.

@@ -142,7 +142,7 @@ void add_conformance_command(CLI::App& root, int& status) {
   auto args = std::make_shared<ConformanceArgs>();
   CLI::App& command = add_command(root, "conformance", kConformanceHelp);
   add_positional(command, "PLUGIN.so", args->path, "the plugin file");
-  command.add_flag("--json", args->json, "machine-readable output: the results and the counts");
+  add_json_flag(command, args->json, "machine-readable output: the results and the counts");
   command.add_option("--timeout", args->timeout, "the time the whole kit may take on the file (default 120)")
       ->type_name("SECONDS");
   command.add_flag("--in-process", args->in_process, "run the kit in this process (for a debugger)");

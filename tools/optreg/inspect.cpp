@@ -191,11 +191,9 @@ void add_inspect_command(CLI::App& root, int& status) {
   auto args = std::make_shared<InspectArgs>();
   CLI::App& command = add_command(root, "inspect", kInspectHelp);
   add_positional(command, "FILE", args->path, "the checkpoint file");
-  command.add_flag("--json", args->json, "machine-readable output");
-  command.callback([args, &command, &status] {
-    reject_extras(command, "optreg inspect: unexpected argument");
-    status = run_inspect(*args, std::cout, std::cerr);
-  });
+  add_json_flag(command, args->json);
+  run_when_parsed(command, "optreg inspect: unexpected argument", status,
+                  [args] { return run_inspect(*args, std::cout, std::cerr); });
 }
 
 }  // namespace optreg::cli

@@ -271,12 +271,10 @@ int run_show(const ShowArgs& args, std::ostream& out, std::ostream& err) {
   return kOk;
 }
 
-}  // namespace
-
-void add_registry_commands(CLI::App& root, int& status) {
+void add_list_command(CLI::App& root, int& status) {
   auto list = std::make_shared<ListArgs>();
   CLI::App& list_command = add_command(root, "list", kListHelp);
-  list_command.add_flag("--json", list->json, "machine-readable output");
+  add_json_flag(list_command, list->json);
   add_plugin_options(list_command, list->plugins);
   list_command.add_flag("--allow-refused", list->allow_refused, "exit 0 even when a plugin was refused");
   list_command.add_flag("--isolate", list->plugins.isolate,
@@ -286,20 +284,25 @@ void add_registry_commands(CLI::App& root, int& status) {
                         "docs/plugin-abi.md)");
   list_command.add_option("--timeout", list->timeout, "with --isolate, the time each file may take to load (default 10)")
       ->type_name("SECONDS");
-  list_command.callback([list, &list_command, &status] {
-    reject_extras(list_command, "optreg list: unknown argument");
-    status = run_list(*list, std::cout, std::cerr);
-  });
+  run_when_parsed(list_command, "optreg list: unknown argument", status,
+                  [list] { return run_list(*list, std::cout, std::cerr); });
+}
 
+void add_show_command(CLI::App& root, int& status) {
   auto show = std::make_shared<ShowArgs>();
   CLI::App& show_command = add_command(root, "show", kShowHelp);
   add_positional(show_command, "NAME", show->name, "the optimizer or scheduler");
-  show_command.add_flag("--json", show->json, "machine-readable output");
+  add_json_flag(show_command, show->json);
   add_plugin_options(show_command, show->plugins);
-  show_command.callback([show, &show_command, &status] {
-    reject_extras(show_command, "optreg show: unexpected argument");
-    status = run_show(*show, std::cout, std::cerr);
-  });
+  run_when_parsed(show_command, "optreg show: unexpected argument", status,
+                  [show] { return run_show(*show, std::cout, std::cerr); });
+}
+
+}  // namespace
+
+void add_registry_commands(CLI::App& root, int& status) {
+  add_list_command(root, status);
+  add_show_command(root, status);
 }
 
 }  // namespace optreg::cli

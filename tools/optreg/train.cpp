@@ -518,10 +518,8 @@ void add_training_commands(CLI::App& root, int& status) {
   });
 
   CLI::App& problems_command = add_command(root, "problems", kProblemsHelp);
-  problems_command.callback([&problems_command, &status] {
-    reject_extras(problems_command, "'optreg problems' takes no argument; got");
-    status = run_problems(std::cout);
-  });
+  run_when_parsed(problems_command, "'optreg problems' takes no argument; got", status,
+                  [] { return run_problems(std::cout); });
 }
 
 }  // namespace optreg::cli
