@@ -1,6 +1,7 @@
 #include "cli.hpp"
 #include "isolate.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <new>
@@ -70,8 +71,15 @@ void add_plugin_options(CLI::App& command, PluginOptions& out) {
 
 void add_json_flag(CLI::App& command, bool& json, const std::string& meaning) { command.add_flag("--json", json, meaning); }
 
+std::vector<std::string> extra_arguments(const CLI::App& command) {
+  std::vector<std::string> extra = command.remaining();
+  // CLI11 keeps the "--" of a command that leaves arguments to it among them.
+  extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
+  return extra;
+}
+
 void reject_extras(const CLI::App& command, const std::string& prefix) {
-  const std::vector<std::string> extra = command.remaining();
+  const std::vector<std::string> extra = extra_arguments(command);
   if (!extra.empty()) throw CommandLineError{prefix + " '" + extra.front() + "'"};
 }
 
@@ -87,7 +95,7 @@ namespace {
 
 /// Loads one plugin file after a child process loaded it alone without crashing or hanging.
 void load_isolated(Registry& registry, const std::string& file, double timeout, std::vector<Refusal>& refused) {
-  const ChildRun run = run_self({kLoadProbeCommand, file}, timeout);
+  const ChildRun run = run_self({kLoadProbeCommand, "--", file}, timeout);  // "--": any file name is a file
   const std::vector<std::string> report = run.exited && run.exit_status == kOk && !run.out.empty()
                                               ? parse_report_line(run.out.substr(0, run.out.find('\n')))
                                               : std::vector<std::string>{};

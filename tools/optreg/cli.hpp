@@ -53,7 +53,7 @@ struct CommandHelp {
 };
 
 /// Adds command `name` to `root`, with its help; arguments it does not take are left in its
-/// remaining() for the command to name (reject_extras()).
+/// extra_arguments() for the command to name (reject_extras()).
 CLI::App& add_command(CLI::App& root, const std::string& name, const CommandHelp& help);
 /// Adds a positional argument, such as CONFIG, that the command checks for itself.
 void add_positional(CLI::App& command, const std::string& name, std::string& value, const std::string& meaning);
@@ -61,6 +61,8 @@ void add_positional(CLI::App& command, const std::string& name, std::string& val
 void add_plugin_options(CLI::App& command, PluginOptions& out);
 /// Adds --json to `command`, with its meaning in the help.
 void add_json_flag(CLI::App& command, bool& json, const std::string& meaning = "machine-readable output");
+/// The arguments `command` did not take, in order (without the "--" that ends its options).
+std::vector<std::string> extra_arguments(const CLI::App& command);
 /// Throws CommandLineError "PREFIX 'ARG'" for the first argument `command` did not take.
 void reject_extras(const CLI::App& command, const std::string& prefix);
 /// Makes `command`, once parsed, throw reject_extras(command, extra_prefix) or else set

@@ -48,7 +48,7 @@ Status status_of(const std::string& text) {
 /// The kit in a child process: the results it reported, then a failed result for the check a
 /// crash, an abort or a timeout interrupted.
 std::vector<ConformanceResult> run_isolated(const std::string& path, double timeout) {
-  const ChildRun run = run_self({kConformanceChildCommand, path}, timeout);
+  const ChildRun run = run_self({kConformanceChildCommand, "--", path}, timeout);  // "--": any file name is a file
   std::vector<ConformanceResult> results;
   std::string subject;
   std::string check;
@@ -130,7 +130,7 @@ int run_conformance_command(const ConformanceArgs& args, std::ostream& out) {
 
 /// An argument `optreg conformance` does not take: an unknown option, or a second file.
 void reject_extras(const CLI::App& command, const ConformanceArgs& args) {
-  const std::vector<std::string> extra = command.remaining();
+  const std::vector<std::string> extra = extra_arguments(command);
   if (extra.empty()) return;
   if (extra.front().rfind('-', 0) == 0) throw CommandLineError{"optreg conformance: unknown option '" + extra.front() + "'"};
   throw CommandLineError{"optreg conformance: one plugin file at a time (got '" + args.path + "' and '" + extra.front() + "')"};

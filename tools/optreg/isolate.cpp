@@ -308,7 +308,7 @@ void add_internal_command(CLI::App& root, const char* name, int (*run)(const std
   CLI::App& command = add_command(root, name, CommandHelp{std::string("optreg ") + name + " PLUGIN", "", "", ""});
   add_positional(command, "PLUGIN", *file, "the plugin file");
   command.callback([file, name, run, &command, &status] {
-    if (file->empty() || !command.remaining().empty()) throw CommandLineError{std::string("optreg ") + name + ": one plugin file"};
+    if (file->empty() || !extra_arguments(command).empty()) throw CommandLineError{std::string("optreg ") + name + ": one plugin file"};
     status = run(*file);
   });
 }

@@ -196,7 +196,7 @@ void add_common(CLI::App& command, Common& c) {
 /// Checks what train and compare share once they are parsed: one config, no unknown option.
 void check_common(const CLI::App& command, const Common& c) {
   const std::string name = command.get_name();
-  const std::vector<std::string> extra = command.remaining();
+  const std::vector<std::string> extra = extra_arguments(command);
   if (!extra.empty() && extra.front().rfind('-', 0) == 0) {
     throw CommandLineError{"unknown option '" + extra.front() + "' for 'optreg " + name + "'"};
   }
