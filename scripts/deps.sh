@@ -1,10 +1,11 @@
 # Installs the Debian 12 packages that optreg needs to build and test, when any is missing
 # (clang and its runtimes build the fuzzers: tests/fuzz/run.sh; OpenBLAS, zlib, the
 # Fashion-MNIST files and gnuplot serve `optreg train` and `optreg compare`; xmllint checks
-# the plots in the tests; nlohmann-json parses the tool's JSON outputs in the tests).
+# the plots in the tests; CLI11 parses the tool's arguments and nlohmann-json writes its JSON,
+# which the tests parse with it too).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 optreg_packages=(g++ cmake ninja-build libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
-                 nlohmann-json3-dev clang libclang-rt-14-dev
+                 libcli11-dev nlohmann-json3-dev clang libclang-rt-14-dev
                  libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox libxml2-utils)
 
 optreg_install_deps() {

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <limits>
 
@@ -309,4 +311,31 @@ TEST(Cli, EveryCommandReportsAStandardOutputItCannotWrite) {
     EXPECT_EQ(r.status, 1) << command << '\n' << r.out;
     EXPECT_TRUE(contains(r.out, "optreg: standard output: cannot write (is the disk full?)")) << command << '\n' << r.out;
   }
+}
+
+TEST(Cli, EveryCommandsHelpBeginsWithItsUsageAndExplainsItsOptions) {
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"list", "--isolate"},  {"show", "--plugin-path DIR|FILE"}, {"check", "--params FILE"}, {"inspect", "--json"},
+      {"conformance", "--in-process"}, {"train", "--steps N"},  {"compare", "--plot FILE"},   {"problems", "-h,--help"},
+  };
+  for (const auto& [command, option] : commands) {
+    const ToolRun r = run(command + " --help");
+    EXPECT_EQ(r.status, 0) << command << '\n' << r.out;
+    EXPECT_EQ(r.out.rfind("usage: optreg " + command, 0), 0u) << r.out;
+    EXPECT_TRUE(contains(r.out, "\n  " + option + " ")) << command << '\n' << r.out;
+    EXPECT_TRUE(contains(run("--help").out, "\n  " + command + " ")) << command << " is listed in the tool's help";
+  }
+  EXPECT_EQ(run("help").out, run("--help").out);
+}
+
+TEST(Cli, UsageErrorsNameTheCommandAndTheArgument) {
+  const ToolRun missing = run("check opt.yaml --params");
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_TRUE(contains(missing.out, "optreg: optreg check: --params")) << missing.out;
+  const ToolRun second = run("show adam sgd");
+  EXPECT_EQ(second.status, 2) << second.out;
+  EXPECT_TRUE(contains(second.out, "optreg: optreg show: unexpected argument 'sgd'")) << second.out;
+  const ToolRun unknown = run("frobnicate --json");
+  EXPECT_EQ(unknown.status, 2) << unknown.out;
+  EXPECT_TRUE(contains(unknown.out, "{\"error\": \"unknown command 'frobnicate'\"}\n")) << unknown.out;
 }

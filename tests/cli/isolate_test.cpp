@@ -93,3 +93,18 @@ TEST(Isolate, ConformanceReportsAPluginThatAbortsWhileLoading) {
                               "while loading the plugin)\n0 passed, 1 failed, 0 skipped\n"))
       << r.out;
 }
+
+TEST(Isolate, APluginFileWhoseNameBeginsWithADashLoadsInTheChildAsAFile) {
+  optreg_test::TempDir dir;
+  const std::string odd = dir / "-odd.so";
+  ASSERT_EQ(optreg_test::run_command("cp " + shell_word(OPTREG_TEST_SGD_PLUGIN) + " " + shell_word(odd)).status, 0);
+  const ToolRun list =
+      optreg_test::run_command("cd " + shell_word(dir.path()) + " && OPTREG_PLUGIN_PATH= " + shell_word(OPTREG_TEST_TOOL) +
+                               " list --isolate --no-default-path --plugin-path=-odd.so");
+  EXPECT_EQ(list.status, 0) << list.out;
+  EXPECT_TRUE(contains(list.out, "sgd  1.0.0")) << list.out;
+  const ToolRun kit = optreg_test::run_command("cd " + shell_word(dir.path()) + " && " + shell_word(OPTREG_TEST_TOOL) +
+                                               " conformance -- -odd.so");
+  EXPECT_EQ(kit.status, 0) << kit.out;
+  EXPECT_TRUE(contains(kit.out, " passed, 0 failed")) << kit.out;
+}

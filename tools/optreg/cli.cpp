@@ -1,36 +1,101 @@
 #include "cli.hpp"
 #include "isolate.hpp"
 
-#include <cmath>
-#include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <new>
 
 namespace optreg::cli {
 
-bool parse_plugin_option(const std::vector<std::string>& args, std::size_t& i, PluginOptions& out) {
-  const std::string& a = args[i];
-  if (a == "--no-default-path") {
-    out.default_path = false;
-    return true;
+namespace {
+
+/// CLI11's help in the tool's layout: the usage line first, then what the command does, its
+/// arguments, commands and options, and what follows them.
+class HelpFormatter final : public CLI::Formatter {
+ public:
+  HelpFormatter(CommandHelp help, std::size_t width) : help_(std::move(help)) {
+    column_width(width);
+    label("Positionals", "arguments");
   }
-  if (a == "--plugin-path") {
-    if (i + 1 >= args.size()) throw UsageError{"--plugin-path needs a folder or a plugin file"};
-    out.paths.push_back(args[++i]);
-    return true;
+
+  std::string make_usage(const CLI::App* /*app*/, std::string /*name*/) const override {
+    return "usage: " + help_.usage + "\n";
   }
-  if (a.rfind("--plugin-path=", 0) == 0) {
-    out.paths.push_back(a.substr(std::string("--plugin-path=").size()));
-    return true;
+
+  /// A positional is explained in its line; an option shows the value it takes (SECONDS).
+  std::string make_option_opts(const CLI::Option* opt) const override {
+    return opt->get_positional() || opt->get_type_size() == 0 ? std::string() : " " + opt->get_type_name();
   }
-  return false;
+
+  std::string make_help(const CLI::App* app, std::string name, CLI::AppFormatMode mode) const override {
+    if (mode == CLI::AppFormatMode::Sub) return make_expanded(app);
+    std::string s = make_usage(app, name);
+    if (!help_.about.empty()) s += "\n" + help_.about + "\n";
+    s += make_positionals(app) + make_subcommands(app, mode) + make_groups(app, mode);
+    return s + (help_.footer.empty() ? "" : "\n" + help_.footer + "\n");
+  }
+
+ private:
+  CommandHelp help_;
+};
+
+/// The column where the meaning of an option starts in a command's help.
+constexpr std::size_t kOptionColumn = 26;
+/// The column where the summary of a command starts in the tool's help.
+constexpr std::size_t kCommandColumn = 15;
+
+}  // namespace
+
+CLI::App& add_command(CLI::App& root, const std::string& name, const CommandHelp& help) {
+  CLI::App& command = *root.add_subcommand(name, help.summary);
+  command.formatter(std::make_shared<HelpFormatter>(help, kOptionColumn));
+  command.group(help.summary.empty() ? "" : "commands");  // without a summary: internal, not listed
+  command.option_defaults()->group("options");
+  command.set_help_flag("-h,--help", "this help");
+  command.allow_extras();
+  return command;
+}
+
+void add_positional(CLI::App& command, const std::string& name, std::string& value, const std::string& meaning) {
+  command.add_option(name, value, meaning);
+}
+
+void add_plugin_options(CLI::App& command, PluginOptions& out) {
+  command.add_option("--plugin-path", out.paths, "load a plugin folder or file first (repeatable)")
+      ->type_name("DIR|FILE")
+      ->allow_extra_args(false);
+  command.add_flag_callback("--no-default-path", [&out] { out.default_path = false; },
+                            "do not search OPTREG_PLUGIN_PATH and the installed plugin folder");
+}
+
+void add_json_flag(CLI::App& command, bool& json, const std::string& meaning) { command.add_flag("--json", json, meaning); }
+
+std::vector<std::string> extra_arguments(const CLI::App& command) {
+  std::vector<std::string> extra = command.remaining();
+  // CLI11 keeps the "--" of a command that leaves arguments to it among them.
+  extra.erase(std::remove(extra.begin(), extra.end(), "--"), extra.end());
+  return extra;
+}
+
+void reject_extras(const CLI::App& command, const std::string& prefix) {
+  const std::vector<std::string> extra = extra_arguments(command);
+  if (!extra.empty()) throw CommandLineError{prefix + " '" + extra.front() + "'"};
+}
+
+std::string root_help(const CLI::App& root) {
+  return root.get_formatter()->make_help(&root, root.get_name(), CLI::AppFormatMode::Normal);
+}
+
+void set_root_help(CLI::App& root, const CommandHelp& help) {
+  root.formatter(std::make_shared<HelpFormatter>(help, kCommandColumn));
 }
 
 namespace {
 
 /// Loads one plugin file after a child process loaded it alone without crashing or hanging.
 void load_isolated(Registry& registry, const std::string& file, double timeout, std::vector<Refusal>& refused) {
-  const ChildRun run = run_self({kLoadProbeCommand, file}, timeout);
+  const ChildRun run = run_self({kLoadProbeCommand, "--", file}, timeout);  // "--": any file name is a file
   const std::vector<std::string> report = run.exited && run.exit_status == kOk && !run.out.empty()
                                               ? parse_report_line(run.out.substr(0, run.out.find('\n')))
                                               : std::vector<std::string>{};
@@ -79,66 +144,18 @@ std::vector<Refusal> load_plugins(Registry& registry, const PluginOptions& optio
   return refused;
 }
 
-namespace {
+std::string json_error(const std::string& message) { return json_line(Json{{"error", json_message(message)}}); }
 
-/// `text` between double quotes, with JSON's escapes for the quote and the backslash; `text`
-/// is inert already, so it holds no other character that JSON must escape.
-std::string json_quoted(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
+Json refusals_json(const std::vector<Refusal>& refused) {
+  Json list = Json::array();
+  for (const auto& r : refused) list.push_back(Json{{"path", json_text(r.path)}, {"reason", json_message(r.reason)}});
+  return list;
 }
-
-}  // namespace
-
-std::string json_string(const std::string& s) { return json_quoted(escape_text(s)); }
-
-std::string json_message(const std::string& s) { return json_quoted(escape_message(s)); }
-
-std::string json_number(double d, int digits) {
-  if (!std::isfinite(d)) return "\"" + Value(d).to_string() + "\"";  // ".inf", "-.inf", ".nan"
-  if (digits <= 0) return Value(d).to_string();  // shortest round trip: 0.001, 1e-08, 2.0
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.*g", digits, d);
-  return buf;
-}
-
-std::string json_value(const Value& v) {
-  switch (v.type()) {
-    case ValueType::String: return json_string(v.as_string());
-    case ValueType::Float: return json_number(v.as_float());
-    case ValueType::FloatList: {
-      std::string out = "[";
-      for (double d : v.as_float_list()) out += (out.size() > 1 ? ", " : "") + json_number(d);
-      return out + "]";
-    }
-    case ValueType::Bool:
-    case ValueType::Int: break;
-  }
-  return v.to_string();
-}
-
-std::string options_text(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + escape_text(k) + ": " + v.to_string();
-  return s + "}";
-}
-
-std::string options_json(const Options& o) {
-  std::string s = "{";
-  for (const auto& [k, v] : o) s += (s.size() > 1 ? ", " : "") + json_string(k) + ": " + json_value(v);
-  return s + "}";
-}
-
-std::string json_error(const std::string& message) { return "{\"error\": " + json_message(message) + "}"; }
 
 std::string current_error_message() {
   try {
     throw;
-  } catch (const UsageError& e) {
+  } catch (const CommandLineError& e) {
     return e.message;
   } catch (const std::bad_alloc&) {
     return "out of memory";

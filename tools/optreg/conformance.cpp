@@ -1,5 +1,6 @@
 // optreg conformance: the conformance kit on one plugin file.
-#include <ostream>
+#include <iostream>
+#include <memory>
 
 #include <optreg/conformance.hpp>
 
@@ -10,9 +11,9 @@ namespace optreg::cli {
 
 namespace {
 
-const char* kConformanceHelp =
-    "usage: optreg conformance PLUGIN.so [--json] [--timeout SECONDS] [--in-process]\n"
-    "\n"
+const CommandHelp kConformanceHelp = {
+    "optreg conformance PLUGIN.so [--json] [--timeout SECONDS] [--in-process]",
+    "check that a plugin file behaves as every host expects",
     "Runs the conformance kit on every optimizer of one plugin file: a valid descriptor, defaults\n"
     "in range, no change from a step without gradients or with lr = 0, state dicts that round-trip\n"
     "through a checkpoint file, a bit-exact resumed run, refused mismatched state dicts, a falling\n"
@@ -24,13 +25,17 @@ const char* kConformanceHelp =
     "that stop at the top of their domain. Prints one line per check and a summary.\n"
     "\n"
     "The kit runs in a child process: a plugin that crashes, aborts or hangs fails the check it\n"
-    "was in, by name, and the checks before it keep their results.\n"
-    "\n"
-    "  --json              machine-readable output: the results and the counts\n"
-    "  --timeout SECONDS   the time the whole kit may take on the file (default 120)\n"
-    "  --in-process        run the kit in this process (for a debugger)\n"
-    "\n"
-    "Exit status: 0 when no check failed, 1 when any failed, 2 on a usage error.\n";
+    "was in, by name, and the checks before it keep their results.",
+    "Exit status: 0 when no check failed, 1 when any failed, 2 on a usage error.",
+};
+
+/// The arguments of `optreg conformance`.
+struct ConformanceArgs {
+  bool json = false;
+  bool in_process = false;
+  std::string timeout;  // --timeout as given
+  std::string path;
+};
 
 using Status = ConformanceResult::Status;
 
@@ -43,7 +48,7 @@ Status status_of(const std::string& text) {
 /// The kit in a child process: the results it reported, then a failed result for the check a
 /// crash, an abort or a timeout interrupted.
 std::vector<ConformanceResult> run_isolated(const std::string& path, double timeout) {
-  const ChildRun run = run_self({kConformanceChildCommand, path}, timeout);
+  const ChildRun run = run_self({kConformanceChildCommand, "--", path}, timeout);  // "--": any file name is a file
   std::vector<ConformanceResult> results;
   std::string subject;
   std::string check;
@@ -87,59 +92,64 @@ const char* json_status(ConformanceResult::Status status) {
   return "unknown";
 }
 
-}  // namespace
-
-int run_conformance_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& /*err*/) {
-  bool json = false;
-  bool in_process = false;
-  double timeout = 120;
-  std::string path;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      out << kConformanceHelp;
-      return kOk;
-    }
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--in-process") {
-      in_process = true;
-    } else if (a == "--timeout") {
-      if (i + 1 >= args.size()) throw UsageError{"optreg conformance: --timeout needs a number of seconds"};
-      timeout = parse_timeout("optreg conformance: --timeout", args[++i]);
-    } else if (a.rfind("-", 0) == 0) {
-      throw UsageError{"optreg conformance: unknown option '" + a + "'"};
-    } else if (!path.empty()) {
-      throw UsageError{"optreg conformance: one plugin file at a time (got '" + path + "' and '" + a + "')"};
-    } else {
-      path = a;
-    }
+void print_json(const std::string& path, const std::vector<ConformanceResult>& results, const std::size_t counts[3],
+                std::ostream& out) {
+  Json list = Json::array();
+  for (const auto& r : results) {
+    list.push_back(Json{{"optimizer", json_text(r.optimizer)}, {"check", json_text(r.check)},
+                        {"status", json_status(r.status)}, {"detail", json_message(r.detail)}});
   }
-  if (path.empty()) throw UsageError{"optreg conformance: name the plugin file to check"};
+  const Json j = {{"plugin", json_text(path)}, {"results", list}, {"passed", counts[static_cast<int>(Status::Passed)]},
+                  {"failed", counts[static_cast<int>(Status::Failed)]}, {"skipped", counts[static_cast<int>(Status::Skipped)]}};
+  out << json_block(j) << '\n';
+}
 
-  const std::vector<ConformanceResult> results = in_process ? run_conformance(path) : run_isolated(path, timeout);
+void print_text(const std::vector<ConformanceResult>& results, const std::size_t counts[3], std::ostream& out) {
+  for (const auto& r : results) {
+    out << to_string(r.status) << "  " << (r.optimizer.empty() ? "-" : escape_text(r.optimizer)) << "  "
+        << escape_text(r.check) << "  (" << escape_message(r.detail) << ")\n";
+  }
+  out << counts[static_cast<int>(Status::Passed)] << " passed, " << counts[static_cast<int>(Status::Failed)] << " failed, "
+      << counts[static_cast<int>(Status::Skipped)] << " skipped\n";
+}
+
+int run_conformance_command(const ConformanceArgs& args, std::ostream& out) {
+  if (args.path.empty()) throw CommandLineError{"optreg conformance: name the plugin file to check"};
+  const double timeout = args.timeout.empty() ? 120 : parse_timeout("optreg conformance: --timeout", args.timeout);
+  const std::vector<ConformanceResult> results =
+      args.in_process ? run_conformance(args.path) : run_isolated(args.path, timeout);
   std::size_t counts[3] = {0, 0, 0};
   for (const auto& r : results) ++counts[static_cast<int>(r.status)];
-  const std::size_t n_passed = counts[static_cast<int>(ConformanceResult::Status::Passed)];
-  const std::size_t n_failed = counts[static_cast<int>(ConformanceResult::Status::Failed)];
-  const std::size_t n_skipped = counts[static_cast<int>(ConformanceResult::Status::Skipped)];
-  if (json) {
-    out << "{\n  \"plugin\": " << json_string(path) << ",\n  \"results\": [";
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      const auto& r = results[i];
-      out << (i ? ",\n" : "\n") << "    {\"optimizer\": " << json_string(r.optimizer) << ", \"check\": " << json_string(r.check)
-          << ", \"status\": \"" << json_status(r.status) << "\", \"detail\": " << json_message(r.detail) << "}";
-    }
-    out << (results.empty() ? "]" : "\n  ]") << ",\n  \"passed\": " << n_passed << ",\n  \"failed\": " << n_failed
-        << ",\n  \"skipped\": " << n_skipped << "\n}\n";
+  if (args.json) {
+    print_json(args.path, results, counts, out);
   } else {
-    for (const auto& r : results) {
-      out << to_string(r.status) << "  " << (r.optimizer.empty() ? "-" : escape_text(r.optimizer)) << "  "
-          << escape_text(r.check) << "  (" << escape_message(r.detail) << ")\n";
-    }
-    out << n_passed << " passed, " << n_failed << " failed, " << n_skipped << " skipped\n";
+    print_text(results, counts, out);
   }
-  return n_failed == 0 ? kOk : kFailure;
+  return counts[static_cast<int>(Status::Failed)] == 0 ? kOk : kFailure;
+}
+
+/// An argument `optreg conformance` does not take: an unknown option, or a second file.
+void reject_extras(const CLI::App& command, const ConformanceArgs& args) {
+  const std::vector<std::string> extra = extra_arguments(command);
+  if (extra.empty()) return;
+  if (extra.front().rfind('-', 0) == 0) throw CommandLineError{"optreg conformance: unknown option '" + extra.front() + "'"};
+  throw CommandLineError{"optreg conformance: one plugin file at a time (got '" + args.path + "' and '" + extra.front() + "')"};
+}
+
+}  // namespace
+
+void add_conformance_command(CLI::App& root, int& status) {
+  auto args = std::make_shared<ConformanceArgs>();
+  CLI::App& command = add_command(root, "conformance", kConformanceHelp);
+  add_positional(command, "PLUGIN.so", args->path, "the plugin file");
+  add_json_flag(command, args->json, "machine-readable output: the results and the counts");
+  command.add_option("--timeout", args->timeout, "the time the whole kit may take on the file (default 120)")
+      ->type_name("SECONDS");
+  command.add_flag("--in-process", args->in_process, "run the kit in this process (for a debugger)");
+  command.callback([args, &command, &status] {
+    reject_extras(command, *args);
+    status = run_conformance_command(*args, std::cout);
+  });
 }
 
 }  // namespace optreg::cli

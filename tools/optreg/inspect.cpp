@@ -3,7 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <ostream>
+#include <iostream>
+#include <memory>
 
 #include <optreg/checkpoint.hpp>
 
@@ -13,15 +14,21 @@ namespace optreg::cli {
 
 namespace {
 
-const char* kInspectHelp =
-    "usage: optreg inspect FILE [--json]\n"
-    "\n"
+const CommandHelp kInspectHelp = {
+    "optreg inspect FILE [--json]",
+    "verify a checkpoint file and show what it holds",
     "Verifies a checkpoint file (size, magic, version, length, checksum) and prints what it holds:\n"
     "the optimizer, each group's options and parameter ids, and for every state tensor and\n"
     "parameter its shape, min, max, mean and the count of non-finite values, the metadata, and\n"
-    "the learning-rate scheduler's state when the file holds one.\n"
-    "\n"
-    "Exit status: 0 when the file is valid, 1 when it is not, 2 on a usage error.\n";
+    "the learning-rate scheduler's state when the file holds one.",
+    "Exit status: 0 when the file is valid, 1 when it is not, 2 on a usage error.",
+};
+
+/// The arguments of `optreg inspect`.
+struct InspectArgs {
+  bool json = false;
+  std::string path;
+};
 
 /// Summary statistics of a tensor; min, max and mean are over the finite elements.
 struct Stats {
@@ -66,14 +73,11 @@ std::string tensor_text(const Tensor& t) {
   return out + "  non-finite " + std::to_string(s.non_finite);
 }
 
-std::string tensor_json(const Tensor& t) {
+Json tensor_json(const Tensor& t) {
   const Stats s = stats_of(t);
-  std::string shape = "[";
-  for (std::size_t i = 0; i < t.shape().size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape()[i]);
-  shape += "]";
-  const auto num = [&](double d) { return s.finite > 0 ? json_number(d, 6) : std::string("null"); };
-  return "{\"shape\": " + shape + ", \"min\": " + num(s.min) + ", \"max\": " + num(s.max) + ", \"mean\": " + num(s.mean) +
-         ", \"non_finite\": " + std::to_string(s.non_finite) + "}";
+  const auto num = [&](double d) { return s.finite > 0 ? json_number(d, 6) : Json(nullptr); };
+  return Json{{"shape", t.shape()}, {"min", num(s.min)}, {"max", num(s.max)}, {"mean", num(s.mean)},
+              {"non_finite", s.non_finite}};
 }
 
 std::string scalar_text(const StateScalar& v) {
@@ -81,8 +85,8 @@ std::string scalar_text(const StateScalar& v) {
                         : Value(std::get<double>(v)).to_string() + " (float)";
 }
 
-std::string scalar_json(const StateScalar& v) {
-  return v.index() == 0 ? std::to_string(std::get<std::int64_t>(v)) : json_value(Value(std::get<double>(v)));
+Json scalar_json(const StateScalar& v) {
+  return v.index() == 0 ? Json(std::get<std::int64_t>(v)) : json_value(Value(std::get<double>(v)));
 }
 
 std::string hex(std::uint64_t v) {
@@ -131,86 +135,65 @@ void print_text(const std::string& path, const CheckpointInfo& info, const Check
   }
 }
 
-void print_json(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
-  out << "{\n  \"file\": " << json_string(path) << ",\n  \"file_size\": " << info.file_size
-      << ",\n  \"envelope_version\": " << info.envelope_version << ",\n  \"format\": \"binary\""
-      << ",\n  \"payload_length\": " << info.payload_length << ",\n  \"checksum\": \"" << hex(info.checksum)
-      << "\",\n  \"checksum_verified\": true,\n  \"valid\": true"
-      << ",\n  \"optimizer\": " << json_string(c.optimizer.optimizer)
-      << ",\n  \"plugin_version\": " << json_string(c.optimizer.plugin_version) << ",\n  \"param_groups\": [";
-  for (std::size_t g = 0; g < c.optimizer.param_groups.size(); ++g) {
-    const auto& group = c.optimizer.param_groups[g];
-    out << (g ? ",\n" : "\n") << "    {\"options\": " << options_json(group.options) << ", \"params\": [";
-    for (std::size_t i = 0; i < group.params.size(); ++i) out << (i ? ", " : "") << group.params[i];
-    out << "]}";
-  }
-  out << "\n  ],\n  \"state\": {";
-  bool first = true;
+Json state_json(const Checkpoint& c) {
+  Json state = Json::object();
   for (const auto& [id, s] : c.optimizer.state) {
-    out << (first ? "\n" : ",\n") << "    \"" << id << "\": {";
-    first = false;
-    bool first_entry = true;
-    for (const auto& [name, v] : s.scalars()) {
-      out << (first_entry ? "" : ", ") << json_string(name) << ": " << scalar_json(v);
-      first_entry = false;
-    }
-    for (const auto& [name, t] : s.tensors()) {
-      out << (first_entry ? "" : ", ") << json_string(name) << ": " << tensor_json(t);
-      first_entry = false;
-    }
-    out << "}";
+    Json& entries = state[std::to_string(id)] = Json::object();
+    for (const auto& [name, v] : s.scalars()) entries[escape_text(name)] = scalar_json(v);
+    for (const auto& [name, t] : s.tensors()) entries[escape_text(name)] = tensor_json(t);
   }
-  out << "\n  },\n  \"parameters\": [";
-  for (std::size_t i = 0; i < c.parameters.size(); ++i) {
-    out << (i ? ",\n" : "\n") << "    {\"name\": " << json_string(c.parameters[i].name)
-        << ", \"value\": " << tensor_json(c.parameters[i].value) << "}";
-  }
-  out << "\n  ],\n  \"metadata\": " << options_json(c.metadata) << ",\n  \"scheduler\": ";
-  if (c.scheduler) {
-    out << "{\"name\": " << json_string(c.scheduler->scheduler) << ", \"plugin_version\": "
-        << json_string(c.scheduler->plugin_version) << ", \"state\": " << options_json(c.scheduler->state) << "}";
-  } else {
-    out << "null";
-  }
-  out << "\n}\n";
+  return state;
 }
 
-}  // namespace
-
-int run_inspect(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  bool json = false;
-  std::string path;
-  for (const auto& a : args) {
-    if (a == "--help" || a == "-h") {
-      out << kInspectHelp;
-      return kOk;
-    }
-    if (a == "--json") {
-      json = true;
-    } else if (path.empty() && a.rfind("-", 0) != 0) {
-      path = a;
-    } else {
-      throw UsageError{"optreg inspect: unexpected argument '" + a + "'"};
-    }
+void print_json(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
+  Json groups = Json::array();
+  for (const auto& g : c.optimizer.param_groups) groups.push_back(Json{{"options", options_json(g.options)}, {"params", g.params}});
+  Json parameters = Json::array();
+  for (const auto& p : c.parameters) parameters.push_back(Json{{"name", json_text(p.name)}, {"value", tensor_json(p.value)}});
+  Json scheduler = nullptr;
+  if (c.scheduler) {
+    scheduler = Json{{"name", json_text(c.scheduler->scheduler)}, {"plugin_version", json_text(c.scheduler->plugin_version)},
+                     {"state", options_json(c.scheduler->state)}};
   }
-  if (path.empty()) throw UsageError{"optreg inspect: name the checkpoint file"};
+  const Json j = {{"file", json_text(path)}, {"file_size", info.file_size}, {"envelope_version", info.envelope_version},
+                  {"format", "binary"}, {"payload_length", info.payload_length}, {"checksum", hex(info.checksum)},
+                  {"checksum_verified", true}, {"valid", true}, {"optimizer", json_text(c.optimizer.optimizer)},
+                  {"plugin_version", json_text(c.optimizer.plugin_version)}, {"param_groups", groups},
+                  {"state", state_json(c)}, {"parameters", parameters}, {"metadata", options_json(c.metadata)},
+                  {"scheduler", scheduler}};
+  out << json_block(j) << '\n';
+}
+
+int run_inspect(const InspectArgs& args, std::ostream& out, std::ostream& err) {
+  if (args.path.empty()) throw CommandLineError{"optreg inspect: name the checkpoint file"};
   CheckpointInfo info;
   Checkpoint c;
   try {
-    c = read_checkpoint(path, &info);
+    c = read_checkpoint(args.path, &info);
   } catch (const CheckpointError& e) {
-    if (json) {
-      out << "{\"file\": " << json_string(path) << ", \"valid\": false, \"error\": " << json_message(e.what()) << "}\n";
+    if (args.json) {
+      out << json_line(Json{{"file", json_text(args.path)}, {"valid", false}, {"error", json_message(e.what())}}) << '\n';
     }
     err << "optreg inspect: " << e.what() << '\n';
     return kFailure;
   }
-  if (json) {
-    print_json(path, info, c, out);
+  if (args.json) {
+    print_json(args.path, info, c, out);
   } else {
-    print_text(path, info, c, out);
+    print_text(args.path, info, c, out);
   }
   return kOk;
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& root, int& status) {
+  auto args = std::make_shared<InspectArgs>();
+  CLI::App& command = add_command(root, "inspect", kInspectHelp);
+  add_positional(command, "FILE", args->path, "the checkpoint file");
+  add_json_flag(command, args->json);
+  run_when_parsed(command, "optreg inspect: unexpected argument", status,
+                  [args] { return run_inspect(*args, std::cout, std::cerr); });
 }
 
 }  // namespace optreg::cli

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include <optreg/conformance.hpp>
 #include <optreg/error.hpp>
@@ -242,7 +243,7 @@ double parse_timeout(const std::string& option, const std::string& text) {
     used = 0;
   }
   if (used != text.size() || text.empty() || !(d > 0) || !std::isfinite(d) || d > 1e6) {
-    throw UsageError{option + " takes a number of seconds between 0 and 1e6, not '" + text + "'"};
+    throw CommandLineError{option + " takes a number of seconds between 0 and 1e6, not '" + text + "'"};
   }
   return d;
 }
@@ -275,21 +276,19 @@ void emit(const std::vector<std::string>& fields) {
 
 }  // namespace
 
-int run_load_probe(const std::vector<std::string>& args) {
-  if (args.size() != 1) throw UsageError{std::string("optreg ") + kLoadProbeCommand + ": one plugin file"};
+int run_load_probe(const std::string& file) {
   reserve_stdout_for_reports();
   Registry registry;
-  const LoadResult r = registry.try_load_file(args[0]);
+  const LoadResult r = registry.try_load_file(file);
   if (r.ok) {
-    emit({"loaded", args[0]});
+    emit({"loaded", file});
   } else {
     emit({"refused", r.refusal.path, r.refusal.reason});
   }
   return kOk;
 }
 
-int run_conformance_child(const std::vector<std::string>& args) {
-  if (args.size() != 1) throw UsageError{std::string("optreg ") + kConformanceChildCommand + ": one plugin file"};
+int run_conformance_child(const std::string& file) {
   reserve_stdout_for_reports();
   ConformanceObserver observer;
   observer.started = [](const std::string& subject, const std::string& check) { emit({"started", subject, check}); };
@@ -297,8 +296,28 @@ int run_conformance_child(const std::vector<std::string>& args) {
     emit({"result", to_string(r.status), r.kind == ConformanceResult::Kind::Scheduler ? "scheduler" : "optimizer",
           r.optimizer, r.check, r.detail});
   };
-  run_conformance(args[0], observer);
+  run_conformance(file, observer);
   return kOk;
+}
+
+namespace {
+
+/// Adds internal command `name`, which takes one plugin file and runs `run` on it.
+void add_internal_command(CLI::App& root, const char* name, int (*run)(const std::string&), int& status) {
+  auto file = std::make_shared<std::string>();
+  CLI::App& command = add_command(root, name, CommandHelp{std::string("optreg ") + name + " PLUGIN", "", "", ""});
+  add_positional(command, "PLUGIN", *file, "the plugin file");
+  command.callback([file, name, run, &command, &status] {
+    if (file->empty() || !extra_arguments(command).empty()) throw CommandLineError{std::string("optreg ") + name + ": one plugin file"};
+    status = run(*file);
+  });
+}
+
+}  // namespace
+
+void add_internal_commands(CLI::App& root, int& status) {
+  add_internal_command(root, kLoadProbeCommand, run_load_probe, status);
+  add_internal_command(root, kConformanceChildCommand, run_conformance_child, status);
 }
 
 }  // namespace optreg::cli

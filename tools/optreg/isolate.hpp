@@ -39,15 +39,15 @@ std::string report_line(const std::vector<std::string>& fields);
 /// The fields of one report line (without its newline).
 std::vector<std::string> parse_report_line(const std::string& line);
 
-/// A number of seconds given to --timeout: positive and finite; throws UsageError otherwise.
+/// A number of seconds given to --timeout: positive and finite; throws CommandLineError otherwise.
 double parse_timeout(const std::string& option, const std::string& text);
 
 /// The internal command behind `optreg list --isolate`: loads one plugin file alone and reports
 /// "loaded" or "refused", the file and the reason.
-int run_load_probe(const std::vector<std::string>& args);
+int run_load_probe(const std::string& file);
 /// The internal command behind `optreg conformance`: runs the kit on one plugin file and streams
 /// a "started" line before each check and a "result" line after it.
-int run_conformance_child(const std::vector<std::string>& args);
+int run_conformance_child(const std::string& file);
 
 /// The names of the internal commands (not listed in the help).
 inline constexpr char kLoadProbeCommand[] = "__load-plugin";

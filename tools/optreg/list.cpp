@@ -1,7 +1,8 @@
 // optreg list / optreg show: what the registry holds.
 #include <algorithm>
 #include <cmath>
-#include <ostream>
+#include <iostream>
+#include <memory>
 
 #include "cli.hpp"
 #include "isolate.hpp"
@@ -70,59 +71,63 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   }
 }
 
-/// The ends of a range as JSON fields: an infinite end is null, inclusive when +-inf itself is
-/// allowed (never for an int); the ends of an int range are integers.
-std::string range_json(const Range& r, ValueType type) {
-  const auto end = [&](double d) {
-    if (std::isinf(d)) return std::string("null");
-    if (type == ValueType::Int && d == std::floor(d) && std::fabs(d) < 9.2e18) return std::to_string(static_cast<std::int64_t>(d));
+/// The ends of a range as JSON members of `out`: an infinite end is null, inclusive when +-inf
+/// itself is allowed (never for an int); the ends of an int range are integers.
+void add_range_json(Json& out, const Range& r, ValueType type) {
+  const auto end = [&](double d) -> Json {
+    if (std::isinf(d)) return nullptr;
+    if (type == ValueType::Int && d == std::floor(d) && std::fabs(d) < 9.2e18) return static_cast<std::int64_t>(d);
     return json_number(d);
   };
-  const auto inclusive = [&](double d, bool open) { return open || (type == ValueType::Int && std::isinf(d)) ? "false" : "true"; };
-  return "\"min\": " + end(r.lo) + ", \"min_inclusive\": " + inclusive(r.lo, r.lo_open) + ", \"max\": " + end(r.hi) +
-         ", \"max_inclusive\": " + inclusive(r.hi, r.hi_open);
+  const auto inclusive = [&](double d, bool open) { return !(open || (type == ValueType::Int && std::isinf(d))); };
+  out["min"] = end(r.lo);
+  out["min_inclusive"] = inclusive(r.lo, r.lo_open);
+  out["max"] = end(r.hi);
+  out["max_inclusive"] = inclusive(r.hi, r.hi_open);
 }
 
-std::string schema_json(const Schema& schema, const std::string& indent) {
-  std::string s = "[";
-  bool first = true;
+Json schema_json(const Schema& schema) {
+  Json list = Json::array();
   for (const auto& h : schema.entries()) {
-    s += first ? "\n" : ",\n";
-    first = false;
-    s += indent + "  {\"name\": " + json_string(h.name) + ", \"type\": " + json_string(to_string(h.type)) +
-         ", \"default\": " + json_value(h.default_value);
+    Json e = {{"name", json_text(h.name)}, {"type", json_text(to_string(h.type))}, {"default", json_value(h.default_value)}};
     if (h.type == ValueType::Int || h.type == ValueType::Float || h.type == ValueType::FloatList) {
-      s += ", " + range_json(h.range, h.type);
+      add_range_json(e, h.range, h.type);
     }
-    if (h.type == ValueType::FloatList) s += ", \"length\": " + std::to_string(h.list_size);
+    if (h.type == ValueType::FloatList) e["length"] = h.list_size;
     if (!h.choices.empty()) {
-      s += ", \"choices\": [";
-      for (std::size_t i = 0; i < h.choices.size(); ++i) s += (i ? ", " : "") + json_string(h.choices[i]);
-      s += "]";
+      Json& choices = e["choices"] = Json::array();
+      for (const auto& c : h.choices) choices.push_back(json_text(c));
     }
-    s += ", \"meaning\": " + json_string(h.meaning) + "}";
+    e["meaning"] = json_text(h.meaning);
+    list.push_back(std::move(e));
   }
-  return s + (first ? "]" : "\n" + indent + "]");
+  return list;
 }
 
-std::string state_json(const StateSchema& state) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < state.size(); ++i) {
-    const auto& e = state[i];
-    s += std::string(i ? ", " : "") + "{\"name\": " + json_string(e.name) + ", \"kind\": " + json_string(to_string(e.kind)) +
-         ", \"optional\": " + (e.optional ? "true" : "false") + ", \"own_shape\": " + (e.custom_shape ? "true" : "false") +
-         ", \"domain\": " + (e.domain ? "{" + range_json(*e.domain, value_type(e.kind)) + "}" : std::string("null")) +
-         ", \"meaning\": " + json_string(e.meaning) + "}";
+Json state_json(const StateSchema& state) {
+  Json list = Json::array();
+  for (const auto& e : state) {
+    Json domain = nullptr;
+    if (e.domain) add_range_json(domain, *e.domain, value_type(e.kind));
+    list.push_back(Json{{"name", json_text(e.name)}, {"kind", json_text(to_string(e.kind))}, {"optional", e.optional},
+                        {"own_shape", e.custom_shape}, {"domain", domain}, {"meaning", json_text(e.meaning)}});
   }
-  return s + "]";
+  return list;
 }
 
-std::string descriptor_json(const OptimizerDescriptor& d, const std::string& indent) {
-  return indent + "{\"name\": " + json_string(d.name) + ", \"version\": " + json_string(d.plugin_version) +
-         ", \"plugin\": " + json_string(d.plugin_name) + ", \"source\": " + json_string(d.source) +
-         ",\n" + indent + " \"description\": " + json_string(d.description) +
-         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") +
-         ",\n" + indent + " \"state\": " + state_json(*d.state) + "}";
+/// What optimizers and schedulers both describe, from their name to their provenance.
+template <typename Descriptor>
+Json provenance_json(const Descriptor& d) {
+  return Json{{"name", json_text(d.name)}, {"version", json_text(d.plugin_version)}, {"plugin", json_text(d.plugin_name)},
+              {"source", json_text(d.source)}};
+}
+
+Json descriptor_json(const OptimizerDescriptor& d) {
+  Json j = provenance_json(d);
+  j["description"] = json_text(d.description);
+  j["hyperparameters"] = schema_json(*d.schema);
+  j["state"] = state_json(*d.state);
+  return j;
 }
 
 void print_text(const SchedulerDescriptor& d, std::ostream& out) {
@@ -134,98 +139,92 @@ void print_text(const SchedulerDescriptor& d, std::ostream& out) {
   print_schema_table(*d.schema, out);
 }
 
-std::string descriptor_json(const SchedulerDescriptor& d, const std::string& indent) {
-  return indent + "{\"name\": " + json_string(d.name) + ", \"version\": " + json_string(d.plugin_version) +
-         ", \"plugin\": " + json_string(d.plugin_name) + ", \"source\": " + json_string(d.source) +
-         ", \"needs_metric\": " + (d.needs_metric ? "true" : "false") +
-         ",\n" + indent + " \"description\": " + json_string(d.description) +
-         ",\n" + indent + " \"hyperparameters\": " + schema_json(*d.schema, indent + " ") + "}";
+Json descriptor_json(const SchedulerDescriptor& d) {
+  Json j = provenance_json(d);
+  j["needs_metric"] = d.needs_metric;
+  j["description"] = json_text(d.description);
+  j["hyperparameters"] = schema_json(*d.schema);
+  return j;
 }
 
-const char* kListHelp =
-    "usage: optreg list [--json] [--plugin-path DIR|FILE]... [--no-default-path] [--allow-refused]\n"
-    "                   [--isolate [--timeout SECONDS]]\n"
-    "\n"
+template <typename Descriptor>
+Json descriptors_json(const std::vector<Descriptor>& all) {
+  Json list = Json::array();
+  for (const auto& d : all) list.push_back(descriptor_json(d));
+  return list;
+}
+
+const CommandHelp kListHelp = {
+    "optreg list [--json] [--plugin-path DIR|FILE]... [--no-default-path] [--allow-refused]\n"
+    "                   [--isolate [--timeout SECONDS]]",
+    "list every loaded optimizer and scheduler, its schema, and refused plugins",
     "Lists every loaded optimizer, then every learning-rate scheduler, with its version, source\n"
-    "file and hyperparameter schema, and every plugin that was refused with the reason.\n"
-    "\n"
-    "  --json              machine-readable output\n"
-    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
-    "  --no-default-path   do not search OPTREG_PLUGIN_PATH and the installed plugin folder\n"
-    "  --allow-refused     exit 0 even when a plugin was refused\n"
-    "  --isolate           load each plugin file in a child process first; a file whose loading\n"
-    "                      crashes, aborts or hangs there is refused by name and never loaded\n"
-    "                      into this process (loading a library runs its code: see\n"
-    "                      docs/plugin-abi.md)\n"
-    "  --timeout SECONDS   with --isolate, the time each file may take to load (default 10)\n"
-    "\n"
-    "Exit status: 0 when every plugin loaded, 1 when any was refused, 2 on a usage error.\n";
+    "file and hyperparameter schema, and every plugin that was refused with the reason.",
+    "Exit status: 0 when every plugin loaded, 1 when any was refused, 2 on a usage error.",
+};
 
-const char* kShowHelp =
-    "usage: optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]\n"
-    "\n"
+const CommandHelp kShowHelp = {
+    "optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]",
+    "show one optimizer or scheduler",
     "Shows one optimizer or learning-rate scheduler (both when both kinds have the name):\n"
-    "version, source file, description and hyperparameter schema.\n";
+    "version, source file, description and hyperparameter schema.",
+    "",
+};
 
-}  // namespace
-
-int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+/// The arguments of `optreg list`.
+struct ListArgs {
   PluginOptions plugins;
   bool json = false;
   bool allow_refused = false;
-  bool timeout_given = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") {
-      out << kListHelp;
-      return kOk;
-    }
-    if (args[i] == "--json") {
-      json = true;
-    } else if (args[i] == "--allow-refused") {
-      allow_refused = true;
-    } else if (args[i] == "--isolate") {
-      plugins.isolate = true;
-    } else if (args[i] == "--timeout") {
-      if (i + 1 >= args.size()) throw UsageError{"optreg list: --timeout needs a number of seconds"};
-      plugins.timeout = parse_timeout("optreg list: --timeout", args[++i]);
-      timeout_given = true;
-    } else if (!parse_plugin_option(args, i, plugins)) {
-      throw UsageError{"optreg list: unknown argument '" + args[i] + "'"};
-    }
-  }
-  if (timeout_given && !plugins.isolate) throw UsageError{"optreg list: --timeout goes with --isolate"};
-  Registry registry;
-  const std::vector<Refusal> refused = load_plugins(registry, plugins);
+  std::string timeout;  // --timeout as given
+};
+
+/// The arguments of `optreg show`.
+struct ShowArgs {
+  PluginOptions plugins;
+  bool json = false;
+  std::string name;
+};
+
+void print_list_json(const Registry& registry, const std::vector<Refusal>& refused, std::ostream& out) {
+  const Json j = {{"optimizers", descriptors_json(registry.list())},
+                  {"schedulers", descriptors_json(registry.list_schedulers())},
+                  {"refused", refusals_json(refused)}};
+  out << json_block(j) << '\n';
+}
+
+void print_list_text(const Registry& registry, const std::vector<Refusal>& refused, std::ostream& out) {
   const auto all = registry.list();
   const auto schedulers = registry.list_schedulers();
-  if (json) {
-    out << "{\n  \"optimizers\": [";
-    for (std::size_t i = 0; i < all.size(); ++i) out << (i ? ",\n" : "\n") << descriptor_json(all[i], "    ");
-    out << (all.empty() ? "]" : "\n  ]") << ",\n  \"schedulers\": [";
-    for (std::size_t i = 0; i < schedulers.size(); ++i) out << (i ? ",\n" : "\n") << descriptor_json(schedulers[i], "    ");
-    out << (schedulers.empty() ? "]" : "\n  ]") << ",\n  \"refused\": [";
-    for (std::size_t i = 0; i < refused.size(); ++i) {
-      out << (i ? ",\n" : "\n") << "    {\"path\": " << json_string(refused[i].path)
-          << ", \"reason\": " << json_message(refused[i].reason) << "}";
-    }
-    out << (refused.empty() ? "]" : "\n  ]") << "\n}\n";
-  } else {
-    if (all.empty()) out << "no optimizer is registered\n";
-    for (std::size_t i = 0; i < all.size(); ++i) {
-      if (i) out << '\n';
-      print_text(all[i], out);
-    }
-    out << "\nlearning-rate schedulers:\n";
-    for (std::size_t i = 0; i < schedulers.size(); ++i) {
-      if (i) out << '\n';
-      print_text(schedulers[i], out);
-    }
-    if (!refused.empty()) {
-      out << "\nrefused plugins:\n";
-      for (const auto& r : refused) out << "  " << escape_text(r.path) << ": " << escape_message(r.reason) << '\n';
-    }
+  if (all.empty()) out << "no optimizer is registered\n";
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i) out << '\n';
+    print_text(all[i], out);
   }
-  if (!refused.empty() && !allow_refused) {
+  out << "\nlearning-rate schedulers:\n";
+  for (std::size_t i = 0; i < schedulers.size(); ++i) {
+    if (i) out << '\n';
+    print_text(schedulers[i], out);
+  }
+  if (!refused.empty()) {
+    out << "\nrefused plugins:\n";
+    for (const auto& r : refused) out << "  " << escape_text(r.path) << ": " << escape_message(r.reason) << '\n';
+  }
+}
+
+int run_list(ListArgs args, std::ostream& out, std::ostream& err) {
+  if (!args.timeout.empty()) {
+    if (!args.plugins.isolate) throw CommandLineError{"optreg list: --timeout goes with --isolate"};
+    args.plugins.timeout = parse_timeout("optreg list: --timeout", args.timeout);
+  }
+  Registry registry;
+  const std::vector<Refusal> refused = load_plugins(registry, args.plugins);
+  if (args.json) {
+    print_list_json(registry, refused, out);
+  } else {
+    print_list_text(registry, refused, out);
+  }
+  if (!refused.empty() && !args.allow_refused) {
     err << "optreg list: " << refused.size() << " plugin" << (refused.size() == 1 ? " was" : "s were")
         << " refused (see above; --allow-refused to exit 0)\n";
     return kFailure;
@@ -233,44 +232,36 @@ int run_list(const std::vector<std::string>& args, std::ostream& out, std::ostre
   return kOk;
 }
 
-int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  PluginOptions plugins;
-  bool json = false;
-  std::string name;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") {
-      out << kShowHelp;
-      return kOk;
-    }
-    if (args[i] == "--json") {
-      json = true;
-    } else if (!parse_plugin_option(args, i, plugins)) {
-      if (!name.empty() || args[i].rfind("-", 0) == 0) throw UsageError{"optreg show: unexpected argument '" + args[i] + "'"};
-      name = args[i];
-    }
-  }
-  if (name.empty()) throw UsageError{"optreg show: name the optimizer or scheduler to show"};
+/// "no optimizer or scheduler named 'x' is registered (did you mean 'y'?)"
+std::string not_found_message(const Registry& registry, const std::string& name) {
+  std::vector<std::string> known;
+  for (const auto& x : registry.list()) known.push_back(x.name);
+  for (const auto& x : registry.list_schedulers()) known.push_back(x.name);
+  const auto near = closest_names(name, known);
+  std::string message = "no optimizer or scheduler named " + quoted_name(name) + " is registered";
+  if (!near.empty()) message += " (did you mean '" + near.front() + "'?)";
+  return message;
+}
+
+int run_show(const ShowArgs& args, std::ostream& out, std::ostream& err) {
+  if (args.name.empty()) throw CommandLineError{"optreg show: name the optimizer or scheduler to show"};
   Registry registry;
-  load_plugins(registry, plugins);
-  const auto d = registry.find(name);
-  const auto s = registry.find_scheduler(name);
+  load_plugins(registry, args.plugins);
+  const auto d = registry.find(args.name);
+  const auto s = registry.find_scheduler(args.name);
   if (!d && !s) {
-    std::vector<std::string> known;
-    for (const auto& x : registry.list()) known.push_back(x.name);
-    for (const auto& x : registry.list_schedulers()) known.push_back(x.name);
-    const auto near = closest_names(name, known);
-    std::string message = "no optimizer or scheduler named " + quoted_name(name) + " is registered";
-    if (!near.empty()) message += " (did you mean '" + near.front() + "'?)";
-    if (json) out << "{\"name\": " << json_string(name) << ", \"error\": " << json_message(message) << "}\n";
+    const std::string message = not_found_message(registry, args.name);
+    if (args.json) out << json_line(Json{{"name", json_text(args.name)}, {"error", json_message(message)}}) << '\n';
     err << "optreg show: " << message << '\n';
     return kFailure;
   }
-  if (json) {
-    // One object for one kind; both kinds under their names when both have it.
+  if (args.json) {
+    // One object for one kind, on one line as in the listing; both kinds under their names
+    // when both have it.
     if (d && s) {
-      out << "{\"optimizer\":\n" << descriptor_json(*d, " ") << ",\n\"scheduler\":\n" << descriptor_json(*s, " ") << "}\n";
+      out << json_block(Json{{"optimizer", descriptor_json(*d)}, {"scheduler", descriptor_json(*s)}}) << '\n';
     } else {
-      out << (d ? descriptor_json(*d, "") : descriptor_json(*s, "")) << '\n';
+      out << json_line(d ? descriptor_json(*d) : descriptor_json(*s)) << '\n';
     }
   } else {
     if (d) print_text(*d, out);
@@ -278,6 +269,40 @@ int run_show(const std::vector<std::string>& args, std::ostream& out, std::ostre
     if (s) print_text(*s, out);
   }
   return kOk;
+}
+
+void add_list_command(CLI::App& root, int& status) {
+  auto list = std::make_shared<ListArgs>();
+  CLI::App& list_command = add_command(root, "list", kListHelp);
+  add_json_flag(list_command, list->json);
+  add_plugin_options(list_command, list->plugins);
+  list_command.add_flag("--allow-refused", list->allow_refused, "exit 0 even when a plugin was refused");
+  list_command.add_flag("--isolate", list->plugins.isolate,
+                        "load each plugin file in a child process first; a file whose loading\n"
+                        "crashes, aborts or hangs there is refused by name and never loaded\n"
+                        "into this process (loading a library runs its code: see\n"
+                        "docs/plugin-abi.md)");
+  list_command.add_option("--timeout", list->timeout, "with --isolate, the time each file may take to load (default 10)")
+      ->type_name("SECONDS");
+  run_when_parsed(list_command, "optreg list: unknown argument", status,
+                  [list] { return run_list(*list, std::cout, std::cerr); });
+}
+
+void add_show_command(CLI::App& root, int& status) {
+  auto show = std::make_shared<ShowArgs>();
+  CLI::App& show_command = add_command(root, "show", kShowHelp);
+  add_positional(show_command, "NAME", show->name, "the optimizer or scheduler");
+  add_json_flag(show_command, show->json);
+  add_plugin_options(show_command, show->plugins);
+  run_when_parsed(show_command, "optreg show: unexpected argument", status,
+                  [show] { return run_show(*show, std::cout, std::cerr); });
+}
+
+}  // namespace
+
+void add_registry_commands(CLI::App& root, int& status) {
+  add_list_command(root, status);
+  add_show_command(root, status);
 }
 
 }  // namespace optreg::cli

@@ -9,63 +9,70 @@
 #include <optreg/version.hpp>
 
 #include "cli.hpp"
-#include "isolate.hpp"
 
 namespace {
 
-const char* kHelp =
-    "usage: optreg <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  list         list every loaded optimizer and scheduler, its schema, and refused plugins\n"
-    "  show         show one optimizer or scheduler\n"
-    "  check        validate a config and print it resolved\n"
-    "  inspect      verify a checkpoint file and show what it holds\n"
-    "  conformance  check that a plugin file behaves as every host expects\n"
-    "  train        train a built-in problem with a config's optimizer\n"
-    "  compare      train a problem with several optimizers; table and plot\n"
-    "  problems     list the built-in problems\n"
-    "\n"
-    "options:\n"
-    "  -h, --help     this help; 'optreg <command> --help' for a command's own\n"
-    "  --version      the version of optreg and of its plugin ABI\n"
-    "\n"
-    "Plugins are searched in OPTREG_PLUGIN_PATH (colon-separated folders), then in the\n"
-    "installed plugin folder; --plugin-path adds folders or files before them.\n";
+using namespace optreg::cli;
 
-/// Runs the command `args` names.
-int dispatch(const std::vector<std::string>& args) {
-  using namespace optreg::cli;
-  if (args.empty()) throw UsageError{"a command is needed"};
-  const std::string cmd = args.front();
-  const std::vector<std::string> rest(args.begin() + 1, args.end());
-  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-    std::cout << kHelp;
-    return kOk;
+const CommandHelp kHelp = {
+    "optreg <command> [options]",
+    "",
+    "",
+    "Plugins are searched in OPTREG_PLUGIN_PATH (colon-separated folders), then in the\n"
+    "installed plugin folder; --plugin-path adds folders or files before them.",
+};
+
+/// The root of the command line: every command, --help and --version; the command that runs
+/// sets `status`.
+void add_everything(CLI::App& root, int& status) {
+  set_root_help(root, kHelp);
+  root.require_subcommand(1);
+  root.option_defaults()->group("options");
+  root.set_help_flag("-h,--help", "this help; 'optreg <command> --help' for a command's own");
+  root.set_version_flag("--version",
+                        std::string("optreg ") + OPTREG_VERSION + " (plugin ABI " + std::to_string(OPTREG_ABI_MAJOR) +
+                            ", " + OPTREG_BUILD_TAG + ")",
+                        "the version of optreg and of its plugin ABI");
+  add_registry_commands(root, status);
+  add_check_command(root, status);
+  add_inspect_command(root, status);
+  add_conformance_command(root, status);
+  add_training_commands(root, status);
+  add_internal_commands(root, status);
+  // `optreg help` as well as `optreg --help`.
+  root.add_subcommand("help")->group("")->callback([&root] { std::cout << root_help(root); });
+}
+
+/// What a command-line mistake CLI11 found means, in the tool's words.
+std::string usage_message(CLI::App& root, const std::vector<std::string>& args, const CLI::ParseError& e) {
+  const std::vector<CLI::App*> chosen = root.get_subcommands();
+  if (!chosen.empty()) return "optreg " + chosen.front()->get_name() + ": " + e.what();
+  if (args.empty()) return "a command is needed";
+  const std::string& first = args.front();
+  return (first.rfind('-', 0) == 0 ? "unknown option '" : "unknown command '") + first + "'";
+}
+
+/// Runs the command `args` names; returns its exit status.
+int run_command_line(const std::vector<std::string>& args) {
+  CLI::App root("", "optreg");
+  int status = kOk;
+  add_everything(root, status);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // what CLI11 parses
+  try {
+    root.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << root.help();  // the chosen command's own, or the tool's
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << '\n';
+  } catch (const CLI::ParseError& e) {
+    throw CommandLineError{usage_message(root, args, e)};
   }
-  if (cmd == "--version") {
-    std::cout << "optreg " << OPTREG_VERSION << " (plugin ABI " << OPTREG_ABI_MAJOR << ", " << OPTREG_BUILD_TAG
-              << ")\n";
-    return kOk;
-  }
-  if (cmd == "list") return run_list(rest, std::cout, std::cerr);
-  if (cmd == "show") return run_show(rest, std::cout, std::cerr);
-  if (cmd == "check") return run_check(rest, std::cout, std::cerr);
-  if (cmd == "inspect") return run_inspect(rest, std::cout, std::cerr);
-  if (cmd == "conformance") return run_conformance_command(rest, std::cout, std::cerr);
-  if (cmd == "train") return run_train(rest, std::cout, std::cerr);
-  if (cmd == "compare") return run_compare(rest, std::cout, std::cerr);
-  if (cmd == "problems") return run_problems(rest, std::cout, std::cerr);
-  // Internal: what a child process runs for list --isolate and conformance.
-  if (cmd == kLoadProbeCommand) return run_load_probe(rest);
-  if (cmd == kConformanceChildCommand) return run_conformance_child(rest);
-  throw UsageError{"unknown command '" + cmd + "'"};
+  return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace optreg::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
   // A command given --json prints its failures as JSON too, so that a script always reads one
   // JSON object; messages reach the terminal inert whatever names they hold.
@@ -77,13 +84,13 @@ int main(int argc, char** argv) {
     return status;
   };
   try {
-    const int status = dispatch(args);
+    const int status = run_command_line(args);
     // Every command's output is checked once it is complete: a full disk or a closed pipe is an
     // error, not a silent loss.
     std::cout.flush();
     if (!std::cout) throw optreg::Error("standard output: cannot write (is the disk full?)");
     return status;
-  } catch (const UsageError&) {
+  } catch (const CommandLineError&) {
     return fail(kUsage, "\n(run 'optreg --help' for usage)");
   } catch (const std::bad_alloc&) {
     // Allocations sized by a setting or a file name it (docs/train.md, "Memory"); what is left

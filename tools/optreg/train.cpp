@@ -8,7 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <ostream>
+#include <iostream>
+#include <memory>
 
 #include <optreg/train/output.hpp>
 #include <optreg/train/plot.hpp>
@@ -23,46 +24,38 @@ namespace {
 namespace fs = std::filesystem;
 using namespace optreg::train;
 
-const char* kTrainHelp =
-    "usage: optreg train CONFIG [--out DIR] [--resume CHECKPOINT] [--run LABEL] [--steps N]\n"
-    "                           [--plugin-path DIR|FILE]...\n"
-    "\n"
+const CommandHelp kTrainHelp = {
+    "optreg train CONFIG [--out DIR] [--resume CHECKPOINT] [--run LABEL] [--steps N]\n"
+    "                           [--plugin-path DIR|FILE]...",
+    "train a built-in problem with a config's optimizer",
     "Trains the config's problem with the config's optimizer (docs/train.md). Shows a progress\n"
     "bar on a terminal and plain lines otherwise; writes DIR/metrics.csv and a checkpoint\n"
-    "DIR/checkpoint.optreg every train.checkpoint_every steps, at the end, and on Ctrl-C.\n"
-    "\n"
-    "  --out DIR           output folder (default: runs/<config name>)\n"
-    "  --resume FILE       continue bit-exactly from a checkpoint of this config\n"
-    "  --run LABEL         train one run of a config with a 'runs' list\n"
-    "  --steps N           stop after step N (the run's length is unchanged; resume later)\n"
-    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
-    "\n"
+    "DIR/checkpoint.optreg every train.checkpoint_every steps, at the end, and on Ctrl-C.",
     "Exit status: 0 when training finished, 1 on an error (a file that cannot be written\n"
     "included), 2 on a usage error, 3 when the run diverged (its loss or a parameter not\n"
     "finite; train.on_divergence: continue trains on), 130 when interrupted (after saving\n"
-    "the checkpoint).\n";
+    "the checkpoint).",
+};
 
-const char* kCompareHelp =
-    "usage: optreg compare CONFIG [--out DIR] [--plot FILE] [--plugin-path DIR|FILE]...\n"
-    "\n"
+const CommandHelp kCompareHelp = {
+    "optreg compare CONFIG [--out DIR] [--plot FILE] [--plugin-path DIR|FILE]...",
+    "train a problem with several optimizers; table and plot",
     "Trains the config's problem once per entry of its 'runs' list, from the same seed and\n"
     "data order, then prints a table (final losses, test accuracy, steps to train.target_loss,\n"
     "time, steps/s) and plots the training loss of every run against the step.\n"
     "Writes DIR/compare.csv (every metric row, labelled), DIR/summary.txt (the table) and\n"
     "the plot (default DIR/compare.svg; .png also works), with its data and gnuplot script.\n"
-    "A run that diverges is marked so in the table and the CSV, and the next run trains.\n"
-    "\n"
-    "  --out DIR           output folder (default: runs/<config name>)\n"
-    "  --plot FILE         where the plot goes\n"
-    "  --plugin-path P     load a plugin folder or file first (repeatable)\n"
-    "\n"
+    "A run that diverges is marked so in the table and the CSV, and the next run trains.",
     "Exit status: 0 when every run finished, 1 on an error (a file that cannot be written\n"
-    "included), 2 on a usage error, 3 when a run diverged, 130 when interrupted.\n";
+    "included), 2 on a usage error, 3 when a run diverged, 130 when interrupted.",
+};
 
-const char* kProblemsHelp =
-    "usage: optreg problems\n"
-    "\n"
-    "Lists the built-in problems and their options.\n";
+const CommandHelp kProblemsHelp = {
+    "optreg problems",
+    "list the built-in problems",
+    "Lists the built-in problems and their options.",
+    "",
+};
 
 constexpr int kInterrupted = 130;
 /// A run stopped because its loss or parameters stopped being finite.
@@ -172,25 +165,54 @@ class ConsoleProgress final : public ProgressSink {
 
 std::string default_out(const std::string& config) { return "runs/" + fs::path(config).stem().string(); }
 
+/// The arguments train and compare share.
 struct Common {
   std::string config;
   std::string out;
   PluginOptions plugins;
 };
 
-/// Consumes the options train and compare share; returns false when args[i] is not one.
-bool parse_common(const std::vector<std::string>& args, std::size_t& i, Common& c) {
-  const std::string& a = args[i];
-  if (parse_plugin_option(args, i, c.plugins)) return true;
-  if (a == "--out") {
-    if (i + 1 >= args.size()) throw UsageError{"--out needs a folder"};
-    c.out = args[++i];
-    return true;
+/// The arguments of `optreg train`.
+struct TrainArgs {
+  Common common;
+  std::string resume;
+  std::string run_label;
+  std::string steps;  // --steps as given
+};
+
+/// The arguments of `optreg compare`.
+struct CompareArgs {
+  Common common;
+  std::string plot;
+};
+
+/// Adds CONFIG, --out and the plugin options of train and compare.
+void add_common(CLI::App& command, Common& c) {
+  add_positional(command, "CONFIG", c.config, "the run config");
+  command.add_option("--out", c.out, "output folder (default: runs/<config name>)")->type_name("DIR");
+  add_plugin_options(command, c.plugins);
+}
+
+/// Checks what train and compare share once they are parsed: one config, no unknown option.
+void check_common(const CLI::App& command, const Common& c) {
+  const std::string name = command.get_name();
+  const std::vector<std::string> extra = extra_arguments(command);
+  if (!extra.empty() && extra.front().rfind('-', 0) == 0) {
+    throw CommandLineError{"unknown option '" + extra.front() + "' for 'optreg " + name + "'"};
   }
-  if (!a.empty() && a[0] == '-') return false;
-  if (!c.config.empty()) throw UsageError{"one config at a time; got '" + c.config + "' and '" + a + "'"};
-  c.config = a;
-  return true;
+  if (!extra.empty()) throw CommandLineError{"one config at a time; got '" + c.config + "' and '" + extra.front() + "'"};
+  if (c.config.empty()) throw CommandLineError{"'optreg " + name + "' needs a config file"};
+}
+
+/// The number --steps gives: a positive whole number.
+std::int64_t parse_steps(const std::string& v) {
+  try {
+    std::size_t used = 0;
+    const std::int64_t n = std::stoll(v, &used);
+    if (used == v.size() && n > 0) return n;
+  } catch (const std::exception&) {
+  }
+  throw CommandLineError{"--steps needs a positive whole number, not '" + v + "'"};
 }
 
 std::string problem_title(const RunConfig& config) {
@@ -301,70 +323,40 @@ void finish_output(std::ostream& out) {
   if (!out) throw Error("standard output: cannot write (is the disk full?)");
 }
 
-}  // namespace
+/// The run of `config` that `optreg train` trains: its only one, or the one --run names.
+const RunSpec& chosen_run(const RunConfig& config, const TrainArgs& args) {
+  const RunSpec& only = config.runs.front();
+  if (!config.is_comparison) {
+    if (!args.run_label.empty() && args.run_label != only.label) {
+      throw CommandLineError{args.common.config + " has one run, '" + only.label + "'; --run " + args.run_label +
+                             " names none"};
+    }
+    return only;
+  }
+  std::string labels;
+  for (const auto& r : config.runs) {
+    if (r.label == args.run_label) return r;
+    labels += (labels.empty() ? "" : ", ") + r.label;
+  }
+  throw CommandLineError{args.common.config + " has a 'runs' list (" + labels +
+                         "): pick one with --run LABEL, or use 'optreg compare'"};
+}
 
-int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Common c;
-  std::string resume;
-  std::string run_label;
-  std::int64_t stop_after = 0;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      out << kTrainHelp;
-      return kOk;
-    }
-    if (parse_common(args, i, c)) continue;
-    if ((a == "--resume" || a == "--run" || a == "--steps") && i + 1 >= args.size()) {
-      throw UsageError{a + " needs a value"};
-    }
-    if (a == "--resume") {
-      resume = args[++i];
-    } else if (a == "--run") {
-      run_label = args[++i];
-    } else if (a == "--steps") {
-      const std::string& v = args[++i];
-      try {
-        std::size_t used = 0;
-        stop_after = std::stoll(v, &used);
-        if (used != v.size() || stop_after <= 0) throw std::invalid_argument(v);
-      } catch (const std::exception&) {
-        throw UsageError{"--steps needs a positive whole number, not '" + v + "'"};
-      }
-    } else {
-      throw UsageError{"unknown option '" + a + "' for 'optreg train'"};
-    }
-  }
-  if (c.config.empty()) throw UsageError{"'optreg train' needs a config file"};
-  const RunConfig config = load_run_config(c.config);
-  const RunSpec* run = &config.runs.front();
-  if (config.is_comparison) {
-    run = nullptr;
-    std::string labels;
-    for (const auto& r : config.runs) {
-      labels += (labels.empty() ? "" : ", ") + r.label;
-      if (r.label == run_label) run = &r;
-    }
-    if (run == nullptr) {
-      throw UsageError{c.config + " has a 'runs' list (" + labels + "): pick one with --run LABEL, or use 'optreg compare'"};
-    }
-  } else if (!run_label.empty() && run_label != run->label) {
-    throw UsageError{c.config + " has one run, '" + run->label + "'; --run " + run_label + " names none"};
-  }
-  const std::string dir = c.out.empty() ? default_out(c.config) + (config.is_comparison ? "/" + run->label : "") : c.out;
-  Registry registry;
-  load_plugins(registry, c.plugins);
-  DataCache data;
-  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
-  RunOptions options;
-  options.checkpoint_path = dir + "/checkpoint.optreg";
-  options.metrics_path = dir + "/metrics.csv";
-  options.resume_path = resume;
-  options.stop_after = stop_after;
-  options.progress = &progress;
-  options.interrupt = &g_interrupt;
-  install_interrupt_handler();
-  const RunOutcome r = run_training(config, *run, registry, data, options);
+/// The command line that resumes an interrupted `optreg train`.
+std::string resume_command(const TrainArgs& args, const RunConfig& config, const RunSpec& run,
+                           const std::string& checkpoint) {
+  const Common& c = args.common;
+  std::string again = "optreg train " + shell_word(c.config) + " --resume " + shell_word(checkpoint);
+  if (config.is_comparison) again += " --run " + shell_word(run.label);
+  if (!c.out.empty()) again += " --out " + shell_word(c.out);
+  for (const auto& p : c.plugins.paths) again += " --plugin-path " + shell_word(p);
+  if (!c.plugins.default_path) again += " --no-default-path";
+  return again;
+}
+
+/// Reports how a training run ended; returns the exit status.
+int report_training(const TrainArgs& args, const RunConfig& config, const RunSpec& run, const RunOptions& options,
+                    const RunOutcome& r, std::ostream& out, std::ostream& err) {
   warn_nonfinite(err, r);
   if (stopped_by_divergence(config, r)) {
     err << "optreg: " << divergence_text(r)
@@ -375,85 +367,71 @@ int run_train(const std::vector<std::string>& args, std::ostream& out, std::ostr
   }
   if (r.diverged_at >= 0) err << "warning: " << divergence_text(r) << "; trained on (train.on_divergence: continue)\n";
   if (r.interrupted) {
-    std::string again = "optreg train " + shell_word(c.config) + " --resume " + shell_word(options.checkpoint_path);
-    if (config.is_comparison) again += " --run " + shell_word(run->label);
-    if (!c.out.empty()) again += " --out " + shell_word(c.out);
-    for (const auto& p : c.plugins.paths) again += " --plugin-path " + shell_word(p);
-    if (!c.plugins.default_path) again += " --no-default-path";
     err << "checkpoint saved at step " << r.steps_done << ": " << escape_text(options.checkpoint_path)
-        << "\nresume with: " << again << '\n';
+        << "\nresume with: " << resume_command(args, config, run, options.checkpoint_path) << '\n';
     return kInterrupted;
   }
   if (r.steps_done < r.total_steps) {
     out << "stopped at step " << r.steps_done << " of " << r.total_steps << "; checkpoint "
         << escape_text(options.checkpoint_path) << '\n';
-    finish_output(out);
-    return kOk;
+  } else {
+    out << summary_table(config, {r}) << "metrics: " << escape_text(options.metrics_path)
+        << "\ncheckpoint: " << escape_text(options.checkpoint_path) << '\n';
   }
-  out << summary_table(config, {r}) << "metrics: " << escape_text(options.metrics_path)
-      << "\ncheckpoint: " << escape_text(options.checkpoint_path) << '\n';
   finish_output(out);
   return kOk;
 }
 
-int run_compare(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Common c;
-  std::string plot;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      out << kCompareHelp;
-      return kOk;
-    }
-    if (parse_common(args, i, c)) continue;
-    if (a == "--plot") {
-      if (i + 1 >= args.size()) throw UsageError{"--plot needs a file name"};
-      plot = args[++i];
-    } else {
-      throw UsageError{"unknown option '" + a + "' for 'optreg compare'"};
-    }
-  }
-  if (c.config.empty()) throw UsageError{"'optreg compare' needs a config file"};
-  const std::string dir = c.out.empty() ? default_out(c.config) : c.out;
-  if (plot.empty()) plot = dir + "/compare.svg";
-  try {
-    check_plot_path(plot);  // before anything trains
-  } catch (const optreg::UsageError& e) {
-    throw UsageError{std::string("--") + e.what()};
-  }
+int run_train(const TrainArgs& args, std::ostream& out, std::ostream& err) {
+  const Common& c = args.common;
+  const std::int64_t stop_after = args.steps.empty() ? 0 : parse_steps(args.steps);
   const RunConfig config = load_run_config(c.config);
+  const RunSpec& run = chosen_run(config, args);
+  const std::string dir = c.out.empty() ? default_out(c.config) + (config.is_comparison ? "/" + run.label : "") : c.out;
   Registry registry;
   load_plugins(registry, c.plugins);
   DataCache data;
-  // Every run's optimizer config is checked before the first one trains.
-  for (const auto& run : config.runs) {
-    load_config_plugins(run.optimizer, registry);
-    check_config(run.optimizer, registry);
-  }
   ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  RunOptions options;
+  options.checkpoint_path = dir + "/checkpoint.optreg";
+  options.metrics_path = dir + "/metrics.csv";
+  options.resume_path = args.resume;
+  options.stop_after = stop_after;
+  options.progress = &progress;
+  options.interrupt = &g_interrupt;
   install_interrupt_handler();
-  fs::create_directories(dir);
-  const std::string csv_path = dir + "/compare.csv";
-  OutputFile csv(csv_path);
-  csv << "run,optimizer," << kMetricsCsvHeader << ",status\n";
+  const RunOutcome r = run_training(config, run, registry, data, options);
+  return report_training(args, config, run, options, r, out, err);
+}
+
+/// The plot of a comparison: the training loss of every run against the step.
+PlotText compare_plot_text(const RunConfig& config) {
   PlotText text;
   text.title = problem_title(config) + ": training loss per optimizer (seed " + std::to_string(config.train.seed) +
                ", batch " + std::to_string(config.train.batch_size) + ")";
   text.x_label = "step (optimizer updates)";
   text.y_label = "training loss (nats; mean over the last " + std::to_string(config.train.log_every) + " steps)";
-  LossPlot loss_plot(plot, text);
+  return text;
+}
+
+/// Trains every run of a comparison in turn, rows to `csv` and `plot` as they come, until one
+/// is interrupted; sets `diverged` when a run stopped by its divergence.
+std::vector<RunOutcome> train_runs(const RunConfig& config, Registry& registry, OutputFile& csv, LossPlot& plot,
+                                   bool& diverged, std::ostream& err) {
+  DataCache data;
+  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  install_interrupt_handler();
   // Rows go to the CSV and the plot data as they come: nothing grows with the runs' length.
   std::vector<RunOutcome> outcomes;
-  bool diverged = false;
   for (const auto& run : config.runs) {
     const std::string prefix = csv_field(run.label) + "," + csv_field(run.optimizer.optimizer) + ",";
-    loss_plot.begin_run(run.label);
+    plot.begin_run(run.label);
     RunOptions options;
     options.progress = &progress;
     options.interrupt = &g_interrupt;
     options.on_row = [&](const MetricRow& row) {
       csv << prefix << metrics_csv_row(row) << (row.diverged ? ",diverged\n" : ",\n");
-      loss_plot.add(row.step, row.train_loss);
+      plot.add(row.step, row.train_loss);
     };
     outcomes.push_back(run_training(config, run, registry, data, options));
     csv.flush();
@@ -464,6 +442,33 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
     }
     if (outcomes.back().interrupted) break;
   }
+  return outcomes;
+}
+
+int run_compare(const CompareArgs& args, std::ostream& out, std::ostream& err) {
+  const Common& c = args.common;
+  const std::string dir = c.out.empty() ? default_out(c.config) : c.out;
+  const std::string plot = args.plot.empty() ? dir + "/compare.svg" : args.plot;
+  try {
+    check_plot_path(plot);  // before anything trains
+  } catch (const optreg::UsageError& e) {
+    throw CommandLineError{std::string("--") + e.what()};
+  }
+  const RunConfig config = load_run_config(c.config);
+  Registry registry;
+  load_plugins(registry, c.plugins);
+  // Every run's optimizer config is checked before the first one trains.
+  for (const auto& run : config.runs) {
+    load_config_plugins(run.optimizer, registry);
+    check_config(run.optimizer, registry);
+  }
+  fs::create_directories(dir);
+  const std::string csv_path = dir + "/compare.csv";
+  OutputFile csv(csv_path);
+  csv << "run,optimizer," << kMetricsCsvHeader << ",status\n";
+  LossPlot loss_plot(plot, compare_plot_text(config));
+  bool diverged = false;
+  const std::vector<RunOutcome> outcomes = train_runs(config, registry, csv, loss_plot, diverged, err);
   csv.close();
   const std::string table = summary_table(config, outcomes);
   out << '\n' << escape_text(problem_title(config)) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
@@ -476,14 +481,7 @@ int run_compare(const std::vector<std::string>& args, std::ostream& out, std::os
   return diverged ? kDiverged : kOk;
 }
 
-int run_problems(const std::vector<std::string>& args, std::ostream& out, std::ostream& /*err*/) {
-  for (const auto& a : args) {
-    if (a == "-h" || a == "--help") {
-      out << kProblemsHelp;
-      return kOk;
-    }
-    throw UsageError{"'optreg problems' takes no argument; got '" + a + "'"};
-  }
+int run_problems(std::ostream& out) {
   for (const auto& k : problem_kinds()) {
     out << escape_text(k.name) << "  " << escape_text(k.description) << '\n';
     for (const auto& h : k.schema.entries()) {
@@ -492,6 +490,36 @@ int run_problems(const std::vector<std::string>& args, std::ostream& out, std::o
     }
   }
   return kOk;
+}
+
+}  // namespace
+
+void add_training_commands(CLI::App& root, int& status) {
+  auto train = std::make_shared<TrainArgs>();
+  CLI::App& train_command = add_command(root, "train", kTrainHelp);
+  add_common(train_command, train->common);
+  train_command.add_option("--resume", train->resume, "continue bit-exactly from a checkpoint of this config")
+      ->type_name("FILE");
+  train_command.add_option("--run", train->run_label, "train one run of a config with a 'runs' list")->type_name("LABEL");
+  train_command.add_option("--steps", train->steps, "stop after step N (the run's length is unchanged; resume later)")
+      ->type_name("N");
+  train_command.callback([train, &train_command, &status] {
+    check_common(train_command, train->common);
+    status = run_train(*train, std::cout, std::cerr);
+  });
+
+  auto compare = std::make_shared<CompareArgs>();
+  CLI::App& compare_command = add_command(root, "compare", kCompareHelp);
+  add_common(compare_command, compare->common);
+  compare_command.add_option("--plot", compare->plot, "where the plot goes")->type_name("FILE");
+  compare_command.callback([compare, &compare_command, &status] {
+    check_common(compare_command, compare->common);
+    status = run_compare(*compare, std::cout, std::cerr);
+  });
+
+  CLI::App& problems_command = add_command(root, "problems", kProblemsHelp);
+  run_when_parsed(problems_command, "'optreg problems' takes no argument; got", status,
+                  [] { return run_problems(std::cout); });
 }
 
 }  // namespace optreg::cli

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/train/format.hpp>
 #include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
 
@@ -30,12 +31,6 @@ constexpr char kDataOrder[] = "mt19937_64-fisher-yates-v1";
 constexpr char kKey[] = "train.";
 
 using Clock = std::chrono::steady_clock;
-
-std::string options_text(const Options& o) {
-  std::string s;
-  for (const auto& [k, v] : o) s += (s.empty() ? "" : ", ") + k + "=" + v.to_string();
-  return s;
-}
 
 /// The prefix of the metadata entries that record the run's optimizer settings as written in
 /// its config; the rest of such a key is the key in the config ("optimizer.lr").
@@ -86,7 +81,7 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
   };
   std::vector<Setting> s = {
       {std::string(kKey) + "problem", Value(config.problem), at(src, config.problem_mark)},
-      {std::string(kKey) + "problem_options", Value(options_text(config.problem_options)), at(src, config.problem_mark)},
+      {std::string(kKey) + "problem_options", Value(options_assignments(config.problem_options)), at(src, config.problem_mark)},
       {std::string(kKey) + "data_order", Value(kDataOrder), "this optreg"},
       {std::string(kKey) + "seed", Value(static_cast<std::int64_t>(config.train.seed)), train_at("seed")},
       {std::string(kKey) + "batch_size", Value(config.train.batch_size), train_at("batch_size")},
@@ -352,160 +347,221 @@ std::vector<std::uint32_t> batch_of(const Problem& problem, std::uint64_t seed, 
   return std::vector<std::uint32_t>(begin, begin + batch_size);
 }
 
-RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
-                        const RunOptions& options) {
-  const TrainSettings& t = config.train;
-  const ProblemKind* kind = find_problem(config.problem);
-  if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
-  // A checkpoint of another run is refused before anything is made, the problem first.
-  const std::vector<Setting> settings = identity(config, run);
-  std::optional<Checkpoint> resumed;
-  if (!options.resume_path.empty()) {
-    resumed = read_checkpoint(options.resume_path);
-    check_settings(*resumed, options.resume_path, settings, config);
-  }
-  ProblemPtr problem = kind->create(config.problem_options, t.seed, data);
-  load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
-  OptimizerPtr opt;
-  try {
-    opt = build_optimizer(run.optimizer, problem->params(), registry);
-  } catch (const std::bad_alloc&) {
-    throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *problem, registry));
-  }
-  SchedulerPtr scheduler = build_scheduler(run.optimizer, *opt, registry);  // nullptr without one
+namespace {
 
-  std::int64_t spe = 0;
+/// What a run is made of before its first step.
+struct RunSetup {
+  std::vector<Setting> settings;     // what a checkpoint of the run records and a resume checks
+  std::optional<Checkpoint> resumed;  // the checkpoint to continue from, checked against `settings`
+  ProblemPtr problem;
+  OptimizerPtr opt;
+  SchedulerPtr scheduler;  // nullptr without one
+  std::int64_t spe = 0;    // steps per epoch
+  std::int64_t total = 0;  // the run's length in steps
+  std::int64_t eval_every = 0;
+  bool full_batch = false;  // the problem has no training examples to draw batches from
+};
+
+/// The run's length; refuses a schedule of a fixed length (onecycle) that cannot step that far,
+/// before anything trains.
+void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
+  const TrainSettings& t = config.train;
   try {
-    spe = steps_per_epoch(*problem, t.batch_size);
+    s.spe = steps_per_epoch(*s.problem, t.batch_size);
   } catch (const ConfigError& e) {
     throw ConfigError(place(config, "batch_size") + e.what());
   }
-  const std::int64_t total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(spe)));
-  if (scheduler) {
-    // A schedule of a fixed length (onecycle) cannot step past its end: say so before training.
-    const auto it = scheduler->options().find("total_steps");
-    if (it != scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < total) {
-      const ConfigMark m = run.optimizer.scheduler ? run.optimizer.scheduler->name_mark : ConfigMark{};
-      throw ConfigError(config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) +
-                        ": scheduler '" + scheduler->name() + "' has total_steps = " +
-                        std::to_string(it->second.as_int()) + ", fewer than the run's " + std::to_string(total) +
-                        " steps; it cannot step past its cycle");
+  s.total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(s.spe)));
+  s.full_batch = s.problem->train_size() == 0;
+  s.eval_every = t.eval_every > 0 ? t.eval_every : (s.full_batch ? t.log_every : s.spe);
+  if (!s.scheduler) return;
+  const auto it = s.scheduler->options().find("total_steps");
+  if (it != s.scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < s.total) {
+    const ConfigMark m = run.optimizer.scheduler ? run.optimizer.scheduler->name_mark : ConfigMark{};
+    throw ConfigError(config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": scheduler '" +
+                      s.scheduler->name() + "' has total_steps = " + std::to_string(it->second.as_int()) +
+                      ", fewer than the run's " + std::to_string(s.total) + " steps; it cannot step past its cycle");
+  }
+}
+
+/// Makes the problem, the optimizer and its scheduler; a checkpoint of another run is refused
+/// before anything is made, the problem first.
+RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
+                   const RunOptions& options) {
+  const ProblemKind* kind = find_problem(config.problem);
+  if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
+  RunSetup s;
+  s.settings = identity(config, run);
+  if (!options.resume_path.empty()) {
+    s.resumed = read_checkpoint(options.resume_path);
+    check_settings(*s.resumed, options.resume_path, s.settings, config);
+  }
+  s.problem = kind->create(config.problem_options, config.train.seed, data);
+  load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
+  try {
+    s.opt = build_optimizer(run.optimizer, s.problem->params(), registry);
+  } catch (const std::bad_alloc&) {
+    throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *s.problem, registry));
+  }
+  s.scheduler = build_scheduler(run.optimizer, *s.opt, registry);
+  set_length(s, config, run);
+  return s;
+}
+
+/// The progress a resumed run starts from, its optimizer and scheduler loaded from the
+/// checkpoint (everything validated before anything changes); a fresh run's otherwise.
+Progress resume_run(RunSetup& s, const RunOptions& options) {
+  if (!s.resumed) return Progress{};
+  const Progress p = progress_of(*s.resumed, options.resume_path, s.total);
+  load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get());
+  s.resumed.reset();
+  return p;
+}
+
+/// A run between its setup and its end: the steps, their rows, the checkpoints.
+class TrainingLoop {
+ public:
+  TrainingLoop(const RunConfig& config, const RunSpec& run, RunSetup& setup, Progress& p, const RunOptions& options)
+      : config_(config), run_(run), s_(setup), p_(p), options_(options), start_(Clock::now()) {
+    if (!options.metrics_path.empty()) metrics_ = open_metrics(options.metrics_path, !options.resume_path.empty(), p.step);
+    if (!s_.full_batch) batch_.resize(static_cast<std::size_t>(config.train.batch_size));
+  }
+
+  /// Steps until `stop`, an interruption or a divergence that stops the run; returns whether
+  /// the run was interrupted.
+  bool run_until(std::int64_t stop) {
+    const TrainSettings& t = config_.train;
+    while (p_.step < stop) {
+      if (options_.interrupt != nullptr && options_.interrupt->load()) return true;
+      step();
+      if (stopped_) break;
+      if (p_.step != s_.total && t.checkpoint_every > 0 && p_.step % t.checkpoint_every == 0) save();
+    }
+    return false;
+  }
+
+  /// Writes a checkpoint of the run as it stands (when it has a checkpoint path).
+  void save() const {
+    if (options_.checkpoint_path.empty()) return;
+    const fs::path cp(options_.checkpoint_path);
+    if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
+    const Options metadata = metadata_of(s_.settings, config_, p_, s_.spe, elapsed());
+    if (s_.scheduler) {
+      save_optimizer(options_.checkpoint_path, *s_.opt, *s_.scheduler, metadata);
+    } else {
+      save_optimizer(options_.checkpoint_path, *s_.opt, metadata);
     }
   }
-  const bool full_batch = problem->train_size() == 0;
-  const std::int64_t eval_every = t.eval_every > 0 ? t.eval_every : (full_batch ? t.log_every : spe);
 
-  Progress p;
-  if (resumed) {
-    p = progress_of(*resumed, options.resume_path, total);
-    // Validates everything before it changes anything.
-    load_optimizer(std::move(*resumed), options.resume_path, *opt, scheduler.get());
+  /// Seconds spent on the run, before this process included.
+  double elapsed() const { return p_.seconds + seconds_here(); }
+  /// Seconds spent on the run in this process.
+  double seconds_here() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+  /// Whether a divergence stopped the run.
+  bool stopped() const { return stopped_; }
+  /// Closes the metrics file, checking that its rows reached the disk.
+  void close_metrics() {
+    if (metrics_) metrics_->close();
   }
+
+ private:
+  /// The next batch of the seeded order into batch_.
+  void load_batch() {
+    const TrainSettings& t = config_.train;
+    const std::int64_t epoch = p_.step / s_.spe;
+    if (epoch != epoch_loaded_) {
+      order_ = epoch_order(*s_.problem, t.seed, epoch);
+      epoch_loaded_ = epoch;
+    }
+    std::copy_n(order_.begin() + (p_.step % s_.spe) * t.batch_size, t.batch_size, batch_.begin());
+  }
+
+  /// One step, then its row when it has one.
+  void step() {
+    if (!s_.full_batch) load_batch();
+    const double loss = s_.problem->loss_and_grad(batch_);
+    const std::optional<double> norm = apply_clip(run_.optimizer, s_.problem->params());
+    if (norm && !std::isfinite(*norm)) ++p_.nonfinite_norms;
+    s_.opt->step().clear_grad();
+    if (s_.scheduler && !s_.scheduler->needs_metric()) s_.scheduler->step();
+    ++p_.step;
+    p_.window_sum += loss;
+    ++p_.window_count;
+    p_.eval_sum += loss;
+    ++p_.eval_count;
+    const bool evaluate = p_.step == s_.total || p_.step % s_.eval_every == 0;
+    bool has_row = evaluate || p_.step % config_.train.log_every == 0;
+    const bool diverged = check_divergence(loss, has_row);
+    MetricRow row;
+    if (has_row || diverged) row = record_row(evaluate, norm, diverged);
+    if (options_.progress != nullptr) options_.progress->step(p_.step, loss, has_row || diverged ? &row : nullptr);
+  }
+
+  /// Whether this step diverged (the first time only): its loss, or at a row its parameters,
+  /// not finite. The loss costs nothing to check at every step; the parameters, a pass over
+  /// them, only at the rows (a parameter that is not finite makes the next loss so for these
+  /// problems, and the last step always has a row).
+  bool check_divergence(double loss, bool has_row) {
+    if (p_.diverged_at >= 0) return false;
+    const std::string what = !std::isfinite(loss) ? "the training loss is " + metric_text(loss)
+                             : has_row             ? nonfinite_parameter(*s_.problem)
+                                                   : std::string();
+    if (what.empty()) return false;
+    p_.diverged_at = p_.step;
+    p_.divergence = what;
+    stopped_ = !config_.train.continue_on_divergence;
+    return true;
+  }
+
+  /// The row of this step, evaluated on the test set when `evaluate`; written to the metrics
+  /// file and handed to on_row.
+  MetricRow record_row(bool evaluate, std::optional<double> norm, bool diverged) {
+    MetricRow row;
+    row.step = p_.step;
+    row.epoch = (p_.step - 1) / s_.spe;
+    row.train_loss = p_.window_sum / static_cast<double>(p_.window_count);
+    row.grad_norm = norm;
+    row.diverged = diverged;
+    if (evaluate) {
+      if (s_.scheduler && s_.scheduler->needs_metric()) s_.scheduler->step(p_.eval_sum / static_cast<double>(p_.eval_count));
+      p_.eval_sum = 0;
+      p_.eval_count = 0;
+      const Evaluation e = s_.problem->evaluate_test();
+      row.test_loss = e.loss;
+      if (s_.problem->has_accuracy()) row.test_accuracy = e.accuracy;
+    }
+    row.lr = first_lr(*s_.opt);
+    row.seconds = elapsed();
+    p_.window_sum = 0;
+    p_.window_count = 0;
+    if (p_.steps_to_target < 0 && row.train_loss <= config_.train.target_loss) p_.steps_to_target = p_.step;
+    if (metrics_) *metrics_ << metrics_csv_row(row) << "\n";
+    if (metrics_) metrics_->flush();
+    if (options_.on_row) options_.on_row(row);
+    return row;
+  }
+
+  const RunConfig& config_;
+  const RunSpec& run_;
+  RunSetup& s_;
+  Progress& p_;
+  const RunOptions& options_;
+  const Clock::time_point start_;
+  std::unique_ptr<OutputFile> metrics_;
+  std::int64_t epoch_loaded_ = -1;
+  std::vector<std::uint32_t> order_;
+  std::vector<std::uint32_t> batch_;
+  bool stopped_ = false;  // by a divergence
+};
+
+/// What the run achieved, evaluated over the whole sets when it ran to its end.
+RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::int64_t first, bool interrupted,
+                      bool stopped, double run_seconds) {
   RunOutcome out;
   out.label = run.label;
   out.optimizer = run.optimizer.optimizer;
-  out.total_steps = total;
-  out.steps_to_target = p.steps_to_target;
-
-  const auto start = Clock::now();
-  const auto elapsed = [&] { return p.seconds + std::chrono::duration<double>(Clock::now() - start).count(); };
-  std::unique_ptr<OutputFile> metrics;
-  if (!options.metrics_path.empty()) metrics = open_metrics(options.metrics_path, !options.resume_path.empty(), p.step);
-  const auto save = [&] {
-    if (options.checkpoint_path.empty()) return;
-    const fs::path cp(options.checkpoint_path);
-    if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
-    const Options metadata = metadata_of(settings, config, p, spe, elapsed());
-    if (scheduler) {
-      save_optimizer(options.checkpoint_path, *opt, *scheduler, metadata);
-    } else {
-      save_optimizer(options.checkpoint_path, *opt, metadata);
-    }
-  };
-
-  const std::int64_t stop = options.stop_after > 0 ? std::min(options.stop_after, total) : total;
-  const std::int64_t first = p.step;
-  if (options.progress != nullptr) options.progress->begin(run.label, first, total);
-
-  std::int64_t epoch_loaded = -1;
-  std::vector<std::uint32_t> order;
-  std::vector<std::uint32_t> batch(full_batch ? 0 : static_cast<std::size_t>(t.batch_size));
-  bool stopped = false;  // by a divergence
-  while (p.step < stop) {
-    if (options.interrupt != nullptr && options.interrupt->load()) {
-      out.interrupted = true;
-      break;
-    }
-    const std::int64_t epoch = p.step / spe;
-    if (!full_batch) {
-      if (epoch != epoch_loaded) {
-        order = epoch_order(*problem, t.seed, epoch);
-        epoch_loaded = epoch;
-      }
-      std::copy_n(order.begin() + (p.step % spe) * t.batch_size, t.batch_size, batch.begin());
-    }
-    const double loss = problem->loss_and_grad(batch);
-    const std::optional<double> norm = apply_clip(run.optimizer, problem->params());
-    if (norm && !std::isfinite(*norm)) ++p.nonfinite_norms;
-    opt->step().clear_grad();
-    if (scheduler && !scheduler->needs_metric()) scheduler->step();
-    ++p.step;
-    p.window_sum += loss;
-    ++p.window_count;
-    p.eval_sum += loss;
-    ++p.eval_count;
-
-    const bool last = p.step == total;
-    const bool evaluate = last || p.step % eval_every == 0;
-    bool has_row = last || evaluate || p.step % t.log_every == 0;
-    // The loss costs nothing to check at every step; the parameters, a pass over them, only at
-    // the rows (a parameter that is not finite makes the next loss so for these problems, and
-    // the last step always has a row).
-    bool diverged = false;
-    if (p.diverged_at < 0) {
-      std::string what;
-      if (!std::isfinite(loss)) {
-        what = "the training loss is " + metric_text(loss);
-      } else if (has_row) {
-        what = nonfinite_parameter(*problem);
-      }
-      if (!what.empty()) {
-        diverged = true;
-        has_row = true;
-        p.diverged_at = p.step;
-        p.divergence = what;
-        stopped = !t.continue_on_divergence;
-      }
-    }
-    MetricRow row;
-    if (has_row) {
-      row.step = p.step;
-      row.epoch = (p.step - 1) / spe;
-      row.train_loss = p.window_sum / static_cast<double>(p.window_count);
-      row.grad_norm = norm;
-      row.diverged = diverged;
-      if (evaluate) {
-        if (scheduler && scheduler->needs_metric()) scheduler->step(p.eval_sum / static_cast<double>(p.eval_count));
-        p.eval_sum = 0;
-        p.eval_count = 0;
-        const Evaluation e = problem->evaluate_test();
-        row.test_loss = e.loss;
-        if (problem->has_accuracy()) row.test_accuracy = e.accuracy;
-      }
-      row.lr = first_lr(*opt);
-      row.seconds = elapsed();
-      p.window_sum = 0;
-      p.window_count = 0;
-      if (p.steps_to_target < 0 && row.train_loss <= t.target_loss) p.steps_to_target = p.step;
-      if (metrics) *metrics << metrics_csv_row(row) << "\n";
-      if (metrics) metrics->flush();
-      if (options.on_row) options.on_row(row);
-    }
-    if (options.progress != nullptr) options.progress->step(p.step, loss, has_row ? &row : nullptr);
-    if (stopped) break;
-    if (!last && t.checkpoint_every > 0 && p.step % t.checkpoint_every == 0) save();
-  }
-  const double run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  out.total_steps = s.total;
+  out.interrupted = interrupted;
   out.steps_done = p.step;
   out.steps_to_target = p.steps_to_target;
   out.nonfinite_grad_norms = p.nonfinite_norms;
@@ -513,17 +569,32 @@ RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& r
   out.divergence = p.divergence;
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
-  if (metrics) metrics->close();
-  // A run stopped by its divergence saves nothing: its state is of no use, and the last
-  // checkpoint (from before) stays for a resume with other settings.
-  if (!stopped) save();
-  if (options.progress != nullptr) options.progress->end(out.interrupted);
-  if (!out.interrupted && !stopped && p.step == total) {
-    out.train = problem->evaluate_train();
-    out.test = problem->evaluate_test();
-    if (!problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
+  if (!interrupted && !stopped && p.step == s.total) {
+    out.train = s.problem->evaluate_train();
+    out.test = s.problem->evaluate_test();
+    if (!s.problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
   }
   return out;
+}
+
+}  // namespace
+
+RunOutcome run_training(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
+                        const RunOptions& options) {
+  RunSetup setup = setup_run(config, run, registry, data, options);
+  Progress p = resume_run(setup, options);
+  TrainingLoop loop(config, run, setup, p, options);
+  const std::int64_t stop = options.stop_after > 0 ? std::min(options.stop_after, setup.total) : setup.total;
+  const std::int64_t first = p.step;
+  if (options.progress != nullptr) options.progress->begin(run.label, first, setup.total);
+  const bool interrupted = loop.run_until(stop);
+  const double run_seconds = loop.seconds_here();
+  loop.close_metrics();
+  // A run stopped by its divergence saves nothing: its state is of no use, and the last
+  // checkpoint (from before) stays for a resume with other settings.
+  if (!loop.stopped()) loop.save();
+  if (options.progress != nullptr) options.progress->end(interrupted);
+  return finish_run(run, setup, p, first, interrupted, loop.stopped(), run_seconds);
 }
 
 }  // namespace optreg::train

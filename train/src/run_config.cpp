@@ -118,25 +118,33 @@ void parse_train(RunConfig& config, const ConfigNode& section) {
   }
 }
 
-/// The runs of a comparison: each a map with an optional 'label' beside its optimizer sections.
-void parse_runs(RunConfig& config, const ConfigNode& runs, const std::string& base_dir) {
-  const std::vector<ConfigNode> items = runs.items();
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const ConfigNode& r = items[i];
-    const std::string what = "runs[" + std::to_string(i) + "]";
-    if (!r.is_map()) r.fail(what + " must be a map with 'label' and 'optimizer', not " + r.kind_name());
-    RunSpec run;
-    ConfigMark label_mark = r.mark();
-    for (const auto& e : r.entries(what)) {
-      if (e.key.text() == "label") {
-        if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(what + ".label must be a non-empty string");
-        run.label = e.value.text();
-        label_mark = e.value.mark();
-      }
+/// One run of a comparison, `what` in messages (runs[1]): a map with an optional 'label' beside
+/// its optimizer sections. `label_mark` is where the label is written (the run's own place
+/// when it has none).
+RunSpec parse_run(const ConfigNode& r, const std::string& what, const std::string& base_dir, ConfigMark& label_mark) {
+  if (!r.is_map()) r.fail(what + " must be a map with 'label' and 'optimizer', not " + r.kind_name());
+  RunSpec run;
+  label_mark = r.mark();
+  for (const auto& e : r.entries(what)) {
+    if (e.key.text() == "label") {
+      if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(what + ".label must be a non-empty string");
+      run.label = e.value.text();
+      label_mark = e.value.mark();
     }
-    run.optimizer = parse_config_sections(r, base_dir, {"label"});
-    run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
-    if (run.label.empty()) run.label = run.optimizer.optimizer;
+  }
+  run.optimizer = parse_config_sections(r, base_dir, {"label"});
+  run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
+  if (run.label.empty()) run.label = run.optimizer.optimizer;
+  return run;
+}
+
+/// The runs of a comparison, each with a label of its own.
+void parse_runs(RunConfig& config, const ConfigNode& runs, const std::string& base_dir) {
+  std::size_t index = 0;
+  for (const ConfigNode& r : runs.items()) {
+    const std::string what = "runs[" + std::to_string(index++) + "]";
+    ConfigMark label_mark;
+    RunSpec run = parse_run(r, what, base_dir, label_mark);
     for (const auto& other : config.runs) {
       if (other.label == run.label) {
         throw_config_error(config.source, label_mark,
@@ -147,19 +155,23 @@ void parse_runs(RunConfig& config, const ConfigNode& runs, const std::string& ba
   }
 }
 
-/// A run config from its document.
-RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
-  RunConfig config;
-  config.source = root.source();
+/// The sections of a run config beside 'problem' and 'train'.
+struct OtherSections {
+  std::optional<ConfigNode> runs;
+  std::optional<ConfigNode> optimizer;  // the first 'optimizer' section
+  std::vector<ConfigNode> keys;         // the key of every section but problem, train and runs
+};
+
+/// Parses the 'problem' and 'train' sections into `config`, which both must be there; returns
+/// the other sections.
+OtherSections read_sections(RunConfig& config, const ConfigNode& root) {
   if (!root.is_map()) {
-    root.fail(std::string("a run config must be a map with 'problem' and 'train' sections, not ") +
-              (root.is_null() ? std::string("an empty document") : root.kind_name()));
+    const std::string found = root.is_null() ? std::string("an empty document") : root.kind_name();
+    root.fail("a run config must be a map with 'problem' and 'train' sections, not " + found);
   }
   bool has_problem = false;
   bool has_train = false;
-  std::optional<ConfigNode> runs;
-  std::optional<ConfigNode> optimizer;
-  std::vector<ConfigNode> others;
+  OtherSections other;
   for (const auto& e : root.entries("the config")) {
     const std::string& s = e.key.text();
     if (s == "problem") {
@@ -169,20 +181,28 @@ RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
       parse_train(config, e.value);
       has_train = true;
     } else if (s == "runs") {
-      runs = e.value;
-      if (!runs->is_list()) runs->fail(std::string("section 'runs' must be a list, not ") + runs->kind_name());
-      if (runs->size() == 0) runs->fail("section 'runs' is empty; it needs at least one run");
+      other.runs = e.value;
+      if (!other.runs->is_list()) other.runs->fail(std::string("section 'runs' must be a list, not ") + other.runs->kind_name());
+      if (other.runs->size() == 0) other.runs->fail("section 'runs' is empty; it needs at least one run");
     } else {
-      if (s == "optimizer" && !optimizer) optimizer = e.value;
-      others.push_back(e.key);
+      if (s == "optimizer" && !other.optimizer) other.optimizer = e.value;
+      other.keys.push_back(e.key);
     }
   }
   if (!has_problem) root.fail("the config has no 'problem' section");
   if (!has_train) root.fail("the config has no 'train' section");
-  if (runs && optimizer) {
-    optimizer->fail("the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'");
+  return other;
+}
+
+/// A run config from its document.
+RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
+  RunConfig config;
+  config.source = root.source();
+  const OtherSections other = read_sections(config, root);
+  if (other.runs && other.optimizer) {
+    other.optimizer->fail("the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'");
   }
-  if (!runs) {
+  if (!other.runs) {
     // One optimizer config beside the run sections; parse_config_sections checks the rest.
     RunSpec run;
     run.optimizer = parse_config_sections(root, base_dir, kRunSections);
@@ -191,13 +211,13 @@ RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
     config.runs.push_back(std::move(run));
     return config;
   }
-  for (const auto& key : others) {
+  for (const auto& key : other.keys) {
     key.fail("unknown section '" + key.text() + "'" + did_you_mean(key.text(), kRunSections) +
              " in a config with 'runs'; known sections: " + join_names(kRunSections) +
              " (optimizer sections go inside each run)");
   }
   config.is_comparison = true;
-  parse_runs(config, *runs, base_dir);
+  parse_runs(config, *other.runs, base_dir);
   return config;
 }
 
