@@ -93,6 +93,108 @@ StateDict Optimizer::state_dict(TensorCopy copy) const {
   return sd;
 }
 
+namespace {
+
+/// "an int", "a float", "a tensor": a kind as the messages name it.
+std::string with_article(StateKind kind) { return std::string(kind == StateKind::Int ? "an " : "a ") + to_string(kind); }
+
+/// The declaration of state entry `name`, or StateDictError naming it and `subject`.
+const StateEntry& declared_entry(const OptimizerInfo& info, const std::string& name, const std::string& subject) {
+  const StateEntry* e = declared(*info.state, name);
+  if (e == nullptr) {
+    throw StateDictError("unexpected state entry " + quoted_name(name) + " for " + subject + ": optimizer '" +
+                         info.name + "' keeps no such state");
+  }
+  return *e;
+}
+
+/// One saved state tensor: declared as a tensor, of the shape expected, every element in its domain.
+void check_tensor_entry(const OptimizerInfo& info, const std::string& name, const Tensor& t, const Tensor* now,
+                        const Parameter& p, const std::string& subject) {
+  const StateEntry& e = declared_entry(info, name, subject);
+  if (e.kind != StateKind::Tensor) {
+    throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is a tensor, but optimizer '" +
+                         info.name + "' keeps it as " + with_article(e.kind));
+  }
+  // A custom-shaped entry keeps the shape it has now; one the optimizer lacks yet takes the saved shape.
+  const Shape& want = e.custom_shape ? (now != nullptr ? now->shape() : t.shape()) : p.value().shape();
+  if (t.shape() != want) {
+    throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
+                         ", expected " + to_string(want));
+  }
+  if (!e.domain) return;
+  const std::size_t bad = first_outside(*e.domain, t);
+  if (bad != t.numel()) {
+    throw StateDictError("state tensor '" + name + "' of " + subject + ": element " + std::to_string(bad) + " = " +
+                         Value(static_cast<double>(t.data()[bad])).to_string() + " is outside its domain " +
+                         domain_text(e));
+  }
+}
+
+/// One saved state scalar: declared, of the kind declared, in its domain.
+void check_scalar_entry(const OptimizerInfo& info, const std::string& name, const StateScalar& v,
+                        const std::string& subject) {
+  const StateEntry& e = declared_entry(info, name, subject);
+  if (e.kind != kind_of(v)) {
+    throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is " + with_article(kind_of(v)) +
+                         ", but optimizer '" + info.name + "' keeps it as " + with_article(e.kind));
+  }
+  if (e.domain && !in_domain(*e.domain, v)) {
+    throw StateDictError("state entry '" + name + "' of " + subject + " = " + scalar_text(v) +
+                         " is outside its domain " + domain_text(e));
+  }
+}
+
+/// The saved state of one parameter: every entry checked, and none that is required missing.
+void check_param_state(const OptimizerInfo& info, const ParamState& s, const ParamState& current, const Parameter& p,
+                       const std::string& subject) {
+  for (const auto& [name, t] : s.tensors()) check_tensor_entry(info, name, t, find_entry(current.tensors(), name), p, subject);
+  for (const auto& [name, v] : s.scalars()) check_scalar_entry(info, name, v, subject);
+  for (const auto& e : *info.state) {
+    const bool present = e.kind == StateKind::Tensor ? find_entry(s.tensors(), e.name) != nullptr
+                                                     : find_entry(s.scalars(), e.name) != nullptr;
+    if (!present && !e.optional) throw StateDictError("the state dict lacks state entry '" + e.name + "' of " + subject);
+  }
+}
+
+/// Marks parameter id `id`, found at `at`, as listed; throws when it is out of range or listed twice.
+void claim_id(std::uint64_t id, std::vector<bool>& seen, const std::string& at) {
+  if (id >= seen.size()) {
+    throw StateDictError(at + ": parameter id " + std::to_string(id) + " is out of range; this optimizer has " +
+                         std::to_string(seen.size()) + " parameters");
+  }
+  if (seen[id]) throw StateDictError(at + ": parameter id " + std::to_string(id) + " appears twice");
+  seen[id] = true;
+}
+
+/// Throws when the state dict holds state for an id that no group listed.
+void check_no_stray_state(const StateDict& sd, const std::vector<bool>& seen) {
+  for (const auto& entry : sd.state) {
+    if (entry.first >= seen.size() || !seen[entry.first]) {
+      throw StateDictError("the state dict holds state for parameter id " + std::to_string(entry.first) +
+                           ", which no param group lists");
+    }
+  }
+}
+
+/// The options `saved` would give a group whose options are now `live`, each checked against
+/// `schema` and of the type it declares; throws OptionError naming `where`.
+Options saved_options(const Schema& schema, const Options& live, const Options& saved, const std::string& where) {
+  Options next = live;
+  for (const auto& [name, value] : saved) {
+    const Value checked = schema.check(name, value, where);
+    if (checked.type() != value.type()) {
+      const auto a = [](ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); };
+      throw OptionError(where + ": option " + quoted_name(name) + " = " + value.to_short_string() +
+                        " has the wrong type: expected " + a(checked.type()) + ", got " + a(value.type()));
+    }
+    next[name] = checked;
+  }
+  return next;
+}
+
+}  // namespace
+
 void Optimizer::check_state_dict(const StateDict& sd) const {
   check_parameters();  // state shapes are checked against the parameters' shapes below
   if (sd.optimizer != info_.name) {
@@ -114,17 +216,8 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       throw StateDictError(where + " has " + std::to_string(saved.params.size()) +
                            " parameters, but this optimizer's group has " + std::to_string(live.params_.size()));
     }
-    Options next = live.options_;
     try {
-      for (const auto& [name, value] : saved.options) {
-        const Value checked = info_.schema->check(name, value, where);
-        if (checked.type() != value.type()) {
-          const auto a = [](ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); };
-          throw OptionError(where + ": option " + quoted_name(name) + " = " + value.to_short_string() +
-                            " has the wrong type: expected " + a(checked.type()) + ", got " + a(value.type()));
-        }
-        next[name] = checked;
-      }
+      const Options next = saved_options(*info_.schema, live.options_, saved.options, where);
       call_plugin("optimizer", info_.name, info_.source, "validate()", [&] { validate(next, where); });
     } catch (const OptionError& e) {
       throw StateDictError(e.what());
@@ -132,75 +225,15 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
     for (std::size_t j = 0; j < saved.params.size(); ++j) {
       const std::uint64_t id = saved.params[j];
       const Parameter& p = live.params_[j];
-      const std::string at = where + ", position " + std::to_string(j) + " (parameter '" + p.name() + "')";
-      if (id >= total) {
-        throw StateDictError(at + ": parameter id " + std::to_string(id) + " is out of range; this optimizer has " +
-                             std::to_string(total) + " parameters");
-      }
-      if (seen[id]) throw StateDictError(at + ": parameter id " + std::to_string(id) + " appears twice");
-      seen[id] = true;
+      claim_id(id, seen, where + ", position " + std::to_string(j) + " (parameter '" + p.name() + "')");
       const auto it = sd.state.find(id);
       const std::string subject = "parameter id " + std::to_string(id) + " ('" + p.name() + "', param group " +
                                   std::to_string(g) + ", position " + std::to_string(j) + ")";
       if (it == sd.state.end()) throw StateDictError("the state dict has no state for " + subject);
-      const ParamState& s = it->second;
-      const ParamState& current = live.states_[j];
-      for (const auto& [name, t] : s.tensors()) {
-        const StateEntry* e = declared(*info_.state, name);
-        if (e == nullptr) {
-          throw StateDictError("unexpected state entry " + quoted_name(name) + " for " + subject + ": optimizer '" +
-                               info_.name + "' keeps no such state");
-        }
-        if (e->kind != StateKind::Tensor) {
-          throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is a tensor, but optimizer '" +
-                               info_.name + "' keeps it as " + (e->kind == StateKind::Int ? "an " : "a ") +
-                               to_string(e->kind));
-        }
-        const Tensor* now = find_entry(current.tensors(), name);
-        const Shape& want = e->custom_shape ? (now != nullptr ? now->shape() : t.shape()) : p.value().shape();
-        if (t.shape() != want) {
-          throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
-                               ", expected " + to_string(want));
-        }
-        if (e->domain) {
-          const std::size_t bad = first_outside(*e->domain, t);
-          if (bad != t.numel()) {
-            throw StateDictError("state tensor '" + name + "' of " + subject + ": element " + std::to_string(bad) +
-                                 " = " + Value(static_cast<double>(t.data()[bad])).to_string() +
-                                 " is outside its domain " + domain_text(*e));
-          }
-        }
-      }
-      for (const auto& [name, v] : s.scalars()) {
-        const StateEntry* e = declared(*info_.state, name);
-        if (e == nullptr) {
-          throw StateDictError("unexpected state entry " + quoted_name(name) + " for " + subject + ": optimizer '" +
-                               info_.name + "' keeps no such state");
-        }
-        if (e->kind != kind_of(v)) {
-          throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is " +
-                               (kind_of(v) == StateKind::Int ? "an " : "a ") + to_string(kind_of(v)) +
-                               ", but optimizer '" + info_.name + "' keeps it as " +
-                               (e->kind == StateKind::Int ? "an " : "a ") + to_string(e->kind));
-        }
-        if (e->domain && !in_domain(*e->domain, v)) {
-          throw StateDictError("state entry '" + name + "' of " + subject + " = " + scalar_text(v) +
-                               " is outside its domain " + domain_text(*e));
-        }
-      }
-      for (const auto& e : *info_.state) {
-        const bool present = e.kind == StateKind::Tensor ? find_entry(s.tensors(), e.name) != nullptr
-                                                         : find_entry(s.scalars(), e.name) != nullptr;
-        if (!present && !e.optional) throw StateDictError("the state dict lacks state entry '" + e.name + "' of " + subject);
-      }
+      check_param_state(info_, it->second, live.states_[j], p, subject);
     }
   }
-  for (const auto& entry : sd.state) {
-    if (entry.first >= total || !seen[entry.first]) {
-      throw StateDictError("the state dict holds state for parameter id " + std::to_string(entry.first) +
-                           ", which no param group lists");
-    }
-  }
+  check_no_stray_state(sd, seen);
 }
 
 void Optimizer::load_state_dict(const StateDict& sd) {
