@@ -11,7 +11,6 @@ set_target_properties(optreg_base PROPERTIES EXPORT_NAME base INSTALL_RPATH "$OR
 set_target_properties(optreg_core PROPERTIES EXPORT_NAME core INSTALL_RPATH "$ORIGIN")
 set_target_properties(optreg_sdk PROPERTIES EXPORT_NAME sdk)
 set_target_properties(optreg_conformance PROPERTIES EXPORT_NAME conformance INSTALL_RPATH "$ORIGIN")
-set_target_properties(optreg_tool PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 set_target_properties(${OPTREG_IN_TREE_PLUGINS} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
 
 install(TARGETS optreg_base optreg_core optreg_sdk optreg_conformance EXPORT optregTargets
@@ -22,7 +21,10 @@ install(DIRECTORY base/include/optreg core/include/optreg sdk/include/optreg sdk
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp" PATTERN detail EXCLUDE)
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/optreg/version.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
-install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET optreg_tool)
+  set_target_properties(optreg_tool PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+  install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(TARGETS ${OPTREG_IN_TREE_PLUGINS} LIBRARY DESTINATION ${OPTREG_INSTALL_PLUGINDIR})
 
 install(EXPORT optregTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})

@@ -4,7 +4,7 @@
 # the plots in the tests; CLI11 parses the tool's arguments and nlohmann-json writes its JSON,
 # which the tests parse with it too).
 # Sourced by scripts/demo.sh and scripts/test.sh.
-optreg_packages=(g++ cmake ninja-build libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
+optreg_packages=(g++ cmake ninja-build pkg-config libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
                  libcli11-dev nlohmann-json3-dev clang libclang-rt-14-dev
                  libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox libxml2-utils)
 
