@@ -348,18 +348,27 @@ void save_options(Ar& ar, const optreg::Options& o) {
     ar << v;
   }
 }
-template <class Ar>
-void load_options(Ar& ar, optreg::Options& o, const char* what) {
+/// Reads a count of named entries (each at least `min_bytes` long in the archive: see
+/// check_count) and, for each, its name; `read(name)` reads the rest of the entry.
+template <class Ar, class F>
+void load_named_entries(Ar& ar, std::uint64_t min_bytes, const char* what, F&& read) {
   std::uint64_t n = 0;
   ar >> n;
-  optreg::check_count(n, 10, what);
+  optreg::check_count(n, min_bytes, what);
   for (std::uint64_t i = 0; i < n; ++i) {
-    std::string k;
-    load_string(ar, k);
+    std::string name;
+    load_string(ar, name);
+    read(std::move(name));
+  }
+}
+
+template <class Ar>
+void load_options(Ar& ar, optreg::Options& o, const char* what) {
+  load_named_entries(ar, 10, what, [&](std::string k) {
     optreg::Value v;
     ar >> v;
     if (!o.emplace(std::move(k), std::move(v)).second) throw optreg::Fault{std::string("a duplicate ") + what};
-  }
+  });
 }
 
 template <class Ar>
@@ -388,22 +397,12 @@ void save(Ar& ar, const optreg::ParamState& s, unsigned /*version*/) {
 template <class Ar>
 void load(Ar& ar, optreg::ParamState& s, unsigned version) {
   if (version > 0) throw optreg::Fault{"state layout version " + std::to_string(version) + " is from the future"};
-  std::uint64_t nt = 0;
-  ar >> nt;
-  optreg::check_count(nt, 17, "state tensor");
-  for (std::uint64_t i = 0; i < nt; ++i) {
-    std::string name;
-    load_string(ar, name);
+  load_named_entries(ar, 17, "state tensor", [&](std::string name) {
     optreg::Tensor t;
     ar >> t;
     s.add_tensor(name, std::move(t));
-  }
-  std::uint64_t ns = 0;
-  ar >> ns;
-  optreg::check_count(ns, 17, "state scalar");
-  for (std::uint64_t i = 0; i < ns; ++i) {
-    std::string name;
-    load_string(ar, name);
+  });
+  load_named_entries(ar, 17, "state scalar", [&](std::string name) {
     std::uint8_t kind = 0;
     ar >> kind;
     if (kind == 1) {
@@ -417,7 +416,7 @@ void load(Ar& ar, optreg::ParamState& s, unsigned version) {
     } else {
       throw optreg::Fault{"state scalar " + optreg::quoted_name(name) + " has the unknown kind " + std::to_string(kind)};
     }
-  }
+  });
 }
 
 template <class Ar>
