@@ -278,4 +278,11 @@ std::string join_names(const std::vector<std::string>& names) {
   return s;
 }
 
+std::string unknown_name_message(const std::string& head, const std::string& name,
+                                 const std::vector<std::string>& known, ListKnown list) {
+  std::string message = head + did_you_mean(name, known);
+  if (list == ListKnown::No) return message;
+  return message + (known.empty() ? "; no plugin is loaded" : "; registered: " + join_names(known));
+}
+
 }  // namespace optreg

@@ -64,8 +64,7 @@ OptimizerDescriptor find_optimizer(const OptimizerConfig& config, const Registry
   std::vector<std::string> known;
   for (const auto& d : registry.list()) known.push_back(d.name);
   fail(config.source, config.optimizer_mark,
-       "unknown optimizer '" + config.optimizer + "'" + did_you_mean(config.optimizer, known) +
-           (known.empty() ? "; no plugin is loaded" : "; registered: " + join_names(known)));
+       unknown_name_message("unknown optimizer '" + config.optimizer + "'", config.optimizer, known));
 }
 
 Options options_of(const OptimizerConfig& config, const Schema& schema, const std::vector<ConfigOption>& opts,
@@ -417,7 +416,7 @@ SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerCon
   std::vector<std::string> known;
   for (const auto& d : registry.list_schedulers()) known.push_back(d.name);
   fail(source, sc.name_mark,
-       "unknown scheduler '" + sc.name + "'" + did_you_mean(sc.name, known) + "; registered: " + join_names(known));
+       unknown_name_message("unknown scheduler '" + sc.name + "'", sc.name, known));
 }
 
 /// Makes one scheduler of a config (not a sequence) over `optimizer`.

@@ -179,3 +179,21 @@ TEST(ClosestNames, RanksByEditDistanceAndSkipsDistantNames) {
   EXPECT_EQ(optreg::closest_names("weight-decay", known).front(), "weight_decay");
   EXPECT_TRUE(optreg::closest_names("zzzzzzzz", known).empty());
 }
+
+TEST(UnknownNameMessage, SuggestsTheClosestNameThenListsEveryRegisteredOne) {
+  EXPECT_EQ(optreg::unknown_name_message("unknown optimizer 'adm'", "adm", {"adam", "sgd"}),
+            "unknown optimizer 'adm' (did you mean 'adam'?); registered: adam, sgd");
+  EXPECT_EQ(optreg::unknown_name_message("unknown scheduler 'zzzzzz'", "zzzzzz", {"cosine", "step"}),
+            "unknown scheduler 'zzzzzz'; registered: cosine, step");
+}
+
+TEST(UnknownNameMessage, SaysNoPluginIsLoadedWhenNothingIsRegistered) {
+  EXPECT_EQ(optreg::unknown_name_message("no optimizer named 'sgd' is registered", "sgd", {}),
+            "no optimizer named 'sgd' is registered; no plugin is loaded");
+}
+
+TEST(UnknownNameMessage, LeavesTheListOutWhenAskedTo) {
+  EXPECT_EQ(optreg::unknown_name_message("no optimizer or scheduler named 'cosin' is registered", "cosin",
+                                         {"adam", "cosine"}, optreg::ListKnown::No),
+            "no optimizer or scheduler named 'cosin' is registered (did you mean 'cosine'?)");
+}

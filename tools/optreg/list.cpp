@@ -237,10 +237,8 @@ std::string not_found_message(const Registry& registry, const std::string& name)
   std::vector<std::string> known;
   for (const auto& x : registry.list()) known.push_back(x.name);
   for (const auto& x : registry.list_schedulers()) known.push_back(x.name);
-  const auto near = closest_names(name, known);
-  std::string message = "no optimizer or scheduler named " + quoted_name(name) + " is registered";
-  if (!near.empty()) message += " (did you mean '" + near.front() + "'?)";
-  return message;
+  return unknown_name_message("no optimizer or scheduler named " + quoted_name(name) + " is registered", name, known,
+                              ListKnown::No);
 }
 
 int run_show(const ShowArgs& args, std::ostream& out, std::ostream& err) {

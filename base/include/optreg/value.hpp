@@ -134,4 +134,14 @@ OPTREG_API std::string did_you_mean(const std::string& name, const std::vector<s
 /// Names listed for a message: "sgd, adam, adamw".
 OPTREG_API std::string join_names(const std::vector<std::string>& names);
 
+/// Whether unknown_name_message() ends with the names it knows.
+enum class ListKnown : bool { No = false, Yes = true };
+
+/// The one message for a name that names nothing registered: `head` ("unknown optimizer 'x'",
+/// "no scheduler named 'x' is registered"), then did_you_mean(name, known), then, with
+/// ListKnown::Yes, "; registered: " and join_names(known), or "; no plugin is loaded" when
+/// `known` is empty.
+OPTREG_API std::string unknown_name_message(const std::string& head, const std::string& name,
+                                            const std::vector<std::string>& known, ListKnown list = ListKnown::Yes);
+
 }  // namespace optreg

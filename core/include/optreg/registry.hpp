@@ -17,7 +17,8 @@
 ///   second kind with names of their own, checked the same way; the name "sequential" belongs
 ///   to the core (make_sequential()) and a plugin that declares it is refused.
 /// - A plugin library may provide optimizers, schedulers, or both; one that provides neither is
-///   refused.
+///   refused. Every kind is checked, registered, found and named in messages the same way
+///   (docs/plugin-abi.md, "Adding a plugin kind").
 /// - load_file() throws; try_load_file() and load_directory() report failures and go on, so one
 ///   broken plugin never stops the others. Refusals are kept and listed by refused().
 /// - create() validates every option against the schema (OptionError naming the option and the
@@ -140,13 +141,10 @@ class OPTREG_API Registry {
 
  private:
   struct Plugin;
-  struct Entry;
-  struct SchedulerSlot;
-  static std::vector<std::string> all_names(const Plugin& p);
+  struct Kinds;
   mutable std::shared_mutex mutex_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
-  std::vector<Entry> entries_;  // sorted by name
-  std::vector<SchedulerSlot> schedulers_;  // sorted by name
+  std::unique_ptr<Kinds> kinds_;  // one catalogue per plugin kind
   std::vector<Refusal> refused_;
 };
 

@@ -498,10 +498,39 @@ constexpr bool scheduler_names_valid(const abi::SchedulerEntry (&entries)[N]) {
 }
 }  // namespace detail
 
+namespace detail {
+/// The descriptor a plugin exports: this build's ABI, sizes and build tag, and the tables of
+/// each kind the plugin provides (null with a count of 0 for a kind it does not).
+constexpr abi::PluginDescriptor plugin_descriptor(const char* plugin_name, const char* version,
+                                                  const abi::OptimizerEntry* optimizers, std::uint32_t optimizer_count,
+                                                  const abi::SchedulerEntry* schedulers, std::uint32_t scheduler_count) {
+  return abi::PluginDescriptor{OPTREG_ABI_MAJOR,
+                               static_cast<std::uint32_t>(sizeof(abi::PluginDescriptor)),
+                               OPTREG_BUILD_TAG,
+                               plugin_name,
+                               version,
+                               optimizers,
+                               optimizer_count,
+                               static_cast<std::uint32_t>(sizeof(abi::OptimizerEntry)),
+                               schedulers,
+                               scheduler_count,
+                               static_cast<std::uint32_t>(sizeof(abi::SchedulerEntry))};
+}
+}  // namespace detail
+
 /// The kind of a scheduler: stepped once per optimizer step, or with a metric (plateau).
 enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::kSchedulerNeedsMetric };
 
 }  // namespace optreg::sdk
+
+/// The body shared by the registration macros: exports plugin_descriptor(ARGS...) as the
+/// plugin's one entry, the alias optreg_plugin_descriptor.
+#define OPTREG_DETAIL_EXPORT_DESCRIPTOR(...)                 \
+  namespace optreg_plugin_detail {                           \
+  constexpr ::optreg::abi::PluginDescriptor kDescriptor =    \
+      ::optreg::sdk::detail::plugin_descriptor(__VA_ARGS__); \
+  }                                                          \
+  BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)
 
 /// Registers the optimizer class CLASS (derived from optreg::Optimizer, default-constructible)
 /// under the name NAME (a lower-case identifier), with plugin version VERSION, a one-line
@@ -538,20 +567,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
        &create_optimizer, kStateTables.specs.data(), static_cast<std::uint32_t>(kStateTables.specs.size()), \
        kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec))}};  \
-  constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                                 \
-      OPTREG_ABI_MAJOR,                                                                                     \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                                  \
-      OPTREG_BUILD_TAG,                                                                                     \
-      NAME,                                                                                                 \
-      VERSION,                                                                                              \
-      kOptimizers,                                                                                          \
-      1,                                                                                                    \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry)),                                   \
-      nullptr,                                                                                              \
-      0,                                                                                                    \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::SchedulerEntry))};                                  \
   }                                                                                                         \
-  BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)
+  OPTREG_DETAIL_EXPORT_DESCRIPTOR(NAME, VERSION, optreg_plugin_detail::kOptimizers, 1, nullptr, 0)
 
 /// One entry of a scheduler plugin's table: the class CLASS (derived from optreg::Scheduler,
 /// default-constructible) under the name NAME (a lower-case identifier), a one-line
@@ -590,18 +607,5 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
   static_assert(::optreg::sdk::detail::scheduler_names_valid(ENTRIES),                                  \
                 "OPTREG_REGISTER_SCHEDULERS: every scheduler needs a lower-case identifier as its name, " \
                 "and a name of its own");                                                               \
-  namespace optreg_plugin_detail {                                                                      \
-  constexpr ::optreg::abi::PluginDescriptor kDescriptor = {                                             \
-      OPTREG_ABI_MAJOR,                                                                                 \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::PluginDescriptor)),                              \
-      OPTREG_BUILD_TAG,                                                                                 \
-      PLUGIN_NAME,                                                                                      \
-      VERSION,                                                                                          \
-      nullptr,                                                                                          \
-      0,                                                                                                \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::OptimizerEntry)),                               \
-      ENTRIES,                                                                                          \
-      static_cast<std::uint32_t>(sizeof(ENTRIES) / sizeof(ENTRIES[0])),                                 \
-      static_cast<std::uint32_t>(sizeof(::optreg::abi::SchedulerEntry))};                               \
-  }                                                                                                     \
-  BOOST_DLL_ALIAS(optreg_plugin_detail::kDescriptor, optreg_plugin_descriptor)
+  OPTREG_DETAIL_EXPORT_DESCRIPTOR(PLUGIN_NAME, VERSION, nullptr, 0, ENTRIES,                              \
+                                  static_cast<std::uint32_t>(sizeof(ENTRIES) / sizeof(ENTRIES[0])))
