@@ -43,21 +43,9 @@
 
 namespace optreg {
 
-/// What `optreg list` shows of one registered optimizer.
-struct OPTREG_API OptimizerDescriptor {
-  std::string name;
-  std::string description;
-  std::string plugin_name;
-  std::string plugin_version;
-  /// Absolute canonical path of the library that provides it.
-  std::string source;
-  std::shared_ptr<const Schema> schema;
-  /// The state it keeps per parameter.
-  std::shared_ptr<const StateSchema> state;
-};
-
-/// What `optreg list` shows of one registered learning-rate scheduler.
-struct OPTREG_API SchedulerDescriptor {
+/// What every registered plugin object (an optimizer, a scheduler, ...) shows in `optreg list`:
+/// its name and description, the plugin that provides it, and its hyperparameters.
+struct OPTREG_API PluginObjectDescriptor {
   std::string name;
   std::string description;
   std::string plugin_name;
@@ -65,6 +53,16 @@ struct OPTREG_API SchedulerDescriptor {
   /// Absolute canonical path of the library that provides it ("built in" for the core's own).
   std::string source;
   std::shared_ptr<const Schema> schema;
+};
+
+/// What `optreg list` shows of one registered optimizer.
+struct OPTREG_API OptimizerDescriptor : PluginObjectDescriptor {
+  /// The state it keeps per parameter.
+  std::shared_ptr<const StateSchema> state;
+};
+
+/// What `optreg list` shows of one registered learning-rate scheduler.
+struct OPTREG_API SchedulerDescriptor : PluginObjectDescriptor {
   /// Stepped with a metric (step(metric)) rather than once per optimizer step.
   bool needs_metric = false;
 };
