@@ -17,9 +17,11 @@ namespace {
 /// the function in messages.
 void check_grads(const std::vector<Parameter>& params, const char* fn) {
   for (std::size_t i = 0; i < params.size(); ++i) {
-    detail::check_grad_shape(params[i], [&] {
-      return std::string(fn) + ": parameter '" + params[i].name() + "' (position " + std::to_string(i) + ")";
-    });
+    const Parameter& p = params[i];
+    if (p.has_grad() && p.grad().shape() != p.value().shape()) {
+      throw UsageError(std::string(fn) + ": parameter " + quoted_name(p.name()) + " (position " + std::to_string(i) +
+                       "): " + detail::grad_shape_reason(p));
+    }
   }
 }
 

@@ -42,6 +42,13 @@ void check_new_name(const ParamState& s, const std::string& name) {
     if (t.first == name) throw UsageError("optimizer state entry '" + name + "' is declared twice");
   }
 }
+/// `e` as the error of param group `group` (-1: the defaults).
+OptionError in_group(const OptionError& e, std::int64_t group) {
+  OptionFacts facts = e.facts();
+  facts.group = group;
+  return OptionError(facts);
+}
+
 }  // namespace
 
 Tensor& ParamState::add_tensor(const std::string& name, Tensor value) {
@@ -110,7 +117,7 @@ void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<Pa
   if (!info.schema) throw UsageError("Optimizer::setup needs a schema");
   const std::string where = "optimizer '" + info.name + "'";
   Options defaults = info.schema->resolve(info.schema->defaults(), options, where);
-  plugin(info, "validate()", [&] { validate(defaults, where); });
+  validate_group(info, defaults, where, -1);
   info_ = std::move(info);
   defaults_ = std::move(defaults);
   try {
@@ -120,6 +127,58 @@ void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<Pa
     info_ = OptimizerInfo{};
     throw;
   }
+}
+
+void Optimizer::validate_group(const OptimizerInfo& info, const Options& options, const std::string& where,
+                               std::int64_t group) const {
+  try {
+    plugin(info, "validate()", [&] { validate(options, where); });
+  } catch (const OptionError& e) {
+    throw in_group(e, group);
+  }
+}
+
+std::vector<OptionError> Optimizer::check_options(const OptimizerInfo& info, const Options& options,
+                                                  const std::vector<Options>& group_overrides) const {
+  if (!info.schema) throw UsageError("Optimizer::check_options needs a schema");
+  std::vector<OptionError> errors;
+  // `base` with each of `given` checked; every bad option is reported, not only the first.
+  const auto resolved = [&](const Options& base, const Options& given, const std::string& where, std::int64_t group) {
+    Options out = base;
+    bool ok = true;
+    for (const auto& [name, value] : given) {
+      try {
+        out[name] = info.schema->check(name, value, where);
+      } catch (const OptionError& e) {
+        errors.push_back(in_group(e, group));
+        ok = false;
+      }
+    }
+    return std::make_pair(std::move(out), ok);
+  };
+  const auto rules = [&](const Options& o, const std::string& where, std::int64_t group) {
+    try {
+      validate_group(info, o, where, group);
+      return true;
+    } catch (const OptionError& e) {
+      errors.push_back(e);
+      return false;
+    }
+  };
+  const std::string name = "optimizer '" + info.name + "'";
+  const Options defaults = resolved(info.schema->defaults(), options, name, -1).first;
+  // An unknown name among the defaults changes no option; a bad value does, and then no rule
+  // is checked, and a group's rules are not checked when the defaults break one either.
+  const bool only_names =
+      std::all_of(errors.begin(), errors.end(), [](const OptionError& e) { return e.part() == OptionPart::Name; });
+  const bool inherited_ok = only_names && rules(defaults, name, -1);
+  for (std::size_t g = 0; g < group_overrides.size(); ++g) {
+    const auto group = static_cast<std::int64_t>(g);
+    const std::string where = name + ", param group " + std::to_string(g);
+    const auto [o, ok] = resolved(defaults, group_overrides[g], where, group);
+    if (ok && inherited_ok) rules(o, where, group);
+  }
+  return errors;
 }
 
 void Optimizer::add_param_group(std::vector<Parameter> params, const Options& options) {
@@ -144,7 +203,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   }
   ParamGroup group;
   group.options_ = info_.schema->resolve(defaults_, options, where);
-  plugin(info_, "validate()", [&] { validate(group.options_, where); });
+  validate_group(info_, group.options_, where, static_cast<std::int64_t>(index));
   group.states_.resize(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
     plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
@@ -164,7 +223,7 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
   const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(group);
   Options next = groups_[group].options_;
   next[name] = info_.schema->check(name, value, where);
-  plugin(info_, "validate()", [&] { validate(next, where); });
+  validate_group(info_, next, where, static_cast<std::int64_t>(group));
   groups_[group].options_ = std::move(next);
 }
 
@@ -176,7 +235,7 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
     const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(g);
     next.push_back(groups_[g].options_);
     next.back()[name] = info_.schema->check(name, value, where);
-    plugin(info_, "validate()", [&] { validate(next.back(), where); });
+    validate_group(info_, next.back(), where, static_cast<std::int64_t>(g));
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
 }
@@ -199,16 +258,15 @@ void Optimizer::check_parameters() const {
     const std::size_t i = detail::first_misfit(group.params_, group.shapes_);  // one call per group
     if (i < group.params_.size()) {
       const Parameter& p = group.params_[i];
-      const auto where = [&] {
-        return "optimizer '" + info_.name + "', param group " + std::to_string(g) + ", parameter '" + p.name() +
-               "' (position " + std::to_string(i) + ")";
-      };
+      const auto where = [&] { return "optimizer '" + info_.name + "', param group " + std::to_string(g); };
+      const auto position = static_cast<std::int64_t>(i);
       if (p.value().shape() != group.shapes_[i]) {
-        throw UsageError(where() + ": its value has shape " + to_string(p.value().shape()) + ", but it had shape " +
-                         to_string(group.shapes_[i]) +
-                         " when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
+        throw UsageError(where(), p.name(), position,
+                         "its value has shape " + to_string(p.value().shape()) + ", but it had shape " +
+                             to_string(group.shapes_[i]) +
+                             " when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
       }
-      detail::check_grad_shape(p, where);
+      detail::check_grad_shape(p, where, position);
     }
   }
 }

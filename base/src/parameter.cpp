@@ -48,7 +48,7 @@ void Parameter::accumulate_grad(const Tensor& g) {
   check_grad_shape(p.name, p.value, g);
   if (p.has_grad) {
     // The gradient itself must still fit the value (neither replaced by another shape).
-    detail::check_grad_shape(*this, [&] { return "parameter '" + p.name + "'"; });
+    detail::check_grad_shape(*this, [] { return std::string(); }, -1);
     float* dst = p.grad.data();
     const float* src = g.data();
     for (std::size_t i = 0, n = p.grad.numel(); i < n; ++i) dst[i] += src[i];

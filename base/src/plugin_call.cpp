@@ -3,6 +3,7 @@
 
 #include <exception>
 #include <new>
+#include <typeinfo>
 
 #include <optreg/error.hpp>
 
@@ -17,12 +18,18 @@ namespace {
 /// Throws a copy made here of the exception being handled when it is an E, else tries the
 /// next class; returns when it is none of them. The plugin's exception is destroyed when its
 /// handler is left, while the plugin is still loaded.
+///
+/// The fields are copied only when the exception's type_info is optreg::base's own E (every
+/// error class has its key function here, so a plugin built against this header uses it). A
+/// plugin built against a header from before the fields existed made its own type_info and an
+/// object without them: it keeps its class and message, and nothing past its end is read.
 template <typename E, typename... More>
 void rethrow_copy_of() {
   try {
     throw;
   } catch (const E& e) {
-    throw E(e.what());
+    if (&typeid(e) == &typeid(E)) throw E(e);
+    throw E(std::string(e.what()));
   } catch (...) {
   }
   if constexpr (sizeof...(More) > 0) rethrow_copy_of<More...>();
@@ -34,15 +41,15 @@ void detail::rethrow_from_plugin(const char* kind, const std::string& name, cons
   // Every class of error.hpp, most derived first, keeps its class and message.
   rethrow_copy_of<PluginError, OptionError, ConfigError, StateDictError, CheckpointError, NonFiniteError, UsageError,
                   Error>();
-  const std::string who = plugin_object(kind, name, source) + ": " + call + " threw";
+  const std::string who = plugin_object(kind, name, source);
   try {
     throw;
   } catch (const std::bad_alloc&) {
     throw std::bad_alloc();
   } catch (const std::exception& e) {
-    throw PluginError(who + ": " + e.what());
+    throw PluginError(source, who, std::string(call) + " threw: " + e.what());
   } catch (...) {
-    throw PluginError(who + " an exception that is not a std::exception");
+    throw PluginError(source, who, std::string(call) + " threw an exception that is not a std::exception");
   }
 }
 

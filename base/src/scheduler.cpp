@@ -62,6 +62,27 @@ void Scheduler::setup(SchedulerInfo info, Optimizer& optimizer, const Options& o
   if (!info_.needs_metric) apply(plugin(info_, "next_lr()", [&] { return next_lr(current_lr()); }), 0);
 }
 
+std::vector<OptionError> Scheduler::check_options(const SchedulerInfo& info, const Options& options) const {
+  if (!info.schema) throw UsageError("Scheduler::check_options needs a schema");
+  const std::string where = "scheduler '" + info.name + "'";
+  std::vector<OptionError> errors;
+  Options resolved = info.schema->defaults();
+  for (const auto& [name, value] : options) {
+    try {
+      resolved[name] = info.schema->check(name, value, where);
+    } catch (const OptionError& e) {
+      errors.push_back(e);
+    }
+  }
+  if (!errors.empty()) return errors;
+  try {
+    plugin(info, "validate()", [&] { validate(resolved, where); });
+  } catch (const OptionError& e) {
+    errors.push_back(e);
+  }
+  return errors;
+}
+
 void Scheduler::validate(const Options& /*options*/, const std::string& /*where*/) const {}
 void Scheduler::attach() {}
 
@@ -330,12 +351,11 @@ std::vector<double> Scheduler::restart_at(std::int64_t step) {
   return plugin(info_, "restart_lr()", [&] { return restart_lr(current_lr()); });
 }
 
-SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
-                             const std::vector<std::int64_t>& milestones) {
+void check_sequence(const std::vector<std::int64_t>& milestones, std::size_t count) {
   const std::string who = std::string("scheduler '") + kSequentialScheduler + "'";
-  if (schedulers.empty()) throw UsageError(who + " needs at least one scheduler");
-  if (milestones.size() + 1 != schedulers.size()) {
-    throw UsageError(who + " needs one milestone fewer than schedulers: got " + std::to_string(schedulers.size()) +
+  if (count == 0) throw UsageError(who + " needs at least one scheduler");
+  if (milestones.size() + 1 != count) {
+    throw UsageError(who + " needs one milestone fewer than schedulers: got " + std::to_string(count) +
                      " schedulers and " + std::to_string(milestones.size()) + " milestones");
   }
   for (std::size_t i = 0; i < milestones.size(); ++i) {
@@ -344,6 +364,12 @@ SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> sch
                        "] = " + std::to_string(milestones[i]));
     }
   }
+}
+
+SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
+                             const std::vector<std::int64_t>& milestones) {
+  const std::string who = std::string("scheduler '") + kSequentialScheduler + "'";
+  check_sequence(milestones, schedulers.size());
   for (std::size_t i = 0; i < schedulers.size(); ++i) {
     const Scheduler* s = schedulers[i].get();
     const std::string at = who + ": schedulers[" + std::to_string(i) + "]";

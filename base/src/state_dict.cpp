@@ -185,8 +185,9 @@ Options saved_options(const Schema& schema, const Options& live, const Options& 
     const Value checked = schema.check(name, value, where);
     if (checked.type() != value.type()) {
       const auto a = [](ValueType t) { return std::string(t == ValueType::Int ? "an " : "a ") + to_string(t); };
-      throw OptionError(where + ": option " + quoted_name(name) + " = " + value.to_short_string() +
-                        " has the wrong type: expected " + a(checked.type()) + ", got " + a(value.type()));
+      throw OptionError(OptionFacts{where, name, value.to_short_string(), OptionPart::Value, -1,
+                                    "option " + quoted_name(name) + " = " + value.to_short_string() +
+                                        " has the wrong type: expected " + a(checked.type()) + ", got " + a(value.type())});
     }
     next[name] = checked;
   }
@@ -220,7 +221,7 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       const Options next = saved_options(*info_.schema, live.options_, saved.options, where);
       call_plugin("optimizer", info_.name, info_.source, "validate()", [&] { validate(next, where); });
     } catch (const OptionError& e) {
-      throw StateDictError(e.what());
+      throw StateDictError(StateDictPlace{static_cast<std::int64_t>(g), -1, e.option()}, e.what());
     }
     for (std::size_t j = 0; j < saved.params.size(); ++j) {
       const std::uint64_t id = saved.params[j];

@@ -165,11 +165,10 @@ Options Schema::defaults() const {
 
 Value Schema::check(const std::string& name, const Value& value, const std::string& where) const {
   const Hyperparameter* h = find(name);
-  const std::string prefix = where.empty() ? std::string() : where + ": ";
   if (h == nullptr) {
     std::vector<std::string> known;
     for (const auto& e : entries_) known.push_back(e.name);
-    std::string msg = prefix + "unknown option " + quoted_name(name);
+    std::string msg = "unknown option " + quoted_name(name);
     const auto near = closest_names(name, known);
     if (!near.empty()) {
       msg += " (did you mean ";
@@ -178,12 +177,14 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
     }
     std::string all;
     for (std::size_t i = 0; i < known.size(); ++i) all += (i ? ", " : "") + known[i];
-    throw OptionError(msg + "; known options: " + all);
+    throw OptionError(OptionFacts{where, name, value.to_short_string(), OptionPart::Name, -1, msg + "; known options: " + all});
   }
-  const std::string subject = prefix + "option " + quoted_name(name) + " = " + value.to_short_string();
+  const std::string subject = "option " + quoted_name(name) + " = " + value.to_short_string();
+  const auto bad_value = [&](const std::string& what) {
+    throw OptionError(OptionFacts{where, name, value.to_short_string(), OptionPart::Value, -1, subject + what});
+  };
   const auto out_of_range = [&](const std::string& what) {
-    throw OptionError(subject + " is out of range: " + what + " must be in " + h->range.to_string(h->type) + " (" +
-                      h->meaning + ")");
+    bad_value(" is out of range: " + what + " must be in " + h->range.to_string(h->type) + " (" + h->meaning + ")");
   };
   switch (h->type) {
     case ValueType::Bool:
@@ -205,15 +206,14 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
           std::find(h->choices.begin(), h->choices.end(), value.as_string()) == h->choices.end()) {
         std::string all;
         for (std::size_t i = 0; i < h->choices.size(); ++i) all += (i ? ", " : "") + h->choices[i];
-        throw OptionError(subject + " is not one of: " + all);
+        bad_value(" is not one of: " + all);
       }
       return value;
     case ValueType::FloatList: {
       if (value.type() != ValueType::FloatList) break;
       const auto& l = value.as_float_list();
       if (h->list_size != 0 && l.size() != h->list_size) {
-        throw OptionError(subject + " has " + std::to_string(l.size()) + " elements, expected " +
-                          std::to_string(h->list_size));
+        bad_value(" has " + std::to_string(l.size()) + " elements, expected " + std::to_string(h->list_size));
       }
       for (std::size_t i = 0; i < l.size(); ++i) {
         if (!h->range.contains(l[i])) out_of_range("element " + std::to_string(i));
@@ -221,7 +221,8 @@ Value Schema::check(const std::string& name, const Value& value, const std::stri
       return value;
     }
   }
-  throw OptionError(subject + " has the wrong type: expected " + a(h->type) + ", got " + a(value.type()));
+  bad_value(" has the wrong type: expected " + a(h->type) + ", got " + a(value.type()));
+  return value;  // not reached
 }
 
 Options Schema::resolve(const Options& base, const Options& overrides, const std::string& where) const {

@@ -173,7 +173,7 @@ class Catalogue {
     const std::string& name = slot.descriptor.name;
     const std::string& source = slot.descriptor.source;
     Object* raw = call_plugin(Kind::kWord, name, source, "the factory", [&] { return slot.create(); });
-    if (raw == nullptr) throw PluginError(plugin_object(Kind::kWord, name, source) + ": the factory returned no object");
+    if (raw == nullptr) throw PluginError(source, plugin_object(Kind::kWord, name, source), "the factory returned no object");
     return Ptr(raw, LibraryDeleter<Object>{slot.library});
   }
 

@@ -45,7 +45,19 @@ constexpr std::size_t kChunk = 1 << 20;
 /// Thrown inside this file; the public functions prefix the file name.
 struct Fault {
   std::string what;
+  /// For an unsupported version: the version found and the newest this reader supports.
+  std::int64_t found = -1;
+  std::int64_t newest = -1;
 };
+
+/// Refuses layout version `version` of `what` ("tensor") when it is above `newest`, the last
+/// this reader knows; `advice` ends the message.
+void check_layout_version(const char* what, unsigned version, unsigned newest, const std::string& advice = "") {
+  if (version > newest) {
+    throw Fault{std::string(what) + " layout version " + std::to_string(version) + " is from the future" + advice,
+                version, newest};
+  }
+}
 
 // ------------------------------------------------------------------ little-endian header
 
@@ -80,8 +92,9 @@ CheckpointInfo decode_header(const unsigned char* h, std::uint64_t file_size) {
   info.checksum = get_le(h + 24, 8);
   if (info.envelope_version == 0 || info.envelope_version > kEnvelopeVersion) {
     throw Fault{"envelope version " + std::to_string(info.envelope_version) +
-                " is not supported (this reader supports 1 to " + std::to_string(kEnvelopeVersion) +
-                "); it was written by a newer optreg or is damaged"};
+                    " is not supported (this reader supports 1 to " + std::to_string(kEnvelopeVersion) +
+                    "); it was written by a newer optreg or is damaged",
+                info.envelope_version, kEnvelopeVersion};
   }
   if (info.format != kFormatBinary) {
     throw Fault{"archive format " + std::to_string(info.format) + " is not supported (this reader supports " +
@@ -272,7 +285,7 @@ void save(Ar& ar, const optreg::Tensor& t, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::Tensor& t, unsigned version) {
-  if (version > 0) throw optreg::Fault{"tensor layout version " + std::to_string(version) + " is from the future"};
+  optreg::check_layout_version("tensor", version, 0);
   std::uint64_t dims = 0;
   ar >> dims;
   optreg::check_count(dims, sizeof(std::int64_t), "tensor dimension");
@@ -311,7 +324,7 @@ void save(Ar& ar, const optreg::Value& v, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::Value& v, unsigned version) {
-  if (version > 0) throw optreg::Fault{"value layout version " + std::to_string(version) + " is from the future"};
+  optreg::check_layout_version("value", version, 0);
   std::uint8_t type = 0;
   ar >> type;
   switch (static_cast<optreg::ValueType>(type)) {
@@ -396,7 +409,7 @@ void save(Ar& ar, const optreg::ParamState& s, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::ParamState& s, unsigned version) {
-  if (version > 0) throw optreg::Fault{"state layout version " + std::to_string(version) + " is from the future"};
+  optreg::check_layout_version("state", version, 0);
   load_named_entries(ar, 17, "state tensor", [&](std::string name) {
     optreg::Tensor t;
     ar >> t;
@@ -440,10 +453,7 @@ void save(Ar& ar, const optreg::StateDict& d, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::StateDict& d, unsigned version) {
-  if (version > 0) {
-    throw optreg::Fault{"state dict layout version " + std::to_string(version) +
-                        " is from the future (this reader supports 0); upgrade optreg"};
-  }
+  optreg::check_layout_version("state dict", version, 0, " (this reader supports 0); upgrade optreg");
   load_string(ar, d.optimizer);
   load_string(ar, d.plugin_version);
   std::uint64_t ng = 0;
@@ -493,10 +503,7 @@ void save(Ar& ar, const optreg::Checkpoint& c, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
-  if (version > 1) {
-    throw optreg::Fault{"checkpoint layout version " + std::to_string(version) +
-                        " is from the future (this reader supports 0 and 1); upgrade optreg"};
-  }
+  optreg::check_layout_version("checkpoint", version, 1, " (this reader supports 0 and 1); upgrade optreg");
   ar >> c.optimizer;
   std::uint64_t np = 0;
   ar >> np;
@@ -543,15 +550,15 @@ auto guarded(const std::string& name, const char* verb, F&& f) -> decltype(f()) 
   try {
     return f();
   } catch (const Fault& e) {
-    throw CheckpointError("checkpoint " + name + ": " + e.what);
+    throw CheckpointError(name, e.what, {e.found, e.newest});
   } catch (const CheckpointError&) {
     throw;
   } catch (const boost::archive::archive_exception& e) {
-    throw CheckpointError("checkpoint " + name + ": the archive is malformed (" + e.what() + ")");
+    throw CheckpointError(name, std::string("the archive is malformed (") + e.what() + ")");
   } catch (const std::bad_alloc&) {
-    throw CheckpointError("checkpoint " + name + ": out of memory while " + verb);
+    throw CheckpointError(name, std::string("out of memory while ") + verb);
   } catch (const std::exception& e) {
-    throw CheckpointError("checkpoint " + name + ": " + verb + " failed: " + e.what());
+    throw CheckpointError(name, std::string(verb) + " failed: " + e.what());
   }
 }
 
@@ -706,37 +713,36 @@ Checkpoint checkpoint_of(const Optimizer& optimizer, const Options& metadata) {
 Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler) {
   optimizer.check_parameters();  // a parameter whose shape changed is the host's fault, not the file's
   std::vector<Parameter> params = optimizer.parameters();
-  const std::string prefix = "checkpoint " + path + ": ";
   if (c.parameters.size() != params.size()) {
-    throw CheckpointError(prefix + "it holds " + std::to_string(c.parameters.size()) + " parameter values, but optimizer '" +
+    throw CheckpointError(path, "it holds " + std::to_string(c.parameters.size()) + " parameter values, but optimizer '" +
                           optimizer.name() + "' has " + std::to_string(params.size()) + " parameters");
   }
   for (std::size_t i = 0; i < params.size(); ++i) {
     const NamedTensor& saved = c.parameters[i];
     if (saved.name != params[i].name() || saved.value.shape() != params[i].value().shape()) {
-      throw CheckpointError(prefix + "parameter id " + std::to_string(i) + " is " + optreg::quoted_name(saved.name) +
+      throw CheckpointError(path, "parameter id " + std::to_string(i) + " is " + optreg::quoted_name(saved.name) +
                             " of shape " + to_string(saved.value.shape()) + " in the file, but '" + params[i].name() +
                             "' of shape " + to_string(params[i].value().shape()) + " in the optimizer");
     }
   }
   if (scheduler != nullptr) {
     if (!c.scheduler) {
-      throw CheckpointError(prefix + "it holds no scheduler state, but scheduler '" + scheduler->name() + "' is to be resumed");
+      throw CheckpointError(path, "it holds no scheduler state, but scheduler '" + scheduler->name() + "' is to be resumed");
     }
     if (c.scheduler->scheduler != scheduler->name()) {
-      throw CheckpointError(prefix + "its scheduler state is of scheduler " + optreg::quoted_name(c.scheduler->scheduler) +
+      throw CheckpointError(path, "its scheduler state is of scheduler " + optreg::quoted_name(c.scheduler->scheduler) +
                             ", but this scheduler is '" + scheduler->name() + "'");
     }
     try {
       scheduler->check_state(c.scheduler->state);
     } catch (const StateDictError& e) {
-      throw CheckpointError(prefix + e.what());
+      throw CheckpointError(path, e.what());
     }
   }
   try {
     optimizer.load_state_dict(c.optimizer);  // checks everything before it changes anything
   } catch (const StateDictError& e) {
-    throw CheckpointError(prefix + e.what());
+    throw CheckpointError(path, e.what());
   }
   for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
   if (scheduler != nullptr) scheduler->load_state(c.scheduler->state);  // checked above

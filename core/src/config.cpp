@@ -50,30 +50,6 @@ ConfigOption option_of(const ConfigEntry& entry) {
   return ConfigOption{entry.key.text(), entry.value.to_value(entry.key.text()), entry.key.mark(), entry.value.mark()};
 }
 
-/// Checks one option against a schema, placing the error at the key (unknown name) or the value.
-Value checked(const std::string& source, const Schema& schema, const ConfigOption& o, const std::string& where) {
-  try {
-    return schema.check(o.name, o.value, where);
-  } catch (const OptionError& e) {
-    fail(source, schema.find(o.name) == nullptr ? o.key_mark : o.value_mark, e.what());
-  }
-}
-
-OptimizerDescriptor find_optimizer(const OptimizerConfig& config, const Registry& registry) {
-  if (auto d = registry.find(config.optimizer)) return *d;
-  std::vector<std::string> known;
-  for (const auto& d : registry.list()) known.push_back(d.name);
-  fail(config.source, config.optimizer_mark,
-       unknown_name_message("unknown optimizer '" + config.optimizer + "'", config.optimizer, known));
-}
-
-Options options_of(const OptimizerConfig& config, const Schema& schema, const std::vector<ConfigOption>& opts,
-                   const std::string& where) {
-  Options out;
-  for (const auto& o : opts) out[o.name] = checked(config.source, schema, o, where);
-  return out;
-}
-
 /// A `scheduler:` map, or one entry of a sequence's `schedulers` list (`what` names it).
 SchedulerConfig parse_scheduler(const std::string& source, const ConfigNode& node, const std::string& what, bool nested) {
   if (!node.is_map()) node.fail(what + " must be a map with a 'name', not " + node.kind_name());
@@ -251,6 +227,14 @@ OptimizerConfig parse_config(const std::string& text, const std::string& source,
 
 OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
                                       const std::vector<std::string>& host_sections) {
+  std::vector<ConfigError> errors;
+  OptimizerConfig config = parse_config_sections(root, base_dir, host_sections, errors);
+  if (!errors.empty()) throw errors.front();
+  return config;
+}
+
+OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
+                                      const std::vector<std::string>& host_sections, std::vector<ConfigError>& errors) {
   OptimizerConfig config;
   config.source = root.source();
   if (!root.is_map()) {
@@ -260,25 +244,45 @@ OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string&
   bool has_optimizer = false;
   for (const auto& e : root.entries("the config")) {
     const std::string& section = e.key.text();
-    if (section == "optimizer") {
-      has_optimizer = true;
-      parse_optimizer(config, e);
-    } else if (section == "param_groups") {
-      parse_param_groups(config, e.value);
-    } else if (section == "plugins") {
-      parse_plugins(config, e.value, base_dir);
-    } else if (section == "scheduler") {
-      config.scheduler = parse_scheduler(config.source, e.value, "section 'scheduler'", false);
-    } else if (section == "clip") {
-      config.clip = parse_clip(config.source, e.value);
-    } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
-      auto known = kSections;
-      known.insert(known.end(), host_sections.begin(), host_sections.end());
-      e.key.fail("unknown section '" + section + "'" + did_you_mean(section, known) +
-                 "; known sections: " + join_names(known));
+    // A section that fails is left out, and the others are still read.
+    try {
+      if (section == "optimizer") {
+        has_optimizer = true;
+        OptimizerConfig parsed;
+        parse_optimizer(parsed, e);
+        config.optimizer = parsed.optimizer;
+        config.optimizer_mark = parsed.optimizer_mark;
+        config.options = std::move(parsed.options);
+      } else if (section == "param_groups") {
+        OptimizerConfig parsed;
+        parse_param_groups(parsed, e.value);
+        config.groups = std::move(parsed.groups);
+      } else if (section == "plugins") {
+        OptimizerConfig parsed;
+        parse_plugins(parsed, e.value, base_dir);
+        config.plugin_paths = std::move(parsed.plugin_paths);
+        config.plugin_path_marks = std::move(parsed.plugin_path_marks);
+      } else if (section == "scheduler") {
+        config.scheduler = parse_scheduler(config.source, e.value, "section 'scheduler'", false);
+      } else if (section == "clip") {
+        config.clip = parse_clip(config.source, e.value);
+      } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
+        auto known = kSections;
+        known.insert(known.end(), host_sections.begin(), host_sections.end());
+        e.key.fail("unknown section '" + section + "'" + did_you_mean(section, known) +
+                   "; known sections: " + join_names(known));
+      }
+    } catch (const ConfigError& error) {
+      errors.push_back(error);
     }
   }
-  if (!has_optimizer) root.fail("the config has no 'optimizer' section");
+  if (!has_optimizer) {
+    try {
+      root.fail("the config has no 'optimizer' section");
+    } catch (const ConfigError& error) {
+      errors.push_back(error);
+    }
+  }
   return config;
 }
 
@@ -328,163 +332,6 @@ std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry
   return refused;
 }
 
-GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& names) {
-  std::map<std::string, std::size_t> seen;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (!seen.emplace(names[i], i).second) {
-      throw UsageError("two parameters are named '" + names[i] + "' (positions " + std::to_string(seen[names[i]]) +
-                       " and " + std::to_string(i) + "); config groups match parameters by name");
-    }
-  }
-  std::vector<int> owner(names.size(), -1);
-  for (std::size_t g = 0; g < config.groups.size(); ++g) {
-    const ConfigGroup& group = config.groups[g];
-    for (std::size_t k = 0; k < group.patterns.size(); ++k) {
-      bool any = false;
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        if (::fnmatch(group.patterns[k].c_str(), names[i].c_str(), 0) != 0) continue;
-        any = true;
-        if (owner[i] < 0) owner[i] = static_cast<int>(g);
-      }
-      if (!any) {
-        fail(config.source, group.pattern_marks[k],
-             "pattern '" + group.patterns[k] + "' of param_groups[" + std::to_string(g) + "] matches no parameter" +
-                 did_you_mean(group.patterns[k], names));
-      }
-    }
-  }
-  GroupPlan plan;
-  GroupPlan::Group fallback;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (owner[i] < 0) fallback.params.push_back(i);
-  }
-  if (!fallback.params.empty()) plan.groups.push_back(std::move(fallback));
-  for (std::size_t g = 0; g < config.groups.size(); ++g) {
-    GroupPlan::Group group;
-    group.config_index = static_cast<int>(g);
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      if (owner[i] == static_cast<int>(g)) group.params.push_back(i);
-    }
-    if (group.params.empty()) {
-      fail(config.source, config.groups[g].mark,
-           "param_groups[" + std::to_string(g) + "] gets no parameter: every parameter its patterns match is taken by "
-           "an earlier group");
-    }
-    plan.groups.push_back(std::move(group));
-  }
-  return plan;
-}
-
-void check_config(const OptimizerConfig& config, const Registry& registry) {
-  const OptimizerDescriptor d = find_optimizer(config, registry);
-  const Schema& schema = *d.schema;
-  const std::string what = "optimizer '" + d.name + "'";
-  const Options defaults = options_of(config, schema, config.options, what);
-  // The optimizer's own rules (nesterov needs momentum) are checked by creating it, once for
-  // the defaults and once for each group, each over a stand-in parameter.
-  try {
-    registry.create(d.name, std::vector<ParamGroupSpec>{}, defaults);
-  } catch (const OptionError& e) {
-    fail(config.source, config.optimizer_mark, e.what());
-  }
-  for (std::size_t g = 0; g < config.groups.size(); ++g) {
-    const std::string where = what + ", param_groups[" + std::to_string(g) + "]";
-    const Options overrides = options_of(config, schema, config.groups[g].options, where);
-    try {
-      registry.create(d.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, overrides}}, defaults);
-    } catch (const OptionError& e) {
-      // Name the config's group rather than the stand-in optimizer's.
-      std::string m = e.what();
-      const std::string inner = what + ", param group 0: ";
-      if (m.rfind(inner, 0) == 0) m = m.substr(inner.size());
-      fail(config.source, config.groups[g].mark, where + ": " + m);
-    }
-  }
-  if (config.scheduler) {
-    // The scheduler's own rules and its fit to the optimizer (onecycle's momentum) are checked
-    // by making it over a stand-in optimizer with the config's defaults.
-    OptimizerPtr stand_in =
-        registry.create(d.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, {}}}, defaults);
-    build_scheduler(config, *stand_in, registry);
-  }
-}
-
-namespace {
-
-SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerConfig& sc, const Registry& registry) {
-  if (auto d = registry.find_scheduler(sc.name)) return *d;
-  std::vector<std::string> known;
-  for (const auto& d : registry.list_schedulers()) known.push_back(d.name);
-  fail(source, sc.name_mark,
-       unknown_name_message("unknown scheduler '" + sc.name + "'", sc.name, known));
-}
-
-/// Makes one scheduler of a config (not a sequence) over `optimizer`.
-SchedulerPtr make_scheduler(const std::string& source, const SchedulerConfig& sc, Optimizer& optimizer,
-                            const Registry& registry, const std::string& what) {
-  const SchedulerDescriptor d = find_scheduler(source, sc, registry);
-  Options options;
-  for (const auto& o : sc.options) options[o.name] = checked(source, *d.schema, o, what);
-  try {
-    return registry.create_scheduler(d.name, optimizer, options);
-  } catch (const OptionError& e) {
-    fail(source, sc.name_mark, e.what());
-  } catch (const UsageError& e) {
-    fail(source, sc.name_mark, e.what());
-  }
-}
-
-}  // namespace
-
-SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry) {
-  if (!config.scheduler) return nullptr;
-  const SchedulerConfig& sc = *config.scheduler;
-  const std::string& source = config.source;
-  if (sc.name != kSequentialScheduler) return make_scheduler(source, sc, optimizer, registry, "scheduler '" + sc.name + "'");
-
-  const std::string what = std::string("scheduler '") + kSequentialScheduler + "'";
-  const Schema& schema = *sequential_schema();
-  std::vector<std::int64_t> milestones;
-  ConfigMark milestones_mark = sc.mark;
-  for (const auto& o : sc.options) {
-    const Value v = checked(source, schema, o, what);
-    milestones_mark = o.value_mark;
-    for (double m : v.as_float_list()) {
-      if (m != std::floor(m) || m > 9.0e18) {
-        fail(source, o.value_mark, what + ": option 'milestones' must hold whole numbers of steps; " + Value(m).to_string() +
-                                       " is not one");
-      }
-      milestones.push_back(static_cast<std::int64_t>(m));
-    }
-  }
-  if (milestones.size() + 1 != sc.schedulers.size()) {
-    fail(source, milestones_mark, what + " needs one milestone fewer than schedulers: got " +
-                                      std::to_string(sc.schedulers.size()) + " schedulers and " +
-                                      std::to_string(milestones.size()) + " milestones");
-  }
-  // Every child is attached at the optimizer's own lrs, as PyTorch's children all record the
-  // same initial lrs.
-  std::vector<double> base;
-  for (const auto& g : optimizer.param_groups()) base.push_back(g.option("lr").as_float());
-  std::vector<SchedulerPtr> children;
-  for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
-    const SchedulerConfig& child = sc.schedulers[i];
-    const std::string at = what + ", schedulers[" + std::to_string(i) + "]";
-    const SchedulerDescriptor d = find_scheduler(source, child, registry);
-    if (d.needs_metric) {
-      fail(source, child.name_mark, at + ": scheduler '" + d.name + "' is driven by a metric; a sequence steps its "
-                                    "schedulers by count");
-    }
-    for (std::size_t g = 0; g < base.size(); ++g) optimizer.set_option(g, "lr", Value(base[g]));
-    children.push_back(make_scheduler(source, child, optimizer, registry, at + " ('" + child.name + "')"));
-  }
-  try {
-    return make_sequential(optimizer, std::move(children), milestones);
-  } catch (const UsageError& e) {
-    fail(source, milestones_mark, e.what());
-  }
-}
-
 std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params) {
   if (!config.clip) return std::nullopt;
   const ClipConfig& c = *config.clip;
@@ -493,26 +340,6 @@ std::optional<double> apply_clip(const OptimizerConfig& config, const std::vecto
     return std::nullopt;
   }
   return clip_grad_norm(params, c.max_norm, c.norm_type, c.error_if_nonfinite);
-}
-
-OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
-                             const Registry& registry) {
-  check_config(config, registry);
-  const OptimizerDescriptor d = *registry.find(config.optimizer);
-  std::vector<std::string> names;
-  for (const auto& p : params) names.push_back(p.name());
-  const GroupPlan plan = plan_groups(config, names);
-  std::vector<ParamGroupSpec> specs;
-  for (const auto& g : plan.groups) {
-    ParamGroupSpec spec;
-    for (std::size_t i : g.params) spec.params.push_back(params[i]);
-    if (g.config_index >= 0) {
-      spec.options = options_of(config, *d.schema, config.groups[static_cast<std::size_t>(g.config_index)].options, "");
-    }
-    specs.push_back(std::move(spec));
-  }
-  const Options defaults = options_of(config, *d.schema, config.options, "");
-  return registry.create(d.name, std::move(specs), defaults);
 }
 
 }  // namespace optreg

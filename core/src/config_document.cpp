@@ -314,7 +314,18 @@ Value ConfigNode::to_value(const std::string& name) const {
 void ConfigNode::fail(const std::string& what) const { throw_config_error(source(), mark(), what); }
 
 void throw_config_error(const std::string& source, const ConfigMark& at, const std::string& what) {
-  throw ConfigError(source + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": " + what);
+  throw ConfigError(source, at.line, at.column, what);
+}
+
+Value checked_option(const Schema& schema, const ConfigEntry& entry, const std::string& where) {
+  const std::string& name = entry.key.text();
+  if (entry.value.is_null()) entry.key.fail("option '" + name + "' has no value");
+  const Value v = entry.value.to_value(name);
+  try {
+    return schema.check(name, v, where);
+  } catch (const OptionError& e) {
+    (e.part() == OptionPart::Name ? entry.key : entry.value).fail(e.what());
+  }
 }
 
 ConfigNode parse_config_document(const std::string& text, const std::string& source) {
@@ -344,8 +355,8 @@ ConfigNode parse_config_document(const std::string& text, const std::string& sou
 ConfigNode load_config_document(const std::string& path, const std::string& what) {
   const std::string subject = "the " + what;
   const auto too_large = [&](const std::string& size) {
-    return ConfigError(path + ": " + subject + " is " + size + " bytes, above the limit of " +
-                       std::to_string(kMaxConfigFileBytes) + " bytes (1 MiB)");
+    return ConfigError(path, 0, 0, subject + " is " + size + " bytes, above the limit of " +
+                                       std::to_string(kMaxConfigFileBytes) + " bytes (1 MiB)");
   };
   std::string text;
   try {
@@ -357,7 +368,7 @@ ConfigNode load_config_document(const std::string& path, const std::string& what
       throw too_large("more than " + std::to_string(kMaxConfigFileBytes));
     }
   } catch (const detail::FileRefused& r) {
-    throw ConfigError(path + ": " + r.describe(subject));
+    throw ConfigError(path, 0, 0, r.describe(subject));
   }
   return parse_config_document(text, path);
 }

@@ -105,6 +105,20 @@ struct Registry::Kinds {
     return std::get<detail::Catalogue<Kind>>(all);
   }
 
+  /// A new object of `name`, made by its factory under no lock (the factory is plugin code,
+  /// and loading need not wait for it), and the descriptor it was made from.
+  template <typename Kind>
+  std::pair<typename detail::Catalogue<Kind>::Ptr, typename Kind::Descriptor> make(std::shared_mutex& mutex,
+                                                                                   const std::string& name) const {
+    typename detail::Catalogue<Kind>::Slot slot;
+    {
+      std::shared_lock lock(mutex);
+      slot = of<Kind>().slot_for(name);
+    }
+    auto object = detail::Catalogue<Kind>::make(slot);
+    return {std::move(object), std::move(slot.descriptor)};
+  }
+
   /// Registers every entry of `d` (throws Refused, registering nothing); returns the names,
   /// kind by kind, each kind in declared order.
   std::vector<std::string> add(const abi::PluginDescriptor& d, const detail::Provenance& from) {
@@ -130,7 +144,7 @@ Registry::~Registry() = default;
 
 std::vector<std::string> Registry::load_file(const std::string& path) {
   LoadResult r = try_load_file(path);
-  if (!r.ok) throw PluginError(r.error);
+  if (!r.ok) throw PluginError(r.refusal.path, r.refusal.reason);
   return r.names;
 }
 
@@ -277,28 +291,27 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<Parameter> pa
 
 OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpec> groups,
                               const Options& options) const {
-  detail::Catalogue<OptimizerKind>::Slot slot;
-  {
-    std::shared_lock lock(mutex_);
-    slot = kinds_->of<OptimizerKind>().slot_for(name);
-  }
-  // Outside the lock: the factory is plugin code, and loading need not wait for it.
-  OptimizerPtr opt = detail::Catalogue<OptimizerKind>::make(slot);
-  const OptimizerDescriptor& d = slot.descriptor;
+  auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
   opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source}, options, std::move(groups));
-  return opt;
+  return std::move(opt);
+}
+
+std::vector<OptionError> Registry::validate_options(const std::string& name, const Options& options,
+                                                   const std::vector<Options>& group_overrides) const {
+  const auto [unbound, d] = kinds_->make<OptimizerKind>(mutex_, name);
+  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source}, options,
+                                group_overrides);
 }
 
 SchedulerPtr Registry::create_scheduler(const std::string& name, Optimizer& optimizer, const Options& options) const {
-  detail::Catalogue<SchedulerKind>::Slot slot;
-  {
-    std::shared_lock lock(mutex_);
-    slot = kinds_->of<SchedulerKind>().slot_for(name);
-  }
-  SchedulerPtr s = detail::Catalogue<SchedulerKind>::make(slot);
-  const SchedulerDescriptor& d = slot.descriptor;
+  auto [s, d] = kinds_->make<SchedulerKind>(mutex_, name);
   s->setup(SchedulerInfo{name, d.plugin_version, d.schema, d.needs_metric, d.source}, optimizer, options);
-  return s;
+  return std::move(s);
+}
+
+std::vector<OptionError> Registry::validate_scheduler_options(const std::string& name, const Options& options) const {
+  const auto [unbound, d] = kinds_->make<SchedulerKind>(mutex_, name);
+  return unbound->check_options(SchedulerInfo{name, d.plugin_version, d.schema, d.needs_metric, d.source}, options);
 }
 
 }  // namespace optreg

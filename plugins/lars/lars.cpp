@@ -77,7 +77,7 @@ class Lars final : public optreg::Optimizer {
  protected:
   void validate(const optreg::Options& o, const std::string& where) const override {
     if (o.at("nesterov").as_bool() && o.at("momentum").as_float() <= 0.0) {
-      throw optreg::OptionError(where + ": option 'nesterov' = true needs momentum > 0 (got momentum = " +
+      throw optreg::OptionError(where, "nesterov", "option 'nesterov' = true needs momentum > 0 (got momentum = " +
                                 o.at("momentum").to_string() + ")");
     }
   }

@@ -73,12 +73,12 @@ class Rprop final : public optreg::Optimizer {
   void validate(const optreg::Options& o, const std::string& where) const override {
     const auto& etas = o.at("etas").as_float_list();
     if (!(etas[0] < 1.0 && 1.0 < etas[1])) {
-      throw optreg::OptionError(where + ": option 'etas' must satisfy 0 < etaminus < 1 < etaplus (got " +
+      throw optreg::OptionError(where, "etas", "option 'etas' must satisfy 0 < etaminus < 1 < etaplus (got " +
                                 o.at("etas").to_string() + ")");
     }
     const auto& sizes = o.at("step_sizes").as_float_list();
     if (sizes[0] > sizes[1]) {
-      throw optreg::OptionError(where + ": option 'step_sizes' must hold (minimum, maximum) with minimum <= maximum (got " +
+      throw optreg::OptionError(where, "step_sizes", "option 'step_sizes' must hold (minimum, maximum) with minimum <= maximum (got " +
                                 o.at("step_sizes").to_string() + ")");
     }
   }

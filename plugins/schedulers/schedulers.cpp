@@ -21,7 +21,7 @@ constexpr double kPi = 3.141592653589793;
 void require_given(const Options& o, const char* name, const std::string& where, const char* what) {
   const Value& v = o.at(name);
   const bool zero = v.type() == optreg::ValueType::Int ? v.as_int() == 0 : v.as_float() == 0.0;
-  if (zero) throw OptionError(where + ": option '" + name + "' is required (" + what + ")");
+  if (zero) throw OptionError(where, name, std::string("option '") + name + "' is required (" + what + ")");
 }
 
 /// Every group's lr times `factor`.
@@ -75,7 +75,7 @@ class MultiStepLr final : public optreg::Scheduler {
   void validate(const Options& o, const std::string& where) const override {
     for (double m : o.at("milestones").as_float_list()) {
       if (m != std::floor(m)) {
-        throw OptionError(where + ": option 'milestones' must hold whole numbers of steps; " + Value(m).to_string() +
+        throw OptionError(where, "milestones", "option 'milestones' must hold whole numbers of steps; " + Value(m).to_string() +
                           " is not one");
       }
     }
@@ -221,7 +221,7 @@ class OneCycleLr final : public optreg::Scheduler {
     double start = 0;
     for (double end : ends) {
       if (end - start == 0) {
-        throw OptionError(where + ": pct_start = " + o.at("pct_start").to_string() + " with total_steps = " +
+        throw OptionError(where, "pct_start", "pct_start = " + o.at("pct_start").to_string() + " with total_steps = " +
                           o.at("total_steps").to_string() + " gives a phase of no length; change either");
       }
       start = end;
@@ -246,7 +246,7 @@ class OneCycleLr final : public optreg::Scheduler {
       if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
         use_betas_ = true;
       } else if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
-        throw OptionError(who() + ": option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
+        throw OptionError(who(), "cycle_momentum", "option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
                           "a list 'betas', and optimizer '" + optimizer().name() + "' has neither (set cycle_momentum: false)");
       }
     }

@@ -352,3 +352,72 @@ TEST(Config, ParamListExtentsOfAnyLengthAreCheckedAtTheirPlace) {
             at + "1: a second YAML document starts here; a config is one document (a second one would be ignored): remove "
                  "this '---' line and what follows it, or merge it into the first");
 }
+
+TEST(ResolveConfig, ValidateOptionsReportsEveryBadOptionOfTheDefaultsAndOfEachGroup) {
+  const std::vector<optreg::OptionError> found = registry().validate_options(
+      "sgd", {{"lr", optreg::Value(-1.0)}, {"momentun", optreg::Value(0.9)}},
+      {{{"nesterov", optreg::Value(true)}}, {{"dampening", optreg::Value("x")}}});
+  // The defaults' bad value keeps every rule unchecked; each group's bad option is reported.
+  ASSERT_EQ(found.size(), 3U);
+  EXPECT_EQ(found[0].group(), -1);
+  EXPECT_EQ(found[0].option(), "lr");
+  EXPECT_EQ(found[0].part(), optreg::OptionPart::Value);
+  EXPECT_EQ(found[1].option(), "momentun");
+  EXPECT_EQ(found[1].part(), optreg::OptionPart::Name);
+  EXPECT_EQ(found[2].group(), 1);
+  EXPECT_EQ(found[2].option(), "dampening");
+  EXPECT_TRUE(registry().validate_options("sgd", {{"momentum", optreg::Value(0.9)}}, {{{"nesterov", optreg::Value(true)}}})
+                  .empty());
+}
+
+TEST(ResolveConfig, ARuleOfAGroupIsReportedWithItsGroupAndTheOptionItNames) {
+  const std::vector<optreg::OptionError> found =
+      registry().validate_options("sgd", {}, {{}, {{"nesterov", optreg::Value(true)}}});
+  ASSERT_EQ(found.size(), 1U);
+  EXPECT_EQ(found[0].group(), 1);
+  EXPECT_EQ(found[0].option(), "nesterov");
+  EXPECT_EQ(found[0].part(), optreg::OptionPart::Rule);
+}
+
+TEST(ResolveConfig, AValidConfigIsResolvedWithEveryDefaultAndItsGrouping) {
+  const auto c = optreg::parse_config(kExample, "opt.yaml");
+  auto names = std::vector<std::string>{"layer1.weight", "layer1.bias", "layer2.weight", "norm.scale"};
+  const optreg::ConfigCheck check = optreg::resolve_config(c, registry(), names);
+  ASSERT_TRUE(check.errors.empty()) << check.errors.front().what();
+  const optreg::ResolvedConfig& r = *check.resolved;
+  EXPECT_EQ(r.optimizer.name, "adam");
+  EXPECT_EQ(r.defaults.at("eps").as_float(), 1e-8);
+  EXPECT_EQ(r.defaults.at("weight_decay").as_float(), 0.01);
+  ASSERT_EQ(r.groups.size(), 2U);
+  EXPECT_EQ(r.groups[0].at("weight_decay").as_float(), 0.0);
+  EXPECT_EQ(r.groups[1].at("lr").as_float(), 1e-4);
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->groups.size(), 3U);
+}
+
+TEST(ResolveConfig, EveryErrorComesWithItsFileLineAndColumnInTheOrderOfTheFile) {
+  const auto c = optreg::parse_config(
+      "scheduler: {name: cosine, T_max: -1}\noptimizer:\n  name: adam\n  betas: [2, 0.9]\n  eps: -1\n", "opt.yaml");
+  const optreg::ConfigCheck check = optreg::resolve_config(c, registry());
+  EXPECT_FALSE(check.resolved.has_value());
+  ASSERT_EQ(check.errors.size(), 3U);
+  EXPECT_EQ(check.errors[0].line(), 1);
+  EXPECT_EQ(check.errors[0].column(), 34);
+  EXPECT_EQ(check.errors[1].line(), 4);
+  EXPECT_EQ(check.errors[2].line(), 5);
+  EXPECT_EQ(check.errors[2].file(), "opt.yaml");
+  EXPECT_EQ(std::string(check.errors[2].what()), "opt.yaml:5:8: " + check.errors[2].reason());
+}
+
+TEST(ResolveConfig, ParsingGoesOnPastAMalformedSection) {
+  const optreg::ConfigNode root =
+      optreg::parse_config_document("clip: []\noptimizer: {name: sgd, lr: 0.5}\nparam_groups: 3\n", "opt.yaml");
+  std::vector<optreg::ConfigError> errors;
+  const optreg::OptimizerConfig c = optreg::parse_config_sections(root, "", {}, errors);
+  ASSERT_EQ(errors.size(), 2U);
+  EXPECT_EQ(errors[0].line(), 1);
+  EXPECT_EQ(errors[1].line(), 3);
+  EXPECT_EQ(c.optimizer, "sgd");
+  EXPECT_EQ(c.options.size(), 1U);
+  EXPECT_THROW(optreg::parse_config_sections(root, "", {}), optreg::ConfigError);
+}

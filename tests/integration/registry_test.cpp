@@ -796,6 +796,43 @@ TEST(PluginExceptions, AnOptionErrorOfThePluginStaysAnOptionErrorWithItsMessage)
   EXPECT_EQ(message, "optimizer 'fixture_throws_own_class': fixture_throws_own_class refuses its options");
 }
 
+TEST(PluginExceptions, AnOptionErrorOfAPluginKeepsItsFieldsAndGetsItsGroup) {
+  const optreg::Registry& r = optreg_test::reference_registry();
+  optreg::Parameter a("a", optreg::Tensor({2}));
+  optreg::Parameter b("b", optreg::Tensor({2}));
+  try {
+    r.create("sgd", std::vector<optreg::ParamGroupSpec>{{{a}, {}}, {{b}, {{"nesterov", optreg::Value(true)}}}},
+             {{"momentum", optreg::Value(0.0)}});
+    ADD_FAILURE() << "no OptionError";
+  } catch (const optreg::OptionError& e) {
+    EXPECT_EQ(e.option(), "nesterov");
+    EXPECT_EQ(e.part(), optreg::OptionPart::Rule);
+    EXPECT_EQ(e.group(), 1);
+    EXPECT_EQ(e.where(), "optimizer 'sgd', param group 1");
+    EXPECT_EQ(std::string(e.what()), e.where() + ": " + e.reason());
+  }
+}
+
+TEST(PluginExceptions, AnErrorOfAPluginBuiltAgainstTheOldErrorHeaderKeepsItsClassAndMessageOnly) {
+  optreg::Registry r;
+  r.load_file(OPTREG_FIXTURE_OLD_ERROR_LAYOUT);
+  optreg::Parameter p = param(1.0f, 2.0f);
+  try {
+    r.create("fixture_old_error_layout", {p}, {{"lr", optreg::Value(2.0)}});
+    ADD_FAILURE() << "no OptionError";
+  } catch (const optreg::OptionError& e) {
+    EXPECT_STREQ(e.what(), "optimizer 'fixture_old_error_layout': option 'lr' above 1 is refused");
+    EXPECT_EQ(e.reason(), e.what());
+    EXPECT_EQ(e.option(), "");
+    EXPECT_EQ(e.part(), optreg::OptionPart::None);
+  }
+  optreg::OptimizerPtr opt = r.create("fixture_old_error_layout", {p});
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { opt->step(); }), "fixture_old_error_layout refuses to step");
+  const std::vector<optreg::OptionError> found = r.validate_options("fixture_old_error_layout", {{"lr", optreg::Value(3.0)}});
+  ASSERT_EQ(found.size(), 1U);
+  EXPECT_STREQ(found[0].what(), "optimizer 'fixture_old_error_layout': option 'lr' above 1 is refused");
+}
+
 TEST(PluginExceptions, AValidateThatThrowsLeavesTheOptimizerAsItWas) {
   optreg::Registry r;
   r.load_file(OPTREG_FIXTURE_THROWS_OWN_CLASS);

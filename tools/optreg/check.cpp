@@ -3,6 +3,9 @@
 #include <memory>
 #include <optional>
 
+#include <algorithm>
+#include <filesystem>
+
 #include <optreg/config.hpp>
 
 #include "cli.hpp"
@@ -11,12 +14,16 @@ namespace optreg::cli {
 
 namespace {
 
+namespace fs = std::filesystem;
+
 const CommandHelp kCheckHelp = {
     "optreg check CONFIG [--params FILE] [--json] [--plugin-path DIR|FILE]...",
     "validate a config and print it resolved",
     "Validates a config: its structure, the optimizer name and every option against the\n"
     "optimizer's schema, and its scheduler and clip sections. Prints the resolved configuration\n"
-    "with every default filled in and, with --params, which parameters land in which group.",
+    "with every default filled in and, with --params, which parameters land in which group.\n"
+    "Reports every error it finds in one run, each at its file:line:column (--json: the list\n"
+    "\"errors\"), and stops early only where an error leaves nothing to check.",
     "Plugins are loaded from --plugin-path, then the config's plugins.paths, then\n"
     "OPTREG_PLUGIN_PATH, then the installed plugin folder.\n"
     "Exit status: 0 when the config is valid, 1 when it is not, 2 on a usage error.",
@@ -40,23 +47,6 @@ Json patterns_json(const ConfigGroup& g) {
   Json list = Json::array();
   for (const auto& p : g.patterns) list.push_back(json_text(p));
   return list;
-}
-
-/// One scheduler of the config with every option resolved (a sequence: its schedulers too).
-struct ResolvedScheduler {
-  SchedulerDescriptor descriptor;
-  Options options;
-  std::vector<ResolvedScheduler> children;
-};
-
-ResolvedScheduler resolve_scheduler(const SchedulerConfig& sc, const Registry& registry) {
-  ResolvedScheduler r;
-  r.descriptor = *registry.find_scheduler(sc.name);  // check_config() found it
-  Options given;
-  for (const auto& o : sc.options) given[o.name] = r.descriptor.schema->check(o.name, o.value, "");
-  r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, "");
-  for (const auto& c : sc.schedulers) r.children.push_back(resolve_scheduler(c, registry));
-  return r;
 }
 
 std::string scheduler_text(const ResolvedScheduler& r, const std::string& indent) {
@@ -90,63 +80,48 @@ Json clip_json(const ClipConfig& c) {
               {"error_if_nonfinite", c.error_if_nonfinite}};
 }
 
-struct ResolvedGroup {
+/// A group as `optreg check` shows it.
+struct ShownGroup {
   std::string label;
   const ConfigGroup* config = nullptr;
   Options options;
   std::vector<ParamInfo> params;
 };
 
-/// A valid config with every default filled in: what `optreg check` prints.
-struct ResolvedConfig {
-  OptimizerDescriptor optimizer;
-  Options defaults;
-  std::vector<ResolvedGroup> groups;
-  std::optional<ResolvedScheduler> scheduler;
+/// What `optreg check` prints of a valid config.
+struct Shown {
+  ResolvedConfig resolved;
+  std::vector<ShownGroup> groups;
 };
 
-/// Resolves a config that check_config() accepted; with `params_path`, groups the parameters
-/// that file lists as the optimizer would.
-ResolvedConfig resolve(const OptimizerConfig& config, const Registry& registry, const std::string& params_path) {
-  ResolvedConfig r;
-  r.optimizer = *registry.find(config.optimizer);
-  const Schema& schema = *r.optimizer.schema;
-  Options overrides;
-  for (const auto& o : config.options) overrides[o.name] = schema.check(o.name, o.value, "");
-  r.defaults = schema.resolve(schema.defaults(), overrides, "");
-  const auto group_options = [&](const ConfigGroup& g) {
-    Options o;
-    for (const auto& x : g.options) o[x.name] = schema.check(x.name, x.value, "");
-    return schema.resolve(r.defaults, o, "");
-  };
-  if (config.scheduler) r.scheduler = resolve_scheduler(*config.scheduler, registry);
-  if (params_path.empty()) {
+/// The groups to show: the config's own, or with --params, the parameters in each group.
+std::vector<ShownGroup> shown_groups(const OptimizerConfig& config, const ResolvedConfig& r,
+                                     const std::optional<std::vector<ParamInfo>>& params) {
+  std::vector<ShownGroup> out;
+  if (!params) {
     for (std::size_t g = 0; g < config.groups.size(); ++g) {
-      r.groups.push_back(ResolvedGroup{"param_groups[" + std::to_string(g) + "]", &config.groups[g],
-                                       group_options(config.groups[g]), {}});
+      out.push_back(ShownGroup{"param_groups[" + std::to_string(g) + "]", &config.groups[g], r.groups[g], {}});
     }
-    return r;
+    return out;
   }
-  const std::vector<ParamInfo> params = load_param_list(params_path);
-  std::vector<std::string> names;
-  for (const auto& p : params) names.push_back(p.name);
-  for (const auto& g : plan_groups(config, names).groups) {
-    ResolvedGroup group;
+  for (const auto& g : r.plan->groups) {
+    ShownGroup group;
     if (g.config_index < 0) {
       group.label = "default group (parameters no pattern matches)";
       group.options = r.defaults;
     } else {
-      group.config = &config.groups[static_cast<std::size_t>(g.config_index)];
-      group.label = "param_groups[" + std::to_string(g.config_index) + "]";
-      group.options = group_options(*group.config);
+      const auto index = static_cast<std::size_t>(g.config_index);
+      group.config = &config.groups[index];
+      group.label = "param_groups[" + std::to_string(index) + "]";
+      group.options = r.groups[index];
     }
-    for (std::size_t i : g.params) group.params.push_back(params[i]);
-    r.groups.push_back(std::move(group));
+    for (std::size_t i : g.params) group.params.push_back((*params)[i]);
+    out.push_back(std::move(group));
   }
-  return r;
+  return out;
 }
 
-Json groups_json(const ResolvedConfig& r, bool with_params) {
+Json groups_json(const Shown& r, bool with_params) {
   Json list = Json::array();
   for (const auto& g : r.groups) {
     Json j = {{"group", json_text(g.label)}, {"patterns", g.config ? patterns_json(*g.config) : Json::array()},
@@ -160,8 +135,9 @@ Json groups_json(const ResolvedConfig& r, bool with_params) {
   return list;
 }
 
-void print_json(const CheckArgs& args, const OptimizerConfig& config, const ResolvedConfig& r,
+void print_json(const CheckArgs& args, const OptimizerConfig& config, const Shown& shown,
                 const std::vector<Refusal>& refused, std::ostream& out) {
+  const ResolvedConfig& r = shown.resolved;
   Json plugin_paths = Json::array();
   for (const auto& p : config.plugin_paths) plugin_paths.push_back(json_text(p));
   const Json j = {{"config", json_text(args.path)},
@@ -169,7 +145,7 @@ void print_json(const CheckArgs& args, const OptimizerConfig& config, const Reso
                   {"optimizer", {{"name", json_text(r.optimizer.name)}, {"version", json_text(r.optimizer.plugin_version)},
                                  {"source", json_text(r.optimizer.source)}}},
                   {"defaults", options_json(r.defaults)},
-                  {"groups", groups_json(r, !args.params_path.empty())},
+                  {"groups", groups_json(shown, !args.params_path.empty())},
                   {"scheduler", r.scheduler ? scheduler_json(*r.scheduler) : Json(nullptr)},
                   {"clip", config.clip ? clip_json(*config.clip) : Json(nullptr)},
                   {"plugin_paths", plugin_paths},
@@ -177,12 +153,13 @@ void print_json(const CheckArgs& args, const OptimizerConfig& config, const Reso
   out << json_block(j) << '\n';
 }
 
-void print_text(const CheckArgs& args, const OptimizerConfig& config, const ResolvedConfig& r, std::ostream& out) {
+void print_text(const CheckArgs& args, const OptimizerConfig& config, const Shown& shown, std::ostream& out) {
+  const ResolvedConfig& r = shown.resolved;
   out << "config " << escape_text(args.path) << " is valid\n";
   out << "optimizer: " << escape_text(r.optimizer.name) << " " << escape_text(r.optimizer.plugin_version) << " (from "
       << escape_text(r.optimizer.source) << ")\n";
   out << "defaults: " << options_text(r.defaults) << '\n';
-  for (const auto& g : r.groups) {
+  for (const auto& g : shown.groups) {
     out << g.label;
     if (g.config) out << " (params " << patterns_text(*g.config) << ")";
     out << ": " << options_text(g.options) << '\n';
@@ -197,6 +174,44 @@ void print_text(const CheckArgs& args, const OptimizerConfig& config, const Reso
   }
 }
 
+Json errors_json(const std::vector<ConfigError>& errors) {
+  Json list = Json::array();
+  for (const auto& e : errors) {
+    list.push_back(Json{{"file", json_text(e.file())},
+                        {"line", e.line()},
+                        {"column", e.column()},
+                        {"reason", json_message(e.reason())},
+                        {"message", json_message(e.what())}});
+  }
+  return list;
+}
+
+/// Every error of the config at `path`: each malformed section, then, for the sections that
+/// parsed, everything resolve_config() finds; nothing when it is valid (then `shown` is set).
+std::vector<ConfigError> check_file(const CheckArgs& args, Registry& registry, std::vector<Refusal>& refused,
+                                    OptimizerConfig& config, std::optional<Shown>& shown) {
+  std::vector<ConfigError> errors;
+  const ConfigNode root = load_config_document(args.path);
+  config = parse_config_sections(root, fs::absolute(args.path).parent_path().string(), {}, errors);
+  refused = load_plugins(registry, PluginOptions{args.plugins.paths, false});
+  const auto more = load_config_plugins(config, registry);
+  refused.insert(refused.end(), more.begin(), more.end());
+  std::optional<std::vector<ParamInfo>> params;
+  std::optional<std::vector<std::string>> names;
+  if (!args.params_path.empty()) {
+    params = load_param_list(args.params_path);
+    names.emplace();
+    for (const auto& p : *params) names->push_back(p.name);
+  }
+  ConfigCheck check = resolve_config(config, registry, names);
+  errors.insert(errors.end(), check.errors.begin(), check.errors.end());
+  std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::make_pair(a.line(), a.column()) < std::make_pair(b.line(), b.column());
+  });
+  if (errors.empty()) shown = Shown{*check.resolved, shown_groups(config, *check.resolved, params)};
+  return errors;
+}
+
 int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
   if (args.path.empty()) throw CommandLineError{"optreg check: name the config file"};
   Registry registry;
@@ -207,36 +222,39 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     }
   };
   // Every failure, the config's own or not (a file that cannot be read, a plugin that cannot
-  // be loaded), is reported the same way: with --json as a JSON object too.
-  const auto invalid = [&](const std::string& message) {
+  // be loaded), is reported the same way: with --json as a JSON object too, whose "error" is
+  // the first and "errors" all of them.
+  const auto invalid = [&](const std::vector<ConfigError>& errors, const std::string& message) {
     if (args.json) {
       out << json_line(Json{{"config", json_text(args.path)}, {"valid", false}, {"error", json_message(message)},
-                            {"refused", refusals_json(refused)}})
+                            {"errors", errors_json(errors)}, {"refused", refusals_json(refused)}})
           << '\n';
     }
     warn_refused();
-    err << "optreg check: " << escape_message(message) << '\n';
+    if (errors.empty()) err << "optreg check: " << escape_message(message) << '\n';
+    for (const auto& e : errors) err << "optreg check: " << e.what() << '\n';
+    if (errors.size() > 1) err << "optreg check: " << errors.size() << " errors in " << escape_text(args.path) << '\n';
     return kFailure;
   };
 
   try {
-    const OptimizerConfig config = load_config(args.path);
-    refused = load_plugins(registry, PluginOptions{args.plugins.paths, false});
-    const auto more = load_config_plugins(config, registry);
-    refused.insert(refused.end(), more.begin(), more.end());
-    check_config(config, registry);
-    const ResolvedConfig resolved = resolve(config, registry, args.params_path);
+    OptimizerConfig config;
+    std::optional<Shown> shown;
+    const std::vector<ConfigError> errors = check_file(args, registry, refused, config, shown);
+    if (!errors.empty()) return invalid(errors, errors.front().what());
     if (args.json) {
-      print_json(args, config, resolved, refused, out);
+      print_json(args, config, *shown, refused, out);
     } else {
-      print_text(args, config, resolved, out);
+      print_text(args, config, *shown, out);
     }
     warn_refused();
     return kOk;
+  } catch (const ConfigError& e) {
+    return invalid({e}, e.what());
   } catch (const OptionError& e) {
-    return invalid(args.path + ": " + e.what());
+    return invalid({}, args.path + ": " + e.what());
   } catch (...) {
-    return invalid(current_error_message());
+    return invalid({}, current_error_message());
   }
 }
 

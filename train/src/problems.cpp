@@ -440,7 +440,7 @@ std::vector<std::size_t> layer_sizes(const Options& o) {
   for (std::size_t i = 0; i < list.size(); ++i) {
     const double h = list[i];
     if (!(h >= 1 && h <= 1e6 && std::floor(h) == h)) {
-      throw OptionError("option 'hidden': element " + std::to_string(i) + " is " + Value(h).to_string() +
+      throw OptionError("", "hidden", "option 'hidden': element " + std::to_string(i) + " is " + Value(h).to_string() +
                         "; layer sizes are whole numbers in [1, 1000000]");
     }
     out.push_back(static_cast<std::size_t>(h));
@@ -466,7 +466,7 @@ std::vector<ProblemKind> make_kinds() {
       [](const Options& o) {
         const double samples = static_cast<double>(o.at("train_size").as_int() + o.at("test_size").as_int());
         if (samples * static_cast<double>(o.at("dim").as_int()) > kMaxQuadraticValues) {
-          throw OptionError("options 'dim' x ('train_size' + 'test_size') = " +
+          throw OptionError("", "dim", "options 'dim' x ('train_size' + 'test_size') = " +
                             Value(samples * static_cast<double>(o.at("dim").as_int())).to_string() +
                             " sample values exceed the limit of 1e8 (800 MB)");
         }

@@ -264,11 +264,10 @@ std::unique_ptr<OutputFile> open_metrics(const std::string& path, bool resume, s
 
 /// "FILE:LINE:COLUMN: " of a key of the config's `train` section (of the section itself when the
 /// key was not written).
-std::string place(const RunConfig& config, const std::string& key) {
+ConfigMark place(const RunConfig& config, const std::string& key) {
   auto it = config.train_marks.find(key);
   if (it == config.train_marks.end()) it = config.train_marks.find("train");
-  const ConfigMark m = it == config.train_marks.end() ? ConfigMark{} : it->second;
-  return config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": ";
+  return it == config.train_marks.end() ? ConfigMark{} : it->second;
 }
 
 /// The order in which epoch `epoch` visits the training examples.
@@ -369,7 +368,8 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
   try {
     s.spe = steps_per_epoch(*s.problem, t.batch_size);
   } catch (const ConfigError& e) {
-    throw ConfigError(place(config, "batch_size") + e.what());
+    const ConfigMark m = place(config, "batch_size");
+    throw ConfigError(config.source, m.line, m.column, e.reason());
   }
   s.total = t.steps > 0 ? t.steps : static_cast<std::int64_t>(std::ceil(t.epochs * static_cast<double>(s.spe)));
   s.full_batch = s.problem->train_size() == 0;
@@ -378,9 +378,9 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
   const auto it = s.scheduler->options().find("total_steps");
   if (it != s.scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < s.total) {
     const ConfigMark m = run.optimizer.scheduler ? run.optimizer.scheduler->name_mark : ConfigMark{};
-    throw ConfigError(config.source + ":" + std::to_string(m.line) + ":" + std::to_string(m.column) + ": scheduler '" +
-                      s.scheduler->name() + "' has total_steps = " + std::to_string(it->second.as_int()) +
-                      ", fewer than the run's " + std::to_string(s.total) + " steps; it cannot step past its cycle");
+    throw ConfigError(config.source, m.line, m.column,
+                      "scheduler '" + s.scheduler->name() + "' has total_steps = " + std::to_string(it->second.as_int()) +
+                          ", fewer than the run's " + std::to_string(s.total) + " steps; it cannot step past its cycle");
   }
 }
 
@@ -389,7 +389,7 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
 RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
                    const RunOptions& options) {
   const ProblemKind* kind = find_problem(config.problem);
-  if (kind == nullptr) throw ConfigError(config.source + ": unknown problem '" + config.problem + "'");
+  if (kind == nullptr) throw ConfigError(config.source, 0, 0, "unknown problem '" + config.problem + "'");
   RunSetup s;
   s.settings = identity(config, run);
   if (!options.resume_path.empty()) {

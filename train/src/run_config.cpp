@@ -38,17 +38,6 @@ const Schema& train_schema() {
   return schema;
 }
 
-Value checked_value(const Schema& schema, const ConfigEntry& e, const std::string& where) {
-  const std::string& name = e.key.text();
-  if (e.value.is_null()) e.key.fail("'" + name + "' has no value");
-  const Value v = e.value.to_value(name);
-  try {
-    return schema.check(name, v, where);
-  } catch (const OptionError& err) {
-    (schema.find(name) == nullptr ? e.key : e.value).fail(err.what());
-  }
-}
-
 void parse_problem(RunConfig& config, const ConfigEntry& problem) {
   const ConfigNode& section = problem.value;
   if (!section.is_map()) section.fail(std::string("section 'problem' must be a map, not ") + section.kind_name());
@@ -74,7 +63,7 @@ void parse_problem(RunConfig& config, const ConfigEntry& problem) {
   if (kind == nullptr) problem.key.fail("section 'problem' needs a 'name' (such as 'name: mlp')");
   Options given;
   const std::string where = "problem '" + kind->name + "'";
-  for (const auto& e : options) given[e.key.text()] = checked_value(kind->schema, e, where);
+  for (const auto& e : options) given[e.key.text()] = checked_option(kind->schema, e, where);
   config.problem_options = kind->schema.resolve(kind->schema.defaults(), given, where);
   if (kind->check) {
     try {
@@ -91,7 +80,7 @@ void parse_train(RunConfig& config, const ConfigNode& section) {
   Options given;
   const std::vector<ConfigEntry> items = section.entries("section 'train'");
   for (const auto& e : items) {
-    given[e.key.text()] = checked_value(schema, e, "section 'train'");
+    given[e.key.text()] = checked_option(schema, e, "section 'train'");
     config.train_marks[e.key.text()] = e.value.mark();
   }
   config.train_marks["train"] = section.mark();

@@ -38,6 +38,7 @@
 #include <variant>
 #include <vector>
 
+#include <optreg/error.hpp>
 #include <optreg/parameter.hpp>
 #include <optreg/tensor.hpp>
 #include <optreg/value.hpp>
@@ -226,6 +227,19 @@ class OPTREG_API Optimizer {
   /// class statically may call it once itself. Throws UsageError when called twice.
   void setup(OptimizerInfo info, const Options& options, std::vector<ParamGroupSpec> groups);
 
+  /// Checks options for the optimizer class `info` describes without binding this object or
+  /// touching any parameter (call it on a new, unbound object, as Registry::validate_options()
+  /// does): every option of `options` (the defaults of every group) and of each of
+  /// `group_overrides` against the schema, then the rules between options (validate()) of the
+  /// defaults and of each group. Returns every error found, in that order, each an OptionError
+  /// whose group() is the index in `group_overrides` (-1 for the defaults); empty when setup()
+  /// would accept them. Rules are checked only over options that passed: not at all when a
+  /// value of the defaults is bad (an unknown name changes nothing), and not for a group whose
+  /// own options are bad or when the defaults break a rule, so that one mistake is not reported
+  /// again for every group.
+  std::vector<OptionError> check_options(const OptimizerInfo& info, const Options& options,
+                                         const std::vector<Options>& group_overrides) const;
+
  protected:
   Optimizer() = default;
 
@@ -242,6 +256,9 @@ class OPTREG_API Optimizer {
 
  private:
   const ParamState* find_state(const Parameter& p) const noexcept;
+  /// validate() through the plugin boundary; an OptionError gets `group` as its group.
+  void validate_group(const OptimizerInfo& info, const Options& options, const std::string& where,
+                      std::int64_t group) const;
   void check_declared(const ParamState& state, const std::string& where) const;
   void pack_state(std::vector<ParamState>& states);
 

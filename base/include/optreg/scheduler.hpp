@@ -95,6 +95,13 @@ class OPTREG_API Scheduler {
   /// optimizer has no float option `lr`.
   void setup(SchedulerInfo info, Optimizer& optimizer, const Options& options);
 
+  /// Checks options for the scheduler class `info` describes without binding this object to
+  /// any optimizer (call it on a new, unbound object, as Registry::validate_scheduler_options()
+  /// does): every option against the schema, then, when they all pass, the rules between them
+  /// (validate()). Returns every error found; empty when setup() would accept the options (its
+  /// fit to an optimizer, checked by attach(), aside).
+  std::vector<OptionError> check_options(const SchedulerInfo& info, const Options& options) const;
+
  protected:
   Scheduler() = default;
 
@@ -165,6 +172,10 @@ inline constexpr char kSequentialScheduler[] = "sequential";
 /// are reset to the base lrs and the first scheduler takes the initial step.
 OPTREG_API SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
                              const std::vector<std::int64_t>& milestones);
+
+/// Checks the milestones of a sequence of `count` schedulers as make_sequential() does
+/// (positive, strictly increasing, one fewer than the schedulers); throws UsageError.
+OPTREG_API void check_sequence(const std::vector<std::int64_t>& milestones, std::size_t count);
 
 /// The schema `optreg list` shows for the core's sequential scheduler (its children are given
 /// in a config's `schedulers` list, not as an option).

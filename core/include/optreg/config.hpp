@@ -111,6 +111,13 @@ OPTREG_API OptimizerConfig parse_config(const std::string& text, const std::stri
 /// `base_dir` (the current folder when empty).
 OPTREG_API OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
                                       const std::vector<std::string>& host_sections);
+/// parse_config_sections() that goes on past a malformed section: each section's first error
+/// is added to `errors`, and the section is left out of the result (an unknown top-level key
+/// is an error of its own). A config with no `optimizer` section, or one that failed, has an
+/// empty `optimizer` name.
+OPTREG_API OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string& base_dir,
+                                      const std::vector<std::string>& host_sections,
+                                      std::vector<ConfigError>& errors);
 
 /// Loads the plugins a config asks for, in this order: its `plugins.paths`, then each folder of
 /// OPTREG_PLUGIN_PATH, then the installed plugin folder. Returns the refusals; a path of
@@ -142,15 +149,55 @@ struct OPTREG_API GroupPlan {
 /// parameter or a group left empty, and for two parameters with the same name.
 OPTREG_API GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& param_names);
 
+/// One scheduler of a config with every option resolved (a sequence: its schedulers too).
+struct OPTREG_API ResolvedScheduler {
+  SchedulerDescriptor descriptor;
+  Options options;
+  std::vector<ResolvedScheduler> children;
+};
+
+/// A config checked against a registry, with every default filled in.
+struct OPTREG_API ResolvedConfig {
+  OptimizerDescriptor optimizer;
+  /// The options of every group: the optimizer's defaults with the config's applied.
+  Options defaults;
+  /// Each entry of `param_groups`: its resolved options.
+  std::vector<Options> groups;
+  /// With parameter names: how they sort into groups.
+  std::optional<GroupPlan> plan;
+  std::optional<ResolvedScheduler> scheduler;
+};
+
+/// What resolve_config() found.
+struct OPTREG_API ConfigCheck {
+  /// Every error found, in the order of their place in the file.
+  std::vector<ConfigError> errors;
+  /// The resolved config, when there is no error.
+  std::optional<ResolvedConfig> resolved;
+};
+
+/// Checks a parsed config against a registry without making the optimizer, and resolves it:
+/// the optimizer name, every option of the defaults and of each group against the schema,
+/// the optimizer's rules between options (Registry::validate_options()), with `param_names`
+/// the grouping of the parameters (plan_groups()), the scheduler's name, options and rules,
+/// and, when all of that holds, its fit to the optimizer (by attaching it to an optimizer of
+/// the config's defaults over one stand-in parameter). Reports every error it finds, each a
+/// ConfigError at the line and column of the option or name it is about (a rule at the
+/// option it names), and stops only where an error leaves nothing to check: an unknown
+/// optimizer's options are not checked, and a group's rules are not checked when the
+/// defaults break one. Throws only what the registry throws for a failing plugin.
+OPTREG_API ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& registry,
+                                      const std::optional<std::vector<std::string>>& param_names = std::nullopt);
+
 /// Builds the optimizer a config describes over named parameters; the result is what
 /// Registry::create() gives. Throws ConfigError for an unknown optimizer or a bad option (with
-/// the closest known names), placed at the offending line and column.
+/// the closest known names), placed at the offending line and column: the first error in the
+/// file that resolve_config() reports.
 OPTREG_API OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
                              const Registry& registry);
 
-/// Checks the optimizer name and every option of a config against a registry without any
-/// parameter, and its scheduler (by making it over a stand-in optimizer); throws ConfigError as
-/// build_optimizer() and build_scheduler() do.
+/// Checks a config against a registry without any parameter (resolve_config()); throws the
+/// first error in the file as a ConfigError.
 OPTREG_API void check_config(const OptimizerConfig& config, const Registry& registry);
 
 /// Builds the scheduler a config's `scheduler:` section describes, bound to `optimizer` (which

@@ -126,4 +126,9 @@ OPTREG_API ConfigNode load_config_document(const std::string& path, const std::s
 /// kept (ConfigNode::fail() places it at a node).
 [[noreturn]] OPTREG_API void throw_config_error(const std::string& source, const ConfigMark& at, const std::string& what);
 
+/// The value of `entry`, an option of `where` ("problem 'mlp'"), checked against `schema`
+/// (Schema::check()). Throws ConfigError: at the key for a missing value or an unknown name,
+/// at the value for a value the schema refuses.
+OPTREG_API Value checked_option(const Schema& schema, const ConfigEntry& entry, const std::string& where);
+
 }  // namespace optreg

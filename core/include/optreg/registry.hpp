@@ -137,6 +137,18 @@ class OPTREG_API Registry {
   /// UsageError for an optimizer without a float `lr`.
   SchedulerPtr create_scheduler(const std::string& name, Optimizer& optimizer, const Options& options = {}) const;
 
+  /// Checks options for optimizer `name` as create() would, without any parameter and without
+  /// setting an optimizer up (Optimizer::check_options() on an unbound object): `options` are
+  /// the defaults of every group, `group_overrides` each group's own. Returns every error found,
+  /// each an OptionError naming its option, its value, the part at fault and its group (-1: the
+  /// defaults); empty when create() would accept them. Throws PluginError as create() does for
+  /// an unknown name or a failing factory.
+  std::vector<OptionError> validate_options(const std::string& name, const Options& options,
+                                            const std::vector<Options>& group_overrides = {}) const;
+  /// Checks options for scheduler `name` as create_scheduler() would, without an optimizer
+  /// (Scheduler::check_options()); its fit to an optimizer is checked when it is attached.
+  std::vector<OptionError> validate_scheduler_options(const std::string& name, const Options& options) const;
+
  private:
   struct Plugin;
   struct Kinds;

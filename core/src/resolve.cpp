@@ -1,0 +1,304 @@
+// A parsed config against a registry: checking and resolving it (resolve_config()), sorting
+// parameters into its groups, and building its optimizer and scheduler.
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <optreg/config.hpp>
+
+namespace optreg {
+
+namespace {
+
+ConfigError error_at(const std::string& source, const ConfigMark& m, const std::string& reason) {
+  return ConfigError(source, m.line, m.column, reason);
+}
+
+/// The options as written, by name (the parser refuses a key given twice).
+Options written(const std::vector<ConfigOption>& options) {
+  Options out;
+  for (const auto& o : options) out[o.name] = o.value;
+  return out;
+}
+
+/// An OptionError about options written in a config, as a ConfigError at the option it names:
+/// at its value when the value is at fault, else at its key; at `fallback` (the group, the
+/// name) when the option is not written there (a required option left out). `label` names
+/// the options in the config's terms ("optimizer 'sgd', param_groups[1]").
+ConfigError placed(const std::string& source, const OptionError& e, const std::vector<ConfigOption>& options,
+                   const ConfigMark& fallback, const std::string& label) {
+  const auto it = std::find_if(options.begin(), options.end(), [&](const ConfigOption& o) { return o.name == e.option(); });
+  const ConfigMark at = it == options.end() ? fallback : e.part() == OptionPart::Value ? it->value_mark : it->key_mark;
+  // An error a plugin made from a message alone carries its own context.
+  return error_at(source, at, e.where().empty() ? std::string(e.what()) : label + ": " + e.reason());
+}
+
+/// Runs `f`, adding the ConfigError it throws to `errors`; returns whether it threw none.
+template <typename F>
+bool collect(std::vector<ConfigError>& errors, F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const ConfigError& e) {
+    errors.push_back(e);
+    return false;
+  }
+}
+
+/// The config's optimizer with its options resolved into `r`; false when it is unknown or an
+/// option is bad, each error added to `errors`.
+bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, ResolvedConfig& r,
+                       std::vector<ConfigError>& errors) {
+  if (config.optimizer.empty()) return false;  // its section failed to parse, and said so
+  const auto d = registry.find(config.optimizer);
+  if (!d) {
+    std::vector<std::string> known;
+    for (const auto& o : registry.list()) known.push_back(o.name);
+    errors.push_back(error_at(config.source, config.optimizer_mark,
+                              unknown_name_message("unknown optimizer '" + config.optimizer + "'", config.optimizer, known)));
+    return false;
+  }
+  r.optimizer = *d;
+  const Options defaults = written(config.options);
+  std::vector<Options> groups;
+  for (const auto& g : config.groups) groups.push_back(written(g.options));
+  const std::vector<OptionError> found = registry.validate_options(d->name, defaults, groups);
+  const std::string name = "optimizer '" + d->name + "'";
+  for (const auto& e : found) {
+    if (e.group() < 0) {
+      errors.push_back(placed(config.source, e, config.options, config.optimizer_mark, name));
+    } else {
+      const auto g = static_cast<std::size_t>(e.group());
+      errors.push_back(placed(config.source, e, config.groups[g].options, config.groups[g].mark,
+                              name + ", param_groups[" + std::to_string(g) + "]"));
+    }
+  }
+  if (!found.empty()) return false;
+  r.defaults = d->schema->resolve(d->schema->defaults(), defaults, name);
+  for (const auto& g : groups) r.groups.push_back(d->schema->resolve(r.defaults, g, name));
+  return true;
+}
+
+SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerConfig& sc, const Registry& registry) {
+  if (auto d = registry.find_scheduler(sc.name)) return *d;
+  std::vector<std::string> known;
+  for (const auto& d : registry.list_schedulers()) known.push_back(d.name);
+  throw error_at(source, sc.name_mark, unknown_name_message("unknown scheduler '" + sc.name + "'", sc.name, known));
+}
+
+const std::string kSequence = std::string("scheduler '") + kSequentialScheduler + "'";
+
+/// The milestones of a sequence: whole numbers of steps, positive, increasing, one fewer than
+/// its schedulers (check_sequence()). Throws ConfigError at the milestones (at the sequence
+/// when they are left out).
+std::vector<std::int64_t> milestones_of(const std::string& source, const SchedulerConfig& sc) {
+  std::vector<std::int64_t> milestones;
+  ConfigMark at = sc.mark;
+  for (const auto& o : sc.options) {
+    Value v;
+    try {
+      v = sequential_schema()->check(o.name, o.value, kSequence);
+    } catch (const OptionError& e) {
+      throw placed(source, e, sc.options, sc.mark, kSequence);
+    }
+    at = o.value_mark;
+    for (double m : v.as_float_list()) {
+      if (m != std::floor(m) || m > 9.0e18) {
+        throw error_at(source, at, kSequence + ": option 'milestones' must hold whole numbers of steps; " +
+                                       Value(m).to_string() + " is not one");
+      }
+      milestones.push_back(static_cast<std::int64_t>(m));
+    }
+  }
+  try {
+    check_sequence(milestones, sc.schedulers.size());
+  } catch (const UsageError& e) {
+    throw error_at(source, at, e.what());
+  }
+  return milestones;
+}
+
+/// A scheduler of a sequence: found, and stepped by count.
+SchedulerDescriptor sequence_child(const std::string& source, const SchedulerConfig& child, std::size_t i,
+                                   const Registry& registry) {
+  const SchedulerDescriptor d = find_scheduler(source, child, registry);
+  if (d.needs_metric) {
+    throw error_at(source, child.name_mark,
+                   kSequence + ", schedulers[" + std::to_string(i) + "]: scheduler '" + d.name +
+                       "' is driven by a metric; a sequence steps its schedulers by count");
+  }
+  return d;
+}
+
+std::string child_label(const SchedulerConfig& child, std::size_t i) {
+  return kSequence + ", schedulers[" + std::to_string(i) + "] ('" + child.name + "')";
+}
+
+/// One scheduler of a config (a sequence: its schedulers too) with its options resolved;
+/// nothing when an error was found, each added to `errors`.
+std::optional<ResolvedScheduler> resolve_scheduler(const std::string& source, const SchedulerConfig& sc,
+                                                   const Registry& registry, const std::string& label,
+                                                   std::vector<ConfigError>& errors) {
+  ResolvedScheduler r;
+  if (!collect(errors, [&] { r.descriptor = find_scheduler(source, sc, registry); })) return std::nullopt;
+  const Options given = written(sc.options);
+  if (sc.name != kSequentialScheduler) {
+    const std::vector<OptionError> found = registry.validate_scheduler_options(sc.name, given);
+    for (const auto& e : found) errors.push_back(placed(source, e, sc.options, sc.name_mark, label));
+    if (!found.empty()) return std::nullopt;
+    r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, label);
+    return r;
+  }
+  bool ok = collect(errors, [&] { milestones_of(source, sc); });
+  if (ok) r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, label);
+  for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
+    const SchedulerConfig& child = sc.schedulers[i];
+    std::optional<ResolvedScheduler> c;
+    if (collect(errors, [&] { sequence_child(source, child, i, registry); })) {
+      c = resolve_scheduler(source, child, registry, child_label(child, i), errors);
+    }
+    ok = ok && c.has_value();
+    if (c) r.children.push_back(std::move(*c));
+  }
+  if (!ok) return std::nullopt;
+  return r;
+}
+
+/// Makes one scheduler of a config (not a sequence) over `optimizer`; an option it refuses,
+/// or its fit to the optimizer, is a ConfigError at that option or at its name.
+SchedulerPtr make_scheduler(const std::string& source, const SchedulerConfig& sc, Optimizer& optimizer,
+                            const Registry& registry, const std::string& label) {
+  const SchedulerDescriptor d = find_scheduler(source, sc, registry);
+  try {
+    return registry.create_scheduler(d.name, optimizer, written(sc.options));
+  } catch (const OptionError& e) {
+    throw placed(source, e, sc.options, sc.name_mark, label);
+  } catch (const UsageError& e) {
+    throw error_at(source, sc.name_mark, e.what());
+  }
+}
+
+}  // namespace
+
+ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& registry,
+                           const std::optional<std::vector<std::string>>& param_names) {
+  ConfigCheck out;
+  ResolvedConfig r;
+  const bool optimizer_ok = resolve_optimizer(config, registry, r, out.errors);
+  if (param_names) collect(out.errors, [&] { r.plan = plan_groups(config, *param_names); });
+  if (config.scheduler) {
+    const SchedulerConfig& sc = *config.scheduler;
+    r.scheduler = resolve_scheduler(config.source, sc, registry, "scheduler '" + sc.name + "'", out.errors);
+  }
+  if (config.scheduler && optimizer_ok && out.errors.empty()) {
+    // Its fit to the optimizer (onecycle cycles a momentum the optimizer must have) is checked
+    // by attaching it to an optimizer of the config's defaults over one stand-in parameter.
+    OptimizerPtr stand_in =
+        registry.create(r.optimizer.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, {}}},
+                        r.defaults);
+    collect(out.errors, [&] { build_scheduler(config, *stand_in, registry); });
+  }
+  std::stable_sort(out.errors.begin(), out.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::make_pair(a.line(), a.column()) < std::make_pair(b.line(), b.column());
+  });
+  if (out.errors.empty()) out.resolved = std::move(r);
+  return out;
+}
+
+void check_config(const OptimizerConfig& config, const Registry& registry) {
+  ConfigCheck c = resolve_config(config, registry);
+  if (!c.errors.empty()) throw c.errors.front();
+}
+
+GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& names) {
+  std::map<std::string, std::size_t> seen;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!seen.emplace(names[i], i).second) {
+      throw UsageError("two parameters are named '" + names[i] + "' (positions " + std::to_string(seen[names[i]]) +
+                       " and " + std::to_string(i) + "); config groups match parameters by name");
+    }
+  }
+  std::vector<int> owner(names.size(), -1);
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const ConfigGroup& group = config.groups[g];
+    for (std::size_t k = 0; k < group.patterns.size(); ++k) {
+      bool any = false;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        if (::fnmatch(group.patterns[k].c_str(), names[i].c_str(), 0) != 0) continue;
+        any = true;
+        if (owner[i] < 0) owner[i] = static_cast<int>(g);
+      }
+      if (!any) {
+        throw error_at(config.source, group.pattern_marks[k],
+                       "pattern '" + group.patterns[k] + "' of param_groups[" + std::to_string(g) +
+                           "] matches no parameter" + did_you_mean(group.patterns[k], names));
+      }
+    }
+  }
+  GroupPlan plan;
+  GroupPlan::Group fallback;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (owner[i] < 0) fallback.params.push_back(i);
+  }
+  if (!fallback.params.empty()) plan.groups.push_back(std::move(fallback));
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    GroupPlan::Group group;
+    group.config_index = static_cast<int>(g);
+    group.options = written(config.groups[g].options);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (owner[i] == static_cast<int>(g)) group.params.push_back(i);
+    }
+    if (group.params.empty()) {
+      throw error_at(config.source, config.groups[g].mark,
+                     "param_groups[" + std::to_string(g) +
+                         "] gets no parameter: every parameter its patterns match is taken by an earlier group");
+    }
+    plan.groups.push_back(std::move(group));
+  }
+  return plan;
+}
+
+SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry) {
+  if (!config.scheduler) return nullptr;
+  const SchedulerConfig& sc = *config.scheduler;
+  const std::string& source = config.source;
+  if (sc.name != kSequentialScheduler) return make_scheduler(source, sc, optimizer, registry, "scheduler '" + sc.name + "'");
+  const std::vector<std::int64_t> milestones = milestones_of(source, sc);
+  // Every child is attached at the optimizer's own lrs, as PyTorch's children all record the
+  // same initial lrs.
+  std::vector<double> base;
+  for (const auto& g : optimizer.param_groups()) base.push_back(g.option("lr").as_float());
+  std::vector<SchedulerPtr> children;
+  for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
+    const SchedulerConfig& child = sc.schedulers[i];
+    sequence_child(source, child, i, registry);
+    for (std::size_t g = 0; g < base.size(); ++g) optimizer.set_option(g, "lr", Value(base[g]));
+    children.push_back(make_scheduler(source, child, optimizer, registry, child_label(child, i)));
+  }
+  try {
+    return make_sequential(optimizer, std::move(children), milestones);
+  } catch (const UsageError& e) {  // the milestones are checked; the children's fit is not
+    throw error_at(source, sc.name_mark, e.what());
+  }
+}
+
+OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
+                             const Registry& registry) {
+  std::vector<std::string> names;
+  for (const auto& p : params) names.push_back(p.name());
+  ConfigCheck c = resolve_config(config, registry, names);
+  if (!c.errors.empty()) throw c.errors.front();
+  const ResolvedConfig& r = *c.resolved;
+  std::vector<ParamGroupSpec> specs;
+  for (const auto& g : r.plan->groups) {
+    ParamGroupSpec spec;
+    for (std::size_t i : g.params) spec.params.push_back(params[i]);
+    if (g.config_index >= 0) spec.options = r.groups[static_cast<std::size_t>(g.config_index)];
+    specs.push_back(std::move(spec));
+  }
+  return registry.create(r.optimizer.name, std::move(specs), r.defaults);
+}
+
+}  // namespace optreg
