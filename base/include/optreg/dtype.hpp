@@ -1,0 +1,94 @@
+#pragma once
+/// \file
+/// Element types and the conversions between them: float32, float64, bfloat16 and float16
+/// (IEEE 754 binary16), rounding to nearest (ties to even) or stochastically.
+///
+/// Contract:
+/// - Every conversion is exact where the value fits, and the same bits on every CPU and every
+///   code path: they are written over the bit patterns, with no floating-point rounding mode,
+///   FMA or vector instruction in between.
+/// - Rounding to nearest breaks ties to the even neighbour, overflows to infinity past the
+///   midpoint between the largest finite value and the next power of two, keeps the sign of
+///   zero, and keeps subnormals of the target type. A NaN stays a NaN (made quiet) with its
+///   sign; infinities stay infinities.
+/// - Stochastic rounding of x whose magnitude lies between two neighbours lo < hi of the target
+///   type rounds the magnitude up to hi exactly when the 16 random bits r, read as an integer,
+///   are below floor(2^16 (|x| - lo) / (hi - lo)); so it gives hi with that probability, and a
+///   value the target holds exactly is never changed. Past the largest finite value, hi is
+///   infinity. Its randomness is
+///   a pure function of (seed, step, parameter id, element index), rounding_bits(), so a
+///   resumed run and any thread count give the same bits.
+
+#include <optreg/export.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace optreg {
+
+/// The element type of a tensor.
+enum class DType : std::uint32_t {
+  Float32 = 1,
+  Float64 = 2,
+  BFloat16 = 3,
+  Float16 = 4,
+};
+
+/// "float32", "float64", "bfloat16", "float16".
+OPTREG_API const char* dtype_name(DType dtype) noexcept;
+/// Bytes of one element.
+OPTREG_API std::size_t dtype_size(DType dtype) noexcept;
+/// The dtype named `name` (as dtype_name() writes it); throws UsageError naming the known ones.
+OPTREG_API DType dtype_from_name(const std::string& name);
+
+/// bfloat16 bits to float (exact).
+inline float bf16_to_float(std::uint16_t bits) noexcept {
+  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/// float to bfloat16 bits, rounding to nearest, ties to even.
+inline std::uint16_t float_to_bf16(float f) noexcept {
+  std::uint32_t u;
+  __builtin_memcpy(&u, &f, sizeof u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
+  u += 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent, up to infinity, as it should
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+/// float to bfloat16 bits, rounding stochastically with the 16 random bits `random`: the
+/// magnitude is rounded up when `random` is below the 16 bits that are cut off.
+inline std::uint16_t float_to_bf16_stochastic(float f, std::uint16_t random) noexcept {
+  std::uint32_t u;
+  __builtin_memcpy(&u, &f, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u) return float_to_bf16(f);  // infinity or NaN
+  // Rounding up carries into the exponent where it must (up to infinity past the largest
+  // finite value), never into the sign.
+  return static_cast<std::uint16_t>((u >> 16) + (random < (u & 0xFFFFu) ? 1u : 0u));
+}
+
+/// float16 bits to float (exact).
+OPTREG_API float f16_to_float(std::uint16_t bits) noexcept;
+/// float to float16 bits, rounding to nearest, ties to even.
+OPTREG_API std::uint16_t float_to_f16(float f) noexcept;
+/// float to float16 bits, rounding stochastically with the 16 random bits `random`.
+OPTREG_API std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept;
+
+/// The random bits stochastic rounding uses for element `element` of the parameter whose id is
+/// `param_id`, at optimizer step `step` of a run seeded with `seed`. A pure function: SplitMix64's
+/// finaliser applied along the chain seed, step, param_id, element (docs/precision.md gives it
+/// in full, for references in other languages).
+inline std::uint64_t rounding_bits(std::uint64_t seed, std::uint64_t step, std::uint64_t param_id,
+                                   std::uint64_t element) noexcept {
+  const auto mix = [](std::uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(mix(seed) ^ step) ^ param_id) ^ element);
+}
+
+}  // namespace optreg

@@ -1,0 +1,124 @@
+// Element types: names and sizes, and the float16 conversions (bfloat16's are inline).
+#include <optreg/dtype.hpp>
+
+#include <cstring>
+
+#include <optreg/error.hpp>
+
+namespace optreg {
+
+namespace {
+
+constexpr DType kDTypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16};
+
+std::uint32_t bits_of(float f) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+/// A float magnitude cut toward zero to float16: the float16 magnitude bits kept, and the
+/// part cut off, `rest` / 2^`width` of one float16 step.
+struct Cut {
+  std::uint32_t kept;     // float16 magnitude bits, toward zero
+  std::uint32_t rest;     // the bits cut off
+  std::uint32_t width;    // how many bits were cut
+};
+
+/// `a`: float bits with the sign cleared, finite and below 65536.
+Cut cut_to_f16(std::uint32_t a) noexcept {
+  if (a >= 0x38800000u) {  // a float16 normal (2^-14 and above): rebias the exponent 127 -> 15
+    const std::uint32_t v = a - 0x38000000u;
+    return Cut{v >> 13, v & 0x1FFFu, 13};
+  }
+  // A float16 subnormal, in units of 2^-24: the float's significand m * 2^(e - 150) is
+  // m >> (126 - e) units. A float subnormal (e = 0) is far below one unit.
+  const std::uint32_t e = a >> 23;
+  if (e < 90) return Cut{0, a == 0 ? 0u : 1u, 40};  // below 2^-37: cut off entirely, and nonzero if a is
+  const std::uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
+  const std::uint32_t width = 126 - e;  // 14 to 36
+  if (width >= 32) return Cut{0, m, width};
+  return Cut{m >> width, m & ((1u << width) - 1u), width};
+}
+
+}  // namespace
+
+const char* dtype_name(DType dtype) noexcept {
+  switch (dtype) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::BFloat16: return "bfloat16";
+    case DType::Float16: return "float16";
+  }
+  return "unknown dtype";
+}
+
+std::size_t dtype_size(DType dtype) noexcept {
+  switch (dtype) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::BFloat16:
+    case DType::Float16: return 2;
+  }
+  return 0;
+}
+
+DType dtype_from_name(const std::string& name) {
+  std::string known;
+  for (DType d : kDTypes) {
+    if (name == dtype_name(d)) return d;
+    known += (known.empty() ? "" : ", ") + std::string(dtype_name(d));
+  }
+  throw UsageError("unknown dtype " + quoted_name(name) + "; known dtypes: " + known);
+}
+
+float f16_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu;
+  std::uint32_t man = h & 0x3FFu;
+  std::uint32_t u = 0;
+  if (exp == 0x1F) {
+    u = sign | 0x7F800000u | (man << 13);  // infinity, or NaN with its payload
+  } else if (exp != 0) {
+    u = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    u = sign;
+  } else {  // subnormal: man * 2^-24, normalised
+    std::uint32_t e = 0;
+    while ((man & 0x400u) == 0) {
+      man <<= 1;
+      ++e;
+    }
+    u = sign | ((113 - e) << 23) | ((man & 0x3FFu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+std::uint16_t float_to_f16(float f) noexcept {
+  const std::uint32_t u = bits_of(f);
+  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x3FFu));  // quiet NaN
+  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and above: infinity
+  const Cut c = cut_to_f16(a);
+  if (c.width >= 32) return sign;  // below half the smallest subnormal
+  const std::uint32_t half = 1u << (c.width - 1);
+  const bool up = c.rest > half || (c.rest == half && (c.kept & 1u) != 0);
+  return static_cast<std::uint16_t>(sign | (c.kept + (up ? 1u : 0u)));
+}
+
+std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept {
+  const std::uint32_t u = bits_of(f);
+  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  if (a >= 0x7F800000u) return float_to_f16(f);                             // infinity or NaN
+  if (a >= 0x47800000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65536 and above
+  const Cut c = cut_to_f16(a);
+  // floor(2^16 * rest / 2^width): the part cut off in 2^-16 steps.
+  const std::uint64_t part = c.width >= 40 ? 0 : (static_cast<std::uint64_t>(c.rest) << 16) >> c.width;
+  return static_cast<std::uint16_t>(sign | (c.kept + (random < part ? 1u : 0u)));
+}
+
+}  // namespace optreg

@@ -1,0 +1,81 @@
+// Blockwise 8-bit dynamic quantization: the maps, and coding a block.
+#include <optreg/quantize.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace optreg {
+
+namespace {
+
+/// The midpoints of `count` + 1 evenly spaced points from 0.1 to 1, times `scale`.
+void add_midpoints(std::vector<double>& out, int count, double scale, double sign) {
+  for (int j = 0; j < count; ++j) {
+    const double lo = 0.1 + 0.9 * j / count;
+    const double hi = 0.1 + 0.9 * (j + 1) / count;
+    out.push_back(sign * scale * (lo + hi) / 2);
+  }
+}
+
+DynamicMap make_map(bool is_signed) {
+  std::vector<double> v;
+  for (int k = 0; k < 7; ++k) {
+    const double scale = std::pow(10.0, k - 6);
+    const int count = is_signed ? 1 << k : 1 << (k + 1);
+    add_midpoints(v, count, scale, 1.0);
+    if (is_signed) add_midpoints(v, count, scale, -1.0);
+  }
+  v.push_back(0.0);
+  v.push_back(1.0);
+  std::sort(v.begin(), v.end());
+  DynamicMap m{};
+  m.is_signed = is_signed;
+  for (std::size_t i = 0; i < m.values.size(); ++i) m.values[i] = static_cast<float>(v[i]);
+  return m;
+}
+
+}  // namespace
+
+std::uint8_t DynamicMap::nearest(float x) const noexcept {
+  // The first value not below x, then the nearer of it and the one before (the lower on a tie).
+  const auto it = std::lower_bound(values.begin(), values.end(), x);
+  if (it == values.begin()) return 0;
+  if (it == values.end()) return 255;
+  const auto hi = static_cast<std::size_t>(it - values.begin());
+  return static_cast<std::uint8_t>(*it - x < x - values[hi - 1] ? hi : hi - 1);
+}
+
+const DynamicMap& dynamic_map(bool is_signed) noexcept {
+  static const DynamicMap kSigned = make_map(true);
+  static const DynamicMap kUnsigned = make_map(false);
+  return is_signed ? kSigned : kUnsigned;
+}
+
+float quantize_block(const float* x, std::size_t n, const DynamicMap& map, std::uint8_t* codes) noexcept {
+  float absmax = 0;
+  bool finite = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    absmax = std::max(absmax, std::fabs(x[i]));
+  }
+  const std::uint8_t zero = map.nearest(0.0f);
+  if (!finite || absmax == 0) {
+    std::fill(codes, codes + n, zero);
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    // x / absmax lies in [-1, 1]; a division, not a multiplication by 1 / absmax, so that
+    // absmax itself is exactly 1.
+    codes[i] = map.nearest(x[i] / absmax);
+  }
+  return absmax;
+}
+
+void dequantize_block(const std::uint8_t* codes, std::size_t n, float absmax, const DynamicMap& map,
+                      float* out) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = map.values[codes[i]] * absmax;
+}
+
+}  // namespace optreg
