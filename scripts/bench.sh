@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, with libtorch as the peer when libtorch-dev is installed) and
-# runs them: step throughput against the in-place bandwidth limit and libtorch, then checkpoint
+# runs them: step throughput against each optimizer's same-traffic ceiling and libtorch, then checkpoint
 # throughput against plain write()/read(). Arguments go to step_bench (--threads 1,2 ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,11 +1,13 @@
 // step() throughput of every registered optimizer, measured through the registry, against the
-// in-place memory-bandwidth limit measured in the same run and, when built with libtorch,
-// against torch::optim::Adam, AdamW, SGD, Adagrad and RMSprop on the same shapes. Also reports
-// heap allocations inside step() after the first, the time to create an optimizer by name, and
-// the time to load every in-tree plugin. See docs/performance.md.
+// ceiling of its own memory traffic measured in the same run on the same tensors (a kernel that
+// reads and writes exactly the arrays the step does, with trivial arithmetic) and, when built
+// with libtorch, against torch::optim::Adam, AdamW, SGD, Adagrad and RMSprop on the same
+// shapes. Also reports heap allocations inside step() after the first, the time to create an
+// optimizer by name, and the time to load every in-tree plugin. See docs/performance.md.
 //
 //   step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S]
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -91,41 +93,139 @@ optreg::Options options_for(const std::string& name) {
   return {};
 }
 
-/// Bytes read and written per element by a step: value (read, write), gradient (read), and
-/// each state tensor (read, write), as one pass moves them (optimizers that take per-tensor
-/// norms read some arrays twice, which this does not count).
-double bytes_per_element(const optreg::Optimizer& opt) {
-  std::size_t tensors = 0;
-  const auto params = opt.parameters();
-  if (!params.empty()) tensors = opt.state(params.front()).num_tensors();
-  return 4.0 * (3.0 + 2.0 * static_cast<double>(tensors));
+/// The arrays one step of an optimizer reads and writes for one parameter: the value (read,
+/// write), the gradient (read) and every state tensor shaped like the parameter (read, write).
+struct Arrays {
+  float* value;
+  const float* grad;
+  std::array<float*, 4> state;
+  std::size_t begin;  // the parameter's first element in the flattened order of all of them
+  std::size_t size;
+};
+
+/// One thread's share of the ceiling kernel for k state arrays (0 to 4): the same loads and
+/// stores per element as a step with k state tensors, and trivial arithmetic. The arrays never
+/// overlap. Inlined into one function per instruction set (below).
+inline __attribute__((always_inline)) void traffic(std::size_t k, float* __restrict p, const float* __restrict g,
+                                                   float* __restrict s0, float* __restrict s1, float* __restrict s2,
+                                                   float* __restrict s3, std::size_t n) {
+  constexpr float c = 1e-7F;
+  switch (k) {
+    case 0:
+      for (std::size_t i = 0; i < n; ++i) p[i] = p[i] + c * g[i];
+      break;
+    case 1:
+      for (std::size_t i = 0; i < n; ++i) {
+        const float a = s0[i] + c * g[i];
+        s0[i] = a;
+        p[i] = p[i] + c * a;
+      }
+      break;
+    case 2:
+      for (std::size_t i = 0; i < n; ++i) {
+        const float a = s0[i] + c * g[i], b = s1[i] + c * g[i];
+        s0[i] = a;
+        s1[i] = b;
+        p[i] = p[i] + c * (a + b);
+      }
+      break;
+    case 3:
+      for (std::size_t i = 0; i < n; ++i) {
+        const float a = s0[i] + c * g[i], b = s1[i] + c * g[i], d = s2[i] + c * g[i];
+        s0[i] = a;
+        s1[i] = b;
+        s2[i] = d;
+        p[i] = p[i] + c * (a + b + d);
+      }
+      break;
+    default:
+      for (std::size_t i = 0; i < n; ++i) {
+        const float a = s0[i] + c * g[i], b = s1[i] + c * g[i], d = s2[i] + c * g[i], e = s3[i] + c * g[i];
+        s0[i] = a;
+        s1[i] = b;
+        s2[i] = d;
+        s3[i] = e;
+        p[i] = p[i] + c * (a + b + d + e);
+      }
+      break;
+  }
 }
 
-/// One thread's share of the limit loop, compiled on its own so that nothing aliases it.
-__attribute__((noinline)) void axpy_inplace(float* __restrict a, const float* __restrict b, float s, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) a[i] += s * b[i];
+using TrafficKernel = void (*)(std::size_t, float*, const float*, float*, float*, float*, float*, std::size_t);
+
+__attribute__((noinline)) void traffic_baseline(std::size_t k, float* p, const float* g, float* s0, float* s1,
+                                                float* s2, float* s3, std::size_t n) {
+  traffic(k, p, g, s0, s1, s2, s3, n);
+}
+__attribute__((noinline, target("arch=x86-64-v3"))) void traffic_avx2(std::size_t k, float* p, const float* g,
+                                                                       float* s0, float* s1, float* s2, float* s3,
+                                                                       std::size_t n) {
+  traffic(k, p, g, s0, s1, s2, s3, n);
+}
+__attribute__((noinline, target("arch=x86-64-v4"))) void traffic_avx512(std::size_t k, float* p, const float* g,
+                                                                         float* s0, float* s1, float* s2, float* s3,
+                                                                         std::size_t n) {
+  traffic(k, p, g, s0, s1, s2, s3, n);
 }
 
-/// The in-place read-modify-write limit: a[i] += s * b[i] over arrays far larger than the caches,
-/// each thread on its own contiguous part (as the optimizers' kernels split their work).
-double inplace_limit_gbs(double budget) {
-  const std::size_t n = std::size_t{64} << 20;  // 256 MiB per array
-  std::vector<float> a(n), b(n);
-  optreg::parallel_for(n, 1 << 16, [&](std::size_t begin, std::size_t end) {  // first touch by the same threads
-    std::fill(a.begin() + static_cast<std::ptrdiff_t>(begin), a.begin() + static_cast<std::ptrdiff_t>(end), 1.0F);
-    std::fill(b.begin() + static_cast<std::ptrdiff_t>(begin), b.begin() + static_cast<std::ptrdiff_t>(end), 0.5F);
-  });
+/// The ceiling kernel compiled for each instruction set this CPU has: the ceiling is the best
+/// of them, what this CPU can do rather than what the optimizers' kernels use.
+std::vector<TrafficKernel> traffic_kernels() {
+  std::vector<TrafficKernel> out = {traffic_baseline};
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back(traffic_avx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    out.push_back(traffic_avx512);
+  }
+  return out;
+}
+
+/// The arrays of every parameter of `opt` (after its first step, so that its state exists and
+/// has been touched) and how many state arrays each has; `k` is the largest count, up to 4.
+std::vector<Arrays> arrays_of(const optreg::Optimizer& opt, std::size_t& k) {
+  std::vector<Arrays> out;
+  std::size_t at = 0;
+  k = 0;
+  for (const optreg::Parameter& p : opt.parameters()) {
+    optreg::Parameter handle = p;  // a handle to the same memory
+    Arrays a{handle.value().data(), handle.grad().data(), {}, at, handle.value().numel()};
+    const optreg::ParamState& state = opt.state(p);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < state.num_tensors() && n < a.state.size(); ++i) {
+      optreg::Tensor t = state.tensor(i);
+      if (t.numel() == a.size) a.state[n++] = t.data();
+    }
+    k = std::max(k, n);
+    at += a.size;
+    out.push_back(a);
+  }
+  return out;
+}
+
+/// Elements per second of the same-traffic kernel over `arrays` (k state arrays each), split
+/// across the threads by element ranges as the optimizers' own kernels are.
+double ceiling_elements_per_s(const std::vector<Arrays>& arrays, std::size_t k, TrafficKernel kernel, double budget) {
+  const std::size_t total = arrays.empty() ? 0 : arrays.back().begin + arrays.back().size;
   const double t = best_time(budget, [&] {
-    optreg::parallel_for(n, 1 << 16, [&](std::size_t begin, std::size_t end) {
-      axpy_inplace(a.data() + begin, b.data() + begin, 1e-7F, end - begin);
+    optreg::parallel_for(total, 1 << 14, [&](std::size_t begin, std::size_t end) {
+      // The first parameter that ends after `begin`, then every one up to `end`.
+      auto it = std::upper_bound(arrays.begin(), arrays.end(), begin,
+                                 [](std::size_t x, const Arrays& a) { return x < a.begin + a.size; });
+      for (; it != arrays.end() && it->begin < end; ++it) {
+        const std::size_t from = std::max(begin, it->begin) - it->begin;
+        const std::size_t to = std::min(end, it->begin + it->size) - it->begin;
+        const auto at = [&](std::size_t j) { return j < k ? it->state[j] + from : nullptr; };
+        kernel(k, it->value + from, it->grad + from, at(0), at(1), at(2), at(3), to - from);
+      }
     });
   });
-  return 12.0 * static_cast<double>(n) / t / 1e9;
+  return static_cast<double>(total) / t;
 }
 
 struct Measured {
   double elements_per_s = 0;
   double gbs = 0;
+  double ceiling_elements_per_s = 0;  // the same-traffic kernel on the same tensors
   double allocations_per_step = 0;
 };
 
@@ -145,11 +245,24 @@ Measured measure_optreg(const optreg::Registry& registry, const std::string& nam
   const long before = g_allocations.load();
   opt->step();
   const long allocations = g_allocations.load() - before;
-  const double t = best_time(budget, [&] { opt->step(); });
+  std::size_t k = 0;
+  const std::vector<Arrays> arrays = arrays_of(*opt, k);
+  static const std::vector<TrafficKernel> kernels = traffic_kernels();
+  // The step and the ceiling take turns over three rounds, so that a change in the machine's
+  // bandwidth during the run affects both alike; each keeps its best.
+  double t = 1e30;
   Measured m;
+  for (int round = 0; round < 3; ++round) {
+    t = std::min(t, best_time(budget / 3, [&] { opt->step(); }));
+    for (TrafficKernel kernel : kernels) {
+      m.ceiling_elements_per_s = std::max(m.ceiling_elements_per_s, ceiling_elements_per_s(arrays, k, kernel, budget / 3));
+    }
+  }
   const double elements = static_cast<double>(c.tensors) * static_cast<double>(c.elements);
   m.elements_per_s = elements / t;
-  m.gbs = m.elements_per_s * bytes_per_element(*opt) / 1e9;
+  // Bytes of one pass per element: the value (read, write), the gradient (read), and each
+  // state array (read, write); optimizers that read some arrays twice move more.
+  m.gbs = m.elements_per_s * 4.0 * (3.0 + 2.0 * static_cast<double>(k)) / 1e9;
   m.allocations_per_step = static_cast<double>(allocations);
   return m;
 }
@@ -258,13 +371,10 @@ int main(int argc, char** argv) {
   std::printf("creating 'adam' by name over one parameter: median %.1f us, 99th percentile %.1f us\n",
               1e6 * creates[creates.size() / 2], 1e6 * creates[creates.size() * 99 / 100]);
 
-  std::map<std::size_t, double> limit;
-  for (std::size_t t : threads) {
-    optreg::set_num_threads(t);
-    limit[t] = inplace_limit_gbs(budget);
-    std::printf("in-place limit a[i] += s*b[i] (12 bytes/element), %zu thread%s: %.1f GB/s\n", t, t == 1 ? "" : "s",
-                limit[t]);
-  }
+  std::printf(
+      "ceiling: per optimizer, case and thread count, a kernel that reads the value, the gradient and every state "
+      "tensor shaped like the parameter and writes the value and those state tensors, with trivial arithmetic, over "
+      "the optimizer's own tensors, best of several repeats in this run\n");
 #ifdef OPTREG_BENCH_WITH_TORCH
   std::printf(
       "peer: libtorch %s (torch::optim::Adam, AdamW, SGD with momentum 0.9, Adagrad, and RMSprop with momentum 0.9, "
@@ -273,8 +383,8 @@ int main(int argc, char** argv) {
 #else
   std::printf("peer: none (built without libtorch)\n");
 #endif
-  std::printf("\n%-9s %-16s %3s %12s %8s %9s %13s %8s %11s\n", "optim", "case", "thr", "Melem/s", "GB/s", "of limit",
-              "torch Melem/s", "ratio", "alloc/step");
+  std::printf("\n%-9s %-16s %3s %12s %8s %12s %8s %13s %8s %11s\n", "optim", "case", "thr", "Melem/s", "GB/s",
+              "ceil Melem/s", "of ceil", "torch Melem/s", "ratio", "alloc/step");
   for (const auto& d : registry.list()) {
     if (!only.empty() && d.name != only) continue;
     for (const auto& c : kCases) {
@@ -287,8 +397,9 @@ int main(int argc, char** argv) {
         torch::set_num_threads(static_cast<int>(t));
         torch_eps = measure_torch(d.name, c, budget);
 #endif
-        std::printf("%-9s %-16s %3zu %12.1f %8.1f %8.0f%% ", d.name.c_str(), c.label.c_str(), t, m.elements_per_s / 1e6,
-                    m.gbs, 100.0 * m.gbs / limit[t]);
+        std::printf("%-9s %-16s %3zu %12.1f %8.1f %12.1f %7.0f%% ", d.name.c_str(), c.label.c_str(), t,
+                    m.elements_per_s / 1e6, m.gbs, m.ceiling_elements_per_s / 1e6,
+                    100.0 * m.elements_per_s / m.ceiling_elements_per_s);
         if (torch_eps > 0) {
           std::printf("%13.1f %7.1fx", torch_eps / 1e6, m.elements_per_s / torch_eps);
         } else {
