@@ -18,11 +18,12 @@ std::uint32_t bits_of(float f) noexcept {
 }
 
 /// A float magnitude cut toward zero to float16: the float16 magnitude bits kept, and the
-/// part cut off, `rest` / 2^`width` of one float16 step.
+/// part cut off, `rest` / 2^`width` of one float16 step (`width` 64: below 2^-40, less than
+/// 2^-16 of the smallest step, so that neither rounding can go up).
 struct Cut {
-  std::uint32_t kept;     // float16 magnitude bits, toward zero
-  std::uint32_t rest;     // the bits cut off
-  std::uint32_t width;    // how many bits were cut
+  std::uint32_t kept;
+  std::uint64_t rest;
+  std::uint32_t width;
 };
 
 /// `a`: float bits with the sign cleared, finite and below 65536.
@@ -32,13 +33,12 @@ Cut cut_to_f16(std::uint32_t a) noexcept {
     return Cut{v >> 13, v & 0x1FFFu, 13};
   }
   // A float16 subnormal, in units of 2^-24: the float's significand m * 2^(e - 150) is
-  // m >> (126 - e) units. A float subnormal (e = 0) is far below one unit.
+  // m >> (126 - e) units.
   const std::uint32_t e = a >> 23;
-  if (e < 90) return Cut{0, a == 0 ? 0u : 1u, 40};  // below 2^-37: cut off entirely, and nonzero if a is
-  const std::uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
-  const std::uint32_t width = 126 - e;  // 14 to 36
-  if (width >= 32) return Cut{0, m, width};
-  return Cut{m >> width, m & ((1u << width) - 1u), width};
+  if (e < 87) return Cut{0, 0, 64};
+  const std::uint64_t m = (a & 0x7FFFFFu) | 0x800000u;
+  const std::uint32_t width = 126 - e;  // 14 to 39
+  return Cut{static_cast<std::uint32_t>(m >> width), m & ((std::uint64_t{1} << width) - 1), width};
 }
 
 }  // namespace
@@ -103,8 +103,8 @@ std::uint16_t float_to_f16(float f) noexcept {
   if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x3FFu));  // quiet NaN
   if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and above: infinity
   const Cut c = cut_to_f16(a);
-  if (c.width >= 32) return sign;  // below half the smallest subnormal
-  const std::uint32_t half = 1u << (c.width - 1);
+  if (c.width == 64) return sign;
+  const std::uint64_t half = std::uint64_t{1} << (c.width - 1);
   const bool up = c.rest > half || (c.rest == half && (c.kept & 1u) != 0);
   return static_cast<std::uint16_t>(sign | (c.kept + (up ? 1u : 0u)));
 }
@@ -117,7 +117,7 @@ std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept {
   if (a >= 0x47800000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65536 and above
   const Cut c = cut_to_f16(a);
   // floor(2^16 * rest / 2^width): the part cut off in 2^-16 steps.
-  const std::uint64_t part = c.width >= 40 ? 0 : (static_cast<std::uint64_t>(c.rest) << 16) >> c.width;
+  const std::uint64_t part = c.width == 64 ? 0 : (c.rest << 16) >> c.width;
   return static_cast<std::uint16_t>(sign | (c.kept + (random < part ? 1u : 0u)));
 }
 

@@ -135,7 +135,7 @@ TEST(Float16, RoundsToTheNearestValueTiesToEven) {
 TEST(StochasticRounding, RoundsUpForExactlyTheRandomValuesBelowThePartCutOff) {
   // For each x, all 65,536 random values: the number that round up is floor(2^16 * fraction),
   // and they are the smallest ones.
-  for (float x : {1.0f + 0x1.0p-10f, 3.14159f, -2.5e-3f, 1e-6f, 3e-8f, 65504.5f, 0.1f, 1e30f, 7e-39f}) {
+  for (float x : {1.0f + 0x1.0p-10f, 3.14159f, -2.5e-3f, 1e-6f, 3e-8f, 65504.5f, 0.1f, 1e30f, 7e-39f, 3.1e-12f, 1e-12f}) {
     const std::uint16_t lo16 = [&] {
       std::uint16_t t = optreg::float_to_f16(x);
       return std::fabs(optreg::f16_to_float(t)) > std::fabs(x) ? static_cast<std::uint16_t>(t - 1) : t;
