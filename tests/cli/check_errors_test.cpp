@@ -111,3 +111,18 @@ TEST(CheckErrors, ASchedulerThatDoesNotFitTheOptimizerIsReportedAtTheOptionItNam
   EXPECT_TRUE(contains(r.out, path + ":6:3: scheduler 'onecycle': option 'cycle_momentum' = true needs an optimizer with "
                               "a float option 'momentum'")) << r.out;
 }
+
+TEST(CheckErrors, AMissingPluginPathAndABadParamsFileDoNotHideTheConfigsOwnErrors) {
+  TempDir dir;
+  const std::string path = config_file(dir, "optimizer:\n  name: adam\n  lr: -1\nplugins:\n  paths: [nowhere/]\n");
+  std::ofstream(dir.path() + "/params.yaml") << "w: [3, x]\n";
+  const auto r = run("check '" + path + "' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, path + ":3:7: optimizer 'adam': option 'lr' = -1 is out of range")) << r.out;
+  EXPECT_TRUE(contains(r.out, path + ":5:11: plugin path " + dir.path() + "/nowhere/ does not exist")) << r.out;
+  EXPECT_TRUE(contains(r.out, dir.path() + "/params.yaml:1:8: the shape of 'w' must hold non-negative integers")) << r.out;
+  EXPECT_TRUE(contains(r.out, "optreg check: 3 errors in " + path)) << r.out;
+  // The config's own errors come first, in the order of its lines.
+  EXPECT_LT(r.out.find(":3:7:"), r.out.find(":5:11:"));
+  EXPECT_LT(r.out.find(":5:11:"), r.out.find("params.yaml:1:8:"));
+}

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include <optreg/config.hpp>
 
@@ -194,20 +195,31 @@ std::vector<ConfigError> check_file(const CheckArgs& args, Registry& registry, s
   const ConfigNode root = load_config_document(args.path);
   config = parse_config_sections(root, fs::absolute(args.path).parent_path().string(), {}, errors);
   refused = load_plugins(registry, PluginOptions{args.plugins.paths, false});
-  const auto more = load_config_plugins(config, registry);
-  refused.insert(refused.end(), more.begin(), more.end());
+  try {
+    const auto more = load_config_plugins(config, registry);
+    refused.insert(refused.end(), more.begin(), more.end());
+  } catch (const ConfigError& e) {  // a plugin path that does not exist: the rest is still checked
+    errors.push_back(e);
+    const auto more = registry.load_default();
+    refused.insert(refused.end(), more.begin(), more.end());
+  }
   std::optional<std::vector<ParamInfo>> params;
   std::optional<std::vector<std::string>> names;
   if (!args.params_path.empty()) {
-    params = load_param_list(args.params_path);
-    names.emplace();
-    for (const auto& p : *params) names->push_back(p.name);
+    try {
+      params = load_param_list(args.params_path);
+      names.emplace();
+      for (const auto& p : *params) names->push_back(p.name);
+    } catch (const ConfigError& e) {  // a bad --params file: the config is still checked
+      errors.push_back(e);
+    }
   }
   ConfigCheck check = resolve_config(config, registry, names);
   errors.insert(errors.end(), check.errors.begin(), check.errors.end());
-  std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
-    return std::make_pair(a.line(), a.column()) < std::make_pair(b.line(), b.column());
-  });
+  // The config's errors in the order of its lines, then those of the --params file.
+  const auto order = [&](const ConfigError& e) { return std::make_tuple(e.file() != config.source, e.line(), e.column()); };
+  std::stable_sort(errors.begin(), errors.end(),
+                   [&](const ConfigError& a, const ConfigError& b) { return order(a) < order(b); });
   if (errors.empty()) shown = Shown{*check.resolved, shown_groups(config, *check.resolved, params)};
   return errors;
 }
