@@ -16,8 +16,10 @@ Error::Error(const std::string& message, const std::string& reason)
 Error::~Error() = default;
 
 PluginError::PluginError(const std::string& message) : Error(message) {}
-PluginError::PluginError(const std::string& path, const std::string& reason)
-    : PluginError(path, "plugin " + path, reason) {}
+PluginError::PluginError(const std::string& path, const std::string& reason, Versions versions)
+    : PluginError(path, "plugin " + path, reason) {
+  versions_ = versions;
+}
 PluginError::PluginError(const std::string& path, const std::string& subject, const std::string& reason)
     : Error(joined(subject, reason), reason), path_(path) {}
 PluginError::~PluginError() = default;

@@ -149,8 +149,9 @@ abi::PluginDescriptor read_descriptor(const void* raw) {
   std::memcpy(head, raw, sizeof head);
   if (head[0] != OPTREG_ABI_MAJOR) {
     throw Refused{"it was built for optreg plugin ABI " + std::to_string(head[0]) +
-                  ", but this host supports ABI " + std::to_string(OPTREG_ABI_MAJOR) +
-                  "; rebuild the plugin against this optreg"};
+                      ", but this host supports ABI " + std::to_string(OPTREG_ABI_MAJOR) +
+                      "; rebuild the plugin against this optreg",
+                  Versions{head[0], OPTREG_ABI_MAJOR}};
   }
   if (head[1] < abi::kMinDescriptorSize) {
     throw Refused{"its descriptor is " + std::to_string(head[1]) + " bytes, smaller than the " +

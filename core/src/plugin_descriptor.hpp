@@ -16,10 +16,11 @@
 
 namespace optreg::detail {
 
-/// Thrown while a descriptor is read, for a refused plugin; carries only the reason (the
-/// registry adds the path).
+/// Thrown while a descriptor is read, for a refused plugin; carries the reason (the registry
+/// adds the path) and, for an ABI this host does not support, the plugin's ABI and the host's.
 struct Refused {
   std::string reason;
+  Versions versions{};
 };
 
 /// `s`, or `fallback` for a null pointer.

@@ -144,7 +144,7 @@ Registry::~Registry() = default;
 
 std::vector<std::string> Registry::load_file(const std::string& path) {
   LoadResult r = try_load_file(path);
-  if (!r.ok) throw PluginError(r.refusal.path, r.refusal.reason);
+  if (!r.ok) throw PluginError(r.refusal.path, r.refusal.reason, r.refusal.versions);
   return r.names;
 }
 
@@ -154,10 +154,10 @@ LoadResult Registry::try_load_file(const std::string& path) {
   const fs::path canonical = fs::canonical(fs::absolute(path, ec), ec);
   const std::string shown = ec ? path : canonical.string();
   std::unique_lock lock(mutex_);
-  const auto refuse = [&](const std::string& reason) {
+  const auto refuse = [&](const std::string& reason, Versions versions = {}) {
     // The reason quotes the plugin's own text and the loader's: inert, as an Error's message is.
     result.error = escape_message("plugin " + shown + ": " + reason);
-    result.refusal = Refusal{shown, escape_message(reason)};
+    result.refusal = Refusal{shown, escape_message(reason), versions};
     refused_.push_back(result.refusal);
     return result;
   };
@@ -197,7 +197,7 @@ LoadResult Registry::try_load_file(const std::string& path) {
     plugin->version = d.version;
     plugin->names = kinds_->add(d, detail::Provenance{plugin->name, plugin->version, shown, plugin});
   } catch (const Refused& r) {
-    return refuse(r.reason);
+    return refuse(r.reason, r.versions);
   }
   plugins_.push_back(plugin);
   result.ok = true;

@@ -159,6 +159,22 @@ TEST(RegistryLoad, WrongAbiMajorNamesBothVersions) {
   EXPECT_TRUE(r.list().empty());
 }
 
+TEST(RegistryLoad, AWrongAbiMajorIsInTheErrorsAndTheRefusalsFields) {
+  optreg::Registry r;
+  try {
+    r.load_file(OPTREG_FIXTURE_ABI_MAJOR);
+    ADD_FAILURE() << "no PluginError";
+  } catch (const optreg::PluginError& e) {
+    EXPECT_EQ(e.path(), canonical(OPTREG_FIXTURE_ABI_MAJOR));
+    EXPECT_EQ(e.versions().found, 999);
+    EXPECT_EQ(e.versions().expected, OPTREG_ABI_MAJOR);
+  }
+  ASSERT_EQ(r.refused().size(), 1U);
+  EXPECT_EQ(r.refused()[0].versions.found, 999);
+  const optreg::LoadResult other = r.try_load_file(OPTREG_FIXTURE_BUILD_TAG);
+  EXPECT_EQ(other.refusal.versions.found, -1);  // refused for its build tag, not a version
+}
+
 TEST(RegistryLoad, DescriptorSmallerThanTheAbiIsRefused) {
   optreg::Registry r;
   const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_DESCRIPTOR_SIZE); });

@@ -55,6 +55,7 @@ TEST(Errors, APluginErrorAUsageErrorAndACheckpointErrorKeepTheirFacts) {
   EXPECT_STREQ(plugin.what(), "plugin /p/lib.so: it exports no entry");
   EXPECT_EQ(plugin.path(), "/p/lib.so");
   EXPECT_EQ(plugin.reason(), "it exports no entry");
+  EXPECT_EQ(plugin.versions().found, -1);
   const optreg::UsageError usage("optimizer 'sgd', param group 1", "w", 0, "its gradient has shape [3]");
   EXPECT_STREQ(usage.what(), "optimizer 'sgd', param group 1, parameter 'w' (position 0): its gradient has shape [3]");
   EXPECT_EQ(usage.parameter(), "w");
@@ -63,7 +64,7 @@ TEST(Errors, APluginErrorAUsageErrorAndACheckpointErrorKeepTheirFacts) {
   EXPECT_STREQ(version.what(), "checkpoint a.ckpt: envelope version 9 is not supported");
   EXPECT_EQ(version.path(), "a.ckpt");
   EXPECT_EQ(version.versions().found, 9);
-  EXPECT_EQ(version.versions().newest, 1);
+  EXPECT_EQ(version.versions().expected, 1);
 }
 
 TEST(Errors, FactsAreMadeInertLikeTheMessage) {

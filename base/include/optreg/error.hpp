@@ -42,21 +42,32 @@ class OPTREG_API Error : public std::runtime_error {
   std::string reason_;
 };
 
+/// For an error about an unsupported version (of a plugin's ABI, of a checkpoint's envelope or
+/// layout): the version found and the one expected, the newest this reader supports; -1 each
+/// when the error is not about a version.
+struct OPTREG_API Versions {
+  std::int64_t found = -1;
+  std::int64_t expected = -1;
+};
+
 /// A plugin file could not be loaded or used.
 class OPTREG_API PluginError : public Error {
  public:
   explicit PluginError(const std::string& message);
-  /// "plugin PATH: REASON": the plugin file `path` was refused.
-  PluginError(const std::string& path, const std::string& reason);
+  /// "plugin PATH: REASON": the plugin file `path` was refused (for an ABI it does not
+  /// support: `versions`, the plugin's ABI major and this host's).
+  PluginError(const std::string& path, const std::string& reason, Versions versions = {});
   /// "SUBJECT: REASON", about the plugin file `path`: SUBJECT names what failed ("optimizer
   /// 'x' (plugin PATH)").
   PluginError(const std::string& path, const std::string& subject, const std::string& reason);
   ~PluginError() override;
   /// The plugin file (empty when the error is about no one file).
   const std::string& path() const noexcept { return path_; }
+  const Versions& versions() const noexcept { return versions_; }
 
  private:
   std::string path_;
+  Versions versions_;
 };
 
 /// Which part of an option an OptionError is about.
@@ -147,20 +158,13 @@ class OPTREG_API StateDictError : public Error {
   StateDictPlace place_;
 };
 
-/// For an unsupported version of a checkpoint: the version in the file (of the envelope or of a
-/// layout) and the newest this reader supports of it; -1 each when the error is not about one.
-struct OPTREG_API CheckpointVersions {
-  std::int64_t found = -1;
-  std::int64_t newest = -1;
-};
-
 /// A checkpoint file was unreadable, damaged, of an unsupported version, or did not fit the
 /// optimizer it was loaded into.
 class OPTREG_API CheckpointError : public Error {
  public:
   explicit CheckpointError(const std::string& message);
-  using Versions = CheckpointVersions;
-  /// "checkpoint PATH: REASON".
+  /// "checkpoint PATH: REASON"; for an unsupported envelope or layout, `versions` is the
+  /// version in the file and the newest this reader supports.
   CheckpointError(const std::string& path, const std::string& reason, Versions versions = {});
   ~CheckpointError() override;
   const std::string& path() const noexcept { return path_; }

@@ -26,8 +26,9 @@
 ///   even after the registry is destroyed.
 /// - create_scheduler() binds the scheduler to the optimizer given (which must outlive it),
 ///   validates its options, and takes the initial step (see scheduler.hpp).
-/// - Thread safety: loading is serialised by one mutex; list(), find(), create() and refused()
-///   may run concurrently with each other and with loading.
+/// - Thread safety: loading is serialised by one mutex; list(), find(), create(),
+///   validate_options() and refused() (and their scheduler counterparts) may run concurrently
+///   with each other and with loading.
 
 #include <optreg/export.hpp>
 #include <memory>
@@ -73,6 +74,8 @@ struct OPTREG_API Refusal {
   std::string path;
   /// A message, inert as an Error's (escape_message(), <optreg/text.hpp>).
   std::string reason;
+  /// For a plugin built for another ABI: its ABI major and this host's (-1 each otherwise).
+  Versions versions{};
 };
 
 /// The outcome of loading one plugin file without throwing.
