@@ -15,13 +15,16 @@ Error::Error(const std::string& message, const std::string& reason)
     : std::runtime_error(escape_message(message)), reason_(escape_message(reason)) {}
 Error::~Error() = default;
 
-PluginError::PluginError(const std::string& message) : Error(message) {}
+FileError::FileError(const std::string& message, const std::string& reason, const std::string& path,
+                     Versions versions)
+    : Error(message, reason), path_(path), versions_(versions) {}
+FileError::~FileError() = default;
+
+PluginError::PluginError(const std::string& message) : FileError(message, message, "", {}) {}
 PluginError::PluginError(const std::string& path, const std::string& reason, Versions versions)
-    : PluginError(path, "plugin " + path, reason) {
-  versions_ = versions;
-}
+    : FileError(joined("plugin " + path, reason), reason, path, versions) {}
 PluginError::PluginError(const std::string& path, const std::string& subject, const std::string& reason)
-    : Error(joined(subject, reason), reason), path_(path) {}
+    : FileError(joined(subject, reason), reason, path, {}) {}
 PluginError::~PluginError() = default;
 
 OptionError::OptionError(const std::string& message) : Error(message) { facts_.reason = reason(); }
@@ -44,9 +47,9 @@ StateDictError::StateDictError(const std::string& message) : Error(message) {}
 StateDictError::StateDictError(const StateDictPlace& place, const std::string& message) : Error(message), place_(place) {}
 StateDictError::~StateDictError() = default;
 
-CheckpointError::CheckpointError(const std::string& message) : Error(message) {}
+CheckpointError::CheckpointError(const std::string& message) : FileError(message, message, "", {}) {}
 CheckpointError::CheckpointError(const std::string& path, const std::string& reason, Versions versions)
-    : Error("checkpoint " + path + ": " + reason, reason), path_(path), versions_(versions) {}
+    : FileError("checkpoint " + path + ": " + reason, reason, path, versions) {}
 CheckpointError::~CheckpointError() = default;
 
 NonFiniteError::~NonFiniteError() = default;

@@ -38,7 +38,8 @@ void rethrow_copy_of() {
 }  // namespace
 
 void detail::rethrow_from_plugin(const char* kind, const std::string& name, const std::string& source, const char* call) {
-  // Every class of error.hpp, most derived first, keeps its class and message.
+  // Every class of error.hpp that can be thrown, most derived first, keeps its class and
+  // message (FileError is only ever a base: a plugin's class derived from it stays an Error).
   rethrow_copy_of<PluginError, OptionError, ConfigError, StateDictError, CheckpointError, NonFiniteError, UsageError,
                   Error>();
   const std::string who = plugin_object(kind, name, source);

@@ -65,6 +65,10 @@ TEST(Errors, APluginErrorAUsageErrorAndACheckpointErrorKeepTheirFacts) {
   EXPECT_EQ(version.path(), "a.ckpt");
   EXPECT_EQ(version.versions().found, 9);
   EXPECT_EQ(version.versions().expected, 1);
+  // Both are errors about a file: one handler reads the file of either.
+  for (const optreg::FileError* e : {static_cast<const optreg::FileError*>(&plugin), static_cast<const optreg::FileError*>(&version)}) {
+    EXPECT_FALSE(e->path().empty());
+  }
 }
 
 TEST(Errors, FactsAreMadeInertLikeTheMessage) {

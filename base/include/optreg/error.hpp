@@ -50,8 +50,25 @@ struct OPTREG_API Versions {
   std::int64_t expected = -1;
 };
 
+/// An error about a file: a plugin library (PluginError) or a checkpoint (CheckpointError).
+class OPTREG_API FileError : public Error {
+ public:
+  ~FileError() override;
+  /// The file (empty when the error is about no one file).
+  const std::string& path() const noexcept { return path_; }
+  /// The version found in the file and the one expected, when that is what is wrong.
+  const Versions& versions() const noexcept { return versions_; }
+
+ protected:
+  FileError(const std::string& message, const std::string& reason, const std::string& path, Versions versions);
+
+ private:
+  std::string path_;
+  Versions versions_;
+};
+
 /// A plugin file could not be loaded or used.
-class OPTREG_API PluginError : public Error {
+class OPTREG_API PluginError : public FileError {
  public:
   explicit PluginError(const std::string& message);
   /// "plugin PATH: REASON": the plugin file `path` was refused (for an ABI it does not
@@ -61,13 +78,6 @@ class OPTREG_API PluginError : public Error {
   /// 'x' (plugin PATH)").
   PluginError(const std::string& path, const std::string& subject, const std::string& reason);
   ~PluginError() override;
-  /// The plugin file (empty when the error is about no one file).
-  const std::string& path() const noexcept { return path_; }
-  const Versions& versions() const noexcept { return versions_; }
-
- private:
-  std::string path_;
-  Versions versions_;
 };
 
 /// Which part of an option an OptionError is about.
@@ -160,19 +170,13 @@ class OPTREG_API StateDictError : public Error {
 
 /// A checkpoint file was unreadable, damaged, of an unsupported version, or did not fit the
 /// optimizer it was loaded into.
-class OPTREG_API CheckpointError : public Error {
+class OPTREG_API CheckpointError : public FileError {
  public:
   explicit CheckpointError(const std::string& message);
   /// "checkpoint PATH: REASON"; for an unsupported envelope or layout, `versions` is the
   /// version in the file and the newest this reader supports.
   CheckpointError(const std::string& path, const std::string& reason, Versions versions = {});
   ~CheckpointError() override;
-  const std::string& path() const noexcept { return path_; }
-  const Versions& versions() const noexcept { return versions_; }
-
- private:
-  std::string path_;
-  Versions versions_;
 };
 
 /// A computation met a value that is not finite where a finite one is required (the total
