@@ -63,6 +63,14 @@ std::size_t dtype_size(DType dtype) noexcept {
   return 0;
 }
 
+std::string dtype_names(DTypeSet set) {
+  std::string out;
+  for (DType d : kDTypes) {
+    if ((set & dtype_bit(d)) != 0) out += (out.empty() ? "" : ", ") + std::string(dtype_name(d));
+  }
+  return out;
+}
+
 DType dtype_from_name(const std::string& name) {
   std::string known;
   for (DType d : kDTypes) {

@@ -104,7 +104,7 @@ void Optimizer::init_state(const Options& /*options*/, const Parameter& param, P
           throw PluginError("optimizer '" + info_.name + "' declares state tensor '" + e.name +
                             "' with a shape of its own, so it must create it in init_state()");
         }
-        state.add_tensor(e.name, Tensor(param.value().shape()));
+        state.add_tensor(e.name, Tensor(param.value().shape(), state_dtype_of(param.value().dtype())));
         break;
       case StateKind::Int: state.add_scalar(e.name, std::int64_t{0}); break;
       case StateKind::Float: state.add_scalar(e.name, 0.0); break;
@@ -201,6 +201,15 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
     }
     throw UsageError(where + ": " + at + " is already in param group " + std::to_string(it->second.first));
   }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const DType dtype = params[i].value().dtype();
+    if ((info_.param_dtypes & dtype_bit(dtype)) == 0) {
+      throw OptionError(where, "dtype",
+                        "parameter '" + params[i].name() + "' (position " + std::to_string(i) + ") is " +
+                            dtype_name(dtype) + ", but optimizer '" + info_.name + "' steps parameters of " +
+                            dtype_names(info_.param_dtypes) + " only");
+    }
+  }
   ParamGroup group;
   group.options_ = info_.schema->resolve(defaults_, options, where);
   validate_group(info_, group.options_, where, static_cast<std::int64_t>(index));
@@ -209,6 +218,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
     plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
     check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
     group.shapes_.push_back(params[i].value().shape());
+    group.dtypes_.push_back(params[i].value().dtype());
   }
   pack_state(group.states_);
   group.params_ = std::move(params);
@@ -255,18 +265,24 @@ Optimizer& Optimizer::step() {
 void Optimizer::check_parameters() const {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
-    const std::size_t i = detail::first_misfit(group.params_, group.shapes_);  // one call per group
+    const std::size_t i = detail::first_misfit(group.params_, group.shapes_, group.dtypes_);  // one call per group
     if (i < group.params_.size()) {
       const Parameter& p = group.params_[i];
       const auto where = [&] { return "optimizer '" + info_.name + "', param group " + std::to_string(g); };
       const auto position = static_cast<std::int64_t>(i);
+      if (p.value().dtype() != group.dtypes_[i]) {
+        throw UsageError(where(), p.name(), position,
+                         std::string("its value is ") + dtype_name(p.value().dtype()) + ", but it was " +
+                             dtype_name(group.dtypes_[i]) +
+                             " when the optimizer took it; a parameter keeps its dtype while an optimizer manages it");
+      }
       if (p.value().shape() != group.shapes_[i]) {
         throw UsageError(where(), p.name(), position,
                          "its value has shape " + to_string(p.value().shape()) + ", but it had shape " +
                              to_string(group.shapes_[i]) +
                              " when the optimizer took it; a parameter keeps its shape while an optimizer manages it");
       }
-      detail::check_grad_shape(p, where, position);
+      detail::check_grad_fits(p, where, position);
     }
   }
 }
@@ -285,28 +301,30 @@ std::vector<Parameter> Optimizer::parameters() const {
 }
 
 void Optimizer::pack_state(std::vector<ParamState>& states) {
-  // Each state entry of the group's parameters moves into one buffer, in parameter order and
-  // without gaps, so that a step streams through it and parameters that share one flat buffer
-  // can be updated as one range. One entry at a time, to keep the extra memory to one entry.
+  // Each state entry of the group's parameters moves into one buffer per dtype, in parameter
+  // order and without gaps, so that a step streams through it and parameters that share one
+  // flat buffer can be updated as one range. One entry at a time, to keep the extra memory to
+  // one entry.
   for (const StateEntry& e : *info_.state) {
     if (e.kind != StateKind::Tensor) continue;
-    std::size_t total = 0;
-    for (auto& s : states) {
-      for (const auto& t : s.tensors()) {
-        if (t.first == e.name) total += t.second.numel();
+    for (const DType dtype : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+      const auto mine = [&](const std::pair<std::string, Tensor>& t) { return t.first == e.name && t.second.dtype() == dtype; };
+      std::size_t total = 0;
+      for (auto& s : states) {
+        for (const auto& t : s.tensors()) total += mine(t) ? t.second.numel() : 0;
       }
-    }
-    if (total == 0) continue;
-    Tensor buffer = Tensor::uninitialized({static_cast<std::int64_t>(total)});
-    std::size_t offset = 0;
-    for (auto& s : states) {
-      for (std::size_t k = 0; k < s.num_tensors(); ++k) {
-        if (s.tensors()[k].first != e.name) continue;
-        Tensor& t = s.tensor(k);
-        Tensor part = Tensor::part_of(buffer, offset, t.shape());
-        part.copy_from(t);
-        t = part;
-        offset += part.numel();
+      if (total == 0) continue;
+      Tensor buffer = Tensor::uninitialized({static_cast<std::int64_t>(total)}, dtype);
+      std::size_t offset = 0;
+      for (auto& s : states) {
+        for (std::size_t k = 0; k < s.num_tensors(); ++k) {
+          if (!mine(s.tensors()[k])) continue;
+          Tensor& t = s.tensor(k);
+          Tensor part = Tensor::part_of(buffer, offset, t.shape());
+          part.copy_from(t);
+          t = part;
+          offset += part.numel();
+        }
       }
     }
   }

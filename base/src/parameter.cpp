@@ -1,5 +1,7 @@
 #include <optreg/parameter.hpp>
 
+#include <type_traits>
+
 #include <optreg/error.hpp>
 
 #include "parameter_checks.hpp"
@@ -35,27 +37,45 @@ const Tensor& Parameter::grad() const {
 }
 
 namespace {
-void check_grad_shape(const std::string& name, const Tensor& value, const Tensor& g) {
+void check_grad_fits(const std::string& name, const Tensor& value, const Tensor& g) {
+  if (g.dtype() != value.dtype()) {
+    throw UsageError(std::string("a ") + dtype_name(g.dtype()) + " gradient does not match parameter '" + name +
+                     "', which is " + dtype_name(value.dtype()) + "; a gradient must have its parameter's dtype");
+  }
   if (g.shape() != value.shape()) {
     throw UsageError("gradient of shape " + to_string(g.shape()) + " does not match parameter '" + name +
                      "' of shape " + to_string(value.shape()));
   }
 }
+
+/// dst += src elementwise, in the elements' dtype (half types summed in float32, rounded to nearest).
+void add_into(Tensor& dst, const Tensor& src) {
+  visit_dtype(dst.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* d = dst.data_as<T>();
+    const T* s = src.data_as<T>();
+    for (std::size_t i = 0, n = dst.numel(); i < n; ++i) {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+        d[i] += s[i];
+      } else {
+        d[i] = from_float<T>(to_float(d[i]) + to_float(s[i]));
+      }
+    }
+  });
+}
 }  // namespace
 
 void Parameter::accumulate_grad(const Tensor& g) {
   Impl& p = *impl_;
-  check_grad_shape(p.name, p.value, g);
+  check_grad_fits(p.name, p.value, g);
   if (p.has_grad) {
-    // The gradient itself must still fit the value (neither replaced by another shape).
-    detail::check_grad_shape(*this, [] { return std::string(); }, -1);
-    float* dst = p.grad.data();
-    const float* src = g.data();
-    for (std::size_t i = 0, n = p.grad.numel(); i < n; ++i) dst[i] += src[i];
+    // The gradient itself must still fit the value (neither replaced by another shape or dtype).
+    detail::check_grad_fits(*this, [] { return std::string(); }, -1);
+    add_into(p.grad, g);
     return;
   }
-  if (!p.grad_is_buffer || p.grad.shape() != p.value.shape()) {  // the value may have been replaced
-    p.grad = Tensor(p.value.shape());
+  if (!p.grad_is_buffer || !detail::grad_fits(p.value, p.grad)) {  // the value may have been replaced
+    p.grad = Tensor::uninitialized(p.value.shape(), p.value.dtype());
     p.grad_is_buffer = true;
   }
   p.grad.copy_from(g);
@@ -63,7 +83,7 @@ void Parameter::accumulate_grad(const Tensor& g) {
 }
 
 void Parameter::set_grad(Tensor g) {
-  check_grad_shape(impl_->name, impl_->value, g);
+  check_grad_fits(impl_->name, impl_->value, g);
   impl_->grad = std::move(g);
   impl_->grad_is_buffer = false;
   impl_->has_grad = true;
@@ -82,10 +102,12 @@ bool same_shape(const Shape& a, const Shape& b) noexcept {
 }
 }  // namespace
 
-std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept {
+std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
+                                 const std::vector<DType>& dtypes) noexcept {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const Parameter::Impl& p = *params[i].impl_;
-    if (!same_shape(p.value.shape(), shapes[i]) || (p.has_grad && !same_shape(p.grad.shape(), p.value.shape()))) return i;
+    if (p.value.dtype() != dtypes[i] || !same_shape(p.value.shape(), shapes[i])) return i;
+    if (p.has_grad && (p.grad.dtype() != p.value.dtype() || !same_shape(p.grad.shape(), p.value.shape()))) return i;
   }
   return params.size();
 }

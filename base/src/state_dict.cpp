@@ -1,6 +1,8 @@
 // Optimizer::state_dict(), check_state_dict() and load_state_dict().
 #include <optreg/state_dict.hpp>
 
+#include <type_traits>
+
 #include <algorithm>
 
 #include <optreg/error.hpp>
@@ -45,12 +47,21 @@ std::string domain_text(const StateEntry& e) {
 /// The position of the first element of `t` outside `domain`, or t.numel(): one pass, no
 /// allocation (it runs once per load, over every state tensor).
 std::size_t first_outside(const Range& domain, const Tensor& t) {
-  const float* x = t.data();
-  const std::size_t n = t.numel();
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!domain.contains(static_cast<double>(x[i]))) return i;
-  }
-  return n;
+  return visit_dtype(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = t.data_as<T>();
+    const std::size_t n = t.numel();
+    for (std::size_t i = 0; i < n; ++i) {
+      double v = 0;
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+        v = x[i];
+      } else {
+        v = to_float(x[i]);
+      }
+      if (!domain.contains(v)) return i;
+    }
+    return n;
+  });
 }
 
 bool in_domain(const Range& domain, const StateScalar& v) {
@@ -122,11 +133,18 @@ void check_tensor_entry(const OptimizerInfo& info, const std::string& name, cons
     throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
                          ", expected " + to_string(want));
   }
+  // An entry the optimizer holds keeps its dtype; one it lacks yet takes its parameter's state dtype.
+  const DType dtype = now != nullptr ? now->dtype() : state_dtype_of(p.value().dtype());
+  if (t.dtype() != dtype) {
+    throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " is " + dtype_name(t.dtype()) +
+                         ", but this optimizer keeps it as " + dtype_name(dtype) +
+                         "; convert the state dict's tensors to " + dtype_name(dtype) + " to load it");
+  }
   if (!e.domain) return;
   const std::size_t bad = first_outside(*e.domain, t);
   if (bad != t.numel()) {
     throw StateDictError("state tensor '" + name + "' of " + subject + ": element " + std::to_string(bad) + " = " +
-                         Value(static_cast<double>(t.data()[bad])).to_string() + " is outside its domain " +
+                         Value(t.element(bad)).to_string() + " is outside its domain " +
                          domain_text(e));
   }
 }

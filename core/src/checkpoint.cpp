@@ -278,14 +278,17 @@ void load_string(Ar& ar, std::string& s) {
 
 template <class Ar>
 void save(Ar& ar, const optreg::Tensor& t, unsigned /*version*/) {
+  // Layout version 1: the shape, the dtype's code, the elements. Version 0 had no dtype (float32).
   const std::uint64_t dims = t.dim();
   ar << dims;
   for (std::int64_t d : t.shape()) ar << d;
-  ar.save_binary(t.data(), t.numel() * sizeof(float));
+  const auto dtype = static_cast<std::uint32_t>(t.dtype());
+  ar << dtype;
+  ar.save_binary(t.raw(), t.nbytes());
 }
 template <class Ar>
 void load(Ar& ar, optreg::Tensor& t, unsigned version) {
-  optreg::check_layout_version("tensor", version, 0);
+  optreg::check_layout_version("tensor", version, 1);
   std::uint64_t dims = 0;
   ar >> dims;
   optreg::check_count(dims, sizeof(std::int64_t), "tensor dimension");
@@ -299,9 +302,18 @@ void load(Ar& ar, optreg::Tensor& t, unsigned version) {
     }
     numel *= static_cast<std::uint64_t>(d);
   }
-  optreg::check_count(numel, sizeof(float), "tensor element");
-  t = optreg::Tensor::uninitialized(shape);
-  ar.load_binary(t.data(), t.numel() * sizeof(float));
+  optreg::DType dtype = optreg::DType::Float32;
+  if (version >= 1) {
+    std::uint32_t code = 0;
+    ar >> code;
+    if (optreg::dtype_size(static_cast<optreg::DType>(code)) == 0) {
+      throw optreg::Fault{"a tensor has the unknown dtype code " + std::to_string(code)};
+    }
+    dtype = static_cast<optreg::DType>(code);
+  }
+  optreg::check_count(numel, optreg::dtype_size(dtype), "tensor element");
+  t = optreg::Tensor::uninitialized(shape, dtype);
+  ar.load_binary(t.raw(), t.nbytes());
 }
 
 template <class Ar>
@@ -535,7 +547,7 @@ BOOST_SERIALIZATION_SPLIT_FREE(optreg::ParamState)
 BOOST_SERIALIZATION_SPLIT_FREE(optreg::StateDict)
 BOOST_SERIALIZATION_SPLIT_FREE(optreg::Checkpoint)
 // Layout versions: raise one when its layout changes, and teach load() the older ones.
-BOOST_CLASS_VERSION(optreg::Tensor, 0)
+BOOST_CLASS_VERSION(optreg::Tensor, 1)
 BOOST_CLASS_VERSION(optreg::Value, 0)
 BOOST_CLASS_VERSION(optreg::ParamState, 0)
 BOOST_CLASS_VERSION(optreg::StateDict, 0)

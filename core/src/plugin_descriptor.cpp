@@ -150,7 +150,8 @@ abi::PluginDescriptor read_descriptor(const void* raw) {
   if (head[0] != OPTREG_ABI_MAJOR) {
     throw Refused{"it was built for optreg plugin ABI " + std::to_string(head[0]) +
                       ", but this host supports ABI " + std::to_string(OPTREG_ABI_MAJOR) +
-                      "; rebuild the plugin against this optreg",
+                      "; rebuild the plugin against this optreg (find_package(optreg) and optreg_add_plugin(); "
+                      "docs/plugin-guide.md)",
                   Versions{head[0], OPTREG_ABI_MAJOR}};
   }
   if (head[1] < abi::kMinDescriptorSize) {

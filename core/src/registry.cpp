@@ -58,6 +58,12 @@ struct OptimizerKind : detail::KindBase<OptimizerDescriptor, abi::OptimizerEntry
   }
   static void describe(const Entry& e, Descriptor& out) {
     out.state = std::make_shared<const StateSchema>(detail::convert_state(e));
+    if ((e.param_dtypes & ~kAllDTypes) != 0) throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown parameter dtypes"};
+    if ((e.state_dtypes & ~(abi::kStateBFloat16 | abi::kStateInt8)) != 0) {
+      throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown state dtypes"};
+    }
+    out.param_dtypes = e.param_dtypes == 0 ? dtype_bit(DType::Float32) : e.param_dtypes;
+    out.state_dtypes = e.state_dtypes;
   }
 };
 
@@ -292,14 +298,14 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<Parameter> pa
 OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpec> groups,
                               const Options& options) const {
   auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source}, options, std::move(groups));
+  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes}, options, std::move(groups));
   return std::move(opt);
 }
 
 std::vector<OptionError> Registry::validate_options(const std::string& name, const Options& options,
                                                    const std::vector<Options>& group_overrides) const {
   const auto [unbound, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source}, options,
+  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes}, options,
                                 group_overrides);
 }
 

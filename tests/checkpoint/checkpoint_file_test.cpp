@@ -192,6 +192,24 @@ TEST_F(CheckpointFile, CheckpointWithParametersAndMetadataRoundTripsBitForBit) {
   EXPECT_TRUE(back.metadata.at("empty_list").as_float_list().empty());
 }
 
+TEST_F(CheckpointFile, TensorsOfEveryDTypeRoundTripWithTheirDType) {
+  Checkpoint c;
+  c.optimizer = awkward_state_dict();
+  const Tensor source({5}, {0.1F, -0.0F, 3e38F, 1e-45F, -2.5F});
+  for (optreg::DType d : {optreg::DType::Float32, optreg::DType::Float64, optreg::DType::BFloat16, optreg::DType::Float16}) {
+    c.parameters.push_back({optreg::dtype_name(d), source.to(d)});
+  }
+  c.parameters[1].value.data_as<double>()[0] = 0.1;  // not a float32 value: only float64 holds it
+  optreg::save_checkpoint(path("dtypes.ckpt"), c);
+  const Checkpoint back = optreg::read_checkpoint(path("dtypes.ckpt"));
+  EXPECT_TRUE(same_bits(back, c));
+  ASSERT_EQ(back.parameters.size(), 4U);
+  EXPECT_EQ(back.parameters[1].value.dtype(), optreg::DType::Float64);
+  EXPECT_EQ(back.parameters[1].value.data_as<double>()[0], 0.1);
+  EXPECT_EQ(back.parameters[2].value.dtype(), optreg::DType::BFloat16);
+  EXPECT_EQ(back.parameters[3].value.dtype(), optreg::DType::Float16);
+}
+
 // ---------------------------------------------------------------------------------- atomic writes
 
 namespace {

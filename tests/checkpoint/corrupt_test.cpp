@@ -114,6 +114,7 @@ const std::vector<std::string>& payload_faults() {
       "negative extent",
       "element count overflows",
       "unknown value type code",
+      "has the unknown dtype code",
       "has the unknown kind",
       "a boolean value holds the invalid byte",
       "the scheduler flag holds the invalid byte",
@@ -625,7 +626,7 @@ TEST_F(CheckpointCorrupt, WrongChecksumIsRefused) {
                       {"checkpoint sum.ckpt: ", "the checksum does not match the payload"}));
   // A changed tensor element is well-formed: only the checksum can tell.
   Bytes element = valid;
-  const std::size_t first_element = find(valid, le64(2) + le64(3) + le64(5)) + 24;
+  const std::size_t first_element = find(valid, le64(2) + le64(3) + le64(5)) + 28;  // shape, dtype code
   element[first_element] = static_cast<char>(element[first_element] ^ 0x10);
   tried();
   EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(element.data(), element.size(), "sum.ckpt"); },
@@ -653,7 +654,7 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
       {"StateDict", name - 4, 0, "state dict layout version 1 is from the future (this reader supports 0); upgrade optreg"},
       {"Value", option + 1, 0, "value layout version 1 is from the future"},
       {"ParamState", state - 4, 0, "state layout version 1 is from the future"},
-      {"Tensor", tensor + 1, 0, "tensor layout version 1 is from the future"},
+      {"Tensor", tensor + 1, 1, "tensor layout version 2 is from the future"},
   };
   ASSERT_EQ(get_le(valid, option + 5, 1), 1U) << "the first value is the boolean amsgrad";
   ASSERT_EQ(get_le(valid, tensor + 5, 8), 2U) << "the first tensor is the 3x5 exp_avg";
@@ -793,7 +794,7 @@ TEST_F(CheckpointCorrupt, DamagedOrMissingFileLeavesTheOptimizerUnchanged) {
   const std::string file = path("damaged.ckpt");
   optreg::save_optimizer(file, *saved);
   Bytes b = read_file(file);
-  const std::size_t first_element = find(b, le64(2) + le64(3) + le64(5)) + 24;  // a tensor element
+  const std::size_t first_element = find(b, le64(2) + le64(3) + le64(5)) + 28;  // a tensor element
   b[first_element] = static_cast<char>(b[first_element] ^ 0x01);
   write_file(file, b);
   OptimizerPtr live = trained_adam(model_params());

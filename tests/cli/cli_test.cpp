@@ -123,7 +123,7 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_TRUE(contains(list_help.out, "--allow-refused")) << list_help.out;
   const ToolRun version = run("--version");
   EXPECT_EQ(version.status, 0);
-  EXPECT_TRUE(contains(version.out, "optreg 0.1.0 (plugin ABI 1, libstdc++")) << version.out;
+  EXPECT_TRUE(contains(version.out, "optreg 0.1.0 (plugin ABI 2, libstdc++")) << version.out;
 }
 
 TEST(Cli, UsageErrorsExitWithTwo) {
@@ -168,11 +168,11 @@ TEST(Cli, InspectShowsGroupsStateStatisticsAndTheVerifiedChecksum) {
   EXPECT_TRUE(contains(r.out, "  - options: {amsgrad: true, betas: [0.9, 0.999], eps: 1e-08, lr: 0.01, maximize: false, "
                               "weight_decay: 0.0}\n    params: [1]"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "  0 ('layer.weight'):\n    step: 2 (int)\n    exp_avg: tensor [2, 3]  min 0.19  max 0.19  "
+  EXPECT_TRUE(contains(r.out, "  0 ('layer.weight'):\n    step: 2 (int)\n    exp_avg: tensor [2, 3] float32 (24 bytes)  min 0.19  max 0.19  "
                               "mean 0.19  non-finite 0"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "max_exp_avg_sq: tensor [2]")) << r.out;
-  EXPECT_TRUE(contains(r.out, "  1 'layer.bias': tensor [2]  min ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "max_exp_avg_sq: tensor [2] float32 (8 bytes)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "  1 'layer.bias': tensor [2] float32 (8 bytes)  min ")) << r.out;
   EXPECT_TRUE(contains(r.out, "non-finite 1")) << r.out;
   EXPECT_TRUE(contains(r.out, "metadata:\n  seed: 7\n  step: 2")) << r.out;
 }
@@ -184,7 +184,7 @@ TEST(Cli, InspectJsonIsMachineReadable) {
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "\"checksum_verified\": true")) << r.out;
   EXPECT_TRUE(contains(r.out, "\"optimizer\": \"adam\"")) << r.out;
-  EXPECT_TRUE(contains(r.out, "\"0\": {\"step\": 2, \"exp_avg\": {\"shape\": [2, 3], \"min\": 0.19")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"0\": {\"step\": 2, \"exp_avg\": {\"shape\": [2, 3], \"dtype\": \"float32\", \"bytes\": 24, \"min\": 0.19")) << r.out;
   EXPECT_TRUE(contains(r.out, "\"metadata\": {\"seed\": 7, \"step\": 2}")) << r.out;
 }
 

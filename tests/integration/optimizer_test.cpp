@@ -271,3 +271,48 @@ TEST_F(ReplacedTensors, StateDictLoadAndCheckpointsRefuseAValueOfAnotherShape) {
       << "the optimizer is at fault, not the file";
   std::remove(path.c_str());
 }
+
+// ---- element types ----
+
+TEST_F(OptimizerBase, AParameterOfADTypeThePluginDoesNotStepIsAnOptionErrorNamingAll) {
+  Parameter ok = param("ok", {1, 2});
+  Parameter half("half", Tensor({2}, optreg::DType::Float16));
+  try {
+    (void)registry().create("adam", {ok, half}, {{"lr", 0.1}});
+    FAIL() << "adam took a float16 parameter it does not declare";
+  } catch (const optreg::OptionError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("parameter 'half' (position 1) is float16"), std::string::npos) << m;
+    EXPECT_NE(m.find("optimizer 'adam' steps parameters of float32 only"), std::string::npos) << m;
+    EXPECT_EQ(e.option(), "dtype");
+  }
+  const auto d = registry().find("adam");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->param_dtypes, optreg::dtype_bit(optreg::DType::Float32));
+}
+
+TEST_F(OptimizerBase, AValueReplacedByAnotherDTypeRefusesTheStepNamingBoth) {
+  Parameter w = param("w", {1, 2});
+  OptimizerPtr opt = registry().create("sgd", {w}, {{"lr", 0.1}});
+  w.value() = Tensor({2}, optreg::DType::Float64);
+  w.set_grad(Tensor({2}, optreg::DType::Float64));
+  const std::string m = optreg_test::message_of<optreg::UsageError>([&] { opt->step(); });
+  EXPECT_NE(m.find("parameter 'w' (position 0): its value is float64, but it was float32 when the optimizer took it"),
+            std::string::npos)
+      << m;
+}
+
+TEST_F(OptimizerBase, AStateDictWhoseTensorsHaveAnotherDTypeIsRefusedNamingBoth) {
+  Parameter w = param("w", {1, 2});
+  OptimizerPtr opt = registry().create("adam", {w}, {{"lr", 0.1}});
+  optreg::StateDict sd = opt->state_dict();
+  optreg::ParamState& s = sd.state.at(0);
+  optreg::ParamState converted;
+  for (const auto& [name, t] : s.tensors()) converted.add_tensor(name, t.to(optreg::DType::BFloat16));
+  for (const auto& [name, v] : s.scalars()) converted.add_scalar(name, v);
+  s = converted;
+  const std::string m = optreg_test::message_of<optreg::StateDictError>([&] { opt->load_state_dict(sd); });
+  EXPECT_NE(m.find("state tensor 'exp_avg' of parameter id 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("is bfloat16, but this optimizer keeps it as float32"), std::string::npos) << m;
+  EXPECT_EQ(opt->state(w).tensor("exp_avg").dtype(), optreg::DType::Float32);
+}

@@ -17,16 +17,23 @@
 
 namespace optreg_test {
 
-/// Same shape and the same bytes (NaNs compare by their bits, -0.0 differs from 0.0).
+/// Same shape, dtype and bytes (NaNs compare by their bits, -0.0 differs from 0.0).
 inline ::testing::AssertionResult same_bits(const optreg::Tensor& a, const optreg::Tensor& b) {
   if (a.shape() != b.shape()) {
     return ::testing::AssertionFailure() << "shapes differ: " << optreg::to_string(a.shape()) << " vs "
                                          << optreg::to_string(b.shape());
   }
-  if (a.numel() != 0 && std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) != 0) {
+  if (a.dtype() != b.dtype()) {
+    return ::testing::AssertionFailure() << "dtypes differ: " << optreg::dtype_name(a.dtype()) << " vs "
+                                         << optreg::dtype_name(b.dtype());
+  }
+  const std::size_t size = a.element_size();
+  const auto* pa = static_cast<const unsigned char*>(a.raw());
+  const auto* pb = static_cast<const unsigned char*>(b.raw());
+  if (a.numel() != 0 && std::memcmp(pa, pb, a.nbytes()) != 0) {
     for (std::size_t i = 0; i < a.numel(); ++i) {
-      if (std::memcmp(a.data() + i, b.data() + i, sizeof(float)) != 0) {
-        return ::testing::AssertionFailure() << "element " << i << " differs: " << a[i] << " vs " << b[i];
+      if (std::memcmp(pa + i * size, pb + i * size, size) != 0) {
+        return ::testing::AssertionFailure() << "element " << i << " differs: " << a.element(i) << " vs " << b.element(i);
       }
     }
   }

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <optreg/clip.hpp>
@@ -102,4 +103,64 @@ TEST(Parameter, ClippingRefusesAGradientReplacedByAnotherShapeBeforeChangingAny)
   }
   EXPECT_THROW(optreg::clip_grad_value({a, b}, 1.0), optreg::UsageError);
   EXPECT_EQ(a.grad().to_vector(), (std::vector<float>{30, 40}));
+}
+
+TEST(Parameter, GradientDTypeMustBeTheValuesNamingBoth) {
+  optreg::Parameter p("w", optreg::Tensor(optreg::Shape{2}, optreg::DType::BFloat16));
+  try {
+    p.accumulate_grad(optreg::Tensor(optreg::Shape{2}, optreg::DType::Float16));
+    FAIL() << "a float16 gradient was taken by a bfloat16 parameter";
+  } catch (const optreg::UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("float16 gradient"), std::string::npos) << m;
+    EXPECT_NE(m.find("'w', which is bfloat16"), std::string::npos) << m;
+  }
+  EXPECT_THROW(p.set_grad(optreg::Tensor(optreg::Shape{2})), optreg::UsageError);
+  EXPECT_FALSE(p.has_grad());
+}
+
+TEST(Parameter, HalfPrecisionGradientsAccumulateInFloat32RoundedToNearest) {
+  optreg::Parameter p("w", optreg::Tensor(optreg::Shape{2}, optreg::DType::BFloat16));
+  optreg::Tensor g(optreg::Shape{2}, optreg::DType::BFloat16);
+  g.fill(1.0F);
+  p.accumulate_grad(g);
+  optreg::Tensor small(optreg::Shape{2}, optreg::DType::BFloat16);
+  small.fill(0.00390625F);  // 2^-8: 1 + 2^-8 is a tie in bfloat16, rounded to even (1)
+  p.accumulate_grad(small);
+  EXPECT_EQ(p.grad().dtype(), optreg::DType::BFloat16);
+  EXPECT_EQ(p.grad().to_vector(), (std::vector<float>{1.0F, 1.0F}));
+  p.accumulate_grad(g);
+  EXPECT_EQ(p.grad().to_vector(), (std::vector<float>{2.0F, 2.0F}));
+
+  optreg::Parameter q("v", optreg::Tensor(optreg::Shape{1}, optreg::DType::Float64));
+  optreg::Tensor a(optreg::Shape{1}, optreg::DType::Float64);
+  a.data_as<double>()[0] = 1.0;
+  optreg::Tensor b(optreg::Shape{1}, optreg::DType::Float64);
+  b.data_as<double>()[0] = 1e-12;  // lost in float32, kept in float64
+  q.accumulate_grad(a);
+  q.accumulate_grad(b);
+  EXPECT_EQ(q.grad().data_as<double>()[0], 1.0 + 1e-12);
+}
+
+TEST(Parameter, ClippingWorksInEachGradientsDType) {
+  using optreg::DType;
+  optreg::Parameter d("d", optreg::Tensor(optreg::Shape{2}, DType::Float64));
+  optreg::Tensor gd(optreg::Shape{2}, DType::Float64);
+  gd.data_as<double>()[0] = 3.0;
+  gd.data_as<double>()[1] = 4.0 + 1e-12;  // kept by a float64 norm
+  d.set_grad(gd);
+  const double norm = optreg::clip_grad_norm({d}, 1.0);
+  EXPECT_EQ(norm, std::sqrt(9.0 + (4.0 + 1e-12) * (4.0 + 1e-12)));
+  EXPECT_DOUBLE_EQ(d.grad().data_as<double>()[0], 3.0 / (norm + 1e-6));
+
+  optreg::Parameter b("b", optreg::Tensor(optreg::Shape{2}, DType::BFloat16));
+  optreg::Tensor gb(optreg::Shape{2}, DType::BFloat16);
+  gb.fill(3.0F);
+  b.set_grad(gb);
+  optreg::clip_grad_value({b}, 1.5);
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<float>{1.5F, 1.5F}));
+  EXPECT_EQ(b.grad().dtype(), DType::BFloat16);
+  const double nb = optreg::clip_grad_norm({b}, 0.1);
+  EXPECT_EQ(nb, static_cast<double>(static_cast<float>(std::sqrt(4.5))));
+  for (float x : b.grad().to_vector()) EXPECT_NEAR(x, 0.1 / std::sqrt(2.0), 0.1 / std::sqrt(2.0) / 128);
 }

@@ -69,7 +69,10 @@ TEST(Tensor, ValueCountMustMatchTheShape) {
 
 TEST(Tensor, NegativeExtentIsRejected) { EXPECT_THROW(Tensor(Shape{2, -1}), optreg::UsageError); }
 
-TEST(Tensor, ViewOfNullIsRejected) { EXPECT_THROW(Tensor::view(nullptr, {1}), optreg::UsageError); }
+TEST(Tensor, ViewOfNullIsRejected) {
+  EXPECT_THROW(Tensor::view(static_cast<float*>(nullptr), {1}), optreg::UsageError);
+  EXPECT_THROW(Tensor::view(nullptr, optreg::DType::BFloat16, {1}), optreg::UsageError);
+}
 
 TEST(Tensor, PartOfSharesAndKeepsTheBufferAlive) {
   Tensor part;
@@ -86,4 +89,90 @@ TEST(Tensor, PartOfRejectsAPartThatDoesNotFit) {
   Tensor buffer(Shape{10});
   EXPECT_THROW(Tensor::part_of(buffer, 8, {3}), optreg::UsageError);
   EXPECT_THROW(Tensor::part_of(buffer, 11, {0}), optreg::UsageError);
+}
+
+// ---- element types ----
+
+using optreg::bfloat16;
+using optreg::DType;
+using optreg::float16;
+
+TEST(TensorDType, OwnedTensorsAreFloat32UnlessAskedAndZeroFilledInTheirDType) {
+  EXPECT_EQ(Tensor(Shape{3}).dtype(), DType::Float32);
+  for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+    Tensor t(Shape{5, 3}, d);
+    EXPECT_EQ(t.dtype(), d);
+    EXPECT_EQ(t.element_size(), optreg::dtype_size(d));
+    EXPECT_EQ(t.nbytes(), 15 * optreg::dtype_size(d));
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.raw()) % Tensor::kAlignment, 0U);
+    for (std::size_t i = 0; i < t.numel(); ++i) EXPECT_EQ(t.element(i), 0.0);
+  }
+}
+
+TEST(TensorDType, TypedAccessOfAnotherDTypeIsRefusedNamingBoth) {
+  Tensor t(Shape{2}, DType::BFloat16);
+  try {
+    (void)t.data();
+    FAIL() << "float32 access to a bfloat16 tensor was allowed";
+  } catch (const optreg::UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("bfloat16 tensor"), std::string::npos) << m;
+    EXPECT_NE(m.find("accessed as float32"), std::string::npos) << m;
+  }
+  EXPECT_THROW((void)t.data_as<float16>(), optreg::UsageError);
+  EXPECT_THROW((void)t.data_as<double>(), optreg::UsageError);
+  EXPECT_NO_THROW((void)t.data_as<bfloat16>());
+  EXPECT_THROW((void)Tensor(Shape{1}, DType::Float64)[0], optreg::UsageError);
+}
+
+TEST(TensorDType, ViewsNameTheirDTypeAndShareTheCallersMemory) {
+  double d[3] = {1.5, -2.0, 1e300};
+  Tensor v = Tensor::view(d, {3});
+  EXPECT_EQ(v.dtype(), DType::Float64);
+  EXPECT_TRUE(v.is_view());
+  EXPECT_EQ(v.data_as<double>(), d);
+  EXPECT_EQ(v.element(2), 1e300);
+  bfloat16 b[2] = {{0x3F80}, {0xC000}};  // 1, -2
+  Tensor vb = Tensor::view(b, {2});
+  EXPECT_EQ(vb.dtype(), DType::BFloat16);
+  EXPECT_EQ(vb.to_vector(), (std::vector<float>{1.0F, -2.0F}));
+  float16 h[1] = {{0x3C00}};  // 1
+  EXPECT_EQ(Tensor::view(h, {1}).element(0), 1.0);
+  std::uint16_t raw[2] = {0x3F80, 0x4000};
+  Tensor vr = Tensor::view(raw, DType::BFloat16, {2});
+  EXPECT_EQ(vr.to_vector(), (std::vector<float>{1.0F, 2.0F}));
+}
+
+TEST(TensorDType, CopyFromRefusesAnotherDTypeAndToConvertsRoundingToNearest) {
+  Tensor f(Shape{3}, {1.0F, 1.00390625F, -3.0e38F});  // 1 + 2^-8 is a tie in bfloat16: to even (1)
+  Tensor b(Shape{3}, DType::BFloat16);
+  try {
+    b.copy_from(f);
+    FAIL() << "a float32 tensor was copied into a bfloat16 one";
+  } catch (const optreg::UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("float32 tensor"), std::string::npos) << m;
+    EXPECT_NE(m.find("bfloat16 tensor"), std::string::npos) << m;
+  }
+  const Tensor c = f.to(DType::BFloat16);
+  EXPECT_EQ(c.dtype(), DType::BFloat16);
+  EXPECT_EQ(c.data_as<bfloat16>()[0].bits, 0x3F80);
+  EXPECT_EQ(c.data_as<bfloat16>()[1].bits, 0x3F80);
+  EXPECT_EQ(c.data_as<bfloat16>()[2].bits, optreg::float_to_bf16(-3.0e38F));
+  const Tensor h = f.to(DType::Float16);
+  EXPECT_EQ(h.data_as<float16>()[2].bits, 0xFC00);  // -inf: past float16's range
+  const Tensor d = f.to(DType::Float64);
+  EXPECT_EQ(d.to_double_vector(), (std::vector<double>{1.0, 1.00390625, static_cast<double>(-3.0e38F)}));
+  EXPECT_EQ(d.to(DType::Float32).to_vector(), f.to_vector());  // exact both ways
+}
+
+TEST(TensorDType, PartsKeepTheBufferDTypeAndOffsetByElements) {
+  Tensor buf(Shape{8}, DType::Float16);
+  buf.fill(2.0F);
+  Tensor part = Tensor::part_of(buf, 3, {2});
+  EXPECT_EQ(part.dtype(), DType::Float16);
+  EXPECT_EQ(static_cast<const char*>(part.raw()) - static_cast<const char*>(buf.raw()), 6);
+  part.fill(-1.0F);
+  EXPECT_EQ(buf.to_vector(), (std::vector<float>{2, 2, 2, -1, -1, 2, 2, 2}));
+  EXPECT_EQ(buf.clone().dtype(), DType::Float16);
 }

@@ -42,7 +42,7 @@ Stats stats_of(const Tensor& t) {
   double lo = std::numeric_limits<double>::infinity();
   double hi = -lo;
   for (std::size_t i = 0; i < t.numel(); ++i) {
-    const double v = t[i];
+    const double v = t.element(i);
     if (!std::isfinite(v)) {
       ++s.non_finite;
       continue;
@@ -68,7 +68,8 @@ std::string number(double d) {
 
 std::string tensor_text(const Tensor& t) {
   const Stats s = stats_of(t);
-  std::string out = "tensor " + to_string(t.shape());
+  std::string out = "tensor " + to_string(t.shape()) + " " + dtype_name(t.dtype()) + " (" + std::to_string(t.nbytes()) +
+                    " bytes)";
   if (s.finite > 0) out += "  min " + number(s.min) + "  max " + number(s.max) + "  mean " + number(s.mean);
   return out + "  non-finite " + std::to_string(s.non_finite);
 }
@@ -76,7 +77,7 @@ std::string tensor_text(const Tensor& t) {
 Json tensor_json(const Tensor& t) {
   const Stats s = stats_of(t);
   const auto num = [&](double d) { return s.finite > 0 ? json_number(d, 6) : Json(nullptr); };
-  return Json{{"shape", t.shape()}, {"min", num(s.min)}, {"max", num(s.max)}, {"mean", num(s.mean)},
+  return Json{{"shape", t.shape()}, {"dtype", dtype_name(t.dtype())}, {"bytes", t.nbytes()}, {"min", num(s.min)}, {"max", num(s.max)}, {"mean", num(s.mean)},
               {"non_finite", s.non_finite}};
 }
 

@@ -4,6 +4,8 @@
 #include <iostream>
 #include <memory>
 
+#include <optreg/abi.hpp>
+
 #include "cli.hpp"
 #include "isolate.hpp"
 
@@ -51,10 +53,45 @@ void print_schema_table(const Schema& schema, std::ostream& out) {
   }
 }
 
+/// The state dtypes an optimizer may keep: its step's arithmetic dtypes, then those it declares
+/// for the `state_dtype` option.
+std::vector<std::string> state_dtype_names(const OptimizerDescriptor& d) {
+  std::vector<std::string> out{"float32"};
+  if ((d.param_dtypes & dtype_bit(DType::Float64)) != 0) out.emplace_back("float64");
+  if ((d.state_dtypes & abi::kStateBFloat16) != 0) out.emplace_back("bfloat16");
+  if ((d.state_dtypes & abi::kStateInt8) != 0) out.emplace_back("int8");
+  return out;
+}
+
+/// The parameter dtypes an optimizer steps, by name.
+std::vector<std::string> param_dtype_names(const OptimizerDescriptor& d) {
+  std::vector<std::string> out;
+  for (const DType t : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+    if ((d.param_dtypes & dtype_bit(t)) != 0) out.emplace_back(dtype_name(t));
+  }
+  return out;
+}
+
+/// Bytes of state per parameter element in float32: 4 per state tensor shaped like its
+/// parameter that every parameter has (optional and own-shaped entries left out).
+std::size_t state_bytes_per_element(const OptimizerDescriptor& d) {
+  std::size_t n = 0;
+  for (const auto& e : *d.state) n += e.kind == StateKind::Tensor && !e.optional && !e.custom_shape ? 4 : 0;
+  return n;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   out << escape_text(d.name) << "  " << escape_text(d.plugin_version) << "  " << escape_text(d.description) << '\n';
   out << "  from " << escape_text(d.source) << " (plugin " << escape_text(d.plugin_name) << ")\n";
   print_schema_table(*d.schema, out);
+  out << "  dtypes: parameters " << joined(param_dtype_names(d)) << "; state " << joined(state_dtype_names(d))
+      << "; state bytes per parameter element in float32: " << state_bytes_per_element(d) << '\n';
   if (d.state && !d.state->empty()) {
     out << "  state per parameter:\n";
     std::size_t width = 0;
@@ -127,6 +164,9 @@ Json descriptor_json(const OptimizerDescriptor& d) {
   j["description"] = json_text(d.description);
   j["hyperparameters"] = schema_json(*d.schema);
   j["state"] = state_json(*d.state);
+  j["param_dtypes"] = param_dtype_names(d);
+  j["state_dtypes"] = state_dtype_names(d);
+  j["state_bytes_per_element"] = state_bytes_per_element(d);
   return j;
 }
 

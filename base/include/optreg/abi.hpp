@@ -12,8 +12,11 @@
 /// - Fields may be appended within one ABI major: `size` (and `optimizer_entry_size`,
 ///   `scheduler_entry_size`) tell the host how much the plugin provides; a host reads only the
 ///   fields it knows, and treats fields the plugin does not provide as absent (zero). The
-///   scheduler fields and the optimizers' state domains were appended in ABI 1: a plugin built
-///   before them still loads.
+///   scheduler fields and the optimizers' state domains were appended in ABI 1; ABI 2 keeps
+///   ABI 1's layout and appends the dtypes an optimizer steps (`param_dtypes`, `state_dtypes`).
+/// - ABI 2 is a new major because optreg::Tensor, which crosses the boundary inside every
+///   optimizer call, carries a dtype: code built against ABI 1's float32-only Tensor would read
+///   its fields wrongly, so an ABI 1 plugin is refused and must be rebuilt.
 /// - `build_tag` names the C++ standard library ABI and the Boost version the plugin was built
 ///   with; the host refuses a plugin whose tag differs from its own, since optimizer objects are
 ///   C++ objects that cross the boundary.
@@ -29,7 +32,7 @@ class Scheduler;
 }
 
 /// The ABI major version of this optreg.
-#define OPTREG_ABI_MAJOR 1
+#define OPTREG_ABI_MAJOR 2
 
 #define OPTREG_DETAIL_STR2(x) #x
 #define OPTREG_DETAIL_STR(x) OPTREG_DETAIL_STR2(x)
@@ -131,7 +134,17 @@ struct OptimizerEntry {
   /// `state_domain_size` bytes apart; null when the plugin declares none.
   const StateDomainSpec* state_domains;
   std::uint32_t state_domain_size;  // sizeof(StateDomainSpec) as the plugin was built
+  // ABI 2: absent (zero) from an entry whose `optimizer_entry_size` ends before them.
+  /// The parameter dtypes it steps: bits 1 << optreg::DType (dtype_bit()); 0 means float32 alone.
+  std::uint32_t param_dtypes;
+  /// The dtypes its state may be kept in besides its step's arithmetic dtype: kStateBFloat16,
+  /// kStateInt8 (the core's `state_dtype` option); 0 means none.
+  std::uint32_t state_dtypes;
 };
+
+/// State dtypes an optimizer may declare (OptimizerEntry::state_dtypes).
+inline constexpr std::uint32_t kStateBFloat16 = 1;  ///< moments stored as bfloat16
+inline constexpr std::uint32_t kStateInt8 = 2;      ///< moments stored as blockwise-quantized int8
 
 /// Flags of a scheduler entry.
 inline constexpr std::uint32_t kSchedulerNeedsMetric = 1;  ///< stepped with a metric (plateau)
@@ -148,7 +161,7 @@ struct SchedulerEntry {
   optreg::Scheduler* (*create)();
 };
 
-/// What a plugin library exports. Version 1 of the layout.
+/// What a plugin library exports. Version 2 of the layout (ABI 1's, with the dtype fields of OptimizerEntry).
 struct PluginDescriptor {
   std::uint32_t abi_major;  // never moves
   std::uint32_t size;       // never moves: sizeof(PluginDescriptor) as the plugin was built

@@ -34,8 +34,63 @@ enum class DType : std::uint32_t {
   Float16 = 4,
 };
 
+/// A bfloat16 element as it lies in memory: the upper 16 bits of a float32.
+struct bfloat16 {
+  std::uint16_t bits;
+};
+/// A float16 (IEEE 754 binary16) element as it lies in memory.
+struct float16 {
+  std::uint16_t bits;
+};
+static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2, "half-precision elements are two bytes");
+
+/// The DType of the C++ element type T (float, double, bfloat16, float16).
+template <typename T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::Float32;
+};
+template <>
+struct dtype_of<double> {
+  static constexpr DType value = DType::Float64;
+};
+template <>
+struct dtype_of<bfloat16> {
+  static constexpr DType value = DType::BFloat16;
+};
+template <>
+struct dtype_of<float16> {
+  static constexpr DType value = DType::Float16;
+};
+template <typename T>
+inline constexpr DType dtype_v = dtype_of<T>::value;
+
+/// Calls `f(T{})` with T the C++ element type of `dtype` (float, double, bfloat16, float16):
+/// code written once over the element type, dispatched at run time.
+template <typename F>
+decltype(auto) visit_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::Float64: return f(double{});
+    case DType::BFloat16: return f(bfloat16{});
+    case DType::Float16: return f(float16{});
+    case DType::Float32: break;
+  }
+  return f(float{});
+}
+
+/// A set of dtypes, one bit per DType (bit 1 << DType): what a plugin supports.
+using DTypeSet = std::uint32_t;
+/// The set holding `dtype` alone.
+constexpr DTypeSet dtype_bit(DType dtype) noexcept { return DTypeSet{1} << static_cast<std::uint32_t>(dtype); }
+/// Every dtype a tensor may have.
+inline constexpr DTypeSet kAllDTypes =
+    dtype_bit(DType::Float32) | dtype_bit(DType::Float64) | dtype_bit(DType::BFloat16) | dtype_bit(DType::Float16);
+
 /// "float32", "float64", "bfloat16", "float16".
 OPTREG_API const char* dtype_name(DType dtype) noexcept;
+/// The names of a set's dtypes, in the order of DType, joined by ", " ("float32, bfloat16").
+OPTREG_API std::string dtype_names(DTypeSet set);
 /// Bytes of one element.
 OPTREG_API std::size_t dtype_size(DType dtype) noexcept;
 /// The dtype named `name` (as dtype_name() writes it); throws UsageError naming the known ones.
@@ -75,6 +130,27 @@ OPTREG_API float f16_to_float(std::uint16_t bits) noexcept;
 OPTREG_API std::uint16_t float_to_f16(float f) noexcept;
 /// float to float16 bits, rounding stochastically with the 16 random bits `random`.
 OPTREG_API std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept;
+
+/// An element widened to float (exact for float32, bfloat16 and float16).
+inline float to_float(float x) noexcept { return x; }
+inline float to_float(bfloat16 x) noexcept { return bf16_to_float(x.bits); }
+inline float to_float(float16 x) noexcept { return f16_to_float(x.bits); }
+
+/// A float stored as element type T, rounding to nearest (ties to even).
+template <typename T>
+T from_float(float x) noexcept;
+template <>
+inline float from_float<float>(float x) noexcept {
+  return x;
+}
+template <>
+inline bfloat16 from_float<bfloat16>(float x) noexcept {
+  return bfloat16{float_to_bf16(x)};
+}
+template <>
+inline float16 from_float<float16>(float x) noexcept {
+  return float16{float_to_f16(x)};
+}
 
 /// The random bits stochastic rounding uses for element `element` of the parameter whose id is
 /// `param_id`, at optimizer step `step` of a run seeded with `seed`. A pure function: SplitMix64's

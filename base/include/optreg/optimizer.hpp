@@ -102,6 +102,8 @@ class OPTREG_API ParamGroup {
   std::vector<ParamState> states_;
   /// Each parameter's shape when the group was added: its state is shaped after it.
   std::vector<Shape> shapes_;
+  /// Each parameter's dtype when the group was added.
+  std::vector<DType> dtypes_;
 };
 
 /// The kind of a per-parameter state entry.
@@ -139,6 +141,12 @@ struct OPTREG_API StateEntry {
 /// advanced by it can never overflow.
 OPTREG_API std::int64_t next_count(std::int64_t count, const std::string& who, const std::string& entry);
 
+/// The dtype of the state tensors an optimizer keeps by default for a parameter of `param`:
+/// float64 for float64 parameters, float32 for every other dtype (the arithmetic of the step).
+constexpr DType state_dtype_of(DType param) noexcept {
+  return param == DType::Float64 ? DType::Float64 : DType::Float32;
+}
+
 /// Every state entry an optimizer may keep per parameter, in the order it creates them.
 using StateSchema = std::vector<StateEntry>;
 
@@ -150,6 +158,8 @@ struct OPTREG_API OptimizerInfo {
   std::shared_ptr<const StateSchema> state = std::make_shared<const StateSchema>();
   /// The plugin file it came from, for messages; empty for a class built into the host.
   std::string source{};
+  /// The parameter dtypes it steps (a set of dtype_bit()s): float32 alone unless it declares more.
+  DTypeSet param_dtypes = dtype_bit(DType::Float32);
 };
 
 struct StateDict;

@@ -15,14 +15,18 @@ namespace optreg {
 class Parameter;
 
 namespace detail {
-/// The position of the first of `params` whose value's shape is not `shapes[i]`, or whose
-/// gradient (when present) has another shape than its value; params.size() when every one
-/// fits. One pass without a call per parameter: what an optimizer checks at every step.
-OPTREG_API std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
+/// The position of the first of `params` whose value's shape is not `shapes[i]` or whose dtype
+/// is not `dtypes[i]`, or whose gradient (when present) has another shape or dtype than its
+/// value; params.size() when every one fits. One pass without a call per parameter: what an
+/// optimizer checks at every step.
+OPTREG_API std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
+                                    const std::vector<DType>& dtypes) noexcept;
 }  // namespace detail
 
 /// A trainable parameter: a name, a value tensor and an optional gradient.
 ///
+/// The gradient has the value's dtype (a float16 parameter takes float16 gradients, a float64
+/// one float64 gradients): accumulate_grad() and set_grad() refuse any other, naming both.
 /// Parameter is a handle: copies refer to the same parameter, and identity (same_as) is what
 /// optimizers use to tell parameters apart. Gradients accumulate until cleared; a parameter
 /// whose gradient is absent is skipped by Optimizer::step(), which is how freezing works.
@@ -47,10 +51,12 @@ class OPTREG_API Parameter {
   const Tensor& grad() const;
 
   /// Adds `g` to the gradient, or makes it the gradient when absent (copying it into a buffer
-  /// that is reused across clear_grad() calls). Throws UsageError when the shape differs from
-  /// the value's, or when the present gradient's shape is not the value's.
+  /// that is reused across clear_grad() calls). The sum of half-precision gradients is taken in
+  /// float32 and rounded to nearest. Throws UsageError when the shape or dtype differs from the
+  /// value's, or when the present gradient's shape or dtype is not the value's.
   void accumulate_grad(const Tensor& g);
-  /// Makes `g` the gradient itself (no copy; `g` may be a view). Throws UsageError on a shape mismatch.
+  /// Makes `g` the gradient itself (no copy; `g` may be a view). Throws UsageError on a shape
+  /// or dtype mismatch.
   void set_grad(Tensor g);
   /// Makes the gradient absent. Its buffer is kept for the next accumulate_grad().
   void clear_grad() noexcept;
@@ -61,7 +67,8 @@ class OPTREG_API Parameter {
   const void* id() const noexcept { return impl_.get(); }
 
  private:
-  friend std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes) noexcept;
+  friend std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
+                                          const std::vector<DType>& dtypes) noexcept;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

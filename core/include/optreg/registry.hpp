@@ -60,6 +60,11 @@ struct OPTREG_API PluginObjectDescriptor {
 struct OPTREG_API OptimizerDescriptor : PluginObjectDescriptor {
   /// The state it keeps per parameter.
   std::shared_ptr<const StateSchema> state;
+  /// The parameter dtypes it steps (dtype_bit()s; float32 alone for a plugin that declares none).
+  DTypeSet param_dtypes = dtype_bit(DType::Float32);
+  /// The dtypes it may keep its state in besides its step's arithmetic dtype (abi::kStateBFloat16,
+  /// abi::kStateInt8).
+  std::uint32_t state_dtypes = 0;
 };
 
 /// What `optreg list` shows of one registered learning-rate scheduler.

@@ -566,7 +566,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
   constexpr ::optreg::abi::OptimizerEntry kOptimizers[] = {                                                 \
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
        &create_optimizer, kStateTables.specs.data(), static_cast<std::uint32_t>(kStateTables.specs.size()), \
-       kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec))}};  \
+       kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec)), 0,  \
+       0}};                                                                                                 \
   }                                                                                                         \
   OPTREG_DETAIL_EXPORT_DESCRIPTOR(NAME, VERSION, optreg_plugin_detail::kOptimizers, 1, nullptr, 0)
 
