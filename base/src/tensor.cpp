@@ -164,7 +164,7 @@ void Tensor::copy_from(const Tensor& other) {
   if (other.data_ != data_) std::memmove(data_.get(), other.data_.get(), nbytes());
 }
 
-void Tensor::fill(float value) noexcept {
+void Tensor::fill(double value) noexcept {
   visit_dtype(dtype_, [&](auto tag) {
     using T = decltype(tag);
     std::fill_n(static_cast<T*>(data_.get()), numel_, narrow<T>(value));

@@ -1,107 +1,86 @@
-// Adagrad (Duchi, Hazan & Singer, JMLR 2011) with learning-rate decay, L2 weight decay, an
-// initial accumulator value and maximize, with the update rule and rounding order of PyTorch's
+// Adagrad (Duchi, Hazan & Singer, JMLR 2011) with learning-rate decay, L2 weight decay, an initial
+// accumulator value and maximize, with the update rule and rounding order of PyTorch's
 // torch.optim.Adagrad (single-tensor path): eps is added after the square root. With
-// eps_inside_sqrt it takes MegEngine's form instead, where eps is added to the sum of squares
-// under the square root. One pass over the elements of all the group's tensors, split across
-// threads.
-#include <cmath>
-
-#include <optreg/plugin.hpp>
+// eps_inside_sqrt it takes MegEngine's form instead, where eps is added to the sum of squares under
+// the square root.
+#include <optreg/elementwise.hpp>
 
 namespace {
 
 namespace sdk = optreg::sdk;
 
-constexpr optreg::abi::HyperparamSpec kSchema[] = {
-    sdk::float_option("lr", 1e-2, sdk::at_least(0.0), "learning rate"),
-    sdk::float_option("lr_decay", 0.0, sdk::at_least(0.0),
-                      "learning-rate decay: step t uses lr / (1 + (t - 1) * lr_decay)"),
-    sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
-    sdk::float_option("initial_accumulator_value", 0.0, sdk::at_least(0.0),
-                      "starting value of every element of the sum of squared gradients"),
-    sdk::float_option("eps", 1e-10, sdk::greater_than(0.0), "term added to the denominator for numerical stability"),
-    sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
-    sdk::bool_option("eps_inside_sqrt", false,
-                     "add eps under the square root, sqrt(sum + eps), as MegEngine does, instead of sqrt(sum) + eps"),
+struct Hyper {
+  double lr, lr_decay, weight_decay, initial_accumulator_value, eps;
+  bool maximize, eps_inside_sqrt;
 };
+
+constexpr auto kHyper = sdk::hyperparams(
+    sdk::lr(&Hyper::lr, 1e-2),
+    sdk::option(&Hyper::lr_decay, sdk::float_option("lr_decay", 0.0, sdk::at_least(0.0),
+                                                    "learning-rate decay: step t uses lr / (1 + (t - 1) * lr_decay)")),
+    sdk::weight_decay(&Hyper::weight_decay),
+    sdk::option(&Hyper::initial_accumulator_value,
+                sdk::float_option("initial_accumulator_value", 0.0, sdk::at_least(0.0),
+                                  "starting value of every element of the sum of squared gradients")),
+    sdk::eps(&Hyper::eps, 1e-10), sdk::maximize(&Hyper::maximize),
+    sdk::option(&Hyper::eps_inside_sqrt,
+                sdk::bool_option("eps_inside_sqrt", false,
+                                 "add eps under the square root, sqrt(sum + eps), as MegEngine does, instead of sqrt(sum) + eps")));
 
 constexpr sdk::State kState[] = {
     sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
     sdk::state_tensor("sum", sdk::non_negative(), "sum of squared gradients"),
 };
+constexpr auto kStep = sdk::scalar_entry(kState, "step");
+constexpr auto kSum = sdk::tensor_entry(kState, "sum");
 
-/// The group's constants, as float32 like PyTorch's kernels use them.
-struct Constants {
-  float weight_decay, eps;
-  bool use_decay, maximize;
+/// One element's update; factor: the step's lr (negated unless eps is inside the square root).
+template <typename A>
+struct Rule {
+  A weight_decay, eps;
+  bool use_decay, maximize, inside;
+
+  explicit Rule(const Hyper& h)
+      : weight_decay(static_cast<A>(h.weight_decay)), eps(static_cast<A>(h.eps)), use_decay(h.weight_decay != 0.0),
+        maximize(h.maximize), inside(h.eps_inside_sqrt) {}
+
+  void operator()(const sdk::Factors<A, 1>& f, A& p, A g, A& sum) const {
+    A grad = maximize ? -g : g;
+    if (use_decay) grad = grad + weight_decay * p;
+    const A s = sum + grad * grad;
+    sum = s;
+    p = inside ? p - f[0] * (grad / std::sqrt(s + eps)) : p + f[0] * grad / (std::sqrt(s) + eps);
+  }
 };
 
-// Arrays: parameter, gradient, sum; factor: the step's learning rate, negated for the PyTorch
-// form (which scales the gradient before dividing) and as is for MegEngine's (which subtracts
-// lr times the quotient).
-using Pieces = sdk::ElementPieces<3, 1>;
-
-// Every constant is copied to a local first: the stores through the tensors' pointers could
-// otherwise alias them, which keeps the compiler from vectorising the loop.
-template <bool EpsInsideSqrt>
-OPTREG_KERNEL void adagrad_kernel(const Constants& c, const Pieces::Piece& t, std::size_t begin, std::size_t end) {
-  float* __restrict p = t.data[0];
-  const float* __restrict g = t.data[1];
-  float* __restrict sum = t.data[2];
-  const float weight_decay = c.weight_decay, eps = c.eps, lr = t.factors[0];
-  const bool use_decay = c.use_decay, maximize = c.maximize;
-  for (std::size_t i = begin; i < end; ++i) {
-    const float pi = p[i];
-    float grad = maximize ? -g[i] : g[i];
-    if (use_decay) grad = grad + weight_decay * pi;
-    const float s = sum[i] + grad * grad;
-    sum[i] = s;
-    if (EpsInsideSqrt) {
-      p[i] = pi - lr * (grad / std::sqrt(s + eps));
-    } else {
-      p[i] = pi + lr * grad / (std::sqrt(s) + eps);
-    }
-  }
-}
-
 class Adagrad final : public optreg::Optimizer {
+ public:
+  static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
     s.add_scalar("step", std::int64_t{0});
-    s.add_tensor("sum", optreg::Tensor(p.value().shape(), static_cast<float>(o.at("initial_accumulator_value").as_float())));
+    s.add_tensor("sum", sdk::state_like(p, o.at("initial_accumulator_value").as_float()));
   }
 
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
-    const double lr = o.at("lr").as_float();
-    const double lr_decay = o.at("lr_decay").as_float();
-    const double wd = o.at("weight_decay").as_float();
-    const bool inside = o.at("eps_inside_sqrt").as_bool();
-    const Constants c{static_cast<float>(wd), static_cast<float>(o.at("eps").as_float()), wd != 0.0,
-                      o.at("maximize").as_bool()};
-    pieces_.clear();
-    sdk::advance_counts(slots, 0);  // step
+    const Hyper h = kHyper.decode(o);
+    sdk::advance_counts(slots, kStep);
+    driver_.clear();
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
-      const double clr = lr / (1.0 + static_cast<double>(step - 1) * lr_decay);
-      pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data()},
-                  slot.param->value().numel(), {static_cast<float>(inside ? clr : -clr)});
+      const double clr = h.lr / (1.0 + static_cast<double>(sdk::count(s, kStep) - 1) * h.lr_decay);
+      driver_.add(*slot.param, {&sdk::get(s, kSum)}, {h.eps_inside_sqrt ? clr : -clr});
     }
-    pieces_.run([&](const Pieces::Piece& t, std::size_t begin, std::size_t end) {
-      if (inside) {
-        adagrad_kernel<true>(c, t, begin, end);
-      } else {
-        adagrad_kernel<false>(c, t, begin, end);
-      }
-    });
+    driver_.run<Rule>(h);
   }
 
  private:
-  Pieces pieces_;
+  sdk::Elementwise<1, 1> driver_;
 };
 
 }  // namespace
 
 OPTREG_REGISTER_OPTIMIZER(Adagrad, "adagrad", "1.0.0",
                           "Adagrad with lr decay, L2 weight decay and maximize; eps outside or inside the square root",
-                          kSchema, kState)
+                          kHyper.schema, kState)

@@ -3,34 +3,36 @@
 // the square root, after the bias correction. Built with OPTREG_ADAMW it is AdamW (Loshchilov &
 // Hutter, "Decoupled Weight Decay Regularization", ICLR 2019) as torch.optim.AdamW: the weight
 // decay scales the parameter by 1 - lr * weight_decay before the Adam update instead of adding
-// to the gradient. One pass over the elements of all the group's tensors, split across threads.
+// to the gradient.
 #include <cmath>
 
-#include <optreg/plugin.hpp>
+#include <optreg/elementwise.hpp>
 
 namespace {
 
 namespace sdk = optreg::sdk;
 
-constexpr double kDefaultBetas[] = {0.9, 0.999};
-
 #ifdef OPTREG_ADAMW
 constexpr bool kDecoupled = true;
+constexpr const char* kDecayMeaning = "decoupled weight decay: the parameter is scaled by 1 - lr * weight_decay";
 #else
 constexpr bool kDecoupled = false;
+constexpr const char* kDecayMeaning = "L2 penalty added to the gradient";
 #endif
 
-constexpr optreg::abi::HyperparamSpec kSchema[] = {
-    sdk::float_option("lr", 1e-3, sdk::at_least(0.0), "learning rate"),
-    sdk::float_list_option("betas", kDefaultBetas, sdk::closed_open(0.0, 1.0),
-                           "decay rates of the first and second moment estimates"),
-    sdk::float_option("eps", 1e-8, sdk::greater_than(0.0), "term added to the denominator for numerical stability"),
-    kDecoupled ? sdk::float_option("weight_decay", 1e-2, sdk::at_least(0.0),
-                                   "decoupled weight decay: the parameter is scaled by 1 - lr * weight_decay")
-               : sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
-    sdk::bool_option("amsgrad", false, "use the maximum of past second moments (AMSGrad)"),
-    sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
+struct Hyper {
+  double lr;
+  std::array<double, 2> betas;
+  double eps, weight_decay;
+  bool amsgrad, maximize;
 };
+
+constexpr double kBetas[] = {0.9, 0.999};
+constexpr auto kHyper = sdk::hyperparams(
+    sdk::lr(&Hyper::lr, 1e-3), sdk::betas(&Hyper::betas, kBetas), sdk::eps(&Hyper::eps),
+    sdk::weight_decay(&Hyper::weight_decay, kDecoupled ? 1e-2 : 0.0, kDecayMeaning),
+    sdk::option(&Hyper::amsgrad, sdk::bool_option("amsgrad", false, "use the maximum of past second moments (AMSGrad)")),
+    sdk::maximize(&Hyper::maximize));
 
 constexpr sdk::State kState[] = {
     sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
@@ -38,130 +40,89 @@ constexpr sdk::State kState[] = {
     sdk::state_tensor("exp_avg_sq", sdk::non_negative(), "second moment estimate"),
     sdk::optional_state_tensor("max_exp_avg_sq", sdk::non_negative(), "maximum of past second moments (amsgrad)"),
 };
+constexpr auto kStep = sdk::scalar_entry(kState, "step");
+constexpr auto kExpAvg = sdk::tensor_entry(kState, "exp_avg");
+constexpr auto kExpAvgSq = sdk::tensor_entry(kState, "exp_avg_sq");
+constexpr auto kMaxExpAvgSq = sdk::tensor_entry(kState, "max_exp_avg_sq");
 
-/// The group's constants, as float32 like PyTorch's kernels use them.
-struct Constants {
-  float beta1, beta2, one_minus_beta1, one_minus_beta2, weight_decay, eps;
+/// One element's update; factors: -lr / (1 - beta1^t) and sqrt(1 - beta2^t). With a fourth
+/// array (amsgrad) the denominator uses the running maximum of the second moments.
+template <typename A>
+struct Rule {
+  A beta1, beta2, one_minus_beta1, one_minus_beta2, weight_decay, eps, decay;
   bool use_decay, maximize;
-  float decay;  // AdamW: the factor 1 - lr * weight_decay applied to the parameter first
-};
 
-/// One tensor's pointers and step-dependent factors.
-struct Tensors {
-  float* p;
-  const float* g;
-  float* m;
-  float* v;
-  float* vmax;  // null without amsgrad
-  float neg_step_size, bias_correction2_sqrt;
-  std::size_t n;  // elements
+  explicit Rule(const Hyper& h)
+      : beta1(static_cast<A>(h.betas[0])), beta2(static_cast<A>(h.betas[1])),
+        one_minus_beta1(static_cast<A>(1.0 - h.betas[0])), one_minus_beta2(static_cast<A>(1.0 - h.betas[1])),
+        weight_decay(static_cast<A>(h.weight_decay)), eps(static_cast<A>(h.eps)),
+        decay(static_cast<A>(1.0 - h.lr * h.weight_decay)), use_decay(h.weight_decay != 0.0), maximize(h.maximize) {}
 
-  /// Whether `t` continues this range in every array with the same factors.
-  bool continued_by(const Tensors& t) const noexcept {
-    return sdk::follows(p, n, t.p) && sdk::follows(g, n, t.g) && sdk::follows(m, n, t.m) && sdk::follows(v, n, t.v) &&
-           (vmax == nullptr ? t.vmax == nullptr : sdk::follows(vmax, n, t.vmax)) && neg_step_size == t.neg_step_size &&
-           bias_correction2_sqrt == t.bias_correction2_sqrt;
-  }
-};
+  A second(A& /*vmax*/, A v, std::false_type) const { return v; }
+  A second(A& vmax, A v, std::true_type) const { return vmax = vmax < v ? v : vmax; }
 
-// Every constant is copied to a local first: the stores through the tensors' pointers could
-// otherwise alias them, which keeps the compiler from vectorising the loop. With `Amsgrad` the
-// denominator uses the running maximum of the second moments.
-template <bool Amsgrad>
-OPTREG_KERNEL void adam_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
-  float* __restrict p = t.p;
-  const float* __restrict g = t.g;
-  float* __restrict m = t.m;
-  float* __restrict v = t.v;
-  float* __restrict vmax = t.vmax;
-  const float beta1 = c.beta1, beta2 = c.beta2, one_minus_beta1 = c.one_minus_beta1;
-  const float one_minus_beta2 = c.one_minus_beta2, weight_decay = c.weight_decay, eps = c.eps;
-  const float neg_step_size = t.neg_step_size, bias_correction2_sqrt = t.bias_correction2_sqrt;
-  const bool use_decay = c.use_decay, maximize = c.maximize;
-  const float decay = c.decay;
-  for (std::size_t i = begin; i < end; ++i) {
-    const float pi = kDecoupled ? p[i] * decay : p[i];
-    float grad = maximize ? -g[i] : g[i];
+  template <typename... Max>
+  void operator()(const sdk::Factors<A, 2>& f, A& p, A g, A& m, A& v, Max&... vmax) const {
+    const A pi = kDecoupled ? p * decay : p;
+    A grad = maximize ? -g : g;
     if (!kDecoupled && use_decay) grad = grad + weight_decay * pi;
-    const float mi = m[i] * beta1 + one_minus_beta1 * grad;
-    const float vi = v[i] * beta2 + one_minus_beta2 * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    float second = vi;
-    if (Amsgrad) {
-      second = vmax[i] < vi ? vi : vmax[i];
-      vmax[i] = second;
-    }
-    const float denom = std::sqrt(second) / bias_correction2_sqrt + eps;
-    p[i] = pi + neg_step_size * mi / denom;
+    m = m * beta1 + one_minus_beta1 * grad;
+    v = v * beta2 + one_minus_beta2 * grad * grad;
+    A s = v;
+    ((s = second(vmax, v, std::true_type{})), ...);
+    const A denom = std::sqrt(s) / f[1] + eps;
+    p = pi + f[0] * m / denom;
   }
-}
+};
 
 class Adam final : public optreg::Optimizer {
+ public:
+  static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
     Optimizer::init_state(o, p, s);  // step, exp_avg, exp_avg_sq
-    if (o.at("amsgrad").as_bool()) s.add_tensor("max_exp_avg_sq", optreg::Tensor(p.value().shape()));
+    if (o.at("amsgrad").as_bool()) s.add_tensor("max_exp_avg_sq", sdk::state_like(p));
   }
 
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
-    const auto& betas = o.at("betas").as_float_list();
-    const double lr = o.at("lr").as_float();
-    const double wd = o.at("weight_decay").as_float();
-    const bool amsgrad = o.at("amsgrad").as_bool();
-    const Constants c{static_cast<float>(betas[0]),        static_cast<float>(betas[1]),
-                      static_cast<float>(1.0 - betas[0]),  static_cast<float>(1.0 - betas[1]),
-                      static_cast<float>(wd),              static_cast<float>(o.at("eps").as_float()),
-                      wd != 0.0,                           o.at("maximize").as_bool(),
-                      static_cast<float>(1.0 - lr * wd)};
-    tensors_.clear();  // keeps its capacity: no allocation after the first step
-    sdk::advance_counts(slots, 0);  // step
+    const Hyper h = kHyper.decode(o);
+    sdk::advance_counts(slots, kStep);
+    plain_.clear();
+    amsgrad_.clear();
     std::int64_t last_step = -1;  // the parameters of a group usually share their step count
-    float neg_step_size = 0, bias_correction2_sqrt = 0;
+    std::array<double, 2> factors{};
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      if (amsgrad && s.num_tensors() < 3) s.add_tensor("max_exp_avg_sq", optreg::Tensor(slot.param->value().shape()));
-      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
+      const std::int64_t step = sdk::count(s, kStep);
       if (step != last_step) {
-        const double bias_correction1 = 1.0 - std::pow(betas[0], static_cast<double>(step));
-        const double bias_correction2 = 1.0 - std::pow(betas[1], static_cast<double>(step));
-        neg_step_size = static_cast<float>(-(lr / bias_correction1));
-        bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+        const auto t = static_cast<double>(step);
+        factors = {-(h.lr / (1.0 - std::pow(h.betas[0], t))), std::sqrt(1.0 - std::pow(h.betas[1], t))};
         last_step = step;
       }
-      const Tensors t{slot.param->value().data(),
-                      slot.param->grad().data(),
-                      s.tensor(0).data(),
-                      s.tensor(1).data(),
-                      amsgrad ? s.tensor(2).data() : nullptr,
-                      neg_step_size,
-                      bias_correction2_sqrt,
-                      slot.param->value().numel()};
-      sdk::append_range(tensors_, t);  // one range over tensors that lie back to back
+      if (!h.amsgrad) {
+        plain_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq)}, factors);
+        continue;
+      }
+      if (sdk::find(s, kMaxExpAvgSq) == nullptr) s.add_tensor("max_exp_avg_sq", sdk::state_like(*slot.param));
+      amsgrad_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq), &sdk::get(s, kMaxExpAvgSq)}, factors);
     }
-    ranges_.run(
-        tensors_.size(), [&](std::size_t i) { return tensors_[i].n; },
-        [&](std::size_t i, std::size_t begin, std::size_t end) {
-          if (amsgrad) {
-            adam_kernel<true>(c, tensors_[i], begin, end);
-          } else {
-            adam_kernel<false>(c, tensors_[i], begin, end);
-          }
-        });
+    plain_.run<Rule>(h);
+    amsgrad_.run<Rule>(h);
   }
 
  private:
-  std::vector<Tensors> tensors_;  // the ranges of one step, reused by every step
-  sdk::ElementRanges ranges_;
+  sdk::Elementwise<2, 2> plain_;
+  sdk::Elementwise<3, 2> amsgrad_;
 };
 
 }  // namespace
 
 #ifdef OPTREG_ADAMW
-OPTREG_REGISTER_OPTIMIZER(Adam, "adamw", "1.0.0",
-                          "AdamW: Adam with decoupled weight decay, AMSGrad and maximize", kSchema, kState)
+OPTREG_REGISTER_OPTIMIZER(Adam, "adamw", "1.0.0", "AdamW: Adam with decoupled weight decay, AMSGrad and maximize",
+                          kHyper.schema, kState)
 #else
 OPTREG_REGISTER_OPTIMIZER(Adam, "adam", "1.0.0",
-                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kSchema,
+                          "Adam with L2 weight decay, AMSGrad and maximize (eps outside the square root)", kHyper.schema,
                           kState)
 #endif

@@ -1,96 +1,82 @@
-// Adamax (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.1):
-// Adam with the infinity norm in place of the second moment, with L2 weight decay and maximize,
-// with the update rule and rounding order of PyTorch's torch.optim.Adamax (single-tensor path):
-// eps is added to |gradient| before the maximum is taken. One pass over the elements of all the
-// group's tensors, split across threads.
+// Adamax (Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.1): Adam
+// with the infinity norm in place of the second moment, with L2 weight decay and maximize, with the
+// update rule and rounding order of PyTorch's torch.optim.Adamax (single-tensor path): eps is added
+// to |gradient| before the maximum is taken.
 #include <cmath>
 
-#include <optreg/plugin.hpp>
+#include <optreg/elementwise.hpp>
 
 namespace {
 
 namespace sdk = optreg::sdk;
 
-constexpr double kDefaultBetas[] = {0.9, 0.999};
-
-constexpr optreg::abi::HyperparamSpec kSchema[] = {
-    sdk::float_option("lr", 2e-3, sdk::at_least(0.0), "learning rate"),
-    sdk::float_list_option("betas", kDefaultBetas, sdk::closed_open(0.0, 1.0),
-                           "decay rates of the first moment estimate and of the infinity norm"),
-    sdk::float_option("eps", 1e-8, sdk::greater_than(0.0), "term added to |gradient| for numerical stability"),
-    sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
-    sdk::bool_option("maximize", false, "maximize the objective instead of minimizing it"),
+struct Hyper {
+  double lr;
+  std::array<double, 2> betas;
+  double eps, weight_decay;
+  bool maximize;
 };
+
+constexpr double kBetas[] = {0.9, 0.999};
+constexpr auto kHyper = sdk::hyperparams(
+    sdk::lr(&Hyper::lr, 2e-3),
+    sdk::betas(&Hyper::betas, kBetas, "decay rates of the first moment estimate and of the infinity norm"),
+    sdk::option(&Hyper::eps,
+                sdk::float_option("eps", 1e-8, sdk::greater_than(0.0), "term added to |gradient| for numerical stability")),
+    sdk::weight_decay(&Hyper::weight_decay), sdk::maximize(&Hyper::maximize));
 
 constexpr sdk::State kState[] = {
     sdk::state_int("step", sdk::count(), "updates applied to this parameter"),
     sdk::state_tensor("exp_avg", sdk::not_nan(), "first moment estimate"),
     sdk::state_tensor("exp_inf", sdk::non_negative(), "exponentially weighted infinity norm of the gradients"),
 };
+constexpr auto kStep = sdk::scalar_entry(kState, "step");
+constexpr auto kExpAvg = sdk::tensor_entry(kState, "exp_avg");
+constexpr auto kExpInf = sdk::tensor_entry(kState, "exp_inf");
 
-/// The group's constants, as float32 like PyTorch's kernels use them.
-struct Constants {
-  float beta1, one_minus_beta1, beta2, eps, weight_decay;
+/// One element's update; factor: -lr / (1 - beta1^t).
+template <typename A>
+struct Rule {
+  A beta1, one_minus_beta1, beta2, eps, weight_decay;
   bool use_decay, maximize;
+
+  explicit Rule(const Hyper& h)
+      : beta1(static_cast<A>(h.betas[0])), one_minus_beta1(static_cast<A>(1.0 - h.betas[0])),
+        beta2(static_cast<A>(h.betas[1])), eps(static_cast<A>(h.eps)), weight_decay(static_cast<A>(h.weight_decay)),
+        use_decay(h.weight_decay != 0.0), maximize(h.maximize) {}
+
+  void operator()(const sdk::Factors<A, 1>& f, A& p, A g, A& m, A& u) const {
+    A grad = maximize ? -g : g;
+    if (use_decay) grad = grad + weight_decay * p;
+    m = m * beta1 + one_minus_beta1 * grad;
+    const A decayed = u * beta2, fresh = std::fabs(grad) + eps;
+    u = (decayed >= fresh || decayed != decayed) ? decayed : fresh;  // a NaN in either wins, as in PyTorch
+    p = p + f[0] * m / u;
+  }
 };
 
-// Arrays: parameter, gradient, exp_avg, exp_inf; factor: -lr / (1 - beta1^step).
-using Pieces = sdk::ElementPieces<4, 1>;
-
-// Every constant is copied to a local first: the stores through the tensors' pointers could
-// otherwise alias them, which keeps the compiler from vectorising the loop.
-OPTREG_KERNEL void adamax_kernel(const Constants& c, const Pieces::Piece& t, std::size_t begin, std::size_t end) {
-  float* __restrict p = t.data[0];
-  const float* __restrict g = t.data[1];
-  float* __restrict m = t.data[2];
-  float* __restrict u = t.data[3];
-  const float beta1 = c.beta1, one_minus_beta1 = c.one_minus_beta1, beta2 = c.beta2, eps = c.eps;
-  const float weight_decay = c.weight_decay, neg_clr = t.factors[0];
-  const bool use_decay = c.use_decay, maximize = c.maximize;
-  for (std::size_t i = begin; i < end; ++i) {
-    const float pi = p[i];
-    float grad = maximize ? -g[i] : g[i];
-    if (use_decay) grad = grad + weight_decay * pi;
-    const float mi = m[i] * beta1 + one_minus_beta1 * grad;
-    m[i] = mi;
-    // The larger of the decayed norm and |grad| + eps; a NaN in either wins, as in PyTorch.
-    const float decayed = u[i] * beta2, fresh = std::fabs(grad) + eps;
-    const float ui = (decayed >= fresh || decayed != decayed) ? decayed : fresh;
-    u[i] = ui;
-    p[i] = pi + neg_clr * mi / ui;
-  }
-}
-
 class Adamax final : public optreg::Optimizer {
+ public:
+  static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+
  protected:
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
-    const auto& betas = o.at("betas").as_float_list();
-    const double lr = o.at("lr").as_float();
-    const double wd = o.at("weight_decay").as_float();
-    const Constants c{static_cast<float>(betas[0]),
-                      static_cast<float>(1.0 - betas[0]),
-                      static_cast<float>(betas[1]),
-                      static_cast<float>(o.at("eps").as_float()),
-                      static_cast<float>(wd),
-                      wd != 0.0,
-                      o.at("maximize").as_bool()};
-    pieces_.clear();
-    sdk::advance_counts(slots, 0);  // step
+    const Hyper h = kHyper.decode(o);
+    sdk::advance_counts(slots, kStep);
+    driver_.clear();
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      const std::int64_t step = std::get<std::int64_t>(s.scalar(0));
-      const double clr = lr / (1.0 - std::pow(betas[0], static_cast<double>(step)));
-      pieces_.add({slot.param->value().data(), slot.param->grad().data(), s.tensor(0).data(), s.tensor(1).data()},
-                  slot.param->value().numel(), {static_cast<float>(-clr)});
+      const double clr = h.lr / (1.0 - std::pow(h.betas[0], static_cast<double>(sdk::count(s, kStep))));
+      driver_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpInf)}, {-clr});
     }
-    pieces_.run([&](const Pieces::Piece& t, std::size_t begin, std::size_t end) { adamax_kernel(c, t, begin, end); });
+    driver_.run<Rule>(h);
   }
 
  private:
-  Pieces pieces_;
+  sdk::Elementwise<2, 1> driver_;
 };
 
 }  // namespace
 
 OPTREG_REGISTER_OPTIMIZER(Adamax, "adamax", "1.0.0", "Adamax (Adam with the infinity norm) with L2 weight decay and maximize",
-                          kSchema, kState)
+                          kHyper.schema, kState)

@@ -6,6 +6,12 @@
 # time (-z defs), and no GNU unique symbols (so that the library really unloads). EXPORTS names
 # extra extern "C" symbols to keep in the dynamic symbol table (e.g. a counter a test reads with
 # dlsym()).
+#
+# It also compiles the plugin with the floating-point flags the in-tree plugins use, so that a
+# third-party plugin keeps the same-bits guarantee: no contraction into fused multiply-adds
+# (-ffp-contract=off: every instruction set the kernels are cloned for, OPTREG_KERNEL, gives the
+# same bits), math functions without errno (-fno-math-errno: sqrt vectorises) and -O3 outside
+# Debug builds. A plugin that wants other flags can add them after the call.
 include_guard(GLOBAL)
 
 function(optreg_add_plugin name)
@@ -30,6 +36,9 @@ function(optreg_add_plugin name)
   set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${version_script})
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${name} PRIVATE -fno-gnu-unique)
+  endif()
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${name} PRIVATE -ffp-contract=off -fno-math-errno $<$<NOT:$<CONFIG:Debug>>:-O3>)
   endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIRECTORY}")

@@ -68,6 +68,9 @@ import torch
 
 FORMAT_LINE = "optreg-golden 1"
 STEPS = 200
+# The dtype of the parameters, the objective and the optimizers' arithmetic; generate_float64.py
+# sets float64.
+DTYPE = torch.float32
 LR_CHANGE_STEP = 100
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trajectories.txt")
 
@@ -106,14 +109,22 @@ def fmt_option(v):
 
 
 def fmt_tensor(t):
-    a = t.detach().cpu().numpy().astype(np.float32).ravel()
+    if DTYPE == torch.float64:
+        a = t.detach().cpu().numpy().astype(np.float64).ravel()
+    else:
+        a = t.detach().cpu().numpy().astype(np.float32).ravel()
     if not np.all(np.isfinite(a)):
         raise ValueError("non-finite value in a trajectory")
     out = []
     for v in a.tolist():
-        s = fmt_float(v)
-        if np.float32(float(s)) != np.float32(v):
-            raise ValueError("%r does not round-trip through %s" % (v, s))
+        if DTYPE == torch.float64:
+            s = "%.17g" % v
+            if float(s) != v:
+                raise ValueError("%r does not round-trip through %s" % (v, s))
+        else:
+            s = fmt_float(v)
+            if np.float32(float(s)) != np.float32(v):
+                raise ValueError("%r does not round-trip through %s" % (v, s))
         out.append(s)
     return " ".join(out)
 
@@ -130,11 +141,11 @@ class Objective:
         n = sum(int(np.prod(s)) for s in shapes)
         q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
         eig = torch.logspace(-2, 1, n, dtype=torch.float64)
-        self.a = ((q * eig) @ q.T).to(torch.float32)
+        self.a = ((q * eig) @ q.T).to(DTYPE)
         self.a = 0.5 * (self.a + self.a.T)
-        self.b = torch.randn(n, generator=g).to(torch.float32)
-        self.c = (0.5 * torch.randn(n, generator=g)).to(torch.float32)
-        self.init = [torch.randn(s, generator=g).to(torch.float32) for s in shapes]
+        self.b = torch.randn(n, generator=g).to(DTYPE)
+        self.c = (0.5 * torch.randn(n, generator=g)).to(DTYPE)
+        self.init = [torch.randn(s, generator=g).to(DTYPE) for s in shapes]
 
     def loss(self, params):
         x = torch.cat([p.reshape(-1) for p in params])

@@ -59,12 +59,12 @@ struct GroupRecord {
 
 struct StepRecord {
   std::vector<std::pair<std::size_t, double>> set_lr;
-  std::vector<std::pair<std::size_t, std::vector<float>>> grads;
-  std::vector<std::optional<std::vector<float>>> values;  // by parameter index
+  std::vector<std::pair<std::size_t, std::vector<double>>> grads;
+  std::vector<std::optional<std::vector<double>>> values;  // by parameter index
   struct State {
     std::size_t param;
     std::string name;
-    std::vector<float> values;
+    std::vector<double> values;
   };
   std::vector<State> states;  // recorded state tensors, for the cases that record them
 };
@@ -74,13 +74,15 @@ struct CaseRecord {
   std::string optimizer;
   std::size_t declared_steps = 0;
   std::vector<optreg::Shape> shapes;
-  std::vector<std::vector<float>> init;
+  std::vector<std::vector<double>> init;
   std::vector<GroupRecord> groups;
   std::vector<StepRecord> steps;
 };
 
 struct GoldenFile {
   std::string path;
+  /// The dtype of every tensor: float32 unless a 'dtype float64' line follows 'cases N'.
+  optreg::DType dtype = optreg::DType::Float32;
   std::size_t declared_cases = 0;
   std::vector<CaseRecord> cases;
   std::string error;  // empty when the file was read completely
@@ -160,13 +162,17 @@ optreg::Value parse_value(const std::string& s) {
   return optreg::Value(parse_double(s));
 }
 
-std::vector<float> parse_floats(const std::vector<std::string>& tokens, std::size_t first, std::size_t expected) {
+/// The values of tokens[first...], float32 or float64 as the file's dtype says.
+std::vector<double> parse_floats(const std::vector<std::string>& tokens, std::size_t first, std::size_t expected,
+                                 optreg::DType dtype) {
   if (tokens.size() - first != expected) {
     throw ParseError("expected " + std::to_string(expected) + " values, got " + std::to_string(tokens.size() - first));
   }
-  std::vector<float> values;
+  std::vector<double> values;
   values.reserve(expected);
-  for (std::size_t i = first; i < tokens.size(); ++i) values.push_back(parse_float(tokens[i]));
+  for (std::size_t i = first; i < tokens.size(); ++i) {
+    values.push_back(dtype == optreg::DType::Float64 ? parse_double(tokens[i]) : parse_float(tokens[i]));
+  }
   return values;
 }
 
@@ -247,6 +253,11 @@ void parse_into(GoldenFile& file) {
         have_count = true;
         continue;
       }
+      if (key == "dtype" && file.cases.empty() && cur == nullptr) {
+        expect_arity(t, 2);
+        file.dtype = optreg::dtype_from_name(t[1]);
+        continue;
+      }
       if (key == "case") {
         if (cur != nullptr) throw ParseError("'case' before the 'end' of case '" + cur->name + "'");
         expect_arity(t, 2);
@@ -277,7 +288,7 @@ void parse_into(GoldenFile& file) {
         if (t.size() < 3) throw ParseError("'param' needs an index and a shape");
         if (parse_index(t[1]) != cur->shapes.size()) throw ParseError("parameters must be numbered 0, 1, ... in order");
         cur->shapes.push_back(parse_shape(t[2]));
-        cur->init.push_back(parse_floats(t, 3, optreg::numel_of(cur->shapes.back())));
+        cur->init.push_back(parse_floats(t, 3, optreg::numel_of(cur->shapes.back()), file.dtype));
       } else if (key == "group") {
         if (step != nullptr) throw ParseError("'group' after the first step");
         if (t.size() < 2) throw ParseError("'group' needs its parameter indices");
@@ -310,19 +321,19 @@ void parse_into(GoldenFile& file) {
         for (const auto& [q, values] : step->grads) {
           if (q == p) throw ParseError("two grad lines for parameter " + t[1]);
         }
-        step->grads.emplace_back(p, parse_floats(t, 2, numel(p)));
+        step->grads.emplace_back(p, parse_floats(t, 2, numel(p), file.dtype));
       } else if (key == "value") {
         if (t.size() < 2) throw ParseError("'value' needs a parameter index");
         const std::size_t p = param_index(t[1]);
         if (step->values[p]) throw ParseError("two value lines for parameter " + t[1]);
-        step->values[p] = parse_floats(t, 2, numel(p));
+        step->values[p] = parse_floats(t, 2, numel(p), file.dtype);
       } else if (key == "state") {
         if (t.size() < 3) throw ParseError("'state' needs a parameter index and a state name");
         const std::size_t p = param_index(t[1]);
         for (const auto& st : step->states) {
           if (st.param == p && st.name == t[2]) throw ParseError("two state lines for " + t[2] + " of parameter " + t[1]);
         }
-        step->states.push_back({p, t[2], parse_floats(t, 3, numel(p))});
+        step->states.push_back({p, t[2], parse_floats(t, 3, numel(p), file.dtype)});
       } else {
         throw ParseError("unknown line '" + key + "'");
       }
@@ -341,36 +352,58 @@ void parse_into(GoldenFile& file) {
   }
 }
 
+GoldenFile read_golden(const std::string& name) {
+  GoldenFile f;
+  f.path = std::string(OPTREG_TEST_SOURCE_DIR) + "/golden/" + name;
+  try {
+    parse_into(f);
+  } catch (const std::exception& e) {
+    f.error = f.path + ": " + e.what();
+    f.cases.clear();
+  }
+  return f;
+}
+
+/// The float32 trajectories of generate.py.
 const GoldenFile& golden() {
-  static const GoldenFile file = [] {
-    GoldenFile f;
-    f.path = std::string(OPTREG_TEST_SOURCE_DIR) + "/golden/trajectories.txt";
-    try {
-      parse_into(f);
-    } catch (const std::exception& e) {
-      f.error = f.path + ": " + e.what();
-      f.cases.clear();
-    }
-    return f;
-  }();
+  static const GoldenFile file = read_golden("trajectories.txt");
+  return file;
+}
+
+/// The float64 trajectories of generate_float64.py.
+const GoldenFile& golden64() {
+  static const GoldenFile file = read_golden("trajectories_float64.txt");
   return file;
 }
 
 // The name of the single test instance that stands for a missing or malformed file.
 const char kBrokenFile[] = "golden_file_invalid";
 
-std::vector<std::string> case_names() {
+std::vector<std::string> case_names(const GoldenFile& file) {
   std::vector<std::string> names;
-  for (const CaseRecord& c : golden().cases) names.push_back(c.name);
+  for (const CaseRecord& c : file.cases) names.push_back(c.name);
   if (names.empty()) names.emplace_back(kBrokenFile);
   return names;
 }
 
-const CaseRecord* find_case(const std::string& name) {
-  for (const CaseRecord& c : golden().cases) {
+const CaseRecord* find_case(const GoldenFile& file, const std::string& name) {
+  for (const CaseRecord& c : file.cases) {
     if (c.name == name) return &c;
   }
   return nullptr;
+}
+
+/// A tensor of `shape` and the file's dtype holding `values`.
+optreg::Tensor tensor_of(const optreg::Shape& shape, const std::vector<double>& values, optreg::DType dtype) {
+  optreg::Tensor t(shape, dtype);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (dtype == optreg::DType::Float64) {
+      t.data_as<double>()[i] = values[i];
+    } else {
+      t.data()[i] = static_cast<float>(values[i]);
+    }
+  }
+  return t;
 }
 
 TEST(GoldenFile, ParsesCompletely) {
@@ -387,20 +420,18 @@ TEST(GoldenFile, ParsesCompletely) {
   }
 }
 
-class Trajectory : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(Trajectory, Matches) {
-  const GoldenFile& f = golden();
+/// Replays case `name` of `f` and compares every value with |a - b| <= atol + rtol |b|.
+void replay(const GoldenFile& f, const std::string& name, double rtol, double atol) {
   ASSERT_TRUE(f.error.empty()) << f.error;
-  const CaseRecord* c = find_case(GetParam());
-  ASSERT_NE(c, nullptr) << "no case '" << GetParam() << "' in " << f.path;
+  const CaseRecord* c = find_case(f, name);
+  ASSERT_NE(c, nullptr) << "no case '" << name << "' in " << f.path;
 
   const optreg::Registry& registry = optreg_test::in_tree_registry();
   ASSERT_TRUE(registry.refused().empty());
 
   std::vector<optreg::Parameter> params;
   for (std::size_t i = 0; i < c->shapes.size(); ++i) {
-    params.emplace_back("p" + std::to_string(i), optreg::Tensor(c->shapes[i], c->init[i]));
+    params.emplace_back("p" + std::to_string(i), tensor_of(c->shapes[i], c->init[i], f.dtype));
   }
   std::vector<optreg::ParamGroupSpec> specs;
   for (const GroupRecord& g : c->groups) {
@@ -416,23 +447,23 @@ TEST_P(Trajectory, Matches) {
   std::size_t compared = 0;
   double max_abs = 0.0;    // largest |a - b|
   double max_rel = 0.0;    // largest |a - b| / |b| where the relative term dominates the bound
-  double max_share = 0.0;  // largest |a - b| / (kAtol + kRtol * |b|): 1 is the limit
+  double max_share = 0.0;  // largest |a - b| / (atol + rtol * |b|): 1 is the limit
   // Compares one tensor after step k; `what` names it in a failure.
-  const auto compare = [&](std::size_t k, const std::string& what, const std::vector<float>& expected,
+  const auto compare = [&](std::size_t k, const std::string& what, const std::vector<double>& expected,
                            const optreg::Tensor& actual) {
     for (std::size_t e = 0; e < expected.size(); ++e) {
       const double want = expected[e];
-      const double got = actual[e];
+      const double got = actual.element(e);
       const double diff = std::fabs(got - want);
-      const double bound = kAtol + kRtol * std::fabs(want);
+      const double bound = atol + rtol * std::fabs(want);
       ++compared;
       max_abs = std::max(max_abs, diff);
-      if (kRtol * std::fabs(want) >= kAtol) max_rel = std::max(max_rel, diff / std::fabs(want));
+      if (rtol * std::fabs(want) >= atol) max_rel = std::max(max_rel, diff / std::fabs(want));
       max_share = std::max(max_share, diff / bound);
       if (!(diff <= bound) && reported < kMaxReported) {
         ++reported;
         ADD_FAILURE() << "case " << c->name << ", step " << (k + 1) << ", " << what << ", element " << e
-                      << ": expected " << std::setprecision(9) << want << ", got " << got
+                      << ": expected " << std::setprecision(17) << want << ", got " << got
                       << " (|diff| = " << std::setprecision(3) << diff << ", allowed " << bound << ")";
       }
     }
@@ -440,7 +471,7 @@ TEST_P(Trajectory, Matches) {
   for (std::size_t k = 0; k < c->steps.size(); ++k) {
     const StepRecord& s = c->steps[k];
     opt->clear_grad();
-    for (const auto& [p, grad] : s.grads) params[p].accumulate_grad(optreg::Tensor(c->shapes[p], grad));
+    for (const auto& [p, grad] : s.grads) params[p].accumulate_grad(tensor_of(c->shapes[p], grad, f.dtype));
     for (const auto& [g, lr] : s.set_lr) opt->set_option(g, "lr", optreg::Value(lr));
     opt->step();
 
@@ -458,15 +489,47 @@ TEST_P(Trajectory, Matches) {
              << reported << " mismatches";
     }
   }
-  RecordProperty("max_abs_error", std::to_string(max_abs));
-  RecordProperty("max_rel_error", std::to_string(max_rel));
-  RecordProperty("max_bound_share", std::to_string(max_share));
-  std::cout << "[ golden   ] " << c->name << " (" << c->optimizer << "): " << c->steps.size() << " steps, " << compared
+  ::testing::Test::RecordProperty("max_abs_error", std::to_string(max_abs));
+  ::testing::Test::RecordProperty("max_rel_error", std::to_string(max_rel));
+  ::testing::Test::RecordProperty("max_bound_share", std::to_string(max_share));
+  std::cout << "[ golden   ] " << optreg::dtype_name(f.dtype) << " " << c->name << " (" << c->optimizer << "): " << c->steps.size() << " steps, " << compared
             << " values; max |a-b| = " << std::setprecision(3) << max_abs << ", max |a-b|/|b| = " << max_rel
             << ", max share of the tolerance = " << max_share << "\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, Trajectory, ::testing::ValuesIn(case_names()),
+class Trajectory : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Trajectory, Matches) { replay(golden(), GetParam(), kRtol, kAtol); }
+
+INSTANTIATE_TEST_SUITE_P(Golden, Trajectory, ::testing::ValuesIn(case_names(golden())),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// float64: the plugins step float64 parameters with float64 state and arithmetic, operation by
+// operation as torch does in double; kRtol64 is the bound the issue of dtypes sets, and kAtol64
+// bounds elements near zero the same way kAtol does for float32, scaled by the ratio of the
+// two dtypes' precision.
+constexpr double kRtol64 = 1e-12;
+constexpr double kAtol64 = 1e-15;
+constexpr std::size_t kMinCases64 = 60;
+
+TEST(GoldenFile64, ParsesCompletelyAndIsFloat64) {
+  const GoldenFile& f = golden64();
+  ASSERT_TRUE(f.error.empty()) << f.error;
+  EXPECT_EQ(f.dtype, optreg::DType::Float64);
+  EXPECT_GE(f.cases.size(), kMinCases64) << f.path << " holds fewer cases than generate_float64.py writes";
+  for (const CaseRecord& c : f.cases) {
+    const auto d = optreg_test::in_tree_registry().find(c.optimizer);
+    ASSERT_TRUE(d.has_value()) << c.optimizer;
+    EXPECT_NE(d->param_dtypes & optreg::dtype_bit(optreg::DType::Float64), 0U) << c.optimizer;
+  }
+}
+
+class Trajectory64 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Trajectory64, Matches) { replay(golden64(), GetParam(), kRtol64, kAtol64); }
+
+INSTANTIATE_TEST_SUITE_P(GoldenFloat64, Trajectory64, ::testing::ValuesIn(case_names(golden64())),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
 
 }  // namespace

@@ -106,8 +106,9 @@ class OPTREG_API Tensor {
   /// Copies the elements of `other` into this tensor's memory; throws UsageError on a shape or
   /// dtype mismatch, naming both.
   void copy_from(const Tensor& other);
-  /// Sets every element to `value`, rounded to nearest into the dtype.
-  void fill(float value) noexcept;
+  /// Sets every element to `value`, rounded to nearest into the dtype (a float32 tensor holds
+  /// float(value), a half-precision one the half nearest to float(value), a float64 one value).
+  void fill(double value) noexcept;
   /// The elements as floats (for tests and display; float64 elements are rounded to nearest).
   std::vector<float> to_vector() const;
   /// The elements as doubles (exact for every dtype).

@@ -499,6 +499,36 @@ constexpr bool scheduler_names_valid(const abi::SchedulerEntry (&entries)[N]) {
 }  // namespace detail
 
 namespace detail {
+template <typename T, typename = void>
+struct declares_param_dtypes : std::false_type {};
+template <typename T>
+struct declares_param_dtypes<T, std::void_t<decltype(T::kParamDTypes)>> : std::true_type {};
+template <typename T, typename = void>
+struct declares_state_dtypes : std::false_type {};
+template <typename T>
+struct declares_state_dtypes<T, std::void_t<decltype(T::kStateDTypes)>> : std::true_type {};
+
+/// The parameter dtypes an optimizer class declares as `static constexpr DTypeSet
+/// kParamDTypes` (0, float32 alone, when it declares none).
+template <typename T>
+constexpr std::uint32_t param_dtypes_of() {
+  if constexpr (declares_param_dtypes<T>::value) {
+    return T::kParamDTypes;
+  } else {
+    return 0;
+  }
+}
+/// The state dtypes an optimizer class declares as `static constexpr std::uint32_t
+/// kStateDTypes` (abi::kStateBFloat16, abi::kStateInt8; 0 when it declares none).
+template <typename T>
+constexpr std::uint32_t state_dtypes_of() {
+  if constexpr (declares_state_dtypes<T>::value) {
+    return T::kStateDTypes;
+  } else {
+    return 0;
+  }
+}
+
 /// The descriptor a plugin exports: this build's ABI, sizes and build tag, and the tables of
 /// each kind the plugin provides (null with a count of 0 for a kind it does not).
 constexpr abi::PluginDescriptor plugin_descriptor(const char* plugin_name, const char* version,
@@ -566,8 +596,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
   constexpr ::optreg::abi::OptimizerEntry kOptimizers[] = {                                                 \
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
        &create_optimizer, kStateTables.specs.data(), static_cast<std::uint32_t>(kStateTables.specs.size()), \
-       kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec)), 0,  \
-       0}};                                                                                                 \
+       kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec)),     \
+       ::optreg::sdk::detail::param_dtypes_of<CLASS>(), ::optreg::sdk::detail::state_dtypes_of<CLASS>()}};  \
   }                                                                                                         \
   OPTREG_DETAIL_EXPORT_DESCRIPTOR(NAME, VERSION, optreg_plugin_detail::kOptimizers, 1, nullptr, 0)
 

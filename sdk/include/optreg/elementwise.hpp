@@ -1,0 +1,475 @@
+#pragma once
+/// \file
+/// Plugin SDK 2: typed hyperparameters, state entries reached by name, and the elementwise
+/// driver that runs one update rule over every dtype a plugin declares.
+///
+/// A plugin written on it declares
+/// - its hyperparameters once, as fields of a struct bound to schema entries
+///   (`hyperparams(lr(&Hyper::lr, 1e-3), betas(&Hyper::betas, kBetas), ...)`): the same
+///   declaration gives the descriptor its schema and decodes a group's options into the struct,
+///   once per group and step;
+/// - its state entries with the helpers of <optreg/plugin.hpp>, and handles to them by name
+///   (`tensor_entry(kState, "exp_avg")`), checked at compile time and resolved without a
+///   string search at run time;
+/// - its update as a rule over one element, `Rule<A>`, written once for the arithmetic type A
+///   (float for float32, bfloat16 and float16 parameters; double for float64 ones).
+///
+/// Elementwise<K, F> then does the rest: it gathers each parameter's value, gradient, K state
+/// tensors and F per-tensor factors, merges tensors that lie back to back into one range, splits
+/// the elements evenly across the threads, and runs the rule over each range in a loop compiled
+/// for the parameter's dtype (and, by OPTREG_KERNEL, for each instruction set), widening every
+/// element to A and rounding the results back to nearest. The loop is the same for every split,
+/// so the bits do not depend on the thread count.
+///
+/// Elementwise::reduce() adds a reduction phase for rules that need a norm of a whole tensor
+/// (LAMB, LARS): it sums per-element terms in double over fixed segments, eight running sums per
+/// segment in an order fixed by the element index, so the sums too have the same bits with any
+/// thread count and on every instruction set.
+
+#include <array>
+#include <cmath>  // for the rules: std::sqrt, std::fabs, std::fma
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <optreg/dtype.hpp>
+#include <optreg/plugin.hpp>
+#include <optreg/segments.hpp>
+
+namespace optreg::sdk {
+
+// ------------------------------------------------------------------ typed hyperparameters
+
+/// One hyperparameter: its schema entry and the member of the plugin's struct it decodes into.
+/// The member is a double, a bool, a std::int64_t, a std::array<double, N> (a list of N
+/// floats) or a std::string.
+template <typename H, typename M>
+struct Field {
+  abi::HyperparamSpec spec;
+  M H::*member;
+};
+
+/// A hyperparameter declared with any helper of <optreg/plugin.hpp> (float_option(), ...),
+/// decoded into `member`.
+template <typename H, typename M>
+constexpr Field<H, M> option(M H::*member, abi::HyperparamSpec spec) {
+  return {spec, member};
+}
+
+/// The shared pieces: the entries most optimizers declare, with one wording everywhere.
+template <typename H>
+constexpr Field<H, double> lr(double H::*member, double def) {
+  return {float_option("lr", def, at_least(0.0), "learning rate"), member};
+}
+template <typename H>
+constexpr Field<H, double> eps(double H::*member, double def = 1e-8) {
+  return {float_option("eps", def, greater_than(0.0), "term added to the denominator for numerical stability"), member};
+}
+template <typename H>
+constexpr Field<H, double> weight_decay(double H::*member, double def = 0.0,
+                                        const char* meaning = "L2 penalty added to the gradient") {
+  return {float_option("weight_decay", def, at_least(0.0), meaning), member};
+}
+template <typename H>
+constexpr Field<H, bool> maximize(bool H::*member) {
+  return {bool_option("maximize", false, "maximize the objective instead of minimizing it"), member};
+}
+/// `betas`: two decay rates in [0, 1); `def` must have static storage.
+template <typename H>
+constexpr Field<H, std::array<double, 2>> betas(std::array<double, 2> H::*member, const double (&def)[2],
+                                                const char* meaning = "decay rates of the first and second moment estimates") {
+  return {float_list_option("betas", def, closed_open(0.0, 1.0), meaning), member};
+}
+
+namespace detail {
+inline void decode_into(double& out, const Value& v) { out = v.as_float(); }
+inline void decode_into(bool& out, const Value& v) { out = v.as_bool(); }
+inline void decode_into(std::int64_t& out, const Value& v) { out = v.as_int(); }
+inline void decode_into(std::string& out, const Value& v) { out = v.as_string(); }
+template <std::size_t N>
+void decode_into(std::array<double, N>& out, const Value& v) {
+  const std::vector<double>& l = v.as_float_list();
+  for (std::size_t i = 0; i < N && i < l.size(); ++i) out[i] = l[i];
+}
+}  // namespace detail
+
+/// The hyperparameters of a plugin: `schema` is what OPTREG_REGISTER_OPTIMIZER takes, and
+/// decode() turns a group's resolved options (every one present and checked by the host
+/// against this schema) into the struct H.
+template <typename H, typename... M>
+struct Hyperparams {
+  abi::HyperparamSpec schema[sizeof...(M)];
+  std::tuple<M H::*...> members;
+
+  H decode(const Options& options) const {
+    H h{};
+    std::size_t i = 0;
+    std::apply([&](auto... m) { (detail::decode_into(h.*m, options.at(schema[i++].name)), ...); }, members);
+    return h;
+  }
+};
+
+/// Declares the hyperparameters of H, in the order `optreg show` lists them.
+template <typename H, typename... M>
+constexpr Hyperparams<H, M...> hyperparams(Field<H, M>... fields) {
+  return {{fields.spec...}, {fields.member...}};
+}
+
+// ------------------------------------------------------------------ state by name
+
+/// A handle to a state tensor, made at compile time from the plugin's state declaration by
+/// tensor_entry(): its name, and where it lies among a parameter's state tensors when every
+/// optional entry before it is present.
+struct TensorEntry {
+  const char* name;
+  std::size_t hint;
+};
+/// A handle to a state scalar (a count, a float), made by scalar_entry().
+struct ScalarEntry {
+  const char* name;
+  std::size_t hint;
+};
+
+namespace detail {
+template <typename S, std::size_t N>
+constexpr std::size_t entry_position(const S (&state)[N], const char* name, bool tensor) {
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < N; ++i) {
+    const abi::StateSpec& s = spec_of(state[i]);
+    if ((s.kind == abi::StateKind::Tensor) != tensor) continue;
+    if (same_text(s.name, name)) return at;
+    ++at;
+  }
+  // Not a constant expression: a handle to an undeclared entry does not compile.
+  throw "the state declaration has no entry of this name and kind";
+}
+
+inline bool named(const std::string& have, const char* want) noexcept { return have.compare(want) == 0; }
+
+template <typename Entries>
+auto* find_entry(Entries& entries, const char* name, std::size_t hint) noexcept {
+  if (hint < entries.size() && named(entries[hint].first, name)) return &entries[hint].second;
+  for (auto& e : entries) {
+    if (named(e.first, name)) return &e.second;
+  }
+  return static_cast<decltype(&entries[0].second)>(nullptr);
+}
+}  // namespace detail
+
+/// The handle of state tensor `name` of the declaration `state` (a compile error when it
+/// declares no tensor of that name).
+template <typename S, std::size_t N>
+constexpr TensorEntry tensor_entry(const S (&state)[N], const char* name) {
+  return {name, detail::entry_position(state, name, true)};
+}
+/// The handle of state scalar `name` of the declaration `state`.
+template <typename S, std::size_t N>
+constexpr ScalarEntry scalar_entry(const S (&state)[N], const char* name) {
+  return {name, detail::entry_position(state, name, false)};
+}
+
+/// The tensor `e` of a parameter's state, or null when it is absent (an optional entry).
+inline Tensor* find(ParamState& state, TensorEntry e) noexcept {
+  // ParamState exposes its entries read-only; the optimizer owns the state and may change it.
+  auto& entries = const_cast<std::vector<std::pair<std::string, Tensor>>&>(state.tensors());
+  return detail::find_entry(entries, e.name, e.hint);
+}
+/// The tensor `e` of a parameter's state; throws UsageError naming it when absent.
+inline Tensor& get(ParamState& state, TensorEntry e) {
+  Tensor* t = find(state, e);
+  if (t == nullptr) throw UsageError(std::string("the state has no tensor '") + e.name + "'");
+  return *t;
+}
+/// The scalar `e` of a parameter's state; throws UsageError naming it when absent.
+inline StateScalar& get(ParamState& state, ScalarEntry e) {
+  auto& entries = const_cast<std::vector<std::pair<std::string, StateScalar>>&>(state.scalars());
+  StateScalar* v = detail::find_entry(entries, e.name, e.hint);
+  if (v == nullptr) throw UsageError(std::string("the state has no scalar '") + e.name + "'");
+  return *v;
+}
+/// The integer scalar `e` (a count).
+inline std::int64_t& count(ParamState& state, ScalarEntry e) { return std::get<std::int64_t>(get(state, e)); }
+/// The float scalar `e`.
+inline double& real(ParamState& state, ScalarEntry e) { return std::get<double>(get(state, e)); }
+
+/// Adds one to the count `e` of every slot's state after checking them all, as
+/// advance_counts() of <optreg/plugin.hpp> does by position.
+inline void advance_counts(const std::vector<Optimizer::Slot>& slots, ScalarEntry e) {
+  for (const Optimizer::Slot& slot : slots) detail::refuse_full_count(*slot.param, e.name, count(*slot.state, e));
+  for (const Optimizer::Slot& slot : slots) ++count(*slot.state, e);
+}
+
+/// A state tensor for `param` shaped like it, of its arithmetic dtype (float64 for a float64
+/// parameter, float32 for every other), filled with `value` rounded to that dtype.
+inline Tensor state_like(const Parameter& param, double value = 0.0) {
+  Tensor t(param.value().shape(), state_dtype_of(param.value().dtype()));
+  if (value != 0.0) t.fill(value);
+  return t;
+}
+
+// ------------------------------------------------------------------ elements
+
+/// The arithmetic type of parameters of element type P: double for float64, float otherwise.
+template <typename P>
+using arith_t = std::conditional_t<std::is_same_v<P, double>, double, float>;
+
+/// An element widened to its arithmetic type (exact).
+template <typename A>
+A widen(float x) noexcept {
+  return x;
+}
+template <typename A>
+A widen(double x) noexcept {
+  return x;
+}
+template <typename A>
+A widen(bfloat16 x) noexcept {
+  return bf16_to_float(x.bits);
+}
+template <typename A>
+A widen(float16 x) noexcept {
+  return f16_to_float(x.bits);
+}
+
+/// A result rounded to element type P, to nearest (ties to even).
+template <typename P, typename A>
+P narrow(A x) noexcept {
+  if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
+    return x;
+  } else {
+    return from_float<P>(x);
+  }
+}
+
+/// The dtypes a plugin on this SDK may declare it steps: every one.
+inline constexpr DTypeSet kElementwiseDTypes = kAllDTypes;
+
+// ------------------------------------------------------------------ the driver
+
+/// The factors of one tensor, in the arithmetic type of its step.
+template <typename A, std::size_t F>
+using Factors = std::array<A, F>;
+
+namespace detail {
+
+/// One range of an Elementwise step: a tensor, or tensors back to back.
+template <std::size_t K, std::size_t F>
+struct Piece {
+  void* p;
+  const void* g;
+  std::array<void*, K> s;
+  std::array<double, F> f;
+  std::size_t n;
+  DType dtype;
+
+  bool continued_by(const Piece& t) const noexcept {
+    const std::size_t size = dtype_size(dtype);
+    const std::size_t state_size = dtype_size(state_dtype_of(dtype));
+    const auto at = [](const void* base, std::size_t bytes) { return static_cast<const char*>(base) + bytes; };
+    if (t.dtype != dtype || t.f != f || at(p, n * size) != t.p || at(g, n * size) != t.g) return false;
+    for (std::size_t k = 0; k < K; ++k) {
+      if (at(s[k], n * state_size) != t.s[k]) return false;
+    }
+    return true;
+  }
+};
+
+/// State array k of a piece as A*, or null when the piece has no array k.
+template <std::size_t k, typename A, std::size_t K, std::size_t F>
+A* state_array(const Piece<K, F>& piece) noexcept {
+  if constexpr (k < K) {
+    return static_cast<A*>(piece.s[k]);
+  } else {
+    return nullptr;
+  }
+}
+
+/// The loop over elements [begin, end) of one piece, for parameters of element type P.
+template <typename P, typename R, std::size_t K, std::size_t F>
+OPTREG_KERNEL void elementwise_loop(const R rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+  static_assert(K <= 4, "Elementwise drives at most four state tensors");
+  using A = arith_t<P>;
+  P* __restrict p = static_cast<P*>(piece.p);
+  const P* __restrict g = static_cast<const P*>(piece.g);
+  A* __restrict s0 = state_array<0, A>(piece);
+  A* __restrict s1 = state_array<1, A>(piece);
+  A* __restrict s2 = state_array<2, A>(piece);
+  A* __restrict s3 = state_array<3, A>(piece);
+  Factors<A, F> f{};
+  for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
+  for (std::size_t i = begin; i < end; ++i) {
+    A pi = widen<A>(p[i]);
+    const A gi = widen<A>(g[i]);
+    if constexpr (K == 0) {
+      rule(f, pi, gi);
+    } else if constexpr (K == 1) {
+      rule(f, pi, gi, s0[i]);
+    } else if constexpr (K == 2) {
+      rule(f, pi, gi, s0[i], s1[i]);
+    } else if constexpr (K == 3) {
+      rule(f, pi, gi, s0[i], s1[i], s2[i]);
+    } else {
+      rule(f, pi, gi, s0[i], s1[i], s2[i], s3[i]);
+    }
+    p[i] = narrow<P>(pi);
+  }
+  (void)s0, (void)s1, (void)s2, (void)s3;
+}
+
+/// Sums, over elements [begin, end) of one piece, the R terms `rule.terms(f, p, g, s...)`
+/// returns for each element, into `sums` (R doubles): eight running sums per term, element i
+/// in sum (i - begin) % 8, added up in a fixed tree. The rule may update the state it is given.
+template <typename P, typename Rule, std::size_t R, std::size_t K, std::size_t F>
+OPTREG_KERNEL void reduce_loop(const Rule rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end,
+                               double* sums) {
+  using A = arith_t<P>;
+  const P* __restrict p = static_cast<const P*>(piece.p);
+  const P* __restrict g = static_cast<const P*>(piece.g);
+  A* __restrict s0 = state_array<0, A>(piece);
+  A* __restrict s1 = state_array<1, A>(piece);
+  A* __restrict s2 = state_array<2, A>(piece);
+  Factors<A, F> f{};
+  for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
+  double lane[R][8] = {};
+  const auto one = [&](std::size_t i, std::size_t k) {
+    const A pi = widen<A>(p[i]);
+    const A gi = widen<A>(g[i]);
+    std::array<double, R> t{};
+    if constexpr (K == 0) {
+      t = rule.terms(f, pi, gi);
+    } else if constexpr (K == 1) {
+      t = rule.terms(f, pi, gi, s0[i]);
+    } else if constexpr (K == 2) {
+      t = rule.terms(f, pi, gi, s0[i], s1[i]);
+    } else {
+      static_assert(K == 3, "a reduction drives at most three state tensors");
+      t = rule.terms(f, pi, gi, s0[i], s1[i], s2[i]);
+    }
+    for (std::size_t r = 0; r < R; ++r) lane[r][k] += t[r];
+  };
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    for (std::size_t k = 0; k < 8; ++k) one(i + k, k);
+  }
+  for (std::size_t k = 0; i < end; ++i, ++k) one(i, k);
+  for (std::size_t r = 0; r < R; ++r) {
+    const double* s = lane[r];
+    sums[r] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  }
+  (void)s0, (void)s1, (void)s2;
+}
+
+}  // namespace detail
+
+/// The elementwise driver of SDK 2 for an update with K state tensors (at most four) and F
+/// factors per tensor. Keep one as a member of the optimizer: its storage is allocated at the
+/// first step and reused, so later steps do not allocate.
+template <std::size_t K, std::size_t F = 0>
+class Elementwise {
+ public:
+  /// Forgets the tensors of the last step (keeping the storage).
+  void clear() noexcept {
+    pieces_.clear();
+    tensors_.clear();
+  }
+
+  /// Adds one parameter (which has a gradient of its dtype: the base checked it), its K state
+  /// tensors, each shaped like it and of its arithmetic dtype, and its F factors.
+  void add(Parameter& param, const std::array<Tensor*, K>& state, const std::array<double, F>& factors = {}) {
+    Tensor& value = param.value();
+    detail::Piece<K, F> piece{value.raw(), param.grad().raw(), {}, factors, value.numel(), value.dtype()};
+    const DType arith = state_dtype_of(value.dtype());
+    for (std::size_t k = 0; k < K; ++k) {
+      if (state[k]->dtype() != arith || state[k]->numel() != value.numel()) {
+        throw UsageError("parameter '" + param.name() + "': state tensor " + std::to_string(k) + " is " +
+                         dtype_name(state[k]->dtype()) + " of " + std::to_string(state[k]->numel()) +
+                         " elements, but its step needs " + dtype_name(arith) + " of " + std::to_string(value.numel()));
+      }
+      piece.s[k] = state[k]->raw();
+    }
+    tensors_.push_back(piece);
+    append_range(pieces_, piece);
+  }
+
+  /// Runs Rule<A> (made from `hyper`: `Rule<A>(hyper)`) over every element of every tensor
+  /// added: `rule(factors, p, g, s...)` with the element's value p (read and written), its
+  /// gradient g, and its K state elements s (read and written), all of type A.
+  template <template <typename> class Rule, typename Hyper>
+  void run(const Hyper& hyper, std::size_t grain = std::size_t{1} << 14) {
+    const Rule<float> single(hyper);
+    const Rule<double> twice(hyper);
+    ranges_.run(
+        pieces_.size(), [&](std::size_t i) { return pieces_[i].n; },
+        [&](std::size_t i, std::size_t begin, std::size_t end) { loop(single, twice, pieces_[i], begin, end); }, grain);
+  }
+
+  /// The reduction phase: runs `Rule<A>(hyper).terms(factors, p, g, s...)`, which returns R
+  /// doubles per element (and may update the state it is given, not p), and returns, for each
+  /// tensor added (in the order added), the R sums of its terms, each summed in the fixed order
+  /// described above. The sums have the same bits with any thread count.
+  template <std::size_t R, template <typename> class Rule, typename Hyper>
+  const std::vector<std::array<double, R>>& reduce(const Hyper& hyper, std::vector<std::array<double, R>>& out) {
+    const Rule<float> single(hyper);
+    const Rule<double> twice(hyper);
+    segments_.plan(tensors_.size(), [&](std::size_t i) { return tensors_[i].n; });
+    partial_.resize(R * segments_.size());
+    segments_.run([&](std::size_t s, std::size_t i, std::size_t begin, std::size_t end) {
+      const detail::Piece<K, F>& piece = tensors_[i];
+      visit_dtype(piece.dtype, [&](auto tag) {
+        using P = decltype(tag);
+        if constexpr (std::is_same_v<P, double>) {
+          detail::reduce_loop<P, Rule<double>, R>(twice, piece, begin, end, &partial_[R * s]);
+        } else {
+          detail::reduce_loop<P, Rule<float>, R>(single, piece, begin, end, &partial_[R * s]);
+        }
+      });
+    });
+    out.resize(tensors_.size());
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      for (std::size_t r = 0; r < R; ++r) out[i][r] = segments_.sum(partial_, i, R, r);
+    }
+    return out;
+  }
+
+  /// Sets factor `k` of tensor `i` (in the order added) for the next run(), after a reduce().
+  void set_factor(std::size_t i, std::size_t k, double value) noexcept { tensors_[i].f[k] = value; }
+
+  /// Runs Rule<A> over every tensor added one by one (not merged), in the fixed segments of
+  /// reduce(), with the factors set since: the apply phase that follows a reduction.
+  template <template <typename> class Rule, typename Hyper>
+  void run_tensors(const Hyper& hyper) {
+    const Rule<float> single(hyper);
+    const Rule<double> twice(hyper);
+    segments_.plan(tensors_.size(), [&](std::size_t i) { return tensors_[i].n; });
+    segments_.run([&](std::size_t, std::size_t i, std::size_t begin, std::size_t end) {
+      loop(single, twice, tensors_[i], begin, end);
+    });
+  }
+
+ private:
+  /// The loop over elements [begin, end) of `piece`, compiled for its dtype.
+  template <typename Single, typename Twice>
+  static void loop(const Single& single, const Twice& twice, const detail::Piece<K, F>& piece, std::size_t begin,
+                   std::size_t end) {
+    visit_dtype(piece.dtype, [&](auto tag) {
+      using P = decltype(tag);
+      if constexpr (std::is_same_v<P, double>) {
+        detail::elementwise_loop<P>(twice, piece, begin, end);
+      } else {
+        detail::elementwise_loop<P>(single, piece, begin, end);
+      }
+    });
+  }
+
+  std::vector<detail::Piece<K, F>> pieces_;   // merged ranges, for run()
+  std::vector<detail::Piece<K, F>> tensors_;  // one per tensor, for reduce() and run_tensors()
+  std::vector<double> partial_;               // per segment: the R sums
+  ElementRanges ranges_;
+  Segments segments_;
+};
+
+}  // namespace optreg::sdk
