@@ -1,6 +1,7 @@
 #include <optreg/optimizer.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <unordered_map>
 
 #include <optreg/error.hpp>
@@ -55,6 +56,16 @@ Tensor& ParamState::add_tensor(const std::string& name, Tensor value) {
   check_new_name(*this, name);
   tensors_.emplace_back(name, std::move(value));
   return tensors_.back().second;
+}
+
+bool ParamState::remove_tensor(const std::string& name) noexcept {
+  for (auto it = tensors_.begin(); it != tensors_.end(); ++it) {
+    if (it->first == name) {
+      tensors_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
 StateScalar& ParamState::add_scalar(const std::string& name, StateScalar value) {
@@ -252,14 +263,181 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
 
 Optimizer& Optimizer::step() {
   check_parameters();  // every group, before the first one changes
-  for (auto& group : groups_) {
-    slots_.clear();
-    for (std::size_t i = 0; i < group.params_.size(); ++i) {
-      if (group.params_[i].has_grad()) slots_.push_back(Slot{&group.params_[i], &group.states_[i]});
-    }
-    if (!slots_.empty()) plugin(info_, "update_group()", [&] { update_group(group.options_, slots_); });
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    gather_slots(g);
+    if (slots_.empty()) continue;
+    plugin(info_, "update_group()", [&] { update_group(groups_[g].options_, slots_); });
+    write_back(g);
   }
   return *this;
+}
+
+namespace {
+
+constexpr char kMaster[] = "master_weight";
+constexpr char kRoundingStep[] = "rounding_step";
+
+bool is_half(DType d) noexcept { return d == DType::BFloat16 || d == DType::Float16; }
+
+template <typename Entries>
+bool has_entry(const Entries& entries, const char* name) noexcept {
+  return std::any_of(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
+}
+
+/// A group's precision options (absent from optimizers set up without the core's options).
+struct Precision {
+  bool master = false;
+  bool stochastic = false;
+  std::uint64_t seed = 0;
+
+  explicit Precision(const Options& o) {
+    const auto m = o.find("master_weights");
+    const auto r = o.find("rounding");
+    const auto s = o.find("rounding_seed");
+    master = m != o.end() && m->second.as_bool();
+    stochastic = r != o.end() && r->second.as_string() == "stochastic";
+    seed = s != o.end() ? static_cast<std::uint64_t>(s->second.as_int()) : 0;
+  }
+};
+
+/// Widens `from` (bfloat16 or float16) into the float32 tensor `to` of the same size.
+void widen_into(const Tensor& from, Tensor& to) {
+  float* out = to.data();
+  const std::size_t n = from.numel();
+  if (from.dtype() == DType::BFloat16) {
+    const bfloat16* in = from.data_as<bfloat16>();
+    for (std::size_t i = 0; i < n; ++i) out[i] = to_float(in[i]);
+  } else {
+    const float16* in = from.data_as<float16>();
+    for (std::size_t i = 0; i < n; ++i) out[i] = to_float(in[i]);
+  }
+}
+
+/// Rounds the float32 `from` into `to` (bfloat16 or float16): to nearest, or stochastically
+/// with the bits of (seed, step, param_id, element).
+void round_into(const Tensor& from, Tensor& to, const Precision& p, std::uint64_t step, std::uint64_t param_id) {
+  const float* in = from.data();
+  const std::size_t n = from.numel();
+  const auto bits = [&](std::size_t i) {
+    return static_cast<std::uint16_t>(rounding_bits(p.seed, step, param_id, i) >> 48);
+  };
+  if (to.dtype() == DType::BFloat16) {
+    bfloat16* out = to.data_as<bfloat16>();
+    for (std::size_t i = 0; i < n; ++i) {
+      out[i].bits = p.stochastic ? float_to_bf16_stochastic(in[i], bits(i)) : float_to_bf16(in[i]);
+    }
+  } else {
+    float16* out = to.data_as<float16>();
+    for (std::size_t i = 0; i < n; ++i) {
+      out[i].bits = p.stochastic ? float_to_f16_stochastic(in[i], bits(i)) : float_to_f16(in[i]);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<Hyperparameter> precision_options() {
+  Hyperparameter master;
+  master.name = "master_weights";
+  master.type = ValueType::Bool;
+  master.default_value = Value(false);
+  master.meaning = "bfloat16/float16 parameters: step a float32 master copy kept in the state, round the parameter from it";
+  Hyperparameter rounding;
+  rounding.name = "rounding";
+  rounding.type = ValueType::String;
+  rounding.default_value = Value(std::string("nearest"));
+  rounding.choices = {"nearest", "stochastic"};
+  rounding.meaning = "bfloat16/float16 parameters: how the float32 result is rounded into the parameter";
+  Hyperparameter seed;
+  seed.name = "rounding_seed";
+  seed.type = ValueType::Int;
+  seed.default_value = Value(std::int64_t{0});
+  seed.range = kCountDomain;
+  seed.meaning = "seed of stochastic rounding, with the step and the parameter id";
+  return {master, rounding, seed};
+}
+
+StateSchema precision_state() {
+  StateEntry master;
+  master.name = kMaster;
+  master.kind = StateKind::Tensor;
+  master.optional = true;
+  master.meaning = "float32 master copy of a bfloat16/float16 parameter (master_weights)";
+  master.domain = Range{-std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), false, false};
+  StateEntry step;
+  step.name = kRoundingStep;
+  step.kind = StateKind::Int;
+  step.optional = true;
+  step.meaning = "steps this parameter was rounded stochastically; seeds the next rounding";
+  step.domain = kCountDomain;
+  return {master, step};
+}
+
+bool is_precision_entry(const std::string& name) noexcept { return name == kMaster || name == kRoundingStep; }
+
+void Optimizer::gather_slots(std::size_t g) {
+  ParamGroup& group = groups_[g];
+  const Precision precision(group.options_);
+  if (stand_ins_.size() < groups_.size()) stand_ins_.resize(groups_.size());
+  std::vector<StandIn>& stand_ins = stand_ins_[g];
+  // Slots point into it: it must never reallocate while they are gathered.
+  stand_ins.reserve(group.params_.size());
+  for (StandIn& s : stand_ins) s.used = false;
+  slots_.clear();
+  for (std::size_t i = 0; i < group.params_.size(); ++i) {
+    Parameter& param = group.params_[i];
+    ParamState& state = group.states_[i];
+    const bool half = is_half(param.value().dtype());
+    // A master exists exactly while master_weights is on: made from the parameter when it is
+    // turned on, dropped when it is turned off.
+    if (half && !precision.master) state.remove_tensor(kMaster);
+    if (!param.has_grad()) continue;
+    if (!half || !(precision.master || precision.stochastic)) {
+      slots_.push_back(Slot{&param, &state});
+      continue;
+    }
+    if (precision.master && !has_entry(state.tensors(), kMaster)) {
+      state.add_tensor(kMaster, param.value().to(DType::Float32));
+    }
+    if (precision.stochastic && !has_entry(state.scalars(), kRoundingStep)) {
+      state.add_scalar(kRoundingStep, std::int64_t{0});
+    }
+    auto it = std::find_if(stand_ins.begin(), stand_ins.end(), [&](const StandIn& s) { return s.index == i; });
+    if (it == stand_ins.end()) {
+      const Shape& shape = param.value().shape();
+      stand_ins.push_back(StandIn{i, Parameter(param.name(), Tensor(shape)), Tensor(shape), Tensor(shape)});
+      it = stand_ins.end() - 1;
+    }
+    StandIn& s = *it;
+    s.used = true;
+    if (precision.master) {
+      s.param.value() = state.tensor(kMaster);
+    } else {
+      widen_into(param.value(), s.value);
+      s.param.value() = s.value;
+    }
+    widen_into(param.grad(), s.grad);
+    s.param.set_grad(s.grad);
+    slots_.push_back(Slot{&s.param, &state});
+  }
+}
+
+void Optimizer::write_back(std::size_t g) {
+  ParamGroup& group = groups_[g];
+  const Precision precision(group.options_);
+  std::uint64_t first_id = 0;
+  for (std::size_t k = 0; k < g; ++k) first_id += groups_[k].params_.size();
+  for (const StandIn& s : stand_ins_[g]) {
+    if (!s.used) continue;
+    ParamState& state = group.states_[s.index];
+    std::uint64_t step = 0;
+    if (precision.stochastic) {
+      auto& count = std::get<std::int64_t>(state.scalar(kRoundingStep));
+      count = next_count(count, "parameter '" + s.param.name() + "'", kRoundingStep);
+      step = static_cast<std::uint64_t>(count);
+    }
+    round_into(s.param.value(), group.params_[s.index].value(), precision, step, first_id + s.index);
+  }
 }
 
 void Optimizer::check_parameters() const {

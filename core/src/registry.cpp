@@ -57,7 +57,23 @@ struct OptimizerKind : detail::KindBase<OptimizerDescriptor, abi::OptimizerEntry
     return {d.optimizers, d.optimizer_count, d.optimizer_entry_size};
   }
   static void describe(const Entry& e, Descriptor& out) {
-    out.state = std::make_shared<const StateSchema>(detail::convert_state(e));
+    // The core's precision options and state follow the plugin's own; a plugin may not take their names.
+    StateSchema state = detail::convert_state(e);
+    std::vector<Hyperparameter> options = out.schema->entries();
+    for (Hyperparameter& h : precision_options()) {
+      for (const Hyperparameter& mine : options) {
+        if (mine.name == h.name) throw Refused{"optimizer '" + std::string(e.name) + "' declares hyperparameter '" + h.name + "', which the core provides"};
+      }
+      options.push_back(std::move(h));
+    }
+    for (StateEntry& entry : precision_state()) {
+      for (const StateEntry& mine : state) {
+        if (mine.name == entry.name) throw Refused{"optimizer '" + std::string(e.name) + "' declares state entry '" + entry.name + "', which the core keeps"};
+      }
+      state.push_back(std::move(entry));
+    }
+    out.schema = std::make_shared<const Schema>(std::move(options));
+    out.state = std::make_shared<const StateSchema>(std::move(state));
     if ((e.param_dtypes & ~kAllDTypes) != 0) throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown parameter dtypes"};
     if ((e.state_dtypes & ~(abi::kStateBFloat16 | abi::kStateInt8)) != 0) {
       throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown state dtypes"};

@@ -6,130 +6,126 @@
 // PyTorch's SGD form (lr outside the momentum buffer; optional Nesterov momentum).
 //
 // Two passes over each tensor: the first sums p^2 and g^2 in double per fixed segment
-// (sdk::Segments), so the norms have the same bits with any thread count; the second updates.
+// (sdk::Elementwise::reduce), so the norms have the same bits with any thread count; the second
+// updates.
 #include <cmath>
-#include <string>
 
-#include <optreg/plugin.hpp>
-#include <optreg/segments.hpp>
+#include <optreg/elementwise.hpp>
 
 namespace {
 
 namespace sdk = optreg::sdk;
 
-constexpr optreg::abi::HyperparamSpec kSchema[] = {
-    sdk::float_option("lr", 1.0, sdk::at_least(0.0), "global learning rate, multiplied by each tensor's local rate"),
-    sdk::float_option("momentum", 0.9, sdk::at_least(0.0), "momentum factor (0 disables momentum)"),
-    sdk::float_option("weight_decay", 0.0, sdk::at_least(0.0), "L2 penalty added to the gradient"),
-    sdk::float_option("trust_coefficient", 1e-3, sdk::greater_than(0.0),
-                      "trust coefficient eta: the local rate is eta * ||p|| / (||g|| + weight_decay * ||p|| + eps)"),
-    sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "term added to the local rate's denominator"),
-    sdk::bool_option("nesterov", false, "use Nesterov momentum (needs momentum > 0)"),
+struct Hyper {
+  double lr, momentum, weight_decay, trust_coefficient, eps;
+  bool nesterov;
 };
+
+constexpr auto kHyper = sdk::hyperparams(
+    sdk::option(&Hyper::lr, sdk::float_option("lr", 1.0, sdk::at_least(0.0),
+                                              "global learning rate, multiplied by each tensor's local rate")),
+    sdk::option(&Hyper::momentum,
+                sdk::float_option("momentum", 0.9, sdk::at_least(0.0), "momentum factor (0 disables momentum)")),
+    sdk::weight_decay(&Hyper::weight_decay),
+    sdk::option(&Hyper::trust_coefficient,
+                sdk::float_option("trust_coefficient", 1e-3, sdk::greater_than(0.0),
+                                  "trust coefficient eta: the local rate is eta * ||p|| / (||g|| + weight_decay * ||p|| + eps)")),
+    sdk::option(&Hyper::eps, sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "term added to the local rate's denominator")),
+    sdk::option(&Hyper::nesterov, sdk::bool_option("nesterov", false, "use Nesterov momentum (needs momentum > 0)")));
 
 constexpr sdk::State kState[] = {
     sdk::optional_state_tensor("momentum_buffer", sdk::not_nan(), "running momentum (present once momentum is used)"),
 };
+constexpr auto kBuffer = sdk::tensor_entry(kState, "momentum_buffer");
 
-/// The group's constants, as float32.
-struct Constants {
-  float neg_lr, momentum, weight_decay;
+/// The norms phase sums p^2 and g^2 of each tensor; the update phase applies the tensor's local
+/// rate (factor 0), with or without the momentum buffer.
+template <typename A>
+struct Rule {
+  A neg_lr, momentum, weight_decay;
   bool use_decay, nesterov;
-};
 
-/// One tensor's pointers and its local learning rate.
-struct Tensors {
-  float* p;
-  const float* g;
-  float* buf;   // null without momentum
-  float local;  // known after the first pass
-  std::size_t n;
-};
+  explicit Rule(const Hyper& h)
+      : neg_lr(static_cast<A>(-h.lr)), momentum(static_cast<A>(h.momentum)),
+        weight_decay(static_cast<A>(h.weight_decay)), use_decay(h.weight_decay != 0.0), nesterov(h.nesterov) {}
 
-// First pass: the sums of p^2 and g^2 over [begin, end).
-OPTREG_KERNEL void norms_kernel(const Tensors& t, std::size_t begin, std::size_t end, double* sums) {
-  sums[0] = sdk::sum_of_squares(t.p, begin, end);
-  sums[1] = sdk::sum_of_squares(t.g, begin, end);
-}
-
-// Second pass; constants are copied to locals so that the stores cannot alias them.
-template <bool Momentum>
-OPTREG_KERNEL void update_kernel(const Constants& c, const Tensors& t, std::size_t begin, std::size_t end) {
-  float* __restrict p = t.p;
-  const float* __restrict g = t.g;
-  float* __restrict buf = t.buf;
-  const float neg_lr = c.neg_lr, momentum = c.momentum, weight_decay = c.weight_decay, local = t.local;
-  const bool use_decay = c.use_decay, nesterov = c.nesterov;
-  for (std::size_t i = begin; i < end; ++i) {
-    float d = g[i];
-    if (use_decay) d = d + weight_decay * p[i];
-    d = d * local;
-    if (Momentum) {
-      const float b = buf[i] * momentum + d;
-      buf[i] = b;
-      d = nesterov ? d + momentum * b : b;
-    }
-    p[i] = p[i] + neg_lr * d;
+  template <typename... Buffer>
+  std::array<double, 2> terms(const sdk::Factors<A, 1>&, A p, A g, Buffer&...) const {
+    const double pd = p, gd = g;
+    return {pd * pd, gd * gd};
   }
-}
+  A direction(const sdk::Factors<A, 1>& f, A p, A g) const {
+    A d = g;
+    if (use_decay) d = d + weight_decay * p;
+    return d * f[0];
+  }
+  void operator()(const sdk::Factors<A, 1>& f, A& p, A g) const { p = p + neg_lr * direction(f, p, g); }
+  void operator()(const sdk::Factors<A, 1>& f, A& p, A g, A& buf) const {
+    A d = direction(f, p, g);
+    const A b = buf * momentum + d;
+    buf = b;
+    d = nesterov ? d + momentum * b : b;
+    p = p + neg_lr * d;
+  }
+};
 
 class Lars final : public optreg::Optimizer {
+ public:
+  static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+
  protected:
   void validate(const optreg::Options& o, const std::string& where) const override {
-    if (o.at("nesterov").as_bool() && o.at("momentum").as_float() <= 0.0) {
+    const Hyper h = kHyper.decode(o);
+    if (h.nesterov && h.momentum <= 0.0) {
       throw optreg::OptionError(where, "nesterov", "option 'nesterov' = true needs momentum > 0 (got momentum = " +
                                 o.at("momentum").to_string() + ")");
     }
   }
 
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
-    if (o.at("momentum").as_float() != 0.0) s.add_tensor("momentum_buffer", optreg::Tensor(p.value().shape()));
+    if (o.at("momentum").as_float() != 0.0) s.add_tensor("momentum_buffer", sdk::state_like(p));
   }
 
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
-    const double momentum = o.at("momentum").as_float();
-    const double wd = o.at("weight_decay").as_float();
-    static const std::string kTrustCoefficient = "trust_coefficient";  // too long for a string without allocation
-    const double eta = o.at(kTrustCoefficient).as_float();
-    const double eps = o.at("eps").as_float();
-    const Constants c{static_cast<float>(-o.at("lr").as_float()), static_cast<float>(momentum), static_cast<float>(wd),
-                      wd != 0.0, o.at("nesterov").as_bool()};
-    const bool use_momentum = momentum != 0.0;
-    tensors_.clear();  // keeps its capacity: no allocation after the first step
-    for (const Slot& slot : slots) {
-      optreg::ParamState& s = *slot.state;
-      if (use_momentum && s.num_tensors() == 0) {
-        s.add_tensor("momentum_buffer", optreg::Tensor(slot.param->value().shape()));
+    const Hyper h = kHyper.decode(o);
+    if (h.momentum != 0.0) {
+      for (const Slot& slot : slots) {
+        if (sdk::find(*slot.state, kBuffer) == nullptr) slot.state->add_tensor("momentum_buffer", sdk::state_like(*slot.param));
       }
-      tensors_.push_back(Tensors{slot.param->value().data(), slot.param->grad().data(),
-                                 use_momentum ? s.tensor(0).data() : nullptr, 1.0F, slot.param->value().numel()});
+      step(h, slots, momentum_);
+    } else {
+      step(h, slots, plain_);
     }
-    segments_.plan(tensors_.size(), [&](std::size_t i) { return tensors_[i].n; });
-    sums_.resize(2 * segments_.size());
-    segments_.run([&](std::size_t s, std::size_t i, std::size_t begin, std::size_t end) {
-      norms_kernel(tensors_[i], begin, end, &sums_[2 * s]);
-    });
-    for (std::size_t i = 0; i < tensors_.size(); ++i) {
-      const double p_norm = std::sqrt(segments_.sum(sums_, i, 2, 0));
-      const double g_norm = std::sqrt(segments_.sum(sums_, i, 2, 1));
-      if (p_norm > 0.0 && g_norm > 0.0) tensors_[i].local = static_cast<float>(eta * p_norm / (g_norm + wd * p_norm + eps));
-    }
-    segments_.run([&](std::size_t, std::size_t i, std::size_t begin, std::size_t end) {
-      if (use_momentum) {
-        update_kernel<true>(c, tensors_[i], begin, end);
-      } else {
-        update_kernel<false>(c, tensors_[i], begin, end);
-      }
-    });
   }
 
  private:
-  std::vector<Tensors> tensors_;  // the tensors of one step, reused by every step
-  std::vector<double> sums_;      // per segment: the sums of p^2 and g^2
-  sdk::Segments segments_;
+  /// The two phases with `driver`: the norms of every tensor, then the update at its local rate.
+  template <std::size_t K>
+  void step(const Hyper& h, const std::vector<Slot>& slots, sdk::Elementwise<K, 1>& driver) {
+    driver.clear();
+    for (const Slot& slot : slots) {
+      std::array<optreg::Tensor*, K> state{};
+      if constexpr (K == 1) state[0] = &sdk::get(*slot.state, kBuffer);
+      driver.add(*slot.param, state, {1.0});
+    }
+    driver.template reduce<2, Rule>(h, sums_);
+    for (std::size_t i = 0; i < sums_.size(); ++i) {
+      const double p_norm = std::sqrt(sums_[i][0]);
+      const double g_norm = std::sqrt(sums_[i][1]);
+      if (p_norm > 0.0 && g_norm > 0.0) {
+        driver.set_factor(i, 0, h.trust_coefficient * p_norm / (g_norm + h.weight_decay * p_norm + h.eps));
+      }
+    }
+    driver.template run_tensors<Rule>(h);
+  }
+
+  std::vector<std::array<double, 2>> sums_;  // per tensor: the sums of p^2 and g^2
+  sdk::Elementwise<0, 1> plain_;
+  sdk::Elementwise<1, 1> momentum_;
 };
 
 }  // namespace
 
 OPTREG_REGISTER_OPTIMIZER(Lars, "lars", "1.0.0",
-                          "LARS: momentum SGD with a per-tensor local learning rate from ||p|| / ||g||", kSchema, kState)
+                          "LARS: momentum SGD with a per-tensor local learning rate from ||p|| / ||g||", kHyper.schema,
+                          kState)

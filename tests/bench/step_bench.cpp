@@ -229,17 +229,40 @@ struct Measured {
   double allocations_per_step = 0;
 };
 
-Measured measure_optreg(const optreg::Registry& registry, const std::string& name, const Case& c, double budget) {
+/// Parameters of case `c` and `dtype`, with gradients: values 0.5 and gradients 1e-3.
+std::vector<optreg::Parameter> params_of(const Case& c, optreg::DType dtype) {
   std::vector<optreg::Parameter> params;
   const auto total = static_cast<std::int64_t>(c.tensors) * c.elements;
-  const optreg::Tensor values({c.flat ? total : 0}, 0.5F), grads({c.flat ? total : 0}, 1e-3F);
+  const optreg::Tensor values = optreg::Tensor({c.flat ? total : 0}, 0.5F).to(dtype);
+  const optreg::Tensor grads = optreg::Tensor({c.flat ? total : 0}, 1e-3F).to(dtype);
   for (std::size_t i = 0; i < c.tensors; ++i) {
     const std::size_t at = i * static_cast<std::size_t>(c.elements);
-    params.emplace_back("p" + std::to_string(i),
-                        c.flat ? optreg::Tensor::part_of(values, at, {c.elements}) : optreg::Tensor({c.elements}, 0.5F));
+    params.emplace_back("p" + std::to_string(i), c.flat ? optreg::Tensor::part_of(values, at, {c.elements})
+                                                        : optreg::Tensor({c.elements}, 0.5F).to(dtype));
     params.back().set_grad(c.flat ? optreg::Tensor::part_of(grads, at, {c.elements})
-                                  : optreg::Tensor({c.elements}, 1e-3F));
+                                  : optreg::Tensor({c.elements}, 1e-3F).to(dtype));
   }
+  return params;
+}
+
+/// Elements per second of `name` stepping parameters of `dtype` (no ceiling: the ceiling
+/// kernel is float32), and the bytes of its state per element.
+Measured measure_dtype(const optreg::Registry& registry, const std::string& name, const Case& c, optreg::DType dtype,
+                       double budget) {
+  std::vector<optreg::Parameter> params = params_of(c, dtype);
+  auto opt = registry.create(name, params, options_for(name));
+  opt->step();
+  const double t = best_time(budget, [&] { opt->step(); });
+  Measured m;
+  m.elements_per_s = static_cast<double>(c.tensors) * static_cast<double>(c.elements) / t;
+  std::size_t state_bytes = 0;
+  for (const auto& [entry, s] : opt->state(params[0]).tensors()) state_bytes += s.numel() == params[0].value().numel() ? s.element_size() : 0;
+  m.gbs = m.elements_per_s * static_cast<double>(3 * optreg::dtype_size(dtype) + 2 * state_bytes) / 1e9;
+  return m;
+}
+
+Measured measure_optreg(const optreg::Registry& registry, const std::string& name, const Case& c, double budget) {
+  std::vector<optreg::Parameter> params = params_of(c, optreg::DType::Float32);
   auto opt = registry.create(name, params, options_for(name));
   opt->step();  // the first step may allocate (lazily created state)
   const long before = g_allocations.load();
@@ -316,6 +339,7 @@ int main(int argc, char** argv) {
   std::string only;
   std::string only_case;
   double budget = 0.3;
+  optreg::DType dtype = optreg::DType::Float32;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--plugin-path" && i + 1 < argc) {
@@ -328,9 +352,12 @@ int main(int argc, char** argv) {
       only_case = argv[++i];
     } else if (a == "--seconds" && i + 1 < argc) {
       budget = std::atof(argv[++i]);
+    } else if (a == "--dtype" && i + 1 < argc) {
+      dtype = optreg::dtype_from_name(argv[++i]);
     } else {
       std::fprintf(stderr,
-                   "usage: step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S]\n");
+                   "usage: step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S] "
+                   "[--dtype float64|bfloat16|float16]\n");
       return 2;
     }
   }
@@ -383,6 +410,34 @@ int main(int argc, char** argv) {
 #else
   std::printf("peer: none (built without libtorch)\n");
 #endif
+  if (dtype != optreg::DType::Float32) {
+    // Each optimizer that declares the dtype, against its own float32 step in the same run.
+    std::printf("\nparameters and gradients of %s; the float32 step of the same optimizer measured alongside\n",
+                optreg::dtype_name(dtype));
+    std::printf("%-9s %-16s %3s %12s %8s %12s %8s\n", "optim", "case", "thr", "Melem/s", "GB/s", "f32 Melem/s",
+                "speedup");
+    for (const auto& d : registry.list()) {
+      if ((!only.empty() && d.name != only) || (d.param_dtypes & optreg::dtype_bit(dtype)) == 0) continue;
+      for (const auto& c : kCases) {
+        if (!only_case.empty() && c.label != only_case) continue;
+        for (std::size_t t : threads) {
+          optreg::set_num_threads(t);
+          Measured low, single;
+          for (int round = 0; round < 3; ++round) {  // interleaved, each keeping its best
+            const Measured a = measure_dtype(registry, d.name, c, dtype, budget / 3);
+            const Measured b = measure_dtype(registry, d.name, c, optreg::DType::Float32, budget / 3);
+            if (a.elements_per_s > low.elements_per_s) low = a;
+            if (b.elements_per_s > single.elements_per_s) single = b;
+          }
+          std::printf("%-9s %-16s %3zu %12.1f %8.1f %12.1f %7.2fx\n", d.name.c_str(), c.label.c_str(), t,
+                      low.elements_per_s / 1e6, low.gbs, single.elements_per_s / 1e6,
+                      low.elements_per_s / single.elements_per_s);
+          std::fflush(stdout);
+        }
+      }
+    }
+    return 0;
+  }
   std::printf("\n%-9s %-16s %3s %12s %8s %12s %8s %13s %8s %11s\n", "optim", "case", "thr", "Melem/s", "GB/s",
               "ceil Melem/s", "of ceil", "torch Melem/s", "ratio", "alloc/step");
   for (const auto& d : registry.list()) {

@@ -335,7 +335,7 @@ class CheckpointCorrupt : public optreg_test::RegistryTest {
         {"option name length", option_key, 7, "string length"},
         {"metadata string length", find(b, stored("forgery")), 7, "string length"},
         {"param group count", group_count, 1, "param group"},
-        {"option count", option_key - 8, 6, "option"},
+        {"option count", option_key - 8, 9, "option"},
         {"betas list length", find(b, le64(2) + f64(0.9) + f64(0.999)), 2, "list element"},
         {"parameter id count", ids, 3, "parameter id"},
         {"state entry count", ids + 32, 3, "state entry"},

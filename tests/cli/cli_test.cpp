@@ -42,8 +42,8 @@ TEST(Cli, ListShowsEveryInTreeOptimizerWithVersionSourceAndSchema) {
   EXPECT_TRUE(contains(r.out, "adam  1.0.0")) << r.out;
   EXPECT_TRUE(contains(r.out, "sgd  1.0.0")) << r.out;
   EXPECT_TRUE(contains(r.out, "liboptreg_sgd.so (plugin sgd)")) << r.out;
-  EXPECT_TRUE(contains(r.out, "betas         list of floats  [0.9, 0.999]  2 x [0.0, 1.0)")) << r.out;
-  EXPECT_TRUE(contains(r.out, "nesterov      bool   false    true|false  use Nesterov momentum")) << r.out;
+  EXPECT_TRUE(contains(r.out, "betas           list of floats  [0.9, 0.999]  2 x [0.0, 1.0)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "nesterov        bool    false      true|false             use Nesterov momentum")) << r.out;
   EXPECT_LT(r.out.find("adam  1.0.0"), r.out.find("sgd  1.0.0")) << "sorted by name";
 }
 
@@ -83,7 +83,7 @@ TEST(Cli, ListNamesARefusedPluginAndExitsNonZero) {
 TEST(Cli, ShowPrintsOneOptimizerAndSuggestsCloseNames) {
   const ToolRun r = run("show sgd");
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_TRUE(contains(r.out, "momentum      float  0.0")) << r.out;
+  EXPECT_TRUE(contains(r.out, "momentum        float   0.0")) << r.out;
   EXPECT_FALSE(contains(r.out, "adam")) << r.out;
   const ToolRun miss = run("show adm");
   EXPECT_EQ(miss.status, 1) << miss.out;
@@ -165,8 +165,8 @@ TEST(Cli, InspectShowsGroupsStateStatisticsAndTheVerifiedChecksum) {
   EXPECT_TRUE(contains(r.out, "checkpoint " + path)) << r.out;
   EXPECT_TRUE(contains(r.out, "verified")) << r.out;
   EXPECT_TRUE(contains(r.out, "optimizer: adam (plugin version 1.0.0)")) << r.out;
-  EXPECT_TRUE(contains(r.out, "  - options: {amsgrad: true, betas: [0.9, 0.999], eps: 1e-08, lr: 0.01, maximize: false, "
-                              "weight_decay: 0.0}\n    params: [1]"))
+  EXPECT_TRUE(contains(r.out, "  - options: {amsgrad: true, betas: [0.9, 0.999], eps: 1e-08, lr: 0.01, master_weights: false, "
+                              "maximize: false, rounding: \"nearest\", rounding_seed: 0, weight_decay: 0.0}\n    params: [1]"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "  0 ('layer.weight'):\n    step: 2 (int)\n    exp_avg: tensor [2, 3] float32 (24 bytes)  min 0.19  max 0.19  "
                               "mean 0.19  non-finite 0"))
@@ -253,14 +253,16 @@ TEST(Cli, CheckPrintsTheResolvedConfigAndWhereEachParameterLands) {
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "config " + dir.path() + "/opt.yaml is valid")) << r.out;
   EXPECT_TRUE(contains(r.out, "optimizer: sgd 1.0.0 (from ")) << r.out;
-  EXPECT_TRUE(contains(r.out, "defaults: {dampening: 0.0, lr: 0.1, maximize: false, momentum: 0.9, nesterov: false, "
-                              "weight_decay: 0.0}"))
+  EXPECT_TRUE(contains(r.out, "defaults: {dampening: 0.0, lr: 0.1, master_weights: false, maximize: false, momentum: 0.9, "
+                              "nesterov: false, rounding: \"nearest\", rounding_seed: 0, weight_decay: 0.0}"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "default group (parameters no pattern matches): {dampening: 0.0, lr: 0.1, maximize: "
-                              "false, momentum: 0.9, nesterov: false, weight_decay: 0.0}\n    fc.weight [10, 784]\n"))
+  EXPECT_TRUE(contains(r.out, "default group (parameters no pattern matches): {dampening: 0.0, lr: 0.1, master_weights: "
+                              "false, maximize: false, momentum: 0.9, nesterov: false, rounding: \"nearest\", "
+                              "rounding_seed: 0, weight_decay: 0.0}\n    fc.weight [10, 784]\n"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "param_groups[0] (params \"*.bias\"): {dampening: 0.0, lr: 0.01, maximize: false, "
-                              "momentum: 0.9, nesterov: false, weight_decay: 0.0}\n    fc.bias [10]\n"))
+  EXPECT_TRUE(contains(r.out, "param_groups[0] (params \"*.bias\"): {dampening: 0.0, lr: 0.01, master_weights: false, "
+                              "maximize: false, momentum: 0.9, nesterov: false, rounding: \"nearest\", rounding_seed: 0, "
+                              "weight_decay: 0.0}\n    fc.bias [10]\n"))
       << r.out;
 
   const ToolRun json = run("check --json '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");

@@ -164,7 +164,7 @@ TEST_F(UntrustedText, EveryCommandPrintsHostileNamesInert) {
       {"inspect " + shell_word(hostile_checkpoint_), 0, "  label\\x1b[2J: \"value\\x1b]0;t\\x07\\xff\\x00end\""},
       {"inspect " + shell_word(dir_ / "none\x1b[2J"), 1, "none\\x1b[2J"},
       {"conformance " + shell_word(plugins_ + "/libevil\x1b[31m\xff.so"), 0,
-       "(plugin fixture_hostile_text 1.0\\x1b[31m\\xfe: 2 hyperparameters"},
+       "(plugin fixture_hostile_text 1.0\\x1b[31m\\xfe: 5 hyperparameters"},
       {"problems", 0, "quadratic  "},
       {"list " + shell_word("--bogus\x1b[2J"), 2, "unknown argument '--bogus\\x1b[2J'"},
   };
@@ -182,10 +182,10 @@ TEST_F(UntrustedText, ListTellsHostileDescriptorTextApartAndNamesTheFiles) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "fixture_hostile_text  1.0\\x1b[31m\\xfe  descent ")) << r.out;
   EXPECT_TRUE(contains(r.out, "  from " + optreg::escape_text(plugins_) + "/libevil\\x1b[31m\\xff.so")) << r.out;
-  EXPECT_TRUE(contains(r.out, "mode  string  \"plain\\x1b[1m\"  plain\\x1b[1m|odd\\xff  a mode\\x0d\\x0afake: line "
+  EXPECT_TRUE(contains(r.out, "mode            string  \"plain\\x1b[1m\"  plain\\x1b[1m|odd\\xff   a mode\\x0d\\x0afake: line "
                               "\\xc2\\x9b2J"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "trace  never created \\x1b]0;title\\x07 caf\\xe9 back\\x5cslash (tensor, optional, any value)"))
+  EXPECT_TRUE(contains(r.out, "trace          never created \\x1b]0;title\\x07 caf\\xe9 back\\x5cslash (tensor, optional, any value)"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "  " + optreg::escape_text(plugins_) + "/libjunk\\x1b[2J\\xc2\\x85.so: the dynamic loader "))
       << r.out;

@@ -163,3 +163,132 @@ TEST(Float64Step, KeepsFloat64StateAndAFloat64StepIsNotTheFloat32One) {
     EXPECT_GT(close, total * 99 / 100) << "a float64 step strayed from the float32 one";
   }
 }
+
+// ---- the core's precision options ----
+
+namespace {
+
+/// Runs `steps` steps of `name` over bfloat16 parameters with `options`, from the same values
+/// and gradients as params_of() and grad_of() give; returns the optimizer.
+optreg::OptimizerPtr run_half(const std::string& name, std::vector<Parameter>& params, Tensor& flat,
+                              const optreg::Options& options, int steps, DType dtype = DType::BFloat16) {
+  params = params_of(dtype, flat);
+  auto opt = in_tree_registry().create(name, params, options);
+  for (int step = 1; step <= steps; ++step) {
+    for (auto& p : params) p.set_grad(grad_of(p.value(), step));
+    opt->step().clear_grad();
+  }
+  return opt;
+}
+
+}  // namespace
+
+TEST(MasterWeights, TheMasterStepsAsFloat32AndTheParameterIsItsNearestHalf) {
+  for (const std::string name : {"adam", "sgd", "lion", "lamb", "rmsprop"}) {
+    SCOPED_TRACE(name);
+    optreg::Options o = options_for(name);
+    o["master_weights"] = true;
+    Tensor flat, mirror_flat;
+    std::vector<Parameter> half = params_of(DType::BFloat16, flat);
+    std::vector<Parameter> single = params_of(DType::Float32, mirror_flat);
+    for (std::size_t k = 0; k < half.size(); ++k) {
+      Tensor wide = half[k].value().to(DType::Float32);  // the float32 run starts where the master does
+      std::memcpy(single[k].value().raw(), wide.raw(), wide.nbytes());
+    }
+    auto opt = in_tree_registry().create(name, half, o);
+    auto ref = in_tree_registry().create(name, single, options_for(name));
+    for (int step = 1; step <= 5; ++step) {
+      for (std::size_t k = 0; k < half.size(); ++k) {
+        half[k].set_grad(grad_of(half[k].value(), step));
+        single[k].set_grad(half[k].grad().to(DType::Float32));
+      }
+      opt->step().clear_grad();
+      ref->step().clear_grad();
+    }
+    for (std::size_t k = 0; k < half.size(); ++k) {
+      const Tensor& master = opt->state(half[k]).tensor("master_weight");
+      EXPECT_EQ(master.dtype(), DType::Float32);
+      EXPECT_TRUE(optreg_test::same_bits(master, single[k].value())) << half[k].name();
+      EXPECT_TRUE(optreg_test::same_bits(half[k].value(), single[k].value().to(DType::BFloat16))) << half[k].name();
+    }
+  }
+}
+
+TEST(MasterWeights, ExistWhileTheOptionIsOnAndResumeBitExactly) {
+  std::vector<Parameter> params;
+  Tensor flat;
+  auto opt = run_half("adam", params, flat, {{"lr", 0.01}, {"master_weights", true}}, 3);
+  const optreg::StateDict saved = opt->state_dict();
+  ASSERT_NO_THROW(saved.state.at(0).tensor("master_weight"));
+  // A second optimizer loads the state dict and continues with the same bits.
+  std::vector<Parameter> again;
+  Tensor flat_again;
+  auto resumed = run_half("adam", again, flat_again, {{"lr", 0.01}, {"master_weights", true}}, 0);
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    std::memcpy(again[k].value().raw(), params[k].value().raw(), params[k].value().nbytes());
+  }
+  resumed->load_state_dict(saved);
+  for (int step = 4; step <= 6; ++step) {
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      params[k].set_grad(grad_of(params[k].value(), step));
+      again[k].set_grad(grad_of(again[k].value(), step));
+    }
+    opt->step().clear_grad();
+    resumed->step().clear_grad();
+  }
+  for (std::size_t k = 0; k < params.size(); ++k) EXPECT_TRUE(optreg_test::same_bits(params[k].value(), again[k].value()));
+  // Turned off, the master is dropped at the next step; turned on again, it starts from the parameter.
+  opt->set_option("master_weights", optreg::Value(false));
+  for (auto& p : params) p.set_grad(grad_of(p.value(), 7));
+  opt->step().clear_grad();
+  EXPECT_THROW(opt->state(params[0]).tensor("master_weight"), optreg::UsageError);
+  opt->set_option("master_weights", optreg::Value(true));
+  for (auto& p : params) p.set_grad(grad_of(p.value(), 8));
+  const Tensor before = params[2].value().to(DType::Float32);
+  opt->step().clear_grad();
+  EXPECT_EQ(opt->state(params[2]).tensor("master_weight").dtype(), DType::Float32);
+  EXPECT_FALSE(optreg_test::same_bits(before, opt->state(params[2]).tensor("master_weight")));
+}
+
+TEST(StochasticRounding, IsUnbiasedReproducibleAndSeededByStepAndParameter) {
+  const optreg::Options base{{"lr", 1e-3}, {"rounding", std::string("stochastic")}};
+  std::vector<Parameter> a, b, c;
+  Tensor fa, fb, fc;
+  run_half("sgd", a, fa, base, 4);
+  run_half("sgd", b, fb, base, 4);
+  optreg::Options seeded = base;
+  seeded["rounding_seed"] = std::int64_t{7};
+  run_half("sgd", c, fc, seeded, 4);
+  std::size_t differ = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    EXPECT_TRUE(optreg_test::same_bits(a[k].value(), b[k].value())) << "the same seed rounds alike";
+    const auto x = a[k].value().to_vector(), y = c[k].value().to_vector();
+    for (std::size_t i = 0; i < x.size(); ++i) differ += x[i] != y[i] ? 1 : 0;
+  }
+  EXPECT_GT(differ, 1000U) << "another seed rounds otherwise";
+
+  // Updates far below a bfloat16 step: nearest rounding loses them all, stochastic rounding
+  // keeps their sum on average.
+  const float start = 1.0F, update = 1e-4F;  // bfloat16's step at 1 is 2^-7 = 0.0078
+  std::vector<Parameter> ps = {Parameter("w", Tensor({20000}, DType::BFloat16))};
+  ps[0].value().fill(start);
+  auto opt = in_tree_registry().create("sgd", ps, {{"lr", 1.0}, {"rounding", std::string("stochastic")}});
+  std::vector<Parameter> pn = {Parameter("w", Tensor({20000}, DType::BFloat16))};
+  pn[0].value().fill(start);
+  auto nearest = in_tree_registry().create("sgd", pn, {{"lr", 1.0}});
+  for (int step = 0; step < 10; ++step) {
+    Tensor g({20000}, DType::BFloat16);
+    g.fill(-update);
+    ps[0].set_grad(g.clone());
+    pn[0].set_grad(g.clone());
+    opt->step().clear_grad();
+    nearest->step().clear_grad();
+  }
+  double mean = 0;
+  for (float x : ps[0].value().to_vector()) mean += x;
+  mean /= 20000.0;
+  const double expected = 1.0 + 10 * static_cast<double>(optreg::to_float(optreg::bfloat16{optreg::float_to_bf16(update)}));
+  EXPECT_NEAR(mean, expected, 2e-4);
+  EXPECT_EQ(pn[0].value().to_vector()[0], 1.0F) << "nearest rounding loses every update";
+  EXPECT_EQ(std::get<std::int64_t>(opt->state(ps[0]).scalar("rounding_step")), 10);
+}

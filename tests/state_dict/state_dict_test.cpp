@@ -87,8 +87,10 @@ TEST_F(StateDictTest, LayoutHoldsEveryOptionOfEveryGroup) {
   OptimizerPtr opt = two_groups("sgd", {{"lr", 0.1}, {"momentum", 0.9}});
   const optreg::StateDict sd = opt->state_dict();
   ASSERT_EQ(sd.param_groups.size(), 2U);
-  const Options group0 = {{"lr", 0.1},           {"momentum", 0.9}, {"dampening", 0.0},
-                          {"weight_decay", 0.0}, {"nesterov", false}, {"maximize", false}};
+  const Options group0 = {{"lr", 0.1},           {"momentum", 0.9},         {"dampening", 0.0},
+                          {"weight_decay", 0.0}, {"nesterov", false},       {"maximize", false},
+                          {"master_weights", false}, {"rounding", std::string("nearest")},
+                          {"rounding_seed", std::int64_t{0}}};
   Options group1 = group0;
   group1["lr"] = 0.02;
   EXPECT_TRUE(same_bits(sd.param_groups[0].options, group0));
@@ -392,7 +394,7 @@ TEST_F(StateDictValidation, UnknownOptionIsRefused) {
   sd.param_groups[1].options["lrr"] = 0.1;
   expect_refused(sd,
                  "state dict, param group 1: unknown option 'lrr' (did you mean 'lr'?); known options: lr, betas, eps, "
-                 "weight_decay, amsgrad, maximize");
+                 "weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed");
 }
 
 TEST_F(StateDictValidation, OptionOfWrongTypeIsRefused) {
@@ -519,7 +521,7 @@ TEST_F(StateDictValidation, NamesFromAStateDictAreEscapedAndCutInMessages) {
   sd = opt_->state_dict();
   sd.param_groups[1].options[std::string("l\0r", 3) + std::string(5000, 'x')] = 0.1;
   expect_refused(sd, "state dict, param group 1: unknown option 'l\\x00r" + std::string(61, 'x') +
-                         "'... (5003 bytes); known options: lr, betas, eps, weight_decay, amsgrad, maximize");
+                         "'... (5003 bytes); known options: lr, betas, eps, weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed");
   sd = opt_->state_dict();
   sd.param_groups[0].options["amsgrad"] = optreg::Value(std::vector<double>(100000, 0.5));
   expect_refused(sd,

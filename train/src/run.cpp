@@ -277,11 +277,12 @@ std::vector<std::uint32_t> epoch_order(const Problem& problem, std::uint64_t see
 }
 
 /// "out of memory: ..." for an optimizer whose state did not fit: the tensors its schema
-/// declares per parameter, for every parameter of the problem.
+/// declares per parameter, for every parameter of the problem (whose parameters are float32,
+/// so without the core's master copy).
 std::string optimizer_out_of_memory(const std::string& name, const Problem& problem, const Registry& registry) {
   std::size_t tensors = 0;
   if (const auto d = registry.find(name)) {
-    for (const StateEntry& e : *d->state) tensors += e.kind == StateKind::Tensor && !e.custom_shape ? 1 : 0;
+    for (const StateEntry& e : *d->state) tensors += e.kind == StateKind::Tensor && !e.custom_shape && !is_precision_entry(e.name) ? 1 : 0;
   }
   return out_of_memory("the state of optimizer '" + name + "' (" + std::to_string(tensors) + " tensors for each of the " +
                            std::to_string(problem.parameter_count()) + " parameters of problem '" + problem.name() + "')",

@@ -64,6 +64,9 @@ class OPTREG_API ParamState {
   StateScalar& scalar(std::size_t i) noexcept { return scalars_[i].second; }
   const StateScalar& scalar(std::size_t i) const noexcept { return scalars_[i].second; }
 
+  /// Removes the state tensor `name` if present (no allocation); returns whether it was.
+  bool remove_tensor(const std::string& name) noexcept;
+
   /// Lookup by name; throws UsageError naming the missing entry.
   Tensor& tensor(const std::string& name);
   const Tensor& tensor(const std::string& name) const;
@@ -149,6 +152,17 @@ constexpr DType state_dtype_of(DType param) noexcept {
 
 /// Every state entry an optimizer may keep per parameter, in the order it creates them.
 using StateSchema = std::vector<StateEntry>;
+
+/// The precision options the core gives every optimizer, after the plugin's own
+/// (docs/precision.md): `master_weights` (bool), `rounding` ("nearest" or "stochastic") and
+/// `rounding_seed` (int). They act on bfloat16 and float16 parameters only.
+OPTREG_API std::vector<Hyperparameter> precision_options();
+/// The state entries the core keeps for them, after the plugin's own: `master_weight` (the
+/// float32 master copy of a half-precision parameter) and `rounding_step` (the steps a
+/// stochastically rounded parameter has taken, which seeds its rounding).
+OPTREG_API StateSchema precision_state();
+/// Whether `name` is one of precision_state()'s entries.
+OPTREG_API bool is_precision_entry(const std::string& name) noexcept;
 
 /// Who an optimizer object is: its registered name, its plugin's version, and its schemas.
 struct OPTREG_API OptimizerInfo {
@@ -266,6 +280,11 @@ class OPTREG_API Optimizer {
 
  private:
   const ParamState* find_state(const Parameter& p) const noexcept;
+  /// The slots of group `g` that have a gradient; a half-precision parameter stepped through a
+  /// float32 copy (master weights, stochastic rounding) gets a float32 stand-in.
+  void gather_slots(std::size_t g);
+  /// Writes the stand-ins of the last gather_slots() back into their parameters.
+  void write_back(std::size_t g);
   /// validate() through the plugin boundary; an OptionError gets `group` as its group.
   void validate_group(const OptimizerInfo& info, const Options& options, const std::string& where,
                       std::int64_t group) const;
@@ -276,6 +295,14 @@ class OPTREG_API Optimizer {
   Options defaults_;
   std::vector<ParamGroup> groups_;
   std::vector<Slot> slots_;  // reused by step() so that it does not allocate
+  /// A float32 stand-in for a half-precision parameter, kept from step to step.
+  struct StandIn {
+    std::size_t index;    // the parameter's position in its group
+    Parameter param;      // value: the master, or a widened copy; grad: the widened gradient
+    Tensor value, grad;   // the float32 buffers (value unused with a master)
+    bool used = false;    // part of the current step
+  };
+  std::vector<std::vector<StandIn>> stand_ins_;  // per group
 };
 
 /// Deleter of objects made by a plugin (optimizers, schedulers): keeps the plugin library

@@ -334,30 +334,36 @@ OPTREG_KERNEL void reduce_loop(const Rule rule, const Piece<K, F>& piece, std::s
   A* __restrict s2 = state_array<2, A>(piece);
   Factors<A, F> f{};
   for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
-  double lane[R][8] = {};
-  const auto one = [&](std::size_t i, std::size_t k) {
+  std::array<std::array<double, 8>, R> lane{};
+  // The terms of element i, with its state elements.
+  const auto terms = [&](std::size_t i) {
     const A pi = widen<A>(p[i]);
     const A gi = widen<A>(g[i]);
-    std::array<double, R> t{};
     if constexpr (K == 0) {
-      t = rule.terms(f, pi, gi);
+      return rule.terms(f, pi, gi);
     } else if constexpr (K == 1) {
-      t = rule.terms(f, pi, gi, s0[i]);
+      return rule.terms(f, pi, gi, s0[i]);
     } else if constexpr (K == 2) {
-      t = rule.terms(f, pi, gi, s0[i], s1[i]);
+      return rule.terms(f, pi, gi, s0[i], s1[i]);
     } else {
       static_assert(K == 3, "a reduction drives at most three state tensors");
-      t = rule.terms(f, pi, gi, s0[i], s1[i], s2[i]);
+      return rule.terms(f, pi, gi, s0[i], s1[i], s2[i]);
     }
-    for (std::size_t r = 0; r < R; ++r) lane[r][k] += t[r];
   };
   std::size_t i = begin;
   for (; i + 8 <= end; i += 8) {
-    for (std::size_t k = 0; k < 8; ++k) one(i + k, k);
+    std::array<std::array<double, R>, 8> block;
+    for (std::size_t k = 0; k < 8; ++k) block[k] = terms(i + k);
+    for (std::size_t k = 0; k < 8; ++k) {
+      for (std::size_t r = 0; r < R; ++r) lane[r][k] += block[k][r];
+    }
   }
-  for (std::size_t k = 0; i < end; ++i, ++k) one(i, k);
+  for (std::size_t k = 0; i < end; ++i, ++k) {
+    const std::array<double, R> t = terms(i);
+    for (std::size_t r = 0; r < R; ++r) lane[r][k] += t[r];
+  }
   for (std::size_t r = 0; r < R; ++r) {
-    const double* s = lane[r];
+    const std::array<double, 8>& s = lane[r];
     sums[r] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
   }
   (void)s0, (void)s1, (void)s2;
@@ -435,7 +441,8 @@ class Elementwise {
     return out;
   }
 
-  /// Sets factor `k` of tensor `i` (in the order added) for the next run(), after a reduce().
+  /// Sets factor `k` of tensor `i` (in the order added) for the next run_tensors(), after a
+  /// reduce(); run() keeps the factors given to add().
   void set_factor(std::size_t i, std::size_t k, double value) noexcept { tensors_[i].f[k] = value; }
 
   /// Runs Rule<A> over every tensor added one by one (not merged), in the fixed segments of
