@@ -105,11 +105,25 @@ struct Hyperparams {
   abi::HyperparamSpec schema[sizeof...(M)];
   std::tuple<M H::*...> members;
 
+  /// The struct of a group's options. It walks the options once and matches each to its field
+  /// by name, so that it builds no std::string (a long name would allocate) at every step.
   H decode(const Options& options) const {
     H h{};
-    std::size_t i = 0;
-    std::apply([&](auto... m) { (detail::decode_into(h.*m, options.at(schema[i++].name)), ...); }, members);
+    for (const auto& [name, value] : options) {
+      for (std::size_t k = 0; k < sizeof...(M); ++k) {
+        if (name.compare(schema[k].name) == 0) {
+          set(h, k, value, std::index_sequence_for<M...>{});
+          break;
+        }
+      }
+    }
     return h;
+  }
+
+ private:
+  template <std::size_t... I>
+  void set(H& h, std::size_t k, const Value& v, std::index_sequence<I...>) const {
+    ((k == I ? detail::decode_into(h.*std::get<I>(members), v) : void()), ...);
   }
 };
 
@@ -199,7 +213,10 @@ inline double& real(ParamState& state, ScalarEntry e) { return std::get<double>(
 /// Adds one to the count `e` of every slot's state after checking them all, as
 /// advance_counts() of <optreg/plugin.hpp> does by position.
 inline void advance_counts(const std::vector<Optimizer::Slot>& slots, ScalarEntry e) {
-  for (const Optimizer::Slot& slot : slots) detail::refuse_full_count(*slot.param, e.name, count(*slot.state, e));
+  for (const Optimizer::Slot& slot : slots) {
+    const std::int64_t n = count(*slot.state, e);
+    if (n >= kMaxCount) detail::refuse_full_count(*slot.param, e.name, n);  // builds the name only to throw
+  }
   for (const Optimizer::Slot& slot : slots) ++count(*slot.state, e);
 }
 
@@ -288,19 +305,16 @@ A* state_array(const Piece<K, F>& piece) noexcept {
   }
 }
 
-/// The loop over elements [begin, end) of one piece, for parameters of element type P.
+/// The loop over elements [begin, end) for parameters of element type P. The arrays come as
+/// restrict parameters (restrict locals leave GCC run-time alias checks it gives up on with
+/// four or five arrays).
 template <typename P, typename R, std::size_t K, std::size_t F>
-OPTREG_KERNEL void elementwise_loop(const R rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+OPTREG_KERNEL void elementwise_kernel(const R rule, const Factors<arith_t<P>, F> f, P* __restrict p,
+                                      const P* __restrict g, arith_t<P>* __restrict s0, arith_t<P>* __restrict s1,
+                                      arith_t<P>* __restrict s2, arith_t<P>* __restrict s3, std::size_t begin,
+                                      std::size_t end) {
   static_assert(K <= 4, "Elementwise drives at most four state tensors");
   using A = arith_t<P>;
-  P* __restrict p = static_cast<P*>(piece.p);
-  const P* __restrict g = static_cast<const P*>(piece.g);
-  A* __restrict s0 = state_array<0, A>(piece);
-  A* __restrict s1 = state_array<1, A>(piece);
-  A* __restrict s2 = state_array<2, A>(piece);
-  A* __restrict s3 = state_array<3, A>(piece);
-  Factors<A, F> f{};
-  for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
   for (std::size_t i = begin; i < end; ++i) {
     A pi = widen<A>(p[i]);
     const A gi = widen<A>(g[i]);
@@ -318,6 +332,17 @@ OPTREG_KERNEL void elementwise_loop(const R rule, const Piece<K, F>& piece, std:
     p[i] = narrow<P>(pi);
   }
   (void)s0, (void)s1, (void)s2, (void)s3;
+}
+
+/// elementwise_kernel() over elements [begin, end) of one piece.
+template <typename P, typename R, std::size_t K, std::size_t F>
+void elementwise_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+  using A = arith_t<P>;
+  Factors<A, F> f{};
+  for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
+  elementwise_kernel<P, R, K, F>(rule, f, static_cast<P*>(piece.p), static_cast<const P*>(piece.g),
+                                 state_array<0, A>(piece), state_array<1, A>(piece), state_array<2, A>(piece),
+                                 state_array<3, A>(piece), begin, end);
 }
 
 /// Sums, over elements [begin, end) of one piece, the R terms `rule.terms(f, p, g, s...)`
