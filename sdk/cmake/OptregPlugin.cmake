@@ -10,8 +10,10 @@
 # It also compiles the plugin with the floating-point flags the in-tree plugins use, so that a
 # third-party plugin keeps the same-bits guarantee: no contraction into fused multiply-adds
 # (-ffp-contract=off: every instruction set the kernels are cloned for, OPTREG_KERNEL, gives the
-# same bits), math functions without errno (-fno-math-errno: sqrt vectorises) and -O3 outside
-# Debug builds. A plugin that wants other flags can add them after the call.
+# same bits), math functions without errno (-fno-math-errno: sqrt vectorises), no trapping
+# floating-point exceptions (-fno-trapping-math: a rule's data-dependent choices become selects,
+# so its loop vectorises; no result changes, only the exception flags go unobserved) and -O3
+# outside Debug builds. A plugin that wants other flags can add them after the call.
 include_guard(GLOBAL)
 
 function(optreg_add_plugin name)
@@ -38,7 +40,8 @@ function(optreg_add_plugin name)
     target_compile_options(${name} PRIVATE -fno-gnu-unique)
   endif()
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    target_compile_options(${name} PRIVATE -ffp-contract=off -fno-math-errno $<$<NOT:$<CONFIG:Debug>>:-O3>)
+    target_compile_options(${name} PRIVATE -ffp-contract=off -fno-math-errno -fno-trapping-math
+                           $<$<NOT:$<CONFIG:Debug>>:-O3>)
   endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIRECTORY}")

@@ -234,31 +234,32 @@ inline Tensor state_like(const Parameter& param, double value = 0.0) {
 template <typename P>
 using arith_t = std::conditional_t<std::is_same_v<P, double>, double, float>;
 
-/// An element widened to its arithmetic type (exact).
-template <typename A>
-A widen(float x) noexcept {
-  return x;
-}
-template <typename A>
-A widen(double x) noexcept {
-  return x;
-}
-template <typename A>
-A widen(bfloat16 x) noexcept {
-  return bf16_to_float(x.bits);
-}
-template <typename A>
-A widen(float16 x) noexcept {
-  return f16_to_float(x.bits);
+/// How an element of type P lies in memory for the loops: float and double as themselves, a
+/// half-precision element as its 16 bits (a plain integer vectorises; a struct does not).
+template <typename P>
+using storage_t = std::conditional_t<std::is_same_v<P, float> || std::is_same_v<P, double>, P, std::uint16_t>;
+
+/// An element of type P, as stored, widened to its arithmetic type (exact).
+template <typename A, typename P>
+A widen(storage_t<P> x) noexcept {
+  if constexpr (std::is_same_v<P, bfloat16>) {
+    return bf16_to_float(x);
+  } else if constexpr (std::is_same_v<P, float16>) {
+    return f16_to_float(x);
+  } else {
+    return x;
+  }
 }
 
-/// A result rounded to element type P, to nearest (ties to even).
+/// A result rounded to element type P, to nearest (ties to even), as stored.
 template <typename P, typename A>
-P narrow(A x) noexcept {
-  if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-    return x;
+storage_t<P> narrow(A x) noexcept {
+  if constexpr (std::is_same_v<P, bfloat16>) {
+    return float_to_bf16(x);
+  } else if constexpr (std::is_same_v<P, float16>) {
+    return float_to_f16(x);
   } else {
-    return from_float<P>(x);
+    return x;
   }
 }
 
@@ -309,15 +310,15 @@ A* state_array(const Piece<K, F>& piece) noexcept {
 /// restrict parameters (restrict locals leave GCC run-time alias checks it gives up on with
 /// four or five arrays).
 template <typename P, typename R, std::size_t K, std::size_t F>
-OPTREG_KERNEL void elementwise_kernel(const R rule, const Factors<arith_t<P>, F> f, P* __restrict p,
-                                      const P* __restrict g, arith_t<P>* __restrict s0, arith_t<P>* __restrict s1,
+OPTREG_KERNEL void elementwise_kernel(const R rule, const Factors<arith_t<P>, F> f, storage_t<P>* __restrict p,
+                                      const storage_t<P>* __restrict g, arith_t<P>* __restrict s0, arith_t<P>* __restrict s1,
                                       arith_t<P>* __restrict s2, arith_t<P>* __restrict s3, std::size_t begin,
                                       std::size_t end) {
   static_assert(K <= 4, "Elementwise drives at most four state tensors");
   using A = arith_t<P>;
   for (std::size_t i = begin; i < end; ++i) {
-    A pi = widen<A>(p[i]);
-    const A gi = widen<A>(g[i]);
+    A pi = widen<A, P>(p[i]);
+    const A gi = widen<A, P>(g[i]);
     if constexpr (K == 0) {
       rule(f, pi, gi);
     } else if constexpr (K == 1) {
@@ -340,7 +341,7 @@ void elementwise_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin
   using A = arith_t<P>;
   Factors<A, F> f{};
   for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
-  elementwise_kernel<P, R, K, F>(rule, f, static_cast<P*>(piece.p), static_cast<const P*>(piece.g),
+  elementwise_kernel<P, R, K, F>(rule, f, static_cast<storage_t<P>*>(piece.p), static_cast<const storage_t<P>*>(piece.g),
                                  state_array<0, A>(piece), state_array<1, A>(piece), state_array<2, A>(piece),
                                  state_array<3, A>(piece), begin, end);
 }
@@ -352,8 +353,8 @@ template <typename P, typename Rule, std::size_t R, std::size_t K, std::size_t F
 OPTREG_KERNEL void reduce_loop(const Rule rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end,
                                double* sums) {
   using A = arith_t<P>;
-  const P* __restrict p = static_cast<const P*>(piece.p);
-  const P* __restrict g = static_cast<const P*>(piece.g);
+  const storage_t<P>* __restrict p = static_cast<const storage_t<P>*>(piece.p);
+  const storage_t<P>* __restrict g = static_cast<const storage_t<P>*>(piece.g);
   A* __restrict s0 = state_array<0, A>(piece);
   A* __restrict s1 = state_array<1, A>(piece);
   A* __restrict s2 = state_array<2, A>(piece);
@@ -362,8 +363,8 @@ OPTREG_KERNEL void reduce_loop(const Rule rule, const Piece<K, F>& piece, std::s
   std::array<std::array<double, 8>, R> lane{};
   // The terms of element i, with its state elements.
   const auto terms = [&](std::size_t i) {
-    const A pi = widen<A>(p[i]);
-    const A gi = widen<A>(g[i]);
+    const A pi = widen<A, P>(p[i]);
+    const A gi = widen<A, P>(g[i]);
     if constexpr (K == 0) {
       return rule.terms(f, pi, gi);
     } else if constexpr (K == 1) {
