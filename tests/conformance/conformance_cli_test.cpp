@@ -29,7 +29,7 @@ TEST(ConformanceCli, SgdPassesWithOneLinePerCheckAndASummary) {
   EXPECT_TRUE(contains(r.out, "passed  sgd  descriptor_valid  (plugin sgd 1.0.0: ")) << r.out;
   EXPECT_TRUE(contains(r.out, "passed  sgd  resumed_run_is_bit_exact  (")) << r.out;
   EXPECT_TRUE(contains(r.out, "passed  sgd  two_instances_on_two_threads_do_not_interfere  (")) << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n12 passed, 0 failed, 0 skipped\n$"))) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n13 passed, 0 failed, 0 skipped\n$"))) << r.out;
 }
 
 TEST(ConformanceCli, AStaleWorkFolderOfAKilledRunIsRemovedAndALiveOneKept) {
@@ -54,7 +54,7 @@ TEST(ConformanceCli, ABrokenPluginFailsWithExitStatusOne) {
   EXPECT_TRUE(contains(r.out, "FAILED  drifts_at_lr_zero  lr_zero_changes_nothing  (step 1 with lr = 0 changed the value of "
                               "parameter 'weight' (id 0), element 0: "))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "\n11 passed, 1 failed, 0 skipped\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\n12 passed, 1 failed, 0 skipped\n")) << r.out;
 }
 
 TEST(ConformanceCli, TheSchedulerPluginPassesWithALinePerSchedulerCheckAndTheirSequence) {
@@ -94,13 +94,13 @@ TEST(ConformanceCli, JsonHoldsEveryResultAndTheCounts) {
   EXPECT_TRUE(contains(r.out, "{\"optimizer\": \"adam\", \"check\": \"convex_quadratic_loss_falls\", \"status\": \"passed\", "
                               "\"detail\": \"loss "))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "\"passed\": 12,\n  \"failed\": 0,\n  \"skipped\": 0\n}\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\"passed\": 13,\n  \"failed\": 0,\n  \"skipped\": 0\n}\n")) << r.out;
 
   const ToolRun broken = run("conformance " + quoted(OPTREG_CONFORMANCE_SHARED_SCRATCH) + " --json");
   EXPECT_EQ(broken.status, 1) << broken.out;
   EXPECT_TRUE(contains(broken.out, "\"check\": \"two_instances_on_two_threads_do_not_interfere\", \"status\": \"failed\""))
       << broken.out;
-  EXPECT_TRUE(contains(broken.out, "\"passed\": 11,\n  \"failed\": 1,\n  \"skipped\": 0")) << broken.out;
+  EXPECT_TRUE(contains(broken.out, "\"passed\": 12,\n  \"failed\": 1,\n  \"skipped\": 0")) << broken.out;
 }
 
 TEST(ConformanceCli, UsageErrorsExitWithTwo) {

@@ -20,6 +20,7 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
+#include <optreg/parallel.hpp>
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
@@ -96,7 +97,8 @@ class Random {
 
 /// Parameters of the given shapes whose values lie in +-[0.05, 1]: never zero, so that adding a
 /// signed zero cannot hide or fake a change.
-std::vector<Parameter> make_params(const std::vector<ParamSpec>& specs, std::uint64_t seed) {
+std::vector<Parameter> make_params(const std::vector<ParamSpec>& specs, std::uint64_t seed,
+                                   DType dtype = DType::Float32) {
   Random rng(seed);
   std::vector<Parameter> out;
   for (const ParamSpec& s : specs) {
@@ -106,7 +108,7 @@ std::vector<Parameter> make_params(const std::vector<ParamSpec>& specs, std::uin
       const double magnitude = 0.05 + 0.95 * rng.uniform();
       t[i] = static_cast<float>(negative ? -magnitude : magnitude);
     }
-    out.emplace_back(s.name, t);
+    out.emplace_back(s.name, dtype == DType::Float32 ? t : t.to(dtype));
   }
   return out;
 }
@@ -123,6 +125,8 @@ enum class Gradient {
 };
 
 Tensor gradient(Gradient kind, std::size_t k, const Tensor& x) {
+  // Another dtype: the float32 gradient of the widened values, rounded to the parameter's dtype.
+  if (x.dtype() != DType::Float32) return gradient(kind, k, x.to(DType::Float32)).to(x.dtype());
   Tensor g(x.shape());
   if (kind == Gradient::Zero) return g;
   for (std::size_t i = 0; i < x.numel(); ++i) {
@@ -168,9 +172,9 @@ struct Run {
 /// A new optimizer over fresh parameters; TwoGroups puts the first half of them in group 0 and
 /// the rest in group 1, both at `options`.
 Run make_run(const Registry& registry, const std::string& name, const std::vector<ParamSpec>& specs,
-             std::uint64_t seed, Layout layout, const Options& options = {}) {
+             std::uint64_t seed, Layout layout, const Options& options = {}, DType dtype = DType::Float32) {
   Run r;
-  r.params = make_params(specs, seed);
+  r.params = make_params(specs, seed, dtype);
   if (layout == Layout::OneGroup) {
     r.opt = registry.create(name, r.params, options);
   } else {
@@ -195,8 +199,12 @@ std::string loss_text(double d) {
 /// What differs between two tensors (shape, or the first element that differs in its bits), or "".
 std::string diff(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) return "shape " + to_string(a.shape()) + " vs " + to_string(b.shape());
+  if (a.dtype() != b.dtype()) return std::string("dtype ") + dtype_name(a.dtype()) + " vs " + dtype_name(b.dtype());
   for (std::size_t i = 0; i < a.numel(); ++i) {
-    if (!same_bits(a[i], b[i])) return "element " + std::to_string(i) + ": " + number(a[i]) + " vs " + number(b[i]);
+    // Every dtype widens to double exactly, so equal bits are equal doubles' bits.
+    if (!same_bits(a.element(i), b.element(i))) {
+      return "element " + std::to_string(i) + ": " + number(a.element(i)) + " vs " + number(b.element(i));
+    }
   }
   return {};
 }
@@ -863,6 +871,87 @@ Outcome check_threads(const Subject& s) {
                 std::to_string(kRounds) + " times, equal the single-thread runs bit for bit");
 }
 
+/// The dtypes other than float32 that `s` declares it steps, each with the precision options
+/// worth checking: none, and for bfloat16 and float16 master weights and stochastic rounding.
+std::vector<std::pair<DType, Options>> dtype_variants(const Subject& s) {
+  std::vector<std::pair<DType, Options>> out;
+  for (const DType d : {DType::Float64, DType::BFloat16, DType::Float16}) {
+    if ((s.descriptor.param_dtypes & dtype_bit(d)) == 0) continue;
+    out.emplace_back(d, Options{});
+    if (d == DType::Float64 || s.schema().find("master_weights") == nullptr) continue;
+    out.emplace_back(d, Options{{"master_weights", Value(true)}});
+    out.emplace_back(d, Options{{"rounding", Value(std::string("stochastic"))}, {"rounding_seed", Value(std::int64_t{3})}});
+  }
+  return out;
+}
+
+std::string variant_text(DType d, const Options& o) {
+  std::string out = dtype_name(d);
+  for (const auto& [name, v] : o) out += " " + name + "=" + v.to_short_string();
+  return out;
+}
+
+/// For every other dtype the optimizer declares: a run resumed from a checkpoint file equals
+/// the uninterrupted one bit for bit, one and two threads give the same bits over a tensor large
+/// enough to be split, and a state dict whose state has another dtype is refused.
+Outcome check_dtypes(const Subject& s) {
+  const auto variants = dtype_variants(s);
+  if (variants.empty()) return passed("it steps float32 parameters alone");
+  std::vector<ParamSpec> large = standard_params();
+  large.push_back({"large", {40000}});
+  std::vector<std::string> done;
+  for (const auto& [dtype, options] : variants) {
+    const std::string what = variant_text(dtype, options);
+    const std::string path = s.dir.file(s.name() + "-dtype.ckpt");
+    RemoveOnExit remove(path);
+    Run uninterrupted = make_run(s.registry, s.name(), standard_params(), 5, Layout::TwoGroups, options, dtype);
+    uninterrupted.steps(4, Gradient::Smooth);
+    save_optimizer(path, *uninterrupted.opt);
+    uninterrupted.steps(4, Gradient::Smooth);
+    Run resumed = make_run(s.registry, s.name(), standard_params(), 6, Layout::TwoGroups, options, dtype);
+    load_optimizer(path, *resumed.opt);
+    resumed.steps(4, Gradient::Smooth);
+    if (auto d = diff(snapshot(*resumed.opt), snapshot(*uninterrupted.opt)); !d.empty()) {
+      return failed(what + ": 4 steps, a checkpoint file and 4 more differ from 8 uninterrupted steps: " + d);
+    }
+    Snapshot by_threads[2];
+    for (const std::size_t threads : {1U, 2U}) {
+      set_num_threads(threads);
+      Run r = make_run(s.registry, s.name(), large, 7, Layout::TwoGroups, options, dtype);
+      r.steps(3, Gradient::Smooth);
+      by_threads[threads - 1] = snapshot(*r.opt);
+    }
+    set_num_threads(0);
+    if (auto d = diff(by_threads[0], by_threads[1]); !d.empty()) return failed(what + ": 1 and 2 threads differ: " + d);
+    StateDict sd = uninterrupted.opt->state_dict();
+    bool converted = false;
+    for (auto& [id, st] : sd.state) {
+      ParamState next;
+      for (const auto& [name, t] : st.tensors()) {
+        const bool change = !converted && !t.shape().empty();
+        next.add_tensor(name, change ? t.to(t.dtype() == DType::Float64 ? DType::Float32 : DType::Float64) : t);
+        converted = converted || change;
+      }
+      for (const auto& [name, v] : st.scalars()) next.add_scalar(name, v);
+      st = std::move(next);
+    }
+    if (converted) {
+      const Snapshot before = snapshot(*uninterrupted.opt);
+      try {
+        uninterrupted.opt->load_state_dict(sd);
+        return failed(what + ": a state dict whose state tensor has another dtype was loaded");
+      } catch (const StateDictError& e) {
+        if (auto d = diff(snapshot(*uninterrupted.opt), before); !d.empty()) {
+          return failed(what + ": a refused state dict of another dtype changed the optimizer: " + d);
+        }
+      }
+    }
+    done.push_back(what);
+  }
+  return passed("for " + joined(done) + ": a resumed run equals the uninterrupted one bit for bit, 1 and 2 threads "
+                "give the same bits, and state of another dtype is refused");
+}
+
 constexpr Check<Subject> kChecks[] = {
     {"descriptor_valid", &check_descriptor},
     {"defaults_in_range", &check_defaults},
@@ -876,6 +965,7 @@ constexpr Check<Subject> kChecks[] = {
     {"convex_quadratic_loss_falls", &check_quadratic},
     {"zero_gradients_produce_no_nan", &check_zero_gradients},
     {"two_instances_on_two_threads_do_not_interfere", &check_threads},
+    {"every_declared_dtype_resumes_and_splits_alike", &check_dtypes},
 };
 
 }  // namespace
