@@ -402,6 +402,10 @@ void Optimizer::gather_slots(std::size_t g) {
     if (precision.stochastic && !has_entry(state.scalars(), kRoundingStep)) {
       state.add_scalar(kRoundingStep, std::int64_t{0});
     }
+    if (precision.stochastic) {  // a count at the top refuses the step before the group changes
+      const std::int64_t count = std::get<std::int64_t>(state.scalar(kRoundingStep));
+      if (count >= kMaxCount) (void)next_count(count, "parameter '" + param.name() + "'", kRoundingStep);
+    }
     auto it = std::find_if(stand_ins.begin(), stand_ins.end(), [&](const StandIn& s) { return s.index == i; });
     if (it == stand_ins.end()) {
       const Shape& shape = param.value().shape();
@@ -433,7 +437,7 @@ void Optimizer::write_back(std::size_t g) {
     std::uint64_t step = 0;
     if (precision.stochastic) {
       auto& count = std::get<std::int64_t>(state.scalar(kRoundingStep));
-      count = next_count(count, "parameter '" + s.param.name() + "'", kRoundingStep);
+      ++count;  // below the top: gather_slots() checked it
       step = static_cast<std::uint64_t>(count);
     }
     round_into(s.param.value(), group.params_[s.index].value(), precision, step, first_id + s.index);

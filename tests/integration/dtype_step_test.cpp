@@ -292,3 +292,20 @@ TEST(StochasticRounding, IsUnbiasedReproducibleAndSeededByStepAndParameter) {
   EXPECT_EQ(pn[0].value().to_vector()[0], 1.0F) << "nearest rounding loses every update";
   EXPECT_EQ(std::get<std::int64_t>(opt->state(ps[0]).scalar("rounding_step")), 10);
 }
+
+TEST(StochasticRounding, AStepCountAtTheTopRefusesTheStepBeforeAnythingChanges) {
+  std::vector<Parameter> params;
+  Tensor flat;
+  auto opt = run_half("sgd", params, flat, {{"lr", 1e-3}, {"rounding", std::string("stochastic")}}, 1);
+  optreg::StateDict sd = opt->state_dict();
+  std::get<std::int64_t>(sd.state.at(1).scalar("rounding_step")) = optreg::kMaxCount;
+  opt->load_state_dict(sd);
+  std::vector<std::vector<double>> before;
+  for (auto& p : params) {
+    before.push_back(p.value().to_double_vector());
+    p.set_grad(grad_of(p.value(), 2));
+  }
+  const std::string m = optreg_test::message_of<optreg::UsageError>([&] { opt->step(); });
+  EXPECT_NE(m.find("parameter 'b' cannot take another step: its state count 'rounding_step'"), std::string::npos) << m;
+  for (std::size_t k = 0; k < params.size(); ++k) EXPECT_EQ(params[k].value().to_double_vector(), before[k]);
+}
