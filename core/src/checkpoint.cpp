@@ -736,6 +736,12 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
                             " of shape " + to_string(saved.value.shape()) + " in the file, but '" + params[i].name() +
                             "' of shape " + to_string(params[i].value().shape()) + " in the optimizer");
     }
+    if (saved.value.dtype() != params[i].value().dtype()) {
+      throw CheckpointError(path, "parameter id " + std::to_string(i) + " ('" + params[i].name() + "') is " +
+                            dtype_name(saved.value.dtype()) + " in the file, but " +
+                            dtype_name(params[i].value().dtype()) + " in the optimizer; convert the checkpoint's "
+                            "values to load them");
+    }
   }
   if (scheduler != nullptr) {
     if (!c.scheduler) {

@@ -789,6 +789,24 @@ TEST_F(CheckpointCorrupt, StateShapeMismatchInTheLastParameterLeavesEverythingUn
   EXPECT_EQ(fingerprint(*live), before);
 }
 
+TEST_F(CheckpointCorrupt, ParameterValuesOfAnotherDTypeAreRefusedBeforeAnythingChanges) {
+  // The state dict fits; one parameter's value in the file is bfloat16 while the optimizer's is
+  // float32. Loading it would round nothing and change the state before failing on the values.
+  OptimizerPtr saved = trained_adam(model_params(), 0.5, 0.7F);
+  optreg::Checkpoint c;
+  c.optimizer = saved->state_dict();
+  for (const Parameter& p : saved->parameters()) c.parameters.push_back({p.name(), p.value().clone()});
+  c.parameters[1].value = c.parameters[1].value.to(optreg::DType::BFloat16);
+  const std::string file = path("value-dtype.ckpt");
+  optreg::save_checkpoint(file, c);
+  OptimizerPtr live = trained_adam(model_params());
+  const std::string before = fingerprint(*live);
+  tried();
+  EXPECT_TRUE(refused([&] { optreg::load_optimizer(file, *live); },
+                      {"checkpoint " + file + ": ", "parameter id 1 (", "is bfloat16 in the file, but float32 in the optimizer"}));
+  EXPECT_EQ(fingerprint(*live), before);
+}
+
 TEST_F(CheckpointCorrupt, DamagedOrMissingFileLeavesTheOptimizerUnchanged) {
   OptimizerPtr saved = trained_adam(model_params(), 0.5, 0.7F);
   const std::string file = path("damaged.ckpt");
