@@ -27,10 +27,6 @@ void check_grads(const std::vector<Parameter>& params, const char* fn) {
   }
 }
 
-double widen(float x) noexcept { return x; }
-double widen(double x) noexcept { return x; }
-double widen(bfloat16 x) noexcept { return to_float(x); }
-double widen(float16 x) noexcept { return to_float(x); }
 
 /// The p-norm of `n` elements, accumulated in double.
 template <typename T>
@@ -38,7 +34,7 @@ double norm_of(const T* x, std::size_t n, double p) {
   if (std::isinf(p)) {
     double m = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      const double a = std::fabs(widen(x[i]));
+      const double a = std::fabs(to_double(x[i]));
       if (std::isnan(a)) return a;  // nan wins wherever it is, as in PyTorch's max
       if (a > m) m = a;
     }
@@ -46,14 +42,14 @@ double norm_of(const T* x, std::size_t n, double p) {
   }
   double sum = 0;
   if (p == 1.0) {
-    for (std::size_t i = 0; i < n; ++i) sum += std::fabs(widen(x[i]));
+    for (std::size_t i = 0; i < n; ++i) sum += std::fabs(to_double(x[i]));
     return sum;
   }
   if (p == 2.0) {
-    for (std::size_t i = 0; i < n; ++i) sum += widen(x[i]) * widen(x[i]);
+    for (std::size_t i = 0; i < n; ++i) sum += to_double(x[i]) * to_double(x[i]);
     return std::sqrt(sum);
   }
-  for (std::size_t i = 0; i < n; ++i) sum += std::pow(std::fabs(widen(x[i])), p);
+  for (std::size_t i = 0; i < n; ++i) sum += std::pow(std::fabs(to_double(x[i])), p);
   return std::pow(sum, 1.0 / p);
 }
 
@@ -101,7 +97,7 @@ void clamp(Tensor& g, double hi) {
     const auto top = static_cast<A>(hi);
     const A bottom = -top;
     for (std::size_t i = 0, n = g.numel(); i < n; ++i) {
-      const A v = static_cast<A>(widen(x[i]));
+      const A v = static_cast<A>(to_double(x[i]));
       if (v < bottom) {
         x[i] = store<T>(bottom);
       } else if (v > top) {

@@ -52,13 +52,7 @@ std::size_t first_outside(const Range& domain, const Tensor& t) {
     const T* x = t.data_as<T>();
     const std::size_t n = t.numel();
     for (std::size_t i = 0; i < n; ++i) {
-      double v = 0;
-      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-        v = x[i];
-      } else {
-        v = to_float(x[i]);
-      }
-      if (!domain.contains(v)) return i;
+      if (!domain.contains(to_double(x[i]))) return i;
     }
     return n;
   });

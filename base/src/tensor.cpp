@@ -43,10 +43,6 @@ std::shared_ptr<void> allocate(std::size_t n, DType dtype) {
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 
-double widen(float x) noexcept { return x; }
-double widen(double x) noexcept { return x; }
-double widen(bfloat16 x) noexcept { return to_float(x); }
-double widen(float16 x) noexcept { return to_float(x); }
 
 /// `x` stored as T, rounding to nearest: doubles to float first (float32 holds every value a
 /// half type can, so the two roundings give the half type's nearest value but for ties at the
@@ -132,7 +128,7 @@ void Tensor::refuse_access(DType asked) const {
 }
 
 double Tensor::element(std::size_t i) const noexcept {
-  return visit_dtype(dtype_, [&](auto tag) { return widen(static_cast<const decltype(tag)*>(data_.get())[i]); });
+  return visit_dtype(dtype_, [&](auto tag) { return to_double(static_cast<const decltype(tag)*>(data_.get())[i]); });
 }
 
 Tensor Tensor::clone() const {
@@ -149,7 +145,7 @@ Tensor Tensor::to(DType dtype) const {
     visit_dtype(dtype, [&](auto into) {
       using T = decltype(into);
       T* dst = static_cast<T*>(t.data_.get());
-      for (std::size_t i = 0; i < numel_; ++i) dst[i] = narrow<T>(widen(src[i]));
+      for (std::size_t i = 0; i < numel_; ++i) dst[i] = narrow<T>(to_double(src[i]));
     });
   });
   return t;

@@ -136,6 +136,12 @@ inline float to_float(float x) noexcept { return x; }
 inline float to_float(bfloat16 x) noexcept { return bf16_to_float(x.bits); }
 inline float to_float(float16 x) noexcept { return f16_to_float(x.bits); }
 
+/// An element of any dtype widened to double (exact).
+inline double to_double(float x) noexcept { return x; }
+inline double to_double(double x) noexcept { return x; }
+inline double to_double(bfloat16 x) noexcept { return to_float(x); }
+inline double to_double(float16 x) noexcept { return to_float(x); }
+
 /// A float stored as element type T, rounding to nearest (ties to even).
 template <typename T>
 T from_float(float x) noexcept;
