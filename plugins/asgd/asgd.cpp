@@ -40,7 +40,7 @@ constexpr auto kEta = sdk::scalar_entry(kState, "eta");
 constexpr auto kMu = sdk::scalar_entry(kState, "mu");
 constexpr auto kAx = sdk::tensor_entry(kState, "ax");
 
-/// One element's update; factors: 1 - lambd * eta, -eta and mu.
+/// One element's update; factors: 1 - lambd * eta, -eta and mu (eta and mu are float32 values).
 template <typename A>
 struct Rule {
   A weight_decay;
@@ -83,7 +83,10 @@ class Asgd final : public optreg::Optimizer {
       double& mu = sdk::real(s, kMu);
       if (step == 1) eta = single(h.lr);
       const auto t = static_cast<double>(step);
-      driver_.add(*slot.param, {&sdk::get(s, kAx)}, {single(1.0 - h.lambd * eta), single(-eta), single(mu)});
+      // The factors in double: the driver rounds them to float for float32 (and half-precision)
+      // parameters, as PyTorch rounds a Python scalar for a float tensor, and keeps them for
+      // float64 ones, which PyTorch multiplies by the unrounded 1 - lambd * eta.
+      driver_.add(*slot.param, {&sdk::get(s, kAx)}, {1.0 - h.lambd * eta, -eta, mu});
       eta = single(h.lr / std::pow(1.0 + h.lambd * h.lr * t, h.alpha));
       mu = single(1.0 / std::max(1.0, t - h.t0));
     }

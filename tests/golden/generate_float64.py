@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generates tests/golden/trajectories_float64.txt: the cases of generate.py whose reference is
 an optimizer PyTorch 1.13 ships (SGD, Adam, AdamW, Adagrad, Adadelta, RMSprop, Adamax, NAdam,
-RAdam, Rprop; ASGD is held out, see torch_cases()), run in float64: float64 parameters, objective and gradients, and torch's
+RAdam, ASGD, Rprop), run in float64: float64 parameters, objective and gradients, and torch's
 own float64 arithmetic. golden_test.cpp replays them through the optreg plugins with float64
 parameters and compares every value at a relative tolerance of 1e-12.
 
@@ -35,10 +35,6 @@ def torch_cases():
             continue  # a float32 reference written from a paper
         if any(opts.get("eps_inside_sqrt", False) for _, opts in groups):
             continue  # MegEngine's Adagrad, a float32 numpy reference
-        if opt_name == "asgd":
-            # Held out: the plugin's float64 ASGD differs by about 1e-8 from one build of the
-            # plugin to another (the sanitizer build), which this file must not hide.
-            continue
         out.append((name, opt_name, groups, kwargs))
     return out
 

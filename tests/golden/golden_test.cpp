@@ -510,7 +510,7 @@ INSTANTIATE_TEST_SUITE_P(Golden, Trajectory, ::testing::ValuesIn(case_names(gold
 // two dtypes' precision.
 constexpr double kRtol64 = 1e-12;
 constexpr double kAtol64 = 1e-15;
-constexpr std::size_t kMinCases64 = 60;
+constexpr std::size_t kMinCases64 = 65;
 
 TEST(GoldenFile64, ParsesCompletelyAndIsFloat64) {
   const GoldenFile& f = golden64();
