@@ -49,6 +49,8 @@ const char* dtype_name(DType dtype) noexcept {
     case DType::Float64: return "float64";
     case DType::BFloat16: return "bfloat16";
     case DType::Float16: return "float16";
+    case DType::QInt8: return "qint8";
+    case DType::QUInt8: return "quint8";
   }
   return "unknown dtype";
 }
@@ -59,13 +61,15 @@ std::size_t dtype_size(DType dtype) noexcept {
     case DType::Float64: return 8;
     case DType::BFloat16:
     case DType::Float16: return 2;
+    case DType::QInt8:
+    case DType::QUInt8: return 1;
   }
   return 0;
 }
 
 std::string dtype_names(DTypeSet set) {
   std::string out;
-  for (DType d : kDTypes) {
+  for (DType d : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16, DType::QInt8, DType::QUInt8}) {
     if ((set & dtype_bit(d)) != 0) out += (out.empty() ? "" : ", ") + std::string(dtype_name(d));
   }
   return out;

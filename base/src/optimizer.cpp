@@ -4,6 +4,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include <optreg/abi.hpp>
 #include <optreg/error.hpp>
 #include <optreg/plugin_call.hpp>
 
@@ -106,7 +107,7 @@ Optimizer::~Optimizer() = default;
 
 void Optimizer::validate(const Options& /*options*/, const std::string& /*where*/) const {}
 
-void Optimizer::init_state(const Options& /*options*/, const Parameter& param, ParamState& state) const {
+void Optimizer::init_state(const Options& options, const Parameter& param, ParamState& state) const {
   for (const StateEntry& e : *info_.state) {
     if (e.optional) continue;
     switch (e.kind) {
@@ -115,12 +116,23 @@ void Optimizer::init_state(const Options& /*options*/, const Parameter& param, P
           throw PluginError("optimizer '" + info_.name + "' declares state tensor '" + e.name +
                             "' with a shape of its own, so it must create it in init_state()");
         }
-        state.add_tensor(e.name, Tensor(param.value().shape(), state_dtype_of(param.value().dtype())));
+        state.add_tensor(e.name, Tensor(param.value().shape(), state_storage(options, e, param.value().dtype())));
         break;
       case StateKind::Int: state.add_scalar(e.name, std::int64_t{0}); break;
       case StateKind::Float: state.add_scalar(e.name, 0.0); break;
     }
   }
+}
+
+Tensor Optimizer::new_state(const Options& options, const Parameter& param, const std::string& entry, double value) const {
+  for (const StateEntry& e : *info_.state) {
+    if (e.name != entry || e.kind != StateKind::Tensor) continue;
+    Tensor t(param.value().shape(), state_storage(options, e, param.value().dtype()));
+    if (value != 0.0) t.fill(value);
+    return t;
+  }
+  throw PluginError("optimizer '" + info_.name + "' asked for a new state tensor '" + entry +
+                    "', which its plugin does not declare as a state tensor");
 }
 
 void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<ParamGroupSpec> groups) {
@@ -142,6 +154,19 @@ void Optimizer::setup(OptimizerInfo info, const Options& options, std::vector<Pa
 
 void Optimizer::validate_group(const OptimizerInfo& info, const Options& options, const std::string& where,
                                std::int64_t group) const {
+  const auto dtype = options.find("state_dtype");
+  if (dtype != options.end() && dtype->second.as_string() != "float32") {
+    const std::string& name = dtype->second.as_string();
+    const std::uint32_t bit = name == "bfloat16" ? abi::kStateBFloat16 : abi::kStateInt8;
+    if ((info.state_dtypes & bit) == 0) {
+      std::string supported = "float32";
+      if ((info.state_dtypes & abi::kStateBFloat16) != 0) supported += ", bfloat16";
+      if ((info.state_dtypes & abi::kStateInt8) != 0) supported += ", int8";
+      throw in_group(OptionError(where, "state_dtype",
+                                 "optimizer '" + info.name + "' keeps its state in " + supported + " only, not " + name),
+                     group);
+    }
+  }
   try {
     plugin(info, "validate()", [&] { validate(options, where); });
   } catch (const OptionError& e) {
@@ -224,6 +249,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   ParamGroup group;
   group.options_ = info_.schema->resolve(defaults_, options, where);
   validate_group(info_, group.options_, where, static_cast<std::int64_t>(index));
+  check_state_dtype(group.options_, params, where);
   group.states_.resize(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
     plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
@@ -245,7 +271,9 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
   Options next = groups_[group].options_;
   next[name] = info_.schema->check(name, value, where);
   validate_group(info_, next, where, static_cast<std::int64_t>(group));
+  check_state_dtype(next, groups_[group].params_, where);
   groups_[group].options_ = std::move(next);
+  if (name == "state_dtype") convert_state(group);
 }
 
 void Optimizer::set_option(const std::string& name, const Value& value) {
@@ -257,8 +285,41 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
     next.push_back(groups_[g].options_);
     next.back()[name] = info_.schema->check(name, value, where);
     validate_group(info_, next.back(), where, static_cast<std::int64_t>(g));
+    check_state_dtype(next.back(), groups_[g].params_, where);
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
+  if (name == "state_dtype") {
+    for (std::size_t g = 0; g < groups_.size(); ++g) convert_state(g);
+  }
+}
+
+void Optimizer::check_state_dtype(const Options& options, const std::vector<Parameter>& params,
+                                  const std::string& where) const {
+  const auto it = options.find("state_dtype");
+  if (it == options.end() || it->second.as_string() == "float32") return;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i].value().dtype() != DType::Float64) continue;
+    throw OptionError(where, "state_dtype",
+                      "parameter '" + params[i].name() + "' (position " + std::to_string(i) +
+                          ") is float64, whose state stays float64; state_dtype " + it->second.as_string() +
+                          " is for float32, bfloat16 and float16 parameters");
+  }
+}
+
+void Optimizer::convert_state(std::size_t g) {
+  ParamGroup& group = groups_[g];
+  for (std::size_t i = 0; i < group.params_.size(); ++i) {
+    const DType param = group.params_[i].value().dtype();
+    for (const StateEntry& e : *info_.state) {
+      if (e.kind != StateKind::Tensor) continue;
+      Tensor* t = nullptr;
+      for (std::size_t k = 0; k < group.states_[i].num_tensors(); ++k) {
+        if (group.states_[i].tensors()[k].first == e.name) t = &group.states_[i].tensor(k);
+      }
+      const DType want = state_storage(group.options_, e, param);
+      if (t != nullptr && t->dtype() != want) *t = t->to(want);
+    }
+  }
 }
 
 Optimizer& Optimizer::step() {
@@ -354,7 +415,25 @@ std::vector<Hyperparameter> precision_options() {
   seed.default_value = Value(std::int64_t{0});
   seed.range = kCountDomain;
   seed.meaning = "seed of stochastic rounding, with the step and the parameter id";
-  return {master, rounding, seed};
+  Hyperparameter state;
+  state.name = "state_dtype";
+  state.type = ValueType::String;
+  state.default_value = Value(std::string("float32"));
+  state.choices = {"float32", "bfloat16", "int8"};
+  state.meaning = "dtype of the optimizer's state tensors (float64 for float64 parameters): float32, bfloat16, or int8 "
+                  "(blockwise 8-bit), where the optimizer supports it";
+  return {master, rounding, seed, state};
+}
+
+DType state_storage(const Options& options, const StateEntry& entry, DType param) {
+  const DType arith = state_dtype_of(param);
+  if (entry.kind != StateKind::Tensor || entry.custom_shape || is_precision_entry(entry.name)) return arith;
+  const auto it = options.find("state_dtype");
+  if (it == options.end() || it->second.type() != ValueType::String) return arith;
+  const std::string& name = it->second.as_string();
+  if (name == "bfloat16") return DType::BFloat16;
+  if (name == "int8") return entry.domain && entry.domain->lo >= 0.0 ? DType::QUInt8 : DType::QInt8;
+  return arith;
 }
 
 StateSchema precision_state() {

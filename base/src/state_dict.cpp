@@ -47,6 +47,12 @@ std::string domain_text(const StateEntry& e) {
 /// The position of the first element of `t` outside `domain`, or t.numel(): one pass, no
 /// allocation (it runs once per load, over every state tensor).
 std::size_t first_outside(const Range& domain, const Tensor& t) {
+  if (is_quantized(t.dtype())) {
+    for (std::size_t i = 0; i < t.numel(); ++i) {
+      if (!domain.contains(t.element(i))) return i;
+    }
+    return t.numel();
+  }
   return visit_dtype(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = t.data_as<T>();
@@ -115,7 +121,7 @@ const StateEntry& declared_entry(const OptimizerInfo& info, const std::string& n
 
 /// One saved state tensor: declared as a tensor, of the shape expected, every element in its domain.
 void check_tensor_entry(const OptimizerInfo& info, const std::string& name, const Tensor& t, const Tensor* now,
-                        const Parameter& p, const std::string& subject) {
+                        const Parameter& p, const Options& options, const std::string& subject) {
   const StateEntry& e = declared_entry(info, name, subject);
   if (e.kind != StateKind::Tensor) {
     throw StateDictError("state entry " + quoted_name(name) + " of " + subject + " is a tensor, but optimizer '" +
@@ -127,8 +133,9 @@ void check_tensor_entry(const OptimizerInfo& info, const std::string& name, cons
     throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " has shape " + to_string(t.shape()) +
                          ", expected " + to_string(want));
   }
-  // An entry the optimizer holds keeps its dtype; one it lacks yet takes its parameter's state dtype.
-  const DType dtype = now != nullptr ? now->dtype() : state_dtype_of(p.value().dtype());
+  // An entry shaped like its parameter is kept in the dtype the group's state_dtype (as the state
+  // dict sets it) gives it; a custom-shaped one the optimizer holds keeps its dtype.
+  const DType dtype = e.custom_shape && now != nullptr ? now->dtype() : state_storage(options, e, p.value().dtype());
   if (t.dtype() != dtype) {
     throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " is " + dtype_name(t.dtype()) +
                          ", but this optimizer keeps it as " + dtype_name(dtype) +
@@ -159,8 +166,10 @@ void check_scalar_entry(const OptimizerInfo& info, const std::string& name, cons
 
 /// The saved state of one parameter: every entry checked, and none that is required missing.
 void check_param_state(const OptimizerInfo& info, const ParamState& s, const ParamState& current, const Parameter& p,
-                       const std::string& subject) {
-  for (const auto& [name, t] : s.tensors()) check_tensor_entry(info, name, t, find_entry(current.tensors(), name), p, subject);
+                       const Options& options, const std::string& subject) {
+  for (const auto& [name, t] : s.tensors()) {
+    check_tensor_entry(info, name, t, find_entry(current.tensors(), name), p, options, subject);
+  }
   for (const auto& [name, v] : s.scalars()) check_scalar_entry(info, name, v, subject);
   for (const auto& e : *info.state) {
     const bool present = e.kind == StateKind::Tensor ? find_entry(s.tensors(), e.name) != nullptr
@@ -229,9 +238,11 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       throw StateDictError(where + " has " + std::to_string(saved.params.size()) +
                            " parameters, but this optimizer's group has " + std::to_string(live.params_.size()));
     }
+    Options next;
     try {
-      const Options next = saved_options(*info_.schema, live.options_, saved.options, where);
-      call_plugin("optimizer", info_.name, info_.source, "validate()", [&] { validate(next, where); });
+      next = saved_options(*info_.schema, live.options_, saved.options, where);
+      validate_group(info_, next, where, static_cast<std::int64_t>(g));
+      check_state_dtype(next, live.params_, where);
     } catch (const OptionError& e) {
       throw StateDictError(StateDictPlace{static_cast<std::int64_t>(g), -1, e.option()}, e.what());
     }
@@ -243,7 +254,7 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       const std::string subject = "parameter id " + std::to_string(id) + " ('" + p.name() + "', param group " +
                                   std::to_string(g) + ", position " + std::to_string(j) + ")";
       if (it == sd.state.end()) throw StateDictError("the state dict has no state for " + subject);
-      check_param_state(info_, it->second, live.states_[j], p, subject);
+      check_param_state(info_, it->second, live.states_[j], p, next, subject);
     }
   }
   check_no_stray_state(sd, seen);
@@ -265,7 +276,7 @@ void Optimizer::load_state_dict(const StateDict& sd) {
           const Tensor* from = find_entry(s.tensors(), e.name);
           if (from == nullptr) continue;
           const Tensor* existing = find_entry(current.tensors(), e.name);
-          if (existing != nullptr && existing->shape() == from->shape()) {
+          if (existing != nullptr && existing->shape() == from->shape() && existing->dtype() == from->dtype()) {
             Tensor keep = *existing;  // the same memory: views and pointers stay valid
             keep.copy_from(*from);
             next.add_tensor(e.name, keep);

@@ -278,7 +278,9 @@ void load_string(Ar& ar, std::string& s) {
 
 template <class Ar>
 void save(Ar& ar, const optreg::Tensor& t, unsigned /*version*/) {
-  // Layout version 1: the shape, the dtype's code, the elements. Version 0 had no dtype (float32).
+  // Layout version 2: the shape, the dtype's code, the elements (of a quantized dtype: its codes,
+  // padding to four bytes and block scales). Version 1 knew no quantized dtype; version 0 had no
+  // dtype (float32).
   const std::uint64_t dims = t.dim();
   ar << dims;
   for (std::int64_t d : t.shape()) ar << d;
@@ -288,7 +290,7 @@ void save(Ar& ar, const optreg::Tensor& t, unsigned /*version*/) {
 }
 template <class Ar>
 void load(Ar& ar, optreg::Tensor& t, unsigned version) {
-  optreg::check_layout_version("tensor", version, 1);
+  optreg::check_layout_version("tensor", version, 2);
   std::uint64_t dims = 0;
   ar >> dims;
   optreg::check_count(dims, sizeof(std::int64_t), "tensor dimension");
@@ -306,8 +308,10 @@ void load(Ar& ar, optreg::Tensor& t, unsigned version) {
   if (version >= 1) {
     std::uint32_t code = 0;
     ar >> code;
-    if (optreg::dtype_size(static_cast<optreg::DType>(code)) == 0) {
-      throw optreg::Fault{"a tensor has the unknown dtype code " + std::to_string(code)};
+    if (optreg::dtype_size(static_cast<optreg::DType>(code)) == 0 ||
+        (version < 2 && optreg::is_quantized(static_cast<optreg::DType>(code)))) {
+      throw optreg::Fault{"a tensor has the unknown dtype code " + std::to_string(code) + " (tensor layout version " +
+                          std::to_string(version) + ")"};
     }
     dtype = static_cast<optreg::DType>(code);
   }
@@ -547,7 +551,7 @@ BOOST_SERIALIZATION_SPLIT_FREE(optreg::ParamState)
 BOOST_SERIALIZATION_SPLIT_FREE(optreg::StateDict)
 BOOST_SERIALIZATION_SPLIT_FREE(optreg::Checkpoint)
 // Layout versions: raise one when its layout changes, and teach load() the older ones.
-BOOST_CLASS_VERSION(optreg::Tensor, 1)
+BOOST_CLASS_VERSION(optreg::Tensor, 2)
 BOOST_CLASS_VERSION(optreg::Value, 0)
 BOOST_CLASS_VERSION(optreg::ParamState, 0)
 BOOST_CLASS_VERSION(optreg::StateDict, 0)

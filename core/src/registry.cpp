@@ -314,14 +314,14 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<Parameter> pa
 OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpec> groups,
                               const Options& options) const {
   auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes}, options, std::move(groups));
+  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes}, options, std::move(groups));
   return std::move(opt);
 }
 
 std::vector<OptionError> Registry::validate_options(const std::string& name, const Options& options,
                                                    const std::vector<Options>& group_overrides) const {
   const auto [unbound, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes}, options,
+  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes}, options,
                                 group_overrides);
 }
 

@@ -78,11 +78,12 @@ struct Rule {
 class Adam final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kStateDTypes = sdk::kElementwiseStateDTypes;
 
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
     Optimizer::init_state(o, p, s);  // step, exp_avg, exp_avg_sq
-    if (o.at("amsgrad").as_bool()) s.add_tensor("max_exp_avg_sq", sdk::state_like(p));
+    if (o.at("amsgrad").as_bool()) s.add_tensor(kMaxExpAvgSq.name, new_state(o, p, kMaxExpAvgSq.name));
   }
 
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
@@ -104,7 +105,7 @@ class Adam final : public optreg::Optimizer {
         plain_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq)}, factors);
         continue;
       }
-      if (sdk::find(s, kMaxExpAvgSq) == nullptr) s.add_tensor("max_exp_avg_sq", sdk::state_like(*slot.param));
+      if (sdk::find(s, kMaxExpAvgSq) == nullptr) s.add_tensor(kMaxExpAvgSq.name, new_state(o, *slot.param, kMaxExpAvgSq.name));
       amsgrad_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq), &sdk::get(s, kMaxExpAvgSq)}, factors);
     }
     plain_.run<Rule>(h);

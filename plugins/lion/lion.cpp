@@ -51,6 +51,7 @@ struct Rule {
 class Lion final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kStateDTypes = sdk::kElementwiseStateDTypes;
 
  protected:
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {

@@ -102,12 +102,13 @@ struct Rules {
 class Rmsprop final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kStateDTypes = sdk::kElementwiseStateDTypes;
 
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
     Optimizer::init_state(o, p, s);  // step, square_avg
-    if (o.at("momentum").as_float() > 0.0) s.add_tensor("momentum_buffer", sdk::state_like(p));
-    if (o.at("centered").as_bool()) s.add_tensor("grad_avg", sdk::state_like(p));
+    if (o.at("momentum").as_float() > 0.0) s.add_tensor(kBuffer.name, new_state(o, p, kBuffer.name));
+    if (o.at("centered").as_bool()) s.add_tensor(kGradAvg.name, new_state(o, p, kGradAvg.name));
   }
 
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
@@ -120,8 +121,8 @@ class Rmsprop final : public optreg::Optimizer {
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
       Tensor* sq = &sdk::get(s, kSquareAvg);
-      Tensor* buf = momentum ? &optional(s, kBuffer, *slot.param) : nullptr;
-      Tensor* avg = h.centered ? &optional(s, kGradAvg, *slot.param) : nullptr;
+      Tensor* buf = momentum ? &optional(o, s, kBuffer, *slot.param) : nullptr;
+      Tensor* avg = h.centered ? &optional(o, s, kGradAvg, *slot.param) : nullptr;
       if (buf != nullptr && avg != nullptr) {
         three_.add(*slot.param, {sq, buf, avg});
       } else if (buf != nullptr || avg != nullptr) {
@@ -145,9 +146,9 @@ class Rmsprop final : public optreg::Optimizer {
   using Tensor = optreg::Tensor;
 
   /// The state tensor `e`, created (zeros) if the options did not need it when the group was added.
-  static Tensor& optional(optreg::ParamState& s, sdk::TensorEntry e, const optreg::Parameter& p) {
+  Tensor& optional(const optreg::Options& o, optreg::ParamState& s, sdk::TensorEntry e, const optreg::Parameter& p) const {
     Tensor* t = sdk::find(s, e);
-    return t != nullptr ? *t : s.add_tensor(e.name, sdk::state_like(p));
+    return t != nullptr ? *t : s.add_tensor(e.name, new_state(o, p, e.name));
   }
 
   sdk::Elementwise<1> one_;

@@ -59,6 +59,7 @@ struct Rule {
 class Sgd final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kStateDTypes = sdk::kElementwiseStateDTypes;
 
  protected:
   void validate(const optreg::Options& o, const std::string& where) const override {
@@ -71,7 +72,7 @@ class Sgd final : public optreg::Optimizer {
   }
 
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {
-    if (o.at("momentum").as_float() != 0.0) s.add_tensor("momentum_buffer", sdk::state_like(p));
+    if (o.at("momentum").as_float() != 0.0) s.add_tensor(kBuffer.name, new_state(o, p, kBuffer.name));
     s.add_scalar("momentum_updates", std::int64_t{0});
   }
 
@@ -87,7 +88,7 @@ class Sgd final : public optreg::Optimizer {
     momentum_.clear();
     for (const Slot& slot : slots) {
       optreg::ParamState& s = *slot.state;
-      if (sdk::find(s, kBuffer) == nullptr) s.add_tensor("momentum_buffer", sdk::state_like(*slot.param));
+      if (sdk::find(s, kBuffer) == nullptr) s.add_tensor(kBuffer.name, new_state(o, *slot.param, kBuffer.name));
       momentum_.add(*slot.param, {&sdk::get(s, kBuffer)}, {sdk::count(s, kUpdates) == 1 ? 1.0 : 0.0});
     }
     momentum_.run<Rule>(h);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <optreg/abi.hpp>
 #include <optreg/parallel.hpp>
 #include <optreg/registry.hpp>
 
@@ -225,6 +226,7 @@ double ceiling_elements_per_s(const std::vector<Arrays>& arrays, std::size_t k, 
 struct Measured {
   double elements_per_s = 0;
   double gbs = 0;
+  double state_bytes = 0;  // state bytes per parameter element (measure_dtype)
   double ceiling_elements_per_s = 0;  // the same-traffic kernel on the same tensors
   double allocations_per_step = 0;
 };
@@ -245,19 +247,25 @@ std::vector<optreg::Parameter> params_of(const Case& c, optreg::DType dtype) {
   return params;
 }
 
-/// Elements per second of `name` stepping parameters of `dtype` (no ceiling: the ceiling
-/// kernel is float32), and the bytes of its state per element.
+/// Elements per second of `name` stepping parameters of `dtype` with its state in
+/// `state_dtype` (no ceiling: the ceiling kernel is float32), and the bytes of its state per element.
 Measured measure_dtype(const optreg::Registry& registry, const std::string& name, const Case& c, optreg::DType dtype,
-                       double budget) {
+                       const std::string& state_dtype, double budget) {
   std::vector<optreg::Parameter> params = params_of(c, dtype);
-  auto opt = registry.create(name, params, options_for(name));
+  optreg::Options options = options_for(name);
+  options["state_dtype"] = optreg::Value(state_dtype);
+  auto opt = registry.create(name, params, options);
   opt->step();
   const double t = best_time(budget, [&] { opt->step(); });
   Measured m;
   m.elements_per_s = static_cast<double>(c.tensors) * static_cast<double>(c.elements) / t;
-  std::size_t state_bytes = 0;
-  for (const auto& [entry, s] : opt->state(params[0]).tensors()) state_bytes += s.numel() == params[0].value().numel() ? s.element_size() : 0;
-  m.gbs = m.elements_per_s * static_cast<double>(3 * optreg::dtype_size(dtype) + 2 * state_bytes) / 1e9;
+  const auto n = static_cast<double>(params[0].value().numel());
+  double state_bytes = 0;  // per element, block scales of quantized state included
+  for (const auto& [entry, s] : opt->state(params[0]).tensors()) {
+    state_bytes += s.numel() == params[0].value().numel() ? static_cast<double>(s.nbytes()) / n : 0.0;
+  }
+  m.state_bytes = state_bytes;
+  m.gbs = m.elements_per_s * (3.0 * static_cast<double>(optreg::dtype_size(dtype)) + 2.0 * state_bytes) / 1e9;
   return m;
 }
 
@@ -340,6 +348,7 @@ int main(int argc, char** argv) {
   std::string only_case;
   double budget = 0.3;
   optreg::DType dtype = optreg::DType::Float32;
+  std::string state_dtype = "float32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--plugin-path" && i + 1 < argc) {
@@ -354,10 +363,12 @@ int main(int argc, char** argv) {
       budget = std::atof(argv[++i]);
     } else if (a == "--dtype" && i + 1 < argc) {
       dtype = optreg::dtype_from_name(argv[++i]);
+    } else if (a == "--state-dtype" && i + 1 < argc) {
+      state_dtype = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S] "
-                   "[--dtype float64|bfloat16|float16]\n");
+                   "[--dtype float64|bfloat16|float16] [--state-dtype bfloat16|int8]\n");
       return 2;
     }
   }
@@ -410,28 +421,33 @@ int main(int argc, char** argv) {
 #else
   std::printf("peer: none (built without libtorch)\n");
 #endif
-  if (dtype != optreg::DType::Float32) {
-    // Each optimizer that declares the dtype, against its own float32 step in the same run.
-    std::printf("\nparameters and gradients of %s; the float32 step of the same optimizer measured alongside\n",
-                optreg::dtype_name(dtype));
-    std::printf("%-9s %-16s %3s %12s %8s %12s %8s\n", "optim", "case", "thr", "Melem/s", "GB/s", "f32 Melem/s",
-                "speedup");
+  if (dtype != optreg::DType::Float32 || state_dtype != "float32") {
+    // Each optimizer that declares the dtypes, against its own float32 step in the same run.
+    std::printf(
+        "\nparameters and gradients of %s, state in %s; the float32 step of the same optimizer measured alongside\n",
+        optreg::dtype_name(dtype), state_dtype.c_str());
+    std::printf("%-9s %-16s %3s %12s %8s %7s %12s %7s %8s\n", "optim", "case", "thr", "Melem/s", "GB/s", "state B",
+                "f32 Melem/s", "f32 B", "speedup");
+    const std::uint32_t state_bit = state_dtype == "bfloat16" ? optreg::abi::kStateBFloat16
+                                    : state_dtype == "int8"   ? optreg::abi::kStateInt8
+                                                              : 0;
     for (const auto& d : registry.list()) {
       if ((!only.empty() && d.name != only) || (d.param_dtypes & optreg::dtype_bit(dtype)) == 0) continue;
+      if ((d.state_dtypes & state_bit) != state_bit) continue;
       for (const auto& c : kCases) {
         if (!only_case.empty() && c.label != only_case) continue;
         for (std::size_t t : threads) {
           optreg::set_num_threads(t);
           Measured low, single;
           for (int round = 0; round < 3; ++round) {  // interleaved, each keeping its best
-            const Measured a = measure_dtype(registry, d.name, c, dtype, budget / 3);
-            const Measured b = measure_dtype(registry, d.name, c, optreg::DType::Float32, budget / 3);
+            const Measured a = measure_dtype(registry, d.name, c, dtype, state_dtype, budget / 3);
+            const Measured b = measure_dtype(registry, d.name, c, optreg::DType::Float32, "float32", budget / 3);
             if (a.elements_per_s > low.elements_per_s) low = a;
             if (b.elements_per_s > single.elements_per_s) single = b;
           }
-          std::printf("%-9s %-16s %3zu %12.1f %8.1f %12.1f %7.2fx\n", d.name.c_str(), c.label.c_str(), t,
-                      low.elements_per_s / 1e6, low.gbs, single.elements_per_s / 1e6,
-                      low.elements_per_s / single.elements_per_s);
+          std::printf("%-9s %-16s %3zu %12.1f %8.1f %7.2f %12.1f %7.2f %7.2fx\n", d.name.c_str(), c.label.c_str(), t,
+                      low.elements_per_s / 1e6, low.gbs, low.state_bytes, single.elements_per_s / 1e6,
+                      single.state_bytes, low.elements_per_s / single.elements_per_s);
           std::fflush(stdout);
         }
       }

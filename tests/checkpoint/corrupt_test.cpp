@@ -335,7 +335,7 @@ class CheckpointCorrupt : public optreg_test::RegistryTest {
         {"option name length", option_key, 7, "string length"},
         {"metadata string length", find(b, stored("forgery")), 7, "string length"},
         {"param group count", group_count, 1, "param group"},
-        {"option count", option_key - 8, 9, "option"},
+        {"option count", option_key - 8, 10, "option"},
         {"betas list length", find(b, le64(2) + f64(0.9) + f64(0.999)), 2, "list element"},
         {"parameter id count", ids, 3, "parameter id"},
         {"state entry count", ids + 32, 3, "state entry"},
@@ -654,7 +654,7 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
       {"StateDict", name - 4, 0, "state dict layout version 1 is from the future (this reader supports 0); upgrade optreg"},
       {"Value", option + 1, 0, "value layout version 1 is from the future"},
       {"ParamState", state - 4, 0, "state layout version 1 is from the future"},
-      {"Tensor", tensor + 1, 1, "tensor layout version 2 is from the future"},
+      {"Tensor", tensor + 1, 2, "tensor layout version 3 is from the future"},
   };
   ASSERT_EQ(get_le(valid, option + 5, 1), 1U) << "the first value is the boolean amsgrad";
   ASSERT_EQ(get_le(valid, tensor + 5, 8), 2U) << "the first tensor is the 3x5 exp_avg";
@@ -683,6 +683,28 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
   tried();
   EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(b.data(), b.size(), "library.ckpt"); },
                       {"checkpoint library.ckpt: ", "the archive is malformed (unsupported version)"}));
+}
+
+TEST_F(CheckpointCorrupt, AnUnknownDtypeCodeAndAQuantizedOneBeforeTensorLayout2AreRefused) {
+  const Bytes valid = valid_checkpoint();
+  const std::size_t tensor = find(valid, stored("exp_avg")) + 15;  // the first Tensor: its tracking byte
+  const std::size_t code = tensor + 5 + 8 + 2 * 8;                   // after its version, rank and shape
+  ASSERT_EQ(get_le(valid, tensor + 1, 4), 2U) << "tensor layout version 2";
+  ASSERT_EQ(get_le(valid, code, 4), 1U) << "the first tensor is float32";
+  Bytes unknown = valid;
+  put_le(unknown, code, 7, 4);
+  reseal(unknown);
+  tried();
+  EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(unknown.data(), unknown.size(), "code.ckpt"); },
+                      {"checkpoint code.ckpt: ", "a tensor has the unknown dtype code 7 (tensor layout version 2)"}));
+  // Layout 1 knew no quantized dtype: its code 5 is damage, not qint8.
+  Bytes early = valid;
+  put_le(early, tensor + 1, 1, 4);
+  put_le(early, code, 5, 4);
+  reseal(early);
+  tried();
+  EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(early.data(), early.size(), "early.ckpt"); },
+                      {"checkpoint early.ckpt: ", "a tensor has the unknown dtype code 5 (tensor layout version 1)"}));
 }
 
 TEST_F(CheckpointCorrupt, CheckpointLayoutVersion0WithoutASchedulerStillLoads) {

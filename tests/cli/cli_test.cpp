@@ -90,6 +90,18 @@ TEST(Cli, ShowPrintsOneOptimizerAndSuggestsCloseNames) {
   EXPECT_TRUE(contains(miss.out, "no optimizer or scheduler named 'adm' is registered (did you mean 'adam'?)")) << miss.out;
 }
 
+TEST(Cli, ShowPrintsTheStateDtypesAndTheStateBytesInEach) {
+  const ToolRun r = run("show adam");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "state float32, float64, bfloat16, int8\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "  state bytes per parameter element: float32 8 bfloat16 4 int8 2.016 (state_dtype)\n")) << r.out;
+  const ToolRun adagrad = run("show adagrad");
+  EXPECT_TRUE(contains(adagrad.out, "  state bytes per parameter element: float32 4 (state_dtype)\n")) << adagrad.out;
+  const ToolRun j = run("show sgd --json");
+  EXPECT_TRUE(contains(j.out, "\"state_bytes_per_element_by_state_dtype\": {\"float32\": 0.0, \"bfloat16\": 0.0, \"int8\": 0.0}"))
+      << j.out << " (sgd's momentum buffer is optional)";
+}
+
 TEST(Cli, ShowPrintsTheDomainOfEveryStateEntry) {
   const ToolRun r = run("show adam");
   EXPECT_EQ(r.status, 0) << r.out;
@@ -166,7 +178,7 @@ TEST(Cli, InspectShowsGroupsStateStatisticsAndTheVerifiedChecksum) {
   EXPECT_TRUE(contains(r.out, "verified")) << r.out;
   EXPECT_TRUE(contains(r.out, "optimizer: adam (plugin version 1.0.0)")) << r.out;
   EXPECT_TRUE(contains(r.out, "  - options: {amsgrad: true, betas: [0.9, 0.999], eps: 1e-08, lr: 0.01, master_weights: false, "
-                              "maximize: false, rounding: \"nearest\", rounding_seed: 0, weight_decay: 0.0}\n    params: [1]"))
+                              "maximize: false, rounding: \"nearest\", rounding_seed: 0, state_dtype: \"float32\", weight_decay: 0.0}\n    params: [1]"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "  0 ('layer.weight'):\n    step: 2 (int)\n    exp_avg: tensor [2, 3] float32 (24 bytes)  min 0.19  max 0.19  "
                               "mean 0.19  non-finite 0"))
@@ -254,15 +266,15 @@ TEST(Cli, CheckPrintsTheResolvedConfigAndWhereEachParameterLands) {
   EXPECT_TRUE(contains(r.out, "config " + dir.path() + "/opt.yaml is valid")) << r.out;
   EXPECT_TRUE(contains(r.out, "optimizer: sgd 1.0.0 (from ")) << r.out;
   EXPECT_TRUE(contains(r.out, "defaults: {dampening: 0.0, lr: 0.1, master_weights: false, maximize: false, momentum: 0.9, "
-                              "nesterov: false, rounding: \"nearest\", rounding_seed: 0, weight_decay: 0.0}"))
+                              "nesterov: false, rounding: \"nearest\", rounding_seed: 0, state_dtype: \"float32\", weight_decay: 0.0}"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "default group (parameters no pattern matches): {dampening: 0.0, lr: 0.1, master_weights: "
                               "false, maximize: false, momentum: 0.9, nesterov: false, rounding: \"nearest\", "
-                              "rounding_seed: 0, weight_decay: 0.0}\n    fc.weight [10, 784]\n"))
+                              "rounding_seed: 0, state_dtype: \"float32\", weight_decay: 0.0}\n    fc.weight [10, 784]\n"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "param_groups[0] (params \"*.bias\"): {dampening: 0.0, lr: 0.01, master_weights: false, "
                               "maximize: false, momentum: 0.9, nesterov: false, rounding: \"nearest\", rounding_seed: 0, "
-                              "weight_decay: 0.0}\n    fc.bias [10]\n"))
+                              "state_dtype: \"float32\", weight_decay: 0.0}\n    fc.bias [10]\n"))
       << r.out;
 
   const ToolRun json = run("check --json '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");

@@ -164,7 +164,7 @@ TEST_F(UntrustedText, EveryCommandPrintsHostileNamesInert) {
       {"inspect " + shell_word(hostile_checkpoint_), 0, "  label\\x1b[2J: \"value\\x1b]0;t\\x07\\xff\\x00end\""},
       {"inspect " + shell_word(dir_ / "none\x1b[2J"), 1, "none\\x1b[2J"},
       {"conformance " + shell_word(plugins_ + "/libevil\x1b[31m\xff.so"), 0,
-       "(plugin fixture_hostile_text 1.0\\x1b[31m\\xfe: 5 hyperparameters"},
+       "(plugin fixture_hostile_text 1.0\\x1b[31m\\xfe: 6 hyperparameters"},
       {"problems", 0, "quadratic  "},
       {"list " + shell_word("--bogus\x1b[2J"), 2, "unknown argument '--bogus\\x1b[2J'"},
   };

@@ -12,6 +12,7 @@
 #include <optreg/registry.hpp>
 #include <optreg/state_dict.hpp>
 
+#include "dtype_support.hpp"
 #include "registry_fixture.hpp"
 #include "state_support.hpp"
 #include "test_support.hpp"
@@ -42,21 +43,7 @@ optreg::Options options_for(const std::string& name) {
 }
 
 /// Sizes that merge (one flat buffer) and do not (separate allocations), small and large.
-std::vector<Parameter> params_of(DType dtype, Tensor& flat) {
-  flat = Tensor({2000}, dtype);
-  std::vector<Parameter> out;
-  out.emplace_back("a", Tensor::part_of(flat, 0, {10, 70}));
-  out.emplace_back("b", Tensor::part_of(flat, 700, {1300}));
-  out.emplace_back("c", Tensor({40000}, dtype));
-  out.emplace_back("d", Tensor({3}, dtype));
-  for (std::size_t k = 0; k < out.size(); ++k) {
-    Tensor v = Tensor({static_cast<std::int64_t>(out[k].value().numel())});
-    for (std::size_t i = 0; i < v.numel(); ++i) v[i] = std::sin(0.37F * static_cast<float>(i) + static_cast<float>(k));
-    Tensor c = v.to(dtype);
-    std::memcpy(out[k].value().raw(), c.raw(), c.nbytes());
-  }
-  return out;
-}
+std::vector<Parameter> params_of(DType dtype, Tensor& flat) { return optreg_test::mixed_params(dtype, flat); }
 
 /// The gradient of step `step` for parameter value `v`, in v's dtype.
 Tensor grad_of(const Tensor& v, int step) {

@@ -90,7 +90,7 @@ TEST_F(StateDictTest, LayoutHoldsEveryOptionOfEveryGroup) {
   const Options group0 = {{"lr", 0.1},           {"momentum", 0.9},         {"dampening", 0.0},
                           {"weight_decay", 0.0}, {"nesterov", false},       {"maximize", false},
                           {"master_weights", false}, {"rounding", std::string("nearest")},
-                          {"rounding_seed", std::int64_t{0}}};
+                          {"rounding_seed", std::int64_t{0}}, {"state_dtype", std::string("float32")}};
   Options group1 = group0;
   group1["lr"] = 0.02;
   EXPECT_TRUE(same_bits(sd.param_groups[0].options, group0));
@@ -394,7 +394,7 @@ TEST_F(StateDictValidation, UnknownOptionIsRefused) {
   sd.param_groups[1].options["lrr"] = 0.1;
   expect_refused(sd,
                  "state dict, param group 1: unknown option 'lrr' (did you mean 'lr'?); known options: lr, betas, eps, "
-                 "weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed");
+                 "weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed, state_dtype");
 }
 
 TEST_F(StateDictValidation, OptionOfWrongTypeIsRefused) {
@@ -521,7 +521,7 @@ TEST_F(StateDictValidation, NamesFromAStateDictAreEscapedAndCutInMessages) {
   sd = opt_->state_dict();
   sd.param_groups[1].options[std::string("l\0r", 3) + std::string(5000, 'x')] = 0.1;
   expect_refused(sd, "state dict, param group 1: unknown option 'l\\x00r" + std::string(61, 'x') +
-                         "'... (5003 bytes); known options: lr, betas, eps, weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed");
+                         "'... (5003 bytes); known options: lr, betas, eps, weight_decay, amsgrad, maximize, master_weights, rounding, rounding_seed, state_dtype");
   sd = opt_->state_dict();
   sd.param_groups[0].options["amsgrad"] = optreg::Value(std::vector<double>(100000, 0.5));
   expect_refused(sd,

@@ -1,9 +1,13 @@
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include <optreg/error.hpp>
+#include <optreg/quantize.hpp>
 #include <optreg/tensor.hpp>
 
 using optreg::Shape;
@@ -175,4 +179,75 @@ TEST(TensorDType, PartsKeepTheBufferDTypeAndOffsetByElements) {
   part.fill(-1.0F);
   EXPECT_EQ(buf.to_vector(), (std::vector<float>{2, 2, 2, -1, -1, 2, 2, 2}));
   EXPECT_EQ(buf.clone().dtype(), DType::Float16);
+}
+
+// ------------------------------------------------------------------ quantized tensors
+
+TEST(QuantizedTensor, HoldsCodesThenBlockScalesAndStartsAtZero) {
+  for (const DType dtype : {DType::QInt8, DType::QUInt8}) {
+    const Tensor t({1025}, dtype);  // three blocks, the last of one element
+    EXPECT_EQ(t.element_size(), 1U);
+    EXPECT_EQ(t.nbytes(), 1028U + 3 * sizeof(float));
+    for (std::size_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.element(i), 0.0) << i;
+    EXPECT_FALSE(std::signbit(t.element(0))) << "zero, not -0: the zero code, not code 0";
+    EXPECT_EQ(static_cast<const void*>(t.scales()), static_cast<const void*>(t.codes() + 1028));
+  }
+  EXPECT_STREQ(optreg::dtype_name(DType::QInt8), "qint8");
+  EXPECT_STREQ(optreg::dtype_name(DType::QUInt8), "quint8");
+}
+
+TEST(QuantizedTensor, ToQuantizesEachBlockWithItsAbsmaxAndReadsBackThroughTheMap) {
+  std::vector<float> values(1300);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(std::sin(0.1 * static_cast<double>(i))) * (1.0F + static_cast<float>(i / 512));
+  const Tensor x({1300}, values);
+  const Tensor q = x.to(DType::QInt8);
+  ASSERT_EQ(q.dtype(), DType::QInt8);
+  const optreg::DynamicMap& map = optreg::dynamic_map(true);
+  for (std::size_t b = 0; b < 3; ++b) {
+    const std::size_t n = std::min<std::size_t>(512, 1300 - b * 512);
+    std::vector<std::uint8_t> codes(n);
+    const float absmax = optreg::quantize_block(values.data() + b * 512, n, map, codes.data());
+    EXPECT_EQ(q.scales()[b], absmax) << "block " << b;
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(q.codes()[b * 512 + i], codes[i]) << b * 512 + i;
+  }
+  const Tensor back = q.to(DType::Float32);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(back[i], map.values[q.codes()[i]] * q.scales()[i / 512]) << i;
+    ASSERT_EQ(q.element(i), static_cast<double>(back[i])) << i;
+    ASSERT_NEAR(back[i], values[i], 0.03 * q.scales()[i / 512]) << i;
+  }
+  // Between quantized dtypes, through the values; a clone and copy_from copy codes and scales.
+  const Tensor u = x.to(DType::QUInt8);
+  EXPECT_EQ(u.element(0), 0.0);
+  ASSERT_LT(values[40], 0.0F);
+  EXPECT_EQ(u.element(40), 0.0) << "the unsigned map stores a negative value as 0";
+  Tensor c({1300}, DType::QInt8);
+  c.copy_from(q);
+  EXPECT_EQ(std::memcmp(c.raw(), q.raw(), q.nbytes()), 0);
+  const Tensor d = q.clone();
+  EXPECT_EQ(std::memcmp(d.raw(), q.raw(), q.nbytes()), 0);
+}
+
+TEST(QuantizedTensor, FillStoresTheValueInEveryBlock) {
+  Tensor t({1000}, DType::QInt8);
+  t.fill(0.25);
+  for (std::size_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.element(i), 0.25) << i;
+  // The signed map holds 1 but not -1: a negative value is its nearest, as Tensor::to() stores it.
+  t.fill(-0.25);
+  const double stored = Tensor({1}, {-0.25F}).to(DType::QInt8).element(0);
+  EXPECT_NEAR(stored, -0.25, 0.25 * 0.01);
+  for (std::size_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.element(i), stored) << i;
+  t.fill(0.0);
+  EXPECT_EQ(t.element(999), 0.0);
+}
+
+TEST(QuantizedTensor, IsNeitherAViewNorAPartNorTypedElements) {
+  std::uint8_t memory[64] = {};
+  EXPECT_THROW(Tensor::view(memory, DType::QInt8, {8}), optreg::UsageError);
+  const Tensor t({1024}, DType::QUInt8);
+  EXPECT_THROW(Tensor::part_of(t, 0, {512}), optreg::UsageError);
+  EXPECT_THROW((void)t.data(), optreg::UsageError);
+  const Tensor f({4});
+  EXPECT_THROW((void)f.codes(), optreg::UsageError);
+  EXPECT_THROW(Tensor({4}, static_cast<DType>(99)), optreg::UsageError);
 }

@@ -1,5 +1,6 @@
 // optreg list / optreg show: what the registry holds.
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -72,12 +73,33 @@ std::vector<std::string> param_dtype_names(const OptimizerDescriptor& d) {
   return out;
 }
 
-/// Bytes of state per parameter element in float32: 4 per state tensor shaped like its
-/// parameter that every parameter has (optional and own-shaped entries left out).
-std::size_t state_bytes_per_element(const OptimizerDescriptor& d) {
+/// The state tensors shaped like their parameter that every parameter has (optional and
+/// own-shaped entries left out).
+std::size_t shaped_state_tensors(const OptimizerDescriptor& d) {
   std::size_t n = 0;
-  for (const auto& e : *d.state) n += e.kind == StateKind::Tensor && !e.optional && !e.custom_shape ? 4 : 0;
+  for (const auto& e : *d.state) n += e.kind == StateKind::Tensor && !e.optional && !e.custom_shape ? 1 : 0;
   return n;
+}
+
+/// Bytes of state per parameter element in float32: 4 per shaped state tensor.
+std::size_t state_bytes_per_element(const OptimizerDescriptor& d) { return 4 * shaped_state_tensors(d); }
+
+/// Bytes of state per parameter element for each `state_dtype` the optimizer takes: float32 4
+/// per shaped state tensor, bfloat16 2, int8 1 and a float scale per block.
+std::vector<std::pair<std::string, double>> state_bytes_by_dtype(const OptimizerDescriptor& d) {
+  const auto n = static_cast<double>(shaped_state_tensors(d));
+  std::vector<std::pair<std::string, double>> out{{"float32", 4 * n}};
+  if ((d.state_dtypes & abi::kStateBFloat16) != 0) out.emplace_back("bfloat16", 2 * n);
+  if ((d.state_dtypes & abi::kStateInt8) != 0) {
+    out.emplace_back("int8", n * (1.0 + static_cast<double>(sizeof(float)) / static_cast<double>(kQuantBlock)));
+  }
+  return out;
+}
+
+std::string bytes_text(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", bytes);
+  return buf;
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -90,8 +112,10 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   out << escape_text(d.name) << "  " << escape_text(d.plugin_version) << "  " << escape_text(d.description) << '\n';
   out << "  from " << escape_text(d.source) << " (plugin " << escape_text(d.plugin_name) << ")\n";
   print_schema_table(*d.schema, out);
-  out << "  dtypes: parameters " << joined(param_dtype_names(d)) << "; state " << joined(state_dtype_names(d))
-      << "; state bytes per parameter element in float32: " << state_bytes_per_element(d) << '\n';
+  out << "  dtypes: parameters " << joined(param_dtype_names(d)) << "; state " << joined(state_dtype_names(d)) << '\n';
+  out << "  state bytes per parameter element:";
+  for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) out << ' ' << dtype << ' ' << bytes_text(bytes);
+  out << " (state_dtype)\n";
   if (d.state && !d.state->empty()) {
     out << "  state per parameter:\n";
     std::size_t width = 0;
@@ -167,6 +191,9 @@ Json descriptor_json(const OptimizerDescriptor& d) {
   j["param_dtypes"] = param_dtype_names(d);
   j["state_dtypes"] = state_dtype_names(d);
   j["state_bytes_per_element"] = state_bytes_per_element(d);
+  Json by_dtype = Json::object();
+  for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) by_dtype[dtype] = bytes;
+  j["state_bytes_per_element_by_state_dtype"] = by_dtype;
   return j;
 }
 

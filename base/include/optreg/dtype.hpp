@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Element types and the conversions between them: float32, float64, bfloat16 and float16
-/// (IEEE 754 binary16), rounding to nearest (ties to even) or stochastically.
+/// (IEEE 754 binary16), rounding to nearest (ties to even) or stochastically; and the two
+/// blockwise-quantized 8-bit dtypes of optimizer state, qint8 and quint8 (<optreg/quantize.hpp>).
 ///
 /// Contract:
 /// - Every conversion is exact where the value fits, and the same bits on every CPU and every
@@ -32,7 +33,27 @@ enum class DType : std::uint32_t {
   Float64 = 2,
   BFloat16 = 3,
   Float16 = 4,
+  /// Optimizer state only: 8-bit blockwise dynamic quantization with the signed map (first
+  /// moments). A tensor holds one code byte per element, then (from the next multiple of four
+  /// bytes) one float absmax per block of kQuantBlock elements.
+  QInt8 = 5,
+  /// The same with the unsigned map (second moments, which are never negative).
+  QUInt8 = 6,
 };
+
+/// Elements per block of a quantized tensor: one float absmax per 512 values (0.0078 bytes of
+/// scale per value).
+inline constexpr std::size_t kQuantBlock = 512;
+
+/// Whether `dtype` is a quantized dtype (qint8, quint8), whose elements are read through its
+/// map and block scales, not as numbers in memory.
+constexpr bool is_quantized(DType dtype) noexcept { return dtype == DType::QInt8 || dtype == DType::QUInt8; }
+
+/// The blocks of `numel` elements of a quantized tensor.
+constexpr std::size_t quant_blocks(std::size_t numel) noexcept { return (numel + kQuantBlock - 1) / kQuantBlock; }
+/// Where the scales of a quantized tensor of `numel` elements start, in bytes: after its codes,
+/// at the next multiple of four.
+constexpr std::size_t quant_scales_offset(std::size_t numel) noexcept { return (numel + 3) / 4 * 4; }
 
 /// A bfloat16 element as it lies in memory: the upper 16 bits of a float32.
 struct bfloat16 {
@@ -67,14 +88,17 @@ template <typename T>
 inline constexpr DType dtype_v = dtype_of<T>::value;
 
 /// Calls `f(T{})` with T the C++ element type of `dtype` (float, double, bfloat16, float16):
-/// code written once over the element type, dispatched at run time.
+/// code written once over the element type, dispatched at run time. A quantized dtype has no
+/// element type: callers handle it first (it would be visited as float).
 template <typename F>
 decltype(auto) visit_dtype(DType dtype, F&& f) {
   switch (dtype) {
     case DType::Float64: return f(double{});
     case DType::BFloat16: return f(bfloat16{});
     case DType::Float16: return f(float16{});
-    case DType::Float32: break;
+    case DType::Float32:
+    case DType::QInt8:
+    case DType::QUInt8: break;
   }
   return f(float{});
 }
@@ -83,17 +107,29 @@ decltype(auto) visit_dtype(DType dtype, F&& f) {
 using DTypeSet = std::uint32_t;
 /// The set holding `dtype` alone.
 constexpr DTypeSet dtype_bit(DType dtype) noexcept { return DTypeSet{1} << static_cast<std::uint32_t>(dtype); }
-/// Every dtype a tensor may have.
+/// Every dtype a parameter may have (every dtype but the quantized ones).
 inline constexpr DTypeSet kAllDTypes =
     dtype_bit(DType::Float32) | dtype_bit(DType::Float64) | dtype_bit(DType::BFloat16) | dtype_bit(DType::Float16);
 
-/// "float32", "float64", "bfloat16", "float16".
+/// "float32", "float64", "bfloat16", "float16", "qint8", "quint8".
 OPTREG_API const char* dtype_name(DType dtype) noexcept;
 /// The names of a set's dtypes, in the order of DType, joined by ", " ("float32, bfloat16").
 OPTREG_API std::string dtype_names(DTypeSet set);
-/// Bytes of one element.
+/// Bytes of one element (of a quantized dtype: its code byte); 0 for an unknown code.
 OPTREG_API std::size_t dtype_size(DType dtype) noexcept;
-/// The dtype named `name` (as dtype_name() writes it); throws UsageError naming the known ones.
+/// Bytes that `numel` elements of `dtype` take in memory: numel * dtype_size(dtype), and for a
+/// quantized dtype its codes, padding to a multiple of four bytes and one float per block.
+constexpr std::size_t storage_bytes(DType dtype, std::size_t numel) noexcept {
+  if (is_quantized(dtype)) return quant_scales_offset(numel) + quant_blocks(numel) * sizeof(float);
+  switch (dtype) {
+    case DType::Float64: return numel * 8;
+    case DType::BFloat16:
+    case DType::Float16: return numel * 2;
+    default: return numel * 4;
+  }
+}
+/// The element dtype named `name` (as dtype_name() writes it; not a quantized one); throws
+/// UsageError naming the known ones.
 OPTREG_API DType dtype_from_name(const std::string& name);
 
 /// bfloat16 bits to float (exact).

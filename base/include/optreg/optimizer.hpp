@@ -155,7 +155,8 @@ using StateSchema = std::vector<StateEntry>;
 
 /// The precision options the core gives every optimizer, after the plugin's own
 /// (docs/precision.md): `master_weights` (bool), `rounding` ("nearest" or "stochastic") and
-/// `rounding_seed` (int). They act on bfloat16 and float16 parameters only.
+/// `rounding_seed` (int), which act on bfloat16 and float16 parameters only, and `state_dtype`
+/// ("float32", "bfloat16" or "int8"), which an optimizer takes where its plugin declares it.
 OPTREG_API std::vector<Hyperparameter> precision_options();
 /// The state entries the core keeps for them, after the plugin's own: `master_weight` (the
 /// float32 master copy of a half-precision parameter) and `rounding_step` (the steps a
@@ -163,6 +164,13 @@ OPTREG_API std::vector<Hyperparameter> precision_options();
 OPTREG_API StateSchema precision_state();
 /// Whether `name` is one of precision_state()'s entries.
 OPTREG_API bool is_precision_entry(const std::string& name) noexcept;
+
+/// The dtype in which state tensor `entry` of a parameter of dtype `param` is kept under a
+/// group's options `options`: for `state_dtype: bfloat16`, bfloat16; for `state_dtype: int8`,
+/// quint8 when the entry's domain holds no negative value (a second moment), qint8 otherwise;
+/// else state_dtype_of(param). A tensor of a shape of its own and the core's own entries keep
+/// state_dtype_of(param).
+OPTREG_API DType state_storage(const Options& options, const StateEntry& entry, DType param);
 
 /// Who an optimizer object is: its registered name, its plugin's version, and its schemas.
 struct OPTREG_API OptimizerInfo {
@@ -174,6 +182,9 @@ struct OPTREG_API OptimizerInfo {
   std::string source{};
   /// The parameter dtypes it steps (a set of dtype_bit()s): float32 alone unless it declares more.
   DTypeSet param_dtypes = dtype_bit(DType::Float32);
+  /// The state dtypes it may keep besides its arithmetic dtype (abi::kStateBFloat16,
+  /// abi::kStateInt8): what its `state_dtype` option may name.
+  std::uint32_t state_dtypes = 0;
 };
 
 struct StateDict;
@@ -278,6 +289,11 @@ class OPTREG_API Optimizer {
   /// Updates the parameters of one group that have a gradient (never called with none).
   virtual void update_group(const Options& options, const std::vector<Slot>& slots) = 0;
 
+  /// A new state tensor for the declared entry `entry` of `param`, shaped like it, in the
+  /// dtype state_storage() gives under the group's options `options`, every element `value`
+  /// (rounded to that dtype). Throws PluginError when the plugin declares no such entry.
+  Tensor new_state(const Options& options, const Parameter& param, const std::string& entry, double value = 0.0) const;
+
  private:
   const ParamState* find_state(const Parameter& p) const noexcept;
   /// The slots of group `g` that have a gradient; a half-precision parameter stepped through a
@@ -290,6 +306,11 @@ class OPTREG_API Optimizer {
                       std::int64_t group) const;
   void check_declared(const ParamState& state, const std::string& where) const;
   void pack_state(std::vector<ParamState>& states);
+  /// Refuses a `state_dtype` in `options` that the plugin does not declare, or that is not
+  /// float32 for a float64 parameter of `params`: OptionError naming `where`.
+  void check_state_dtype(const Options& options, const std::vector<Parameter>& params, const std::string& where) const;
+  /// Converts group g's state tensors to the dtypes its options give them now.
+  void convert_state(std::size_t g);
 
   OptimizerInfo info_;
   Options defaults_;

@@ -18,16 +18,13 @@
 ///   value of it reads back as NaN: divergence stays visible.
 /// - Dequantization is map[code] * absmax, one float multiplication.
 
+#include <optreg/dtype.hpp>
 #include <optreg/export.hpp>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 
 namespace optreg {
-
-/// The block size of 8-bit optimizer state: one float absmax per 512 values (0.0078 bytes of
-/// scale per value).
-inline constexpr std::size_t kQuantBlock = 512;
 
 /// The 256 values of a dynamic map, ascending.
 struct OPTREG_API DynamicMap {
@@ -39,6 +36,8 @@ struct OPTREG_API DynamicMap {
 
 /// The signed (`is_signed`) or unsigned dynamic map.
 OPTREG_API const DynamicMap& dynamic_map(bool is_signed) noexcept;
+/// The map of a quantized dtype: signed for qint8, unsigned for quint8.
+inline const DynamicMap& dynamic_map(DType dtype) noexcept { return dynamic_map(dtype == DType::QInt8); }
 
 /// Quantizes the `n` values of `x` as one block into `codes`; returns the block's absmax.
 OPTREG_API float quantize_block(const float* x, std::size_t n, const DynamicMap& map, std::uint8_t* codes) noexcept;

@@ -38,7 +38,8 @@ class OPTREG_API Tensor {
 
   /// An empty float32 tensor of shape {0}.
   Tensor();
-  /// Owned, zero-filled memory of the given shape and dtype.
+  /// Owned, zero-filled memory of the given shape and dtype (a quantized tensor holds zeros
+  /// too: every code is its map's code of 0, every scale 0).
   explicit Tensor(const Shape& shape, DType dtype = DType::Float32);
   /// Owned float32 memory of the given shape, filled with `value`.
   Tensor(const Shape& shape, float value);
@@ -71,8 +72,8 @@ class OPTREG_API Tensor {
   DType dtype() const noexcept { return dtype_; }
   /// Bytes of one element.
   std::size_t element_size() const noexcept { return dtype_size(dtype_); }
-  /// Bytes of all the elements.
-  std::size_t nbytes() const noexcept { return numel_ * dtype_size(dtype_); }
+  /// Bytes of all the elements (of a quantized tensor: its codes, padding and scales).
+  std::size_t nbytes() const noexcept { return storage_bytes(dtype_, numel_); }
 
   /// The float32 elements; throws UsageError for a tensor of another dtype.
   float* data() { return data_as<float>(); }
@@ -92,22 +93,31 @@ class OPTREG_API Tensor {
   /// The memory, untyped (for code that dispatches on dtype() itself, or copies bytes).
   void* raw() noexcept { return data_.get(); }
   const void* raw() const noexcept { return data_.get(); }
+  /// The codes of a quantized tensor, one byte per element; throws UsageError for another dtype.
+  std::uint8_t* codes();
+  const std::uint8_t* codes() const;
+  /// The scales of a quantized tensor: the absmax of each block of kQuantBlock elements.
+  float* scales();
+  const float* scales() const;
   /// A float32 element; throws UsageError for a tensor of another dtype.
   float& operator[](std::size_t i) { return data()[i]; }
   float operator[](std::size_t i) const { return data()[i]; }
-  /// Element i of any dtype as a double (exact: every dtype widens to double exactly).
+  /// Element i of any dtype as a double (exact: every dtype widens to double exactly; a
+  /// quantized element is its map value times its block's scale, a float).
   double element(std::size_t i) const noexcept;
 
   /// An owned deep copy, of the same dtype.
   Tensor clone() const;
   /// An owned copy converted to `dtype`, rounding to nearest (ties to even) where `dtype`
-  /// cannot hold a value; a copy like clone() when the dtype is the same.
+  /// cannot hold a value; a copy like clone() when the dtype is the same. Into a quantized
+  /// dtype, the values are rounded to float and each block quantized with its absmax.
   Tensor to(DType dtype) const;
   /// Copies the elements of `other` into this tensor's memory; throws UsageError on a shape or
   /// dtype mismatch, naming both.
   void copy_from(const Tensor& other);
   /// Sets every element to `value`, rounded to nearest into the dtype (a float32 tensor holds
-  /// float(value), a half-precision one the half nearest to float(value), a float64 one value).
+  /// float(value), a half-precision one the half nearest to float(value), a float64 one value,
+  /// a quantized one float(value) quantized).
   void fill(double value) noexcept;
   /// The elements as floats (for tests and display; float64 elements are rounded to nearest).
   std::vector<float> to_vector() const;

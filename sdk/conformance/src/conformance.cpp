@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include <optreg/abi.hpp>
 #include <optreg/checkpoint.hpp>
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
@@ -200,6 +201,15 @@ std::string loss_text(double d) {
 std::string diff(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) return "shape " + to_string(a.shape()) + " vs " + to_string(b.shape());
   if (a.dtype() != b.dtype()) return std::string("dtype ") + dtype_name(a.dtype()) + " vs " + dtype_name(b.dtype());
+  if (is_quantized(a.dtype())) {  // codes and scales, bit for bit
+    for (std::size_t i = 0; i < a.numel(); ++i) {
+      if (a.codes()[i] != b.codes()[i]) return "code " + std::to_string(i) + ": " + std::to_string(a.codes()[i]) + " vs " + std::to_string(b.codes()[i]);
+    }
+    for (std::size_t k = 0; k < quant_blocks(a.numel()); ++k) {
+      if (!same_bits(a.scales()[k], b.scales()[k])) return "scale of block " + std::to_string(k) + ": " + number(a.scales()[k]) + " vs " + number(b.scales()[k]);
+    }
+    return {};
+  }
   for (std::size_t i = 0; i < a.numel(); ++i) {
     // Every dtype widens to double exactly, so equal bits are equal doubles' bits.
     if (!same_bits(a.element(i), b.element(i))) {
@@ -872,9 +882,20 @@ Outcome check_threads(const Subject& s) {
 }
 
 /// The dtypes other than float32 that `s` declares it steps, each with the precision options
-/// worth checking: none, and for bfloat16 and float16 master weights and stochastic rounding.
+/// worth checking: none, and for bfloat16 and float16 master weights and stochastic rounding;
+/// then each state dtype it declares, for float32 parameters and for bfloat16 ones with master
+/// weights.
 std::vector<std::pair<DType, Options>> dtype_variants(const Subject& s) {
   std::vector<std::pair<DType, Options>> out;
+  const std::pair<std::uint32_t, const char*> state_dtypes[] = {{abi::kStateBFloat16, "bfloat16"}, {abi::kStateInt8, "int8"}};
+  for (const auto& [bit, name] : state_dtypes) {
+    if ((s.descriptor.state_dtypes & bit) == 0) continue;
+    const Value state(std::string{name});
+    out.emplace_back(DType::Float32, Options{{"state_dtype", state}});
+    if ((s.descriptor.param_dtypes & dtype_bit(DType::BFloat16)) != 0) {
+      out.emplace_back(DType::BFloat16, Options{{"state_dtype", state}, {"master_weights", Value(true)}});
+    }
+  }
   for (const DType d : {DType::Float64, DType::BFloat16, DType::Float16}) {
     if ((s.descriptor.param_dtypes & dtype_bit(d)) == 0) continue;
     out.emplace_back(d, Options{});
@@ -891,12 +912,12 @@ std::string variant_text(DType d, const Options& o) {
   return out;
 }
 
-/// For every other dtype the optimizer declares: a run resumed from a checkpoint file equals
+/// For every other dtype and state dtype the optimizer declares: a run resumed from a checkpoint file equals
 /// the uninterrupted one bit for bit, one and two threads give the same bits over a tensor large
 /// enough to be split, and a state dict whose state has another dtype is refused.
 Outcome check_dtypes(const Subject& s) {
   const auto variants = dtype_variants(s);
-  if (variants.empty()) return passed("it steps float32 parameters alone");
+  if (variants.empty()) return passed("it steps float32 parameters with float32 state alone");
   std::vector<ParamSpec> large = standard_params();
   large.push_back({"large", {40000}});
   std::vector<std::string> done;

@@ -38,6 +38,7 @@
 
 #include <optreg/dtype.hpp>
 #include <optreg/plugin.hpp>
+#include <optreg/quantize.hpp>
 #include <optreg/segments.hpp>
 
 namespace optreg::sdk {
@@ -265,6 +266,12 @@ storage_t<P> narrow(A x) noexcept {
 
 /// The dtypes a plugin on this SDK may declare it steps: every one.
 inline constexpr DTypeSet kElementwiseDTypes = kAllDTypes;
+/// The state dtypes a plugin whose update runs through Elementwise::run() may declare
+/// (`static constexpr std::uint32_t kStateDTypes = sdk::kElementwiseStateDTypes;`): the core's
+/// `state_dtype` then keeps its state tensors in bfloat16 or int8, which the driver reads and
+/// writes around the rule. Create optional state tensors with Optimizer::new_state() so that
+/// they take that dtype too.
+inline constexpr std::uint32_t kElementwiseStateDTypes = abi::kStateBFloat16 | abi::kStateInt8;
 
 // ------------------------------------------------------------------ the driver
 
@@ -273,6 +280,10 @@ template <typename A, std::size_t F>
 using Factors = std::array<A, F>;
 
 namespace detail {
+
+/// How a piece's state arrays lie in memory: in the step's arithmetic type, as bfloat16, or
+/// blockwise quantized (codes and block scales).
+enum class Storage : std::uint8_t { Arith, BFloat16, Quantized };
 
 /// One range of an Elementwise step: a tensor, or tensors back to back.
 template <std::size_t K, std::size_t F>
@@ -283,12 +294,18 @@ struct Piece {
   std::array<double, F> f;
   std::size_t n;
   DType dtype;
+  Storage storage;
+  std::array<float*, K> scales;               // Quantized: each state tensor's block scales
+  std::array<const DynamicMap*, K> maps;      // Quantized: each state tensor's map
 
   bool continued_by(const Piece& t) const noexcept {
+    if (storage == Storage::Quantized) return false;  // each tensor's blocks start at its first element
     const std::size_t size = dtype_size(dtype);
-    const std::size_t state_size = dtype_size(state_dtype_of(dtype));
+    const std::size_t state_size = storage == Storage::BFloat16 ? 2 : dtype_size(state_dtype_of(dtype));
     const auto at = [](const void* base, std::size_t bytes) { return static_cast<const char*>(base) + bytes; };
-    if (t.dtype != dtype || t.f != f || at(p, n * size) != t.p || at(g, n * size) != t.g) return false;
+    if (t.dtype != dtype || t.storage != storage || t.f != f || at(p, n * size) != t.p || at(g, n * size) != t.g) {
+      return false;
+    }
     for (std::size_t k = 0; k < K; ++k) {
       if (at(s[k], n * state_size) != t.s[k]) return false;
     }
@@ -296,24 +313,25 @@ struct Piece {
   }
 };
 
-/// State array k of a piece as A*, or null when the piece has no array k.
-template <std::size_t k, typename A, std::size_t K, std::size_t F>
-A* state_array(const Piece<K, F>& piece) noexcept {
+/// State array k of a piece as storage_t<S>*, or null when the piece has no array k.
+template <std::size_t k, typename S, std::size_t K, std::size_t F>
+storage_t<S>* state_array(const Piece<K, F>& piece) noexcept {
   if constexpr (k < K) {
-    return static_cast<A*>(piece.s[k]);
+    return static_cast<storage_t<S>*>(piece.s[k]);
   } else {
     return nullptr;
   }
 }
 
-/// The loop over elements [begin, end) for parameters of element type P. The arrays come as
-/// restrict parameters (restrict locals leave GCC run-time alias checks it gives up on with
-/// four or five arrays).
-template <typename P, typename R, std::size_t K, std::size_t F>
+/// The loop over elements [begin, end) for parameters of element type P and state arrays of
+/// element type S (the arithmetic type, or bfloat16 widened to it and rounded back to nearest).
+/// The arrays come as restrict parameters (restrict locals leave GCC run-time alias checks it
+/// gives up on with four or five arrays).
+template <typename P, typename S, typename R, std::size_t K, std::size_t F>
 OPTREG_KERNEL void elementwise_kernel(const R rule, const Factors<arith_t<P>, F> f, storage_t<P>* __restrict p,
-                                      const storage_t<P>* __restrict g, arith_t<P>* __restrict s0, arith_t<P>* __restrict s1,
-                                      arith_t<P>* __restrict s2, arith_t<P>* __restrict s3, std::size_t begin,
-                                      std::size_t end) {
+                                      const storage_t<P>* __restrict g, storage_t<S>* __restrict s0,
+                                      storage_t<S>* __restrict s1, storage_t<S>* __restrict s2,
+                                      storage_t<S>* __restrict s3, std::size_t begin, std::size_t end) {
   static_assert(K <= 4, "Elementwise drives at most four state tensors");
   using A = arith_t<P>;
   for (std::size_t i = begin; i < end; ++i) {
@@ -321,29 +339,90 @@ OPTREG_KERNEL void elementwise_kernel(const R rule, const Factors<arith_t<P>, F>
     const A gi = widen<A, P>(g[i]);
     if constexpr (K == 0) {
       rule(f, pi, gi);
-    } else if constexpr (K == 1) {
-      rule(f, pi, gi, s0[i]);
-    } else if constexpr (K == 2) {
-      rule(f, pi, gi, s0[i], s1[i]);
-    } else if constexpr (K == 3) {
-      rule(f, pi, gi, s0[i], s1[i], s2[i]);
+    } else if constexpr (std::is_same_v<S, A>) {
+      if constexpr (K == 1) {
+        rule(f, pi, gi, s0[i]);
+      } else if constexpr (K == 2) {
+        rule(f, pi, gi, s0[i], s1[i]);
+      } else if constexpr (K == 3) {
+        rule(f, pi, gi, s0[i], s1[i], s2[i]);
+      } else {
+        rule(f, pi, gi, s0[i], s1[i], s2[i], s3[i]);
+      }
     } else {
-      rule(f, pi, gi, s0[i], s1[i], s2[i], s3[i]);
+      // Each state element widened to A for the rule, and its result rounded back.
+      A a0 = widen<A, S>(s0[i]);
+      if constexpr (K == 1) {
+        rule(f, pi, gi, a0);
+      } else {
+        A a1 = widen<A, S>(s1[i]);
+        if constexpr (K == 2) {
+          rule(f, pi, gi, a0, a1);
+        } else {
+          A a2 = widen<A, S>(s2[i]);
+          if constexpr (K == 3) {
+            rule(f, pi, gi, a0, a1, a2);
+          } else {
+            A a3 = widen<A, S>(s3[i]);
+            rule(f, pi, gi, a0, a1, a2, a3);
+            s3[i] = narrow<S>(a3);
+          }
+          s2[i] = narrow<S>(a2);
+        }
+        s1[i] = narrow<S>(a1);
+      }
+      s0[i] = narrow<S>(a0);
     }
     p[i] = narrow<P>(pi);
   }
   (void)s0, (void)s1, (void)s2, (void)s3;
 }
 
-/// elementwise_kernel() over elements [begin, end) of one piece.
-template <typename P, typename R, std::size_t K, std::size_t F>
-void elementwise_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
-  using A = arith_t<P>;
+/// The factors of a piece in the arithmetic type A (rounded to float for every dtype but float64).
+template <typename A, std::size_t K, std::size_t F>
+Factors<A, F> factors_of(const Piece<K, F>& piece) noexcept {
   Factors<A, F> f{};
   for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
-  elementwise_kernel<P, R, K, F>(rule, f, static_cast<storage_t<P>*>(piece.p), static_cast<const storage_t<P>*>(piece.g),
-                                 state_array<0, A>(piece), state_array<1, A>(piece), state_array<2, A>(piece),
-                                 state_array<3, A>(piece), begin, end);
+  return f;
+}
+
+/// elementwise_kernel() over elements [begin, end) of one piece, whose state arrays are of
+/// element type S.
+template <typename P, typename S, typename R, std::size_t K, std::size_t F>
+void elementwise_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+  elementwise_kernel<P, S, R, K, F>(rule, factors_of<arith_t<P>>(piece), static_cast<storage_t<P>*>(piece.p),
+                                    static_cast<const storage_t<P>*>(piece.g), state_array<0, S>(piece),
+                                    state_array<1, S>(piece), state_array<2, S>(piece), state_array<3, S>(piece), begin,
+                                    end);
+}
+
+/// The same over a piece with quantized state, block by block ([begin, end) starts at a block
+/// of the tensor): each state tensor's block is read back into floats, the rule runs over the
+/// block as over float32 state, and each block is quantized again with its new absmax. The
+/// blocks of one tensor are independent, so the bits do not depend on how the tensor is split
+/// into ranges of whole blocks.
+template <typename P, typename R, std::size_t K, std::size_t F>
+void quantized_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+  static_assert(!std::is_same_v<P, double>, "float64 parameters keep float64 state");
+  static_assert(K >= 1, "quantized state needs a state tensor");
+  alignas(64) float block[K][kQuantBlock];
+  const Factors<float, F> f = factors_of<float>(piece);
+  auto* p = static_cast<storage_t<P>*>(piece.p);
+  const auto* g = static_cast<const storage_t<P>*>(piece.g);
+  std::array<float*, 4> at{};
+  for (std::size_t k = 0; k < K; ++k) at[k] = block[k];
+  for (std::size_t b = begin; b < end; b += kQuantBlock) {
+    const std::size_t n = std::min(kQuantBlock, end - b);
+    const std::size_t index = b / kQuantBlock;
+    for (std::size_t k = 0; k < K; ++k) {
+      dequantize_block(static_cast<const std::uint8_t*>(piece.s[k]) + b, n, piece.scales[k][index], *piece.maps[k],
+                       block[k]);
+    }
+    elementwise_kernel<P, float, R, K, F>(rule, f, p + b, g + b, at[0], at[1], at[2], at[3], 0, n);
+    for (std::size_t k = 0; k < K; ++k) {
+      piece.scales[k][index] = quantize_block(block[k], n, *piece.maps[k], static_cast<std::uint8_t*>(piece.s[k]) + b);
+    }
+  }
 }
 
 /// Sums, over elements [begin, end) of one piece, the R terms `rule.terms(f, p, g, s...)`
@@ -358,8 +437,7 @@ OPTREG_KERNEL void reduce_loop(const Rule rule, const Piece<K, F>& piece, std::s
   A* __restrict s0 = state_array<0, A>(piece);
   A* __restrict s1 = state_array<1, A>(piece);
   A* __restrict s2 = state_array<2, A>(piece);
-  Factors<A, F> f{};
-  for (std::size_t k = 0; k < F; ++k) f[k] = static_cast<A>(piece.f[k]);
+  const Factors<A, F> f = factors_of<A>(piece);
   std::array<std::array<double, 8>, R> lane{};
   // The terms of element i, with its state elements.
   const auto terms = [&](std::size_t i) {
@@ -407,22 +485,46 @@ class Elementwise {
   void clear() noexcept {
     pieces_.clear();
     tensors_.clear();
+    quantized_ = false;
   }
 
   /// Adds one parameter (which has a gradient of its dtype: the base checked it), its K state
-  /// tensors, each shaped like it and of its arithmetic dtype, and its F factors.
+  /// tensors, each shaped like it, and its F factors. The state tensors are all of its
+  /// arithmetic dtype, or (for a parameter that is not float64, under the core's `state_dtype`)
+  /// all bfloat16, or all quantized (qint8 or quint8, each with its own map).
   void add(Parameter& param, const std::array<Tensor*, K>& state, const std::array<double, F>& factors = {}) {
     Tensor& value = param.value();
-    detail::Piece<K, F> piece{value.raw(), param.grad().raw(), {}, factors, value.numel(), value.dtype()};
+    detail::Piece<K, F> piece{value.raw(), param.grad().raw(), {}, factors, value.numel(), value.dtype(),
+                              detail::Storage::Arith, {}, {}};
     const DType arith = state_dtype_of(value.dtype());
     for (std::size_t k = 0; k < K; ++k) {
-      if (state[k]->dtype() != arith || state[k]->numel() != value.numel()) {
-        throw UsageError("parameter '" + param.name() + "': state tensor " + std::to_string(k) + " is " +
-                         dtype_name(state[k]->dtype()) + " of " + std::to_string(state[k]->numel()) +
-                         " elements, but its step needs " + dtype_name(arith) + " of " + std::to_string(value.numel()));
+      const Tensor& t = *state[k];
+      detail::Storage storage = detail::Storage::Arith;
+      bool fits = t.dtype() == arith;
+      if (arith != DType::Float64 && t.dtype() == DType::BFloat16) {
+        storage = detail::Storage::BFloat16;
+        fits = true;
+      } else if (arith != DType::Float64 && is_quantized(t.dtype())) {
+        storage = detail::Storage::Quantized;
+        fits = true;
       }
-      piece.s[k] = state[k]->raw();
+      if (k == 0) piece.storage = storage;
+      fits = fits && storage == piece.storage;
+      if (!fits || t.numel() != value.numel()) {
+        throw UsageError("parameter '" + param.name() + "': state tensor " + std::to_string(k) + " is " +
+                         dtype_name(t.dtype()) + " of " + std::to_string(t.numel()) + " elements, but its step needs " +
+                         std::to_string(value.numel()) + " elements of " + dtype_name(arith) +
+                         (arith == DType::Float64 ? "" : ", bfloat16, or qint8/quint8, the same kind for every state tensor"));
+      }
+      if (storage == detail::Storage::Quantized) {
+        piece.s[k] = state[k]->codes();
+        piece.scales[k] = state[k]->scales();
+        piece.maps[k] = &dynamic_map(t.dtype());
+      } else {
+        piece.s[k] = state[k]->raw();
+      }
     }
+    quantized_ = quantized_ || piece.storage == detail::Storage::Quantized;
     tensors_.push_back(piece);
     append_range(pieces_, piece);
   }
@@ -432,6 +534,10 @@ class Elementwise {
   /// gradient g, and its K state elements s (read and written), all of type A.
   template <template <typename> class Rule, typename Hyper>
   void run(const Hyper& hyper, std::size_t grain = std::size_t{1} << 14) {
+    if (quantized_) {  // whole blocks on one thread: each tensor in its fixed segments
+      run_tensors<Rule>(hyper);
+      return;
+    }
     const Rule<float> single(hyper);
     const Rule<double> twice(hyper);
     ranges_.run(
@@ -445,6 +551,12 @@ class Elementwise {
   /// described above. The sums have the same bits with any thread count.
   template <std::size_t R, template <typename> class Rule, typename Hyper>
   const std::vector<std::array<double, R>>& reduce(const Hyper& hyper, std::vector<std::array<double, R>>& out) {
+    for (const detail::Piece<K, F>& piece : tensors_) {
+      if (piece.storage != detail::Storage::Arith) {
+        throw UsageError("the reduction phase of the elementwise driver reads state in its arithmetic dtype only; "
+                         "an optimizer that reduces does not declare bfloat16 or int8 state");
+      }
+    }
     const Rule<float> single(hyper);
     const Rule<double> twice(hyper);
     segments_.plan(tensors_.size(), [&](std::size_t i) { return tensors_[i].n; });
@@ -491,9 +603,13 @@ class Elementwise {
     visit_dtype(piece.dtype, [&](auto tag) {
       using P = decltype(tag);
       if constexpr (std::is_same_v<P, double>) {
-        detail::elementwise_loop<P>(twice, piece, begin, end);
+        detail::elementwise_loop<P, double>(twice, piece, begin, end);
+      } else if (piece.storage == detail::Storage::BFloat16) {
+        detail::elementwise_loop<P, bfloat16>(single, piece, begin, end);
+      } else if (piece.storage == detail::Storage::Quantized) {
+        if constexpr (K > 0) detail::quantized_loop<P>(single, piece, begin, end);
       } else {
-        detail::elementwise_loop<P>(single, piece, begin, end);
+        detail::elementwise_loop<P, float>(single, piece, begin, end);
       }
     });
   }
@@ -503,6 +619,9 @@ class Elementwise {
   std::vector<double> partial_;               // per segment: the R sums
   ElementRanges ranges_;
   Segments segments_;
+  bool quantized_ = false;  // some tensor added since clear() has quantized state
 };
+
+static_assert(Segments::kLength % kQuantBlock == 0, "a segment holds whole blocks of quantized state");
 
 }  // namespace optreg::sdk
