@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -19,7 +20,8 @@ void add_midpoints(std::vector<double>& out, int count, double scale, double sig
   }
 }
 
-DynamicMap make_map(bool is_signed) {
+/// The map's values in double, ascending.
+std::vector<double> map_values(bool is_signed) {
   std::vector<double> v;
   for (int k = 0; k < 7; ++k) {
     const double scale = std::pow(10.0, k - 6);
@@ -30,27 +32,54 @@ DynamicMap make_map(bool is_signed) {
   v.push_back(0.0);
   v.push_back(1.0);
   std::sort(v.begin(), v.end());
+  return v;
+}
+
+/// A key that orders floats as their values do (-0 just below +0): the bits with the sign bit
+/// set for a positive float, all bits flipped for a negative one.
+std::uint32_t order_key(float x) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
+}
+
+DynamicMap make_map(bool is_signed, bool squared) {
+  std::vector<double> v = map_values(is_signed);
+  if (squared) {
+    for (double& x : v) x *= x;
+  }
   DynamicMap m{};
   m.is_signed = is_signed;
   for (std::size_t i = 0; i < m.values.size(); ++i) m.values[i] = static_cast<float>(v[i]);
+  std::size_t last = 0;
+  for (std::uint32_t t = 0; t < m.start.size(); ++t) {
+    const std::uint32_t lowest = t << 16;
+    while (last + 1 < m.values.size() && order_key(m.values[last + 1]) <= lowest) ++last;
+    m.start[t] = static_cast<std::uint8_t>(last);
+  }
   return m;
 }
 
 }  // namespace
 
 std::uint8_t DynamicMap::nearest(float x) const noexcept {
-  // The first value not below x, then the nearer of it and the one before (the lower on a tie).
-  const auto it = std::lower_bound(values.begin(), values.end(), x);
-  if (it == values.begin()) return 0;
-  if (it == values.end()) return 255;
-  const auto hi = static_cast<std::size_t>(it - values.begin());
-  return static_cast<std::uint8_t>(*it - x < x - values[hi - 1] ? hi : hi - 1);
+  // The last value not above x (start's entry is one, or the first value), then the nearer of
+  // it and the next (the lower on a tie).
+  std::size_t i = start[order_key(x) >> 16];
+  while (i < 255 && values[i + 1] <= x) ++i;
+  if (i == 255 || x < values[i]) return static_cast<std::uint8_t>(i);
+  return static_cast<std::uint8_t>(values[i + 1] - x < x - values[i] ? i + 1 : i);
 }
 
 const DynamicMap& dynamic_map(bool is_signed) noexcept {
-  static const DynamicMap kSigned = make_map(true);
-  static const DynamicMap kUnsigned = make_map(false);
+  static const DynamicMap kSigned = make_map(true, false);
+  static const DynamicMap kUnsigned = make_map(false, false);
   return is_signed ? kSigned : kUnsigned;
+}
+
+const DynamicMap& squared_map() noexcept {
+  static const DynamicMap kSquared = make_map(false, true);
+  return kSquared;
 }
 
 float quantize_block(const float* x, std::size_t n, const DynamicMap& map, std::uint8_t* codes) noexcept {

@@ -20,7 +20,8 @@ number in hexadecimal is a bit pattern):
     srbf16 X R H        float bits X with 16 random bits R rounds stochastically to bfloat16 H
     srf16 X R H         the same to float16
     bits S T P E B      rounding_bits(S, T, P, E) is B (all decimal but B)
-    block SIGNED X...   a block of float bits, quantized with the signed (1) or unsigned (0) map
+    block MAP X...      a block of float bits, quantized with the signed (1), unsigned (0) or
+                        squared (2: the unsigned map's values squared, quint8's) map
     codes A C...        its absmax bits A and codes C (decimal)
 """
 
@@ -91,7 +92,7 @@ def rounding_bits(seed, step, param, element):
     return mix(mix(mix(mix(seed) ^ step) ^ param) ^ element)
 
 
-def dynamic_map(signed):
+def dynamic_map(signed, squared=False):
     v = []
     for k in range(7):
         count = 2 ** k if signed else 2 ** (k + 1)
@@ -102,11 +103,14 @@ def dynamic_map(signed):
             if signed:
                 v.append(-10.0 ** (k - 6) * (lo + hi) / 2)
     v += [0.0, 1.0]
-    return np.array(sorted(v), dtype=np.float64).astype(np.float32)
+    v = np.array(sorted(v), dtype=np.float64)
+    if squared:
+        v = v * v  # squared in double, rounded once to float like the others
+    return v.astype(np.float32)
 
 
-def quantize(x, signed):
-    m = dynamic_map(signed)
+def quantize(x, kind):
+    m = dynamic_map(kind == 1, kind == 2)
     absmax = np.float32(np.max(np.abs(x)))
     codes = []
     for xi in x:
@@ -145,6 +149,15 @@ def main():
                 x = np.abs(x)
             absmax, codes = quantize(x, signed)
             lines.append("block %d %s" % (signed, " ".join("%08x" % int(v) for v in x.view(np.uint32))))
+            lines.append("codes %08x %s" % (int(np.float32(absmax).view(np.uint32)), " ".join(str(c) for c in codes)))
+    # The squared map (quint8, second moments): squared gradients, and values spread over the
+    # 14 decades it spans.
+    for scale in (1e-4, 1.0):
+        g = rng.standard_normal(512).astype(np.float32) * np.float32(scale)
+        spread = (np.float32(10.0) ** rng.uniform(-15.0, 0.0, 512).astype(np.float32)) * np.float32(scale)
+        for x in (g * g, spread.astype(np.float32)):
+            absmax, codes = quantize(x, 2)
+            lines.append("block 2 %s" % " ".join("%08x" % int(v) for v in x.view(np.uint32)))
             lines.append("codes %08x %s" % (int(np.float32(absmax).view(np.uint32)), " ".join(str(c) for c in codes)))
     with open(OUTPUT, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -37,17 +37,51 @@ TEST(DynamicMaps, HoldTheirValuesAscendingWithZeroAndOne) {
 }
 
 TEST(DynamicMaps, NearestIsTheClosestValueTheLowerOnATie) {
-  for (bool is_signed : {true, false}) {
-    const optreg::DynamicMap& m = optreg::dynamic_map(is_signed);
+  for (const optreg::DynamicMap* map : {&optreg::dynamic_map(true), &optreg::dynamic_map(false), &optreg::squared_map()}) {
+    const optreg::DynamicMap& m = *map;
     for (int k = -20000; k <= 20000; ++k) {
       const float x = std::copysign(std::pow(std::fabs(k) / 20000.0f, 3.0f), static_cast<float>(k));
       ASSERT_EQ(m.nearest(x), brute_nearest(m, x)) << x;
     }
-    for (std::size_t i = 1; i < 256; ++i) {
-      const float mid = (m.values[i - 1] + m.values[i]) / 2;
-      ASSERT_EQ(m.nearest(mid), brute_nearest(m, mid)) << mid;
+    // Every value, its neighbouring floats, the midpoints and theirs: the ties and the edges of
+    // the buckets nearest() starts from.
+    for (std::size_t i = 0; i < 256; ++i) {
+      std::vector<float> probes = {m.values[i], std::nextafter(m.values[i], -2.0f), std::nextafter(m.values[i], 2.0f)};
+      if (i > 0) {
+        const float mid = (m.values[i - 1] + m.values[i]) / 2;
+        probes.insert(probes.end(), {mid, std::nextafter(mid, -2.0f), std::nextafter(mid, 2.0f)});
+      }
+      for (const float x : probes) {
+        if (x < -1.0f || x > 1.0f) continue;
+        ASSERT_EQ(m.nearest(x), brute_nearest(m, x)) << x;
+      }
+    }
+    // Magnitudes spread evenly over 40 decades, both signs, and both zeros.
+    std::uint64_t state = 12345;
+    for (int k = 0; k < 200000; ++k) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      const double u = static_cast<double>(state >> 11) / 9007199254740992.0;
+      const float x = static_cast<float>((k % 2 == 0 ? 1.0 : -1.0) * std::pow(10.0, -40.0 * u));
+      ASSERT_EQ(m.nearest(x), brute_nearest(m, x)) << x;
+    }
+    EXPECT_EQ(m.nearest(-0.0f), brute_nearest(m, -0.0f));
+  }
+}
+
+TEST(DynamicMaps, TheSquaredMapHoldsTheUnsignedValuesSquaredOverFourteenDecades) {
+  const optreg::DynamicMap& u = optreg::dynamic_map(false);
+  const optreg::DynamicMap& q = optreg::squared_map();
+  EXPECT_EQ(&optreg::dynamic_map(optreg::DType::QUInt8), &q);
+  EXPECT_EQ(&optreg::dynamic_map(optreg::DType::QInt8), &optreg::dynamic_map(true));
+  for (std::size_t i = 0; i < 256; ++i) {
+    EXPECT_NEAR(q.values[i], static_cast<double>(u.values[i]) * u.values[i], 3e-7 * q.values[i] + 1e-45) << i;
+    if (i > 0) {
+      ASSERT_LT(q.values[i - 1], q.values[i]) << i;
     }
   }
+  EXPECT_EQ(q.values[255], 1.0f);
+  EXPECT_LT(q.values[1], 1e-12F) << "the smallest positive value of the squared map";
+  EXPECT_GT(u.values[1], 1e-7F) << "the smallest positive value of the unsigned map";
 }
 
 TEST(QuantizeBlock, StoresZeroAndTheAbsmaxExactlyAndBoundsEveryError) {

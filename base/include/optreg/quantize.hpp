@@ -17,6 +17,13 @@
 ///   paper's does). A block holding a NaN or an infinity stores a NaN absmax, so that every
 ///   value of it reads back as NaN: divergence stays visible.
 /// - Dequantization is map[code] * absmax, one float multiplication.
+/// - The dtypes of optimizer state: qint8 uses the signed map; quint8 (second moments, never
+///   negative) the *squared* map, whose values are the squares of the unsigned map's (computed
+///   in double, rounded once to float). A second moment is on the scale of a squared gradient:
+///   the squared map spans 14 decades below the absmax where the others span 7, so a second
+///   moment keeps a nonzero value wherever the gradients that fed it are within the 7 decades a
+///   first moment keeps. On the unsigned map it would read back as 0 there while the first
+///   moment does not, and Adam's m / (sqrt(v) + eps) would step by m / eps.
 
 #include <optreg/dtype.hpp>
 #include <optreg/export.hpp>
@@ -30,14 +37,25 @@ namespace optreg {
 struct OPTREG_API DynamicMap {
   std::array<float, 256> values;
   bool is_signed;
-  /// The index of the value nearest `x` (which lies in [-1, 1]), the lower on a tie.
+  /// For each bucket of floats sharing the top 16 bits of their order key (sign, exponent and
+  /// 7 fraction bits): the index of the last value not above the bucket's lowest float (0 when
+  /// none is), where nearest() starts its search.
+  std::array<std::uint8_t, 65536> start;
+  /// The index of the value nearest `x` (which lies in [-1, 1]), the lower on a tie: the
+  /// index std::lower_bound over `values` gives, or the one before it when that is nearer or
+  /// as near. It starts from its bucket's entry of `start` and steps over at most the few
+  /// values that share the bucket.
   std::uint8_t nearest(float x) const noexcept;
 };
 
 /// The signed (`is_signed`) or unsigned dynamic map.
 OPTREG_API const DynamicMap& dynamic_map(bool is_signed) noexcept;
-/// The map of a quantized dtype: signed for qint8, unsigned for quint8.
-inline const DynamicMap& dynamic_map(DType dtype) noexcept { return dynamic_map(dtype == DType::QInt8); }
+/// The squared map: the unsigned map's values squared.
+OPTREG_API const DynamicMap& squared_map() noexcept;
+/// The map of a quantized dtype: the signed map for qint8, the squared map for quint8.
+inline const DynamicMap& dynamic_map(DType dtype) noexcept {
+  return dtype == DType::QInt8 ? dynamic_map(true) : squared_map();
+}
 
 /// Quantizes the `n` values of `x` as one block into `codes`; returns the block's absmax.
 OPTREG_API float quantize_block(const float* x, std::size_t n, const DynamicMap& map, std::uint8_t* codes) noexcept;
