@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds optreg (libraries, plugins, tool, examples),
 # lists the registry, and compares SGD, SGD with momentum, Adam and AdamW on a Fashion-MNIST
-# MLP, printing a table and writing a plot (runs/fmnist-compare/compare.svg).
+# MLP, printing a table and writing a plot (runs/fmnist-compare/compare.svg); then Adam in
+# float32, bfloat16 and with bfloat16 or int8 state (runs/fmnist-precision/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -15,3 +16,6 @@ build/bin/optreg list
 echo
 echo "== optreg compare examples/configs/fmnist-compare.yaml"
 build/bin/optreg compare examples/configs/fmnist-compare.yaml
+echo
+echo "== optreg compare examples/configs/fmnist-precision.yaml"
+build/bin/optreg compare examples/configs/fmnist-precision.yaml

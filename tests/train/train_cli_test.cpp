@@ -45,7 +45,7 @@ TEST(CompareCommand, PrintsATableAndWritesAWellFormedPlotNamingEveryRun) {
   write_file(dir / "c.yaml", kCompare);
   const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(dir / "out"));
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_TRUE(contains(r.out, "run             optimizer  train loss  test loss  steps to 1.500   time  steps/s\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "run             optimizer  state  train loss  test loss  steps to 1.500   time  steps/s\n")) << r.out;
   EXPECT_TRUE(contains(r.out, "\nSGD momentum    sgd  ")) << r.out;
   EXPECT_TRUE(contains(r.out, "\nAdam            adam  ")) << r.out;
   EXPECT_TRUE(contains(r.out, "plot: " + (dir / "out") + "/compare.svg")) << r.out;
@@ -421,7 +421,7 @@ TEST(CompareCommand, ADivergedRunIsMarkedInTheTableAndTheCsvAndTheOthersTrainOn)
              "  - {label: Adam, optimizer: {name: adam, lr: 0.05}}\n");
   const auto r = tool("compare " + shell_word(dir / "c.yaml") + " --out " + shell_word(dir / "out"));
   EXPECT_EQ(r.status, 3) << r.out;
-  EXPECT_TRUE(contains(r.out, "\nhuge lr  sgd          diverged          -  ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\nhuge lr  sgd          0 B    diverged          -  ")) << r.out;
   EXPECT_TRUE(contains(r.out, "\nhuge lr: diverged at step 3: the training loss is nan; the run stopped there\n")) << r.out;
   EXPECT_TRUE(contains(r.out, "\nAdam     adam  ")) << "the next run trained\n" << r.out;
   const std::string csv = read_file(dir / "out/compare.csv");

@@ -411,7 +411,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\noptimizer: {name: sgd}\n",
        "c.yaml:5:12: the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}, lr: 1}\n",
-       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, scheduler, clip, label"},
+       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, scheduler, clip, label, param_dtype"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a}\n", "c.yaml:4:5: the config has no 'optimizer' section"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: [{optimizer: {name: sgd}}]\nextra: 1\n",
        "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "
@@ -540,6 +540,73 @@ TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
     EXPECT_EQ(tail.train_loss, b.rows.front().train_loss);
     EXPECT_EQ(a.test.loss, b.test.loss);
     EXPECT_EQ(a.steps_to_target, b.steps_to_target);
+  }
+}
+
+const char* kBFloat16Run =
+    "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
+    "train: {seed: 4, steps: 60, batch_size: 32, log_every: 10, checkpoint_every: 25, param_dtype: bfloat16}\n"
+    "optimizer: {name: adam, lr: 0.05, master_weights: true, state_dtype: int8}\n";
+
+TEST(TrainingRun, BFloat16ParametersAreSteppedInTheirDtypeAndResumeBitExactly) {
+  const RunConfig config = parse_run_config(kBFloat16Run, "b.yaml");
+  ASSERT_EQ(param_dtype_of(config, config.runs.front()), optreg::DType::BFloat16);
+  TempDir dir;
+  RunOptions whole;
+  whole.checkpoint_path = dir / "whole.ckpt";
+  const Trained a = train(config, whole);
+  ASSERT_EQ(a.steps_done, 60);
+  EXPECT_EQ(a.param_dtype, optreg::DType::BFloat16);
+  EXPECT_LT(a.train.loss, a.rows.front().train_loss) << "the run learns";
+  const optreg::Checkpoint c = optreg::read_checkpoint(whole.checkpoint_path);
+  ASSERT_FALSE(c.parameters.empty());
+  for (const auto& [name, value] : c.parameters) EXPECT_EQ(value.dtype(), optreg::DType::BFloat16) << name;
+  const optreg::ParamState& state = c.optimizer.state.begin()->second;
+  for (const auto& [name, t] : state.tensors()) {
+    EXPECT_EQ(t.dtype(), name == "master_weight" ? optreg::DType::Float32
+                         : name == "exp_avg_sq"  ? optreg::DType::QUInt8
+                                                 : optreg::DType::QInt8)
+        << name;
+  }
+  // 20 parameters: two int8 moments of 20 codes (padded to 20) and one scale each, and a float32 master.
+  EXPECT_EQ(a.state_bytes, 2 * (20 + 4) + 20 * 4);
+  const Trained b = stop_and_resume(config, 25, dir / "part.ckpt");
+  EXPECT_TRUE(optreg_test::same_bits(without_time(c), without_time(optreg::read_checkpoint(dir / "part.ckpt"))));
+  EXPECT_EQ(a.test.loss, b.test.loss);
+}
+
+TEST(TrainingRun, AResumeRefusesACheckpointOfAnotherParamDtype) {
+  TempDir dir;
+  RunOptions first;
+  first.checkpoint_path = dir / "c.ckpt";
+  first.stop_after = 25;
+  train(parse_run_config(kBFloat16Run, "b.yaml"), first);
+  std::string text = kBFloat16Run;
+  text.replace(text.find(", param_dtype: bfloat16"), std::strlen(", param_dtype: bfloat16"), "");
+  RunOptions rest;
+  rest.resume_path = dir / "c.ckpt";
+  try {
+    train(parse_run_config(text, "f.yaml"), rest);
+    FAIL() << "a float32 run resumed a bfloat16 checkpoint";
+  } catch (const optreg::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("it was written with param_dtype = \"bfloat16\", but f.yaml does not set it"),
+              std::string::npos)
+        << e.what();
+  }
+  // A run of a comparison sets its own, which overrides the train section's.
+  const RunConfig runs = parse_run_config(
+      "problem: {name: quadratic, dim: 4}\ntrain: {steps: 2, param_dtype: float16}\n"
+      "runs:\n  - {label: a, optimizer: {name: sgd}}\n  - {label: b, param_dtype: float32, optimizer: {name: sgd}}\n",
+      "r.yaml");
+  EXPECT_EQ(param_dtype_of(runs, runs.runs[0]), optreg::DType::Float16);
+  EXPECT_EQ(param_dtype_of(runs, runs.runs[1]), optreg::DType::Float32);
+  try {
+    parse_run_config("problem: {name: quadratic}\ntrain: {steps: 2}\nruns:\n  - {param_dtype: int8, optimizer: {name: sgd}}\n",
+                     "r.yaml");
+    FAIL() << "param_dtype int8 was taken";
+  } catch (const optreg::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "r.yaml:4:19: runs[0]: option 'param_dtype' = \"int8\" is not one of: float32, bfloat16, float16");
   }
 }
 

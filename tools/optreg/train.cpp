@@ -237,6 +237,14 @@ std::string divergence_text(const RunOutcome& r) {
   return escape_text(r.label) + ": diverged at step " + std::to_string(r.diverged_at) + ": " + escape_message(r.divergence);
 }
 
+/// "120 B", "12.5 KiB", "3.03 MiB": a size in bytes as the table shows it.
+std::string size_text(std::size_t bytes) {
+  const auto b = static_cast<double>(bytes);
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  if (bytes < 1024 * 1024) return fixed(b / 1024.0, 1) + " KiB";
+  return fixed(b / (1024.0 * 1024.0), 2) + " MiB";
+}
+
 /// The table of runs, then a line for each run that diverged.
 std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>& runs) {
   const auto classes = [](const RunOutcome& r) { return !std::isnan(r.test.accuracy); };
@@ -245,7 +253,8 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
   });
   const std::string target = std::isnan(config.train.target_loss) ? "" : fixed(config.train.target_loss, 3);
   std::vector<std::vector<std::string>> rows;
-  rows.push_back({"run", "optimizer", "train loss", "test loss", acc ? "test acc" : "",
+  const bool dtypes = std::any_of(runs.begin(), runs.end(), [](const RunOutcome& r) { return r.param_dtype != DType::Float32; });
+  rows.push_back({"run", "optimizer", dtypes ? "params" : "", "state", "train loss", "test loss", acc ? "test acc" : "",
                   target.empty() ? "" : "steps to " + target, "time", "steps/s"});
   std::string notes;
   for (const auto& r : runs) {
@@ -254,7 +263,9 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
     if (r.diverged_at >= 0) {
       notes += divergence_text(r) + (diverged ? "; the run stopped there\n" : "; it trained on (on_divergence: continue)\n");
     }
-    rows.push_back({escape_text(r.label), escape_text(r.optimizer), done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
+    rows.push_back({escape_text(r.label), escape_text(r.optimizer), dtypes ? dtype_name(r.param_dtype) : "",
+                    size_text(r.state_bytes),
+                    done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
                     done ? fixed(r.test.loss, 4) : "-",
                     acc ? (done ? fixed(100 * r.test.accuracy, 2) + "%" : "-") : "",
                     target.empty() ? "" : (r.steps_to_target < 0 ? "never" : std::to_string(r.steps_to_target)),
@@ -271,7 +282,7 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
       if (width[c] == 0) continue;
       std::string cell = rows[r][c];
       const std::string pad(width[c] - cell.size(), ' ');
-      line += (line.empty() ? "" : "  ") + (c < 2 ? cell + pad : pad + cell);
+      line += (line.empty() ? "" : "  ") + (c < 3 ? cell + pad : pad + cell);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + '\n';

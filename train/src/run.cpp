@@ -88,6 +88,11 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
       {kConfigKey + std::string("optimizer.name"), Value(o.optimizer), at(src, o.optimizer_mark)},
       {std::string(kKey) + "label", Value(run.label), at(src, run.label_mark)},
   };
+  const DType dtype = param_dtype_of(config, run);
+  if (dtype != DType::Float32) {  // recorded only when set, so that older float32 checkpoints resume
+    const std::string where = run.param_dtype ? at(src, run.param_dtype_mark) : train_at("param_dtype");
+    s.push_back({kConfigKey + std::string("param_dtype"), Value(std::string(dtype_name(dtype))), where});
+  }
   for (const auto& opt : o.options) s.push_back({kConfigKey + ("optimizer." + opt.name), opt.value, at(src, opt.value_mark)});
   for (std::size_t g = 0; g < o.groups.size(); ++g) {
     const ConfigGroup& group = o.groups[g];
@@ -360,6 +365,23 @@ struct RunSetup {
   std::int64_t total = 0;  // the run's length in steps
   std::int64_t eval_every = 0;
   bool full_batch = false;  // the problem has no training examples to draw batches from
+  /// The parameters the optimizer steps when param_dtype is not float32: the problem's, in that
+  /// dtype (the problem computes with its float32 copies of them). Empty otherwise.
+  std::vector<Parameter> low;
+
+  /// The parameters the optimizer steps.
+  const std::vector<Parameter>& stepped() const { return low.empty() ? problem->params() : low; }
+  /// Copies the stepped parameters, widened, into the problem's float32 ones.
+  void widen_into_problem() const {
+    for (std::size_t i = 0; i < low.size(); ++i) {
+      Tensor v = problem->params()[i].value();  // a handle: writes reach the problem's memory
+      v.copy_from(low[i].value().to(DType::Float32));
+    }
+  }
+  /// Hands the problem's float32 gradients, rounded to nearest, to the stepped parameters.
+  void round_grads() {
+    for (std::size_t i = 0; i < low.size(); ++i) low[i].set_grad(problem->params()[i].grad().to(low[i].value().dtype()));
+  }
 };
 
 /// The run's length; refuses a schedule of a fixed length (onecycle) that cannot step that far,
@@ -398,9 +420,14 @@ RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& regist
     check_settings(*s.resumed, options.resume_path, s.settings, config);
   }
   s.problem = kind->create(config.problem_options, config.train.seed, data);
+  const DType dtype = param_dtype_of(config, run);
+  if (dtype != DType::Float32) {
+    for (const Parameter& p : s.problem->params()) s.low.emplace_back(p.name(), p.value().to(dtype));
+    s.widen_into_problem();  // the problem starts from the rounded values the optimizer holds
+  }
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   try {
-    s.opt = build_optimizer(run.optimizer, s.problem->params(), registry);
+    s.opt = build_optimizer(run.optimizer, s.stepped(), registry);
   } catch (const std::bad_alloc&) {
     throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *s.problem, registry));
   }
@@ -416,6 +443,7 @@ Progress resume_run(RunSetup& s, const RunOptions& options) {
   const Progress p = progress_of(*s.resumed, options.resume_path, s.total);
   load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get());
   s.resumed.reset();
+  s.widen_into_problem();
   return p;
 }
 
@@ -481,9 +509,11 @@ class TrainingLoop {
   void step() {
     if (!s_.full_batch) load_batch();
     const double loss = s_.problem->loss_and_grad(batch_);
-    const std::optional<double> norm = apply_clip(run_.optimizer, s_.problem->params());
+    s_.round_grads();
+    const std::optional<double> norm = apply_clip(run_.optimizer, s_.stepped());
     if (norm && !std::isfinite(*norm)) ++p_.nonfinite_norms;
     s_.opt->step().clear_grad();
+    s_.widen_into_problem();
     if (s_.scheduler && !s_.scheduler->needs_metric()) s_.scheduler->step();
     ++p_.step;
     p_.window_sum += loss;
@@ -570,6 +600,10 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
   out.divergence = p.divergence;
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
+  out.param_dtype = s.low.empty() ? DType::Float32 : s.low.front().value().dtype();
+  for (const Parameter& param : s.stepped()) {
+    for (const auto& [name, t] : s.opt->state(param).tensors()) out.state_bytes += t.nbytes();
+  }
   if (!interrupted && !stopped && p.step == s.total) {
     out.train = s.problem->evaluate_train();
     out.test = s.problem->evaluate_test();

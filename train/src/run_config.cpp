@@ -34,6 +34,8 @@ const Schema& train_schema() {
               "training loss that 'steps to target' counts up to"),
       Hyperparameter{"on_divergence", ValueType::String, Value("stop"), Range{}, 0, {"stop", "continue"},
                      "what a run does when its loss or parameters stop being finite"},
+      Hyperparameter{"param_dtype", ValueType::String, Value("float32"), Range{}, 0, {"float32", "bfloat16", "float16"},
+                     "dtype the optimizer steps the parameters in (loss and gradients are computed in float32)"},
   });
   return schema;
 }
@@ -95,6 +97,7 @@ void parse_train(RunConfig& config, const ConfigNode& section) {
   t.checkpoint_every = o.at("checkpoint_every").as_int();
   t.target_loss = o.at("target_loss").as_float();
   t.continue_on_divergence = o.at("on_divergence").as_string() == "continue";
+  t.param_dtype = dtype_from_name(o.at("param_dtype").as_string());
   const bool has_steps = given.count("steps") != 0;
   const bool has_epochs = given.count("epochs") != 0;
   if (has_steps == has_epochs) {
@@ -119,9 +122,13 @@ RunSpec parse_run(const ConfigNode& r, const std::string& what, const std::strin
       if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(what + ".label must be a non-empty string");
       run.label = e.value.text();
       label_mark = e.value.mark();
+    } else if (e.key.text() == "param_dtype") {
+      const Value v = checked_option(train_schema(), e, what);
+      run.param_dtype = dtype_from_name(v.as_string());
+      run.param_dtype_mark = e.value.mark();
     }
   }
-  run.optimizer = parse_config_sections(r, base_dir, {"label"});
+  run.optimizer = parse_config_sections(r, base_dir, {"label", "param_dtype"});
   run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
   if (run.label.empty()) run.label = run.optimizer.optimizer;
   return run;

@@ -63,6 +63,10 @@ struct TrainSettings {
   /// `on_divergence: continue`: a run whose loss or parameters stop being finite trains on
   /// (it is still reported as diverged); by default (`stop`) it stops at that step.
   bool continue_on_divergence = false;
+  /// `param_dtype`: the dtype the optimizer steps the problem's parameters in (a run may set its
+  /// own). The problem computes its loss and gradients in float32 from the parameters widened,
+  /// and the gradients are rounded to this dtype for the optimizer.
+  DType param_dtype = DType::Float32;
 };
 
 /// One optimizer configuration with its label.
@@ -71,7 +75,11 @@ struct RunSpec {
   /// Where the label was written (the optimizer's name for a config without `runs`).
   ConfigMark label_mark;
   OptimizerConfig optimizer;
+  /// The run's own `param_dtype`, when it sets one (else the `train` section's).
+  std::optional<DType> param_dtype;
+  ConfigMark param_dtype_mark;
 };
+
 
 struct RunConfig {
   std::string source;
@@ -87,6 +95,11 @@ struct RunConfig {
   /// Where each key of the `train` section was written (and "train": the section itself).
   std::map<std::string, ConfigMark> train_marks;
 };
+
+/// The dtype in which `run` of `config` keeps the problem's parameters.
+inline DType param_dtype_of(const RunConfig& config, const RunSpec& run) {
+  return run.param_dtype.value_or(config.train.param_dtype);
+}
 
 /// Reads a run config; throws ConfigError.
 RunConfig load_run_config(const std::string& path);
@@ -173,6 +186,10 @@ struct RunOutcome {
   std::string divergence;
   double seconds = 0;
   double steps_per_second = 0;
+  /// Bytes of the optimizer's state tensors (every parameter's, block scales included) at the end.
+  std::size_t state_bytes = 0;
+  /// The dtype the parameters were stepped in.
+  DType param_dtype = DType::Float32;
 };
 
 /// The steps of one epoch for a problem and batch size (1 for a full-batch problem).
