@@ -1,9 +1,9 @@
 // Optimizer::state_dict(), check_state_dict() and load_state_dict().
 #include <optreg/state_dict.hpp>
 
-#include <type_traits>
-
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 
 #include <optreg/error.hpp>
 #include <optreg/plugin_call.hpp>
@@ -139,7 +139,8 @@ void check_tensor_entry(const OptimizerInfo& info, const std::string& name, cons
   if (t.dtype() != dtype) {
     throw StateDictError("state tensor " + quoted_name(name) + " of " + subject + " is " + dtype_name(t.dtype()) +
                          ", but this optimizer keeps it as " + dtype_name(dtype) +
-                         "; convert the state dict's tensors to " + dtype_name(dtype) + " to load it");
+                         "; convert the state dict's tensors to " + dtype_name(dtype) +
+                         " (Optimizer::convert_state_dict(), or a checkpoint load with convert_dtypes) to load it");
   }
   if (!e.domain) return;
   const std::size_t bad = first_outside(*e.domain, t);
@@ -258,6 +259,55 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
     }
   }
   check_no_stray_state(sd, seen);
+}
+
+Tensor convert_dtype(const Tensor& t, DType dtype, const std::string& what, std::vector<DTypeConversion>& record) {
+  Tensor out = t.to(dtype);
+  bool exact = true;
+  for (std::size_t i = 0; i < t.numel() && exact; ++i) {
+    const double a = t.element(i);
+    const double b = out.element(i);
+    exact = a == b || (std::isnan(a) && std::isnan(b));
+  }
+  record.push_back(DTypeConversion{what, t.dtype(), dtype, exact});
+  return out;
+}
+
+std::vector<DTypeConversion> Optimizer::convert_state_dict(StateDict& sd) const {
+  std::vector<DTypeConversion> done;
+  if (sd.optimizer != info_.name || sd.param_groups.size() != groups_.size()) return done;  // refused by the load
+  std::uint64_t first_id = 0;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const ParamGroup& live = groups_[g];
+    const StateDict::Group& saved = sd.param_groups[g];
+    Options next = live.options_;
+    for (const auto& [name, value] : saved.options) next[name] = value;
+    for (std::size_t j = 0; j < saved.params.size() && j < live.params_.size(); ++j) {
+      const auto it = sd.state.find(saved.params[j]);
+      if (it == sd.state.end()) continue;
+      const Parameter& p = live.params_[j];
+      ParamState converted;
+      bool changed = false;
+      for (const auto& [name, t] : it->second.tensors()) {
+        const StateEntry* e = declared(*info_.state, name);
+        const bool fits = e != nullptr && e->kind == StateKind::Tensor && !e->custom_shape && t.shape() == p.value().shape();
+        const DType want = fits ? state_storage(next, *e, p.value().dtype()) : t.dtype();
+        if (want == t.dtype()) {
+          converted.add_tensor(name, t);
+          continue;
+        }
+        const std::string what = "state tensor '" + name + "' of parameter '" + p.name() + "' (id " +
+                                 std::to_string(first_id + j) + ")";
+        converted.add_tensor(name, convert_dtype(t, want, what, done));
+        changed = true;
+      }
+      if (!changed) continue;
+      for (const auto& [name, v] : it->second.scalars()) converted.add_scalar(name, v);
+      it->second = std::move(converted);
+    }
+    first_id += live.params_.size();
+  }
+  return done;
 }
 
 void Optimizer::load_state_dict(const StateDict& sd) {

@@ -726,9 +726,11 @@ Checkpoint checkpoint_of(const Optimizer& optimizer, const Options& metadata) {
 }
 
 /// Loads a read checkpoint into `optimizer` (and `scheduler`), checking everything first.
-Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler) {
+Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler,
+                  const LoadOptions& options) {
   optimizer.check_parameters();  // a parameter whose shape changed is the host's fault, not the file's
   std::vector<Parameter> params = optimizer.parameters();
+  std::vector<DTypeConversion> conversions;
   if (c.parameters.size() != params.size()) {
     throw CheckpointError(path, "it holds " + std::to_string(c.parameters.size()) + " parameter values, but optimizer '" +
                           optimizer.name() + "' has " + std::to_string(params.size()) + " parameters");
@@ -741,11 +743,20 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
                             "' of shape " + to_string(params[i].value().shape()) + " in the optimizer");
     }
     if (saved.value.dtype() != params[i].value().dtype()) {
-      throw CheckpointError(path, "parameter id " + std::to_string(i) + " ('" + params[i].name() + "') is " +
-                            dtype_name(saved.value.dtype()) + " in the file, but " +
-                            dtype_name(params[i].value().dtype()) + " in the optimizer; convert the checkpoint's "
-                            "values to load them");
+      if (!options.convert_dtypes || is_quantized(saved.value.dtype())) {
+        throw CheckpointError(path, "parameter id " + std::to_string(i) + " ('" + params[i].name() + "') is " +
+                              dtype_name(saved.value.dtype()) + " in the file, but " +
+                              dtype_name(params[i].value().dtype()) + " in the optimizer; load with " +
+                              "LoadOptions::convert_dtypes to convert it");
+      }
+      c.parameters[i].value = convert_dtype(saved.value, params[i].value().dtype(),
+                                            "parameter '" + params[i].name() + "' (id " + std::to_string(i) + ")",
+                                            conversions);
     }
+  }
+  if (options.convert_dtypes) {
+    const std::vector<DTypeConversion> state = optimizer.convert_state_dict(c.optimizer);
+    conversions.insert(conversions.end(), state.begin(), state.end());
   }
   if (scheduler != nullptr) {
     if (!c.scheduler) {
@@ -768,6 +779,7 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
   }
   for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
   if (scheduler != nullptr) scheduler->load_state(c.scheduler->state);  // checked above
+  if (options.conversions != nullptr) *options.conversions = std::move(conversions);
   return std::move(c.metadata);
 }
 
@@ -778,15 +790,24 @@ void save_optimizer(const std::string& path, const Optimizer& optimizer, const O
 }
 
 Options load_optimizer(const std::string& path, Optimizer& optimizer) {
-  return load_into(path, read_checkpoint(path), optimizer, nullptr);
+  return load_into(path, read_checkpoint(path), optimizer, nullptr, LoadOptions{});
+}
+
+Options load_optimizer(const std::string& path, Optimizer& optimizer, const LoadOptions& options) {
+  return load_into(path, read_checkpoint(path), optimizer, nullptr, options);
 }
 
 Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler) {
-  return load_into(path, read_checkpoint(path), optimizer, &scheduler);
+  return load_into(path, read_checkpoint(path), optimizer, &scheduler, LoadOptions{});
 }
 
-Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer, Scheduler* scheduler) {
-  return load_into(name, std::move(checkpoint), optimizer, scheduler);
+Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler, const LoadOptions& options) {
+  return load_into(path, read_checkpoint(path), optimizer, &scheduler, options);
+}
+
+Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer, Scheduler* scheduler,
+                       const LoadOptions& options) {
+  return load_into(name, std::move(checkpoint), optimizer, scheduler, options);
 }
 
 void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,

@@ -317,3 +317,64 @@ TEST(StateDtype, Float64ParametersKeepFloat64StateAndRefuseAnother) {
   EXPECT_EQ(opt->state(a[0]).tensor("exp_avg").dtype(), DType::Float64);
   EXPECT_EQ(opt->state(a[1]).tensor("exp_avg").dtype(), DType::Float32);
 }
+
+TEST(DtypeConversion, ACheckpointOfAnotherPrecisionIsRefusedUnlessTheHostAsksToConvert) {
+  const std::string path = ::testing::TempDir() + "dtype_conversion.ckpt";
+  Tensor f64_flat;
+  std::vector<Parameter> wide = params_of(DType::Float64, f64_flat);
+  auto saved = in_tree_registry().create("adam", wide, {{"lr", 0.01}, {"amsgrad", true}});
+  for (int step = 1; step <= 3; ++step) {
+    set_grads(wide, step);
+    saved->step().clear_grad();
+  }
+  optreg::save_optimizer(path, *saved);
+
+  Tensor f32_flat;
+  std::vector<Parameter> single = params_of(DType::Float32, f32_flat);
+  auto opt = in_tree_registry().create("adam", single, {{"lr", 0.01}, {"amsgrad", true}});
+  const optreg::StateDict before = opt->state_dict();
+  try {
+    optreg::load_optimizer(path, *opt);
+    FAIL() << "a float64 checkpoint loaded into float32 parameters without being asked to convert";
+  } catch (const optreg::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter id 0 ('a') is float64 in the file, but float32 in the optimizer"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("convert_dtypes"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(optreg_test::same_bits(opt->state_dict(), before)) << "a refused load changed the optimizer";
+
+  std::vector<optreg::DTypeConversion> conversions;
+  optreg::LoadOptions convert;
+  convert.convert_dtypes = true;
+  convert.conversions = &conversions;
+  optreg::load_optimizer(path, *opt, convert);
+  // 4 parameter values and, per parameter, exp_avg, exp_avg_sq and max_exp_avg_sq.
+  ASSERT_EQ(conversions.size(), 4U + 4U * 3U);
+  for (const auto& c : conversions) {
+    EXPECT_EQ(c.from, DType::Float64) << c.what;
+    EXPECT_EQ(c.to, DType::Float32) << c.what;
+  }
+  EXPECT_EQ(conversions[0].what, "parameter 'a' (id 0)");
+  EXPECT_FALSE(conversions[0].exact) << "sines do not fit in float32";
+  for (std::size_t k = 0; k < single.size(); ++k) {
+    EXPECT_TRUE(optreg_test::same_bits(single[k].value(), wide[k].value().to(DType::Float32))) << single[k].name();
+    EXPECT_TRUE(optreg_test::same_bits(opt->state(single[k]).tensor("exp_avg"),
+                                       saved->state(wide[k]).tensor("exp_avg").to(DType::Float32)));
+  }
+  set_grads(single, 4);
+  EXPECT_NO_THROW(opt->step());
+
+  // Widening is exact, and says so.
+  std::vector<optreg::DTypeConversion> back;
+  convert.conversions = &back;
+  optreg::save_optimizer(path, *opt);
+  Tensor again_flat;
+  std::vector<Parameter> again = params_of(DType::Float64, again_flat);
+  auto wider = in_tree_registry().create("adam", again, {{"lr", 0.01}, {"amsgrad", true}});
+  optreg::load_optimizer(path, *wider, convert);
+  ASSERT_EQ(back.size(), conversions.size());
+  for (const auto& c : back) EXPECT_TRUE(c.exact) << c.what;
+  EXPECT_EQ(back[4].what, "state tensor 'exp_avg' of parameter 'a' (id 0)");
+  std::remove(path.c_str());
+}

@@ -172,6 +172,22 @@ OPTREG_API bool is_precision_entry(const std::string& name) noexcept;
 /// state_dtype_of(param).
 OPTREG_API DType state_storage(const Options& options, const StateEntry& entry, DType param);
 
+/// A tensor that a converting load changed the dtype of (Optimizer::convert_state_dict(),
+/// load_optimizer() with LoadOptions::convert_dtypes).
+struct OPTREG_API DTypeConversion {
+  /// "parameter 'w' (id 0)", "state tensor 'exp_avg' of parameter 'w' (id 0)".
+  std::string what;
+  DType from;
+  DType to;
+  /// Whether every value came across unchanged (widening always does; narrowing when no value
+  /// needed rounding).
+  bool exact;
+};
+
+/// `t` converted to `dtype` with the record of what that did to `what`.
+OPTREG_API Tensor convert_dtype(const Tensor& t, DType dtype, const std::string& what,
+                                std::vector<DTypeConversion>& record);
+
 /// Who an optimizer object is: its registered name, its plugin's version, and its schemas.
 struct OPTREG_API OptimizerInfo {
   std::string name;
@@ -250,6 +266,12 @@ class OPTREG_API Optimizer {
   /// check_state_dict(), then takes the options and copies the state into the existing state
   /// tensors (views and pointers to them stay valid). On an error the optimizer is unchanged.
   void load_state_dict(const StateDict& state);
+  /// Converts, in `state`, each state tensor of a declared entry, shaped as this optimizer
+  /// expects, whose dtype differs from the one this optimizer would keep it in (state_storage()
+  /// under the state dict's options and the dtypes of this optimizer's parameters): float64
+  /// state for float32 parameters, say. Returns what it converted (exactly or rounding to
+  /// nearest); load_state_dict() then checks the rest as always. Changes nothing else.
+  std::vector<DTypeConversion> convert_state_dict(StateDict& state) const;
 
   /// One parameter to update in update_group(): it has a gradient.
   struct Slot {

@@ -49,11 +49,25 @@ OPTREG_API Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* i
 OPTREG_API Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name,
                             CheckpointInfo* info = nullptr);
 
+/// How load_optimizer() treats a checkpoint whose tensors have other dtypes than the optimizer
+/// keeps them in.
+struct OPTREG_API LoadOptions {
+  /// false (the default): such a checkpoint is refused, naming the tensor and both dtypes.
+  /// true: parameter values of another dtype are converted to the parameter's dtype, and state
+  /// tensors to the dtype the optimizer keeps them in (Optimizer::convert_state_dict()), exactly
+  /// where the values fit and rounding to nearest where they do not.
+  bool convert_dtypes = false;
+  /// When not null, receives every conversion made, each saying whether it rounded.
+  std::vector<DTypeConversion>* conversions = nullptr;
+};
+
 /// Saves an optimizer's state dict and its parameters' values (in id order), with `metadata`.
 OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimizer, const Options& metadata = {});
 /// Restores what save_optimizer() wrote: the state dict and the parameter values, after checking
 /// every shape; all or nothing. Returns the metadata. A scheduler state in the file is ignored.
 OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer);
+/// The same, converting dtypes when `options` asks for it.
+OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer, const LoadOptions& options);
 
 /// save_optimizer() plus the state of `scheduler`, which drives `optimizer`: a run resumed
 /// with load_optimizer(path, optimizer, scheduler) continues the schedule exactly.
@@ -64,11 +78,14 @@ OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimiz
 /// changes. A file without a scheduler state is a CheckpointError. Make the fresh optimizer and
 /// scheduler as the first run made them (the same config), then load.
 OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler);
+/// The same, converting dtypes when `options` asks for it.
+OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer, Scheduler& scheduler,
+                                  const LoadOptions& options);
 
 /// load_optimizer() from a checkpoint already read (read_checkpoint()), for a host that looks
 /// at the metadata before it loads: into `optimizer` and, when not null, `scheduler`, with the
 /// same checks, all or nothing; `name` names the checkpoint in messages.
 OPTREG_API Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
-                       Scheduler* scheduler = nullptr);
+                       Scheduler* scheduler = nullptr, const LoadOptions& options = {});
 
 }  // namespace optreg
