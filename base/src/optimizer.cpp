@@ -272,8 +272,10 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
   next[name] = info_.schema->check(name, value, where);
   validate_group(info_, next, where, static_cast<std::int64_t>(group));
   check_state_dtype(next, groups_[group].params_, where);
+  std::vector<std::pair<Tensor*, Tensor>> converted;  // made before anything changes
+  if (name == "state_dtype") converted = converted_state(group, next);
   groups_[group].options_ = std::move(next);
-  if (name == "state_dtype") convert_state(group);
+  for (auto& [at, t] : converted) *at = std::move(t);
 }
 
 void Optimizer::set_option(const std::string& name, const Value& value) {
@@ -287,10 +289,13 @@ void Optimizer::set_option(const std::string& name, const Value& value) {
     validate_group(info_, next.back(), where, static_cast<std::int64_t>(g));
     check_state_dtype(next.back(), groups_[g].params_, where);
   }
-  for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
-  if (name == "state_dtype") {
-    for (std::size_t g = 0; g < groups_.size(); ++g) convert_state(g);
+  std::vector<std::pair<Tensor*, Tensor>> converted;  // made before anything changes
+  for (std::size_t g = 0; g < groups_.size() && name == "state_dtype"; ++g) {
+    auto more = converted_state(g, next[g]);
+    for (auto& c : more) converted.push_back(std::move(c));
   }
+  for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].options_ = std::move(next[g]);
+  for (auto& [at, t] : converted) *at = std::move(t);
 }
 
 void Optimizer::check_state_dtype(const Options& options, const std::vector<Parameter>& params,
@@ -306,20 +311,22 @@ void Optimizer::check_state_dtype(const Options& options, const std::vector<Para
   }
 }
 
-void Optimizer::convert_state(std::size_t g) {
+std::vector<std::pair<Tensor*, Tensor>> Optimizer::converted_state(std::size_t g, const Options& options) {
+  std::vector<std::pair<Tensor*, Tensor>> out;
   ParamGroup& group = groups_[g];
   for (std::size_t i = 0; i < group.params_.size(); ++i) {
     const DType param = group.params_[i].value().dtype();
-    for (const StateEntry& e : *info_.state) {
-      if (e.kind != StateKind::Tensor) continue;
-      Tensor* t = nullptr;
-      for (std::size_t k = 0; k < group.states_[i].num_tensors(); ++k) {
-        if (group.states_[i].tensors()[k].first == e.name) t = &group.states_[i].tensor(k);
-      }
-      const DType want = state_storage(group.options_, e, param);
-      if (t != nullptr && t->dtype() != want) *t = t->to(want);
+    ParamState& state = group.states_[i];
+    for (std::size_t k = 0; k < state.num_tensors(); ++k) {
+      const StateEntry* e = nullptr;
+      for (const StateEntry& d : *info_.state) e = d.name == state.tensors()[k].first ? &d : e;
+      if (e == nullptr) continue;
+      Tensor& t = state.tensor(k);
+      const DType want = state_storage(options, *e, param);
+      if (t.dtype() != want) out.emplace_back(&t, t.to(want));
     }
   }
+  return out;
 }
 
 Optimizer& Optimizer::step() {

@@ -13,7 +13,11 @@
 # same bits), math functions without errno (-fno-math-errno: sqrt vectorises), no trapping
 # floating-point exceptions (-fno-trapping-math: a rule's data-dependent choices become selects,
 # so its loop vectorises; no result changes, only the exception flags go unobserved) and -O3
-# outside Debug builds. A plugin that wants other flags can add them after the call.
+# outside Debug builds. With GCC it also lets loop unswitching copy larger loops (--param
+# max-unswitch-insns=500): a rule's branches on its options (maximize, weight decay) are then
+# taken out of the element loop even when the loop also widens and rounds bfloat16 state, which
+# GCC's default limit of 50 instructions leaves scalar. A plugin that wants other flags can add
+# them after the call.
 include_guard(GLOBAL)
 
 function(optreg_add_plugin name)
@@ -37,7 +41,7 @@ function(optreg_add_plugin name)
   target_link_options(${name} PRIVATE -Wl,-z,defs "LINKER:--version-script=${version_script}")
   set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${version_script})
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-    target_compile_options(${name} PRIVATE -fno-gnu-unique)
+    target_compile_options(${name} PRIVATE -fno-gnu-unique $<$<NOT:$<CONFIG:Debug>>:--param=max-unswitch-insns=500>)
   endif()
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(${name} PRIVATE -ffp-contract=off -fno-math-errno -fno-trapping-math

@@ -144,9 +144,10 @@ inline float bf16_to_float(std::uint16_t bits) noexcept {
 inline std::uint16_t float_to_bf16(float f) noexcept {
   std::uint32_t u;
   __builtin_memcpy(&u, &f, sizeof u);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
-  u += 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent, up to infinity, as it should
-  return static_cast<std::uint16_t>(u >> 16);
+  // Both results, then a select rather than an early return, so that loops over it vectorise.
+  const std::uint32_t quiet_nan = (u >> 16) | 0x0040u;
+  const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;  // carries up to infinity, as it should
+  return static_cast<std::uint16_t>((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet_nan : rounded);
 }
 
 /// float to bfloat16 bits, rounding stochastically with the 16 random bits `random`: the

@@ -331,8 +331,9 @@ class OPTREG_API Optimizer {
   /// Refuses a `state_dtype` in `options` that the plugin does not declare, or that is not
   /// float32 for a float64 parameter of `params`: OptionError naming `where`.
   void check_state_dtype(const Options& options, const std::vector<Parameter>& params, const std::string& where) const;
-  /// Converts group g's state tensors to the dtypes its options give them now.
-  void convert_state(std::size_t g);
+  /// Group g's state tensors that `options` keep in another dtype, each with its conversion
+  /// (nothing is changed: the caller assigns them once nothing else can fail).
+  std::vector<std::pair<Tensor*, Tensor>> converted_state(std::size_t g, const Options& options);
 
   OptimizerInfo info_;
   Options defaults_;

@@ -27,11 +27,12 @@
 #include <optreg/parallel.hpp>
 #include <optreg/scheduler.hpp>
 
-/// Marks a kernel function to be compiled for the baseline instruction set and for x86-64-v3
-/// (AVX2, FMA), chosen at load time by the CPU: portable builds that use wide instructions
-/// where the machine has them.
+/// Marks a kernel function to be compiled for the baseline instruction set, for x86-64-v3
+/// (AVX2, FMA) and for x86-64-v4 (AVX-512), chosen at load time by the CPU: portable builds
+/// that use wide instructions where the machine has them. With -ffp-contract=off every clone
+/// rounds every operation alike, so all three give the same bits.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define OPTREG_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define OPTREG_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define OPTREG_KERNEL
 #endif
