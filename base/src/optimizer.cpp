@@ -162,8 +162,10 @@ void Optimizer::validate_group(const OptimizerInfo& info, const Options& options
       std::string supported = "float32";
       if ((info.state_dtypes & abi::kStateBFloat16) != 0) supported += ", bfloat16";
       if ((info.state_dtypes & abi::kStateInt8) != 0) supported += ", int8";
+      const std::string plugin = info.source.empty() ? "it" : "its plugin " + info.source;
       throw in_group(OptionError(where, "state_dtype",
-                                 "optimizer '" + info.name + "' keeps its state in " + supported + " only, not " + name),
+                                 "state_dtype " + name + " is not one optimizer '" + info.name + "' keeps its state in: " +
+                                     plugin + " declares " + supported + " only"),
                      group);
     }
   }
