@@ -30,6 +30,7 @@
 #include <cmath>  // for the rules: std::sqrt, std::fabs, std::fma
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -142,11 +143,13 @@ constexpr Hyperparams<H, M...> hyperparams(Field<H, M>... fields) {
 struct TensorEntry {
   const char* name;
   std::size_t hint;
+  std::size_t length;  // of the name
 };
 /// A handle to a state scalar (a count, a float), made by scalar_entry().
 struct ScalarEntry {
   const char* name;
   std::size_t hint;
+  std::size_t length;  // of the name
 };
 
 namespace detail {
@@ -163,13 +166,23 @@ constexpr std::size_t entry_position(const S (&state)[N], const char* name, bool
   throw "the state declaration has no entry of this name and kind";
 }
 
-inline bool named(const std::string& have, const char* want) noexcept { return have.compare(want) == 0; }
+/// Whether `have` is the name `want` of `length` characters (sizes first: this runs for every
+/// state entry of every tensor at every step).
+inline bool named(const std::string& have, const char* want, std::size_t length) noexcept {
+  return have.size() == length && std::memcmp(have.data(), want, length) == 0;
+}
+
+constexpr std::size_t name_length(const char* name) {
+  std::size_t n = 0;
+  while (name[n] != '\0') ++n;
+  return n;
+}
 
 template <typename Entries>
-auto* find_entry(Entries& entries, const char* name, std::size_t hint) noexcept {
-  if (hint < entries.size() && named(entries[hint].first, name)) return &entries[hint].second;
+auto* find_entry(Entries& entries, const char* name, std::size_t hint, std::size_t length) noexcept {
+  if (hint < entries.size() && named(entries[hint].first, name, length)) return &entries[hint].second;
   for (auto& e : entries) {
-    if (named(e.first, name)) return &e.second;
+    if (named(e.first, name, length)) return &e.second;
   }
   return static_cast<decltype(&entries[0].second)>(nullptr);
 }
@@ -179,19 +192,19 @@ auto* find_entry(Entries& entries, const char* name, std::size_t hint) noexcept 
 /// declares no tensor of that name).
 template <typename S, std::size_t N>
 constexpr TensorEntry tensor_entry(const S (&state)[N], const char* name) {
-  return {name, detail::entry_position(state, name, true)};
+  return {name, detail::entry_position(state, name, true), detail::name_length(name)};
 }
 /// The handle of state scalar `name` of the declaration `state`.
 template <typename S, std::size_t N>
 constexpr ScalarEntry scalar_entry(const S (&state)[N], const char* name) {
-  return {name, detail::entry_position(state, name, false)};
+  return {name, detail::entry_position(state, name, false), detail::name_length(name)};
 }
 
 /// The tensor `e` of a parameter's state, or null when it is absent (an optional entry).
 inline Tensor* find(ParamState& state, TensorEntry e) noexcept {
   // ParamState exposes its entries read-only; the optimizer owns the state and may change it.
   auto& entries = const_cast<std::vector<std::pair<std::string, Tensor>>&>(state.tensors());
-  return detail::find_entry(entries, e.name, e.hint);
+  return detail::find_entry(entries, e.name, e.hint, e.length);
 }
 /// The tensor `e` of a parameter's state; throws UsageError naming it when absent.
 inline Tensor& get(ParamState& state, TensorEntry e) {
@@ -202,7 +215,7 @@ inline Tensor& get(ParamState& state, TensorEntry e) {
 /// The scalar `e` of a parameter's state; throws UsageError naming it when absent.
 inline StateScalar& get(ParamState& state, ScalarEntry e) {
   auto& entries = const_cast<std::vector<std::pair<std::string, StateScalar>>&>(state.scalars());
-  StateScalar* v = detail::find_entry(entries, e.name, e.hint);
+  StateScalar* v = detail::find_entry(entries, e.name, e.hint, e.length);
   if (v == nullptr) throw UsageError(std::string("the state has no scalar '") + e.name + "'");
   return *v;
 }
