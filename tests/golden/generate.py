@@ -195,24 +195,8 @@ class MegEngineAdagrad:
                     p.copy_(torch.from_numpy(x))
 
 
-def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_changes=None,
-             frozen=None, record_state=()):
-    """Runs one case and writes it.
-
-    groups: list of (param indices, options) in order.
-    lr_changes: {step: [(group, lr), ...]} applied before that step.
-    frozen: function (step, param index) -> True when the parameter gets no gradient.
-    record_state: names of state tensors written after every step for every parameter that
-    has them.
-    """
-    lr_changes = lr_changes or {}
-    frozen = frozen or (lambda k, i: False)
-    maximize = any(opts.get("maximize", False) for _, opts in groups)
-    if maximize and not all(opts.get("maximize", False) for _, opts in groups):
-        raise ValueError("case %s mixes maximize and minimize groups" % name)
-
-    obj = Objective(shapes, seed)
-    params = [t.clone().requires_grad_(True) for t in obj.init]
+def make_optimizer(name, opt_name, groups, params):
+    """The reference optimizer of a case over `params`, and the option keys its groups write."""
     torch_groups = [dict(opts, params=[params[i] for i in ids]) for ids, opts in groups]
     if opt_name == "sgd":
         opt = torch.optim.SGD(torch_groups, lr=groups[0][1]["lr"], foreach=False)
@@ -245,6 +229,28 @@ def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_change
         opt = reference(torch_groups)
     else:
         raise ValueError(opt_name)
+    return opt, keys
+
+
+def run_case(out, name, opt_name, groups, seed, shapes=DEFAULT_SHAPES, lr_changes=None,
+             frozen=None, record_state=()):
+    """Runs one case and writes it.
+
+    groups: list of (param indices, options) in order.
+    lr_changes: {step: [(group, lr), ...]} applied before that step.
+    frozen: function (step, param index) -> True when the parameter gets no gradient.
+    record_state: names of state tensors written after every step for every parameter that
+    has them.
+    """
+    lr_changes = lr_changes or {}
+    frozen = frozen or (lambda k, i: False)
+    maximize = any(opts.get("maximize", False) for _, opts in groups)
+    if maximize and not all(opts.get("maximize", False) for _, opts in groups):
+        raise ValueError("case %s mixes maximize and minimize groups" % name)
+
+    obj = Objective(shapes, seed)
+    params = [t.clone().requires_grad_(True) for t in obj.init]
+    opt, keys = make_optimizer(name, opt_name, groups, params)
 
     out.append("case %s" % name)
     out.append("optimizer %s" % opt_name)

@@ -395,7 +395,7 @@ const CaseRecord* find_case(const GoldenFile& file, const std::string& name) {
 
 /// A tensor of `shape` and the file's dtype holding `values`.
 optreg::Tensor tensor_of(const optreg::Shape& shape, const std::vector<double>& values, optreg::DType dtype) {
-  optreg::Tensor t(shape, dtype);
+  optreg::Tensor t(shape, dtype == optreg::DType::Float64 ? dtype : optreg::DType::Float32);
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (dtype == optreg::DType::Float64) {
       t.data_as<double>()[i] = values[i];
@@ -403,7 +403,24 @@ optreg::Tensor tensor_of(const optreg::Shape& shape, const std::vector<double>& 
       t.data()[i] = static_cast<float>(values[i]);
     }
   }
+  if (dtype == optreg::DType::BFloat16 || dtype == optreg::DType::Float16) {
+    const optreg::Tensor half = t.to(dtype);  // the file's values are half-precision values: exact
+    if (!std::equal(values.begin(), values.end(), half.to_double_vector().begin())) {
+      ADD_FAILURE() << "a value of the file is not a " << optreg::dtype_name(dtype) << " value";
+    }
+    return half;
+  }
   return t;
+}
+
+/// One unit in the last place of `x` in the half-precision `dtype` (its spacing at |x|, and the
+/// smallest subnormal's at and below the smallest normal).
+double half_ulp(double x, optreg::DType dtype) {
+  const int fraction_bits = dtype == optreg::DType::BFloat16 ? 7 : 10;
+  const int min_exponent = dtype == optreg::DType::BFloat16 ? -126 : -14;
+  int e = 0;
+  std::frexp(std::fabs(x), &e);  // |x| = m 2^e, m in [0.5, 1)
+  return std::ldexp(1.0, std::max(e - 1, min_exponent) - fraction_bits);
 }
 
 TEST(GoldenFile, ParsesCompletely) {
@@ -448,6 +465,7 @@ void replay(const GoldenFile& f, const std::string& name, double rtol, double at
   double max_abs = 0.0;    // largest |a - b|
   double max_rel = 0.0;    // largest |a - b| / |b| where the relative term dominates the bound
   double max_share = 0.0;  // largest |a - b| / (atol + rtol * |b|): 1 is the limit
+  double max_ulps = 0.0;   // half-precision parameters: largest |a - b| in ulps of their dtype
   // Compares one tensor after step k; `what` names it in a failure.
   const auto compare = [&](std::size_t k, const std::string& what, const std::vector<double>& expected,
                            const optreg::Tensor& actual) {
@@ -476,8 +494,27 @@ void replay(const GoldenFile& f, const std::string& name, double rtol, double at
     opt->step();
 
     for (std::size_t p = 0; p < params.size(); ++p) {
-      compare(k, "parameter " + std::to_string(p) + " " + optreg::to_string(c->shapes[p]), *s.values[p],
-              params[p].value());
+      const std::string what = "parameter " + std::to_string(p) + " " + optreg::to_string(c->shapes[p]);
+      if (f.dtype == optreg::DType::BFloat16 || f.dtype == optreg::DType::Float16) {
+        // A half-precision parameter is its master rounded: within one ulp of the reference's,
+        // beyond what the masters' own tolerance lets them differ (which, for values near zero,
+        // can exceed a float16 ulp).
+        for (std::size_t e = 0; e < s.values[p]->size(); ++e) {
+          const double want = (*s.values[p])[e];
+          const double got = params[p].value().element(e);
+          const double bound = half_ulp(want, f.dtype) + atol + rtol * std::fabs(want);
+          ++compared;
+          max_ulps = std::max(max_ulps, std::fabs(got - want) / half_ulp(want, f.dtype));
+          if (!(std::fabs(got - want) <= bound) && reported < kMaxReported) {
+            ++reported;
+            ADD_FAILURE() << "case " << c->name << ", step " << (k + 1) << ", " << what << ", element " << e
+                          << ": expected " << want << ", got " << got << ", more than one "
+                          << optreg::dtype_name(f.dtype) << " ulp and the master tolerance apart";
+          }
+        }
+        continue;
+      }
+      compare(k, what, *s.values[p], params[p].value());
     }
     for (const StepRecord::State& st : s.states) {
       const optreg::Tensor& actual = opt->state(params[st.param]).tensor(st.name);
@@ -494,7 +531,9 @@ void replay(const GoldenFile& f, const std::string& name, double rtol, double at
   ::testing::Test::RecordProperty("max_bound_share", std::to_string(max_share));
   std::cout << "[ golden   ] " << optreg::dtype_name(f.dtype) << " " << c->name << " (" << c->optimizer << "): " << c->steps.size() << " steps, " << compared
             << " values; max |a-b| = " << std::setprecision(3) << max_abs << ", max |a-b|/|b| = " << max_rel
-            << ", max share of the tolerance = " << max_share << "\n";
+            << ", max share of the tolerance = " << max_share;
+  if (f.dtype == optreg::DType::BFloat16 || f.dtype == optreg::DType::Float16) std::cout << ", parameters within " << max_ulps << " ulp";
+  std::cout << "\n";
 }
 
 class Trajectory : public ::testing::TestWithParam<std::string> {};
@@ -529,6 +568,39 @@ class Trajectory64 : public ::testing::TestWithParam<std::string> {};
 TEST_P(Trajectory64, Matches) { replay(golden64(), GetParam(), kRtol64, kAtol64); }
 
 INSTANTIATE_TEST_SUITE_P(GoldenFloat64, Trajectory64, ::testing::ValuesIn(case_names(golden64())),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// bfloat16 and float16 parameters with float32 master weights (generate_master.py): torch steps
+// the float32 master with the half-precision gradient; the plugins, given the same gradients and
+// master_weights: true, must keep masters within the float32 tolerance and parameters within
+// one ulp of their dtype of the reference's (plus that tolerance, which near zero exceeds a
+// float16 ulp).
+const GoldenFile& golden_bf16() {
+  static const GoldenFile file = read_golden("trajectories_bfloat16.txt");
+  return file;
+}
+const GoldenFile& golden_f16() {
+  static const GoldenFile file = read_golden("trajectories_float16.txt");
+  return file;
+}
+
+TEST(GoldenFileMaster, BothParseCompletelyWithTheirDtype) {
+  EXPECT_TRUE(golden_bf16().error.empty()) << golden_bf16().error;
+  EXPECT_TRUE(golden_f16().error.empty()) << golden_f16().error;
+  EXPECT_EQ(golden_bf16().dtype, optreg::DType::BFloat16);
+  EXPECT_EQ(golden_f16().dtype, optreg::DType::Float16);
+  EXPECT_GE(golden_bf16().cases.size(), kMinCases64);
+  EXPECT_GE(golden_f16().cases.size(), kMinCases64);
+}
+
+class TrajectoryBFloat16 : public ::testing::TestWithParam<std::string> {};
+TEST_P(TrajectoryBFloat16, MastersMatchAndParametersAreWithinOneUlp) { replay(golden_bf16(), GetParam(), kRtol, kAtol); }
+INSTANTIATE_TEST_SUITE_P(GoldenMaster, TrajectoryBFloat16, ::testing::ValuesIn(case_names(golden_bf16())),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+class TrajectoryFloat16 : public ::testing::TestWithParam<std::string> {};
+TEST_P(TrajectoryFloat16, MastersMatchAndParametersAreWithinOneUlp) { replay(golden_f16(), GetParam(), kRtol, kAtol); }
+INSTANTIATE_TEST_SUITE_P(GoldenMaster, TrajectoryFloat16, ::testing::ValuesIn(case_names(golden_f16())),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 
