@@ -149,10 +149,11 @@ optreg::Shape parse_shape(const std::string& s) {
   return shape;
 }
 
-// true/false, [a,b] or a float.
+// true/false, "text", [a,b] or a float.
 optreg::Value parse_value(const std::string& s) {
   if (s == "true") return optreg::Value(true);
   if (s == "false") return optreg::Value(false);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return optreg::Value(s.substr(1, s.size() - 2));
   if (!s.empty() && s.front() == '[') {
     if (s.size() < 3 || s.back() != ']') throw ParseError("expected a list like [0.9,0.999], got '" + s + "'");
     std::vector<double> list;
@@ -592,6 +593,34 @@ TEST(GoldenFileMaster, BothParseCompletelyWithTheirDtype) {
   EXPECT_GE(golden_bf16().cases.size(), kMinCases64);
   EXPECT_GE(golden_f16().cases.size(), kMinCases64);
 }
+
+// State kept in bfloat16 and int8 (generate_state.py): numpy references that emulate the storage,
+// in float32 operation by operation in the plugins' order, so the replay is bit for bit (no
+// tolerance: every instruction set rounds each operation alike).
+const GoldenFile& golden_state() {
+  static const GoldenFile file = read_golden("state_dtypes.txt");
+  return file;
+}
+
+TEST(GoldenFileState, ParsesCompletelyAndCoversBothStateDtypes) {
+  const GoldenFile& f = golden_state();
+  ASSERT_TRUE(f.error.empty()) << f.error;
+  std::size_t bf16 = 0, int8 = 0;
+  for (const CaseRecord& c : f.cases) {
+    for (const GroupRecord& g : c.groups) {
+      const std::string& d = g.options.at("state_dtype").as_string();
+      bf16 += d == "bfloat16" ? 1 : 0;
+      int8 += d == "int8" ? 1 : 0;
+    }
+  }
+  EXPECT_GE(bf16, 2U);
+  EXPECT_GE(int8, 3U);
+}
+
+class TrajectoryStateDtype : public ::testing::TestWithParam<std::string> {};
+TEST_P(TrajectoryStateDtype, MatchesBitForBit) { replay(golden_state(), GetParam(), 0.0, 0.0); }
+INSTANTIATE_TEST_SUITE_P(GoldenState, TrajectoryStateDtype, ::testing::ValuesIn(case_names(golden_state())),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 class TrajectoryBFloat16 : public ::testing::TestWithParam<std::string> {};
 TEST_P(TrajectoryBFloat16, MastersMatchAndParametersAreWithinOneUlp) { replay(golden_bf16(), GetParam(), kRtol, kAtol); }
