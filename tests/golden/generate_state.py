@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""Generates tests/golden/state_dtypes.txt: Adam and SGD with momentum on float32 parameters
+"""Generates tests/golden/state_dtypes.txt and stochastic_rounding.txt.
+
+state_dtypes.txt: Adam and SGD with momentum on float32 parameters
 with their state kept in bfloat16 or blockwise int8 (the `state_dtype` option), computed by
 numpy references that emulate the storage, written from docs/precision.md:
 
@@ -10,6 +12,12 @@ numpy references that emulate the storage, written from docs/precision.md:
   the squared map for second moments; generate_precision.py's quantize());
 - the gradients are the objective's, in float32, at the reference's parameters (torch's
   autograd, as generate.py computes them), and the file records them.
+
+stochastic_rounding.txt: SGD and Adam on bfloat16 parameters without master weights, each
+step's float32 result rounded stochastically into the parameter with the 16 random bits
+rounding_bits(rounding_seed, step, parameter id, element) >> 48 (generate_precision.py's
+stochastic() and rounding_bits()); the gradients are the objective's at the parameters, rounded
+to bfloat16.
 
 golden_test.cpp replays the cases through the plugins bit for bit: the references round every
 float32 operation as the plugins do. The file has generate.py's format; a group's state_dtype
@@ -26,9 +34,11 @@ import numpy as np
 import torch
 
 import generate
-from generate_precision import dynamic_map, quantize
+from generate_precision import dynamic_map, quantize, rounding_bits, stochastic
 
-OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "state_dtypes.txt")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUTPUT = os.path.join(HERE, "state_dtypes.txt")
+OUTPUT_SR = os.path.join(HERE, "stochastic_rounding.txt")
 STEPS = 50
 f32 = np.float32
 
@@ -41,7 +51,10 @@ def bf16(x):
 
 
 def stored(x, state_dtype, second_moment):
-    """x as the state stores it: rounded to bfloat16, or quantized per block of 512."""
+    """x as the state stores it: as it is (float32), rounded to bfloat16, or quantized per block
+    of 512."""
+    if state_dtype == "float32":
+        return x
     if state_dtype == "bfloat16":
         return bf16(x)
     kind = 2 if second_moment else 1
@@ -90,7 +103,7 @@ class AdamRef:
 
 
 class SgdRef:
-    """The sgd plugin's step with momentum (no dampening) over float32 numpy arrays."""
+    """The sgd plugin's step, with momentum (no dampening) or without, over float32 numpy arrays."""
 
     state_names = ("momentum_buffer",)
 
@@ -100,18 +113,34 @@ class SgdRef:
 
     def step(self, xs, gs, state_dtype):
         for i, (x, g) in enumerate(zip(xs, gs)):
+            if self.momentum == 0.0:  # no buffer
+                xs[i] = x + f32(-self.lr) * g
+                continue
             b = g if self.buf[i] is None else self.buf[i] * f32(self.momentum) + f32(1.0) * g
             self.buf[i] = stored(b, state_dtype, False)
             xs[i] = x + f32(-self.lr) * b
 
     def state(self, i):
-        return {"momentum_buffer": self.buf[i]}
+        return {} if self.buf[i] is None else {"momentum_buffer": self.buf[i]}
 
 
-def run(out, name, opt_name, state_dtype, options, seed):
+def bf16_stochastic(x, seed, step, param):
+    """float32 values rounded stochastically to bfloat16 with the bits of (seed, step, param, i)."""
+    out = np.empty_like(x)
+    for i, v in enumerate(x):
+        r = rounding_bits(seed, step, param, i) >> 48
+        bits = stochastic(v, r, "bf16")
+        out[i] = np.array([bits << 16], dtype=np.uint32).view(np.float32)[0]
+    return out
+
+
+def run(out, name, opt_name, state_dtype, options, seed, rounding_seed=None):
+    """One case; with `rounding_seed` the parameters are bfloat16, rounded stochastically."""
     shapes = generate.DEFAULT_SHAPES
     obj = generate.Objective(shapes, seed)
     xs = [t.numpy().astype(np.float32).ravel().copy() for t in obj.init]
+    if rounding_seed is not None:
+        xs = [bf16(x) for x in xs]
     sizes = [x.size for x in xs]
     if opt_name == "adam":
         ref = AdamRef(sizes, options["lr"], options["betas"], options["eps"], options["weight_decay"])
@@ -125,6 +154,8 @@ def run(out, name, opt_name, state_dtype, options, seed):
     for i, (s, x) in enumerate(zip(shapes, xs)):
         out.append("param %d %s %s" % (i, generate.fmt_shape(s), generate.fmt_tensor(torch.from_numpy(x))))
     opts = " ".join("%s=%s" % (k, generate.fmt_option(options[k])) for k in keys)
+    if rounding_seed is not None:
+        opts += " rounding=\"stochastic\" rounding_seed=%d" % rounding_seed
     out.append("group %s %s state_dtype=\"%s\"" % (",".join(str(i) for i in range(len(shapes))), opts,
                                                   state_dtype))
     for k in range(1, STEPS + 1):
@@ -132,9 +163,13 @@ def run(out, name, opt_name, state_dtype, options, seed):
         params = [torch.from_numpy(x.reshape(s)).clone().requires_grad_(True) for x, s in zip(xs, shapes)]
         grads = torch.autograd.grad(obj.loss(params), params)
         gs = [g.detach().numpy().astype(np.float32).ravel() for g in grads]
+        if rounding_seed is not None:
+            gs = [bf16(g) for g in gs]  # a bfloat16 parameter's gradient is bfloat16
         for i, g in enumerate(gs):
             out.append("grad %d %s" % (i, generate.fmt_tensor(torch.from_numpy(g))))
         ref.step(xs, gs, state_dtype)
+        if rounding_seed is not None:
+            xs = [bf16_stochastic(x, rounding_seed, k, i) for i, x in enumerate(xs)]
         for i, x in enumerate(xs):
             out.append("value %d %s" % (i, generate.fmt_tensor(torch.from_numpy(x))))
         for i in range(len(xs)):
@@ -156,8 +191,39 @@ def cases():
     ]
 
 
+def stochastic_cases():
+    return [
+        ("sgd_bfloat16_stochastic", "sgd", "float32", dict(lr=0.01, momentum=0.0), 5),
+        ("sgd_momentum_bfloat16_stochastic", "sgd", "float32", dict(lr=0.01, momentum=0.9), 6),
+        ("adam_bfloat16_stochastic", "adam", "float32",
+         dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0), 7),
+        ("adam_bfloat16_stochastic_bfloat16_state", "adam", "bfloat16",
+         dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0), 8),
+    ]
+
+
+def write_stochastic():
+    all_cases = stochastic_cases()
+    out = [
+        "# optreg golden trajectories of bfloat16 parameters rounded stochastically, from numpy",
+        "# references. Generated by tests/golden/generate_state.py; the format is generate.py's,",
+        "# with a 'dtype bfloat16' line. Do not edit.",
+        generate.FORMAT_LINE,
+        "cases %d" % len(all_cases),
+        "dtype bfloat16",
+    ]
+    for name, opt_name, state_dtype, options, rounding_seed in all_cases:
+        run(out, name, opt_name, state_dtype, options, generate.case_seed(name), rounding_seed)
+    text = "\n".join(out) + "\n"
+    with open(OUTPUT_SR, "w") as f:
+        f.write(text)
+    print("wrote %s: %d cases, %d steps each, %d bytes" % (OUTPUT_SR, len(all_cases), STEPS, len(text)),
+          file=sys.stderr)
+
+
 def main():
     torch.use_deterministic_algorithms(True)
+    write_stochastic()
     all_cases = cases()
     out = [
         "# optreg golden trajectories with the optimizer state in bfloat16 and int8, from numpy",

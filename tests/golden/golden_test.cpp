@@ -149,8 +149,12 @@ optreg::Shape parse_shape(const std::string& s) {
   return shape;
 }
 
-// true/false, "text", [a,b] or a float.
+// true/false, "text", [a,b], an integer (digits alone) or a float.
 optreg::Value parse_value(const std::string& s) {
+  const bool integer = !s.empty() && s.size() < 16 &&
+                       std::all_of(s.begin() + (s[0] == '-' ? 1 : 0), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                       s != "-";
+  if (integer) return optreg::Value(static_cast<std::int64_t>(std::stoll(s)));
   if (s == "true") return optreg::Value(true);
   if (s == "false") return optreg::Value(false);
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return optreg::Value(s.substr(1, s.size() - 2));
@@ -503,7 +507,8 @@ void replay(const GoldenFile& f, const std::string& name, double rtol, double at
         for (std::size_t e = 0; e < s.values[p]->size(); ++e) {
           const double want = (*s.values[p])[e];
           const double got = params[p].value().element(e);
-          const double bound = half_ulp(want, f.dtype) + atol + rtol * std::fabs(want);
+          const bool exact = rtol == 0.0 && atol == 0.0;  // a replay bit for bit allows nothing
+          const double bound = exact ? 0.0 : half_ulp(want, f.dtype) + atol + rtol * std::fabs(want);
           ++compared;
           max_ulps = std::max(max_ulps, std::fabs(got - want) / half_ulp(want, f.dtype));
           if (!(std::fabs(got - want) <= bound) && reported < kMaxReported) {
@@ -620,6 +625,25 @@ TEST(GoldenFileState, ParsesCompletelyAndCoversBothStateDtypes) {
 class TrajectoryStateDtype : public ::testing::TestWithParam<std::string> {};
 TEST_P(TrajectoryStateDtype, MatchesBitForBit) { replay(golden_state(), GetParam(), 0.0, 0.0); }
 INSTANTIATE_TEST_SUITE_P(GoldenState, TrajectoryStateDtype, ::testing::ValuesIn(case_names(golden_state())),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// bfloat16 parameters rounded stochastically (generate_state.py): numpy references with the
+// rounding bits of docs/precision.md, replayed bit for bit.
+const GoldenFile& golden_stochastic() {
+  static const GoldenFile file = read_golden("stochastic_rounding.txt");
+  return file;
+}
+
+TEST(GoldenFileStochastic, ParsesCompletelyWithBFloat16Parameters) {
+  const GoldenFile& f = golden_stochastic();
+  ASSERT_TRUE(f.error.empty()) << f.error;
+  EXPECT_EQ(f.dtype, optreg::DType::BFloat16);
+  EXPECT_GE(f.cases.size(), 4U);
+}
+
+class TrajectoryStochastic : public ::testing::TestWithParam<std::string> {};
+TEST_P(TrajectoryStochastic, MatchesBitForBit) { replay(golden_stochastic(), GetParam(), 0.0, 0.0); }
+INSTANTIATE_TEST_SUITE_P(GoldenStochastic, TrajectoryStochastic, ::testing::ValuesIn(case_names(golden_stochastic())),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 class TrajectoryBFloat16 : public ::testing::TestWithParam<std::string> {};
