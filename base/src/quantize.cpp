@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -35,14 +36,6 @@ std::vector<double> map_values(bool is_signed) {
   return v;
 }
 
-/// A key that orders floats as their values do (-0 just below +0): the bits with the sign bit
-/// set for a positive float, all bits flipped for a negative one.
-std::uint32_t order_key(float x) noexcept {
-  std::uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
-}
-
 DynamicMap make_map(bool is_signed, bool squared) {
   std::vector<double> v = map_values(is_signed);
   if (squared) {
@@ -55,21 +48,17 @@ DynamicMap make_map(bool is_signed, bool squared) {
   for (std::uint32_t t = 0; t < m.start.size(); ++t) {
     const std::uint32_t lowest = t << 16;
     while (last + 1 < m.values.size() && order_key(m.values[last + 1]) <= lowest) ++last;
-    m.start[t] = static_cast<std::uint8_t>(last);
+    m.start[t] = static_cast<std::int32_t>(last);
+  }
+  // nearest() steps at most once from its bucket's start: no bucket may hold two values.
+  for (std::size_t i = 1; i < m.values.size(); ++i) {
+    if ((order_key(m.values[i - 1]) >> 16) == (order_key(m.values[i]) >> 16)) std::abort();
   }
   return m;
 }
 
 }  // namespace
 
-std::uint8_t DynamicMap::nearest(float x) const noexcept {
-  // The last value not above x (start's entry is one, or the first value), then the nearer of
-  // it and the next (the lower on a tie).
-  std::size_t i = start[order_key(x) >> 16];
-  while (i < 255 && values[i + 1] <= x) ++i;
-  if (i == 255 || x < values[i]) return static_cast<std::uint8_t>(i);
-  return static_cast<std::uint8_t>(values[i + 1] - x < x - values[i] ? i + 1 : i);
-}
 
 const DynamicMap& dynamic_map(bool is_signed) noexcept {
   static const DynamicMap kSigned = make_map(true, false);
@@ -83,28 +72,12 @@ const DynamicMap& squared_map() noexcept {
 }
 
 float quantize_block(const float* x, std::size_t n, const DynamicMap& map, std::uint8_t* codes) noexcept {
-  float absmax = 0;
-  bool finite = true;
-  for (std::size_t i = 0; i < n; ++i) {
-    finite = finite && std::isfinite(x[i]);
-    absmax = std::max(absmax, std::fabs(x[i]));
-  }
-  const std::uint8_t zero = map.nearest(0.0f);
-  if (!finite || absmax == 0) {
-    std::fill(codes, codes + n, zero);
-    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    // x / absmax lies in [-1, 1]; a division, not a multiplication by 1 / absmax, so that
-    // absmax itself is exactly 1.
-    codes[i] = map.nearest(x[i] / absmax);
-  }
-  return absmax;
+  return quantize_values(x, n, map, codes);
 }
 
 void dequantize_block(const std::uint8_t* codes, std::size_t n, float absmax, const DynamicMap& map,
                       float* out) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = map.values[codes[i]] * absmax;
+  dequantize_values(codes, n, absmax, map, out);
 }
 
 }  // namespace optreg

@@ -415,7 +415,7 @@ void elementwise_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin
 /// blocks of one tensor are independent, so the bits do not depend on how the tensor is split
 /// into ranges of whole blocks.
 template <typename P, typename R, std::size_t K, std::size_t F>
-void quantized_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
+OPTREG_KERNEL void quantized_loop(const R rule, const Piece<K, F>& piece, std::size_t begin, std::size_t end) {
   static_assert(!std::is_same_v<P, double>, "float64 parameters keep float64 state");
   static_assert(K >= 1, "quantized state needs a state tensor");
   alignas(64) float block[K][kQuantBlock];
@@ -428,12 +428,12 @@ void quantized_loop(const R& rule, const Piece<K, F>& piece, std::size_t begin, 
     const std::size_t n = std::min(kQuantBlock, end - b);
     const std::size_t index = b / kQuantBlock;
     for (std::size_t k = 0; k < K; ++k) {
-      dequantize_block(static_cast<const std::uint8_t*>(piece.s[k]) + b, n, piece.scales[k][index], *piece.maps[k],
-                       block[k]);
+      dequantize_values(static_cast<const std::uint8_t*>(piece.s[k]) + b, n, piece.scales[k][index], *piece.maps[k],
+                        block[k]);
     }
     elementwise_kernel<P, float, R, K, F>(rule, f, p + b, g + b, at[0], at[1], at[2], at[3], 0, n);
     for (std::size_t k = 0; k < K; ++k) {
-      piece.scales[k][index] = quantize_block(block[k], n, *piece.maps[k], static_cast<std::uint8_t*>(piece.s[k]) + b);
+      piece.scales[k][index] = quantize_values(block[k], n, *piece.maps[k], static_cast<std::uint8_t*>(piece.s[k]) + b);
     }
   }
 }
