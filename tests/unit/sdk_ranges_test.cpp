@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optreg/elementwise.hpp>
 #include <optreg/plugin.hpp>
 #include <optreg/state_dict.hpp>
 
@@ -78,23 +79,24 @@ TEST(SdkDomains, StateHelpersCarryTheirDomainAndBareEntriesAllowAnyValue) {
 
 namespace {
 
-struct NoHyper {
-  explicit NoHyper(const optreg::Options& /*options*/) {}
-};
+constexpr sdk::State kCountingState[] = {sdk::state_int("step", sdk::count(), "updates")};
+constexpr auto kCountingStep = sdk::scalar_entry(kCountingState, "step");
 
-/// Counts each update of a tensor with advance_count() and adds 1 to every element.
-class CountingTensors final : public sdk::TensorOptimizer<NoHyper> {
+/// Counts each update of a group's tensors with sdk::advance_counts() and adds 1 to every element.
+class CountingTensors final : public optreg::Optimizer {
  protected:
-  void update(const NoHyper& /*hyper*/, optreg::Tensor& value, const optreg::Tensor& /*grad*/,
-              optreg::ParamState& state) override {
-    sdk::advance_count(parameter(), state, 0);
-    for (std::size_t i = 0; i < value.numel(); ++i) value[i] += 1.0F;
+  void update_group(const optreg::Options& /*options*/, const std::vector<Slot>& slots) override {
+    sdk::advance_counts(slots, kCountingStep);
+    for (const Slot& slot : slots) {
+      optreg::Tensor& value = slot.param->value();
+      for (std::size_t i = 0; i < value.numel(); ++i) value[i] += 1.0F;
+    }
   }
 };
 
 }  // namespace
 
-TEST(SdkCounts, ATensorOptimizerRefusesAFullCountBeforeItUpdatesAnyTensor) {
+TEST(SdkCounts, AdvanceCountsRefusesAFullCountBeforeAnyTensorChanges) {
   optreg::Parameter a("a", optreg::Tensor({2}, {1, 2}));
   optreg::Parameter b("b", optreg::Tensor({1}, {3}));
   CountingTensors opt;
@@ -131,10 +133,10 @@ TEST(SdkCounts, AdvanceCountsChecksEveryParameterBeforeItAdvancesAny) {
   for (auto& s : states) s.add_scalar("step", std::int64_t{5});
   states[1].scalar(0) = optreg::kMaxCount;
   const std::vector<optreg::Optimizer::Slot> slots = {{&a, &states[0]}, {&b, &states[1]}};
-  EXPECT_THROW(sdk::advance_counts(slots, 0), optreg::UsageError);
+  EXPECT_THROW(sdk::advance_counts(slots, kCountingStep), optreg::UsageError);
   EXPECT_EQ(std::get<std::int64_t>(states[0].scalar(0)), 5);
   states[1].scalar(0) = optreg::kMaxCount - 1;
-  sdk::advance_counts(slots, 0);
+  sdk::advance_counts(slots, kCountingStep);
   EXPECT_EQ(std::get<std::int64_t>(states[0].scalar(0)), 6);
   EXPECT_EQ(std::get<std::int64_t>(states[1].scalar(0)), optreg::kMaxCount);
 }

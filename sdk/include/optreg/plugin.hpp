@@ -75,7 +75,7 @@ constexpr Bounds including_inf(Bounds b) {
 }
 
 /// The domain of a count of state (a step count): [0, 2^53]. Advance it with advance_counts()
-/// (or advance_count()), which refuse to pass the top, so that it never overflows.
+/// of <optreg/elementwise.hpp>, which refuses to pass the top, so that it never overflows.
 constexpr Bounds count() { return {0.0, static_cast<double>(kMaxCount), false, false}; }
 /// Non-negative numbers, +inf included: [0, inf]. The domain of a second moment or a sum of
 /// squares, which overflows to inf in float32 long before a gradient does.
@@ -230,26 +230,6 @@ inline void refuse_full_count(const Parameter& param, const std::string& entry, 
 }
 }  // namespace detail
 
-/// Adds one to the count at scalar position `index` (an entry declared with count()) of every
-/// slot's state, after checking them all: a count at the top of its domain refuses the step with
-/// a UsageError naming the parameter and the entry, and then no count has changed. Call it in
-/// update_group() before anything else changes, so that a refused step changes nothing.
-inline void advance_counts(const std::vector<Optimizer::Slot>& slots, std::size_t index) {
-  for (const Optimizer::Slot& slot : slots) {
-    const auto& [entry, count] = slot.state->scalars()[index];
-    detail::refuse_full_count(*slot.param, entry, std::get<std::int64_t>(count));
-  }
-  for (const Optimizer::Slot& slot : slots) ++std::get<std::int64_t>(slot.state->scalar(index));
-}
-
-/// Adds one to the count at scalar position `index` of one parameter's state and returns it; a
-/// count at the top of its domain throws the UsageError of advance_counts().
-inline std::int64_t advance_count(const Parameter& param, ParamState& state, std::size_t index) {
-  std::int64_t& count = std::get<std::int64_t>(state.scalar(index));
-  detail::refuse_full_count(param, state.scalars()[index].first, count);
-  return ++count;
-}
-
 /// Runs kernels over every element of a group's parameters, in parallel: the elements of all
 /// the tensors are split evenly across the threads (a tensor may be split, and many small
 /// tensors share one thread), so one large tensor and ten thousand small ones both use every
@@ -286,12 +266,6 @@ class ElementRanges {
   std::vector<std::size_t> offsets_;  // offsets_[i]: the first element of piece i
 };
 
-/// Whether `next` starts where `previous` (of `n` elements) ends: tensors laid out back to back
-/// (parameters in one flat buffer, a group's packed state) can be updated as one range.
-inline bool follows(const float* previous, std::size_t n, const float* next) noexcept {
-  return previous != nullptr && previous + n == next;
-}
-
 /// Appends the range `t` to `ranges`, or lengthens the last range by `t.n` elements when
 /// `ranges.back().continued_by(t)`: one range then covers tensors that lie back to back.
 template <typename Range>
@@ -302,96 +276,6 @@ void append_range(std::vector<Range>& ranges, const Range& t) {
     ranges.push_back(t);
   }
 }
-
-/// One step's work for an elementwise kernel, as pieces: each holds K arrays of `n` floats
-/// (the parameter, its gradient, its state tensors; nullptr for an array the options leave out)
-/// and F per-tensor factors (a step size, a bias correction). A tensor whose arrays all continue
-/// the last piece's, with the same factors, joins that piece, so that parameters in one flat
-/// buffer, with their packed state, stream as one range. Keep one as a member of the optimizer:
-/// its storage is allocated at the first step and reused, so later steps do not allocate.
-template <std::size_t K, std::size_t F = 0>
-class ElementPieces {
- public:
-  struct Piece {
-    std::array<float*, K> data;
-    std::array<float, F> factors;
-    std::size_t n;  // elements of each array
-
-    /// Whether `t` continues this piece in every array (an absent array only by an absent
-    /// one) with the same factors.
-    bool continued_by(const Piece& t) const noexcept {
-      for (std::size_t k = 0; k < K; ++k) {
-        if (data[k] == nullptr ? t.data[k] != nullptr : !follows(data[k], n, t.data[k])) return false;
-      }
-      return factors == t.factors;
-    }
-  };
-
-  /// Forgets the pieces of the last step (keeping the storage).
-  void clear() noexcept { pieces_.clear(); }
-
-  /// Adds one tensor's arrays of `n` elements each and its factors.
-  void add(const std::array<float*, K>& data, std::size_t n, const std::array<float, F>& factors = {}) {
-    append_range(pieces_, Piece{data, factors, n});
-  }
-
-  const std::vector<Piece>& pieces() const noexcept { return pieces_; }
-
-  /// Calls `kernel(piece, begin, end)` for ranges covering every element of every piece, split
-  /// across the threads as ElementRanges::run does.
-  template <typename Kernel>
-  void run(Kernel&& kernel, std::size_t grain = std::size_t{1} << 14) {
-    ranges_.run(
-        pieces_.size(), [&](std::size_t i) { return pieces_[i].n; },
-        [&](std::size_t i, std::size_t begin, std::size_t end) { kernel(pieces_[i], begin, end); }, grain);
-  }
-
- private:
-  std::vector<Piece> pieces_;
-  ElementRanges ranges_;
-};
-
-
-/// An optimizer written as one update per parameter tensor: the plugin declares its
-/// hyperparameters as a struct `Hyper` constructible from the group's options (decoded once per
-/// group and step), and implements update() for one tensor. The base does the rest; state is
-/// created from the declared state schema unless init_state() is overridden.
-template <typename Hyper>
-class TensorOptimizer : public Optimizer {
- protected:
-  /// Applies one update to `value`, whose gradient is `grad` and whose state is `state`.
-  /// Advance a count with `advance_count(parameter(), state, index)`.
-  virtual void update(const Hyper& hyper, Tensor& value, const Tensor& grad, ParamState& state) = 0;
-
-  /// The parameter update() is updating (for messages and advance_count()).
-  const Parameter& parameter() const noexcept { return *current_; }
-
- private:
-  void update_group(const Options& options, const std::vector<Slot>& slots) final {
-    const Hyper hyper(options);
-    // A declared count at the top of its domain refuses the step before any tensor changes.
-    for (const Slot& slot : slots) refuse_full_counts(*slot.param, *slot.state);
-    for (const Slot& slot : slots) {
-      current_ = slot.param;
-      update(hyper, slot.param->value(), slot.param->grad(), *slot.state);
-    }
-  }
-
-  /// Refuses a count declared with count() that is at the top of its domain; the schema is
-  /// looked at only for an int at 2^53 or above, so a step costs one comparison per scalar.
-  void refuse_full_counts(const Parameter& param, const ParamState& state) const {
-    for (const auto& [name, value] : state.scalars()) {
-      if (value.index() != 0 || std::get<std::int64_t>(value) < kMaxCount) continue;
-      for (const StateEntry& e : state_schema()) {
-        if (e.name == name && e.domain && e.domain->hi <= static_cast<double>(kMaxCount)) {
-          detail::refuse_full_count(param, name, std::get<std::int64_t>(value));
-        }
-      }
-    }
-  }
-
-  const Parameter* current_ = nullptr;
-};
 
 /// Whether every default of a schema lies within its own declared range.
 template <std::size_t N>
