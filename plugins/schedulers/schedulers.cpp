@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include <optreg/plugin.hpp>
+#include <optreg/elementwise.hpp>
 
 namespace {
 
@@ -33,44 +33,58 @@ std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
 
 // ------------------------------------------------------------------ step
 
-constexpr optreg::abi::HyperparamSpec kStepSchema[] = {
-    sdk::int_option("step_size", 0, sdk::count(), "steps between two decays (required)"),
-    sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr every step_size steps"),
+/// A scheduler whose options decode, once, into the struct H of its declaration `hyper`.
+template <typename H, const auto& kHyper>
+class Typed : public optreg::Scheduler {
+ protected:
+  void attach() override { h_ = kHyper.decode(options()); }
+  H h_{};
 };
 
-class StepLr final : public optreg::Scheduler {
+struct StepHyper {
+  std::int64_t step_size;
+  double gamma;
+};
+constexpr auto kStep = sdk::hyperparams(
+    sdk::option(&StepHyper::step_size, sdk::int_option("step_size", 0, sdk::count(), "steps between two decays (required)")),
+    sdk::option(&StepHyper::gamma, sdk::float_option("gamma", 0.1, sdk::at_least(0.0),
+                                                     "factor applied to the lr every step_size steps")));
+
+class StepLr final : public Typed<StepHyper, kStep> {
  protected:
   void validate(const Options& o, const std::string& where) const override {
     require_given(o, "step_size", where, "a positive number of steps");
   }
   std::vector<double> next_lr(const std::vector<double>& current) override {
-    const std::int64_t size = options().at("step_size").as_int();
     const std::int64_t t = last_step();
-    if (t == 0 || t % size != 0) return current;
-    return scaled(current, options().at("gamma").as_float());
+    if (t == 0 || t % h_.step_size != 0) return current;
+    return scaled(current, h_.gamma);
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
-    const double factor = std::pow(options().at("gamma").as_float(),
-                                   static_cast<double>(last_step() / options().at("step_size").as_int()));
-    return scaled(base_lrs(), factor);
+    return scaled(base_lrs(), std::pow(h_.gamma, static_cast<double>(last_step() / h_.step_size)));
   }
 };
 
 // ------------------------------------------------------------------ multistep
 
 constexpr double kNoMilestones[1] = {0};
-constexpr optreg::abi::HyperparamSpec kMultiStepSchema[] = {
-    [] {
-      auto s = sdk::float_list_option("milestones", kNoMilestones, sdk::count(),
-                                      "steps at which the lr is multiplied by gamma (whole numbers)");
-      s.list_size = 0;  // any length
-      s.default_list_size = 0;
-      return s;
-    }(),
-    sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr at each milestone"),
+struct MultiStepHyper {
+  std::vector<double> milestones;
+  double gamma;
 };
+constexpr auto kMultiStep = sdk::hyperparams(
+    sdk::option(&MultiStepHyper::milestones,
+                [] {
+                  auto s = sdk::float_list_option("milestones", kNoMilestones, sdk::count(),
+                                                  "steps at which the lr is multiplied by gamma (whole numbers)");
+                  s.list_size = 0;  // any length
+                  s.default_list_size = 0;
+                  return s;
+                }()),
+    sdk::option(&MultiStepHyper::gamma,
+                sdk::float_option("gamma", 0.1, sdk::at_least(0.0), "factor applied to the lr at each milestone")));
 
-class MultiStepLr final : public optreg::Scheduler {
+class MultiStepLr final : public Typed<MultiStepHyper, kMultiStep> {
  protected:
   void validate(const Options& o, const std::string& where) const override {
     for (double m : o.at("milestones").as_float_list()) {
@@ -81,7 +95,8 @@ class MultiStepLr final : public optreg::Scheduler {
     }
   }
   void attach() override {
-    for (double m : options().at("milestones").as_float_list()) {
+    Typed::attach();
+    for (double m : h_.milestones) {
       const auto step = static_cast<std::int64_t>(m);
       ++count_[step];  // a milestone given twice decays twice
       sorted_.push_back(step);
@@ -91,11 +106,11 @@ class MultiStepLr final : public optreg::Scheduler {
   std::vector<double> next_lr(const std::vector<double>& current) override {
     const auto it = count_.find(last_step());
     if (it == count_.end()) return current;
-    return scaled(current, std::pow(options().at("gamma").as_float(), static_cast<double>(it->second)));
+    return scaled(current, std::pow(h_.gamma, static_cast<double>(it->second)));
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
     const auto passed = std::upper_bound(sorted_.begin(), sorted_.end(), last_step()) - sorted_.begin();
-    return scaled(base_lrs(), std::pow(options().at("gamma").as_float(), static_cast<double>(passed)));
+    return scaled(base_lrs(), std::pow(h_.gamma, static_cast<double>(passed)));
   }
 
  private:
@@ -105,32 +120,37 @@ class MultiStepLr final : public optreg::Scheduler {
 
 // ------------------------------------------------------------------ exponential
 
-constexpr optreg::abi::HyperparamSpec kExponentialSchema[] = {
-    sdk::float_option("gamma", 0.0, sdk::at_least(0.0), "factor applied to the lr every step (required)"),
+struct ExponentialHyper {
+  double gamma;
 };
+constexpr auto kExponential = sdk::hyperparams(sdk::option(
+    &ExponentialHyper::gamma, sdk::float_option("gamma", 0.0, sdk::at_least(0.0), "factor applied to the lr every step (required)")));
 
-class ExponentialLr final : public optreg::Scheduler {
+class ExponentialLr final : public Typed<ExponentialHyper, kExponential> {
  protected:
   void validate(const Options& o, const std::string& where) const override {
     require_given(o, "gamma", where, "a positive factor");
   }
   std::vector<double> next_lr(const std::vector<double>& current) override {
     if (last_step() == 0) return current;
-    return scaled(current, options().at("gamma").as_float());
+    return scaled(current, h_.gamma);
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
-    return scaled(base_lrs(), std::pow(options().at("gamma").as_float(), static_cast<double>(last_step())));
+    return scaled(base_lrs(), std::pow(h_.gamma, static_cast<double>(last_step())));
   }
 };
 
 // ------------------------------------------------------------------ cosine
 
-constexpr optreg::abi::HyperparamSpec kCosineSchema[] = {
-    sdk::int_option("T_max", 0, sdk::count(), "steps of one half cosine period (required)"),
-    sdk::float_option("eta_min", 0.0, sdk::at_least(0.0), "the lowest lr"),
+struct CosineHyper {
+  std::int64_t T_max;
+  double eta_min;
 };
+constexpr auto kCosine = sdk::hyperparams(
+    sdk::option(&CosineHyper::T_max, sdk::int_option("T_max", 0, sdk::count(), "steps of one half cosine period (required)")),
+    sdk::option(&CosineHyper::eta_min, sdk::float_option("eta_min", 0.0, sdk::at_least(0.0), "the lowest lr")));
 
-class CosineLr final : public optreg::Scheduler {
+class CosineLr final : public Typed<CosineHyper, kCosine> {
  protected:
   void validate(const Options& o, const std::string& where) const override {
     require_given(o, "T_max", where, "a positive number of steps");
@@ -138,9 +158,9 @@ class CosineLr final : public optreg::Scheduler {
   std::vector<double> next_lr(const std::vector<double>& current) override {
     const std::int64_t t = last_step();
     if (t == 0) return current;
-    const std::int64_t period = options().at("T_max").as_int();
+    const std::int64_t period = h_.T_max;
     const double T = static_cast<double>(period);
-    const double eta_min = options().at("eta_min").as_float();
+    const double eta_min = h_.eta_min;
     std::vector<double> out;
     if ((t - 1 - period) % (2 * period) == 0) {
       // The step after a minimum: the recursive form would divide by zero there.
@@ -154,8 +174,8 @@ class CosineLr final : public optreg::Scheduler {
     return out;
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
-    const double T = static_cast<double>(options().at("T_max").as_int());
-    const double eta_min = options().at("eta_min").as_float();
+    const double T = static_cast<double>(h_.T_max);
+    const double eta_min = h_.eta_min;
     std::vector<double> out;
     for (double base : base_lrs()) {
       out.push_back(eta_min + (base - eta_min) * (1 + std::cos(kPi * static_cast<double>(last_step()) / T)) / 2);
@@ -166,27 +186,30 @@ class CosineLr final : public optreg::Scheduler {
 
 // ------------------------------------------------------------------ linear
 
-constexpr optreg::abi::HyperparamSpec kLinearSchema[] = {
-    sdk::float_option("start_factor", 1.0 / 3, sdk::Bounds{0.0, 1.0, true, false}, "factor of the base lr at step 0"),
-    sdk::float_option("end_factor", 1.0, sdk::closed(0.0, 1.0), "factor of the base lr from step total_iters on"),
-    sdk::int_option("total_iters", 5, sdk::closed(1, sdk::count().hi), "steps over which the factor moves from start to end"),
+struct LinearHyper {
+  double start_factor, end_factor;
+  std::int64_t total_iters;
 };
+constexpr auto kLinear = sdk::hyperparams(
+    sdk::option(&LinearHyper::start_factor, sdk::float_option("start_factor", 1.0 / 3, sdk::Bounds{0.0, 1.0, true, false},
+                                                              "factor of the base lr at step 0")),
+    sdk::option(&LinearHyper::end_factor,
+                sdk::float_option("end_factor", 1.0, sdk::closed(0.0, 1.0), "factor of the base lr from step total_iters on")),
+    sdk::option(&LinearHyper::total_iters, sdk::int_option("total_iters", 5, sdk::closed(1, sdk::count().hi),
+                                                           "steps over which the factor moves from start to end")));
 
-class LinearLr final : public optreg::Scheduler {
+class LinearLr final : public Typed<LinearHyper, kLinear> {
  protected:
   std::vector<double> next_lr(const std::vector<double>& current) override {
-    const double start = options().at("start_factor").as_float();
-    const double end = options().at("end_factor").as_float();
-    const std::int64_t total = options().at("total_iters").as_int();
-    const std::int64_t t = last_step();
+    const double start = h_.start_factor, end = h_.end_factor;
+    const std::int64_t total = h_.total_iters, t = last_step();
     if (t == 0) return scaled(current, start);
     if (t > total) return current;
     return scaled(current, 1. + (end - start) / (static_cast<double>(total) * start + static_cast<double>(t - 1) * (end - start)));
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
-    const double start = options().at("start_factor").as_float();
-    const double end = options().at("end_factor").as_float();
-    const std::int64_t total = options().at("total_iters").as_int();
+    const double start = h_.start_factor, end = h_.end_factor;
+    const std::int64_t total = h_.total_iters;
     const double reached = static_cast<double>(std::min(total, last_step()));
     std::vector<double> out;
     for (double base : base_lrs()) out.push_back(base * (start + (end - start) * reached / static_cast<double>(total)));
@@ -198,20 +221,36 @@ class LinearLr final : public optreg::Scheduler {
 
 const char* const kAnnealChoices[] = {"cos", "linear", nullptr};
 
-constexpr optreg::abi::HyperparamSpec kOneCycleSchema[] = {
-    sdk::float_option("max_lr", 0.0, sdk::at_least(0.0), "the peak lr, reached at pct_start of the cycle (required)"),
-    sdk::int_option("total_steps", 0, sdk::count(), "steps in the cycle (required)"),
-    sdk::float_option("pct_start", 0.3, sdk::closed(0.0, 1.0), "fraction of the cycle spent raising the lr"),
-    sdk::string_option("anneal_strategy", "cos", kAnnealChoices, "shape of each phase: cosine or linear"),
-    sdk::bool_option("cycle_momentum", true, "cycle the optimizer's momentum (or betas[0]) against the lr"),
-    sdk::float_option("base_momentum", 0.85, sdk::closed(0.0, 1.0), "momentum at the peak lr"),
-    sdk::float_option("max_momentum", 0.95, sdk::closed(0.0, 1.0), "momentum at the lowest lrs"),
-    sdk::float_option("div_factor", 25.0, sdk::greater_than(0.0), "the initial lr is max_lr / div_factor"),
-    sdk::float_option("final_div_factor", 1e4, sdk::greater_than(0.0), "the final lr is the initial lr / final_div_factor"),
-    sdk::bool_option("three_phase", false, "a third phase annihilates the lr after the symmetric rise and fall"),
+struct OneCycleHyper {
+  double max_lr;
+  std::int64_t total_steps;
+  double pct_start;
+  std::string anneal_strategy;
+  bool cycle_momentum;
+  double base_momentum, max_momentum, div_factor, final_div_factor;
+  bool three_phase;
 };
+using O = OneCycleHyper;
+constexpr auto kOneCycle = sdk::hyperparams(
+    sdk::option(&O::max_lr, sdk::float_option("max_lr", 0.0, sdk::at_least(0.0),
+                                              "the peak lr, reached at pct_start of the cycle (required)")),
+    sdk::option(&O::total_steps, sdk::int_option("total_steps", 0, sdk::count(), "steps in the cycle (required)")),
+    sdk::option(&O::pct_start,
+                sdk::float_option("pct_start", 0.3, sdk::closed(0.0, 1.0), "fraction of the cycle spent raising the lr")),
+    sdk::option(&O::anneal_strategy, sdk::string_option("anneal_strategy", "cos", kAnnealChoices,
+                                                        "shape of each phase: cosine or linear")),
+    sdk::option(&O::cycle_momentum,
+                sdk::bool_option("cycle_momentum", true, "cycle the optimizer's momentum (or betas[0]) against the lr")),
+    sdk::option(&O::base_momentum, sdk::float_option("base_momentum", 0.85, sdk::closed(0.0, 1.0), "momentum at the peak lr")),
+    sdk::option(&O::max_momentum, sdk::float_option("max_momentum", 0.95, sdk::closed(0.0, 1.0), "momentum at the lowest lrs")),
+    sdk::option(&O::div_factor,
+                sdk::float_option("div_factor", 25.0, sdk::greater_than(0.0), "the initial lr is max_lr / div_factor")),
+    sdk::option(&O::final_div_factor, sdk::float_option("final_div_factor", 1e4, sdk::greater_than(0.0),
+                                                        "the final lr is the initial lr / final_div_factor")),
+    sdk::option(&O::three_phase,
+                sdk::bool_option("three_phase", false, "a third phase annihilates the lr after the symmetric rise and fall")));
 
-class OneCycleLr final : public optreg::Scheduler {
+class OneCycleLr final : public Typed<OneCycleHyper, kOneCycle> {
  protected:
   void validate(const Options& o, const std::string& where) const override {
     require_given(o, "max_lr", where, "the peak lr");
@@ -229,17 +268,20 @@ class OneCycleLr final : public optreg::Scheduler {
   }
 
   void attach() override {
-    const Options& o = options();
-    max_lr_ = o.at("max_lr").as_float();
-    initial_lr_ = max_lr_ / o.at("div_factor").as_float();
-    min_lr_ = initial_lr_ / o.at("final_div_factor").as_float();
-    cosine_ = o.at("anneal_strategy").as_string() == "cos";
-    cycle_momentum_ = o.at("cycle_momentum").as_bool();
-    max_momentum_ = o.at("max_momentum").as_float();
-    base_momentum_ = o.at("base_momentum").as_float();
-    ends_ = phase_ends(o);
-    set_base_lrs(std::vector<double>(optimizer().param_groups().size(), initial_lr_));
-    if (cycle_momentum_) {
+    Typed::attach();
+    const double top = h_.max_lr, initial = top / h_.div_factor, least = initial / h_.final_div_factor;
+    const double high = h_.max_momentum, low = h_.base_momentum;
+    // Phase k anneals the lr from lr_[k][0] to lr_[k][1]; momentum the other way.
+    if (h_.three_phase) {
+      lr_ = {{{initial, top}, {top, initial}, {initial, least}}};
+      momentum_ = {{{high, low}, {low, high}, {high, high}}};
+    } else {
+      lr_ = {{{initial, top}, {top, least}, {}}};
+      momentum_ = {{{high, low}, {low, high}, {}}};
+    }
+    ends_ = phase_ends(options());
+    set_base_lrs(std::vector<double>(optimizer().param_groups().size(), initial));
+    if (h_.cycle_momentum) {
       const auto* betas = optimizer().schema().find("betas");
       const auto* momentum = optimizer().schema().find("momentum");
       // Like PyTorch, betas[0] when the optimizer has betas, else momentum.
@@ -254,21 +296,11 @@ class OneCycleLr final : public optreg::Scheduler {
 
   std::vector<double> next_lr(const std::vector<double>& current) override {
     const std::int64_t t = last_step();
-    const std::int64_t total = options().at("total_steps").as_int();
+    const std::int64_t total = h_.total_steps;
     if (t > total) {
       throw optreg::UsageError(who() + ": step " + std::to_string(t) + " is past the " + std::to_string(total) +
                                " total steps of the cycle");
     }
-    // Phase k anneals from starts[k] to finals[k]; momentum the other way.
-    const bool three = options().at("three_phase").as_bool();
-    const std::vector<double> lr_from = three ? std::vector<double>{initial_lr_, max_lr_, initial_lr_}
-                                              : std::vector<double>{initial_lr_, max_lr_};
-    const std::vector<double> lr_to = three ? std::vector<double>{max_lr_, initial_lr_, min_lr_}
-                                            : std::vector<double>{max_lr_, min_lr_};
-    const std::vector<double> m_from = three ? std::vector<double>{max_momentum_, base_momentum_, max_momentum_}
-                                             : std::vector<double>{max_momentum_, base_momentum_};
-    const std::vector<double> m_to = three ? std::vector<double>{base_momentum_, max_momentum_, max_momentum_}
-                                           : std::vector<double>{base_momentum_, max_momentum_};
     double start = 0;
     std::size_t k = 0;
     for (; k < ends_.size(); ++k) {
@@ -278,9 +310,9 @@ class OneCycleLr final : public optreg::Scheduler {
     // Step total_steps lies one past the cycle's last step: it holds the final values (PyTorch
     // extrapolates the last phase there, to a negative lr with linear annealing).
     const double pct = std::min((static_cast<double>(t) - start) / (ends_[k] - start), 1.0);
-    const double lr = anneal(lr_from[k], lr_to[k], pct);
-    if (cycle_momentum_) {
-      const double m = anneal(m_from[k], m_to[k], pct);
+    const double lr = anneal(lr_[k], pct);
+    if (h_.cycle_momentum) {
+      const double m = anneal(momentum_[k], pct);
       optreg::Optimizer& opt = optimizer();
       for (std::size_t g = 0; g < current.size(); ++g) {
         if (use_betas_) {
@@ -302,13 +334,14 @@ class OneCycleLr final : public optreg::Scheduler {
     if (o.at("three_phase").as_bool()) return {pct * total - 1, 2 * pct * total - 2, total - 1};
     return {pct * total - 1, total - 1};
   }
-  double anneal(double from, double to, double pct) const {
-    if (cosine_) return to + (from - to) / 2.0 * (std::cos(kPi * pct) + 1);
+  double anneal(const std::array<double, 2>& from_to, double pct) const {
+    const auto [from, to] = from_to;
+    if (h_.anneal_strategy == "cos") return to + (from - to) / 2.0 * (std::cos(kPi * pct) + 1);
     return (to - from) * pct + from;
   }
 
-  double max_lr_ = 0, initial_lr_ = 0, min_lr_ = 0, max_momentum_ = 0, base_momentum_ = 0;
-  bool cosine_ = true, cycle_momentum_ = true, use_betas_ = false;
+  std::array<std::array<double, 2>, 3> lr_{}, momentum_{};  // per phase: from, to
+  bool use_betas_ = false;
   std::vector<double> ends_;
 };
 
@@ -320,27 +353,41 @@ constexpr char kNumBadSteps[] = "num_bad_steps";
 constexpr optreg::Range kBestDomain{-sdk::kInf, sdk::kInf, false, false};
 const char* const kThresholdModeChoices[] = {"rel", "abs", nullptr};
 
-constexpr optreg::abi::HyperparamSpec kPlateauSchema[] = {
-    sdk::string_option("mode", "min", kModeChoices, "whether the metric should fall (min) or rise (max)"),
-    sdk::float_option("factor", 0.1, sdk::closed_open(0.0, 1.0), "factor applied to the lr when the metric stalls"),
-    sdk::int_option("patience", 10, sdk::count(), "steps without improvement tolerated before a reduction"),
-    sdk::float_option("threshold", 1e-4, sdk::at_least(0.0), "least change that counts as an improvement"),
-    sdk::string_option("threshold_mode", "rel", kThresholdModeChoices, "threshold relative to the best value, or absolute"),
-    sdk::int_option("cooldown", 0, sdk::count(), "steps after a reduction during which stalls are not counted"),
-    sdk::float_option("min_lr", 0.0, sdk::at_least(0.0), "the lowest lr a reduction goes to"),
-    sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "reductions smaller than this are skipped"),
+struct PlateauHyper {
+  std::string mode;
+  double factor;
+  std::int64_t patience;
+  double threshold;
+  std::string threshold_mode;
+  std::int64_t cooldown;
+  double min_lr, eps;
 };
+using Pl = PlateauHyper;
+constexpr auto kPlateau = sdk::hyperparams(
+    sdk::option(&Pl::mode, sdk::string_option("mode", "min", kModeChoices, "whether the metric should fall (min) or rise (max)")),
+    sdk::option(&Pl::factor, sdk::float_option("factor", 0.1, sdk::closed_open(0.0, 1.0),
+                                               "factor applied to the lr when the metric stalls")),
+    sdk::option(&Pl::patience,
+                sdk::int_option("patience", 10, sdk::count(), "steps without improvement tolerated before a reduction")),
+    sdk::option(&Pl::threshold,
+                sdk::float_option("threshold", 1e-4, sdk::at_least(0.0), "least change that counts as an improvement")),
+    sdk::option(&Pl::threshold_mode, sdk::string_option("threshold_mode", "rel", kThresholdModeChoices,
+                                                        "threshold relative to the best value, or absolute")),
+    sdk::option(&Pl::cooldown,
+                sdk::int_option("cooldown", 0, sdk::count(), "steps after a reduction during which stalls are not counted")),
+    sdk::option(&Pl::min_lr, sdk::float_option("min_lr", 0.0, sdk::at_least(0.0), "the lowest lr a reduction goes to")),
+    sdk::option(&Pl::eps, sdk::float_option("eps", 1e-8, sdk::at_least(0.0), "reductions smaller than this are skipped")));
 
-class PlateauLr final : public optreg::Scheduler {
+class PlateauLr final : public Typed<PlateauHyper, kPlateau> {
  protected:
   void attach() override {
-    minimize_ = options().at("mode").as_string() == "min";
-    relative_ = options().at("threshold_mode").as_string() == "rel";
+    Typed::attach();
+    minimize_ = h_.mode == "min";
+    relative_ = h_.threshold_mode == "rel";
     best_ = minimize_ ? HUGE_VAL : -HUGE_VAL;
   }
 
   std::vector<double> next_lr_on_metric(const std::vector<double>& current, double metric) override {
-    const Options& o = options();
     if (better(metric)) {
       best_ = metric;
       bad_ = 0;
@@ -352,15 +399,12 @@ class PlateauLr final : public optreg::Scheduler {
       bad_ = 0;  // stalls during the cooldown do not count
     }
     std::vector<double> out = current;
-    if (bad_ > o.at("patience").as_int()) {
-      const double factor = o.at("factor").as_float();
-      const double min_lr = o.at("min_lr").as_float();
-      const double eps = o.at("eps").as_float();
+    if (bad_ > h_.patience) {
       for (double& lr : out) {
-        const double reduced = std::max(lr * factor, min_lr);
-        if (lr - reduced > eps) lr = reduced;
+        const double reduced = std::max(lr * h_.factor, h_.min_lr);
+        if (lr - reduced > h_.eps) lr = reduced;
       }
-      cooldown_ = o.at("cooldown").as_int();
+      cooldown_ = h_.cooldown;
       bad_ = 0;
     }
     return out;
@@ -384,7 +428,7 @@ class PlateauLr final : public optreg::Scheduler {
 
  private:
   bool better(double a) const {
-    const double threshold = options().at("threshold").as_float();
+    const double threshold = h_.threshold;
     if (minimize_) return relative_ ? a < best_ * (1. - threshold) : a < best_ - threshold;
     return relative_ ? a > best_ * (threshold + 1.) : a > best_ + threshold;
   }
@@ -396,20 +440,20 @@ class PlateauLr final : public optreg::Scheduler {
 };
 
 constexpr optreg::abi::SchedulerEntry kSchedulers[] = {
-    OPTREG_SCHEDULER_ENTRY(StepLr, "step", "Multiplies the lr by gamma every step_size steps (StepLR)", kStepSchema,
+    OPTREG_SCHEDULER_ENTRY(StepLr, "step", "Multiplies the lr by gamma every step_size steps (StepLR)", kStep.schema,
                            sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(MultiStepLr, "multistep", "Multiplies the lr by gamma at each milestone (MultiStepLR)",
-                           kMultiStepSchema, sdk::SchedulerKind::StepDriven),
+                           kMultiStep.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(ExponentialLr, "exponential", "Multiplies the lr by gamma every step (ExponentialLR)",
-                           kExponentialSchema, sdk::SchedulerKind::StepDriven),
+                           kExponential.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(CosineLr, "cosine", "Cosine annealing from the base lr to eta_min over T_max steps (CosineAnnealingLR)",
-                           kCosineSchema, sdk::SchedulerKind::StepDriven),
+                           kCosine.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(LinearLr, "linear", "Linear change of the lr's factor over total_iters steps, for warm-up (LinearLR)",
-                           kLinearSchema, sdk::SchedulerKind::StepDriven),
+                           kLinear.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(OneCycleLr, "onecycle", "One cycle of rising then falling lr, with momentum against it (OneCycleLR)",
-                           kOneCycleSchema, sdk::SchedulerKind::StepDriven),
+                           kOneCycle.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(PlateauLr, "plateau", "Reduces the lr when a monitored metric stops improving (ReduceLROnPlateau)",
-                           kPlateauSchema, sdk::SchedulerKind::MetricDriven),
+                           kPlateau.schema, sdk::SchedulerKind::MetricDriven),
 };
 
 }  // namespace

@@ -48,7 +48,7 @@ namespace optreg::sdk {
 
 /// One hyperparameter: its schema entry and the member of the plugin's struct it decodes into.
 /// The member is a double, a bool, a std::int64_t, a std::array<double, N> (a list of N
-/// floats) or a std::string.
+/// floats), a std::vector<double> (a list of any length) or a std::string.
 template <typename H, typename M>
 struct Field {
   abi::HyperparamSpec spec;
@@ -92,6 +92,7 @@ inline void decode_into(double& out, const Value& v) { out = v.as_float(); }
 inline void decode_into(bool& out, const Value& v) { out = v.as_bool(); }
 inline void decode_into(std::int64_t& out, const Value& v) { out = v.as_int(); }
 inline void decode_into(std::string& out, const Value& v) { out = v.as_string(); }
+inline void decode_into(std::vector<double>& out, const Value& v) { out = v.as_float_list(); }
 template <std::size_t N>
 void decode_into(std::array<double, N>& out, const Value& v) {
   const std::vector<double>& l = v.as_float_list();
