@@ -26,6 +26,9 @@ if(TARGET optreg_tool)
   install(TARGETS optreg_tool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 install(TARGETS ${OPTREG_IN_TREE_PLUGINS} LIBRARY DESTINATION ${OPTREG_INSTALL_PLUGINDIR})
+# The conformance kit's resume program, where the kit looks for it: optreg/ beside the library.
+set_target_properties(optreg_conformance_resume PROPERTIES INSTALL_RPATH "$ORIGIN/..")
+install(TARGETS optreg_conformance_resume RUNTIME DESTINATION ${CMAKE_INSTALL_LIBDIR}/optreg)
 
 install(EXPORT optregTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/optregConfig.cmake.in

@@ -247,6 +247,13 @@ TEST(ConformanceFixtures, CounterOutsideTheStateFailsResume) {
                        "(resumed vs uninterrupted)"});
 }
 
+TEST(ConformanceFixtures, ASeedDrawnOncePerProcessFailsOnlyTheResumeInAFreshProcess) {
+  expect_only_failure(OPTREG_CONFORMANCE_PROCESS_SEEDED_NOISE, "resumed_run_is_bit_exact",
+                      {"6 steps, save_optimizer(), then in a fresh process load_optimizer() and the 6 more steps' "
+                       "gradients differ from 12 uninterrupted steps: value of parameter 'weight' (id 0), element 0: ",
+                       "(resumed vs uninterrupted)"});
+}
+
 TEST(ConformanceFixtures, ACountAdvancedWithoutTheHelperFailsCountsStopAtTheTop) {
   expect_only_failure(OPTREG_CONFORMANCE_UNCHECKED_COUNT, "counts_stop_at_the_top_of_their_domain",
                       {"step() advanced state count 'step' of parameter 'weight' (id 0) to 9007199254740993, past the top "

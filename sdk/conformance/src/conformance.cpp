@@ -6,8 +6,14 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <set>
@@ -27,8 +33,18 @@
 
 #include <optreg/detail/files.hpp>
 
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "kit.hpp"
+#include "resume_job.hpp"
 #include "scheduler_checks.hpp"
+
+extern char** environ;
 
 namespace optreg {
 
@@ -162,9 +178,15 @@ struct Run {
   void set_gradients(Gradient kind) {
     for (std::size_t k = 0; k < params.size(); ++k) params[k].set_grad(gradient(kind, k, params[k].value()));
   }
-  void steps(int n, Gradient kind) {
+  /// `n` steps; with `record`, each step's gradients are appended to it, parameter by
+  /// parameter, as their dtype stores them (the gradients file of a resume job).
+  void steps(int n, Gradient kind, std::ofstream* record = nullptr) {
     for (int s = 0; s < n; ++s) {
       set_gradients(kind);
+      for (std::size_t k = 0; record != nullptr && k < params.size(); ++k) {
+        const Tensor& g = params[k].grad();
+        record->write(static_cast<const char*>(g.raw()), static_cast<std::streamsize>(g.nbytes()));
+      }
       opt->step();
     }
   }
@@ -339,6 +361,84 @@ std::string first_non_finite(const Snapshot& s) {
 }
 
 /// What every check of one optimizer works with.
+// ---------------------------------------------------------------- a fresh process
+
+/// Marks this library's memory, for dladdr().
+const char kLibraryAnchor = 0;
+
+/// optreg-conformance-resume, which the kit installs beside this library (in optreg/).
+std::string resume_program() {
+  Dl_info info{};
+  if (dladdr(&kLibraryAnchor, &info) == 0 || info.dli_fname == nullptr) return {};
+  return (std::filesystem::path(info.dli_fname).parent_path() / "optreg" / "optreg-conformance-resume").string();
+}
+
+/// Runs `program job` in a new process, its output into `log`, for at most two minutes; "" when
+/// it exited 0, else what went wrong, with its output.
+std::string run_in_new_process(const std::string& program, const std::string& job, const std::string& log) {
+  if (::access(program.c_str(), X_OK) != 0) {
+    return "the kit's resume program " + program + " is missing (install optreg's conformance kit whole)";
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::string arg0 = program, arg1 = job;
+  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  pid_t pid = 0;
+  const int err = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) return "cannot start " + program + ": " + std::strerror(err);
+  int status = 0;
+  for (int waited_ms = 0;; waited_ms += 10) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) return "lost the resume process: " + std::string(std::strerror(errno));
+    if (waited_ms >= 120000) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return "the resume process did not finish in two minutes";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  std::ifstream in(log);
+  std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                              : "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "the resume process " + how + (output.empty() ? "" : ": " + output);
+}
+
+/// A resume in a fresh process: optreg-conformance-resume loads `checkpoint` into an optimizer
+/// like `run`'s (its parameters' names, shapes and dtype, its groups, `options`), replays the
+/// `steps` steps of gradients recorded in `gradients` and saves; that file, loaded here into
+/// `into` (a run like `run`), must equal `end` bit for bit. "" when it does, else the difference
+/// or what failed.
+std::string resume_in_fresh_process(const std::string& plugin, const std::string& name, const Run& run,
+                                    const Options& options, DType dtype, const std::string& checkpoint,
+                                    const std::string& gradients, int steps, Run into, const Snapshot& end) {
+  kit::ResumeJob job;
+  job.plugin = plugin;
+  job.optimizer = name;
+  job.dtype = dtype;
+  job.checkpoint = checkpoint;
+  job.gradients = gradients;
+  job.out = checkpoint + ".fresh";
+  job.steps = steps;
+  job.options = options;
+  const auto& groups = run.opt->param_groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    for (const Parameter& p : groups[g].params()) job.params.push_back({g, p.name(), p.value().shape()});
+  }
+  const std::string job_path = checkpoint + ".job", log = checkpoint + ".log";
+  RemoveOnExit remove_job(job_path), remove_log(log), remove_out(job.out);
+  kit::write_job(job, job_path);
+  if (auto e = run_in_new_process(resume_program(), job_path, log); !e.empty()) return e;
+  load_optimizer(job.out, *into.opt);
+  return diff(snapshot(*into.opt), end);
+}
+
 struct Subject {
   const Registry& registry;
   const OptimizerDescriptor& descriptor;
@@ -486,12 +586,16 @@ Outcome check_resume(const Subject& s) {
   constexpr int kFirst = 6;
   constexpr int kMore = 6;
   const std::string path = s.dir.file(s.name() + "-resume.ckpt");
-  RemoveOnExit remove(path);
+  const std::string gradients = path + ".gradients";
+  RemoveOnExit remove(path), remove_gradients(gradients);
   Run uninterrupted = s.run(5);
   uninterrupted.steps(kFirst, Gradient::Smooth);
   const Snapshot at_save = snapshot(*uninterrupted.opt);
   save_optimizer(path, *uninterrupted.opt);
-  uninterrupted.steps(kMore, Gradient::Smooth);
+  {
+    std::ofstream record(gradients, std::ios::binary);
+    uninterrupted.steps(kMore, Gradient::Smooth, &record);
+  }
 
   Run resumed = s.run(6);
   load_optimizer(path, *resumed.opt);
@@ -505,10 +609,18 @@ Outcome check_resume(const Subject& s) {
                   std::to_string(kMore) + " more steps differ from " + std::to_string(kFirst + kMore) +
                   " uninterrupted steps: " + d + " (resumed vs uninterrupted)");
   }
+  if (auto d = resume_in_fresh_process(s.descriptor.source, s.name(), uninterrupted, {}, DType::Float32, path, gradients,
+                                       kMore, s.run(6), end);
+      !d.empty()) {
+    return failed(std::to_string(kFirst) + " steps, save_optimizer(), then in a fresh process load_optimizer() and the " +
+                  std::to_string(kMore) + " more steps' gradients differ from " + std::to_string(kFirst + kMore) +
+                  " uninterrupted steps: " + d + " (resumed vs uninterrupted)");
+  }
   bool moved = false;
   for (std::size_t k = 0; k < end.values.size(); ++k) moved = moved || !diff(end.values[k], at_save.values[k]).empty();
-  return passed(std::to_string(kFirst) + " + " + std::to_string(kMore) + " steps resumed from a checkpoint file equal " +
-                std::to_string(kFirst + kMore) + " uninterrupted steps bit for bit, values and state" +
+  return passed(std::to_string(kFirst) + " + " + std::to_string(kMore) + " steps resumed from a checkpoint file, in this "
+                "process and in a fresh one, equal " + std::to_string(kFirst + kMore) +
+                " uninterrupted steps bit for bit, values and state" +
                 (moved ? "" : " (the parameters did not move at the default options)"));
 }
 
@@ -924,16 +1036,30 @@ Outcome check_dtypes(const Subject& s) {
   for (const auto& [dtype, options] : variants) {
     const std::string what = variant_text(dtype, options);
     const std::string path = s.dir.file(s.name() + "-dtype.ckpt");
-    RemoveOnExit remove(path);
-    Run uninterrupted = make_run(s.registry, s.name(), standard_params(), 5, Layout::TwoGroups, options, dtype);
+    const std::string gradients = path + ".gradients";
+    RemoveOnExit remove(path), remove_gradients(gradients);
+    const auto make = [&](std::uint64_t seed) {
+      return make_run(s.registry, s.name(), standard_params(), seed, Layout::TwoGroups, options, dtype);
+    };
+    Run uninterrupted = make(5);
     uninterrupted.steps(4, Gradient::Smooth);
     save_optimizer(path, *uninterrupted.opt);
-    uninterrupted.steps(4, Gradient::Smooth);
-    Run resumed = make_run(s.registry, s.name(), standard_params(), 6, Layout::TwoGroups, options, dtype);
+    {
+      std::ofstream record(gradients, std::ios::binary);
+      uninterrupted.steps(4, Gradient::Smooth, &record);
+    }
+    const Snapshot end = snapshot(*uninterrupted.opt);
+    Run resumed = make(6);
     load_optimizer(path, *resumed.opt);
     resumed.steps(4, Gradient::Smooth);
-    if (auto d = diff(snapshot(*resumed.opt), snapshot(*uninterrupted.opt)); !d.empty()) {
+    if (auto d = diff(snapshot(*resumed.opt), end); !d.empty()) {
       return failed(what + ": 4 steps, a checkpoint file and 4 more differ from 8 uninterrupted steps: " + d);
+    }
+    if (auto d = resume_in_fresh_process(s.descriptor.source, s.name(), uninterrupted, options, dtype, path, gradients, 4,
+                                         make(6), end);
+        !d.empty()) {
+      return failed(what + ": 4 steps, a checkpoint file and 4 more in a fresh process differ from 8 uninterrupted steps: " +
+                    d);
     }
     Snapshot by_threads[2];
     for (const std::size_t threads : {1U, 2U}) {
@@ -969,7 +1095,8 @@ Outcome check_dtypes(const Subject& s) {
     }
     done.push_back(what);
   }
-  return passed("for " + joined(done) + ": a resumed run equals the uninterrupted one bit for bit, 1 and 2 threads "
+  return passed("for " + joined(done) + ": a run resumed in this process and in a fresh one equals the uninterrupted "
+                "one bit for bit, 1 and 2 threads "
                 "give the same bits, and state of another dtype is refused");
 }
 
