@@ -84,42 +84,9 @@ DType dtype_from_name(const std::string& name) {
   throw UsageError("unknown dtype " + quoted_name(name) + "; known dtypes: " + known);
 }
 
-float f16_to_float(std::uint16_t h) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1Fu;
-  std::uint32_t man = h & 0x3FFu;
-  std::uint32_t u = 0;
-  if (exp == 0x1F) {
-    u = sign | 0x7F800000u | (man << 13);  // infinity, or NaN with its payload
-  } else if (exp != 0) {
-    u = sign | ((exp + 112) << 23) | (man << 13);
-  } else if (man == 0) {
-    u = sign;
-  } else {  // subnormal: man * 2^-24, normalised
-    std::uint32_t e = 0;
-    while ((man & 0x400u) == 0) {
-      man <<= 1;
-      ++e;
-    }
-    u = sign | ((113 - e) << 23) | ((man & 0x3FFu) << 13);
-  }
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+float f16_to_float(std::uint16_t h) noexcept { return f16_bits_to_float(h); }
 
-std::uint16_t float_to_f16(float f) noexcept {
-  const std::uint32_t u = bits_of(f);
-  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
-  const std::uint32_t a = u & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x3FFu));  // quiet NaN
-  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and above: infinity
-  const Cut c = cut_to_f16(a);
-  if (c.width == 64) return sign;
-  const std::uint64_t half = std::uint64_t{1} << (c.width - 1);
-  const bool up = c.rest > half || (c.rest == half && (c.kept & 1u) != 0);
-  return static_cast<std::uint16_t>(sign | (c.kept + (up ? 1u : 0u)));
-}
+std::uint16_t float_to_f16(float f) noexcept { return float_to_f16_bits(f); }
 
 std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept {
   const std::uint32_t u = bits_of(f);

@@ -399,7 +399,7 @@ void round_into(const Tensor& from, Tensor& to, const Precision& p, std::uint64_
   } else {
     float16* out = to.data_as<float16>();
     for (std::size_t i = 0; i < n; ++i) {
-      out[i].bits = p.stochastic ? float_to_f16_stochastic(in[i], bits(i)) : float_to_f16(in[i]);
+      out[i].bits = p.stochastic ? float_to_f16_stochastic(in[i], bits(i)) : float_to_f16_bits(in[i]);
     }
   }
 }

@@ -26,7 +26,8 @@ std::uint32_t bits(float f) {
 }
 
 /// Finite floats across the whole range (every 65,537th bit pattern, a prime step), with the
-/// ties of bfloat16 (low 16 bits 0x8000), float16's range edges and both zeros.
+/// ties of bfloat16 (low 16 bits 0x8000) and of float16's normals and their neighbours,
+/// float16's range edges and both zeros.
 std::vector<float> sweep() {
   std::vector<float> out;
   for (std::uint64_t u = 0; u < (1ull << 32); u += 65537) {
@@ -34,6 +35,11 @@ std::vector<float> sweep() {
     if (std::isfinite(f)) out.push_back(f);
     const float tie = from_bits((static_cast<std::uint32_t>(u) & 0xFFFF0000u) | 0x8000u);
     if (std::isfinite(tie)) out.push_back(tie);
+    // float16's ties: halfway between two normals (low 13 bits 0x1000), and around them.
+    const float half_tie = from_bits((static_cast<std::uint32_t>(u) & 0xFFFFE000u) | 0x1000u);
+    for (const float t : {half_tie, std::nextafter(half_tie, 0.0f), std::nextafter(half_tie, 1e30f)}) {
+      if (std::isfinite(t)) out.push_back(t);
+    }
   }
   for (float f : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 65536.0f, 6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f,
                   2.9802326e-08f, 1e-30f, -1e-30f}) {

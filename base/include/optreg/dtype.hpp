@@ -161,9 +161,47 @@ inline std::uint16_t float_to_bf16_stochastic(float f, std::uint16_t random) noe
   return static_cast<std::uint16_t>((u >> 16) + (random < (u & 0xFFFFu) ? 1u : 0u));
 }
 
-/// float16 bits to float (exact).
+/// float16 bits to float (exact), written without branches so that loops over it vectorise:
+/// a normal or infinite or NaN value moves its bits and rebiases its exponent, a subnormal one
+/// (or zero) is its significand times 2^-24, exactly.
+inline float f16_bits_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t a = h & 0x7FFFu;
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t normal = (a << 13) + 0x38000000u;  // exponent 15 -> 127
+  const std::uint32_t special = (a << 13) | 0x7F800000u;  // infinity, or NaN with its payload
+  const float small = static_cast<float>(static_cast<std::int32_t>(a)) * 0x1p-24F;
+  std::uint32_t sub;
+  __builtin_memcpy(&sub, &small, sizeof sub);
+  const std::uint32_t u = sign | (a >= 0x7C00u ? special : a >= 0x0400u ? normal : sub);
+  float f;
+  __builtin_memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/// float to float16 bits, rounding to nearest, ties to even, without branches: a normal result
+/// rounds its rebiased bits with the bias 0xFFF plus the lowest kept bit; a subnormal one is
+/// rounded by the float addition of 0.5, whose last place is 2^-24, the float16 subnormals'
+/// step; a NaN stays a quiet NaN with the top of its payload.
+inline std::uint16_t float_to_f16_bits(float f) noexcept {
+  std::uint32_t u;
+  __builtin_memcpy(&u, &f, sizeof u);
+  const std::uint32_t sign = (u >> 16) & 0x8000u;
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  const std::uint32_t nan = 0x7E00u | ((a >> 13) & 0x3FFu);
+  const std::uint32_t normal = (a + 0xC8000FFFu + ((a >> 13) & 1u)) >> 13;  // a - (112 << 23) + 0xFFF + odd, to 65520 = infinity
+  float absolute;
+  __builtin_memcpy(&absolute, &a, sizeof absolute);
+  const float shifted = absolute + 0.5F;
+  std::uint32_t sub;
+  __builtin_memcpy(&sub, &shifted, sizeof sub);
+  sub -= 0x3F000000u;
+  const std::uint32_t magnitude = a > 0x7F800000u ? nan : a >= 0x47800000u ? 0x7C00u : a < 0x38800000u ? sub : normal;
+  return static_cast<std::uint16_t>(sign | magnitude);
+}
+
+/// float16 bits to float (exact); f16_bits_to_float() out of line.
 OPTREG_API float f16_to_float(std::uint16_t bits) noexcept;
-/// float to float16 bits, rounding to nearest, ties to even.
+/// float to float16 bits, rounding to nearest, ties to even; float_to_f16_bits() out of line.
 OPTREG_API std::uint16_t float_to_f16(float f) noexcept;
 /// float to float16 bits, rounding stochastically with the 16 random bits `random`.
 OPTREG_API std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept;
@@ -171,7 +209,7 @@ OPTREG_API std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) 
 /// An element widened to float (exact for float32, bfloat16 and float16).
 inline float to_float(float x) noexcept { return x; }
 inline float to_float(bfloat16 x) noexcept { return bf16_to_float(x.bits); }
-inline float to_float(float16 x) noexcept { return f16_to_float(x.bits); }
+inline float to_float(float16 x) noexcept { return f16_bits_to_float(x.bits); }
 
 /// An element of any dtype widened to double (exact).
 inline double to_double(float x) noexcept { return x; }
@@ -192,7 +230,7 @@ inline bfloat16 from_float<bfloat16>(float x) noexcept {
 }
 template <>
 inline float16 from_float<float16>(float x) noexcept {
-  return float16{float_to_f16(x)};
+  return float16{float_to_f16_bits(x)};
 }
 
 /// The random bits stochastic rounding uses for element `element` of the parameter whose id is

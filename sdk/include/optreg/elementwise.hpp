@@ -260,7 +260,7 @@ A widen(storage_t<P> x) noexcept {
   if constexpr (std::is_same_v<P, bfloat16>) {
     return bf16_to_float(x);
   } else if constexpr (std::is_same_v<P, float16>) {
-    return f16_to_float(x);
+    return f16_bits_to_float(x);
   } else {
     return x;
   }
@@ -272,7 +272,7 @@ storage_t<P> narrow(A x) noexcept {
   if constexpr (std::is_same_v<P, bfloat16>) {
     return float_to_bf16(x);
   } else if constexpr (std::is_same_v<P, float16>) {
-    return float_to_f16(x);
+    return float_to_f16_bits(x);
   } else {
     return x;
   }
