@@ -11,12 +11,6 @@ namespace {
 
 constexpr DType kDTypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16};
 
-std::uint32_t bits_of(float f) noexcept {
-  std::uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
 /// A float magnitude cut toward zero to float16: the float16 magnitude bits kept, and the
 /// part cut off, `rest` / 2^`width` of one float16 step (`width` 64: below 2^-40, less than
 /// 2^-16 of the smallest step, so that neither rounding can go up).
@@ -89,7 +83,7 @@ float f16_to_float(std::uint16_t h) noexcept { return f16_bits_to_float(h); }
 std::uint16_t float_to_f16(float f) noexcept { return float_to_f16_bits(f); }
 
 std::uint16_t float_to_f16_stochastic(float f, std::uint16_t random) noexcept {
-  const std::uint32_t u = bits_of(f);
+  const std::uint32_t u = float_bits(f);
   const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   const std::uint32_t a = u & 0x7FFFFFFFu;
   if (a >= 0x7F800000u) return float_to_f16(f);                             // infinity or NaN

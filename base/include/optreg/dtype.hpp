@@ -132,18 +132,25 @@ constexpr std::size_t storage_bytes(DType dtype, std::size_t numel) noexcept {
 /// UsageError naming the known ones.
 OPTREG_API DType dtype_from_name(const std::string& name);
 
-/// bfloat16 bits to float (exact).
-inline float bf16_to_float(std::uint16_t bits) noexcept {
-  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
+/// The bits of a float.
+inline std::uint32_t float_bits(float f) noexcept {
+  std::uint32_t u;
+  __builtin_memcpy(&u, &f, sizeof u);
+  return u;
+}
+/// The float of some bits.
+inline float bits_float(std::uint32_t u) noexcept {
   float f;
   __builtin_memcpy(&f, &u, sizeof f);
   return f;
 }
 
+/// bfloat16 bits to float (exact).
+inline float bf16_to_float(std::uint16_t bits) noexcept { return bits_float(static_cast<std::uint32_t>(bits) << 16); }
+
 /// float to bfloat16 bits, rounding to nearest, ties to even.
 inline std::uint16_t float_to_bf16(float f) noexcept {
-  std::uint32_t u;
-  __builtin_memcpy(&u, &f, sizeof u);
+  const std::uint32_t u = float_bits(f);
   // Both results, then a select rather than an early return, so that loops over it vectorise.
   const std::uint32_t quiet_nan = (u >> 16) | 0x0040u;
   const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;  // carries up to infinity, as it should
@@ -153,8 +160,7 @@ inline std::uint16_t float_to_bf16(float f) noexcept {
 /// float to bfloat16 bits, rounding stochastically with the 16 random bits `random`: the
 /// magnitude is rounded up when `random` is below the 16 bits that are cut off.
 inline std::uint16_t float_to_bf16_stochastic(float f, std::uint16_t random) noexcept {
-  std::uint32_t u;
-  __builtin_memcpy(&u, &f, sizeof u);
+  const std::uint32_t u = float_bits(f);
   if ((u & 0x7F800000u) == 0x7F800000u) return float_to_bf16(f);  // infinity or NaN
   // Rounding up carries into the exponent where it must (up to infinity past the largest
   // finite value), never into the sign.
@@ -169,13 +175,8 @@ inline float f16_bits_to_float(std::uint16_t h) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t normal = (a << 13) + 0x38000000u;  // exponent 15 -> 127
   const std::uint32_t special = (a << 13) | 0x7F800000u;  // infinity, or NaN with its payload
-  const float small = static_cast<float>(static_cast<std::int32_t>(a)) * 0x1p-24F;
-  std::uint32_t sub;
-  __builtin_memcpy(&sub, &small, sizeof sub);
-  const std::uint32_t u = sign | (a >= 0x7C00u ? special : a >= 0x0400u ? normal : sub);
-  float f;
-  __builtin_memcpy(&f, &u, sizeof f);
-  return f;
+  const std::uint32_t sub = float_bits(static_cast<float>(static_cast<std::int32_t>(a)) * 0x1p-24F);
+  return bits_float(sign | (a >= 0x7C00u ? special : a >= 0x0400u ? normal : sub));
 }
 
 /// float to float16 bits, rounding to nearest, ties to even, without branches: a normal result
@@ -183,18 +184,12 @@ inline float f16_bits_to_float(std::uint16_t h) noexcept {
 /// rounded by the float addition of 0.5, whose last place is 2^-24, the float16 subnormals'
 /// step; a NaN stays a quiet NaN with the top of its payload.
 inline std::uint16_t float_to_f16_bits(float f) noexcept {
-  std::uint32_t u;
-  __builtin_memcpy(&u, &f, sizeof u);
+  const std::uint32_t u = float_bits(f);
   const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t a = u & 0x7FFFFFFFu;
   const std::uint32_t nan = 0x7E00u | ((a >> 13) & 0x3FFu);
   const std::uint32_t normal = (a + 0xC8000FFFu + ((a >> 13) & 1u)) >> 13;  // a - (112 << 23) + 0xFFF + odd, to 65520 = infinity
-  float absolute;
-  __builtin_memcpy(&absolute, &a, sizeof absolute);
-  const float shifted = absolute + 0.5F;
-  std::uint32_t sub;
-  __builtin_memcpy(&sub, &shifted, sizeof sub);
-  sub -= 0x3F000000u;
+  const std::uint32_t sub = float_bits(bits_float(a) + 0.5F) - 0x3F000000u;
   const std::uint32_t magnitude = a > 0x7F800000u ? nan : a >= 0x47800000u ? 0x7C00u : a < 0x38800000u ? sub : normal;
   return static_cast<std::uint16_t>(sign | magnitude);
 }
