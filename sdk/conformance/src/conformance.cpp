@@ -360,7 +360,6 @@ std::string first_non_finite(const Snapshot& s) {
   return {};
 }
 
-/// What every check of one optimizer works with.
 // ---------------------------------------------------------------- a fresh process
 
 /// Marks this library's memory, for dladdr().
@@ -439,6 +438,7 @@ std::string resume_in_fresh_process(const std::string& plugin, const std::string
   return diff(snapshot(*into.opt), end);
 }
 
+/// What every check of one optimizer works with.
 struct Subject {
   const Registry& registry;
   const OptimizerDescriptor& descriptor;
