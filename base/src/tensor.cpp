@@ -142,6 +142,10 @@ Tensor Tensor::part_of(const Tensor& buffer, std::size_t offset, const Shape& sh
 }
 
 Tensor Tensor::view(void* data, DType dtype, const Shape& shape) {
+  return view(data, dtype, shape, nullptr);
+}
+
+Tensor Tensor::view(void* data, DType dtype, const Shape& shape, std::shared_ptr<const void> owner) {
   if (data == nullptr) throw UsageError("Tensor::view needs memory, got a null pointer");
   check_dtype(dtype, "Tensor::view");
   if (is_quantized(dtype)) {
@@ -153,7 +157,11 @@ Tensor Tensor::view(void* data, DType dtype, const Shape& shape) {
   t.numel_ = numel_of(shape);
   t.view_ = true;
   t.dtype_ = dtype;
-  t.data_ = std::shared_ptr<void>(data, [](void*) {});
+  if (owner) {
+    t.data_ = std::shared_ptr<void>(std::const_pointer_cast<void>(std::move(owner)), data);  // shares the owner's count
+  } else {
+    t.data_ = std::shared_ptr<void>(data, [](void*) {});
+  }
   return t;
 }
 

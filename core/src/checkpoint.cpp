@@ -116,6 +116,8 @@ class HashingWriteBuf : public std::streambuf {
     XXH3_64bits_reset(&hash_);
     setp(buffer_.data(), buffer_.data() + buffer_.size());
   }
+  /// Appends to `sink` instead of writing a file.
+  explicit HashingWriteBuf(std::string& sink) : HashingWriteBuf(-1) { sink_ = &sink; }
   std::uint64_t written() const { return written_ + static_cast<std::uint64_t>(pptr() - pbase()); }
   std::uint64_t digest() { return XXH3_64bits_digest(&hash_); }
   /// The errno of the write that failed, or 0.
@@ -151,6 +153,10 @@ class HashingWriteBuf : public std::streambuf {
   bool write_all(const char* p, std::size_t n) {
     XXH3_64bits_update(&hash_, p, n);
     written_ += n;
+    if (sink_ != nullptr) {
+      sink_->append(p, n);
+      return true;
+    }
     while (n > 0) {
       const ssize_t w = ::write(fd_, p, std::min<std::size_t>(n, std::size_t{1} << 30));
       if (w < 0 && errno == EINTR) continue;
@@ -165,6 +171,7 @@ class HashingWriteBuf : public std::streambuf {
   }
 
   int fd_;
+  std::string* sink_ = nullptr;
   std::vector<char> buffer_;
   XXH3_state_t hash_;
   std::uint64_t written_ = 0;
@@ -702,6 +709,20 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
     Fd dir;
     dir.fd = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir.fd >= 0) ::fsync(dir.fd);
+  });
+}
+
+std::string encode_checkpoint(const Checkpoint& checkpoint) {
+  return guarded("<memory>", "encoding", [&] {
+    std::string bytes(kHeaderSize, '\0');
+    HashingWriteBuf out(bytes);
+    {
+      boost::archive::binary_oarchive ar(out);
+      ar << checkpoint;
+    }
+    out.finish();
+    encode_header(reinterpret_cast<unsigned char*>(bytes.data()), out.written(), out.digest());
+    return bytes;
   });
 }
 

@@ -192,6 +192,23 @@ TEST_F(CheckpointFile, CheckpointWithParametersAndMetadataRoundTripsBitForBit) {
   EXPECT_TRUE(back.metadata.at("empty_list").as_float_list().empty());
 }
 
+TEST_F(CheckpointFile, EncodedInMemoryAreTheBytesOfTheFileAndParseBack) {
+  Checkpoint c;
+  c.optimizer = awkward_state_dict();
+  c.parameters.push_back({"w", Tensor({3}, {0.5F, -0.0F, 1e-45F})});
+  c.metadata = awkward_metadata();
+  const std::string bytes = optreg::encode_checkpoint(c);
+  optreg::save_checkpoint(path("same.ckpt"), c);
+  EXPECT_EQ(bytes, optreg_test::read_file(path("same.ckpt")));
+  optreg::CheckpointInfo info;
+  const Checkpoint back = optreg::parse_checkpoint(bytes.data(), bytes.size(), "memory", &info);
+  EXPECT_TRUE(same_bits(back, c));
+  EXPECT_EQ(info.payload_length + 32, bytes.size());
+  std::string damaged = bytes;
+  damaged[bytes.size() / 2] = static_cast<char>(damaged[bytes.size() / 2] ^ 0x5A);
+  EXPECT_THROW(optreg::parse_checkpoint(damaged.data(), damaged.size(), "memory"), optreg::CheckpointError);
+}
+
 TEST_F(CheckpointFile, TensorsOfEveryDTypeRoundTripWithTheirDType) {
   Checkpoint c;
   c.optimizer = awkward_state_dict();

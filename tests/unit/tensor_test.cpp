@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -53,6 +54,23 @@ TEST(Tensor, ViewWritesThroughToCallerMemory) {
   EXPECT_FALSE(owned.is_view());
   owned[0] = -1;
   EXPECT_EQ(buffer[0], 1);
+}
+
+TEST(Tensor, AViewWithAnOwnerKeepsTheOwnerAliveWhileAnyHandleLives) {
+  auto owner = std::make_shared<std::vector<float>>(std::vector<float>{1, 2, 3, 4});
+  std::weak_ptr<std::vector<float>> watch = owner;
+  Tensor v = Tensor::view(owner->data(), optreg::DType::Float32, {2, 2}, owner);
+  owner.reset();
+  ASSERT_FALSE(watch.expired());
+  Tensor copy = v;
+  Tensor part = Tensor::part_of(v, 2, {2});
+  v = Tensor();
+  copy = Tensor();
+  ASSERT_FALSE(watch.expired());  // the part still refers to the memory
+  part[0] = 30;
+  EXPECT_EQ((*watch.lock())[2], 30);
+  part = Tensor();
+  EXPECT_TRUE(watch.expired());
 }
 
 TEST(Tensor, CopyFromRejectsAShapeMismatchNamingBothShapes) {

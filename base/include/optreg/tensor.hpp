@@ -64,6 +64,9 @@ class OPTREG_API Tensor {
   static Tensor view(float16* data, const Shape& shape);
   /// A view of caller-owned memory holding numel_of(shape) elements of `dtype`.
   static Tensor view(void* data, DType dtype, const Shape& shape);
+  /// The same, keeping `owner` (what holds the memory: another framework's array) alive while
+  /// any handle to the view lives, so that the memory cannot go away under the optimizer.
+  static Tensor view(void* data, DType dtype, const Shape& shape, std::shared_ptr<const void> owner);
 
   const Shape& shape() const noexcept { return shape_; }
   std::size_t numel() const noexcept { return numel_; }

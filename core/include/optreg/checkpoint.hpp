@@ -42,6 +42,11 @@ OPTREG_API void save_checkpoint(const std::string& path, const Checkpoint& check
 /// Writes a state dict alone.
 OPTREG_API void save_checkpoint(const std::string& path, const StateDict& state);
 
+/// The bytes save_checkpoint() would write for `checkpoint` (header and payload), held in memory:
+/// for hosts that keep checkpoints elsewhere than in files (pickled by Python, sent over a
+/// network). parse_checkpoint() reads them back.
+OPTREG_API std::string encode_checkpoint(const Checkpoint& checkpoint);
+
 /// Reads and verifies a checkpoint file; throws CheckpointError naming the file and the fault.
 /// When `info` is given it receives the envelope.
 OPTREG_API Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* info = nullptr);
