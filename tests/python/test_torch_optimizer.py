@@ -1,0 +1,235 @@
+"""optreg.torch.Optimizer against torch.optim: the same model, data, groups, frozen
+parameters and learning-rate schedule, 100 steps each, for every optimizer torch 1.13 ships
+that optreg has."""
+
+import copy
+import io
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import optreg  # noqa: E402
+import optreg.torch  # noqa: E402
+
+# name: (torch class, options given to both)
+CASES = {
+    "sgd": (torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    "adam": (torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-3, amsgrad=True)),
+    "adamw": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.05)),
+    "adagrad": (torch.optim.Adagrad, dict(lr=0.05, lr_decay=1e-3, weight_decay=1e-3)),
+    "rmsprop": (torch.optim.RMSprop, dict(lr=1e-3, momentum=0.9, centered=True)),
+    "adadelta": (torch.optim.Adadelta, dict(lr=1.0, rho=0.95)),
+    "adamax": (torch.optim.Adamax, dict(lr=1e-2)),
+    "nadam": (torch.optim.NAdam, dict(lr=1e-2)),
+    "radam": (torch.optim.RAdam, dict(lr=1e-2)),
+    "asgd": (torch.optim.ASGD, dict(lr=1e-2, t0=10.0)),
+    "rprop": (torch.optim.Rprop, dict(lr=1e-2)),
+}
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.fc1 = torch.nn.Linear(4 * 6 * 6, 16)
+        self.fc2 = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    model = Net()
+    model.conv.bias.requires_grad_(False)  # frozen: no gradient, never changed
+    return model
+
+
+def groups_of(model):
+    return [
+        {"params": [model.conv.weight, model.conv.bias, model.fc1.weight]},
+        {"params": [model.fc1.bias, model.fc2.weight, model.fc2.bias], "lr_scale": None},
+    ]
+
+
+def torch_groups(model, lr):
+    g = groups_of(model)
+    g[1].pop("lr_scale")
+    g[1]["lr"] = lr * 0.5
+    return g
+
+
+def batches(n, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        yield torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+
+
+def train(model, opt, steps=100, clip=None):
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5)
+    losses = []
+    for x, y in batches(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_torch_optim_over_100_steps_with_groups_frozen_parameters_and_a_schedule(name):
+    cls, options = CASES[name]
+    ref_model, our_model = make_model(), make_model()
+    lr = options["lr"]
+    ref = cls(torch_groups(ref_model, lr), **options)
+    ours = optreg.torch.Optimizer(torch_groups(our_model, lr), name, **options)
+    frozen = our_model.conv.bias.clone()
+    ref_losses = train(ref_model, ref)
+    our_losses = train(our_model, ours)
+    assert torch.equal(our_model.conv.bias, frozen)
+    for (n, a), b in zip(ref_model.named_parameters(), our_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {n}: {m}")
+    assert math.isclose(our_losses[-1], ref_losses[-1], rel_tol=1e-5)
+
+
+def test_gradient_clipping_from_torch_applies_before_the_step():
+    ref_model, our_model = make_model(), make_model()
+    ref = torch.optim.Adam(ref_model.parameters(), lr=1e-2)
+    ours = optreg.torch.Optimizer(our_model.parameters(), "adam", lr=1e-2)
+    train(ref_model, ref, steps=20, clip=0.1)
+    train(our_model, ours, steps=20, clip=0.1)
+    for a, b in zip(ref_model.parameters(), our_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("set_to_none", [False, True])
+def test_zero_grad_either_way_gives_the_same_steps(set_to_none):
+    ref_model, our_model = make_model(), make_model()
+    ref = torch.optim.SGD(ref_model.parameters(), lr=0.1, momentum=0.9)
+    ours = optreg.torch.Optimizer(our_model.parameters(), "sgd", lr=0.1, momentum=0.9)
+    for (x, y) in batches(10):
+        for model, opt in ((ref_model, ref), (our_model, ours)):
+            opt.zero_grad(set_to_none=set_to_none)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(ref_model.parameters(), our_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_a_changed_lr_in_param_groups_takes_effect_at_the_next_step():
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = optreg.torch.Optimizer([p], "sgd", lr=0.1)
+    p.grad = torch.ones(4)
+    opt.step()
+    assert torch.allclose(p, torch.full((4,), 0.9))
+    opt.param_groups[0]["lr"] = 0.5
+    opt.step()
+    assert torch.allclose(p, torch.full((4,), 0.4))
+    assert opt.native.option("lr") == 0.5
+
+
+def test_a_parameter_given_new_memory_is_stepped_there():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = optreg.torch.Optimizer([p], "sgd", lr=1.0)
+    p.data = torch.zeros(3)
+    p.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(p.detach(), torch.full((3,), -1.0))
+
+
+def test_state_dict_survives_torch_save_and_resumes_bit_exactly(tmp_path):
+    model_a = make_model()
+    opt_a = optreg.torch.Optimizer(model_a.parameters(), "adam", lr=1e-2)
+    data = list(batches(20))
+
+    def run(model, opt, part):
+        for x, y in part:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    run(model_a, opt_a, data[:10])
+    torch.save({"model": model_a.state_dict(), "opt": opt_a.state_dict()}, tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt")
+    assert saved["opt"]["param_groups"][0]["lr"] == 1e-2
+    run(model_a, opt_a, data[10:])
+
+    model_b = make_model(seed=5)
+    model_b.load_state_dict(saved["model"])
+    opt_b = optreg.torch.Optimizer(model_b.parameters(), "adam", lr=0.5)
+    opt_b.load_state_dict(saved["opt"])
+    assert opt_b.param_groups[0]["lr"] == 1e-2  # the saved options replace the constructor's
+    run(model_b, opt_b, data[10:])
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_refused_state_dict_leaves_the_optimizer_as_it_was():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2)
+    other = optreg.torch.Optimizer(make_model().parameters(), "sgd", lr=1e-2)
+    before = opt.state_dict()
+    with pytest.raises(optreg.StateDictError, match="'sgd'"):
+        opt.load_state_dict(other.state_dict())
+    with pytest.raises(optreg.UsageError, match="no 'optreg' entry"):
+        opt.load_state_dict(torch.optim.Adam(model.parameters()).state_dict())
+    assert opt.state_dict()["optreg"]["optreg_state"] == before["optreg"]["optreg_state"]
+
+
+def test_from_config_groups_parameters_by_name(tmp_path):
+    config = tmp_path / "opt.yaml"
+    config.write_text(
+        "optimizer:\n  name: adamw\n  lr: 0.01\n  weight_decay: 0.1\n"
+        "param_groups:\n  - params: '*.bias'\n    weight_decay: 0.0\n")
+    model = make_model()
+    opt = optreg.torch.from_config(str(config), model.named_parameters())
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 0.1]
+    biases = [g for g in opt.param_groups if g["weight_decay"] == 0.0][0]["params"]
+    assert {id(p) for p in biases} == {id(model.conv.bias), id(model.fc1.bias), id(model.fc2.bias)}
+    train(model, opt, steps=3)
+
+
+def test_bfloat16_parameters_with_master_weights_follow_torch_on_a_float32_master():
+    torch.manual_seed(0)
+    master = torch.randn(64)
+    p = torch.nn.Parameter(master.to(torch.bfloat16))
+    ref = torch.nn.Parameter(p.detach().float())  # the master starts as the parameter, widened
+    ours = optreg.torch.Optimizer([p], "adam", lr=1e-2, master_weights=True)
+    theirs = torch.optim.Adam([ref], lr=1e-2)
+    for _ in range(10):
+        g = torch.randn(64)
+        p.grad = g.to(torch.bfloat16)
+        ref.grad = g.to(torch.bfloat16).float()
+        ours.step()
+        theirs.step()
+    assert torch.equal(p.detach(), ref.detach().to(torch.bfloat16))
+
+
+def test_refusals_name_the_parameter():
+    with pytest.raises(optreg.UsageError, match=r"parameter 1 \('p1'\) is not contiguous"):
+        optreg.torch.Optimizer([torch.ones(2), torch.ones(3, 4).t()], "sgd", lr=0.1)
+    with pytest.raises(optreg.UsageError, match="sparse"):
+        optreg.torch.Optimizer([torch.ones(3).to_sparse()], "sgd", lr=0.1)
+    with pytest.raises(optreg.UsageError, match="torch.int64"):
+        optreg.torch.Optimizer([torch.ones(3, dtype=torch.int64)], "sgd", lr=0.1)
+    with pytest.raises(optreg.OptionError, match="momentum"):
+        optreg.torch.Optimizer([torch.ones(3)], "sgd", lr=0.1, momentum=-1.0)
+    with pytest.raises(optreg.OptionError, match="'nesterovv'"):
+        optreg.torch.Optimizer([torch.ones(3)], "sgd", lr=0.1, nesterovv=True)
+
+
+def test_the_model_deleted_while_the_optimizer_lives():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2)
+    x, y = next(batches(1))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    del model
+    opt.step()  # the views keep the parameters' memory alive
+    del opt
