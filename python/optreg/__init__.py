@@ -25,6 +25,8 @@ from ._optreg import (  # noqa: F401  (the public names)
     StateDictError,
     UsageError,
     abi_version,
+    decode_state,
+    encode_state,
     load_config,
     parse_config,
 )
@@ -32,7 +34,7 @@ from ._optreg import (  # noqa: F401  (the public names)
 __all__ = [
     "CheckpointError", "Config", "ConfigError", "Error", "FileError", "NonFiniteError", "Optimizer",
     "OptionError", "PluginError", "Registry", "Scheduler", "StateDictError", "UsageError",
-    "abi_version", "build", "create", "default_registry", "load_config", "load_default", "load_file",
+    "abi_version", "build", "create", "decode_state", "default_registry", "encode_state", "load_config", "load_default", "load_file",
     "names", "parse_config", "schema",
 ]
 

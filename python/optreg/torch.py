@@ -13,7 +13,22 @@ import torch as _torch
 
 from . import _optreg, default_registry, load_config
 
-__all__ = ["Optimizer", "from_config"]
+__all__ = ["Optimizer", "from_config", "from_torch_state_dict", "to_torch_state_dict"]
+
+# The torch.optim classes whose state dicts convert, by optreg name.
+TORCH_CLASSES = {
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+    "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam", "asgd": "ASGD",
+    "rprop": "Rprop",
+}
+# Keys of torch.optim param groups that choose an implementation, not the arithmetic (and the
+# schedulers' bookkeeping): ignored when converting from torch.
+_TORCH_ONLY_KEYS = {"foreach", "capturable", "differentiable", "fused", "initial_lr"}
+# optreg's precision options: torch.optim has none; at their defaults they are left out.
+_PRECISION_DEFAULTS = {"master_weights": False, "rounding": "nearest", "rounding_seed": 0, "state_dtype": "float32"}
+# torch.optim keeps these state scalars as 0-dimensional float32 tensors (the others' step is an int).
+_TENSOR_SCALARS = {"step", "mu_product", "eta", "mu"}
+_INT_STEP = {"rmsprop", "adadelta", "rprop"}
 
 
 def _group_options(group):
@@ -123,10 +138,14 @@ class Optimizer(_torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         """Restores a state_dict() of an optimizer of the same name over the same parameters,
+        or a torch.optim state dict of the matching class (converted by from_torch_state_dict()),
         all or nothing; the options it holds replace those of `param_groups`."""
         if "optreg" not in state_dict:
-            raise _optreg.UsageError(
-                "the state dict has no 'optreg' entry: it was not made by optreg.torch.Optimizer.state_dict()")
+            if "state" not in state_dict or "param_groups" not in state_dict:
+                raise _optreg.UsageError(
+                    "the state dict has no 'optreg' entry and is not a torch.optim state dict "
+                    "(which has 'state' and 'param_groups')")
+            state_dict = from_torch_state_dict(state_dict, self)
         self._native.load_state_dict(state_dict["optreg"])
         for i, (group, saved) in enumerate(zip(self.param_groups, self._native.param_groups)):
             for key in self._schema:
@@ -160,3 +179,135 @@ def from_config(config, named_parameters, registry=None):
     _torch.optim.Optimizer.__init__(opt, groups, {k: v["default"] for k, v in opt._schema.items()})
     opt._adopt(native)
     return opt
+
+
+def _native_of(optimizer):
+    return optimizer.native if isinstance(optimizer, Optimizer) else optimizer
+
+
+def _refuse(message):
+    raise _optreg.StateDictError("torch.optim state dict: " + message)
+
+
+def from_torch_state_dict(state_dict, optimizer):
+    """Converts a state dict of torch.optim's class for `optimizer` (an optreg.torch.Optimizer
+    or an optreg.Optimizer: SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta, Adamax, NAdam, RAdam,
+    ASGD or Rprop) over the same parameters into an optreg state dict that its
+    load_state_dict() takes. Every option and state entry must map: a key optreg's optimizer
+    does not have is refused with a StateDictError naming it and the parameter. Parameters
+    without torch state keep the state they have in `optimizer`."""
+    native = _native_of(optimizer)
+    name = native.name
+    if name not in TORCH_CLASSES:
+        _refuse("optreg's '%s' has no torch.optim counterpart; convertible: %s" % (name, ", ".join(sorted(TORCH_CLASSES))))
+    current = _optreg.decode_state(native.state_dict()["optreg_state"])
+    groups = state_dict["param_groups"]
+    if len(groups) != len(current["param_groups"]):
+        _refuse("it has %d param groups, but the optimizer has %d" % (len(groups), len(current["param_groups"])))
+    for g, (theirs, ours) in enumerate(zip(groups, current["param_groups"])):
+        if len(theirs["params"]) != len(ours["params"]):
+            _refuse("param group %d has %d parameters, but the optimizer's has %d"
+                    % (g, len(theirs["params"]), len(ours["params"])))
+        for key, value in theirs.items():
+            if key == "params" or key in _TORCH_ONLY_KEYS:
+                continue
+            if key not in ours:
+                _refuse("param group %d: option '%s' does not map to an option of optreg's '%s'" % (g, key, name))
+            if isinstance(value, tuple):
+                value = list(value)
+            if isinstance(value, _torch.Tensor):
+                value = value.item()
+            if isinstance(ours[key], float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            ours[key] = value
+    # torch numbers its parameters in the order of its groups, as optreg does.
+    ids = [i for g in groups for i in g["params"]]
+    our_ids = [i for g in current["param_groups"] for i in g["params"]]
+    declared = {entry for entry, _ in _optreg_state_entries(name)}
+    for key, entries in state_dict["state"].items():
+        if key not in ids:
+            _refuse("it has state for parameter %r, which no param group holds" % (key,))
+        pid = our_ids[ids.index(key)]
+        ours = current["state"][pid]
+        for entry, value in entries.items():
+            where = "parameter %d: state '%s'" % (pid, entry)
+            if entry not in declared:
+                _refuse("%s does not map to a state entry of optreg's '%s'" % (where, name))
+            if value is None:
+                ours.pop(entry, None)
+                continue
+            if isinstance(value, _torch.Tensor) and value.dim() == 0 and entry in _TENSOR_SCALARS:
+                value = value.item()
+            if entry == "step":
+                if float(value) != int(value):
+                    _refuse("%s is %r, not a whole number" % (where, value))
+                value = int(value)
+            elif isinstance(value, _torch.Tensor):
+                if value.dtype not in (_torch.float32, _torch.float64, _torch.float16):
+                    _refuse("%s is %s; only float32, float64 and float16 tensors convert" % (where, value.dtype))
+                if value.layout != _torch.strided:
+                    _refuse("%s is a sparse tensor" % where)
+                value = value.detach().cpu().contiguous().numpy()
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = float(value)
+            else:
+                _refuse("%s is a %s" % (where, type(value).__name__))
+            ours[entry] = value
+        if name == "sgd" and "momentum_buffer" in entries and entries["momentum_buffer"] is not None:
+            ours["momentum_updates"] = max(1, int(ours.get("momentum_updates", 0)))
+    native_dict = {"optimizer": name, "param_groups": current["param_groups"],
+                   "optreg_state": _optreg.encode_state(current)}
+    return {"state": {}, "param_groups": state_dict["param_groups"], "optreg": native_dict}
+
+
+def _optreg_state_entries(name):
+    return _optreg_registry().describe(name)["state"]
+
+
+def _optreg_registry():
+    return default_registry()
+
+
+def to_torch_state_dict(optimizer):
+    """The state dict that torch.optim's class for `optimizer` (an optreg.torch.Optimizer or an
+    optreg.Optimizer) would have after the same steps, for its load_state_dict(). What torch.optim
+    cannot hold is refused with a StateDictError naming it: master weights, stochastic
+    rounding's count, state kept in bfloat16 or int8."""
+    native = _native_of(optimizer)
+    name = native.name
+    if name not in TORCH_CLASSES:
+        _refuse("optreg's '%s' has no torch.optim counterpart; convertible: %s" % (name, ", ".join(sorted(TORCH_CLASSES))))
+    ours = _optreg.decode_state(native.state_dict()["optreg_state"])
+    groups = []
+    for g, group in enumerate(ours["param_groups"]):
+        out = {}
+        for key, value in group.items():
+            if key in _PRECISION_DEFAULTS:
+                if value != _PRECISION_DEFAULTS[key]:
+                    _refuse("param group %d: option '%s' = %r does not map: torch.optim has no such option" % (g, key, value))
+                continue
+            out[key] = tuple(value) if isinstance(value, list) else value
+        out["params"] = list(group["params"])
+        groups.append(out)
+    state = {}
+    for pid, entries in ours["state"].items():
+        out = {}
+        for entry, value in entries.items():
+            where = "parameter %d: state '%s'" % (pid, entry)
+            if entry in ("master_weight", "rounding_step"):
+                _refuse("%s does not map: torch.optim keeps no master weights and rounds to nearest" % where)
+            if entry == "momentum_updates":
+                continue
+            if entry == "step" and name in _INT_STEP:
+                out[entry] = int(value)
+            elif entry in _TENSOR_SCALARS:
+                out[entry] = _torch.tensor(float(value), dtype=_torch.float32)
+            else:
+                out[entry] = _torch.from_numpy(value)
+        if name == "sgd":
+            # optreg keeps a zero buffer until its first use; torch has none until then.
+            if entries.get("momentum_updates", 0) == 0:
+                out.pop("momentum_buffer", None)
+        if out:
+            state[pid] = out
+    return {"state": state, "param_groups": groups}

@@ -2,6 +2,7 @@
 // checkpoints. Parameters and gradients are views of the caller's arrays (numpy arrays through
 // the buffer protocol, torch tensors through their data pointer), never copies; each view keeps
 // its array alive, so an optimizer stays safe when the model that owned the arrays is gone.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -429,6 +430,97 @@ void load_state_dict(PyOptimizer& o, const py::dict& d) {
   o.get().load_state_dict(c.optimizer);  // checks everything before it changes anything
 }
 
+// ------------------------------------------------------------------ state dicts as Python data
+
+/// A copy of `t` as a numpy array (float32, float64 or float16); `what` names it when its dtype
+/// has no numpy counterpart (bfloat16, quantized state).
+py::array to_numpy(const Tensor& t, const std::string& what) {
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  py::dtype dtype;
+  switch (t.dtype()) {
+    case DType::Float32:
+      dtype = py::dtype::of<float>();
+      break;
+    case DType::Float64:
+      dtype = py::dtype::of<double>();
+      break;
+    case DType::Float16:
+      dtype = py::dtype("float16");
+      break;
+    default:
+      throw optreg::UsageError(what + " is " + optreg::dtype_name(t.dtype()) +
+                               ", which has no numpy dtype; only float32, float64 and float16 state is converted");
+  }
+  py::array out(dtype, shape);
+  if (t.numel() != 0) std::memcpy(out.mutable_data(), t.raw(), t.nbytes());
+  return out;
+}
+
+/// The state dict encoded in `bytes` as Python data: {"optimizer", "plugin_version",
+/// "param_groups": [{"params": [ids], option: value, ...}], "state": {id: {entry: value}}},
+/// tensors as numpy arrays.
+py::dict decode_state(const std::string& bytes) {
+  const optreg::Checkpoint c = optreg::parse_checkpoint(bytes.data(), bytes.size(), "the state dict");
+  const optreg::StateDict& sd = c.optimizer;
+  py::dict out;
+  out["optimizer"] = sd.optimizer;
+  out["plugin_version"] = sd.plugin_version;
+  py::list groups;
+  for (const optreg::StateDict::Group& g : sd.param_groups) {
+    py::dict d = from_options(g.options);
+    d["params"] = g.params;
+    groups.append(d);
+  }
+  out["param_groups"] = groups;
+  py::dict state;
+  for (const auto& [id, s] : sd.state) {
+    py::dict entries;
+    for (const auto& [name, v] : s.scalars()) entries[py::str(name)] = std::visit([](auto x) { return py::cast(x); }, v);
+    for (const auto& [name, t] : s.tensors()) {
+      entries[py::str(name)] = to_numpy(t, "state '" + name + "' of parameter id " + std::to_string(id));
+    }
+    state[py::int_(id)] = entries;
+  }
+  out["state"] = state;
+  return out;
+}
+
+/// The inverse of decode_state(): Python data to the encoded state dict. Integers are counts,
+/// floats float scalars, arrays (numpy, or anything numpy.asarray takes) tensors of their dtype.
+std::string encode_state(const py::dict& d) {
+  optreg::Checkpoint c;
+  optreg::StateDict& sd = c.optimizer;
+  sd.optimizer = py::str(d["optimizer"]);
+  sd.plugin_version = py::str(d["plugin_version"]);
+  for (py::handle g : d["param_groups"]) {
+    py::dict group = py::reinterpret_borrow<py::dict>(g);
+    optreg::StateDict::Group out;
+    out.options = to_options(group, "params");
+    for (py::handle id : group["params"]) out.params.push_back(id.cast<std::uint64_t>());
+    sd.param_groups.push_back(std::move(out));
+  }
+  py::module_ np = py::module_::import("numpy");
+  for (auto [id_obj, entries_obj] : py::reinterpret_borrow<py::dict>(d["state"])) {
+    const auto id = id_obj.cast<std::uint64_t>();
+    optreg::ParamState& s = sd.state[id];
+    for (auto [name_obj, v] : py::reinterpret_borrow<py::dict>(entries_obj)) {
+      const std::string name = py::str(name_obj);
+      const std::string what = "state '" + name + "' of parameter id " + std::to_string(id);
+      if (py::isinstance<py::bool_>(v)) throw optreg::UsageError(what + " is a bool; state holds counts, floats and arrays");
+      if (py::isinstance<py::int_>(v)) {
+        s.add_scalar(name, v.cast<std::int64_t>());
+      } else if (py::isinstance<py::float_>(v)) {
+        s.add_scalar(name, v.cast<double>());
+      } else {
+        py::array a = np.attr("array")(v, py::arg("copy") = true, py::arg("order") = "C");  // writable, contiguous
+        const Tensor view = view_of_buffer(a, what);
+        s.add_tensor(name, view.clone());
+      }
+    }
+  }
+  return optreg::encode_checkpoint(c);
+}
+
 // ------------------------------------------------------------------ schedulers
 
 class PyScheduler {
@@ -686,5 +778,9 @@ PYBIND11_MODULE(_optreg, m) {
       .def("state", [](PyScheduler& s) { return from_options(s.get().state()); })
       .def("load_state", [](PyScheduler& s, const py::dict& d) { s.get().load_state(to_options(d)); }, py::arg("state"));
 
+  m.def("decode_state", [](const py::bytes& b) { return decode_state(std::string(b)); }, py::arg("optreg_state"),
+        "The encoded state of a state_dict() as Python data, tensors as numpy arrays.");
+  m.def("encode_state", [](const py::dict& d) { return py::bytes(encode_state(d)); }, py::arg("state"),
+        "The inverse of decode_state().");
   m.attr("abi_version") = OPTREG_ABI_MAJOR;
 }

@@ -177,8 +177,8 @@ def test_a_refused_state_dict_leaves_the_optimizer_as_it_was():
     before = opt.state_dict()
     with pytest.raises(optreg.StateDictError, match="'sgd'"):
         opt.load_state_dict(other.state_dict())
-    with pytest.raises(optreg.UsageError, match="no 'optreg' entry"):
-        opt.load_state_dict(torch.optim.Adam(model.parameters()).state_dict())
+    with pytest.raises(optreg.UsageError, match="no 'optreg' entry and is not a torch.optim state dict"):
+        opt.load_state_dict({"step": 3})
     assert opt.state_dict()["optreg"]["optreg_state"] == before["optreg"]["optreg_state"]
 
 
@@ -233,3 +233,78 @@ def test_the_model_deleted_while_the_optimizer_lives():
     del model
     opt.step()  # the views keep the parameters' memory alive
     del opt
+
+
+def run_steps(model, opt, data):
+    for x, y in data:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_run_started_with_torch_optim_continues_with_optreg_and_the_reverse(name):
+    cls, options = CASES[name]
+    data = list(batches(40))
+    # torch for 20 steps, then torch and optreg each for 20 more from torch's state
+    ref_model = make_model()
+    ref = cls(ref_model.parameters(), **options)
+    run_steps(ref_model, ref, data[:20])
+    our_model = copy.deepcopy(ref_model)
+    ours = optreg.torch.Optimizer(our_model.parameters(), name, **dict(options, lr=options["lr"] * 3))
+    ours.load_state_dict(ref.state_dict())  # converted: its options replace the constructor's
+    assert ours.param_groups[0]["lr"] == options["lr"]
+    run_steps(ref_model, ref, data[20:])
+    run_steps(our_model, ours, data[20:])
+    for (n, a), b in zip(ref_model.named_parameters(), our_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} from torch: {n}: {m}")
+    # optreg for 20 steps, then optreg and torch each for 20 more from optreg's state
+    our_model = make_model()
+    ours = optreg.torch.Optimizer(our_model.parameters(), name, **options)
+    run_steps(our_model, ours, data[:20])
+    ref_model = copy.deepcopy(our_model)
+    ref = cls(ref_model.parameters(), **options)
+    ref.load_state_dict(optreg.torch.to_torch_state_dict(ours))
+    run_steps(ref_model, ref, data[20:])
+    run_steps(our_model, ours, data[20:])
+    for (n, a), b in zip(ref_model.named_parameters(), our_model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} to torch: {n}: {m}")
+
+
+def test_converted_state_round_trips_through_torch_format_unchanged():
+    model = make_model()
+    ours = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2, amsgrad=True)
+    run_steps(model, ours, list(batches(5)))
+    before = optreg._optreg.decode_state(ours.state_dict()["optreg"]["optreg_state"])
+    ours.load_state_dict(optreg.torch.to_torch_state_dict(ours))
+    after = optreg._optreg.decode_state(ours.state_dict()["optreg"]["optreg_state"])
+    assert before["param_groups"] == after["param_groups"]
+    for pid, entries in before["state"].items():
+        for entry, value in entries.items():
+            assert (after["state"][pid][entry] == value).all() if hasattr(value, "shape") else after["state"][pid][entry] == value
+
+
+def test_what_does_not_map_is_refused_naming_it():
+    model = make_model()
+    ours = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2)
+    sd = torch.optim.Adam(model.parameters()).state_dict()
+    sd["param_groups"][0]["lookahead"] = 5
+    with pytest.raises(optreg.StateDictError, match="option 'lookahead' does not map"):
+        ours.load_state_dict(sd)
+    ref = torch.optim.Adam(model.parameters())
+    run_steps(model, ref, list(batches(1)))
+    sd = ref.state_dict()
+    sd["state"][2]["momentum"] = torch.zeros(3)
+    with pytest.raises(optreg.StateDictError, match=r"parameter 2: state 'momentum' does not map"):
+        ours.load_state_dict(sd)
+    with pytest.raises(optreg.StateDictError, match="has 2 param groups, but the optimizer has 1"):
+        ours.load_state_dict(torch.optim.Adam(torch_groups(model, 0.1)).state_dict())
+    lion = optreg.torch.Optimizer(model.parameters(), "lion", lr=1e-4)
+    with pytest.raises(optreg.StateDictError, match="'lion' has no torch.optim counterpart"):
+        optreg.torch.to_torch_state_dict(lion)
+    half = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    mixed = optreg.torch.Optimizer([half], "adam", master_weights=True)
+    half.grad = torch.ones(4, dtype=torch.bfloat16)
+    mixed.step()
+    with pytest.raises(optreg.StateDictError, match="master_weights"):
+        optreg.torch.to_torch_state_dict(mixed)
