@@ -31,6 +31,13 @@ set_target_properties(optreg_conformance_resume PROPERTIES INSTALL_RPATH "$ORIGI
 install(TARGETS optreg_conformance_resume RUNTIME DESTINATION ${CMAKE_INSTALL_LIBDIR}/optreg)
 
 install(EXPORT optregTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
+# optreg::torch, in an export of its own that the package loads only where libtorch is found.
+if(TARGET optreg_torch)
+  set_target_properties(optreg_torch PROPERTIES EXPORT_NAME torch)
+  install(TARGETS optreg_torch EXPORT optregTorchTargets)
+  install(FILES torch/include/optreg/torch.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
+  install(EXPORT optregTorchTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/optregConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/generated/optregConfig.cmake
                               INSTALL_DESTINATION ${OPTREG_INSTALL_CMAKEDIR}

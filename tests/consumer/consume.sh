@@ -4,6 +4,7 @@
 # and found by find_package().
 #   consume.sh subdirectory SOURCE_DIR CXX_COMPILER
 #   consume.sh package SOURCE_DIR CXX_COMPILER BUILD_DIR
+#   consume.sh torch-package SOURCE_DIR CXX_COMPILER BUILD_DIR   (torch_host/: optreg::torch)
 # A compiler launcher (ccache) is taken from CMAKE_CXX_COMPILER_LAUNCHER in the environment.
 set -euo pipefail
 mode=$1
@@ -19,7 +20,9 @@ export OPTREG_PLUGIN_PATH=
 # The value of a cache entry of the host's build folder.
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$host/CMakeCache.txt"; }
 
-configure=(cmake -S "$source_dir/tests/consumer/host" -B "$host" -G Ninja -DCMAKE_CXX_COMPILER="$compiler")
+host_source=$source_dir/tests/consumer/host
+[ "$mode" = torch-package ] && host_source=$source_dir/tests/consumer/torch_host
+configure=(cmake -S "$host_source" -B "$host" -G Ninja -DCMAKE_CXX_COMPILER="$compiler")
 if [ "$mode" = subdirectory ]; then
   "${configure[@]}" -DHOST_OPTREG_SOURCE_DIR="$source_dir" > "$work/configure.log"
   # A subproject leaves the build type to its host and builds no tests, examples or tools.
@@ -40,5 +43,10 @@ if [ "$mode" = subdirectory ]; then
   [ "$plugins" = "liboptreg_sgd.so " ] || { echo "built plugins: $plugins; expected liboptreg_sgd.so alone"; exit 1; }
 fi
 "$host/host" | tee "$work/run.txt"
+if [ "$mode" = torch-package ]; then
+  grep -qx 'host: libtorch tensor stepped by sgd to 0.500 0.500' "$work/run.txt"
+  echo "host: builds against optreg::torch ($mode) and steps sgd"
+  exit 0
+fi
 grep -qx 'host: sgd stepped w to 0.950 2.050' "$work/run.txt"
 echo "host: builds against optreg ($mode) and steps sgd"

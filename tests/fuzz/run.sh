@@ -12,7 +12,7 @@ seconds=${1:-60}
 cd "$(dirname "$0")/../.."
 build=${OPTREG_FUZZ_BUILD_DIR:-build-fuzz}
 
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DOPTREG_BUILD_PYTHON=OFF \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DOPTREG_BUILD_PYTHON=OFF -DOPTREG_BUILD_TORCH=OFF \
   -DOPTREG_FUZZ=ON -DOPTREG_WERROR=ON -DOPTREG_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" -j "${OPTREG_JOBS:-1}" --target checkpoint_fuzz checkpoint_fuzz_seeds
 
