@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -291,6 +292,33 @@ py::list dtype_names(optreg::DTypeSet set) {
 
 // ------------------------------------------------------------------ optimizers
 
+/// Throws UsageError naming both parameters when two of `params` share memory: each would be
+/// stepped twice.
+void check_disjoint(const std::vector<optreg::Parameter>& params) {
+  struct Range {
+    const char* begin;
+    const char* end;
+    std::size_t index;
+  };
+  std::vector<Range> ranges;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Tensor& t = params[i].value();
+    if (t.numel() == 0) continue;
+    const auto* b = static_cast<const char*>(t.raw());
+    ranges.push_back({b, b + t.nbytes(), i});
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (std::size_t k = 1; k < ranges.size(); ++k) {
+    if (ranges[k].begin < ranges[k - 1].end) {
+      const std::size_t a = std::min(ranges[k - 1].index, ranges[k].index);
+      const std::size_t b = std::max(ranges[k - 1].index, ranges[k].index);
+      throw optreg::UsageError("parameters " + std::to_string(a) + " ('" + params[a].name() + "') and " +
+                               std::to_string(b) + " ('" + params[b].name() +
+                               "') share memory; each parameter must be given once");
+    }
+  }
+}
+
 /// An optimizer with the parameters it steps (views of the caller's arrays).
 class PyOptimizer {
  public:
@@ -330,6 +358,9 @@ class PyOptimizer {
   }
 
   void add_param_group(std::vector<optreg::Parameter> params, const optreg::Options& options) {
+    std::vector<optreg::Parameter> all = params_;
+    all.insert(all.end(), params.begin(), params.end());
+    check_disjoint(all);
     opt_->add_param_group(params, options);
     params_ = opt_->parameters();
   }
@@ -383,6 +414,9 @@ std::unique_ptr<PyOptimizer> create(const PyRegistry& r, const std::string& name
   } else {
     groups.push_back({params_of(items, index, "param group 0"), {}});
   }
+  std::vector<optreg::Parameter> all;
+  for (const optreg::ParamGroupSpec& g : groups) all.insert(all.end(), g.params.begin(), g.params.end());
+  check_disjoint(all);
   optreg::OptimizerPtr opt = r.registry->create(name, std::move(groups), to_options(defaults));
   return std::make_unique<PyOptimizer>(r.registry, std::move(opt));
 }
@@ -574,14 +608,23 @@ PYBIND11_MODULE(_optreg, m) {
           [](const PyRegistry& r, const std::string& name) {
             if (auto d = r.registry->find(name)) return schema_dict(*d->schema);
             if (auto s = r.registry->find_scheduler(name)) return schema_dict(*s->schema);
-            throw optreg::OptionError("the registry", name, "no optimizer or scheduler of this name is loaded");
+            std::vector<std::string> known;
+            for (const auto& d : r.registry->list()) known.push_back(d.name);
+            for (const auto& d : r.registry->list_schedulers()) known.push_back(d.name);
+            throw optreg::PluginError(optreg::unknown_name_message(
+                "no optimizer or scheduler named '" + name + "' is registered", name, known));
           },
           py::arg("name"), "The hyperparameters of an optimizer or scheduler: name -> {type, default, range, ...}.")
       .def(
           "describe",
           [](const PyRegistry& r, const std::string& name) {
             const auto d = r.registry->find(name);
-            if (!d) throw optreg::OptionError("the registry", name, "no optimizer of this name is loaded");
+            if (!d) {
+              std::vector<std::string> known;
+              for (const auto& o : r.registry->list()) known.push_back(o.name);
+              throw optreg::PluginError(
+                  optreg::unknown_name_message("no optimizer named '" + name + "' is registered", name, known));
+            }
             py::dict out;
             out["name"] = d->name;
             out["description"] = d->description;
@@ -622,6 +665,7 @@ PYBIND11_MODULE(_optreg, m) {
           [](const PyRegistry& r, const ConfigHandle& c, py::handle named_params) {
             std::size_t index = 0;
             std::vector<optreg::Parameter> params = params_of(named_params, index, "the named parameters");
+            check_disjoint(params);
             return std::make_unique<PyOptimizer>(r.registry, optreg::build_optimizer(c.config, params, *r.registry));
           },
           py::arg("config"), py::arg("named_params"),

@@ -233,3 +233,13 @@ def test_steps_on_threads_run_at_once_and_give_the_same_bits():
         t.join()
     for a in arrays[1:]:
         np.testing.assert_array_equal(a, arrays[0])
+
+
+def test_two_parameters_sharing_memory_are_refused_naming_both():
+    buffer = np.ones(10, np.float32)
+    with pytest.raises(optreg.UsageError, match=r"parameters 0 \('a'\) and 2 \('c'\) share memory"):
+        optreg.create("sgd", [("a", buffer[:6]), ("b", np.ones(2, np.float32)), ("c", buffer[4:])], lr=0.1)
+    opt = optreg.create("sgd", [("a", buffer[:5]), ("b", buffer[5:])], lr=0.1)  # adjacent parts are fine
+    with pytest.raises(optreg.UsageError, match="share memory"):
+        opt.add_param_group([("c", buffer[2:3])])
+    assert opt.num_params == 2

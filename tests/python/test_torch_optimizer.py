@@ -308,3 +308,33 @@ def test_what_does_not_map_is_refused_naming_it():
     mixed.step()
     with pytest.raises(optreg.StateDictError, match="master_weights"):
         optreg.torch.to_torch_state_dict(mixed)
+
+
+def test_the_optimizer_deleted_first_leaves_the_model_usable():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2)
+    run_steps(model, opt, list(batches(2)))
+    del opt
+    import gc
+    gc.collect()
+    before = [p.detach().clone() for p in model.parameters()]
+    ref = torch.optim.SGD(model.parameters(), lr=0.1)
+    run_steps(model, ref, list(batches(1)))
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def test_a_tensor_on_another_device_is_refused_naming_the_device():
+    with pytest.raises(optreg.UsageError, match=r"parameter 0 \('p0'\) is on device 'meta'"):
+        optreg.torch.Optimizer([torch.ones(3, device="meta")], "sgd", lr=0.1)
+
+
+def test_an_optimizer_of_the_registry_given_is_used():
+    registry = optreg.Registry()
+    registry.load_default()
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = optreg.torch.Optimizer([p], "lion", registry=registry, lr=0.1)
+    p.grad = torch.ones(2)
+    opt.step()
+    assert torch.allclose(p.detach(), torch.full((2,), 0.9))
+    with pytest.raises(optreg.PluginError, match="did you mean 'lion'"):
+        optreg.torch.Optimizer([p], "lionn", registry=registry)
