@@ -47,7 +47,7 @@ class Optimizer(_torch.optim.Optimizer):
     def __init__(self, params, name, registry=None, **defaults):
         self._native = None
         self._registry = registry or default_registry()
-        self._schema = self._registry.schema(name)  # OptionError for an unknown name
+        self._schema = self._registry.schema(name)  # PluginError for an unknown name
         full = {k: v["default"] for k, v in self._schema.items()}
         full.update(defaults)
         super().__init__(params, full)
@@ -119,7 +119,7 @@ class Optimizer(_torch.optim.Optimizer):
 
     def zero_grad(self, set_to_none=False):
         super().zero_grad(set_to_none=set_to_none)
-        if set_to_none:  # let go of the old gradients at once
+        if set_to_none:  # optreg skips these parameters until they have gradients again
             for j in range(len(self._params)):
                 if self._grads[j] is not None:
                     self._native.set_grad(j, None)
