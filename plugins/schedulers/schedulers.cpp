@@ -31,6 +31,38 @@ std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
   return out;
 }
 
+/// The momentum a scheduler cycles against the lr (onecycle, cyclic): the optimizer's betas[0]
+/// when it has a list `betas` (Adam), else its float `momentum` (SGD), as PyTorch chooses.
+class MomentumCycle {
+ public:
+  /// Finds which option to set; throws OptionError from `who` when the optimizer has neither.
+  void bind(const optreg::Optimizer& opt, const std::string& who) {
+    const auto* betas = opt.schema().find("betas");
+    const auto* momentum = opt.schema().find("momentum");
+    if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
+      use_betas_ = true;
+    } else if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
+      throw OptionError(who, "cycle_momentum", "option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
+                        "a list 'betas', and optimizer '" + opt.name() + "' has neither (set cycle_momentum: false)");
+    }
+  }
+  /// Sets every group's momentum (or betas[0]) to `m`.
+  void set(optreg::Optimizer& opt, double m) const {
+    for (std::size_t g = 0; g < opt.param_groups().size(); ++g) {
+      if (use_betas_) {
+        std::vector<double> betas = opt.param_groups()[g].option("betas").as_float_list();
+        betas.at(0) = m;
+        opt.set_option(g, "betas", Value(std::move(betas)));
+      } else {
+        opt.set_option(g, "momentum", Value(m));
+      }
+    }
+  }
+
+ private:
+  bool use_betas_ = false;
+};
+
 // ------------------------------------------------------------------ step
 
 /// A scheduler whose options decode, once, into the struct H of its declaration `hyper`.
@@ -281,17 +313,7 @@ class OneCycleLr final : public Typed<OneCycleHyper, kOneCycle> {
     }
     ends_ = phase_ends(options());
     set_base_lrs(std::vector<double>(optimizer().param_groups().size(), initial));
-    if (h_.cycle_momentum) {
-      const auto* betas = optimizer().schema().find("betas");
-      const auto* momentum = optimizer().schema().find("momentum");
-      // Like PyTorch, betas[0] when the optimizer has betas, else momentum.
-      if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
-        use_betas_ = true;
-      } else if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
-        throw OptionError(who(), "cycle_momentum", "option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
-                          "a list 'betas', and optimizer '" + optimizer().name() + "' has neither (set cycle_momentum: false)");
-      }
-    }
+    if (h_.cycle_momentum) momentum_cycle_.bind(optimizer(), who());
   }
 
   std::vector<double> next_lr(const std::vector<double>& current) override {
@@ -311,19 +333,7 @@ class OneCycleLr final : public Typed<OneCycleHyper, kOneCycle> {
     // extrapolates the last phase there, to a negative lr with linear annealing).
     const double pct = std::min((static_cast<double>(t) - start) / (ends_[k] - start), 1.0);
     const double lr = anneal(lr_[k], pct);
-    if (h_.cycle_momentum) {
-      const double m = anneal(momentum_[k], pct);
-      optreg::Optimizer& opt = optimizer();
-      for (std::size_t g = 0; g < current.size(); ++g) {
-        if (use_betas_) {
-          std::vector<double> betas = opt.param_groups()[g].option("betas").as_float_list();
-          betas.at(0) = m;
-          opt.set_option(g, "betas", Value(std::move(betas)));
-        } else {
-          opt.set_option(g, "momentum", Value(m));
-        }
-      }
-    }
+    if (h_.cycle_momentum) momentum_cycle_.set(optimizer(), anneal(momentum_[k], pct));
     return std::vector<double>(current.size(), lr);
   }
 
@@ -341,8 +351,238 @@ class OneCycleLr final : public Typed<OneCycleHyper, kOneCycle> {
   }
 
   std::array<std::array<double, 2>, 3> lr_{}, momentum_{};  // per phase: from, to
-  bool use_betas_ = false;
+  MomentumCycle momentum_cycle_;
   std::vector<double> ends_;
+};
+
+// ------------------------------------------------------------------ warm_restarts
+
+struct WarmRestartsHyper {
+  std::int64_t T_0, T_mult;
+  double eta_min;
+};
+constexpr auto kWarmRestarts = sdk::hyperparams(
+    sdk::option(&WarmRestartsHyper::T_0, sdk::int_option("T_0", 0, sdk::count(), "steps of the first period (required)")),
+    sdk::option(&WarmRestartsHyper::T_mult, sdk::int_option("T_mult", 1, sdk::closed(1, sdk::count().hi),
+                                                            "factor by which each period is longer than the last")),
+    sdk::option(&WarmRestartsHyper::eta_min, sdk::float_option("eta_min", 0.0, sdk::at_least(0.0), "the lowest lr")));
+
+class WarmRestartsLr final : public Typed<WarmRestartsHyper, kWarmRestarts> {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "T_0", where, "a positive number of steps");
+  }
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override { return at(last_step()); }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override { return at(last_step()); }
+
+ private:
+  /// The lrs at step t: the cosine of the period that holds t, from each base lr.
+  std::vector<double> at(std::int64_t t) const {
+    std::int64_t t_cur = t, t_i = h_.T_0;
+    if (h_.T_mult == 1) {
+      t_cur = t % t_i;
+    } else {
+      while (t_cur >= t_i) {  // periods grow geometrically: at most 53 turns
+        t_cur -= t_i;
+        t_i *= h_.T_mult;
+      }
+    }
+    const double c = std::cos(kPi * static_cast<double>(t_cur) / static_cast<double>(t_i));
+    std::vector<double> out;
+    for (double base : base_lrs()) out.push_back(h_.eta_min + (base - h_.eta_min) * (1 + c) / 2);
+    return out;
+  }
+};
+
+// ------------------------------------------------------------------ polynomial
+
+struct PolynomialHyper {
+  std::int64_t total_iters;
+  double power;
+};
+constexpr auto kPolynomial = sdk::hyperparams(
+    sdk::option(&PolynomialHyper::total_iters, sdk::int_option("total_iters", 5, sdk::closed(1, sdk::count().hi),
+                                                               "steps over which the lr decays to zero")),
+    sdk::option(&PolynomialHyper::power, sdk::float_option("power", 1.0, sdk::at_least(0.0), "power of the decay")));
+
+class PolynomialLr final : public Typed<PolynomialHyper, kPolynomial> {
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const std::int64_t t = last_step();
+    if (t == 0 || t > h_.total_iters) return current;
+    const double total = static_cast<double>(h_.total_iters);
+    const double decay = std::pow((1.0 - static_cast<double>(t) / total) / (1.0 - static_cast<double>(t - 1) / total), h_.power);
+    return scaled(current, decay);
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const double total = static_cast<double>(h_.total_iters);
+    const double reached = static_cast<double>(std::min(h_.total_iters, last_step()));
+    std::vector<double> out;
+    for (double base : base_lrs()) out.push_back(base * std::pow(1.0 - reached / total, h_.power));
+    return out;
+  }
+};
+
+// ------------------------------------------------------------------ constant
+
+struct ConstantHyper {
+  double factor;
+  std::int64_t total_iters;
+};
+constexpr auto kConstant = sdk::hyperparams(
+    sdk::option(&ConstantHyper::factor, sdk::float_option("factor", 1.0 / 3, sdk::Bounds{0.0, 1.0, true, false},
+                                                          "factor of the base lr until total_iters")),
+    sdk::option(&ConstantHyper::total_iters, sdk::int_option("total_iters", 5, sdk::closed(1, sdk::count().hi),
+                                                             "steps during which the lr is scaled by factor")));
+
+class ConstantLr final : public Typed<ConstantHyper, kConstant> {
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    const std::int64_t t = last_step();
+    if (t == 0) return scaled(current, h_.factor);
+    if (t != h_.total_iters) return current;
+    return scaled(current, 1.0 / h_.factor);
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    const double f = h_.factor + (last_step() >= h_.total_iters ? 1.0 - h_.factor : 0.0);
+    return scaled(base_lrs(), f);
+  }
+};
+
+// ------------------------------------------------------------------ cyclic
+
+const char* const kCyclicModes[] = {"triangular", "triangular2", "exp_range", nullptr};
+
+struct CyclicHyper {
+  double base_lr, max_lr;
+  std::int64_t step_size_up, step_size_down;
+  std::string mode;
+  double gamma;
+  bool cycle_momentum;
+  double base_momentum, max_momentum;
+};
+using Cy = CyclicHyper;
+constexpr auto kCyclic = sdk::hyperparams(
+    sdk::option(&Cy::base_lr, sdk::float_option("base_lr", 1e-3, sdk::at_least(0.0), "the lowest lr, at each cycle's ends")),
+    sdk::option(&Cy::max_lr, sdk::float_option("max_lr", 0.0, sdk::at_least(0.0), "the highest lr, at each cycle's peak (required)")),
+    sdk::option(&Cy::step_size_up, sdk::int_option("step_size_up", 2000, sdk::closed(1, sdk::count().hi),
+                                                   "steps from base_lr up to max_lr")),
+    sdk::option(&Cy::step_size_down, sdk::int_option("step_size_down", 0, sdk::count(),
+                                                     "steps from max_lr down to base_lr (0: step_size_up)")),
+    sdk::option(&Cy::mode, sdk::string_option("mode", "triangular", kCyclicModes,
+                                              "triangular: every cycle alike; triangular2: each cycle's height halved; "
+                                              "exp_range: the height scaled by gamma^step")),
+    sdk::option(&Cy::gamma, sdk::float_option("gamma", 1.0, sdk::at_least(0.0), "factor of exp_range")),
+    sdk::option(&Cy::cycle_momentum,
+                sdk::bool_option("cycle_momentum", true, "cycle the optimizer's momentum (or betas[0]) against the lr")),
+    sdk::option(&Cy::base_momentum, sdk::float_option("base_momentum", 0.8, sdk::closed(0.0, 1.0), "momentum at the peak lr")),
+    sdk::option(&Cy::max_momentum, sdk::float_option("max_momentum", 0.9, sdk::closed(0.0, 1.0), "momentum at base_lr")));
+
+class CyclicLr final : public Typed<CyclicHyper, kCyclic> {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    require_given(o, "max_lr", where, "the highest lr");
+  }
+
+  void attach() override {
+    Typed::attach();
+    const double up = static_cast<double>(h_.step_size_up);
+    const double down = h_.step_size_down == 0 ? up : static_cast<double>(h_.step_size_down);
+    total_ = up + down;
+    ratio_ = up / total_;
+    set_base_lrs(std::vector<double>(optimizer().param_groups().size(), h_.base_lr));
+    if (h_.cycle_momentum) momentum_cycle_.bind(optimizer(), who());
+  }
+
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override { return at(last_step()); }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override { return at(last_step()); }
+
+ private:
+  /// The lrs at step t (and the momentum, set on the optimizer), as PyTorch's CyclicLR computes them.
+  std::vector<double> at(std::int64_t t) {
+    const double step = static_cast<double>(t);
+    const double cycle = std::floor(1 + step / total_);
+    const double x = 1. + step / total_ - cycle;
+    const double scale = x <= ratio_ ? x / ratio_ : (x - 1) / (ratio_ - 1);
+    double fn = 1.0;
+    if (h_.mode == "triangular2") {
+      fn = 1 / std::pow(2., cycle - 1);
+    } else if (h_.mode == "exp_range") {
+      fn = std::pow(h_.gamma, step);
+    }
+    const double lr = h_.base_lr + (h_.max_lr - h_.base_lr) * scale * fn;
+    if (h_.cycle_momentum) {
+      momentum_cycle_.set(optimizer(), h_.max_momentum - (h_.max_momentum - h_.base_momentum) * scale * fn);
+    }
+    return std::vector<double>(base_lrs().size(), lr);
+  }
+
+  double total_ = 0, ratio_ = 0;
+  MomentumCycle momentum_cycle_;
+};
+
+// ------------------------------------------------------------------ piecewise
+
+const char* const kInterpolations[] = {"linear", "cosine", nullptr};
+constexpr double kNoPoints[1] = {0};
+
+struct PiecewiseHyper {
+  std::vector<double> steps, factors;
+  std::string interpolation;
+};
+/// A list option of any length (`def` one zero) whose elements lie in `bounds`.
+constexpr optreg::abi::HyperparamSpec any_length_list(const char* name, sdk::Bounds bounds, const char* meaning) {
+  auto s = sdk::float_list_option(name, kNoPoints, bounds, meaning);
+  s.list_size = 0;
+  s.default_list_size = 0;
+  return s;
+}
+constexpr auto kPiecewise = sdk::hyperparams(
+    sdk::option(&PiecewiseHyper::steps,
+                any_length_list("steps", sdk::count(), "steps of the points, increasing whole numbers (required)")),
+    sdk::option(&PiecewiseHyper::factors,
+                any_length_list("factors", sdk::at_least(0.0), "factor of the base lr at each point (required)")),
+    sdk::option(&PiecewiseHyper::interpolation,
+                sdk::string_option("interpolation", "linear", kInterpolations, "how the factor moves between two points")));
+
+class PiecewiseLr final : public Typed<PiecewiseHyper, kPiecewise> {
+ protected:
+  void validate(const Options& o, const std::string& where) const override {
+    const std::vector<double>& steps = o.at("steps").as_float_list();
+    const std::vector<double>& factors = o.at("factors").as_float_list();
+    if (steps.empty()) throw OptionError(where, "steps", "option 'steps' is required: the steps of at least one point");
+    if (factors.size() != steps.size()) {
+      throw OptionError(where, "factors", "option 'factors' has " + std::to_string(factors.size()) + " values for " +
+                        std::to_string(steps.size()) + " steps; give one factor per step");
+    }
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      if (steps[i] != std::floor(steps[i])) {
+        throw OptionError(where, "steps", "option 'steps' must hold whole numbers of steps; " + Value(steps[i]).to_string() +
+                          " is not one");
+      }
+      if (i > 0 && steps[i] <= steps[i - 1]) {
+        throw OptionError(where, "steps", "option 'steps' must increase: " + Value(steps[i]).to_string() + " follows " +
+                          Value(steps[i - 1]).to_string());
+      }
+    }
+  }
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override { return scaled(base_lrs(), factor()); }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override { return scaled(base_lrs(), factor()); }
+
+ private:
+  /// The factor at the current step: the first point's before it, the last one's after it, and
+  /// between two points their interpolation.
+  double factor() const {
+    const auto t = static_cast<double>(last_step());
+    const std::vector<double>& s = h_.steps;
+    const std::vector<double>& f = h_.factors;
+    if (t <= s.front()) return f.front();
+    if (t >= s.back()) return f.back();
+    const std::size_t k = static_cast<std::size_t>(std::upper_bound(s.begin(), s.end(), t) - s.begin()) - 1;
+    const double pct = (t - s[k]) / (s[k + 1] - s[k]);
+    if (h_.interpolation == "cosine") return f[k + 1] + (f[k] - f[k + 1]) * (1 + std::cos(kPi * pct)) / 2;
+    return f[k] + (f[k + 1] - f[k]) * pct;
+  }
 };
 
 // ------------------------------------------------------------------ plateau
@@ -452,6 +692,20 @@ constexpr optreg::abi::SchedulerEntry kSchedulers[] = {
                            kLinear.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(OneCycleLr, "onecycle", "One cycle of rising then falling lr, with momentum against it (OneCycleLR)",
                            kOneCycle.schema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(WarmRestartsLr, "warm_restarts",
+                           "Cosine annealing restarted every period, periods growing by T_mult (CosineAnnealingWarmRestarts)",
+                           kWarmRestarts.schema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(PolynomialLr, "polynomial", "Polynomial decay of the lr to zero over total_iters steps (PolynomialLR)",
+                           kPolynomial.schema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(ConstantLr, "constant", "The lr scaled by factor until total_iters, then restored (ConstantLR)",
+                           kConstant.schema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(CyclicLr, "cyclic",
+                           "The lr cycled between base_lr and max_lr, momentum against it (CyclicLR: triangular, triangular2, "
+                           "exp_range)",
+                           kCyclic.schema, sdk::SchedulerKind::StepDriven),
+    OPTREG_SCHEDULER_ENTRY(PiecewiseLr, "piecewise",
+                           "The base lr times a factor given at points (steps, factors), linear or cosine between them",
+                           kPiecewise.schema, sdk::SchedulerKind::StepDriven),
     OPTREG_SCHEDULER_ENTRY(PlateauLr, "plateau", "Reduces the lr when a monitored metric stops improving (ReduceLROnPlateau)",
                            kPlateau.schema, sdk::SchedulerKind::MetricDriven),
 };

@@ -67,8 +67,8 @@ TEST(ConformanceCli, TheSchedulerPluginPassesWithALinePerSchedulerCheckAndTheirS
                               "file equal 20 uninterrupted steps bit for bit"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "passed  sequential  scheduler_counts_stop_at_the_top_of_their_domain  (")) << r.out;
-  // 7 schedulers and the core's sequential of them, 6 checks each.
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n48 passed, 0 failed, 0 skipped\n$"))) << r.out;
+  // 12 schedulers and the core's sequential of them, 6 checks each.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n78 passed, 0 failed, 0 skipped\n$"))) << r.out;
 }
 
 TEST(ConformanceCli, ABrokenSchedulerFailsWithExitStatusOne) {

@@ -138,7 +138,8 @@ TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginAndTheirSequencePa
     }
     EXPECT_EQ(checked, kEverySchedulerCheck) << name;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau",
+  EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle",
+                                             "warm_restarts", "polynomial", "constant", "cyclic", "piecewise", "plateau",
                                              "sequential"}));
 }
 
@@ -165,11 +166,18 @@ TEST(ConformanceSchedulers, TheKitChoosesOptionsThatMakeEachInTreeSchedulerMeani
       {"cosine", "made with T_max = 4 over"},
       {"linear", "made with its defaults over"},
       {"onecycle", "made with max_lr = 0.5, total_steps = 20 over"},
+      {"warm_restarts", "made with T_0 = 4 over"},
+      {"polynomial", "made with its defaults over"},
+      {"constant", "made with its defaults over"},
+      {"cyclic", "made with max_lr = 0.5, step_size_down = 4 over"},
+      {"piecewise", "made with factors = [4.0, 12.0], steps = [4.0, 12.0] over"},
       {"plateau", "made with its defaults over the stand-in optimizer (2 param groups at lrs [0.1, 0.025]) and stepped 20 "
                   "times with a metric of 1, 1/2, then 1/3 at every step: lrs [0.1, 0.025] after setup, "
                   "[0.010000000000000002, 0.0025000000000000005] at the end"},
       {"sequential", "made with step at step_size = 4, multistep at milestones = [4.0, 12.0], exponential at gamma = 0.5, "
-                     "cosine at T_max = 4, linear at its defaults, switching at steps 4, 8, 12, 16 over"},
+                     "cosine at T_max = 4, linear at its defaults, warm_restarts at T_0 = 4, polynomial at its defaults, "
+                     "constant at its defaults, piecewise at factors = [4.0, 12.0], steps = [4.0, 12.0], switching at "
+                     "steps 2, 4, 6, 8, 10, 12, 14, 16 over"},
   };
   for (const auto& [name, words] : expected) {
     EXPECT_TRUE(contains(made[name], words)) << name << ": '" << words << "' missing from: " << made[name];
@@ -177,7 +185,8 @@ TEST(ConformanceSchedulers, TheKitChoosesOptionsThatMakeEachInTreeSchedulerMeani
   EXPECT_TRUE(contains(made["step"], "its defaults alone are refused with an OptionError: scheduler 'step': option "
                                      "'step_size' is required"))
       << made["step"];
-  EXPECT_TRUE(contains(made["sequential"], "left out of the sequence: onecycle (it sets base lrs of its own)"))
+  EXPECT_TRUE(contains(made["sequential"],
+                       "left out of the sequence: onecycle (it sets base lrs of its own), cyclic (it sets base lrs of its own)"))
       << made["sequential"];
 }
 
@@ -190,11 +199,13 @@ TEST(ConformanceSchedulers, PlateauCountsStopAtTheTopAndTheSequenceRefusesItsChi
                                       "step() left a state it accepts"))
       << describe(counts);
   const auto& refusals = c["sequential"].at("scheduler_load_state_refuses_other_states");
-  EXPECT_TRUE(contains(refusals.detail, "and the states of step, multistep, exponential, cosine, linear, onecycle, plateau"))
+  EXPECT_TRUE(contains(refusals.detail, "and the states of step, multistep, exponential, cosine, linear, onecycle, "
+                                        "warm_restarts, polynomial, constant, cyclic, piecewise, plateau"))
       << describe(refusals);
   const auto& step_refusals = c["step"].at("scheduler_load_state_refuses_other_states");
   EXPECT_TRUE(contains(step_refusals.detail, "load_optimizer() refused with a CheckpointError the checkpoints of multistep, "
-                                             "exponential, cosine, linear, onecycle, whose states hold the same entries"))
+                                             "exponential, cosine, linear, onecycle, warm_restarts, polynomial, constant, "
+                                             "cyclic, piecewise, whose states hold the same entries"))
       << describe(step_refusals);
 }
 

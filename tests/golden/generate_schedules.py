@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Generates tests/golden/schedules.txt: reference learning-rate schedules of PyTorch 1.13's
 torch.optim.lr_scheduler (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR,
-OneCycleLR, ReduceLROnPlateau, SequentialLR) that schedule_golden_test.cpp replays through the
-optreg schedulers plugin and the core's sequential scheduler, built from the same config.
+OneCycleLR, ReduceLROnPlateau, SequentialLR, CosineAnnealingWarmRestarts, PolynomialLR,
+ConstantLR, CyclicLR, and LambdaLR with the factor of optreg's `piecewise`) that
+schedule_golden_test.cpp replays through the optreg schedulers plugin and the core's
+sequential scheduler, built from the same config.
 
 Run it with the system Python that has torch:
 
@@ -128,6 +130,57 @@ def cases():
     add("sequential_three_stages", "adam", [0.01],
         "{name: sequential, schedulers: [{name: exponential, gamma: 0.8}, {name: step, step_size: 2, gamma: 0.5}, "
         "{name: multistep, milestones: [1, 3], gamma: 0.1}], milestones: [3, 8]}", three_stages, 14)
+
+    add("warm_restarts_fixed_period", "sgd", [0.1, 0.01], "{name: warm_restarts, T_0: 5, eta_min: 0.001}",
+        lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=5, eta_min=0.001), 23)
+    add("warm_restarts_growing_periods", "adam", [0.003], "{name: warm_restarts, T_0: 3, T_mult: 2}",
+        lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2), 50)
+    add("polynomial_quadratic", "sgd", [0.1, 0.05], "{name: polynomial, total_iters: 8, power: 2.0}",
+        lambda o: sched.PolynomialLR(o, total_iters=8, power=2.0), 12)
+    add("polynomial_defaults", "adam", [0.01], "{name: polynomial}", lambda o: sched.PolynomialLR(o), 8)
+    add("constant_warmup", "sgd", [0.1, 0.3], "{name: constant, factor: 0.25, total_iters: 4}",
+        lambda o: sched.ConstantLR(o, factor=0.25, total_iters=4), 9)
+    add("constant_defaults", "adam", [0.002], "{name: constant}", lambda o: sched.ConstantLR(o), 8)
+    add("cyclic_triangular_momentum", "sgd", [0.5, 0.5], "{name: cyclic, base_lr: 0.01, max_lr: 0.1, step_size_up: 4}",
+        lambda o: sched.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4), 20, momentum=True)
+    add("cyclic_triangular2_uneven", "sgd", [0.5],
+        "{name: cyclic, base_lr: 0.001, max_lr: 0.01, step_size_up: 3, step_size_down: 5, mode: triangular2}",
+        lambda o: sched.CyclicLR(o, base_lr=0.001, max_lr=0.01, step_size_up=3, step_size_down=5, mode="triangular2"),
+        30, momentum=True)
+    add("cyclic_exp_range_without_momentum", "sgd", [0.5],
+        "{name: cyclic, base_lr: 0.002, max_lr: 0.02, step_size_up: 5, mode: exp_range, gamma: 0.97, "
+        "cycle_momentum: false}",
+        lambda o: sched.CyclicLR(o, base_lr=0.002, max_lr=0.02, step_size_up=5, mode="exp_range", gamma=0.97,
+                                 cycle_momentum=False), 25, momentum=True)
+
+    def piecewise(steps, factors, cosine):
+        def f(t):
+            if t <= steps[0]:
+                return factors[0]
+            if t >= steps[-1]:
+                return factors[-1]
+            k = max(i for i in range(len(steps)) if steps[i] <= t)
+            pct = (t - steps[k]) / (steps[k + 1] - steps[k])
+            if cosine:
+                return factors[k + 1] + (factors[k] - factors[k + 1]) * (1 + math.cos(math.pi * pct)) / 2
+            return factors[k] + (factors[k + 1] - factors[k]) * pct
+        return f
+
+    add("piecewise_linear_warmup_then_decay", "sgd", [0.1, 0.02],
+        "{name: piecewise, steps: [0, 5, 20, 30], factors: [0.0, 1.0, 0.1, 0.01]}",
+        lambda o: sched.LambdaLR(o, piecewise([0, 5, 20, 30], [0.0, 1.0, 0.1, 0.01], False)), 35)
+    add("piecewise_cosine_starting_late", "adam", [0.001],
+        "{name: piecewise, steps: [3, 13], factors: [1.0, 0.05], interpolation: cosine}",
+        lambda o: sched.LambdaLR(o, piecewise([3, 13], [1.0, 0.05], True)), 16)
+
+    def warmup_restarts(o):
+        a = sched.ConstantLR(o, factor=0.5, total_iters=3)
+        b = sched.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2)
+        return sched.SequentialLR(o, [a, b], milestones=[3])
+
+    add("sequential_constant_then_warm_restarts", "sgd", [0.1],
+        "{name: sequential, schedulers: [{name: constant, factor: 0.5, total_iters: 3}, "
+        "{name: warm_restarts, T_0: 4, T_mult: 2}], milestones: [3]}", warmup_restarts, 20)
     return out
 
 

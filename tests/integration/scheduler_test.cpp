@@ -56,12 +56,14 @@ TEST(SchedulerRegistry, DescriptorOfTheFirstAbi1SizeLoadsAndItsTrailingBytesAreN
 TEST(SchedulerRegistry, PluginListsFindsAndCreatesItsSchedulers) {
   optreg::Registry r;
   EXPECT_EQ(r.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN),
-            (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"}));
+            (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle", "warm_restarts",
+                                      "polynomial", "constant", "cyclic", "piecewise", "plateau"}));
   EXPECT_TRUE(r.list().empty());
   std::vector<std::string> names;
   for (const auto& d : r.list_schedulers()) names.push_back(d.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"cosine", "exponential", "linear", "multistep", "onecycle", "plateau",
-                                             "sequential", "step"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"constant", "cosine", "cyclic", "exponential", "linear", "multistep",
+                                             "onecycle", "piecewise", "plateau", "polynomial", "sequential", "step",
+                                             "warm_restarts"}));
   const auto plateau = r.find_scheduler("plateau");
   ASSERT_TRUE(plateau.has_value());
   EXPECT_TRUE(plateau->needs_metric);
@@ -73,8 +75,8 @@ TEST(SchedulerRegistry, PluginListsFindsAndCreatesItsSchedulers) {
 TEST(SchedulerRegistry, UnknownSchedulerNamesTheClosestOnes) {
   auto opt = two_group_sgd(registry());
   EXPECT_EQ(message_of<optreg::PluginError>([&] { registry().create_scheduler("cosin", *opt); }),
-            "no scheduler named 'cosin' is registered (did you mean 'cosine'?); registered: cosine, exponential, "
-            "linear, multistep, onecycle, plateau, step, sequential");
+            "no scheduler named 'cosin' is registered (did you mean 'cosine'?); registered: constant, cosine, cyclic, "
+            "exponential, linear, multistep, onecycle, piecewise, plateau, polynomial, step, warm_restarts, sequential");
 }
 
 TEST(SchedulerRegistry, SequentialIsMadeBySequenceNotByName) {
@@ -182,6 +184,51 @@ TEST(Scheduler, OneCycleNeedsMomentumToCycleIt) {
   auto s = r.create_scheduler("onecycle", *opt, {{"max_lr", 1.0}, {"total_steps", 10}, {"cycle_momentum", false}});
   ASSERT_EQ(s->last_lr().size(), 1U);
   EXPECT_NEAR(s->last_lr()[0], 1.0 / 25, 1e-15);  // the start of the rise, as PyTorch rounds it
+}
+
+TEST(Scheduler, PiecewiseRefusesPointsThatDoNotMakeASchedule) {
+  auto opt = two_group_sgd(registry());
+  const auto refusal = [&](const optreg::Options& o) {
+    return message_of<optreg::OptionError>([&] { registry().create_scheduler("piecewise", *opt, o); });
+  };
+  EXPECT_EQ(refusal({}), "scheduler 'piecewise': option 'steps' is required: the steps of at least one point");
+  EXPECT_EQ(refusal({{"steps", {0.0, 10.0}}, {"factors", {1.0}}}),
+            "scheduler 'piecewise': option 'factors' has 1 values for 2 steps; give one factor per step");
+  EXPECT_EQ(refusal({{"steps", {0.0, 10.0, 10.0}}, {"factors", {1.0, 0.5, 0.1}}}),
+            "scheduler 'piecewise': option 'steps' must increase: 10.0 follows 10.0");
+  EXPECT_EQ(refusal({{"steps", {0.0, 2.5}}, {"factors", {1.0, 0.5}}}),
+            "scheduler 'piecewise': option 'steps' must hold whole numbers of steps; 2.5 is not one");
+  const std::string negative = refusal({{"steps", {0.0, 5.0}}, {"factors", {1.0, -0.5}}});
+  EXPECT_NE(negative.find("'factors'"), std::string::npos) << negative;
+}
+
+TEST(Scheduler, PiecewiseHoldsTheEndFactorsOutsideItsPointsAndInterpolatesBetween) {
+  auto opt = two_group_sgd(registry());
+  auto s = registry().create_scheduler("piecewise", *opt, {{"steps", {2.0, 6.0}}, {"factors", {0.5, 0.1}}});
+  const double base = opt->param_groups()[0].option("lr").as_float() / 0.5;  // set to 0.5 x base at setup
+  std::vector<double> lrs;
+  for (int t = 1; t <= 8; ++t) {
+    s->step();
+    lrs.push_back(s->last_lr()[0] / base);
+  }
+  const std::vector<double> expected = {0.5, 0.5, 0.5 + (0.1 - 0.5) * 0.25, 0.5 + (0.1 - 0.5) * 0.5,
+                                        0.5 + (0.1 - 0.5) * 0.75, 0.1, 0.1, 0.1};
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(lrs[i], expected[i], 1e-15) << "step " << i + 1;
+}
+
+TEST(Scheduler, CyclicNeedsMomentumToCycleItAndWarmRestartsNeedsItsPeriod) {
+  optreg::Registry r;
+  r.load_file(OPTREG_TEST_SCHEDULERS_PLUGIN);
+  r.load_file(OPTREG_FIXTURE_SGD_LIKE);
+  auto opt = r.create("fixture_sgd_like", params());
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { r.create_scheduler("cyclic", *opt, {{"max_lr", 1.0}}); }),
+            "scheduler 'cyclic': option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or a "
+            "list 'betas', and optimizer 'fixture_sgd_like' has neither (set cycle_momentum: false)");
+  auto s = r.create_scheduler("cyclic", *opt, {{"max_lr", 1.0}, {"cycle_momentum", false}});
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{1e-3}));  // base_lr
+  EXPECT_EQ(message_of<optreg::OptionError>([&] { r.create_scheduler("warm_restarts", *opt); }),
+            "scheduler 'warm_restarts': option 'T_0' is required (a positive number of steps)");
+  EXPECT_THROW(r.create_scheduler("constant", *opt, {{"factor", 0.0}}), optreg::OptionError);  // 1 / factor at the end
 }
 
 TEST(Scheduler, OneCycleHoldsItsFinalValuesAtTotalStepsAndRefusesToGoFurther) {
