@@ -4,8 +4,8 @@ torch.optim.Adam and torch.optim.AdamW (PyTorch 1.13, float32, CPU, single-tenso
 foreach=False) that golden_test.cpp replays through the optreg `sgd`, `adam` and `adamw` plugins;
 of torch.optim.Adagrad, Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop, replayed
 through the plugins of the same names in lower case (`adagrad`, ..., `rprop`); and of LAMB,
-LARS, Lion and Adafactor, which PyTorch 1.13 does not ship, from reference implementations
-below written from their papers, replayed through the plugins of the same names. The `adagrad`
+LARS, Lion, Adafactor, ADOPT and Adan, which PyTorch 1.13 does not ship, from reference
+implementations below written from their papers, replayed through the plugins of the same names. The `adagrad`
 cases with eps_inside_sqrt=true come from MegEngineAdagrad below, a reference of MegEngine's
 form of Adagrad written with numpy float32 operations, since torch has no such option.
 
@@ -33,7 +33,7 @@ with '#' are ignored):
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
     optimizer OPT                   the registered optimizer name (sgd, adam, adamw, adagrad,
                                     adadelta, rmsprop, adamax, nadam, radam, asgd, rprop, lamb,
-                                    lars, lion or adafactor)
+                                    lars, lion, adafactor, adopt or adan)
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -539,9 +539,98 @@ class Adafactor(torch.optim.Optimizer):
                 p.mul_(1 - alpha * group["weight_decay"]).add_(u, alpha=-alpha)
 
 
+def stepped_params(opt, tensors):
+    """(group, parameter, gradient, state) of every parameter of `opt` that has a gradient, the
+    gradient negated under the group's `maximize`, its state made at its first step with zero
+    tensors named `tensors` and a `step` count, which is advanced."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = opt.state[p]
+            if not state:
+                state["step"] = 0
+                for key in tensors:
+                    state[key] = torch.zeros_like(p)
+            state["step"] += 1
+            yield group, p, (-p.grad if group["maximize"] else p.grad), state
+
+
+class Adopt(torch.optim.Optimizer):
+    """ADOPT: Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta2 with the
+    Optimal Rate", NeurIPS 2024, the clipped algorithm: the first gradient g0 only sets
+    v = g0^2; then at update t = 1, 2, ...: m = beta1 m + (1 - beta1) clip(g / max(sqrt(v), eps),
+    t^(1/4)); x = x - lr m; v = beta2 v + (1 - beta2) g^2. Weight decay is an L2 term added to
+    the gradient (also before the first step's v), or decoupled: x scaled by 1 - lr wd before
+    each update. The momentum moves with torch's lerp, as the authors' code does."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0,
+                 decoupled_weight_decay=False, clip=True, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, clip=clip,
+                                      maximize=maximize))
+
+    @torch.no_grad()
+    def step(self):
+        for group, p, g, state in stepped_params(self, ("exp_avg", "exp_avg_sq")):
+            beta1, beta2 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            if wd != 0 and not group["decoupled_weight_decay"]:
+                g = g.add(p, alpha=wd)
+            v = state["exp_avg_sq"]
+            if state["step"] == 1:
+                v.addcmul_(g, g)
+                continue
+            if wd != 0 and group["decoupled_weight_decay"]:
+                p.mul_(1 - lr * wd)
+            normed = g / torch.clamp(v.sqrt(), min=group["eps"])
+            if group["clip"]:
+                bound = (state["step"] - 1) ** 0.25
+                normed = normed.clamp(-bound, bound)
+            state["exp_avg"].lerp_(normed, 1 - beta1)
+            p.add_(state["exp_avg"], alpha=-lr)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+
+
+class Adan(torch.optim.Optimizer):
+    """Adan: Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep
+    Models", 2022, Algorithm 1, with the decay rates (beta1, beta2, beta3) = (0.98, 0.92, 0.99)
+    of the authors' code (the paper's 1 - beta): with diff = g - g_prev (zero at the first step),
+    m = beta1 m + (1 - beta1) g; d = beta2 d + (1 - beta2) diff; n = beta3 n + (1 - beta3)
+    (g + beta2 diff)^2; u = (m / (1 - beta1^t) + beta2 d / (1 - beta2^t)) / (sqrt(n) /
+    sqrt(1 - beta3^t) + eps); x = (x - lr u) / (1 + lr wd), or with no_prox x (1 - lr wd) - lr u."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0,
+                 no_prox=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      no_prox=no_prox, maximize=maximize))
+
+    @torch.no_grad()
+    def step(self):
+        for group, p, g, state in stepped_params(self, ("exp_avg", "exp_avg_diff", "exp_avg_sq")):
+            beta1, beta2, beta3 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            t = state["step"]
+            diff = torch.zeros_like(g) if t == 1 else g - state["pre_grad"]
+            update = g + beta2 * diff
+            m, d, n = state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"]
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            d.mul_(beta2).add_(diff, alpha=1 - beta2)
+            n.mul_(beta3).addcmul_(update, update, value=1 - beta3)
+            denom = (n.sqrt() / math.sqrt(1 - beta3 ** t)).add_(group["eps"])
+            u = (m / (1 - beta1 ** t) + beta2 * d / (1 - beta2 ** t)) / denom
+            if group["no_prox"]:
+                p.mul_(1 - lr * wd).add_(u, alpha=-lr)
+            else:
+                p.add_(u, alpha=-lr).div_(1 + lr * wd)
+            state["pre_grad"] = g.clone()
+
+
 LAMB_KEYS = ("lr", "betas", "eps", "weight_decay", "bias_correction", "always_adapt")
 LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nesterov")
 LION_KEYS = ("lr", "betas", "weight_decay", "maximize")
+ADOPT_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "clip", "maximize")
+ADAN_KEYS = ("lr", "betas", "eps", "weight_decay", "no_prox", "maximize")
 ADAFACTOR_KEYS = ("lr", "eps", "clip_threshold", "decay_rate", "beta1", "weight_decay",
                   "scale_parameter", "relative_step")
 
@@ -551,6 +640,8 @@ PAPER_REFERENCES = {
     "lars": (Lars, LARS_KEYS),
     "lion": (Lion, LION_KEYS),
     "adafactor": (Adafactor, ADAFACTOR_KEYS),
+    "adopt": (Adopt, ADOPT_KEYS),
+    "adan": (Adan, ADAN_KEYS),
 }
 
 
@@ -567,6 +658,18 @@ def lars(lr=1.0, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3, eps=1e-
 
 def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
     return dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+
+
+def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0, decoupled_weight_decay=False,
+          clip=True, maximize=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay, clip=clip, maximize=maximize)
+
+
+def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox=False,
+         maximize=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, no_prox=no_prox,
+                maximize=maximize)
 
 
 def adafactor(lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8, beta1=0.0,
@@ -771,6 +874,33 @@ def cases():
          {"lr_changes": {LR_CHANGE_STEP: [(0, 0.003), (1, 0.02)]}}),
         ("adafactor_frozen", "adafactor", [(ALL, adafactor(beta1=0.8, weight_decay=0.01))],
          {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
+        ("adopt_default", "adopt", [(ALL, adopt())], {}),
+        ("adopt_weight_decay", "adopt", [(ALL, adopt(3e-3, weight_decay=0.05))], {}),
+        ("adopt_decoupled_betas", "adopt",
+         [(ALL, adopt(5e-3, betas=(0.8, 0.99), eps=1e-4, weight_decay=0.1,
+                      decoupled_weight_decay=True))], {}),
+        ("adopt_no_clip_maximize", "adopt", [(ALL, adopt(2e-3, clip=False, maximize=True))], {}),
+        ("adopt_groups", "adopt",
+         [([1], adopt(2e-3)), ([0, 3], adopt(1e-3, betas=(0.95, 0.999))),
+          ([2], adopt(5e-3, weight_decay=0.01, decoupled_weight_decay=True))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("adopt_lr_change", "adopt", [([0], adopt(3e-3)), ([1, 2], adopt(1e-3, weight_decay=0.01))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 3e-4), (1, 6e-3)]}}),
+        ("adopt_frozen", "adopt", [(ALL, adopt(2e-3, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
+        ("adan_default", "adan", [(ALL, adan())], {}),
+        ("adan_weight_decay", "adan", [(ALL, adan(3e-3, weight_decay=0.02))], {}),
+        ("adan_no_prox_betas", "adan",
+         [(ALL, adan(5e-3, betas=(0.9, 0.85, 0.995), eps=1e-6, weight_decay=0.05, no_prox=True))], {}),
+        ("adan_maximize", "adan", [(ALL, adan(2e-3, weight_decay=0.01, maximize=True))], {}),
+        ("adan_groups", "adan",
+         [([1], adan(2e-3)), ([0, 3], adan(1e-3, betas=(0.95, 0.9, 0.999))),
+          ([2], adan(5e-3, weight_decay=0.02, no_prox=True))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("adan_lr_change", "adan", [([0], adan(3e-3)), ([1, 2], adan(1e-3, weight_decay=0.02))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 3e-4), (1, 6e-3)]}}),
+        ("adan_frozen", "adan", [(ALL, adan(2e-3, weight_decay=0.01))],
+         {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
     ]
 
 
@@ -788,7 +918,7 @@ def main():
         "# optreg golden trajectories of torch.optim.SGD, Adam, AdamW, Adagrad (and MegEngine's",
         "# form of it), Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (torch %s),"
         % torch.__version__,
-        "# and of the LAMB, LARS, Lion and Adafactor references in generate.py.",
+        "# and of the LAMB, LARS, Lion, Adafactor, ADOPT and Adan references in generate.py.",
         "# Generated by tests/golden/generate.py, which documents the format; do not edit.",
         "#",
         "# Header: 'optreg-golden 1', then 'cases N'. Each case: 'case NAME', 'optimizer OPT',",

@@ -1,10 +1,10 @@
 // Golden-trajectory tests: replays the trajectories of torch.optim.SGD, Adam, AdamW, Adagrad,
 // Adadelta, RMSprop, Adamax, NAdam, RAdam, ASGD and Rprop (and of MegEngine's form of Adagrad),
-// and those of generate.py's references of LAMB, LARS, Lion and Adafactor, recorded in
+// and those of generate.py's references of LAMB, LARS, Lion, Adafactor, ADOPT and Adan, recorded in
 // trajectories.txt (format: see generate.py) through the plugin each case names, feeding the
 // recorded gradients and comparing every parameter, and every recorded state tensor, after
 // every step; likewise the float64 trajectories of trajectories_float64.txt (torch's own
-// optimizers in double, and reference_float64.py's numpy references of LAMB, LARS, Lion and Adafactor) and
+// optimizers in double, and reference_float64.py's numpy references of LAMB, LARS, Lion, Adafactor, ADOPT and Adan) and
 // the half-precision, state-dtype and stochastic-rounding files below.
 #include <algorithm>
 #include <cerrno>
@@ -45,7 +45,7 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 5e-7;
 
 // The number of cases generate.py writes; the file must hold at least these.
-constexpr std::size_t kMinCases = 95;
+constexpr std::size_t kMinCases = 109;
 // The number of steps generate.py records per case.
 constexpr std::size_t kMinSteps = 200;
 
@@ -552,15 +552,15 @@ INSTANTIATE_TEST_SUITE_P(Golden, Trajectory, ::testing::ValuesIn(case_names(gold
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 // float64: the plugins step float64 parameters with float64 state and arithmetic, operation by
-// operation as torch does in double (and as the numpy float64 references of LAMB, LARS, Lion and
-// Adafactor in reference_float64.py do); kRtol64 is the bound docs/precision.md sets, and kAtol64
+// operation as torch does in double (and as the numpy float64 references of LAMB, LARS, Lion,
+// Adafactor, ADOPT and Adan in reference_float64.py do); kRtol64 is the bound docs/precision.md sets, and kAtol64
 // bounds elements near zero the same way kAtol does for float32, scaled by the ratio of the
 // two dtypes' precision.
 constexpr double kRtol64 = 1e-12;
 constexpr double kAtol64 = 1e-15;
 // The number of cases generate_float64.py writes: the 65 cases of the optimizers torch ships and
-// the 28 of LAMB, LARS, Lion and Adafactor.
-constexpr std::size_t kMinCases64 = 93;
+// the 42 of LAMB, LARS, Lion, Adafactor, ADOPT and Adan.
+constexpr std::size_t kMinCases64 = 107;
 // The number of cases generate_master.py writes to each of its two files (the 65 torch cases).
 constexpr std::size_t kMinCasesMaster = 65;
 

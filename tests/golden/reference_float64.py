@@ -1,6 +1,6 @@
-"""numpy float64 references of LAMB, LARS, Lion and Adafactor, for the float64 golden cases that
-generate_float64.py writes. PyTorch 1.13 ships none of the four; generate.py's references of
-them are float32 torch optimizers, and these are a second, separate reference in float64,
+"""numpy float64 references of LAMB, LARS, Lion, Adafactor, ADOPT and Adan, for the float64 golden
+cases that generate_float64.py writes. PyTorch 1.13 ships none of the six; generate.py's
+references of them are float32 torch optimizers, and these are a second, separate reference in float64,
 written from the papers' algorithms with the options docs/optimizers.md documents.
 
 Every step is numpy float64 arithmetic: the parameters, the gradients and the state are float64
@@ -254,9 +254,101 @@ class NumpyAdafactor(NumpyOptimizer):
 
 
 # Optimizer name -> numpy reference class.
+class NumpyAdopt(NumpyOptimizer):
+    """ADOPT, Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta2 with the
+    Optimal Rate" (NeurIPS 2024), the clipped algorithm. The first gradient g0 of a parameter
+    only sets v = g0^2; then, at update t = 1, 2, ...:
+
+        m = beta1 m + (1 - beta1) clip(g / max(sqrt(v), eps), -t^(1/4), t^(1/4))
+        x = x - lr m
+        v = beta2 v + (1 - beta2) g^2
+
+    with g negated first under `maximize`; weight decay either added to the gradient as
+    wd x (also before the first step's v) or, decoupled, x scaled by 1 - lr wd before each
+    update; `clip` false leaves the normalized gradient unclipped."""
+
+    DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, weight_decay=0.0,
+                    decoupled_weight_decay=False, clip=True, maximize=False)
+
+    def __init__(self, groups):
+        super().__init__(groups, self.DEFAULTS)
+
+    def update(self, group, state, x, g, shape):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, wd = float(group["lr"]), float(group["weight_decay"])
+        decoupled = bool(group["decoupled_weight_decay"])
+        if group["maximize"]:
+            g = -g
+        if wd != 0.0 and not decoupled:
+            g = g + wd * x
+        t = state.get("t", 0)
+        state["t"] = t + 1
+        if t == 0:
+            state["m"] = np.zeros_like(x)
+            state["v"] = g * g
+            return x
+        if wd != 0.0 and decoupled:
+            x = x * (1.0 - lr * wd)
+        normed = g / np.maximum(np.sqrt(state["v"]), float(group["eps"]))
+        if group["clip"]:
+            bound = float(t) ** 0.25
+            normed = np.clip(normed, -bound, bound)
+        state["m"] = beta1 * state["m"] + (1.0 - beta1) * normed
+        x = x - lr * state["m"]
+        state["v"] = beta2 * state["v"] + (1.0 - beta2) * g * g
+        return x
+
+
+class NumpyAdan(NumpyOptimizer):
+    """Adan, Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep
+    Models" (2022), Algorithm 1, with the decay rates of the authors' code (beta_i here is
+    1 - beta_i of the paper). At step t of a parameter, with d_g = g - g_prev (zero at t = 1):
+
+        m = beta1 m + (1 - beta1) g
+        d = beta2 d + (1 - beta2) d_g
+        n = beta3 n + (1 - beta3) (g + beta2 d_g)^2
+        u = (m / (1 - beta1^t) + beta2 d / (1 - beta2^t)) / (sqrt(n / (1 - beta3^t)) + eps)
+        x = (x - lr u) / (1 + lr wd)                 no_prox: x (1 - lr wd) - lr u
+
+    with g negated first under `maximize`."""
+
+    DEFAULTS = dict(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox=False,
+                    maximize=False)
+
+    def __init__(self, groups):
+        super().__init__(groups, self.DEFAULTS)
+
+    def update(self, group, state, x, g, shape):
+        beta1, beta2, beta3 = (float(b) for b in group["betas"])
+        lr, wd = float(group["lr"]), float(group["weight_decay"])
+        if group["maximize"]:
+            g = -g
+        t = state.get("t", 0) + 1
+        state["t"] = t
+        if t == 1:
+            for key in ("m", "d", "n"):
+                state[key] = np.zeros_like(x)
+            dg = np.zeros_like(x)
+        else:
+            dg = g - state["g_prev"]
+        state["m"] = beta1 * state["m"] + (1.0 - beta1) * g
+        state["d"] = beta2 * state["d"] + (1.0 - beta2) * dg
+        state["n"] = beta3 * state["n"] + (1.0 - beta3) * np.square(g + beta2 * dg)
+        denom = np.sqrt(state["n"] / (1.0 - beta3 ** t)) + float(group["eps"])
+        u = (state["m"] / (1.0 - beta1 ** t) + beta2 * state["d"] / (1.0 - beta2 ** t)) / denom
+        if group["no_prox"]:
+            x = x * (1.0 - lr * wd) - lr * u
+        else:
+            x = (x - lr * u) / (1.0 + lr * wd)
+        state["g_prev"] = g.copy()
+        return x
+
+
 REFERENCES = {
     "lamb": NumpyLamb,
     "lars": NumpyLars,
     "lion": NumpyLion,
     "adafactor": NumpyAdafactor,
+    "adopt": NumpyAdopt,
+    "adan": NumpyAdan,
 }
