@@ -353,3 +353,96 @@ TEST(Cli, UsageErrorsNameTheCommandAndTheArgument) {
   EXPECT_EQ(unknown.status, 2) << unknown.out;
   EXPECT_TRUE(contains(unknown.out, "{\"error\": \"unknown command 'frobnicate'\"}\n")) << unknown.out;
 }
+
+namespace {
+
+/// The value column of each data block of a plot's PATH.dat, in order.
+std::vector<std::vector<double>> plot_blocks(const std::string& dat) {
+  std::vector<std::vector<double>> blocks;
+  std::ifstream in(dat);
+  std::string line;
+  bool fresh = true;
+  while (std::getline(in, line)) {
+    if (line.empty()) {
+      fresh = true;
+      continue;
+    }
+    if (line[0] == '#') continue;
+    if (fresh) blocks.emplace_back();
+    fresh = false;
+    blocks.back().push_back(std::stod(line.substr(line.find(' ') + 1)));
+  }
+  return blocks;
+}
+
+}  // namespace
+
+TEST(Cli, ShowPlotDrawsASchedulersLearningRateWithTheOptionsGiven) {
+  TempDir dir;
+  const std::string svg = dir.path() + "/cosine.svg";
+  const ToolRun r = run("show cosine --plot '" + svg + "' --with '{T_max: 10, eta_min: 0.001}' --steps 20 --lr 0.5");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "plot: " + svg + " (20 steps; lr 0.5")) << r.out;  // 0.5 give or take a few ulps
+  const auto blocks = plot_blocks(svg + ".dat");
+  ASSERT_EQ(blocks.size(), 1U);
+  ASSERT_EQ(blocks[0].size(), 21U);  // step 0 (after setup) and 20 steps
+  EXPECT_EQ(blocks[0][0], 0.5);
+  EXPECT_NEAR(blocks[0][10], 0.001, 1e-12);  // the minimum after T_max steps
+  EXPECT_NEAR(blocks[0][20], 0.5, 1e-12);    // and back after 2 T_max
+  EXPECT_EQ(optreg_test::run_command("xmllint --noout '" + svg + "'").status, 0);
+  EXPECT_TRUE(contains(optreg_test::read_file(svg), ">learning rate</text>"));
+}
+
+TEST(Cli, ShowPlotRefusesWhatHasNoScheduleToDraw) {
+  TempDir dir;
+  const std::string svg = " --plot '" + dir.path() + "/x.svg'";
+  ToolRun r = run("show plateau" + svg);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "scheduler 'plateau' is driven by a metric")) << r.out;
+  r = run("show adam" + svg);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.out, "'adam' is not a scheduler")) << r.out;
+  r = run("show cosine" + svg + " --with '{T_maxx: 5}'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "--with:1:2: scheduler 'cosine': unknown option 'T_maxx' (did you mean 'T_max'?)")) << r.out;
+  r = run("show cosine" + svg);
+  EXPECT_TRUE(contains(r.out, "option 'T_max' is required")) << r.out;
+  r = run("show onecycle" + svg + " --with '{max_lr: 1, total_steps: 10}' --steps 20");
+  EXPECT_TRUE(contains(r.out, "refused step 11 of the 20 to draw")) << r.out;
+  r = run("show cosine --with '{T_max: 5}'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.out, "--with requires --plot")) << r.out;
+  r = run("show cosine --plot '" + dir.path() + "/x.txt' --with '{T_max: 5}'");
+  EXPECT_TRUE(contains(r.out, "the file name must end in .svg or .png")) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/x.svg"));
+}
+
+TEST(Cli, CheckPlotLrDrawsTheConfigsScheduleForEachParamGroup) {
+  TempDir dir;
+  optreg_test::write_file(dir.path() + "/opt.yaml",
+                          "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+                          "param_groups:\n  - params: '*.bias'\n    lr: 0.02\n"
+                          "scheduler:\n  name: sequential\n"
+                          "  schedulers: [{name: linear, start_factor: 0.01, total_iters: 10}, {name: cosine, T_max: 90}]\n"
+                          "  milestones: [10]\n");
+  optreg_test::write_file(dir.path() + "/params.yaml", "fc.weight: [10, 784]\nfc.bias: [10]\n");
+  const std::string png = dir.path() + "/lr.png";
+  ToolRun r = run("check '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml' --plot-lr '" + png + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "plot: " + png + " (100 steps of 2 param groups)")) << r.out;
+  auto blocks = plot_blocks(png + ".dat");
+  ASSERT_EQ(blocks.size(), 2U);
+  EXPECT_NEAR(blocks[0][0], 0.001, 1e-15);  // the warm-up's first factor of 0.1
+  EXPECT_NEAR(blocks[0][10], 0.1, 1e-15);   // the cosine from the base lr
+  EXPECT_NEAR(blocks[1][10], 0.02, 1e-15);  // the bias group's own lr
+  // Without --params: one group at the config's defaults.
+  r = run("check '" + dir.path() + "/opt.yaml' --plot-lr '" + png + "' --steps 30");
+  ASSERT_EQ(r.status, 0) << r.out;
+  blocks = plot_blocks(png + ".dat");
+  ASSERT_EQ(blocks.size(), 1U);
+  EXPECT_EQ(blocks[0].size(), 31U);
+  optreg_test::write_file(dir.path() + "/plain.yaml", "optimizer: {name: sgd, lr: 0.1}\n");
+  r = run("check '" + dir.path() + "/plain.yaml' --plot-lr '" + png + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "plain.yaml has no scheduler section")) << r.out;
+}

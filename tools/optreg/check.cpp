@@ -10,6 +10,7 @@
 #include <optreg/config.hpp>
 
 #include "cli.hpp"
+#include "schedule_plot.hpp"
 
 namespace optreg::cli {
 
@@ -18,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const CommandHelp kCheckHelp = {
-    "optreg check CONFIG [--params FILE] [--json] [--plugin-path DIR|FILE]...",
+    "optreg check CONFIG [--params FILE] [--plot-lr FILE [--steps N]] [--json] [--plugin-path DIR|FILE]...",
     "validate a config and print it resolved",
     "Validates a config: its structure, the optimizer name and every option against the\n"
     "optimizer's schema, and its scheduler and clip sections. Prints the resolved configuration\n"
@@ -27,6 +28,9 @@ const CommandHelp kCheckHelp = {
     "\"errors\"), and stops early only where an error leaves nothing to check.",
     "Plugins are loaded from --plugin-path, then the config's plugins.paths, then\n"
     "OPTREG_PLUGIN_PATH, then the installed plugin folder.\n"
+    "With --plot-lr FILE (.svg or .png), also draws the learning rate its scheduler gives each\n"
+    "param group over --steps steps (default 100): the groups of --params when given, else one\n"
+    "group at the config's defaults.\n"
     "Exit status: 0 when the config is valid, 1 when it is not, 2 on a usage error.",
 };
 
@@ -36,6 +40,8 @@ struct CheckArgs {
   bool json = false;
   std::string path;
   std::string params_path;
+  std::string plot_lr;  // --plot-lr FILE
+  std::int64_t steps = 100;
 };
 
 std::string patterns_text(const ConfigGroup& g) {
@@ -224,6 +230,33 @@ std::vector<ConfigError> check_file(const CheckArgs& args, Registry& registry, s
   return errors;
 }
 
+/// `--plot-lr FILE`: the config's optimizer over a stand-in parameter of one element per
+/// parameter of --params (so that the config's groups form as they would), or over one
+/// parameter at the defaults, and its scheduler's schedule drawn.
+/// Returns the line that says so.
+std::string plot_config_lr(const CheckArgs& args, const OptimizerConfig& config, const Shown& shown,
+                           const Registry& registry) {
+  if (!config.scheduler) {
+    throw UsageError("--plot-lr draws a config's schedule, and " + args.path + " has no scheduler section");
+  }
+  OptimizerPtr opt;
+  if (!args.params_path.empty()) {
+    std::vector<Parameter> params;
+    for (const ShownGroup& g : shown.groups) {
+      for (const ParamInfo& p : g.params) params.emplace_back(p.name, Tensor({1}));
+    }
+    opt = build_optimizer(config, params, registry);
+  } else {
+    opt = registry.create(config.optimizer, std::vector<Parameter>{Parameter("stand_in", Tensor({1}))},
+                          shown.resolved.defaults);
+  }
+  SchedulerPtr scheduler = build_scheduler(config, *opt, registry);
+  const std::vector<double> last =
+      plot_schedule(*opt, *scheduler, args.steps, args.plot_lr, "schedule of " + args.path);
+  return "plot: " + escape_text(args.plot_lr) + " (" + std::to_string(args.steps) + " steps of " +
+         std::to_string(last.size()) + (last.size() == 1 ? " param group)\n" : " param groups)\n");
+}
+
 int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
   if (args.path.empty()) throw CommandLineError{"optreg check: name the config file"};
   Registry registry;
@@ -254,10 +287,12 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     std::optional<Shown> shown;
     const std::vector<ConfigError> errors = check_file(args, registry, refused, config, shown);
     if (!errors.empty()) return invalid(errors, errors.front().what());
+    const std::string plotted = args.plot_lr.empty() ? std::string() : plot_config_lr(args, config, *shown, registry);
     if (args.json) {
       print_json(args, config, *shown, refused, out);
     } else {
       print_text(args, config, *shown, out);
+      if (!plotted.empty()) out << '\n' << plotted;
     }
     warn_refused();
     return kOk;
@@ -279,6 +314,10 @@ void add_check_command(CLI::App& root, int& status) {
   command.add_option("--params", args->params_path,
                      "a YAML map from parameter name to shape, such as 'fc.weight: [10, 784]'")
       ->type_name("FILE");
+  CLI::Option* plot =
+      command.add_option("--plot-lr", args->plot_lr, "draw the learning rate of the config's schedule to FILE (.svg or .png)")
+          ->type_name("FILE");
+  command.add_option("--steps", args->steps, "with --plot-lr, the steps drawn (default 100)")->type_name("N")->needs(plot);
   add_json_flag(command, args->json);
   add_plugin_options(command, args->plugins);
   run_when_parsed(command, "optreg check: unexpected argument", status,

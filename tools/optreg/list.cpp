@@ -6,9 +6,11 @@
 #include <memory>
 
 #include <optreg/abi.hpp>
+#include <optreg/config_document.hpp>
 
 #include "cli.hpp"
 #include "isolate.hpp"
+#include "schedule_plot.hpp"
 
 namespace optreg::cli {
 
@@ -231,10 +233,14 @@ const CommandHelp kListHelp = {
 };
 
 const CommandHelp kShowHelp = {
-    "optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]",
+    "optreg show NAME [--json] [--plugin-path DIR|FILE]... [--no-default-path]\n"
+    "       optreg show SCHEDULER --plot FILE [--with YAML] [--steps N] [--lr LR]",
     "show one optimizer or scheduler",
     "Shows one optimizer or learning-rate scheduler (both when both kinds have the name):\n"
-    "version, source file, description and hyperparameter schema.",
+    "version, source file, description and hyperparameter schema. With --plot, draws the\n"
+    "scheduler's learning rate over --steps steps (default 100) from --lr (default 0.1) to FILE\n"
+    "(.svg or .png, through gnuplot, with FILE.dat and FILE.gp beside it); --with gives its\n"
+    "options as a YAML flow map, such as --with '{T_max: 100, eta_min: 0.001}'.",
     "",
 };
 
@@ -251,7 +257,43 @@ struct ShowArgs {
   PluginOptions plugins;
   bool json = false;
   std::string name;
+  std::string plot;   // --plot FILE
+  std::string with;   // --with YAML: the scheduler's options
+  std::int64_t steps = 100;
+  double lr = 0.1;
 };
+
+/// `optreg show SCHEDULER --plot FILE`: the scheduler made with the options of --with over a
+/// stand-in optimizer at --lr, and its schedule drawn.
+int run_show_plot(const ShowArgs& args, const Registry& registry, std::ostream& out) {
+  if (!registry.find_scheduler(args.name)) {
+    throw CommandLineError{"optreg show: --plot draws a learning-rate scheduler's schedule, and '" + args.name +
+                           "' is not a scheduler"};
+  }
+  if (!(args.lr > 0) || !std::isfinite(args.lr)) {
+    throw CommandLineError{"optreg show: --lr must be a positive finite number, not " + Value(args.lr).to_string()};
+  }
+  Options options;
+  if (!args.with.empty()) {
+    const ConfigNode node = parse_config_document(args.with, "--with");
+    if (!node.is_map() && !node.is_null()) {
+      node.fail("--with must be a YAML map of the scheduler's options, such as '{T_max: 100}', not " +
+                std::string(node.kind_name()));
+    }
+    const Schema& schema = *registry.find_scheduler(args.name)->schema;
+    for (const ConfigEntry& e : node.entries("--with")) {
+      options[e.key.text()] = checked_option(schema, e, "scheduler '" + args.name + "'");
+    }
+  }
+  OptimizerPtr stand_in = schedule_stand_in(args.lr);
+  SchedulerPtr scheduler = registry.create_scheduler(args.name, *stand_in, options);
+  const std::vector<double> last =
+      plot_schedule(*stand_in, *scheduler, args.steps, args.plot,
+                    "scheduler " + args.name + (args.with.empty() ? "" : " " + args.with) + ", lr " + Value(args.lr).to_string());
+  out << "plot: " << escape_text(args.plot) << " (" << args.steps << " steps; lr " << Value(last.front()).to_string()
+      << " at the last)\n";
+  return kOk;
+}
 
 void print_list_json(const Registry& registry, const std::vector<Refusal>& refused, std::ostream& out) {
   const Json j = {{"optimizers", descriptors_json(registry.list())},
@@ -312,6 +354,7 @@ int run_show(const ShowArgs& args, std::ostream& out, std::ostream& err) {
   if (args.name.empty()) throw CommandLineError{"optreg show: name the optimizer or scheduler to show"};
   Registry registry;
   load_plugins(registry, args.plugins);
+  if (!args.plot.empty()) return run_show_plot(args, registry, out);
   const auto d = registry.find(args.name);
   const auto s = registry.find_scheduler(args.name);
   if (!d && !s) {
@@ -359,6 +402,18 @@ void add_show_command(CLI::App& root, int& status) {
   add_positional(show_command, "NAME", show->name, "the optimizer or scheduler");
   add_json_flag(show_command, show->json);
   add_plugin_options(show_command, show->plugins);
+  CLI::Option* plot =
+      show_command.add_option("--plot", show->plot, "draw the scheduler's learning rate to FILE (.svg or .png)")
+          ->type_name("FILE");
+  show_command.add_option("--with", show->with, "with --plot, the scheduler's options as a YAML flow map")
+      ->type_name("YAML")
+      ->needs(plot);
+  show_command.add_option("--steps", show->steps, "with --plot, the steps drawn (default 100)")
+      ->type_name("N")
+      ->needs(plot);
+  show_command.add_option("--lr", show->lr, "with --plot, the lr the scheduler starts from (default 0.1)")
+      ->type_name("LR")
+      ->needs(plot);
   run_when_parsed(show_command, "optreg show: unexpected argument", status,
                   [show] { return run_show(*show, std::cout, std::cerr); });
 }

@@ -221,7 +221,7 @@ void LossPlot::add(std::int64_t step, double loss) {
     // (gnuplot's `index` counts blocks).
     line.block = blocks_++;
     data_ << (line.block == 0 ? "" : "\n\n") << "# run " << std::to_string(lines_.size()) << ": "
-          << displayable(line.label, false) << "\n# step train_loss\n";
+          << displayable(line.label, false) << "\n# step " << displayable(text_.column, false) << "\n";
   }
   data_ << std::to_string(step) << " " << metric_text(loss) << "\n";
   last_step_ = std::max(last_step_, step);
@@ -248,7 +248,7 @@ void LossPlot::draw() {
     if (!any) {
       // Nothing finite to draw: fixed ranges, as gnuplot cannot scale axes to no points.
       gp << "set xrange [0:" << std::to_string(std::max<std::int64_t>(last_step_, 1)) << "]\nset yrange [0:1]\n";
-    } else if (positive_) {
+    } else if (positive_ && text_.log_y) {
       gp << "set logscale y\nset autoscale yfix\nset offsets 0, 0, graph 0.04, graph 0.04\n" << log_tics(lo_, hi_);
     }
     gp << "set grid xtics ytics mytics lc rgb '#dddddd'\n"

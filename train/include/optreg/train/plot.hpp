@@ -24,13 +24,19 @@ struct PlotText {
   std::string title;
   std::string x_label;
   std::string y_label;
+  /// Log-scale the y axis when every value is positive (losses); false keeps it linear
+  /// (learning rates, whose warm-ups and decays read best on a linear axis).
+  bool log_y = true;
+  /// The name of the value column in the data file.
+  std::string column = "train_loss";
 };
 
 /// Checks that a plot can be drawn to `path`: its name ends in .svg or .png. Throws UsageError.
 void check_plot_path(const std::string& path);
 
 /// The training loss of every run against its step, one labelled line per run, log-scaled loss
-/// axis when every loss is positive. The points go to PATH.dat as they are added; draw()
+/// axis when every loss is positive (PlotText::log_y; any other series, such as a learning rate
+/// per param group, with log_y false). The points go to PATH.dat as they are added; draw()
 /// writes the gnuplot script PATH.gp beside it (so the plot can be redrawn or restyled:
 /// `cd FOLDER && gnuplot NAME.gp`) and draws PATH. Losses that are not finite are kept in the
 /// data (as nan or inf) and left out of the lines.
