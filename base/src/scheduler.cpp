@@ -1,4 +1,5 @@
-// The Scheduler base (binding, counting, checks, state) and the core's sequential scheduler.
+// The Scheduler base (binding, counting, checks, state) and the core's sequential and chained
+// schedulers.
 #include <optreg/scheduler.hpp>
 
 #include <algorithm>
@@ -259,42 +260,16 @@ std::shared_ptr<const Schema> sequential_schema() {
   return schema;
 }
 
-/// PyTorch's SequentialLR: the scheduler whose interval holds the step is stepped; at a
-/// milestone the next one restarts at its step 0.
-class SequentialScheduler final : public Scheduler {
- public:
-  SequentialScheduler(Optimizer& optimizer, std::vector<SchedulerPtr> children, std::vector<std::int64_t> milestones)
-      : children_(std::move(children)), milestones_(std::move(milestones)) {
-    std::vector<double> m(milestones_.begin(), milestones_.end());
-    info_ = SchedulerInfo{kSequentialScheduler, OPTREG_VERSION, sequential_schema(), false};
-    options_ = {{"milestones", Value(std::move(m))}};
-    optimizer_ = &optimizer;
-    base_lrs_ = children_.front()->base_lrs();
-    // Back to the base lrs, every child before its first step, then the first one's initial step.
-    for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer.set_option(g, "lr", Value(base_lrs_[g]));
-    for (auto& c : children_) {
-      c->last_step_ = -1;
-      c->in_sequence_ = true;
-    }
-    Scheduler& first = *children_.front();
-    first.apply(first.next_lr_at(0), 0);
-    last_step_ = 0;
-    last_lr_ = current_lr();
-  }
+std::shared_ptr<const Schema> chained_schema() {
+  static const auto schema = std::make_shared<const Schema>(std::vector<Hyperparameter>{});
+  return schema;
+}
 
+/// A scheduler made of others (sequential, chained): its state holds each child's, under
+/// "schedulers.I.", with the child's name.
+class CompositeScheduler : public Scheduler {
  protected:
-  std::vector<double> next_lr(const std::vector<double>& /*current*/) override {
-    const std::int64_t step = last_step();
-    const auto idx = static_cast<std::size_t>(std::upper_bound(milestones_.begin(), milestones_.end(), step) -
-                                              milestones_.begin());
-    Scheduler& child = *children_[idx];
-    if (idx > 0 && milestones_[idx - 1] == step) {
-      child.apply(child.restart_at(0), 0);
-    } else {
-      child.step();
-    }
-    return child.last_lr();
-  }
+  explicit CompositeScheduler(std::vector<SchedulerPtr> children) : children_(std::move(children)) {}
 
   Options own_state() const override {
     Options out;
@@ -327,6 +302,8 @@ class SequentialScheduler final : public Scheduler {
     for (std::size_t i = 0; i < children_.size(); ++i) children_[i]->load_state(child_state(state, i));
   }
 
+  std::vector<SchedulerPtr> children_;
+
  private:
   static Options child_state(const Options& state, std::size_t i) {
     const std::string prefix = "schedulers." + std::to_string(i) + ".";
@@ -336,9 +313,73 @@ class SequentialScheduler final : public Scheduler {
     }
     return out;
   }
+};
 
-  std::vector<SchedulerPtr> children_;
+/// PyTorch's SequentialLR: the scheduler whose interval holds the step is stepped; at a
+/// milestone the next one restarts at its step 0.
+class SequentialScheduler final : public CompositeScheduler {
+ public:
+  SequentialScheduler(Optimizer& optimizer, std::vector<SchedulerPtr> children, std::vector<std::int64_t> milestones)
+      : CompositeScheduler(std::move(children)), milestones_(std::move(milestones)) {
+    std::vector<double> m(milestones_.begin(), milestones_.end());
+    info_ = SchedulerInfo{kSequentialScheduler, OPTREG_VERSION, sequential_schema(), false};
+    options_ = {{"milestones", Value(std::move(m))}};
+    optimizer_ = &optimizer;
+    base_lrs_ = children_.front()->base_lrs();
+    // Back to the base lrs, every child before its first step, then the first one's initial step.
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer.set_option(g, "lr", Value(base_lrs_[g]));
+    for (auto& c : children_) {
+      c->last_step_ = -1;
+      c->in_sequence_ = true;
+    }
+    Scheduler& first = *children_.front();
+    first.apply(first.next_lr_at(0), 0);
+    last_step_ = 0;
+    last_lr_ = current_lr();
+  }
+
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override {
+    const std::int64_t step = last_step();
+    const auto idx = static_cast<std::size_t>(std::upper_bound(milestones_.begin(), milestones_.end(), step) -
+                                              milestones_.begin());
+    Scheduler& child = *children_[idx];
+    if (idx > 0 && milestones_[idx - 1] == step) {
+      child.apply(child.restart_at(0), 0);
+    } else {
+      child.step();
+    }
+    return child.last_lr();
+  }
+
+ private:
   std::vector<std::int64_t> milestones_;
+};
+
+/// PyTorch's ChainedScheduler: every child steps at every step, in order, each from the lrs the
+/// one before it set.
+class ChainedScheduler final : public CompositeScheduler {
+ public:
+  ChainedScheduler(Optimizer& optimizer, std::vector<SchedulerPtr> children) : CompositeScheduler(std::move(children)) {
+    info_ = SchedulerInfo{kChainedScheduler, OPTREG_VERSION, chained_schema(), false};
+    optimizer_ = &optimizer;
+    base_lrs_ = children_.front()->base_lrs();
+    // Back to the base lrs, then every child's initial step in order, as PyTorch's children
+    // take theirs when they are made one after another.
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) optimizer.set_option(g, "lr", Value(base_lrs_[g]));
+    for (auto& c : children_) c->apply(c->next_lr_at(0), 0);
+    last_step_ = 0;
+    last_lr_ = current_lr();
+  }
+
+ protected:
+  std::vector<double> next_lr(const std::vector<double>& /*current*/) override {
+    for (auto& c : children_) c->step();
+    return current_lr();
+  }
+  std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {
+    throw UsageError(who() + " cannot restart inside another composite scheduler");
+  }
 };
 
 std::vector<double> Scheduler::next_lr_at(std::int64_t step) {
@@ -366,24 +407,42 @@ void check_sequence(const std::vector<std::int64_t>& milestones, std::size_t cou
   }
 }
 
-SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
-                             const std::vector<std::int64_t>& milestones) {
-  const std::string who = std::string("scheduler '") + kSequentialScheduler + "'";
-  check_sequence(milestones, schedulers.size());
+namespace {
+/// The checks of the children of composite `name` (`what`: "a sequence", "a chain").
+void check_children(const char* name, const char* what, const Optimizer& optimizer,
+                    const std::vector<SchedulerPtr>& schedulers) {
+  const std::string who = std::string("scheduler '") + name + "'";
+  if (schedulers.empty()) throw UsageError(who + " needs at least one scheduler");
   for (std::size_t i = 0; i < schedulers.size(); ++i) {
     const Scheduler* s = schedulers[i].get();
     const std::string at = who + ": schedulers[" + std::to_string(i) + "]";
     if (s == nullptr) throw UsageError(at + " is null");
     if (&s->optimizer() != &optimizer) throw UsageError(at + " ('" + s->name() + "') is bound to another optimizer");
     if (s->needs_metric()) {
-      throw UsageError(at + " ('" + s->name() + "') is driven by a metric; a sequence steps its schedulers by count");
+      throw UsageError(at + " ('" + s->name() + "') is driven by a metric; " + what + " steps its schedulers by count");
+    }
+    if (is_composite_scheduler(s->name())) {
+      throw UsageError(at + " ('" + s->name() + "') is a composite scheduler itself; " + what +
+                       " holds plugin schedulers only");
     }
     if (s->base_lrs() != schedulers.front()->base_lrs()) {
       throw UsageError(at + " ('" + s->name() + "') was attached when the optimizer held other lrs than schedulers[0]; "
-                       "attach every scheduler of a sequence at the same base lrs");
+                       "attach every scheduler of " + what + " at the same base lrs");
     }
   }
+}
+}  // namespace
+
+SchedulerPtr make_sequential(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers,
+                             const std::vector<std::int64_t>& milestones) {
+  check_sequence(milestones, schedulers.size());
+  check_children(kSequentialScheduler, "a sequence", optimizer, schedulers);
   return SchedulerPtr(new SequentialScheduler(optimizer, std::move(schedulers), milestones), SchedulerDeleter{});
+}
+
+SchedulerPtr make_chained(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers) {
+  check_children(kChainedScheduler, "a chain", optimizer, schedulers);
+  return SchedulerPtr(new ChainedScheduler(optimizer, std::move(schedulers)), SchedulerDeleter{});
 }
 
 }  // namespace optreg

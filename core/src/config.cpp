@@ -74,15 +74,15 @@ SchedulerConfig parse_scheduler(const std::string& source, const ConfigNode& nod
     }
   }
   if (!has_name) fail(source, sc.mark, what + " needs a 'name' (such as 'name: cosine')");
-  const bool sequential = sc.name == kSequentialScheduler;
-  if (has_list && !sequential) {
-    fail(source, list_key, "'schedulers' belongs to scheduler 'sequential', not '" + sc.name + "'");
+  const bool composite = is_composite_scheduler(sc.name);
+  if (has_list && !composite) {
+    fail(source, list_key, "'schedulers' belongs to scheduler 'sequential' or 'chained', not '" + sc.name + "'");
   }
-  if (sequential) {
-    if (nested) fail(source, sc.name_mark, "a sequence cannot hold another sequence");
-    if (!has_list) fail(source, sc.mark, "scheduler 'sequential' needs 'schedulers': the list of schedulers it runs");
+  if (composite) {
+    if (nested) fail(source, sc.name_mark, "a '" + sc.name + "' scheduler cannot be inside another composite scheduler");
+    if (!has_list) fail(source, sc.mark, "scheduler '" + sc.name + "' needs 'schedulers': the list of schedulers it runs");
     if (!list.is_list()) list.fail(std::string("'schedulers' must be a list of schedulers, not ") + list.kind_name());
-    if (list.size() == 0) list.fail("'schedulers' is empty; a sequence needs at least one scheduler");
+    if (list.size() == 0) list.fail("'schedulers' is empty; scheduler '" + sc.name + "' needs at least one scheduler");
     const std::vector<ConfigNode> items = list.items();
     for (std::size_t i = 0; i < items.size(); ++i) {
       sc.schedulers.push_back(parse_scheduler(source, items[i], "schedulers[" + std::to_string(i) + "]", true));

@@ -83,7 +83,7 @@ struct OptimizerKind : detail::KindBase<OptimizerDescriptor, abi::OptimizerEntry
   }
 };
 
-/// Learning-rate schedulers, with the core's "sequential" built in.
+/// Learning-rate schedulers, with the core's "sequential" and "chained" built in.
 struct SchedulerKind : detail::KindBase<SchedulerDescriptor, abi::SchedulerEntry, Scheduler> {
   static constexpr const char* kWord = "scheduler";
   static constexpr std::uint32_t kMinEntrySize = abi::kMinSchedulerEntrySize;
@@ -103,9 +103,15 @@ struct SchedulerKind : detail::KindBase<SchedulerDescriptor, abi::SchedulerEntry
       d.plugin_version = OPTREG_VERSION;
       d.source = "built in";
       d.schema = sequential_schema();
+      SchedulerDescriptor c = d;
+      c.name = kChainedScheduler;
+      c.description = "Steps several schedulers at every step, their factors multiplied (a config's 'schedulers' list)";
+      c.schema = chained_schema();
       return std::vector<detail::Builtin<Descriptor>>{
           {d, "the core's sequencing scheduler",
-           "composes other schedulers: make it with make_sequential() or a config's 'schedulers' list"}};
+           "composes other schedulers: make it with make_sequential() or a config's 'schedulers' list"},
+          {c, "the core's chaining scheduler",
+           "composes other schedulers: make it with make_chained() or a config's 'schedulers' list"}};
     }();
     return core;
   }

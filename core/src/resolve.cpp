@@ -120,20 +120,33 @@ std::vector<std::int64_t> milestones_of(const std::string& source, const Schedul
   return milestones;
 }
 
-/// A scheduler of a sequence: found, and stepped by count.
-SchedulerDescriptor sequence_child(const std::string& source, const SchedulerConfig& child, std::size_t i,
-                                   const Registry& registry) {
+/// A scheduler of a composite (`parent`, sequential or chained): found, and stepped by count.
+SchedulerDescriptor sequence_child(const std::string& source, const SchedulerConfig& parent, const SchedulerConfig& child,
+                                   std::size_t i, const Registry& registry) {
   const SchedulerDescriptor d = find_scheduler(source, child, registry);
   if (d.needs_metric) {
     throw error_at(source, child.name_mark,
-                   kSequence + ", schedulers[" + std::to_string(i) + "]: scheduler '" + d.name +
-                       "' is driven by a metric; a sequence steps its schedulers by count");
+                   "scheduler '" + parent.name + "', schedulers[" + std::to_string(i) + "]: scheduler '" + d.name +
+                       "' is driven by a metric; " + (parent.name == kSequentialScheduler ? "a sequence" : "a chain") +
+                       " steps its schedulers by count");
   }
   return d;
 }
 
-std::string child_label(const SchedulerConfig& child, std::size_t i) {
-  return kSequence + ", schedulers[" + std::to_string(i) + "] ('" + child.name + "')";
+std::string child_label(const SchedulerConfig& parent, const SchedulerConfig& child, std::size_t i) {
+  return "scheduler '" + parent.name + "', schedulers[" + std::to_string(i) + "] ('" + child.name + "')";
+}
+
+/// A chain takes no option of its own: each is a ConfigError at it.
+void check_chain_options(const std::string& source, const SchedulerConfig& sc) {
+  const std::string who = std::string("scheduler '") + kChainedScheduler + "'";
+  for (const auto& o : sc.options) {
+    try {
+      chained_schema()->check(o.name, o.value, who);
+    } catch (const OptionError& e) {
+      throw placed(source, e, sc.options, sc.mark, who);
+    }
+  }
 }
 
 /// One scheduler of a config (a sequence: its schedulers too) with its options resolved;
@@ -144,20 +157,26 @@ std::optional<ResolvedScheduler> resolve_scheduler(const std::string& source, co
   ResolvedScheduler r;
   if (!collect(errors, [&] { r.descriptor = find_scheduler(source, sc, registry); })) return std::nullopt;
   const Options given = written(sc.options);
-  if (sc.name != kSequentialScheduler) {
+  if (!is_composite_scheduler(sc.name)) {
     const std::vector<OptionError> found = registry.validate_scheduler_options(sc.name, given);
     for (const auto& e : found) errors.push_back(placed(source, e, sc.options, sc.name_mark, label));
     if (!found.empty()) return std::nullopt;
     r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, label);
     return r;
   }
-  bool ok = collect(errors, [&] { milestones_of(source, sc); });
+  bool ok = collect(errors, [&] {
+    if (sc.name == kSequentialScheduler) {
+      milestones_of(source, sc);
+    } else {
+      check_chain_options(source, sc);
+    }
+  });
   if (ok) r.options = r.descriptor.schema->resolve(r.descriptor.schema->defaults(), given, label);
   for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
     const SchedulerConfig& child = sc.schedulers[i];
     std::optional<ResolvedScheduler> c;
-    if (collect(errors, [&] { sequence_child(source, child, i, registry); })) {
-      c = resolve_scheduler(source, child, registry, child_label(child, i), errors);
+    if (collect(errors, [&] { sequence_child(source, sc, child, i, registry); })) {
+      c = resolve_scheduler(source, child, registry, child_label(sc, child, i), errors);
     }
     ok = ok && c.has_value();
     if (c) r.children.push_back(std::move(*c));
@@ -264,8 +283,16 @@ SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer
   if (!config.scheduler) return nullptr;
   const SchedulerConfig& sc = *config.scheduler;
   const std::string& source = config.source;
-  if (sc.name != kSequentialScheduler) return make_scheduler(source, sc, optimizer, registry, "scheduler '" + sc.name + "'");
-  const std::vector<std::int64_t> milestones = milestones_of(source, sc);
+  if (!is_composite_scheduler(sc.name)) {
+    return make_scheduler(source, sc, optimizer, registry, "scheduler '" + sc.name + "'");
+  }
+  const bool sequential = sc.name == kSequentialScheduler;
+  std::vector<std::int64_t> milestones;
+  if (sequential) {
+    milestones = milestones_of(source, sc);
+  } else {
+    check_chain_options(source, sc);
+  }
   // Every child is attached at the optimizer's own lrs, as PyTorch's children all record the
   // same initial lrs.
   std::vector<double> base;
@@ -273,12 +300,13 @@ SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer
   std::vector<SchedulerPtr> children;
   for (std::size_t i = 0; i < sc.schedulers.size(); ++i) {
     const SchedulerConfig& child = sc.schedulers[i];
-    sequence_child(source, child, i, registry);
+    sequence_child(source, sc, child, i, registry);
     for (std::size_t g = 0; g < base.size(); ++g) optimizer.set_option(g, "lr", Value(base[g]));
-    children.push_back(make_scheduler(source, child, optimizer, registry, child_label(child, i)));
+    children.push_back(make_scheduler(source, child, optimizer, registry, child_label(sc, child, i)));
   }
   try {
-    return make_sequential(optimizer, std::move(children), milestones);
+    return sequential ? make_sequential(optimizer, std::move(children), milestones)
+                      : make_chained(optimizer, std::move(children));
   } catch (const UsageError& e) {  // the milestones are checked; the children's fit is not
     throw error_at(source, sc.name_mark, e.what());
   }

@@ -229,7 +229,8 @@ TEST(Cli, ListShowsSchedulersInASecondTableAndInJson) {
   EXPECT_TRUE(contains(r.out, "sequential  0.1.0  Runs schedulers one after another")) << r.out;
   EXPECT_TRUE(contains(r.out, "stepped with a metric: step(metric)")) << r.out;
   const ToolRun j = run("list --json");
-  EXPECT_TRUE(contains(j.out, "\"schedulers\": [\n    {\"name\": \"constant\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"schedulers\": [\n    {\"name\": \"chained\", \"version\": \"0.1.0\", \"plugin\": \"optreg\"")) << j.out;
+  EXPECT_TRUE(contains(j.out, "{\"name\": \"constant\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\"")) << j.out;
   EXPECT_TRUE(contains(j.out, "\"name\": \"plateau\", \"version\": \"1.0.0\", \"plugin\": \"optreg_schedulers\", \"source\": ")) << j.out;
 }
 

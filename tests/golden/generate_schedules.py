@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Generates tests/golden/schedules.txt: reference learning-rate schedules of PyTorch 1.13's
 torch.optim.lr_scheduler (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR,
-OneCycleLR, ReduceLROnPlateau, SequentialLR, CosineAnnealingWarmRestarts, PolynomialLR,
-ConstantLR, CyclicLR, and LambdaLR with the factor of optreg's `piecewise`) that
+OneCycleLR, ReduceLROnPlateau, SequentialLR, ChainedScheduler, CosineAnnealingWarmRestarts,
+PolynomialLR, ConstantLR, CyclicLR, and LambdaLR with the factor of optreg's `piecewise`) that
 schedule_golden_test.cpp replays through the optreg schedulers plugin and the core's
-sequential scheduler, built from the same config.
+sequential and chained schedulers, built from the same config.
 
 Run it with the system Python that has torch:
 
@@ -181,6 +181,25 @@ def cases():
     add("sequential_constant_then_warm_restarts", "sgd", [0.1],
         "{name: sequential, schedulers: [{name: constant, factor: 0.5, total_iters: 3}, "
         "{name: warm_restarts, T_0: 4, T_mult: 2}], milestones: [3]}", warmup_restarts, 20)
+
+    def warmup_times_step(o):
+        a = sched.LinearLR(o, start_factor=0.1, total_iters=5)
+        b = sched.StepLR(o, step_size=3, gamma=0.5)
+        return sched.ChainedScheduler([a, b])
+
+    add("chained_warmup_times_step", "sgd", [0.1, 0.02],
+        "{name: chained, schedulers: [{name: linear, start_factor: 0.1, total_iters: 5}, "
+        "{name: step, step_size: 3, gamma: 0.5}]}", warmup_times_step, 15)
+
+    def constant_times_exponential_times_cosine(o):
+        a = sched.ConstantLR(o, factor=0.5, total_iters=4)
+        b = sched.ExponentialLR(o, gamma=0.9)
+        c = sched.CosineAnnealingLR(o, T_max=8, eta_min=0.0)
+        return sched.ChainedScheduler([a, b, c])
+
+    add("chained_three", "adam", [0.003],
+        "{name: chained, schedulers: [{name: constant, factor: 0.5, total_iters: 4}, {name: exponential, gamma: 0.9}, "
+        "{name: cosine, T_max: 8}]}", constant_times_exponential_times_cosine, 12)
     return out
 
 

@@ -24,7 +24,7 @@
 namespace {
 
 constexpr double kRtol = 1e-12;
-constexpr std::size_t kMinCases = 30;
+constexpr std::size_t kMinCases = 32;
 
 struct ScheduleCase {
   std::string name;

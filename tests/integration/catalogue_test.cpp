@@ -85,7 +85,8 @@ TEST(Catalogue, EachObjectOfEitherKindNamesTheFileThatProvidesIt) {
       ++found;
     }
   }
-  EXPECT_EQ(found, r.list().size() + r.list_schedulers().size() - 1) << "every name but the built-in 'sequential'";
+  EXPECT_EQ(found, r.list().size() + r.list_schedulers().size() - 2)
+      << "every name but the built-in 'sequential' and 'chained'";
 }
 
 TEST(Catalogue, UnknownNamesOfBothKindsGetTheSameSuggestionMessage) {
@@ -95,16 +96,18 @@ TEST(Catalogue, UnknownNamesOfBothKindsGetTheSameSuggestionMessage) {
             "no optimizer named 'sgdd' is registered (did you mean 'sgd'?); registered: sgd");
   auto opt = r.create("sgd", {optreg::Parameter("w", optreg::Tensor({1}))});
   EXPECT_EQ(message_of<optreg::PluginError>([&] { r.create_scheduler("sequentail", *opt); }),
-            "no scheduler named 'sequentail' is registered (did you mean 'sequential'?); registered: sequential")
-      << "the core's own scheduler is a name like any other in the suggestion";
+            "no scheduler named 'sequentail' is registered (did you mean 'sequential'?); registered: sequential, chained")
+      << "the core's own schedulers are names like any other in the suggestion";
 }
 
 TEST(Catalogue, ABuiltInNameIsListedAndFoundButNeverTakenByAPlugin) {
   optreg::Registry r;
   EXPECT_TRUE(r.list().empty());
-  ASSERT_EQ(r.list_schedulers().size(), 1U);
-  EXPECT_EQ(r.list_schedulers()[0].name, "sequential");
+  ASSERT_EQ(r.list_schedulers().size(), 2U);
+  EXPECT_EQ(r.list_schedulers()[0].name, "chained");
+  EXPECT_EQ(r.list_schedulers()[1].name, "sequential");
   EXPECT_FALSE(r.try_load_file(OPTREG_FIXTURE_SCHEDULER_RESERVED).ok);
   EXPECT_EQ(r.find_scheduler("sequential")->source, "built in");
-  EXPECT_EQ(r.list_schedulers().size(), 1U);
+  EXPECT_EQ(r.find_scheduler("chained")->source, "built in");
+  EXPECT_EQ(r.list_schedulers().size(), 2U);
 }

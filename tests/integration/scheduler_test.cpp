@@ -48,7 +48,7 @@ TEST(SchedulerRegistry, DescriptorOfTheFirstAbi1SizeLoadsAndItsTrailingBytesAreN
   optreg::Registry r;
   EXPECT_EQ(r.load_file(OPTREG_FIXTURE_OLD_DESCRIPTOR), std::vector<std::string>{"fixture_old_descriptor"});
   ASSERT_TRUE(r.find("fixture_old_descriptor").has_value());
-  EXPECT_EQ(r.list_schedulers().size(), 1U);  // only the core's sequential
+  EXPECT_EQ(r.list_schedulers().size(), 2U);  // only the core's sequential and chained
   auto opt = r.create("fixture_old_descriptor", params());
   EXPECT_EQ(opt->name(), "fixture_old_descriptor");
 }
@@ -61,9 +61,9 @@ TEST(SchedulerRegistry, PluginListsFindsAndCreatesItsSchedulers) {
   EXPECT_TRUE(r.list().empty());
   std::vector<std::string> names;
   for (const auto& d : r.list_schedulers()) names.push_back(d.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"constant", "cosine", "cyclic", "exponential", "linear", "multistep",
-                                             "onecycle", "piecewise", "plateau", "polynomial", "sequential", "step",
-                                             "warm_restarts"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"chained", "constant", "cosine", "cyclic", "exponential", "linear",
+                                             "multistep", "onecycle", "piecewise", "plateau", "polynomial", "sequential",
+                                             "step", "warm_restarts"}));
   const auto plateau = r.find_scheduler("plateau");
   ASSERT_TRUE(plateau.has_value());
   EXPECT_TRUE(plateau->needs_metric);
@@ -76,7 +76,8 @@ TEST(SchedulerRegistry, UnknownSchedulerNamesTheClosestOnes) {
   auto opt = two_group_sgd(registry());
   EXPECT_EQ(message_of<optreg::PluginError>([&] { registry().create_scheduler("cosin", *opt); }),
             "no scheduler named 'cosin' is registered (did you mean 'cosine'?); registered: constant, cosine, cyclic, "
-            "exponential, linear, multistep, onecycle, piecewise, plateau, polynomial, step, warm_restarts, sequential");
+            "exponential, linear, multistep, onecycle, piecewise, plateau, polynomial, step, warm_restarts, sequential, "
+            "chained");
 }
 
 TEST(SchedulerRegistry, SequentialIsMadeBySequenceNotByName) {
@@ -344,4 +345,56 @@ TEST(Sequential, SwitchesAtTheMilestoneAndRestartsTheNextFromTheBaseLrs) {
   EXPECT_DOUBLE_EQ(s->last_lr()[0], 0.1 * 0.1);
   EXPECT_EQ(s->state().at("schedulers.1.name").as_string(), "step");
   EXPECT_EQ(s->state().at("schedulers.1.last_step").as_int(), 2);
+}
+
+TEST(Chained, StepsEveryChildFromTheLrsTheOneBeforeSetAndItsStateRoundTrips) {
+  const auto make = [&](optreg::Optimizer& opt) {
+    std::vector<optreg::SchedulerPtr> v;
+    v.push_back(registry().create_scheduler("linear", opt, {{"start_factor", 0.5}, {"total_iters", 2}}));
+    opt.set_option(0, "lr", 0.1);
+    opt.set_option(1, "lr", 0.01);
+    v.push_back(registry().create_scheduler("exponential", opt, {{"gamma", 0.5}}));
+    return optreg::make_chained(opt, std::move(v));
+  };
+  auto opt = two_group_sgd(registry());
+  auto s = make(*opt);
+  EXPECT_EQ(s->name(), "chained");
+  EXPECT_EQ(s->last_lr(), (std::vector<double>{0.05, 0.005}));  // the warm-up's start, times 1
+  s->step();
+  // linear: x (1 + 0.5 / (2 * 0.5 + 0 * 0.5)) = x 1.5; exponential: x 0.5.
+  EXPECT_DOUBLE_EQ(s->last_lr()[0], 0.05 * 1.5 * 0.5);
+  const optreg::Options saved = s->state();
+  const std::vector<double> lrs = s->last_lr();  // a checkpoint holds them in the optimizer's state
+  EXPECT_EQ(saved.at("schedulers.0.name").as_string(), "linear");
+  EXPECT_EQ(saved.at("schedulers.1.last_step").as_int(), 1);
+  s->step();
+  s->step();
+  // A fresh chain over a fresh optimizer, loaded with the state after one step, continues alike.
+  auto opt2 = two_group_sgd(registry());
+  auto s2 = make(*opt2);
+  s2->load_state(saved);
+  for (std::size_t g = 0; g < lrs.size(); ++g) opt2->set_option(g, "lr", lrs[g]);
+  s2->step();
+  s2->step();
+  EXPECT_EQ(s2->last_lr(), s->last_lr());
+  EXPECT_EQ(s2->last_step(), 3);
+}
+
+TEST(Chained, RefusesWhatCannotBeChainedNamingIt) {
+  auto opt = two_group_sgd(registry());
+  std::vector<optreg::SchedulerPtr> none;
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_chained(*opt, std::move(none)); }),
+            "scheduler 'chained' needs at least one scheduler");
+  std::vector<optreg::SchedulerPtr> v;
+  v.push_back(registry().create_scheduler("exponential", *opt, {{"gamma", 0.5}}));
+  v.push_back(registry().create_scheduler("plateau", *opt));
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_chained(*opt, std::move(v)); }),
+            "scheduler 'chained': schedulers[1] ('plateau') is driven by a metric; a chain steps its schedulers by count");
+  std::vector<optreg::SchedulerPtr> inner;
+  inner.push_back(registry().create_scheduler("exponential", *opt, {{"gamma", 0.5}}));
+  std::vector<optreg::SchedulerPtr> outer;
+  outer.push_back(optreg::make_chained(*opt, std::move(inner)));
+  EXPECT_EQ(message_of<optreg::UsageError>([&] { optreg::make_sequential(*opt, std::move(outer), {}); }),
+            "scheduler 'sequential': schedulers[0] ('chained') is a composite scheduler itself; a sequence holds plugin "
+            "schedulers only");
 }

@@ -140,6 +140,7 @@ class OPTREG_API Scheduler {
 
  private:
   friend class SequentialScheduler;
+  friend class ChainedScheduler;
   /// Checks `lrs`, sets them in the optimizer and makes `step` the last step.
   void apply(const std::vector<double>& lrs, std::int64_t step);
   /// next_lr() and restart_lr() for a given step (a sequence moving its children).
@@ -180,5 +181,24 @@ OPTREG_API void check_sequence(const std::vector<std::int64_t>& milestones, std:
 /// The schema `optreg list` shows for the core's sequential scheduler (its children are given
 /// in a config's `schedulers` list, not as an option).
 OPTREG_API std::shared_ptr<const Schema> sequential_schema();
+
+/// The name of the core's chaining scheduler.
+inline constexpr char kChainedScheduler[] = "chained";
+
+/// Steps every one of `schedulers` at each step, in order, each from the lrs the one before it
+/// set (PyTorch's ChainedScheduler): their factors multiply, a warm-up times a decay, say. Every
+/// scheduler must be step-driven, bound to `optimizer`, attached while the optimizer held the
+/// same lrs (its base lrs), and not a composite itself. Throws UsageError naming what is wrong.
+/// The lrs are reset to the base lrs and each scheduler takes its initial step, in order.
+OPTREG_API SchedulerPtr make_chained(Optimizer& optimizer, std::vector<SchedulerPtr> schedulers);
+
+/// The schema `optreg list` shows for the core's chained scheduler: no option (its schedulers
+/// are a config's `schedulers` list).
+OPTREG_API std::shared_ptr<const Schema> chained_schema();
+
+/// Whether `name` is one of the core's composite schedulers (sequential, chained).
+inline bool is_composite_scheduler(const std::string& name) {
+  return name == kSequentialScheduler || name == kChainedScheduler;
+}
 
 }  // namespace optreg

@@ -14,8 +14,9 @@
 ///   plugin runs its code, in this process (docs/plugin-abi.md, "What a host cannot check").
 /// - An optimizer name already registered by another file is an error naming both files; the
 ///   plugin that came first keeps the name and the later file is refused. Schedulers are a
-///   second kind with names of their own, checked the same way; the name "sequential" belongs
-///   to the core (make_sequential()) and a plugin that declares it is refused.
+///   second kind with names of their own, checked the same way; the names "sequential" and
+///   "chained" belong to the core (make_sequential(), make_chained()) and a plugin that declares
+///   either is refused.
 /// - A plugin library may provide optimizers, schedulers, or both; one that provides neither is
 ///   refused. Every kind is checked, registered, found and named in messages the same way
 ///   (docs/plugin-abi.md, "Adding a plugin kind").
@@ -140,8 +141,8 @@ class OPTREG_API Registry {
   /// A new optimizer `name` over several groups, `options` being the defaults of every group.
   OptimizerPtr create(const std::string& name, std::vector<ParamGroupSpec> groups, const Options& options = {}) const;
   /// A new scheduler `name` bound to `optimizer`, which must outlive it. Throws PluginError for
-  /// an unknown name (with the closest registered names), for "sequential" (made by
-  /// make_sequential() or a config), or a factory that fails; OptionError for a bad option;
+  /// an unknown name (with the closest registered names), for "sequential" and "chained" (made
+  /// by make_sequential(), make_chained() or a config), or a factory that fails; OptionError for a bad option;
   /// UsageError for an optimizer without a float `lr`.
   SchedulerPtr create_scheduler(const std::string& name, Optimizer& optimizer, const Options& options = {}) const;
 
