@@ -67,7 +67,7 @@ template <typename A>
 struct FirstRule {
   Gradient<A> gradient;
   explicit FirstRule(const Hyper& h) : gradient(h) {}
-  void operator()(const sdk::Factors<A, 0>&, A& p, A g, A& v) const {
+  void operator()(const sdk::Factors<A, 1>&, A& p, A g, A& /*m*/, A& v) const {
     const A grad = gradient(p, g);
     v = grad * grad;
   }
@@ -109,25 +109,27 @@ class Adopt final : public optreg::Optimizer {
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {
     const Hyper h = kHyper.decode(o);
     sdk::advance_counts(slots, kStep);
-    first_.clear();
-    updates_.clear();
-    for (const Slot& slot : slots) {
-      optreg::ParamState& s = *slot.state;
-      const std::int64_t step = sdk::count(s, kStep);
-      if (step == 1) {
-        first_.add(*slot.param, {&sdk::get(s, kExpAvgSq)});
-        continue;
+    // The parameters at their first step, then the others, through one driver (whose storage,
+    // sized at the first step, serves every later one).
+    for (const bool first : {true, false}) {
+      driver_.clear();
+      for (const Slot& slot : slots) {
+        optreg::ParamState& s = *slot.state;
+        const std::int64_t step = sdk::count(s, kStep);
+        if ((step == 1) != first) continue;
+        const double bound = h.clip && !first ? std::pow(static_cast<double>(step - 1), 0.25) : HUGE_VAL;
+        driver_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq)}, {bound});
       }
-      const double bound = h.clip ? std::pow(static_cast<double>(step - 1), 0.25) : HUGE_VAL;
-      updates_.add(*slot.param, {&sdk::get(s, kExpAvg), &sdk::get(s, kExpAvgSq)}, {bound});
+      if (first) {
+        driver_.run<FirstRule>(h);
+      } else {
+        driver_.run<Rule>(h);
+      }
     }
-    first_.run<FirstRule>(h);
-    updates_.run<Rule>(h);
   }
 
  private:
-  sdk::Elementwise<1> first_;
-  sdk::Elementwise<2, 1> updates_;
+  sdk::Elementwise<2, 1> driver_;
 };
 
 }  // namespace
