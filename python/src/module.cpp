@@ -98,19 +98,39 @@ void define_errors(py::module_& m) {
 
 // ------------------------------------------------------------------ values
 
+std::string type_name(py::handle obj) { return py::str(py::type::of(obj).attr("__qualname__")); }
+
 optreg::Value to_value(py::handle v, const std::string& key) {
   if (py::isinstance<py::bool_>(v)) return optreg::Value(v.cast<bool>());
-  if (py::isinstance<py::int_>(v)) return optreg::Value(v.cast<std::int64_t>());
+  if (py::isinstance<py::int_>(v)) {
+    try {
+      return optreg::Value(v.cast<std::int64_t>());
+    } catch (const py::cast_error&) {  // beyond int64: as a float, which the schema's range checks
+      PyErr_Clear();
+    }
+    const double d = PyLong_AsDouble(v.ptr());
+    if (d == -1.0 && PyErr_Occurred() != nullptr) {
+      PyErr_Clear();
+      throw optreg::UsageError("option '" + key + "': the integer " + std::string(py::str(v)).substr(0, 40) +
+                               "... is too large for any option");
+    }
+    return optreg::Value(d);
+  }
   if (py::isinstance<py::float_>(v)) return optreg::Value(v.cast<double>());
   if (py::isinstance<py::str>(v)) return optreg::Value(v.cast<std::string>());
   if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
     std::vector<double> l;
     for (py::handle x : v) {
-      if (py::isinstance<py::bool_>(x) || !(py::isinstance<py::int_>(x) || py::isinstance<py::float_>(x))) {
-        throw optreg::UsageError("option '" + key + "': a list holds numbers only, not " +
-                                 std::string(py::str(py::type::of(x).attr("__name__"))));
+      const auto refuse = [&] {
+        return optreg::UsageError("option '" + key + "': a list holds numbers only, not " + type_name(x));
+      };
+      if (py::isinstance<py::bool_>(x) || py::isinstance<py::str>(x)) throw refuse();
+      try {
+        l.push_back(x.cast<double>());  // a float, an int, or a numpy or torch scalar
+      } catch (const py::cast_error&) {
+        PyErr_Clear();
+        throw refuse();
       }
-      l.push_back(x.cast<double>());
     }
     return optreg::Value(std::move(l));
   }
@@ -120,7 +140,7 @@ optreg::Value to_value(py::handle v, const std::string& key) {
       return to_value(v.attr("item")(), key);
     }
   }
-  throw optreg::UsageError("option '" + key + "': a " + std::string(py::str(py::type::of(v).attr("__name__"))) +
+  throw optreg::UsageError("option '" + key + "': a " + type_name(v) +
                            " is not an option value (bool, int, float, str or a list of floats)");
 }
 
@@ -167,8 +187,6 @@ std::shared_ptr<const void> hold(py::handle obj) {
     Py_XDECREF(static_cast<PyObject*>(const_cast<void*>(p)));
   });
 }
-
-std::string type_name(py::handle obj) { return py::str(py::type::of(obj).attr("__qualname__")); }
 
 bool is_torch_tensor(py::handle obj) {
   py::dict modules = py::module_::import("sys").attr("modules");

@@ -120,6 +120,14 @@ def test_bad_options_are_option_errors_that_are_value_errors():
         optreg.create("adam", [np.ones(2, np.float32)], betaz=(0.9, 0.99))
     with pytest.raises(optreg.UsageError, match="'lr'.*dict"):
         optreg.create("adam", [np.ones(2, np.float32)], lr={})
+    with pytest.raises(optreg.UsageError, match="'betas'.*list holds numbers only, not str"):
+        optreg.create("adam", [np.ones(2, np.float32)], betas=(0.9, "x"))
+    with pytest.raises(optreg.UsageError, match="'lr'.*too large"):
+        optreg.create("adam", [np.ones(2, np.float32)], lr=10 ** 400)
+    with pytest.raises(optreg.OptionError, match="'rounding_seed'"):
+        optreg.create("adam", [np.ones(2, np.float32)], rounding_seed=2 ** 70)
+    opt = optreg.create("adam", [np.ones(2, np.float32)], lr=np.float32(0.5), betas=(np.float64(0.8), 0.99))
+    assert opt.option("lr") == float(np.float32(0.5)) and opt.option("betas") == [0.8, 0.99]
 
 
 def adam_run(steps, w, opt=None, seed=0):
