@@ -1,4 +1,5 @@
 // The optreg command line, run as a user runs it: output and exit status.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -415,6 +416,14 @@ TEST(Cli, ShowPlotRefusesWhatHasNoScheduleToDraw) {
   EXPECT_TRUE(contains(r.out, "--with requires --plot")) << r.out;
   r = run("show cosine --plot '" + dir.path() + "/x.txt' --with '{T_max: 5}'");
   EXPECT_TRUE(contains(r.out, "the file name must end in .svg or .png")) << r.out;
+  // A FIFO would block gnuplot, a folder fail it late: both refused before anything is drawn.
+  ASSERT_EQ(::mkfifo((dir.path() + "/fifo.svg").c_str(), 0600), 0);
+  r = run("show cosine --plot '" + dir.path() + "/fifo.svg' --with '{T_max: 5}'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "fifo.svg: it exists and is not a regular file (a FIFO)")) << r.out;
+  std::filesystem::create_directory(dir.path() + "/folder.png");
+  r = run("show cosine --plot '" + dir.path() + "/folder.png' --with '{T_max: 5}'");
+  EXPECT_TRUE(contains(r.out, "folder.png: it exists and is not a regular file (a folder)")) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/x.svg"));
 }
 

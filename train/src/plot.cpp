@@ -206,6 +206,13 @@ bool complete_plot(const std::string& path) {
 
 void check_plot_path(const std::string& path) {
   if (terminal_of(path).empty()) throw UsageError("plot " + path + ": the file name must end in .svg or .png");
+  // gnuplot would block on a FIFO until a reader came, and fail only after the run on a
+  // folder: refuse both first (a device is written like a file, and fails as one: /dev/full).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISDIR(st.st_mode))) {
+    throw UsageError("plot " + path + ": it exists and is not a regular file (" +
+                     (S_ISDIR(st.st_mode) ? "a folder" : "a FIFO") + "); name a new file or a regular one to replace");
+  }
 }
 
 LossPlot::LossPlot(std::string path, PlotText text)

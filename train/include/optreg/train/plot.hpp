@@ -31,7 +31,8 @@ struct PlotText {
   std::string column = "train_loss";
 };
 
-/// Checks that a plot can be drawn to `path`: its name ends in .svg or .png. Throws UsageError.
+/// Checks that a plot can be drawn to `path`: its name ends in .svg or .png, and it is absent or
+/// not a folder or a FIFO (gnuplot would block on one). Throws UsageError.
 void check_plot_path(const std::string& path);
 
 /// The training loss of every run against its step, one labelled line per run, log-scaled loss
