@@ -29,11 +29,9 @@ void put_le64(unsigned char* p, std::uint64_t v) {
 std::uint64_t touch(const optreg::Checkpoint& c) {
   std::uint64_t sum = 0;
   const auto tensor = [&](const optreg::Tensor& t) {
-    for (std::size_t i = 0; i < t.numel(); ++i) {
-      std::uint32_t bits = 0;
-      std::memcpy(&bits, t.data() + i, sizeof bits);
-      sum += bits;
-    }
+    // Byte by byte through raw(): a checkpoint may hold any dtype, quantized codes included.
+    const auto* bytes = static_cast<const unsigned char*>(t.raw());
+    for (std::size_t i = 0; i < t.nbytes(); ++i) sum += bytes[i];
   };
   for (const auto& g : c.optimizer.param_groups) sum += g.options.size() + g.params.size();
   for (const auto& [id, s] : c.optimizer.state) {

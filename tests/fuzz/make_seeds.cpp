@@ -26,7 +26,9 @@ std::vector<optreg::Parameter> params(int n) {
 
 void train(optreg::Optimizer& opt, int steps) {
   for (int s = 0; s < steps; ++s) {
-    for (optreg::Parameter p : opt.parameters()) p.accumulate_grad(optreg::Tensor(p.value().shape(), 0.1F * static_cast<float>(s + 1)));
+    for (optreg::Parameter p : opt.parameters()) {
+      p.accumulate_grad(optreg::Tensor(p.value().shape(), 0.1F * static_cast<float>(s + 1)).to(p.value().dtype()));
+    }
     opt.step().clear_grad();
   }
 }
@@ -58,6 +60,16 @@ int main(int argc, char** argv) {
     train(*groups, 1);
     optreg::save_optimizer(dir + "/adam-two-groups.ckpt", *groups);
 
+    // Quantized and bfloat16 moments, and bfloat16 parameters with float32 master weights.
+    auto int8 = registry.create("adam", params(2), {{"lr", 0.01}, {"state_dtype", "int8"}});
+    train(*int8, 2);
+    optreg::save_optimizer(dir + "/adam-int8-state.ckpt", *int8);
+    std::vector<optreg::Parameter> half = params(1);
+    for (optreg::Parameter& h : half) h.value() = h.value().to(optreg::DType::BFloat16);
+    auto master = registry.create("adam", half, {{"lr", 0.01}, {"state_dtype", "bfloat16"}, {"master_weights", true}});
+    train(*master, 2);
+    optreg::save_optimizer(dir + "/adam-bfloat16-master.ckpt", *master);
+
     optreg::save_checkpoint(dir + "/state-dict-only.ckpt", sgd->state_dict());
     optreg::save_checkpoint(dir + "/empty.ckpt", optreg::Checkpoint{});
 
@@ -67,7 +79,7 @@ int main(int argc, char** argv) {
       ++seeds;
     }
     std::cout << seeds << " seed checkpoints in " << dir << "\n";
-    if (seeds != 5) return 1;
+    if (seeds != 7) return 1;
   } catch (const std::exception& e) {
     std::cerr << "checkpoint_fuzz_seeds: " << e.what() << "\n";
     return 1;
