@@ -1,6 +1,7 @@
 #include <optreg/optimizer.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <limits>
 #include <unordered_map>
 
@@ -224,6 +225,10 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   const std::size_t index = groups_.size();
   const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(index);
   if (params.empty()) throw UsageError(where + " has no parameters");
+  if (needs_closure() && !groups_.empty()) {
+    throw UsageError(where + ": optimizer '" + info_.name +
+                     "' steps all its parameters as one vector with one closure, so it takes one param group");
+  }
   // Where each managed parameter lives: (group, position).
   std::unordered_map<const void*, std::pair<std::size_t, std::size_t>> seen;
   for (std::size_t g = 0; g < groups_.size(); ++g) {
@@ -246,6 +251,11 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
                         "parameter '" + params[i].name() + "' (position " + std::to_string(i) + ") is " +
                             dtype_name(dtype) + ", but optimizer '" + info_.name + "' steps parameters of " +
                             dtype_names(info_.param_dtypes) + " only");
+    }
+    if ((info_.flags & abi::kOptimizerMatricesOnly) != 0 && params[i].value().shape().size() != 2) {
+      throw UsageError(where + ": parameter '" + params[i].name() + "' (position " + std::to_string(i) + ") has shape " +
+                       to_string(params[i].value().shape()) + ", but optimizer '" + info_.name +
+                       "' steps matrices (2-dimensional parameters) only");
     }
   }
   ParamGroup group;
@@ -331,7 +341,25 @@ std::vector<std::pair<Tensor*, Tensor>> Optimizer::converted_state(std::size_t g
   return out;
 }
 
+bool Optimizer::needs_closure() const noexcept { return (info_.flags & abi::kOptimizerNeedsClosure) != 0; }
+
+bool Optimizer::has_eval_weights() const noexcept { return (info_.flags & abi::kOptimizerEvalWeights) != 0; }
+
+void Optimizer::closure_update(const Options& /*options*/, const std::vector<Slot>& /*slots*/, double /*loss*/,
+                               const Closure& /*closure*/) {
+  throw PluginError("optimizer '" + info_.name + "' declares that it steps with a closure, but implements no closure_update()");
+}
+
+void Optimizer::eval_weights(const Options& /*options*/, const std::vector<Slot>& /*slots*/) {
+  throw PluginError("optimizer '" + info_.name + "' declares evaluation weights, but implements no eval_weights()");
+}
+
 Optimizer& Optimizer::step() {
+  if (needs_closure()) {
+    throw UsageError("optimizer '" + info_.name +
+                     "' re-evaluates the loss while it steps: call step(closure) with a closure that computes the loss "
+                     "and the gradients");
+  }
   check_parameters();  // every group, before the first one changes
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     gather_slots(g);
@@ -340,6 +368,42 @@ Optimizer& Optimizer::step() {
     write_back(g);
   }
   return *this;
+}
+
+double Optimizer::step(const Closure& closure) {
+  if (!closure) throw UsageError("step(closure) on optimizer '" + info_.name + "' without a closure");
+  if (!needs_closure()) {
+    check_parameters();
+    const double loss = closure();
+    step();
+    return loss;
+  }
+  check_parameters();
+  const double loss = closure();
+  check_parameters();  // the closure may have set gradients of another shape
+  // An exception of the closure (the host's) crosses the plugin's code: it is kept aside and
+  // thrown again as it was, not as a failure of the plugin.
+  std::exception_ptr failure;
+  const Closure guarded = [&]() -> double {
+    try {
+      return closure();
+    } catch (...) {
+      failure = std::current_exception();
+      throw;
+    }
+  };
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    gather_slots(g);
+    if (slots_.empty()) continue;
+    try {
+      plugin(info_, "closure_update()", [&] { closure_update(groups_[g].options_, slots_, loss, guarded); });
+    } catch (...) {
+      if (failure) std::rethrow_exception(failure);
+      throw;
+    }
+    write_back(g);
+  }
+  return loss;
 }
 
 namespace {
@@ -530,6 +594,60 @@ void Optimizer::write_back(std::size_t g) {
     }
     round_into(s.param.value(), group.params_[s.index].value(), precision, step, first_id + s.index);
   }
+}
+
+void Optimizer::write_eval_weights() {
+  if (!has_eval_weights()) return;
+  check_parameters();
+  for (ParamGroup& group : groups_) {
+    // A half-precision parameter's weights are computed in float32, from its master copy when
+    // it has one, and rounded to nearest into it.
+    std::vector<Parameter> wide;
+    wide.reserve(group.params_.size());  // slots point into it
+    std::vector<Slot> slots;
+    for (std::size_t i = 0; i < group.params_.size(); ++i) {
+      Parameter& param = group.params_[i];
+      ParamState& state = group.states_[i];
+      if (!is_half(param.value().dtype())) {
+        slots.push_back(Slot{&param, &state});
+        continue;
+      }
+      const bool master = has_entry(state.tensors(), kMaster);
+      wide.emplace_back(param.name(), master ? state.tensor(kMaster).clone() : param.value().to(DType::Float32));
+      slots.push_back(Slot{&wide.back(), &state});
+    }
+    plugin(info_, "eval_weights()", [&] { eval_weights(group.options_, slots); });
+    for (std::size_t i = 0, w = 0; i < group.params_.size(); ++i) {
+      Tensor& value = group.params_[i].value();
+      if (is_half(value.dtype())) round_into(wide[w++].value(), value, Precision(Options{}), 0, 0);
+    }
+  }
+}
+
+EvalWeights::EvalWeights(Optimizer& optimizer) {
+  if (!optimizer.has_eval_weights()) return;
+  params_ = optimizer.parameters();
+  saved_.reserve(params_.size());
+  for (const Parameter& p : params_) saved_.push_back(p.value().clone());
+  try {
+    optimizer.write_eval_weights();
+  } catch (...) {
+    restore();
+    throw;
+  }
+}
+
+EvalWeights::~EvalWeights() { restore(); }
+
+void EvalWeights::restore() noexcept {
+  for (std::size_t i = 0; i < saved_.size(); ++i) {
+    try {
+      params_[i].value().copy_from(saved_[i]);
+    } catch (...) {  // a value replaced, against the contract, by one of another shape or dtype
+    }
+  }
+  saved_.clear();
+  params_.clear();
 }
 
 void Optimizer::check_parameters() const {

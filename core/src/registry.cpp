@@ -78,8 +78,16 @@ struct OptimizerKind : detail::KindBase<OptimizerDescriptor, abi::OptimizerEntry
     if ((e.state_dtypes & ~(abi::kStateBFloat16 | abi::kStateInt8)) != 0) {
       throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown state dtypes"};
     }
+    if ((e.flags & ~abi::kOptimizerFlags) != 0) throw Refused{"optimizer '" + std::string(e.name) + "' declares unknown flags"};
     out.param_dtypes = e.param_dtypes == 0 ? dtype_bit(DType::Float32) : e.param_dtypes;
     out.state_dtypes = e.state_dtypes;
+    out.flags = e.flags;
+    if ((out.flags & abi::kOptimizerNeedsClosure) != 0 &&
+        (out.param_dtypes & (dtype_bit(DType::BFloat16) | dtype_bit(DType::Float16))) != 0) {
+      throw Refused{"optimizer '" + std::string(e.name) +
+                    "' steps with a closure and declares bfloat16 or float16 parameters, which the core steps through "
+                    "float32 copies that a closure's gradients would not reach"};
+    }
   }
 };
 
@@ -320,14 +328,14 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<Parameter> pa
 OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpec> groups,
                               const Options& options) const {
   auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes}, options, std::move(groups));
+  opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes, d.flags}, options, std::move(groups));
   return std::move(opt);
 }
 
 std::vector<OptionError> Registry::validate_options(const std::string& name, const Options& options,
                                                    const std::vector<Options>& group_overrides) const {
   const auto [unbound, d] = kinds_->make<OptimizerKind>(mutex_, name);
-  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes}, options,
+  return unbound->check_options(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes, d.flags}, options,
                                 group_overrides);
 }
 
@@ -340,6 +348,14 @@ SchedulerPtr Registry::create_scheduler(const std::string& name, Optimizer& opti
 std::vector<OptionError> Registry::validate_scheduler_options(const std::string& name, const Options& options) const {
   const auto [unbound, d] = kinds_->make<SchedulerKind>(mutex_, name);
   return unbound->check_options(SchedulerInfo{name, d.plugin_version, d.schema, d.needs_metric, d.source}, options);
+}
+
+std::vector<std::string> optimizer_flag_names(std::uint32_t flags) {
+  std::vector<std::string> out;
+  if ((flags & abi::kOptimizerNeedsClosure) != 0) out.emplace_back("needs_closure");
+  if ((flags & abi::kOptimizerEvalWeights) != 0) out.emplace_back("eval_weights");
+  if ((flags & abi::kOptimizerMatricesOnly) != 0) out.emplace_back("matrices_only");
+  return out;
 }
 
 }  // namespace optreg

@@ -388,10 +388,41 @@ class PyOptimizer {
     opt_->step();
   }
 
+  /// step(closure): the closure (a Python callable returning the loss) runs with the GIL, the
+  /// optimizer's work without it; a Python exception of the closure propagates as it was.
+  double step(const py::function& closure) {
+    const optreg::Closure call = [&closure]() -> double {
+      py::gil_scoped_acquire gil;
+      const py::object loss = closure();
+      if (py::hasattr(loss, "item")) return loss.attr("item")().cast<double>();  // a torch or numpy scalar
+      return loss.cast<double>();
+    };
+    py::gil_scoped_release nogil;
+    return opt_->step(call);
+  }
+
  private:
   std::shared_ptr<optreg::Registry> registry_;  // declared first: destroyed after the optimizer
   optreg::OptimizerPtr opt_;
   std::vector<optreg::Parameter> params_;  // in id order
+};
+
+/// The context manager of PyOptimizer's eval_weights(): an optreg::EvalWeights from __enter__
+/// to __exit__.
+class EvalScope {
+ public:
+  explicit EvalScope(optreg::Optimizer& opt) : opt_(&opt) {}
+  EvalScope& enter() {
+    if (scope_) throw optreg::UsageError("eval_weights(): this scope is already entered");
+    scope_.emplace(*opt_);
+    return *this;
+  }
+  void exit() { scope_.reset(); }
+  bool active() const { return scope_ && scope_->active(); }
+
+ private:
+  optreg::Optimizer* opt_;
+  std::optional<optreg::EvalWeights> scope_;
 };
 
 /// Parameters from a list of arrays, or of (name, array) pairs.
@@ -655,6 +686,7 @@ PYBIND11_MODULE(_optreg, m) {
             if ((d->state_dtypes & optreg::abi::kStateBFloat16) != 0) state_dtypes.append("bfloat16");
             if ((d->state_dtypes & optreg::abi::kStateInt8) != 0) state_dtypes.append("int8");
             out["state_dtypes"] = state_dtypes;
+            out["flags"] = optreg::optimizer_flag_names(d->flags);
             py::list state;
             for (const optreg::StateEntry& e : *d->state) state.append(py::make_tuple(e.name, optreg::to_string(e.kind)));
             out["state"] = state;
@@ -711,6 +743,14 @@ PYBIND11_MODULE(_optreg, m) {
   m.def(
       "parse_config", [](const std::string& text) { return ConfigHandle{optreg::parse_config(text)}; }, py::arg("text"));
 
+  py::class_<EvalScope>(m, "EvalWeights")
+      .def("__enter__", &EvalScope::enter, py::return_value_policy::reference_internal)
+      .def("__exit__", [](EvalScope& e, const py::args&) {
+        e.exit();
+        return false;
+      })
+      .def_property_readonly("active", &EvalScope::active, "Whether the parameters hold evaluation weights.");
+
   py::class_<PyOptimizer>(m, "Optimizer", "An optreg optimizer stepping views of the caller's arrays.")
       .def_property_readonly("name", [](PyOptimizer& o) { return o.get().name(); })
       .def_property_readonly("num_params", [](PyOptimizer& o) { return o.params().size(); })
@@ -754,6 +794,18 @@ PYBIND11_MODULE(_optreg, m) {
           },
           py::return_value_policy::reference_internal,
           "One update of every parameter that has a gradient (the GIL is released meanwhile).")
+      .def(
+          "step", [](PyOptimizer& o, const py::function& closure) { return o.step(closure); }, py::arg("closure"),
+          "A step that may re-evaluate the loss: calls `closure` (which sets the gradients and returns the loss) once, "
+          "then as often as an optimizer that needs a closure (lbfgs) does; returns the first loss.")
+      .def_property_readonly("needs_closure", [](PyOptimizer& o) { return o.get().needs_closure(); },
+                             "Whether it must be stepped with step(closure).")
+      .def_property_readonly("has_eval_weights", [](PyOptimizer& o) { return o.get().has_eval_weights(); },
+                             "Whether it evaluates at other weights than it trains (schedulefree_adamw).")
+      .def(
+          "eval_weights", [](PyOptimizer& o) { return std::make_unique<EvalScope>(o.get()); }, py::keep_alive<0, 1>(),
+          "A context manager that puts the evaluation weights in the parameters and the training weights back "
+          "at its end, bit for bit (nothing for an optimizer without them).")
       .def(
           "clear_grad",
           [](PyOptimizer& o) -> PyOptimizer& {

@@ -136,7 +136,7 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_TRUE(contains(list_help.out, "--allow-refused")) << list_help.out;
   const ToolRun version = run("--version");
   EXPECT_EQ(version.status, 0);
-  EXPECT_TRUE(contains(version.out, "optreg 0.1.0 (plugin ABI 2, libstdc++")) << version.out;
+  EXPECT_TRUE(contains(version.out, "optreg 0.1.0 (plugin ABI 3, libstdc++")) << version.out;
 }
 
 TEST(Cli, UsageErrorsExitWithTwo) {

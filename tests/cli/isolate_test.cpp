@@ -43,7 +43,7 @@ TEST(Isolate, ListKeepsTheLoadersOwnRefusalReasons) {
                         shell_word(OPTREG_FIXTURE_ABI_MAJOR));
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "\"reason\": \"the dynamic loader refused it: /etc/hostname: ")) << r.out;
-  EXPECT_TRUE(contains(r.out, "it was built for optreg plugin ABI 999, but this host supports ABI 2")) << r.out;
+  EXPECT_TRUE(contains(r.out, "it was built for optreg plugin ABI 999, but this host supports ABI 3")) << r.out;
 }
 
 TEST(Isolate, WithoutIsolateAPluginThatAbortsAtLoadTakesTheToolDown) {

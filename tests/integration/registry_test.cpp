@@ -154,7 +154,7 @@ TEST(RegistryLoad, WrongAbiMajorNamesBothVersions) {
   optreg::Registry r;
   const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_ABI_MAJOR); });
   EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_ABI_MAJOR) +
-                     ": it was built for optreg plugin ABI 999, but this host supports ABI 2; rebuild the plugin "
+                     ": it was built for optreg plugin ABI 999, but this host supports ABI 3; rebuild the plugin "
                      "against this optreg (find_package(optreg) and optreg_add_plugin(); docs/plugin-guide.md)");
   EXPECT_TRUE(r.list().empty());
 }
@@ -166,10 +166,38 @@ TEST(RegistryLoad, AnAbi1PluginIsRefusedNamingBothVersionsAndHowToRebuild) {
     ADD_FAILURE() << "an ABI 1 plugin was loaded";
   } catch (const optreg::PluginError& e) {
     EXPECT_EQ(e.versions().found, 1);
-    EXPECT_EQ(e.versions().expected, 2);
-    EXPECT_CONTAINS(std::string(e.what()), "built for optreg plugin ABI 1, but this host supports ABI 2");
+    EXPECT_EQ(e.versions().expected, 3);
+    EXPECT_CONTAINS(std::string(e.what()), "built for optreg plugin ABI 1, but this host supports ABI 3");
     EXPECT_CONTAINS(std::string(e.what()), "optreg_add_plugin()");
   }
+  EXPECT_TRUE(r.list().empty());
+}
+
+TEST(RegistryLoad, AnAbi2PluginIsRefusedSinceTheOptimizerClassGainedCalls) {
+  optreg::Registry r;
+  try {
+    r.load_file(OPTREG_FIXTURE_ABI_TWO);
+    ADD_FAILURE() << "an ABI 2 plugin was loaded";
+  } catch (const optreg::PluginError& e) {
+    EXPECT_EQ(e.versions().found, 2);
+    EXPECT_EQ(e.versions().expected, 3);
+    EXPECT_CONTAINS(std::string(e.what()), "built for optreg plugin ABI 2, but this host supports ABI 3");
+  }
+  EXPECT_TRUE(r.list().empty());
+}
+
+TEST(RegistryLoad, AnOptimizerWithAnUnknownFlagIsRefusedNamingIt) {
+  optreg::Registry r;
+  const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_UNKNOWN_FLAGS); });
+  EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_UNKNOWN_FLAGS) +
+                     ": optimizer 'fixture_unknown_flags' declares unknown flags");
+  EXPECT_TRUE(r.list().empty());
+}
+
+TEST(RegistryLoad, AClosureOptimizerWithHalfPrecisionParametersIsRefused) {
+  optreg::Registry r;
+  const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_CLOSURE_HALF); });
+  EXPECT_CONTAINS(msg, "optimizer 'fixture_closure_half' steps with a closure and declares bfloat16 or float16 parameters");
   EXPECT_TRUE(r.list().empty());
 }
 
@@ -194,7 +222,7 @@ TEST(RegistryLoad, DescriptorSmallerThanTheAbiIsRefused) {
   const std::string msg = message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_DESCRIPTOR_SIZE); });
   EXPECT_EQ(msg, "plugin " + canonical(OPTREG_FIXTURE_DESCRIPTOR_SIZE) + ": its descriptor is 8 bytes, smaller than the " +
                      std::to_string(optreg::abi::kMinDescriptorSize) +
-                     " bytes of ABI 2; the plugin is damaged or was not built with the optreg SDK");
+                     " bytes of ABI 3; the plugin is damaged or was not built with the optreg SDK");
 }
 
 TEST(RegistryLoad, LibraryWithoutEntrySymbolIsRefused) {
@@ -423,7 +451,7 @@ TEST(RegistryDirectory, LoadsTheGoodOnesAndReportsEveryBrokenOneInSortedOrder) {
 
   const std::vector<std::pair<std::string, std::string>> expected_start = {
       {"libnot_a_library.so", "the dynamic loader refused it: "},
-      {"liboptreg_fixture_abi_major.so", "it was built for optreg plugin ABI 999, but this host supports ABI 2"},
+      {"liboptreg_fixture_abi_major.so", "it was built for optreg plugin ABI 999, but this host supports ABI 3"},
       {"liboptreg_fixture_bad_default.so", "optimizer 'fixture_bad_default', hyperparameter 'momentum': the default 1.5"},
       {"liboptreg_fixture_build_tag.so", "it was built with \"libstdc++99/cxx11abi=0;boost=100000\""},
       {"liboptreg_fixture_descriptor_size.so", "its descriptor is 8 bytes"},

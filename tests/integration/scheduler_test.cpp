@@ -107,7 +107,7 @@ TEST(SchedulerRegistry, ShortSchedulerEntriesAreRefused) {
   optreg::Registry r;
   EXPECT_EQ(message_of<optreg::PluginError>([&] { r.load_file(OPTREG_FIXTURE_SCHEDULER_ENTRY_SIZE); }),
             "plugin " + canonical(OPTREG_FIXTURE_SCHEDULER_ENTRY_SIZE) + ": its scheduler entries are 8 bytes, smaller than the " +
-                std::to_string(optreg::abi::kMinSchedulerEntrySize) + " bytes of ABI 2");
+                std::to_string(optreg::abi::kMinSchedulerEntrySize) + " bytes of ABI 3");
 }
 
 TEST(SchedulerRegistry, SchedulerKeepsItsLibraryLoadedAfterTheRegistryIsGone) {

@@ -115,6 +115,7 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   out << "  from " << escape_text(d.source) << " (plugin " << escape_text(d.plugin_name) << ")\n";
   print_schema_table(*d.schema, out);
   out << "  dtypes: parameters " << joined(param_dtype_names(d)) << "; state " << joined(state_dtype_names(d)) << '\n';
+  if (d.flags != 0) out << "  flags: " << joined(optimizer_flag_names(d.flags)) << '\n';
   out << "  state bytes per parameter element:";
   for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) out << ' ' << dtype << ' ' << bytes_text(bytes);
   out << " (state_dtype)\n";
@@ -192,6 +193,7 @@ Json descriptor_json(const OptimizerDescriptor& d) {
   j["state"] = state_json(*d.state);
   j["param_dtypes"] = param_dtype_names(d);
   j["state_dtypes"] = state_dtype_names(d);
+  j["flags"] = optimizer_flag_names(d.flags);
   j["state_bytes_per_element"] = state_bytes_per_element(d);
   Json by_dtype = Json::object();
   for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) by_dtype[dtype] = bytes;

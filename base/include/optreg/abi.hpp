@@ -17,6 +17,9 @@
 /// - ABI 2 is a new major because optreg::Tensor, which crosses the boundary inside every
 ///   optimizer call, carries a dtype: code built against ABI 1's float32-only Tensor would read
 ///   its fields wrongly, so an ABI 1 plugin is refused and must be rebuilt.
+/// - ABI 3 appends `flags` to OptimizerEntry and adds virtual functions to optreg::Optimizer
+///   (closure_update(), eval_weights()), which moves its layout: an ABI 2 plugin is refused
+///   and must be rebuilt.
 /// - `build_tag` names the C++ standard library ABI and the Boost version the plugin was built
 ///   with; the host refuses a plugin whose tag differs from its own, since optimizer objects are
 ///   C++ objects that cross the boundary.
@@ -32,7 +35,7 @@ class Scheduler;
 }
 
 /// The ABI major version of this optreg.
-#define OPTREG_ABI_MAJOR 2
+#define OPTREG_ABI_MAJOR 3
 
 #define OPTREG_DETAIL_STR2(x) #x
 #define OPTREG_DETAIL_STR(x) OPTREG_DETAIL_STR2(x)
@@ -140,7 +143,23 @@ struct OptimizerEntry {
   /// The dtypes its state may be kept in besides its step's arithmetic dtype: kStateBFloat16,
   /// kStateInt8 (the core's `state_dtype` option); 0 means none.
   std::uint32_t state_dtypes;
+  // ABI 3: absent (zero) from an entry whose `optimizer_entry_size` ends before it.
+  /// What the optimizer needs or offers beyond an update per step: kOptimizerNeedsClosure,
+  /// kOptimizerEvalWeights, kOptimizerMatricesOnly; 0 means none.
+  std::uint32_t flags;
 };
+
+/// Flags of an optimizer entry (OptimizerEntry::flags).
+/// Stepped with a closure that re-evaluates the loss (Optimizer::step(closure), L-BFGS); the
+/// class implements Optimizer::closure_update().
+inline constexpr std::uint32_t kOptimizerNeedsClosure = 1;
+/// Evaluates the model at other weights than those it trains at (schedule-free averaging); the
+/// class implements Optimizer::eval_weights().
+inline constexpr std::uint32_t kOptimizerEvalWeights = 2;
+/// Steps matrices only (2-dimensional parameters; Muon).
+inline constexpr std::uint32_t kOptimizerMatricesOnly = 4;
+/// Every optimizer flag this ABI knows.
+inline constexpr std::uint32_t kOptimizerFlags = kOptimizerNeedsClosure | kOptimizerEvalWeights | kOptimizerMatricesOnly;
 
 /// State dtypes an optimizer may declare (OptimizerEntry::state_dtypes).
 inline constexpr std::uint32_t kStateBFloat16 = 1;  ///< moments stored as bfloat16
@@ -161,7 +180,8 @@ struct SchedulerEntry {
   optreg::Scheduler* (*create)();
 };
 
-/// What a plugin library exports. Version 2 of the layout (ABI 1's, with the dtype fields of OptimizerEntry).
+/// What a plugin library exports: ABI 1's layout, whose OptimizerEntry gained the dtype fields
+/// (ABI 2) and `flags` (ABI 3).
 struct PluginDescriptor {
   std::uint32_t abi_major;  // never moves
   std::uint32_t size;       // never moves: sizeof(PluginDescriptor) as the plugin was built

@@ -31,6 +31,7 @@
 #include <optreg/export.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -201,7 +202,15 @@ struct OPTREG_API OptimizerInfo {
   /// The state dtypes it may keep besides its arithmetic dtype (abi::kStateBFloat16,
   /// abi::kStateInt8): what its `state_dtype` option may name.
   std::uint32_t state_dtypes = 0;
+  /// What it needs or offers beyond an update per step (abi::kOptimizerNeedsClosure,
+  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly).
+  std::uint32_t flags = 0;
 };
+
+/// The loss function that a closure-driven step re-evaluates: it computes the loss at the
+/// parameters' current values, sets every parameter's gradient of it (replacing the previous
+/// one), and returns the loss.
+using Closure = std::function<double()>;
 
 struct StateDict;
 
@@ -218,7 +227,25 @@ class OPTREG_API Optimizer {
 
   /// Applies one update to every parameter that has a gradient; returns *this. A step count at
   /// the top of its domain (kMaxCount) refuses the step with a UsageError naming the parameter.
+  /// An optimizer that needs a closure (needs_closure()) refuses it with a UsageError: call
+  /// step(closure).
   Optimizer& step();
+  /// A step that may re-evaluate the loss, as torch.optim's step(closure): calls `closure` once;
+  /// then an optimizer that needs a closure (L-BFGS) updates its parameters calling `closure`
+  /// as often as its algorithm does, and any other optimizer takes one step(). Returns the loss
+  /// of the first evaluation. An exception from `closure` propagates; from the first evaluation
+  /// it leaves the optimizer unchanged.
+  double step(const Closure& closure);
+  /// Whether it must be stepped with step(closure) (its plugin declares abi::kOptimizerNeedsClosure).
+  bool needs_closure() const noexcept;
+  /// Whether it evaluates the model at other weights than those it trains (its plugin declares
+  /// abi::kOptimizerEvalWeights: schedule-free averaging). EvalWeights puts them in place.
+  bool has_eval_weights() const noexcept;
+  /// Writes the weights to evaluate the model at into every parameter's value (a bfloat16 or
+  /// float16 parameter rounded to nearest from the float32 weights), computed from the training
+  /// weights and the state, which stay as they are; nothing for an optimizer without eval
+  /// weights. The training weights are lost unless saved: EvalWeights saves and restores them.
+  void write_eval_weights();
   /// Makes every gradient absent; returns *this.
   Optimizer& clear_grad() noexcept;
 
@@ -310,6 +337,16 @@ class OPTREG_API Optimizer {
   virtual void init_state(const Options& options, const Parameter& param, ParamState& state) const;
   /// Updates the parameters of one group that have a gradient (never called with none).
   virtual void update_group(const Options& options, const std::vector<Slot>& slots) = 0;
+  /// The step of an optimizer that declares abi::kOptimizerNeedsClosure (it has one group):
+  /// updates the parameters of `slots` (those with a gradient after the first evaluation,
+  /// whose loss is `loss`), calling `closure` for every further evaluation, which replaces the
+  /// gradients. The default throws PluginError: the flag promises an override.
+  virtual void closure_update(const Options& options, const std::vector<Slot>& slots, double loss, const Closure& closure);
+  /// Of an optimizer that declares abi::kOptimizerEvalWeights: writes into each slot's parameter
+  /// value the weights to evaluate at, from that value (the training weights) and the state,
+  /// which it must not change. `slots` holds every parameter of the group, with or without a
+  /// gradient. The default throws PluginError: the flag promises an override.
+  virtual void eval_weights(const Options& options, const std::vector<Slot>& slots);
 
   /// A new state tensor for the declared entry `entry` of `param`, shaped like it, in the
   /// dtype state_storage() gives under the group's options `options`, every element `value`
@@ -347,6 +384,32 @@ class OPTREG_API Optimizer {
     bool used = false;    // part of the current step
   };
   std::vector<std::vector<StandIn>> stand_ins_;  // per group
+};
+
+/// Puts an optimizer's evaluation weights (Optimizer::write_eval_weights()) in its parameters
+/// for the scope's life, and the training weights back, bit for bit, when it ends:
+///
+///     {
+///       optreg::EvalWeights eval(optimizer);
+///       evaluate(model);
+///     }  // training continues from the same weights
+///
+/// For an optimizer without eval weights it changes nothing (active() is false). The optimizer
+/// must not step, nor its parameters be replaced, while the scope lives.
+class OPTREG_API EvalWeights {
+ public:
+  explicit EvalWeights(Optimizer& optimizer);
+  ~EvalWeights();
+  EvalWeights(const EvalWeights&) = delete;
+  EvalWeights& operator=(const EvalWeights&) = delete;
+  /// Whether the parameters hold evaluation weights (the optimizer has them).
+  bool active() const noexcept { return !saved_.empty(); }
+  /// Puts the training weights back now; the destructor then does nothing.
+  void restore() noexcept;
+
+ private:
+  std::vector<Parameter> params_;
+  std::vector<Tensor> saved_;
 };
 
 /// Deleter of objects made by a plugin (optimizers, schedulers): keeps the plugin library

@@ -66,7 +66,14 @@ struct OPTREG_API OptimizerDescriptor : PluginObjectDescriptor {
   /// The dtypes it may keep its state in besides its step's arithmetic dtype (abi::kStateBFloat16,
   /// abi::kStateInt8).
   std::uint32_t state_dtypes = 0;
+  /// What it needs or offers beyond an update per step (abi::kOptimizerNeedsClosure,
+  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly).
+  std::uint32_t flags = 0;
 };
+
+/// The names of an optimizer's flags (OptimizerDescriptor::flags), as `optreg show` and
+/// `optreg list --json` print them: "needs_closure", "eval_weights", "matrices_only".
+OPTREG_API std::vector<std::string> optimizer_flag_names(std::uint32_t flags);
 
 /// What `optreg list` shows of one registered learning-rate scheduler.
 struct OPTREG_API SchedulerDescriptor : PluginObjectDescriptor {

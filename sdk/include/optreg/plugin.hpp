@@ -384,35 +384,29 @@ constexpr bool scheduler_names_valid(const abi::SchedulerEntry (&entries)[N]) {
 }  // namespace detail
 
 namespace detail {
-template <typename T, typename = void>
-struct declares_param_dtypes : std::false_type {};
-template <typename T>
-struct declares_param_dtypes<T, std::void_t<decltype(T::kParamDTypes)>> : std::true_type {};
-template <typename T, typename = void>
-struct declares_state_dtypes : std::false_type {};
-template <typename T>
-struct declares_state_dtypes<T, std::void_t<decltype(T::kStateDTypes)>> : std::true_type {};
-
-/// The parameter dtypes an optimizer class declares as `static constexpr DTypeSet
-/// kParamDTypes` (0, float32 alone, when it declares none).
-template <typename T>
-constexpr std::uint32_t param_dtypes_of() {
-  if constexpr (declares_param_dtypes<T>::value) {
-    return T::kParamDTypes;
-  } else {
-    return 0;
+/// Defines NAME<T>(): the optional member `static constexpr std::uint32_t MEMBER` of the
+/// optimizer class T, or 0 when T declares none (or declares it private).
+#define OPTREG_DETAIL_DECLARED(NAME, MEMBER)                                                  \
+  template <typename T, typename = void>                                                     \
+  struct NAME##_declared : std::false_type {};                                               \
+  template <typename T>                                                                      \
+  struct NAME##_declared<T, std::void_t<decltype(T::MEMBER)>> : std::true_type {};            \
+  template <typename T>                                                                      \
+  constexpr std::uint32_t NAME() {                                                           \
+    if constexpr (NAME##_declared<T>::value) {                                               \
+      return T::MEMBER;                                                                      \
+    } else {                                                                                 \
+      return 0;                                                                              \
+    }                                                                                        \
   }
-}
-/// The state dtypes an optimizer class declares as `static constexpr std::uint32_t
-/// kStateDTypes` (abi::kStateBFloat16, abi::kStateInt8; 0 when it declares none).
-template <typename T>
-constexpr std::uint32_t state_dtypes_of() {
-  if constexpr (declares_state_dtypes<T>::value) {
-    return T::kStateDTypes;
-  } else {
-    return 0;
-  }
-}
+/// The parameter dtypes declared as `kParamDTypes` (0: float32 alone).
+OPTREG_DETAIL_DECLARED(param_dtypes_of, kParamDTypes)
+/// The state dtypes declared as `kStateDTypes` (abi::kStateBFloat16, abi::kStateInt8).
+OPTREG_DETAIL_DECLARED(state_dtypes_of, kStateDTypes)
+/// The flags declared as `kFlags` (abi::kOptimizerNeedsClosure, abi::kOptimizerEvalWeights,
+/// abi::kOptimizerMatricesOnly).
+OPTREG_DETAIL_DECLARED(flags_of, kFlags)
+#undef OPTREG_DETAIL_DECLARED
 
 /// The descriptor a plugin exports: this build's ABI, sizes and build tag, and the tables of
 /// each kind the plugin provides (null with a count of 0 for a kind it does not).
@@ -475,6 +469,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
   static_assert(::optreg::sdk::domains_valid(STATE),                                                        \
                 "OPTREG_REGISTER_OPTIMIZER: a state entry in " #STATE                                       \
                 " declares an empty domain (NaN, lo > hi, or one point with an open end)");                 \
+  static_assert((::optreg::sdk::detail::flags_of<CLASS>() & ~::optreg::abi::kOptimizerFlags) == 0,           \
+                "OPTREG_REGISTER_OPTIMIZER: " #CLASS "::kFlags holds a bit that is no optreg::abi optimizer flag");  \
   namespace optreg_plugin_detail {                                                                          \
   ::optreg::Optimizer* create_optimizer() { return new CLASS(); }                                           \
   constexpr auto kStateTables = ::optreg::sdk::detail::state_tables(STATE);                                 \
@@ -482,7 +478,8 @@ enum class SchedulerKind : std::uint32_t { StepDriven = 0, MetricDriven = abi::k
       {NAME, DESCRIPTION, SCHEMA, static_cast<std::uint32_t>(sizeof(SCHEMA) / sizeof(SCHEMA[0])),           \
        &create_optimizer, kStateTables.specs.data(), static_cast<std::uint32_t>(kStateTables.specs.size()), \
        kStateTables.domains.data(), static_cast<std::uint32_t>(sizeof(::optreg::abi::StateDomainSpec)),     \
-       ::optreg::sdk::detail::param_dtypes_of<CLASS>(), ::optreg::sdk::detail::state_dtypes_of<CLASS>()}};  \
+       ::optreg::sdk::detail::param_dtypes_of<CLASS>(), ::optreg::sdk::detail::state_dtypes_of<CLASS>(),     \
+       ::optreg::sdk::detail::flags_of<CLASS>()}};                                                           \
   }                                                                                                         \
   OPTREG_DETAIL_EXPORT_DESCRIPTOR(NAME, VERSION, optreg_plugin_detail::kOptimizers, 1, nullptr, 0)
 
