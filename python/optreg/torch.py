@@ -46,6 +46,7 @@ class Optimizer(_torch.optim.Optimizer):
 
     def __init__(self, params, name, registry=None, **defaults):
         self._native = None
+        self._eval_scope = None
         self._registry = registry or default_registry()
         self._schema = self._registry.schema(name)  # PluginError for an unknown name
         full = {k: v["default"] for k, v in self._schema.items()}
@@ -109,13 +110,51 @@ class Optimizer(_torch.optim.Optimizer):
 
     @_torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
+        """One update; with `closure` (which zeroes the gradients, computes the loss, calls
+        backward() and returns the loss), the loss of its first evaluation. An optimizer that
+        needs a closure (lbfgs) calls it as often as its algorithm does."""
+        if self._eval_scope is not None:
+            raise _optreg.UsageError("step() while the optimizer is in eval mode: call train() first")
+        if closure is None:
+            self._sync()
+            self._native.step()
+            return None
+        if not self._native.needs_closure:
             with _torch.enable_grad():
                 loss = closure()
+            self._sync()
+            self._native.step()
+            return loss
+        first = []
+
+        def evaluate():
+            with _torch.enable_grad():
+                loss = closure()
+            self._sync()  # backward() may have made new gradient tensors
+            if not first:
+                first.append(loss)
+            return float(loss)
+
         self._sync()
-        self._native.step()
-        return loss
+        self._native.step(evaluate)
+        return first[0]
+
+    def eval(self):
+        """Puts the evaluation weights in the parameters (schedulefree_adamw's average x) until
+        train(); nothing for an optimizer without them. step() is refused meanwhile."""
+        if self._eval_scope is None:
+            self._sync()
+            scope = self._native.eval_weights()
+            scope.__enter__()
+            self._eval_scope = scope
+        return self
+
+    def train(self):
+        """Puts the training weights back, bit for bit, after eval()."""
+        if self._eval_scope is not None:
+            scope, self._eval_scope = self._eval_scope, None
+            scope.__exit__(None, None, None)
+        return self
 
     def zero_grad(self, set_to_none=False):
         super().zero_grad(set_to_none=set_to_none)
@@ -174,6 +213,7 @@ def from_config(config, named_parameters, registry=None):
         groups.append(dict(options, params=[by_name[names[i]] for i in g["params"]]))
     opt = Optimizer.__new__(Optimizer)
     opt._native = None
+    opt._eval_scope = None
     opt._registry = registry
     opt._schema = registry.schema(native.name)
     _torch.optim.Optimizer.__init__(opt, groups, {k: v["default"] for k, v in opt._schema.items()})

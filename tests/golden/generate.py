@@ -33,7 +33,8 @@ with '#' are ignored):
     case NAME                       starts a case; NAME is [A-Za-z0-9_]+
     optimizer OPT                   the registered optimizer name (sgd, adam, adamw, adagrad,
                                     adadelta, rmsprop, adamax, nadam, radam, asgd, rprop, lamb,
-                                    lars, lion, adafactor, adopt or adan)
+                                    lars, lion, adafactor, adopt, adan or
+                                    schedulefree_adamw)
     steps K                         the number of steps of the case
     param I SHAPE v...              parameter I (0, 1, ... in order), SHAPE like [2,3] or []
                                     for a scalar, then its numel initial values, row-major
@@ -592,6 +593,46 @@ class Adopt(torch.optim.Optimizer):
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
 
 
+class ScheduleFreeAdamW(torch.optim.Optimizer):
+    """Schedule-free AdamW: Defazio et al., "The Road Less Scheduled", NeurIPS 2024, in the
+    authors' memory-efficient form (the parameter holds y; z is state; x is implicit): at update
+    k of a parameter, lr_k = lr min(1, k / warmup_steps) sqrt(1 - beta2^k); lr_max = max(lr_max,
+    lr_k); w = k^r lr_max^weight_lr_power; W += w; c = w / W; v = beta2 v + (1 - beta2) g^2;
+    u = g / (sqrt(v) + eps) + wd y; y = lerp(y, z, c) + lr_k (beta1 (1 - c) - 1) u;
+    z = z - lr_k u, with z = y before the first update. The counts are each parameter's own
+    (the authors keep them per group)."""
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 warmup_steps=0, r=0.0, weight_lr_power=2.0, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      warmup_steps=warmup_steps, r=r,
+                                      weight_lr_power=weight_lr_power, maximize=maximize))
+
+    @torch.no_grad()
+    def step(self):
+        for group, p, g, state in stepped_params(self, ("exp_avg_sq",)):
+            beta1, beta2 = group["betas"]
+            k = state["step"]
+            if k == 1:
+                state["z"] = p.clone()
+                state["lr_max"] = 0.0
+                state["weight_sum"] = 0.0
+            warmup = group["warmup_steps"]
+            lr = group["lr"] * (k / warmup if k < warmup else 1.0) * math.sqrt(1.0 - beta2 ** k)
+            state["lr_max"] = max(lr, state["lr_max"])
+            weight = float(k) ** group["r"] * state["lr_max"] ** group["weight_lr_power"]
+            state["weight_sum"] += weight
+            c = weight / state["weight_sum"] if state["weight_sum"] > 0.0 else 0.0
+            v, z = state["exp_avg_sq"], state["z"]
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            u = g / (v.sqrt() + group["eps"])
+            if group["weight_decay"] != 0:
+                u.add_(p, alpha=group["weight_decay"])
+            p.lerp_(z, c)
+            p.add_(u, alpha=lr * (beta1 * (1 - c) - 1))
+            z.sub_(u, alpha=lr)
+
+
 class Adan(torch.optim.Optimizer):
     """Adan: Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep
     Models", 2022, Algorithm 1, with the decay rates (beta1, beta2, beta3) = (0.98, 0.92, 0.99)
@@ -631,6 +672,8 @@ LARS_KEYS = ("lr", "momentum", "weight_decay", "trust_coefficient", "eps", "nest
 LION_KEYS = ("lr", "betas", "weight_decay", "maximize")
 ADOPT_KEYS = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "clip", "maximize")
 ADAN_KEYS = ("lr", "betas", "eps", "weight_decay", "no_prox", "maximize")
+SCHEDULEFREE_KEYS = ("lr", "betas", "eps", "weight_decay", "warmup_steps", "r", "weight_lr_power",
+                     "maximize")
 ADAFACTOR_KEYS = ("lr", "eps", "clip_threshold", "decay_rate", "beta1", "weight_decay",
                   "scale_parameter", "relative_step")
 
@@ -642,6 +685,7 @@ PAPER_REFERENCES = {
     "adafactor": (Adafactor, ADAFACTOR_KEYS),
     "adopt": (Adopt, ADOPT_KEYS),
     "adan": (Adan, ADAN_KEYS),
+    "schedulefree_adamw": (ScheduleFreeAdamW, SCHEDULEFREE_KEYS),
 }
 
 
@@ -670,6 +714,12 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox=
          maximize=False):
     return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, no_prox=no_prox,
                 maximize=maximize)
+
+
+def schedulefree(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
+                 weight_lr_power=2.0, maximize=False):
+    return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                r=r, weight_lr_power=weight_lr_power, maximize=maximize)
 
 
 def adafactor(lr=1e-2, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8, beta1=0.0,
@@ -901,6 +951,23 @@ def cases():
          {"lr_changes": {LR_CHANGE_STEP: [(0, 3e-4), (1, 6e-3)]}}),
         ("adan_frozen", "adan", [(ALL, adan(2e-3, weight_decay=0.01))],
          {"frozen": lambda k, i: i == 1 or (i == 2 and 50 <= k < 120)}),
+        ("schedulefree_adamw_default", "schedulefree_adamw", [(ALL, schedulefree())], {}),
+        ("schedulefree_adamw_warmup_weight_decay", "schedulefree_adamw",
+         [(ALL, schedulefree(1e-2, weight_decay=0.02, warmup_steps=30))], {}),
+        ("schedulefree_adamw_betas_r_power", "schedulefree_adamw",
+         [(ALL, schedulefree(5e-3, betas=(0.7, 0.99), eps=1e-6, r=1.0, weight_lr_power=1.0,
+                             warmup_steps=10))], {}),
+        ("schedulefree_adamw_maximize", "schedulefree_adamw",
+         [(ALL, schedulefree(3e-3, weight_decay=0.01, maximize=True))], {}),
+        ("schedulefree_adamw_groups", "schedulefree_adamw",
+         [([1], schedulefree(2e-3)), ([0, 3], schedulefree(4e-3, betas=(0.95, 0.999), warmup_steps=20)),
+          ([2], schedulefree(1e-2, weight_decay=0.05, weight_lr_power=0.0))],
+         {"shapes": DEFAULT_SHAPES + ([],)}),
+        ("schedulefree_adamw_lr_change", "schedulefree_adamw",
+         [([0], schedulefree(6e-3)), ([1, 2], schedulefree(2e-3, weight_decay=0.01, warmup_steps=50))],
+         {"lr_changes": {LR_CHANGE_STEP: [(0, 6e-4), (1, 2e-2)]}}),
+        ("schedulefree_adamw_frozen", "schedulefree_adamw", [(ALL, schedulefree(5e-3, warmup_steps=20))],
+         {"frozen": lambda k, i: i == 0 or (i == 2 and (k <= 30 or 90 <= k < 150))}),
     ]
 
 

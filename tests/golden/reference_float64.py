@@ -344,6 +344,48 @@ class NumpyAdan(NumpyOptimizer):
         return x
 
 
+class NumpyScheduleFreeAdamW(NumpyOptimizer):
+    """Schedule-free AdamW, Defazio et al., "The Road Less Scheduled" (NeurIPS 2024), in the
+    paper's three sequences (not the plugin's form, which keeps y and z alone). At update k of a
+    parameter (k = 1, 2, ...), with x = z = y = the parameter's value before its first update:
+
+        lr_k = lr min(1, k / warmup_steps) sqrt(1 - beta2^k),  lr_max = max(lr_max, lr_k)
+        w_k = k^r lr_max^weight_lr_power,  W = W + w_k,  c = w_k / W  (0 when W = 0)
+        v = beta2 v + (1 - beta2) g^2
+        z = z - lr_k (g / (sqrt(v) + eps) + wd y)
+        x = (1 - c) x + c z
+        y = beta1 x + (1 - beta1) z           (the new parameter value)
+
+    with g negated first under `maximize`; the counts are the parameter's own."""
+
+    DEFAULTS = dict(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0,
+                    r=0.0, weight_lr_power=2.0, maximize=False)
+
+    def __init__(self, groups):
+        super().__init__(groups, self.DEFAULTS)
+
+    def update(self, group, state, x, g, shape):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, wd, eps = float(group["lr"]), float(group["weight_decay"]), float(group["eps"])
+        warmup = int(group["warmup_steps"])
+        if group["maximize"]:
+            g = -g
+        k = state.get("k", 0) + 1
+        state["k"] = k
+        if k == 1:
+            state.update(x=x.copy(), z=x.copy(), v=np.zeros_like(x), lr_max=0.0, weight_sum=0.0)
+        y = x
+        lr_k = lr * (k / warmup if k < warmup else 1.0) * math.sqrt(1.0 - beta2 ** k)
+        state["lr_max"] = max(state["lr_max"], lr_k)
+        weight = float(k) ** float(group["r"]) * state["lr_max"] ** float(group["weight_lr_power"])
+        state["weight_sum"] += weight
+        c = weight / state["weight_sum"] if state["weight_sum"] > 0.0 else 0.0
+        state["v"] = beta2 * state["v"] + (1.0 - beta2) * g * g
+        state["z"] = state["z"] - lr_k * (g / (np.sqrt(state["v"]) + eps) + wd * y)
+        state["x"] = (1.0 - c) * state["x"] + c * state["z"]
+        return beta1 * state["x"] + (1.0 - beta1) * state["z"]
+
+
 REFERENCES = {
     "lamb": NumpyLamb,
     "lars": NumpyLars,
@@ -351,4 +393,5 @@ REFERENCES = {
     "adafactor": NumpyAdafactor,
     "adopt": NumpyAdopt,
     "adan": NumpyAdan,
+    "schedulefree_adamw": NumpyScheduleFreeAdamW,
 }

@@ -251,3 +251,41 @@ def test_two_parameters_sharing_memory_are_refused_naming_both():
     with pytest.raises(optreg.UsageError, match="share memory"):
         opt.add_param_group([("c", buffer[2:3])])
     assert opt.num_params == 2
+
+
+def test_step_with_a_closure_propagates_its_python_exception_unchanged():
+    w = np.array([1.0, 2.0], dtype=np.float32)
+    opt = optreg.create("sgd", [w], lr=0.5)
+
+    def closure():
+        opt.set_grads([2 * w])
+        return float((w * w).sum())
+
+    assert opt.step(closure) == 5.0
+    np.testing.assert_array_equal(w, [0.0, 0.0])
+
+    class Stop(Exception):
+        pass
+
+    def failing():
+        raise Stop("no batch")
+
+    with pytest.raises(Stop, match="no batch"):
+        opt.step(failing)
+
+
+def test_eval_weights_is_a_context_manager_that_restores_the_training_weights():
+    w = np.array([[0.5, -1.0], [2.0, 3.0]], dtype=np.float32)
+    opt = optreg.create("schedulefree_adamw", [w], lr=0.1, betas=[0.5, 0.999])
+    for k in range(3):
+        opt.set_grads([np.sin(w + k).astype(np.float32)])
+        opt.step()
+    y = w.copy()
+    z = optreg.decode_state(opt.state_dict()["optreg_state"])["state"][0]["z"]
+    with opt.eval_weights() as scope:
+        assert scope.active
+        z = np.asarray(z, dtype=np.float32).reshape(2, 2)
+        # lerp(y, z, 1 - 1/beta1) with weight -1, taken from the far end as torch's lerp does
+        np.testing.assert_array_equal(w, z - (z - y) * np.float32(2.0))
+    np.testing.assert_array_equal(w, y)
+    assert optreg.default_registry().describe("schedulefree_adamw")["flags"] == ["eval_weights"]

@@ -338,3 +338,61 @@ def test_an_optimizer_of_the_registry_given_is_used():
     assert torch.allclose(p.detach(), torch.full((2,), 0.9))
     with pytest.raises(optreg.PluginError, match="did you mean 'lion'"):
         optreg.torch.Optimizer([p], "lionn", registry=registry)
+
+
+def test_step_with_a_closure_returns_its_loss_and_steps_once():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "sgd", lr=0.1)
+    ref_model = make_model()
+    ref = torch.optim.SGD(ref_model.parameters(), lr=0.1)
+    x, y = next(batches(1))
+    calls = []
+
+    def closure(m, o):
+        def run():
+            calls.append(1)
+            o.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            return loss
+        return run
+
+    loss = opt.step(closure(model, opt))
+    ref_loss = ref.step(closure(ref_model, ref))
+    assert loss.item() == ref_loss.item()
+    assert len(calls) == 2  # one evaluation each
+    for a, b in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not opt.native.needs_closure
+
+
+def test_eval_puts_the_schedule_free_average_in_place_and_train_puts_the_weights_back():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "schedulefree_adamw", lr=1e-2, betas=(0.8, 0.999))
+    assert opt.native.has_eval_weights
+    train(model, opt, steps=10)
+    w = model.fc1.weight
+    y = w.detach().clone()
+    state = optreg.decode_state(opt.native.state_dict()["optreg_state"])["state"]
+    z = torch.as_tensor(state[2]["z"]).reshape(w.shape)
+    opt.eval()
+    expected = y + (1.0 - 1.0 / 0.8) * (z - y)
+    assert torch.allclose(w, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(w, y)
+    with pytest.raises(optreg.UsageError, match="eval mode"):
+        opt.step()
+    opt.train()
+    assert torch.equal(w, y)
+    opt.train()  # a second train() changes nothing
+    assert torch.equal(w, y)
+
+
+def test_eval_of_an_optimizer_without_eval_weights_changes_nothing():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "adam", lr=1e-2)
+    train(model, opt, steps=3)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.eval()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+    opt.train()
+    train(model, opt, steps=1)  # steps again after train()

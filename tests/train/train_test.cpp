@@ -962,3 +962,38 @@ TEST(TrainingRun, AResumeRefusesForgedProgressCountsNamingTheEntry) {
                   lo + ", 15], the range its step allows");
   }
 }
+
+TEST(TrainingRun, ScheduleFreeIsEvaluatedAtItsAverageAndTrainsOnFromItsOwnWeights) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
+      "train: {seed: 4, steps: 40, batch_size: 32, log_every: 10, checkpoint_every: 20}\n"
+      "optimizer: {name: schedulefree_adamw, lr: 0.05, betas: [0.8, 0.999]}\n",
+      "sf.yaml");
+  TempDir dir;
+  RunOptions whole;
+  whole.checkpoint_path = dir / "whole.ckpt";
+  const Trained a = train(config, whole);
+  ASSERT_EQ(a.steps_done, 40);
+  // The checkpoint holds the training weights y and the iterate z; the test loss is the
+  // problem's at x = y + (1 - 1/beta1) (z - y).
+  const optreg::Checkpoint c = optreg::read_checkpoint(whole.checkpoint_path);
+  DataCache data;
+  const optreg::train::ProblemKind* kind = optreg::train::find_problem("quadratic");
+  auto at_x = kind->create(config.problem_options, config.train.seed, data);
+  auto at_y = kind->create(config.problem_options, config.train.seed, data);
+  ASSERT_EQ(at_x->params().size(), c.parameters.size());
+  for (std::size_t i = 0; i < c.parameters.size(); ++i) {
+    const optreg::Tensor& y = c.parameters[i].value;
+    const optreg::Tensor& z = c.optimizer.state.at(i).tensor("z");
+    optreg::Tensor x = at_x->params()[i].value();
+    optreg::Tensor(at_y->params()[i].value()).copy_from(y);  // a handle: the problem's memory
+    for (std::size_t k = 0; k < y.numel(); ++k) x[k] = y[k] + static_cast<float>(1.0 - 1.0 / 0.8) * (z[k] - y[k]);
+  }
+  EXPECT_EQ(a.test.loss, at_x->evaluate_test().loss);
+  EXPECT_NE(a.test.loss, at_y->evaluate_test().loss);
+  // Evaluating in the middle changed nothing the training continues from.
+  const Trained b = stop_and_resume(config, 20, dir / "part.ckpt");
+  EXPECT_TRUE(optreg_test::same_bits(without_time(optreg::read_checkpoint(whole.checkpoint_path)),
+                                     without_time(optreg::read_checkpoint(dir / "part.ckpt"))));
+  EXPECT_EQ(a.test.loss, b.test.loss);
+}

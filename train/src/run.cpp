@@ -378,6 +378,22 @@ struct RunSetup {
       v.copy_from(low[i].value().to(DType::Float32));
     }
   }
+  /// The problem evaluated on its test set (or training set) at the optimizer's evaluation
+  /// weights, where it has them (schedule-free's average): put in place for the evaluation,
+  /// and the training weights back, bit for bit, after it.
+  Evaluation evaluate(bool test) {
+    std::optional<EvalWeights> eval;
+    if (opt->has_eval_weights()) {
+      eval.emplace(*opt);
+      widen_into_problem();
+    }
+    const Evaluation e = test ? problem->evaluate_test() : problem->evaluate_train();
+    if (eval) {
+      eval->restore();
+      widen_into_problem();
+    }
+    return e;
+  }
   /// Hands the problem's float32 gradients, rounded to nearest, to the stepped parameters.
   void round_grads() {
     for (std::size_t i = 0; i < low.size(); ++i) low[i].set_grad(problem->params()[i].grad().to(low[i].value().dtype()));
@@ -557,7 +573,7 @@ class TrainingLoop {
       if (s_.scheduler && s_.scheduler->needs_metric()) s_.scheduler->step(p_.eval_sum / static_cast<double>(p_.eval_count));
       p_.eval_sum = 0;
       p_.eval_count = 0;
-      const Evaluation e = s_.problem->evaluate_test();
+      const Evaluation e = s_.evaluate(true);
       row.test_loss = e.loss;
       if (s_.problem->has_accuracy()) row.test_accuracy = e.accuracy;
     }
@@ -605,8 +621,8 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
     for (const auto& [name, t] : s.opt->state(param).tensors()) out.state_bytes += t.nbytes();
   }
   if (!interrupted && !stopped && p.step == s.total) {
-    out.train = s.problem->evaluate_train();
-    out.test = s.problem->evaluate_test();
+    out.train = s.evaluate(false);
+    out.test = s.evaluate(true);
     if (!s.problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
   }
   return out;
