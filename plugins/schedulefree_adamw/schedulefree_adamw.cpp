@@ -17,6 +17,7 @@
 namespace {
 
 namespace sdk = optreg::sdk;
+using sdk::lerp;
 
 struct Hyper {
   double lr;
@@ -58,12 +59,6 @@ constexpr auto kLrMax = sdk::scalar_entry(kState, "lr_max");
 constexpr auto kWeightSum = sdk::scalar_entry(kState, "weight_sum");
 constexpr auto kZ = sdk::tensor_entry(kState, "z");
 constexpr auto kExpAvgSq = sdk::tensor_entry(kState, "exp_avg_sq");
-
-/// torch's lerp: start + weight (end - start), computed from the nearer end.
-template <typename A>
-A lerp(A start, A end, A weight) {
-  return std::abs(weight) < A(0.5) ? start + weight * (end - start) : end - (end - start) * (A(1) - weight);
-}
 
 /// One update; factors: c (the averaging weight), lr_k, lr_k (beta1 (1 - c) - 1), and 1 at the
 /// parameter's first update (z then starts from it).

@@ -6,6 +6,8 @@
 // optimizer by name, and the time to load every in-tree plugin. See docs/performance.md.
 //
 //   step_bench [--plugin-path DIR] [--threads 1,2] [--only NAME] [--case LABEL] [--seconds S]
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <new>
 #include <string>
@@ -269,6 +272,51 @@ Measured measure_dtype(const optreg::Registry& registry, const std::string& name
   return m;
 }
 
+/// An optimizer of matrices only (Muon): its step over one matrix of each shape, as the rate
+/// of its Newton-Schulz products (ns_steps (4 r^2 c + 2 r^3) flops for r x c, r <= c, at the
+/// default 5 steps), against the rate of the BLAS's sgemm over an r x c by c x r product
+/// measured in the same run, from the library the optimizer loaded.
+void bench_matrices(const optreg::Registry& registry, const std::string& name, double budget) {
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+  const std::pair<std::int64_t, std::int64_t> shapes[] = {{256, 256}, {1024, 1024}, {768, 3072}, {3072, 768}};
+  std::printf("%-9s %-16s %10s %12s %13s %8s\n", "optim", "matrix", "step ms", "NS GFLOP/s", "sgemm GFLOP/s", "of sgemm");
+  for (const auto& [m, n] : shapes) {
+    optreg::Tensor value({m, n});
+    optreg::Tensor grad({m, n});
+    for (std::size_t i = 0; i < value.numel(); ++i) {
+      value[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+      grad[i] = static_cast<float>(std::cos(0.11 * static_cast<double>(i)));
+    }
+    optreg::Parameter p("w", value);
+    p.set_grad(grad);
+    auto opt = registry.create(name, {p}, options_for(name));
+    opt->step();  // loads the BLAS
+    const double t = best_time(budget, [&] { opt->step(); });
+    void* library = ::dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+    void* symbol = library != nullptr ? ::dlsym(library, "cblas_sgemm") : nullptr;
+    if (symbol == nullptr) {
+      std::printf("%-9s the optimizer loaded no libopenblas.so.0: no sgemm figure\n", name.c_str());
+      return;
+    }
+    Sgemm sgemm = nullptr;
+    std::memcpy(&sgemm, &symbol, sizeof symbol);
+    const auto r = static_cast<int>(std::min(m, n));
+    const auto c = static_cast<int>(std::max(m, n));
+    std::vector<float> x(static_cast<std::size_t>(r) * static_cast<std::size_t>(c), 0.5F);
+    std::vector<float> out(static_cast<std::size_t>(r) * static_cast<std::size_t>(r));
+    const double g = best_time(budget, [&] {
+      sgemm(101, 111, 112, r, r, c, 1.0F, x.data(), c, x.data(), c, 0.0F, out.data(), r);
+    });
+    const double rd = r, cd = c;
+    const double ns_flops = 5 * (4 * rd * rd * cd + 2 * rd * rd * rd);
+    const double gemm_rate = 2 * rd * rd * cd / g / 1e9;
+    const std::string label = std::to_string(m) + " x " + std::to_string(n);
+    std::printf("%-9s %-16s %10.2f %12.1f %13.1f %7.0f%%\n", name.c_str(), label.c_str(), t * 1e3, ns_flops / t / 1e9,
+                gemm_rate, 100.0 * (ns_flops / t / 1e9) / gemm_rate);
+    std::fflush(stdout);
+  }
+}
+
 Measured measure_optreg(const optreg::Registry& registry, const std::string& name, const Case& c, double budget) {
   std::vector<optreg::Parameter> params = params_of(c, optreg::DType::Float32);
   auto opt = registry.create(name, params, options_for(name));
@@ -434,6 +482,7 @@ int main(int argc, char** argv) {
     for (const auto& d : registry.list()) {
       if ((!only.empty() && d.name != only) || (d.param_dtypes & optreg::dtype_bit(dtype)) == 0) continue;
       if ((d.state_dtypes & state_bit) != state_bit) continue;
+      if ((d.flags & (optreg::abi::kOptimizerNeedsClosure | optreg::abi::kOptimizerMatricesOnly)) != 0) continue;
       for (const auto& c : kCases) {
         if (!only_case.empty() && c.label != only_case) continue;
         for (std::size_t t : threads) {
@@ -458,6 +507,16 @@ int main(int argc, char** argv) {
               "ceil Melem/s", "of ceil", "torch Melem/s", "ratio", "alloc/step");
   for (const auto& d : registry.list()) {
     if (!only.empty() && d.name != only) continue;
+    if ((d.flags & optreg::abi::kOptimizerMatricesOnly) != 0) {
+      bench_matrices(registry, d.name, budget);
+      continue;
+    }
+    if ((d.flags & optreg::abi::kOptimizerNeedsClosure) != 0) {
+      // Its step is a series of loss evaluations, not a pass over the elements.
+      std::printf("%-9s steps with a closure: its time is its loss evaluations (optreg train reports steps/s)\n",
+                  d.name.c_str());
+      continue;
+    }
     for (const auto& c : kCases) {
       if (!only_case.empty() && c.label != only_case) continue;
       for (std::size_t t : threads) {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <optreg/abi.hpp>
 #include <optreg/checkpoint.hpp>
 #include <optreg/error.hpp>
 #include <optreg/registry.hpp>
@@ -104,10 +105,16 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-/// Five parameters with fixed values; "frozen" never receives a gradient.
-std::vector<optreg::Parameter> make_parameters() {
+/// Five parameters with fixed values; "frozen" never receives a gradient. For an optimizer of
+/// matrices only, the vectors are columns.
+std::vector<optreg::Parameter> make_parameters(bool matrices) {
+  const std::int64_t one = 1;
   const std::vector<std::pair<std::string, optreg::Shape>> specs = {
-      {"layer1.weight", {4, 3}}, {"layer1.bias", {3}}, {"layer2.weight", {3, 2}}, {"frozen", {5}}, {"layer2.bias", {2}}};
+      {"layer1.weight", {4, 3}},
+      {"layer1.bias", matrices ? optreg::Shape{3, one} : optreg::Shape{3}},
+      {"layer2.weight", {3, 2}},
+      {"frozen", matrices ? optreg::Shape{5, one} : optreg::Shape{5}},
+      {"layer2.bias", matrices ? optreg::Shape{2, one} : optreg::Shape{2}}};
   std::vector<optreg::Parameter> params;
   for (std::size_t k = 0; k < specs.size(); ++k) {
     optreg::Tensor t(specs[k].second);
@@ -120,7 +127,8 @@ std::vector<optreg::Parameter> make_parameters() {
 }
 
 optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
-  std::vector<optreg::Parameter> params = make_parameters();
+  const auto d = registry.find(c.name);
+  std::vector<optreg::Parameter> params = make_parameters(d && (d->flags & optreg::abi::kOptimizerMatricesOnly) != 0);
   const std::size_t g = c.groups.empty() ? 1 : c.groups.size();
   if (g > params.size()) throw Usage{"at most " + std::to_string(params.size()) + " groups"};
   std::vector<optreg::ParamGroupSpec> groups(g);
@@ -129,25 +137,41 @@ optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
   return registry.create(c.name, std::move(groups), c.defaults);
 }
 
-/// The gradient of sum((1 + i % 3) / 2 * x^2 + sin(3x + i) / 4 + x^4 / 8) at `x`.
-void set_gradient(optreg::Parameter& p) {
+/// Sets the gradient of f(x) = sum((1 + i % 3) / 2 * x^2 + sin(3x + i) / 4 + x^4 / 8) at `x`;
+/// returns f(x).
+double set_gradient(optreg::Parameter& p) {
   const optreg::Tensor& x = p.value();
   optreg::Tensor g(x.shape());
+  double f = 0;
   for (std::size_t i = 0; i < x.numel(); ++i) {
     const double v = x[i];
-    g[i] = static_cast<float>((1.0 + static_cast<double>(i % 3)) * v + 0.75 * std::cos(3.0 * v + static_cast<double>(i)) +
-                              0.5 * v * v * v);
+    const double a = 1.0 + static_cast<double>(i % 3);
+    g[i] = static_cast<float>(a * v + 0.75 * std::cos(3.0 * v + static_cast<double>(i)) + 0.5 * v * v * v);
+    f += a / 2 * v * v + std::sin(3.0 * v + static_cast<double>(i)) / 4 + v * v * v * v / 8;
   }
-  p.accumulate_grad(g);
+  p.set_grad(g);
+  return f;
 }
 
+/// `steps` steps on f over every parameter but "frozen"; an optimizer that re-evaluates the
+/// loss gets the closure that evaluates f.
 void take_steps(optreg::Optimizer& opt, std::int64_t steps) {
   std::vector<optreg::Parameter> params = opt.parameters();
-  for (std::int64_t s = 0; s < steps; ++s) {
+  const optreg::Closure closure = [&] {
+    double f = 0;
     for (optreg::Parameter& p : params) {
-      if (p.name() != "frozen") set_gradient(p);
+      if (p.name() != "frozen") f += set_gradient(p);
     }
-    opt.step().clear_grad();
+    return f;
+  };
+  for (std::int64_t s = 0; s < steps; ++s) {
+    if (opt.needs_closure()) {
+      opt.step(closure);
+    } else {
+      closure();
+      opt.step();
+    }
+    opt.clear_grad();
   }
 }
 

@@ -118,6 +118,10 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
            {"adafactor", "first_moment_only_in_second_group",
             {"decay_rate=0.5", "--group", "--group", "beta1=0.8", "eps=[1e-20,0.01]"}},
        }},
+      {"lbfgs",
+       {
+           {"lbfgs", "short_steps", {"lr=0.05", "max_iter=2", "history_size=3"}},
+       }},
   };
   return cases;
 }
@@ -209,7 +213,11 @@ TEST_P(Resume, BitExactInAFreshProcess) {
       moved = moved || !same;
     }
   }
-  EXPECT_TRUE(moved) << "no parameter moved in the last " << kMoreSteps << " steps";
+  // At its defaults (20 iterations a step) L-BFGS reaches the minimum within the first steps;
+  // its other cases move to the end.
+  if (!(GetParam().optimizer == "lbfgs" && GetParam().label == "defaults")) {
+    EXPECT_TRUE(moved) << "no parameter moved in the last " << kMoreSteps << " steps";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Plugins, Resume, ::testing::ValuesIn(all_cases()),

@@ -386,6 +386,47 @@ class NumpyScheduleFreeAdamW(NumpyOptimizer):
         return beta1 * state["x"] + (1.0 - beta1) * state["z"]
 
 
+class NumpyMuon(NumpyOptimizer):
+    """Muon, Jordan et al. 2024 (the algorithm of the authors' reference and of torch.optim.Muon
+    in PyTorch 2.9), for a matrix parameter x of shape (m, n) with gradient g:
+
+        buf = buf + (1 - momentum) (g - buf);  u = g + momentum (buf - g) (nesterov) or buf
+        X = u^T if m > n else u;  X = X / max(|X|_F, eps)
+        ns_steps times, with (a, b, c) = ns_coefficients:  A = X X^T;  X = a X + (b A + c A^2) X
+        x = x (1 - lr wd) - lr' X (transposed back),  lr' = lr sqrt(max(1, m / n)) (original)
+                                                          or 0.2 lr sqrt(max(m, n)) (match_rms_adamw)"""
+
+    DEFAULTS = dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                    ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5,
+                    adjust_lr="original")
+
+    def __init__(self, groups):
+        super().__init__(groups, self.DEFAULTS)
+
+    def update(self, group, state, x, g, shape):
+        m, n = shape
+        beta = float(group["momentum"])
+        lr, wd = float(group["lr"]), float(group["weight_decay"])
+        g = g.reshape(m, n)
+        buf = state.get("buf", np.zeros((m, n)))
+        buf = buf + (1.0 - beta) * (g - buf)
+        state["buf"] = buf
+        u = g + beta * (buf - g) if group["nesterov"] else buf
+        big = u.T if m > n else u
+        big = big / max(math.sqrt(math.fsum((big * big).ravel())), float(group["eps"]))
+        a, b, c = (float(v) for v in group["ns_coefficients"])
+        for _ in range(int(group["ns_steps"])):
+            gram = big @ big.T
+            big = a * big + (b * gram + c * (gram @ gram)) @ big
+        if m > n:
+            big = big.T
+        if group["adjust_lr"] == "original":
+            adjusted = lr * math.sqrt(max(1.0, m / n))
+        else:
+            adjusted = 0.2 * lr * math.sqrt(max(m, n))
+        return x * (1.0 - lr * wd) - adjusted * big.ravel()
+
+
 REFERENCES = {
     "lamb": NumpyLamb,
     "lars": NumpyLars,
@@ -394,4 +435,5 @@ REFERENCES = {
     "adopt": NumpyAdopt,
     "adan": NumpyAdan,
     "schedulefree_adamw": NumpyScheduleFreeAdamW,
+    "muon": NumpyMuon,
 }

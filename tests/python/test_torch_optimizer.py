@@ -396,3 +396,39 @@ def test_eval_of_an_optimizer_without_eval_weights_changes_nothing():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
     opt.train()
     train(model, opt, steps=1)  # steps again after train()
+
+
+def test_lbfgs_with_a_closure_follows_torch_optim_lbfgs():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(32, 1, generator=gen, dtype=torch.float64)
+    results = []
+    for make in (lambda p: torch.optim.LBFGS(p, lr=1, max_iter=5, history_size=4, line_search_fn="strong_wolfe"),
+                 lambda p: optreg.torch.Optimizer(p, "lbfgs", lr=1, max_iter=5, history_size=4,
+                                                  line_search="strong_wolfe")):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 1).double()
+        opt = make(model.parameters())
+        calls = []
+
+        def closure():
+            calls.append(1)
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y) + 0.1 * model.weight.pow(4).sum()
+            loss.backward()
+            return loss
+
+        losses = [opt.step(closure).item() for _ in range(4)]
+        results.append((losses, [p.detach().clone() for p in model.parameters()], len(calls)))
+    (ref_losses, ref_params, ref_calls), (losses, params, n_calls) = results
+    assert n_calls == ref_calls and n_calls > 4  # the same evaluations, several per step
+    assert losses == pytest.approx(ref_losses, rel=1e-10)
+    for a, b in zip(params, ref_params):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_lbfgs_step_without_a_closure_is_refused():
+    model = make_model()
+    opt = optreg.torch.Optimizer(model.parameters(), "lbfgs")
+    with pytest.raises(optreg.UsageError, match="call step\\(closure\\)"):
+        opt.step()

@@ -997,3 +997,23 @@ TEST(TrainingRun, ScheduleFreeIsEvaluatedAtItsAverageAndTrainsOnFromItsOwnWeight
                                      without_time(optreg::read_checkpoint(dir / "part.ckpt"))));
   EXPECT_EQ(a.test.loss, b.test.loss);
 }
+
+TEST(TrainingRun, LbfgsReEvaluatesEachBatchThroughAClosureAndResumesBitExactly) {
+  const RunConfig config = parse_run_config(
+      "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
+      "train: {seed: 4, steps: 40, batch_size: 32, log_every: 10, checkpoint_every: 20}\n"
+      "optimizer: {name: lbfgs, lr: 0.5, max_iter: 4, history_size: 5, line_search: strong_wolfe}\n",
+      "lbfgs.yaml");
+  TempDir dir;
+  RunOptions whole;
+  whole.checkpoint_path = dir / "whole.ckpt";
+  const Trained a = train(config, whole);
+  ASSERT_EQ(a.steps_done, 40);
+  EXPECT_LT(a.train.loss, a.rows.front().train_loss) << "the run learns";
+  // Several evaluations per step: the closure ran more often than the steps.
+  const optreg::Checkpoint c = optreg::read_checkpoint(whole.checkpoint_path);
+  EXPECT_GT(std::get<std::int64_t>(c.optimizer.state.at(0).scalar("func_evals")), 40);
+  const Trained b = stop_and_resume(config, 23, dir / "part.ckpt");
+  EXPECT_TRUE(optreg_test::same_bits(without_time(c), without_time(optreg::read_checkpoint(dir / "part.ckpt"))));
+  EXPECT_EQ(a.test.loss, b.test.loss);
+}

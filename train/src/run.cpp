@@ -524,11 +524,29 @@ class TrainingLoop {
   /// One step, then its row when it has one.
   void step() {
     if (!s_.full_batch) load_batch();
-    const double loss = s_.problem->loss_and_grad(batch_);
-    s_.round_grads();
-    const std::optional<double> norm = apply_clip(run_.optimizer, s_.stepped());
+    // The batch's loss and gradients at the parameters' current values, clipped; an optimizer
+    // that re-evaluates the loss (lbfgs) calls it as often as it needs, on the same batch, and
+    // the row records the first evaluation.
+    std::optional<double> norm;
+    bool first = true;
+    const Closure evaluate_batch = [&] {
+      s_.widen_into_problem();
+      const double f = s_.problem->loss_and_grad(batch_);
+      s_.round_grads();
+      const std::optional<double> n = apply_clip(run_.optimizer, s_.stepped());
+      if (first) norm = n;
+      first = false;
+      return f;
+    };
+    double loss = 0;
+    if (s_.opt->needs_closure()) {
+      loss = s_.opt->step(evaluate_batch);
+    } else {
+      loss = evaluate_batch();
+      s_.opt->step();
+    }
+    s_.opt->clear_grad();
     if (norm && !std::isfinite(*norm)) ++p_.nonfinite_norms;
-    s_.opt->step().clear_grad();
     s_.widen_into_problem();
     if (s_.scheduler && !s_.scheduler->needs_metric()) s_.scheduler->step();
     ++p_.step;

@@ -12,6 +12,7 @@
 #include <optreg/checkpoint.hpp>
 #include <optreg/registry.hpp>
 
+#include "objective.hpp"
 #include "resume_job.hpp"
 
 int main(int argc, char** argv) {
@@ -32,6 +33,18 @@ int main(int argc, char** argv) {
     }
     const optreg::OptimizerPtr opt = registry.create(job.optimizer, std::move(groups), job.options);
     optreg::load_optimizer(job.checkpoint, *opt);
+    if (opt->needs_closure()) {
+      // The recorded gradients are those of the kit's smooth objective, which a closure
+      // re-evaluates at every point it visits.
+      for (int step = 0; step < job.steps; ++step) {
+        for (std::size_t k = 0; k < params.size(); ++k) {
+          params[k].set_grad(optreg::kit::gradient(optreg::kit::Gradient::Smooth, k, params[k].value()));
+        }
+        optreg::kit::take_step(*opt, params, optreg::kit::Gradient::Smooth);
+      }
+      optreg::save_optimizer(job.out, *opt);
+      return 0;
+    }
     std::ifstream gradients(job.gradients, std::ios::binary);
     for (int step = 0; step < job.steps; ++step) {
       for (optreg::Parameter& p : params) {

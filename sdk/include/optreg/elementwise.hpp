@@ -245,6 +245,13 @@ inline Tensor state_like(const Parameter& param, double value = 0.0) {
 
 // ------------------------------------------------------------------ elements
 
+/// torch's lerp: start + weight (end - start), computed from the nearer end (end - (end -
+/// start) (1 - weight) when |weight| >= 0.5), so that rules written with it round as torch does.
+template <typename A>
+A lerp(A start, A end, A weight) {
+  return std::abs(weight) < A(0.5) ? start + weight * (end - start) : end - (end - start) * (A(1) - weight);
+}
+
 /// The arithmetic type of parameters of element type P: double for float64, float otherwise.
 template <typename P>
 using arith_t = std::conditional_t<std::is_same_v<P, double>, double, float>;
