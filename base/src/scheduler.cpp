@@ -373,8 +373,19 @@ class ChainedScheduler final : public CompositeScheduler {
   }
 
  protected:
-  std::vector<double> next_lr(const std::vector<double>& /*current*/) override {
-    for (auto& c : children_) c->step();
+  std::vector<double> next_lr(const std::vector<double>& current) override {
+    // A child that refuses its step (a count at the top of its domain) leaves the children
+    // before it stepped: they are put back, and the lrs with them, so that nothing changed.
+    std::vector<Options> saved;
+    saved.reserve(children_.size());
+    for (const auto& c : children_) saved.push_back(c->state());
+    try {
+      for (auto& c : children_) c->step();
+    } catch (...) {
+      for (std::size_t i = 0; i < children_.size(); ++i) children_[i]->load_state(saved[i]);
+      for (std::size_t g = 0; g < current.size(); ++g) optimizer_->set_option(g, "lr", Value(current[g]));
+      throw;
+    }
     return current_lr();
   }
   std::vector<double> restart_lr(const std::vector<double>& /*current*/) override {

@@ -67,8 +67,9 @@ TEST(ConformanceCli, TheSchedulerPluginPassesWithALinePerSchedulerCheckAndTheirS
                               "file equal 20 uninterrupted steps bit for bit"))
       << r.out;
   EXPECT_TRUE(contains(r.out, "passed  sequential  scheduler_counts_stop_at_the_top_of_their_domain  (")) << r.out;
-  // 12 schedulers and the core's sequential of them, 6 checks each.
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n78 passed, 0 failed, 0 skipped\n$"))) << r.out;
+  EXPECT_TRUE(contains(r.out, "passed  chained  scheduler_resumed_run_is_bit_exact  (")) << r.out;
+  // 12 schedulers and the core's sequential and chain of them, 6 checks each.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n84 passed, 0 failed, 0 skipped\n$"))) << r.out;
 }
 
 TEST(ConformanceCli, ABrokenSchedulerFailsWithExitStatusOne) {
@@ -77,7 +78,7 @@ TEST(ConformanceCli, ABrokenSchedulerFailsWithExitStatusOne) {
   EXPECT_TRUE(contains(r.out, "FAILED  lenient_state  scheduler_load_state_refuses_other_states  (load_state() accepted its "
                               "state without the entry 'scale')"))
       << r.out;
-  EXPECT_TRUE(contains(r.out, "\n11 passed, 1 failed, 0 skipped\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\n17 passed, 1 failed, 0 skipped\n")) << r.out;  // it, sequential and chained
 }
 
 TEST(ConformanceCli, AFileThatCannotBeLoadedFails) {

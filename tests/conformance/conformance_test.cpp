@@ -140,7 +140,7 @@ TEST(ConformanceSchedulers, EverySchedulerOfTheSchedulerPluginAndTheirSequencePa
   }
   EXPECT_EQ(names, (std::vector<std::string>{"step", "multistep", "exponential", "cosine", "linear", "onecycle",
                                              "warm_restarts", "polynomial", "constant", "cyclic", "piecewise", "plateau",
-                                             "sequential"}));
+                                             "sequential", "chained"}));
 }
 
 TEST(ConformanceSchedulers, EveryInTreeScheduleChangesTheLrAfterTheResumedRunsSave) {
@@ -178,6 +178,9 @@ TEST(ConformanceSchedulers, TheKitChoosesOptionsThatMakeEachInTreeSchedulerMeani
                      "cosine at T_max = 4, linear at its defaults, warm_restarts at T_0 = 4, polynomial at its defaults, "
                      "constant at its defaults, piecewise at factors = [4.0, 12.0], steps = [4.0, 12.0], switching at "
                      "steps 2, 4, 6, 8, 10, 12, 14, 16 over"},
+      {"chained", "made with step at step_size = 4, multistep at milestones = [4.0, 12.0], exponential at gamma = 0.5, "
+                  "cosine at T_max = 4, linear at its defaults, warm_restarts at T_0 = 4, polynomial at its defaults, "
+                  "constant at its defaults, piecewise at factors = [4.0, 12.0], steps = [4.0, 12.0], chained over"},
   };
   for (const auto& [name, words] : expected) {
     EXPECT_TRUE(contains(made[name], words)) << name << ": '" << words << "' missing from: " << made[name];
@@ -293,15 +296,17 @@ TEST(ConformanceFixtures, GlobalScratchBufferFailsTwoThreads) {
 }
 
 /// A broken scheduler fixture: its scheduler `name` fails `broken` with a detail holding every
-/// one of `words` and passes its other checks; the core's sequential made of it fails the same
-/// check when `sequence_fails` (the fault reaches a sequence) and passes every check otherwise.
+/// one of `words` and passes its other checks; the core's sequential and chained made of it
+/// fail the same check when `sequence_fails` (the fault reaches a composite) and pass every
+/// check otherwise.
 void expect_only_scheduler_failure(const char* plugin, const std::string& name, const std::string& broken,
                                    const std::vector<std::string>& words, bool sequence_fails) {
   const auto results = optreg::run_conformance(plugin);
   const auto subjects = by_subject(results);
-  ASSERT_EQ(subjects.size(), 2U) << describe(results);
+  ASSERT_EQ(subjects.size(), 3U) << describe(results);
   EXPECT_EQ(subjects[0].first, name);
   EXPECT_EQ(subjects[1].first, "sequential");
+  EXPECT_EQ(subjects[2].first, "chained");
   for (const auto& [subject, checks] : subjects) {
     ASSERT_EQ(checks.size(), kEverySchedulerCheck.size()) << describe(results);
     const bool fails_broken = subject == name || sequence_fails;

@@ -1,8 +1,9 @@
 // The conformance kit's checks of learning-rate schedulers. Each scheduler of a file is made
 // over a stand-in optimizer the kit owns, at options the kit chooses once per scheduler, and
 // stepped as a training loop steps it; states, resumed runs and refusals are compared bit for
-// bit. The core's sequential, made of the file's step-driven schedulers, is checked the same
-// way: it is the one caller of their restart_lr().
+// bit. The core's sequential and chained, made of the file's step-driven schedulers, are checked
+// the same way: the sequence is the one caller of their restart_lr(), and the chain steps each
+// from the lrs the one before set.
 #include "scheduler_checks.hpp"
 
 #include <algorithm>
@@ -359,10 +360,23 @@ struct Subject {
   }
 };
 
-/// The core's sequential of `children`, each made as its own checks make it, switching at
-/// evenly spaced milestones within kSteps steps (one child is run twice, so that a switch
-/// happens). A child that sets base lrs of its own cannot share a sequence and is left out.
-Recipe choose_sequence(const std::vector<const Subject*>& children) {
+/// The children of a composite over `opt`, each attached at the same lrs, as a config's
+/// sequence or chain attaches them.
+std::vector<SchedulerPtr> make_children(const std::vector<Maker>& makers, Optimizer& opt) {
+  const std::vector<double> base = lrs(opt);
+  std::vector<SchedulerPtr> made;
+  for (const Maker& m : makers) {
+    for (std::size_t g = 0; g < base.size(); ++g) opt.set_option(g, "lr", Value(base[g]));
+    made.push_back(m(opt));
+  }
+  return made;
+}
+
+/// The core's sequential (or, `chained`, chained) of `children`, each made as its own checks
+/// make it. A sequence switches at evenly spaced milestones within kSteps steps (one child is
+/// run twice, so that a switch happens); a chain steps every child at every step. A child that
+/// sets base lrs of its own cannot share either and is left out.
+Recipe choose_composite(const std::vector<const Subject*>& children, bool chained) {
   std::vector<Maker> makers;
   std::vector<std::string> names;
   std::vector<std::string> left_out;
@@ -387,9 +401,21 @@ Recipe choose_sequence(const std::vector<const Subject*>& children) {
     names.push_back(c->name() + " at " + cr.with);
   }
   Recipe r;
-  r.notes = left_out.empty() ? std::string() : "; left out of the sequence: " + joined(left_out);
+  const std::string what = chained ? "chain" : "sequence";
+  r.notes = left_out.empty() ? std::string() : "; left out of the " + what + ": " + joined(left_out);
   if (makers.empty()) {
     r.unavailable = skipped("no step-driven scheduler of the file can be made at the stand-in optimizer's lrs" + r.notes);
+    return r;
+  }
+  if (chained) {
+    const Maker make = [makers](Optimizer& opt) { return make_chained(opt, make_children(makers, opt)); };
+    r.with = joined(names) + ", chained";
+    r.shown = trial(make);
+    if (!r.shown.ran()) {
+      r.unavailable = failed("the chain of " + r.with + ": " + r.shown.error);
+      return r;
+    }
+    r.make = make;
     return r;
   }
   if (makers.size() == 1) {
@@ -400,14 +426,7 @@ Recipe choose_sequence(const std::vector<const Subject*>& children) {
   const auto spacing = static_cast<std::int64_t>(std::max<std::size_t>(1, kSteps / makers.size()));
   for (std::size_t i = 1; i < makers.size(); ++i) milestones.push_back(static_cast<std::int64_t>(i) * spacing);
   const Maker make = [makers, milestones](Optimizer& opt) {
-    // Every child is attached at the same lrs, as a config's sequence attaches them.
-    const std::vector<double> base = lrs(opt);
-    std::vector<SchedulerPtr> made;
-    for (const Maker& m : makers) {
-      for (std::size_t g = 0; g < base.size(); ++g) opt.set_option(g, "lr", Value(base[g]));
-      made.push_back(m(opt));
-    }
-    return make_sequential(opt, std::move(made), milestones);
+    return make_sequential(opt, make_children(makers, opt), milestones);
   };
   std::vector<std::string> at;
   for (const std::int64_t m : milestones) at.push_back(std::to_string(m));
@@ -717,7 +736,7 @@ constexpr Check<Subject> kSchedulerChecks[] = {
 void check_schedulers(const Registry& registry, const std::vector<SchedulerDescriptor>& schedulers, const TempDir& dir,
                       Reporter& report) {
   std::vector<Subject> subjects;
-  subjects.reserve(schedulers.size() + 1);  // no reallocation: the subjects point at each other
+  subjects.reserve(schedulers.size() + 2);  // no reallocation: the subjects point at each other
   for (const SchedulerDescriptor& d : schedulers) {
     subjects.push_back(Subject{d, dir, [&registry, d] { return choose_options(registry, d); }});
   }
@@ -727,7 +746,10 @@ void check_schedulers(const Registry& registry, const std::vector<SchedulerDescr
   }
   if (!step_driven.empty()) {
     if (auto sequential = registry.find_scheduler(kSequentialScheduler)) {
-      subjects.push_back(Subject{*sequential, dir, [step_driven] { return choose_sequence(step_driven); }});
+      subjects.push_back(Subject{*sequential, dir, [step_driven] { return choose_composite(step_driven, false); }});
+    }
+    if (auto chain = registry.find_scheduler(kChainedScheduler)) {
+      subjects.push_back(Subject{*chain, dir, [step_driven] { return choose_composite(step_driven, true); }});
     }
   }
   for (Subject& s : subjects) {
