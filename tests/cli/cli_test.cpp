@@ -103,6 +103,19 @@ TEST(Cli, ShowPrintsTheStateDtypesAndTheStateBytesInEach) {
       << j.out << " (sgd's momentum buffer is optional)";
 }
 
+TEST(Cli, ShowPrintsAnOptimizersFlagsAndListJsonHoldsThem) {
+  const ToolRun lbfgs = run("show lbfgs");
+  EXPECT_EQ(lbfgs.status, 0) << lbfgs.out;
+  EXPECT_TRUE(contains(lbfgs.out, "\n  dtypes: parameters float32, float64; state float32, float64\n  flags: needs_closure\n"))
+      << lbfgs.out;
+  EXPECT_TRUE(contains(run("show muon").out, "\n  flags: matrices_only\n"));
+  EXPECT_TRUE(contains(run("show schedulefree_adamw").out, "\n  flags: eval_weights\n"));
+  EXPECT_FALSE(contains(run("show adam").out, "flags:")) << "an optimizer without flags shows no line";
+  const ToolRun j = run("list --json --no-default-path --plugin-path " + plugin_dir());
+  EXPECT_TRUE(contains(j.out, "\"flags\": [\"needs_closure\"]")) << j.out;
+  EXPECT_TRUE(contains(j.out, "\"flags\": []")) << j.out;
+}
+
 TEST(Cli, ShowPrintsTheDomainOfEveryStateEntry) {
   const ToolRun r = run("show adam");
   EXPECT_EQ(r.status, 0) << r.out;
