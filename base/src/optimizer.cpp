@@ -45,6 +45,19 @@ void check_new_name(const ParamState& s, const std::string& name) {
     if (t.first == name) throw UsageError("optimizer state entry '" + name + "' is declared twice");
   }
 }
+/// The bit of OptimizerInfo::flags that marks a composite (make_composite()); no plugin can
+/// declare it (the registry refuses flags outside abi::kOptimizerFlags).
+constexpr std::uint32_t kCompositeFlag = std::uint32_t{1} << 31;
+
+constexpr char kPartOption[] = "optimizer";
+
+/// The refusal of a change to a composite group's `optimizer`.
+OptionError fixed_part(const std::string& where, std::size_t group, const Value& value) {
+  return OptionError(OptionFacts{where, kPartOption, value.to_short_string(), OptionPart::Name,
+                                 static_cast<std::int64_t>(group),
+                                 "the optimizer of a composite's param group is fixed when the group is added"});
+}
+
 /// `e` as the error of param group `group` (-1: the defaults).
 OptionError in_group(const OptionError& e, std::int64_t group) {
   OptionFacts facts = e.facts();
@@ -102,9 +115,113 @@ const Value& ParamGroup::option(const std::string& name) const {
   return it->second;
 }
 
+// ---------------------------------------------------------------- Composite
+
+/// What make_composite() makes: an optimizer whose groups are each stepped by one of `parts`.
+/// The base does all the bookkeeping; every call into a plugin goes to the group's part.
+class Composite final : public Optimizer {
+ public:
+  std::vector<OptimizerPtr> parts;
+
+ protected:
+  void update_group(const Options& /*options*/, const std::vector<Slot>& /*slots*/) override {
+    throw PluginError("a composite optimizer steps each group through its part");
+  }
+};
+
+class CompositeBuilder {
+ public:
+  static OptimizerPtr make(std::vector<OptimizerPtr> parts) {
+    if (parts.empty()) throw UsageError("make_composite: a composite needs at least one optimizer");
+    OptimizerInfo info;
+    info.name = kCompositeOptimizer;
+    info.param_dtypes = 0;
+    Hyperparameter which;
+    which.name = kPartOption;
+    which.type = ValueType::String;
+    which.meaning = "the optimizer that steps the group";
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const Optimizer* p = parts[i].get();
+      const std::string at = "make_composite: part " + std::to_string(i);
+      if (p == nullptr) throw UsageError(at + " is null");
+      if (!p->info_.schema) throw UsageError(at + " is an optimizer that is not set up");
+      const std::string who = at + " (optimizer '" + p->name() + "')";
+      if (is_composite(*p)) throw UsageError(who + " is a composite itself; give its parts instead");
+      if (!p->groups_.empty()) {
+        throw UsageError(who + " has " + std::to_string(p->groups_.size()) +
+                         " param groups; a part has none, its groups are added through the composite");
+      }
+      if (p->needs_closure()) {
+        throw UsageError(who + " steps all its parameters as one vector with one closure, so it cannot step "
+                         "some groups of a composite");
+      }
+      for (std::size_t j = 0; j < i; ++j) {
+        if (parts[j]->name() == p->name()) {
+          throw UsageError(who + " has the name of part " + std::to_string(j) +
+                           "; a composite holds one optimizer of each name, each with as many groups as needed");
+        }
+      }
+      which.choices.push_back(p->name());
+      info.plugin_version += (i == 0 ? "" : " + ") + p->name() + " " + p->plugin_version();
+      info.param_dtypes |= p->info_.param_dtypes;
+      info.state_dtypes |= p->info_.state_dtypes;
+      info.flags |= p->info_.flags & abi::kOptimizerEvalWeights;
+    }
+    which.default_value = Value(which.choices.front());
+    info.schema = std::make_shared<const Schema>(std::vector<Hyperparameter>{which});
+    info.flags |= kCompositeFlag;
+    auto composite = std::make_unique<Composite>();
+    composite->setup(std::move(info), {}, {});
+    composite->parts = std::move(parts);
+    return OptimizerPtr(composite.release(), OptimizerDeleter{});
+  }
+};
+
+OptimizerPtr make_composite(std::vector<OptimizerPtr> parts) { return CompositeBuilder::make(std::move(parts)); }
+
+bool is_composite(const Optimizer& optimizer) noexcept { return dynamic_cast<const Composite*>(&optimizer) != nullptr; }
+
 // ---------------------------------------------------------------- Optimizer
 
 Optimizer::~Optimizer() = default;
+
+const Optimizer& Optimizer::engine(const Options& options) const {
+  if ((info_.flags & kCompositeFlag) == 0) return *this;
+  const auto* composite = dynamic_cast<const Composite*>(this);
+  const auto it = options.find(kPartOption);
+  if (composite == nullptr || it == options.end() || it->second.type() != ValueType::String) return *this;
+  for (const auto& part : composite->parts) {
+    if (part->name() == it->second.as_string()) return *part;
+  }
+  return *this;
+}
+
+const Schema& Optimizer::group_schema(std::size_t group) const {
+  if (group >= groups_.size()) {
+    throw UsageError("optimizer '" + info_.name + "' has " + std::to_string(groups_.size()) +
+                     " param groups; there is no group " + std::to_string(group));
+  }
+  return *engine(groups_[group].options_).info_.schema;
+}
+
+Optimizer& Optimizer::engine(const Options& options) {
+  return const_cast<Optimizer&>(static_cast<const Optimizer&>(*this).engine(options));
+}
+
+const Optimizer& Optimizer::engine_for_new(const Options& options, const std::string& where) const {
+  const auto* composite = dynamic_cast<const Composite*>(this);
+  if (composite == nullptr) return *this;
+  const auto it = options.find(kPartOption);
+  if (it == options.end()) return *composite->parts.front();
+  std::string names;
+  for (const auto& part : composite->parts) {
+    if (it->second.type() == ValueType::String && part->name() == it->second.as_string()) return *part;
+    names += (names.empty() ? "'" : ", '") + part->name() + "'";
+  }
+  throw OptionError(OptionFacts{where, kPartOption, it->second.to_short_string(), OptionPart::Value, -1,
+                                "option 'optimizer' = " + it->second.to_short_string() +
+                                    " names no optimizer of this composite; its optimizers are " + names});
+}
 
 void Optimizer::validate(const Options& /*options*/, const std::string& /*where*/) const {}
 
@@ -171,7 +288,7 @@ void Optimizer::validate_group(const OptimizerInfo& info, const Options& options
     }
   }
   try {
-    plugin(info, "validate()", [&] { validate(options, where); });
+    plugin(info, "validate()", [&] { engine(options).validate(options, where); });
   } catch (const OptionError& e) {
     throw in_group(e, group);
   }
@@ -244,32 +361,42 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
     }
     throw UsageError(where + ": " + at + " is already in param group " + std::to_string(it->second.first));
   }
+  // A composite's group is stepped by one of its parts: its options are that part's.
+  const Optimizer& eng = engine_for_new(options, where);
+  const OptimizerInfo& info = eng.info_;
   for (std::size_t i = 0; i < params.size(); ++i) {
     const DType dtype = params[i].value().dtype();
-    if ((info_.param_dtypes & dtype_bit(dtype)) == 0) {
+    if ((info.param_dtypes & dtype_bit(dtype)) == 0) {
       throw OptionError(where, "dtype",
                         "parameter '" + params[i].name() + "' (position " + std::to_string(i) + ") is " +
-                            dtype_name(dtype) + ", but optimizer '" + info_.name + "' steps parameters of " +
-                            dtype_names(info_.param_dtypes) + " only");
+                            dtype_name(dtype) + ", but optimizer '" + info.name + "' steps parameters of " +
+                            dtype_names(info.param_dtypes) + " only");
     }
-    if ((info_.flags & abi::kOptimizerMatricesOnly) != 0 && params[i].value().shape().size() != 2) {
+    if ((info.flags & abi::kOptimizerMatricesOnly) != 0 && params[i].value().shape().size() != 2) {
       throw UsageError(where + ": parameter '" + params[i].name() + "' (position " + std::to_string(i) + ") has shape " +
-                       to_string(params[i].value().shape()) + ", but optimizer '" + info_.name +
+                       to_string(params[i].value().shape()) + ", but optimizer '" + info.name +
                        "' steps matrices (2-dimensional parameters) only");
     }
   }
   ParamGroup group;
-  group.options_ = info_.schema->resolve(defaults_, options, where);
-  validate_group(info_, group.options_, where, static_cast<std::int64_t>(index));
+  if (&eng == this) {
+    group.options_ = info.schema->resolve(defaults_, options, where);
+  } else {
+    Options given = options;
+    given.erase(kPartOption);
+    group.options_ = info.schema->resolve(eng.defaults_, given, where);
+    group.options_[kPartOption] = Value(info.name);
+  }
+  validate_group(info, group.options_, where, static_cast<std::int64_t>(index));
   check_state_dtype(group.options_, params, where);
   group.states_.resize(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
-    plugin(info_, "init_state()", [&] { init_state(group.options_, params[i], group.states_[i]); });
-    check_declared(group.states_[i], where + ", parameter '" + params[i].name() + "'");
+    plugin(info, "init_state()", [&] { eng.init_state(group.options_, params[i], group.states_[i]); });
+    check_declared(*info.state, group.states_[i], where + ", parameter '" + params[i].name() + "'");
     group.shapes_.push_back(params[i].value().shape());
     group.dtypes_.push_back(params[i].value().dtype());
   }
-  pack_state(group.states_);
+  pack_state(*info.state, group.states_);
   group.params_ = std::move(params);
   groups_.push_back(std::move(group));
 }
@@ -280,9 +407,11 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
                      " param groups; there is no group " + std::to_string(group));
   }
   const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(group);
+  const Optimizer& eng = engine(groups_[group].options_);
+  if (&eng != this && name == kPartOption) throw fixed_part(where, group, value);
   Options next = groups_[group].options_;
-  next[name] = info_.schema->check(name, value, where);
-  validate_group(info_, next, where, static_cast<std::int64_t>(group));
+  next[name] = eng.info_.schema->check(name, value, where);
+  validate_group(eng.info_, next, where, static_cast<std::int64_t>(group));
   check_state_dtype(next, groups_[group].params_, where);
   std::vector<std::pair<Tensor*, Tensor>> converted;  // made before anything changes
   if (name == "state_dtype") converted = converted_state(group, next);
@@ -292,14 +421,24 @@ void Optimizer::set_option(std::size_t group, const std::string& name, const Val
 
 void Optimizer::set_option(const std::string& name, const Value& value) {
   // Check every group first so that a refusal leaves all of them unchanged.
+  // A composite sets it in the groups whose optimizer declares it, and refuses a name none does.
   std::vector<Options> next;
   next.reserve(groups_.size());
+  bool declared = false;
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const std::string where = "optimizer '" + info_.name + "', param group " + std::to_string(g);
+    const Optimizer& eng = engine(groups_[g].options_);
     next.push_back(groups_[g].options_);
-    next.back()[name] = info_.schema->check(name, value, where);
-    validate_group(info_, next.back(), where, static_cast<std::int64_t>(g));
+    if (&eng != this && name == kPartOption) throw fixed_part(where, g, value);
+    if (&eng != this && eng.info_.schema->find(name) == nullptr) continue;
+    declared = true;
+    next.back()[name] = eng.info_.schema->check(name, value, where);
+    validate_group(eng.info_, next.back(), where, static_cast<std::int64_t>(g));
     check_state_dtype(next.back(), groups_[g].params_, where);
+  }
+  if (!declared && !groups_.empty()) {
+    throw OptionError(OptionFacts{"optimizer '" + info_.name + "'", name, value.to_short_string(), OptionPart::Name, -1,
+                                  "no param group's optimizer has an option " + quoted_name(name)});
   }
   std::vector<std::pair<Tensor*, Tensor>> converted;  // made before anything changes
   for (std::size_t g = 0; g < groups_.size() && name == "state_dtype"; ++g) {
@@ -331,7 +470,7 @@ std::vector<std::pair<Tensor*, Tensor>> Optimizer::converted_state(std::size_t g
     ParamState& state = group.states_[i];
     for (std::size_t k = 0; k < state.num_tensors(); ++k) {
       const StateEntry* e = nullptr;
-      for (const StateEntry& d : *info_.state) e = d.name == state.tensors()[k].first ? &d : e;
+      for (const StateEntry& d : *engine(group.options_).info_.state) e = d.name == state.tensors()[k].first ? &d : e;
       if (e == nullptr) continue;
       Tensor& t = state.tensor(k);
       const DType want = state_storage(options, *e, param);
@@ -364,7 +503,8 @@ Optimizer& Optimizer::step() {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     gather_slots(g);
     if (slots_.empty()) continue;
-    plugin(info_, "update_group()", [&] { update_group(groups_[g].options_, slots_); });
+    Optimizer& eng = engine(groups_[g].options_);
+    plugin(eng.info_, "update_group()", [&] { eng.update_group(groups_[g].options_, slots_); });
     write_back(g);
   }
   return *this;
@@ -396,7 +536,8 @@ double Optimizer::step(const Closure& closure) {
     gather_slots(g);
     if (slots_.empty()) continue;
     try {
-      plugin(info_, "closure_update()", [&] { closure_update(groups_[g].options_, slots_, loss, guarded); });
+      Optimizer& eng = engine(groups_[g].options_);
+      plugin(eng.info_, "closure_update()", [&] { eng.closure_update(groups_[g].options_, slots_, loss, guarded); });
     } catch (...) {
       if (failure) std::rethrow_exception(failure);
       throw;
@@ -600,6 +741,8 @@ void Optimizer::write_eval_weights() {
   if (!has_eval_weights()) return;
   check_parameters();
   for (ParamGroup& group : groups_) {
+    Optimizer& eng = engine(group.options_);
+    if (!eng.has_eval_weights()) continue;  // a composite's part without them: the training weights
     // A half-precision parameter's weights are computed in float32, from its master copy when
     // it has one, and rounded to nearest into it.
     std::vector<Parameter> wide;
@@ -616,7 +759,7 @@ void Optimizer::write_eval_weights() {
       wide.emplace_back(param.name(), master ? state.tensor(kMaster).clone() : param.value().to(DType::Float32));
       slots.push_back(Slot{&wide.back(), &state});
     }
-    plugin(info_, "eval_weights()", [&] { eval_weights(group.options_, slots); });
+    plugin(eng.info_, "eval_weights()", [&] { eng.eval_weights(group.options_, slots); });
     for (std::size_t i = 0, w = 0; i < group.params_.size(); ++i) {
       Tensor& value = group.params_[i].value();
       if (is_half(value.dtype())) round_into(wide[w++].value(), value, Precision(Options{}), 0, 0);
@@ -688,12 +831,12 @@ std::vector<Parameter> Optimizer::parameters() const {
   return out;
 }
 
-void Optimizer::pack_state(std::vector<ParamState>& states) {
+void Optimizer::pack_state(const StateSchema& schema, std::vector<ParamState>& states) {
   // Each state entry of the group's parameters moves into one buffer per dtype, in parameter
   // order and without gaps, so that a step streams through it and parameters that share one
   // flat buffer can be updated as one range. One entry at a time, to keep the extra memory to
   // one entry.
-  for (const StateEntry& e : *info_.state) {
+  for (const StateEntry& e : schema) {
     if (e.kind != StateKind::Tensor) continue;
     for (const DType dtype : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
       const auto mine = [&](const std::pair<std::string, Tensor>& t) { return t.first == e.name && t.second.dtype() == dtype; };
@@ -718,10 +861,9 @@ void Optimizer::pack_state(std::vector<ParamState>& states) {
   }
 }
 
-void Optimizer::check_declared(const ParamState& state, const std::string& where) const {
+void Optimizer::check_declared(const StateSchema& schema, const ParamState& state, const std::string& where) const {
   // Each kind's entries must follow the declaration order, so that positions are stable.
   const auto check = [&](const std::string& name, bool is_tensor, std::size_t& next) {
-    const StateSchema& schema = *info_.state;
     for (std::size_t k = next; k < schema.size(); ++k) {
       if (schema[k].name != name) continue;
       if ((schema[k].kind == StateKind::Tensor) != is_tensor) break;

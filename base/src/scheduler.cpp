@@ -43,12 +43,20 @@ std::string Scheduler::who() const { return "scheduler '" + info_.name + "'"; }
 void Scheduler::setup(SchedulerInfo info, Optimizer& optimizer, const Options& options) {
   if (optimizer_ != nullptr) throw UsageError("scheduler '" + info.name + "' is already set up");
   const Hyperparameter* lr = optimizer.schema().find("lr");
-  if (lr == nullptr || lr->type != ValueType::Float) {
+  if (!is_composite(optimizer) && (lr == nullptr || lr->type != ValueType::Float)) {
     throw UsageError("scheduler '" + info.name + "' sets the option 'lr', but optimizer '" + optimizer.name() +
                      "' has no float option 'lr'");
   }
   if (optimizer.param_groups().empty()) {
     throw UsageError("scheduler '" + info.name + "' needs an optimizer with at least one param group");
+  }
+  for (std::size_t g = 0; g < optimizer.param_groups().size(); ++g) {  // a composite's groups each
+    lr = optimizer.group_schema(g).find("lr");
+    if (lr == nullptr || lr->type != ValueType::Float) {
+      throw UsageError("scheduler '" + info.name + "' sets the option 'lr', but param group " + std::to_string(g) +
+                       " of optimizer '" + optimizer.name() + "' (optimizer '" +
+                       optimizer.param_groups()[g].option("optimizer").as_string() + "') has no float option 'lr'");
+    }
   }
   const std::string where = "scheduler '" + info.name + "'";
   Options resolved = info.schema->resolve(info.schema->defaults(), options, where);

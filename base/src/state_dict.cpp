@@ -239,10 +239,26 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       throw StateDictError(where + " has " + std::to_string(saved.params.size()) +
                            " parameters, but this optimizer's group has " + std::to_string(live.params_.size()));
     }
+    // A composite's group is its part's: the state dict must say the same part.
+    const Optimizer& eng = engine(live.options_);
+    const OptimizerInfo& info = eng.info_;
+    Options given = saved.options;
+    if (&eng != this) {
+      const auto it = given.find("optimizer");
+      const std::string saved_part = it == given.end() ? std::string("no optimizer")
+                                     : it->second.type() == ValueType::String ? "optimizer '" + it->second.as_string() + "'"
+                                                                               : "option 'optimizer' = " + it->second.to_short_string();
+      if (it == given.end() || it->second.type() != ValueType::String || it->second.as_string() != info.name) {
+        throw StateDictError(StateDictPlace{static_cast<std::int64_t>(g), -1, "optimizer"},
+                             where + " is stepped by " + saved_part + ", but this composite's group " +
+                                 std::to_string(g) + " by optimizer '" + info.name + "'");
+      }
+      given.erase(it);
+    }
     Options next;
     try {
-      next = saved_options(*info_.schema, live.options_, saved.options, where);
-      validate_group(info_, next, where, static_cast<std::int64_t>(g));
+      next = saved_options(*info.schema, live.options_, given, where);
+      validate_group(info, next, where, static_cast<std::int64_t>(g));
       check_state_dtype(next, live.params_, where);
     } catch (const OptionError& e) {
       throw StateDictError(StateDictPlace{static_cast<std::int64_t>(g), -1, e.option()}, e.what());
@@ -255,7 +271,7 @@ void Optimizer::check_state_dict(const StateDict& sd) const {
       const std::string subject = "parameter id " + std::to_string(id) + " ('" + p.name() + "', param group " +
                                   std::to_string(g) + ", position " + std::to_string(j) + ")";
       if (it == sd.state.end()) throw StateDictError("the state dict has no state for " + subject);
-      check_param_state(info_, it->second, live.states_[j], p, next, subject);
+      check_param_state(info, it->second, live.states_[j], p, next, subject);
     }
   }
   check_no_stray_state(sd, seen);
@@ -289,7 +305,7 @@ std::vector<DTypeConversion> Optimizer::convert_state_dict(StateDict& sd) const 
       ParamState converted;
       bool changed = false;
       for (const auto& [name, t] : it->second.tensors()) {
-        const StateEntry* e = declared(*info_.state, name);
+        const StateEntry* e = declared(*engine(live.options_).info_.state, name);
         const bool fits = e != nullptr && e->kind == StateKind::Tensor && !e->custom_shape && t.shape() == p.value().shape();
         const DType want = fits ? state_storage(next, *e, p.value().dtype()) : t.dtype();
         if (want == t.dtype()) {
@@ -316,12 +332,15 @@ void Optimizer::load_state_dict(const StateDict& sd) {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     ParamGroup& live = groups_[g];
     const auto& saved = sd.param_groups[g];
-    for (const auto& [name, value] : saved.options) live.options_[name] = info_.schema->check(name, value, "");
+    const Optimizer& eng = engine(live.options_);
+    for (const auto& [name, value] : saved.options) {
+      if (&eng == this || name != "optimizer") live.options_[name] = eng.info_.schema->check(name, value, "");
+    }
     for (std::size_t j = 0; j < saved.params.size(); ++j) {
       const ParamState& s = sd.state.at(saved.params[j]);
       ParamState& current = live.states_[j];
       ParamState next;
-      for (const auto& e : *info_.state) {
+      for (const auto& e : *eng.info_.state) {
         if (e.kind == StateKind::Tensor) {
           const Tensor* from = find_entry(s.tensors(), e.name);
           if (from == nullptr) continue;

@@ -194,6 +194,12 @@ void parse_param_groups(OptimizerConfig& config, const ConfigNode& value) {
           group.patterns.push_back(p);
           group.pattern_marks.push_back(m);
         }
+      } else if (e.key.text() == "optimizer") {
+        if (!e.value.is_scalar() || e.value.text().empty()) {
+          e.value.fail(what + ".optimizer must be an optimizer name (the optimizer that steps the group)");
+        }
+        group.optimizer = e.value.text();
+        group.optimizer_mark = e.value.mark();
       } else {
         group.options.push_back(option_of(e));
       }
@@ -330,6 +336,16 @@ std::vector<Refusal> load_config_plugins(const OptimizerConfig& config, Registry
   auto r = registry.load_default();
   refused.insert(refused.end(), r.begin(), r.end());
   return refused;
+}
+
+std::string optimizer_names(const OptimizerConfig& config) {
+  std::vector<std::string> names{config.optimizer};
+  for (const auto& g : config.groups) {
+    if (!g.optimizer.empty() && std::find(names.begin(), names.end(), g.optimizer) == names.end()) names.push_back(g.optimizer);
+  }
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : " + ") + n;
+  return out;
 }
 
 std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params) {

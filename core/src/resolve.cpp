@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include <optreg/abi.hpp>
 #include <optreg/config.hpp>
 
 namespace optreg {
@@ -61,24 +62,127 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
     return false;
   }
   r.optimizer = *d;
+  // An entry of `param_groups` that names another optimizer is that optimizer's group: its
+  // options are checked against that optimizer's schema, from its defaults.
+  std::vector<std::optional<OptimizerDescriptor>> other(config.groups.size());
+  bool ok = true;
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const ConfigGroup& group = config.groups[g];
+    if (group.optimizer.empty() || group.optimizer == d->name) continue;
+    other[g] = registry.find(group.optimizer);
+    if (!other[g]) {
+      std::vector<std::string> known;
+      for (const auto& o : registry.list()) known.push_back(o.name);
+      errors.push_back(error_at(config.source, group.optimizer_mark,
+                                unknown_name_message("param_groups[" + std::to_string(g) + "]: unknown optimizer '" +
+                                                         group.optimizer + "'",
+                                                     group.optimizer, known)));
+      ok = false;
+    }
+  }
+  const auto closure = [](const OptimizerDescriptor& o) { return (o.flags & abi::kOptimizerNeedsClosure) != 0; };
+  const bool composite = std::any_of(other.begin(), other.end(), [](const auto& o) { return o.has_value(); });
+  for (std::size_t g = 0; g < config.groups.size() && composite; ++g) {
+    const OptimizerDescriptor& o = other[g] ? *other[g] : *d;
+    if (!closure(o)) continue;
+    const ConfigMark& at = other[g] ? config.groups[g].optimizer_mark : config.optimizer_mark;
+    errors.push_back(error_at(config.source, at,
+                              "param_groups[" + std::to_string(g) + "]: optimizer '" + o.name +
+                                  "' steps all its parameters as one vector with one closure, so it cannot step some "
+                                  "param groups while other optimizers step the rest"));
+    ok = false;
+  }
+  if (composite && closure(*d)) {
+    errors.push_back(error_at(config.source, config.optimizer_mark,
+                              "optimizer '" + d->name +
+                                  "' steps all its parameters as one vector with one closure, so it cannot step some "
+                                  "param groups while other optimizers step the rest"));
+    ok = false;
+  }
   const Options defaults = written(config.options);
   std::vector<Options> groups;
-  for (const auto& g : config.groups) groups.push_back(written(g.options));
+  std::vector<std::size_t> own;  // the entries of the config's optimizer
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    if (other[g]) continue;
+    own.push_back(g);
+    groups.push_back(written(config.groups[g].options));
+  }
   const std::vector<OptionError> found = registry.validate_options(d->name, defaults, groups);
   const std::string name = "optimizer '" + d->name + "'";
   for (const auto& e : found) {
     if (e.group() < 0) {
       errors.push_back(placed(config.source, e, config.options, config.optimizer_mark, name));
     } else {
-      const auto g = static_cast<std::size_t>(e.group());
+      const std::size_t g = own[static_cast<std::size_t>(e.group())];
       errors.push_back(placed(config.source, e, config.groups[g].options, config.groups[g].mark,
                               name + ", param_groups[" + std::to_string(g) + "]"));
     }
   }
-  if (!found.empty()) return false;
+  ok = ok && found.empty();
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    if (!other[g]) continue;
+    const ConfigGroup& group = config.groups[g];
+    const std::string label = "optimizer '" + other[g]->name + "', param_groups[" + std::to_string(g) + "]";
+    for (const auto& e : registry.validate_options(other[g]->name, {}, {written(group.options)})) {
+      errors.push_back(placed(config.source, e, group.options, group.optimizer_mark, label));
+      ok = false;
+    }
+  }
+  if (!ok) return false;
   r.defaults = d->schema->resolve(d->schema->defaults(), defaults, name);
-  for (const auto& g : groups) r.groups.push_back(d->schema->resolve(r.defaults, g, name));
+  for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const OptimizerDescriptor& o = other[g] ? *other[g] : *d;
+    const Options base = other[g] ? o.schema->defaults() : r.defaults;
+    r.groups.push_back(o.schema->resolve(base, written(config.groups[g].options), name));
+    r.group_optimizers.push_back(o);
+  }
   return true;
+}
+
+/// Whether a resolved config steps some groups with another optimizer than its own.
+bool is_composite_config(const ResolvedConfig& r) {
+  return std::any_of(r.group_optimizers.begin(), r.group_optimizers.end(),
+                     [&](const OptimizerDescriptor& o) { return o.name != r.optimizer.name; });
+}
+
+/// The optimizer of a resolved config over `specs`, each the group of `config_index` (-1: the
+/// default group, stepped by the config's optimizer): Registry::create(), or a composite of
+/// the config's optimizer and those its groups name. An error of a composite's group is a
+/// ConfigError at the group's `optimizer:` (at the config's optimizer for its own groups).
+OptimizerPtr create_resolved(const OptimizerConfig& config, const ResolvedConfig& r, const Registry& registry,
+                             std::vector<ParamGroupSpec> specs, const std::vector<int>& config_index) {
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    if (config_index[k] >= 0) specs[k].options = r.groups[static_cast<std::size_t>(config_index[k])];
+  }
+  if (!is_composite_config(r)) return registry.create(r.optimizer.name, std::move(specs), r.defaults);
+  std::vector<OptimizerPtr> parts;
+  std::vector<std::string> names;
+  parts.push_back(registry.create(r.optimizer.name, std::vector<ParamGroupSpec>{}, r.defaults));
+  names.push_back(r.optimizer.name);
+  for (const auto& o : r.group_optimizers) {
+    if (std::find(names.begin(), names.end(), o.name) != names.end()) continue;
+    parts.push_back(registry.create(o.name, std::vector<ParamGroupSpec>{}, {}));
+    names.push_back(o.name);
+  }
+  OptimizerPtr composite = make_composite(std::move(parts));
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    const int ci = config_index[k];
+    const std::string& part = ci < 0 ? r.optimizer.name : r.group_optimizers[static_cast<std::size_t>(ci)].name;
+    specs[k].options["optimizer"] = Value(part);
+    const ConfigMark& at = ci < 0 || config.groups[static_cast<std::size_t>(ci)].optimizer.empty()
+                               ? config.optimizer_mark
+                               : config.groups[static_cast<std::size_t>(ci)].optimizer_mark;
+    const std::string label = ci < 0 ? std::string("the parameters no entry of param_groups holds")
+                                     : "param_groups[" + std::to_string(ci) + "]";
+    try {
+      composite->add_param_group(std::move(specs[k].params), specs[k].options);
+    } catch (const OptionError& e) {
+      throw error_at(config.source, at, label + ": " + e.what());
+    } catch (const UsageError& e) {
+      throw error_at(config.source, at, label + ": " + e.what());
+    }
+  }
+  return composite;
 }
 
 SchedulerDescriptor find_scheduler(const std::string& source, const SchedulerConfig& sc, const Registry& registry) {
@@ -214,9 +318,14 @@ ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& regist
   if (config.scheduler && optimizer_ok && out.errors.empty()) {
     // Its fit to the optimizer (onecycle cycles a momentum the optimizer must have) is checked
     // by attaching it to an optimizer of the config's defaults over one stand-in parameter.
-    OptimizerPtr stand_in =
-        registry.create(r.optimizer.name, std::vector<ParamGroupSpec>{{{Parameter("stand-in", Tensor({1}))}, {}}},
-                        r.defaults);
+    // A composite gets one stand-in matrix per entry of param_groups as well.
+    std::vector<ParamGroupSpec> specs{{{Parameter("stand-in", Tensor({1, 1}))}, {}}};
+    std::vector<int> index{-1};
+    for (std::size_t g = 0; g < config.groups.size() && is_composite_config(r); ++g) {
+      specs.push_back({{Parameter("stand-in " + std::to_string(g), Tensor({1, 1}))}, {}});
+      index.push_back(static_cast<int>(g));
+    }
+    OptimizerPtr stand_in = create_resolved(config, r, registry, std::move(specs), index);
     collect(out.errors, [&] { build_scheduler(config, *stand_in, registry); });
   }
   std::stable_sort(out.errors.begin(), out.errors.end(), [](const ConfigError& a, const ConfigError& b) {
@@ -320,13 +429,14 @@ OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Pa
   if (!c.errors.empty()) throw c.errors.front();
   const ResolvedConfig& r = *c.resolved;
   std::vector<ParamGroupSpec> specs;
+  std::vector<int> index;
   for (const auto& g : r.plan->groups) {
     ParamGroupSpec spec;
     for (std::size_t i : g.params) spec.params.push_back(params[i]);
-    if (g.config_index >= 0) spec.options = r.groups[static_cast<std::size_t>(g.config_index)];
     specs.push_back(std::move(spec));
+    index.push_back(g.config_index);
   }
-  return registry.create(r.optimizer.name, std::move(specs), r.defaults);
+  return create_resolved(config, r, registry, std::move(specs), index);
 }
 
 }  // namespace optreg

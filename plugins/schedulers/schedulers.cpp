@@ -31,25 +31,37 @@ std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
   return out;
 }
 
-/// The momentum a scheduler cycles against the lr (onecycle, cyclic): the optimizer's betas[0]
-/// when it has a list `betas` (Adam), else its float `momentum` (SGD), as PyTorch chooses.
+/// The momentum a scheduler cycles against the lr (onecycle, cyclic): each group's betas[0]
+/// when its optimizer has a list `betas` (Adam), else its float `momentum` (SGD), as PyTorch
+/// chooses. The groups of a composite may differ.
 class MomentumCycle {
  public:
-  /// Finds which option to set; throws OptionError from `who` when the optimizer has neither.
+  /// Finds which option to set in each group; throws OptionError from `who` when a group's
+  /// optimizer has neither.
   void bind(const optreg::Optimizer& opt, const std::string& who) {
-    const auto* betas = opt.schema().find("betas");
-    const auto* momentum = opt.schema().find("momentum");
-    if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
-      use_betas_ = true;
-    } else if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
-      throw OptionError(who, "cycle_momentum", "option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
-                        "a list 'betas', and optimizer '" + opt.name() + "' has neither (set cycle_momentum: false)");
+    use_betas_.clear();
+    for (std::size_t g = 0; g < opt.param_groups().size(); ++g) {
+      const optreg::Schema& schema = opt.group_schema(g);
+      const auto* betas = schema.find("betas");
+      const auto* momentum = schema.find("momentum");
+      if (betas != nullptr && betas->type == optreg::ValueType::FloatList) {
+        use_betas_.push_back(true);
+        continue;
+      }
+      if (momentum == nullptr || momentum->type != optreg::ValueType::Float) {
+        const auto it = opt.param_groups()[g].options().find("optimizer");
+        const std::string name = it == opt.param_groups()[g].options().end() ? opt.name() : it->second.as_string();
+        throw OptionError(who, "cycle_momentum",
+                          "option 'cycle_momentum' = true needs an optimizer with a float option 'momentum' or "
+                          "a list 'betas', and optimizer '" + name + "' has neither (set cycle_momentum: false)");
+      }
+      use_betas_.push_back(false);
     }
   }
   /// Sets every group's momentum (or betas[0]) to `m`.
   void set(optreg::Optimizer& opt, double m) const {
-    for (std::size_t g = 0; g < opt.param_groups().size(); ++g) {
-      if (use_betas_) {
+    for (std::size_t g = 0; g < opt.param_groups().size() && g < use_betas_.size(); ++g) {
+      if (use_betas_[g]) {
         std::vector<double> betas = opt.param_groups()[g].option("betas").as_float_list();
         betas.at(0) = m;
         opt.set_option(g, "betas", Value(std::move(betas)));
@@ -60,7 +72,7 @@ class MomentumCycle {
   }
 
  private:
-  bool use_betas_ = false;
+  std::vector<bool> use_betas_;
 };
 
 // ------------------------------------------------------------------ step

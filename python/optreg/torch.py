@@ -35,6 +35,12 @@ def _group_options(group):
     return {k: v for k, v in group.items() if k != "params"}
 
 
+def _option_keys(native_group):
+    """The options of a native param group that a torch param group may change: all but a
+    composite's `optimizer`, which is fixed."""
+    return frozenset(k for k in native_group if k not in ("params", "optimizer"))
+
+
 class Optimizer(_torch.optim.Optimizer):
     """A torch.optim.Optimizer backed by the optreg optimizer `name`.
 
@@ -64,10 +70,12 @@ class Optimizer(_torch.optim.Optimizer):
         self._params = [p for g in self.param_groups for p in g["params"]]
         self._grads = [None] * len(self._params)
         self._ptrs = [p.data_ptr() for p in self._params]
-        self._synced = [self._options_of(g) for g in self.param_groups]
+        # The options each group has: a composite's groups have their own optimizer's.
+        self._keys = [_option_keys(g) for g in native.param_groups]
+        self._synced = [self._options_of(g, i) for i, g in enumerate(self.param_groups)]
 
-    def _options_of(self, group):
-        return {k: v for k, v in group.items() if k in self._schema}
+    def _options_of(self, group, i):
+        return {k: v for k, v in group.items() if k in self._keys[i]}
 
     # -- torch.optim.Optimizer
 
@@ -83,17 +91,25 @@ class Optimizer(_torch.optim.Optimizer):
         group = self.param_groups[-1]
         first = len(self._params)
         named = [("p%d" % (first + j), p) for j, p in enumerate(group["params"])]
-        self._native.add_param_group(named, **_group_options(group))
+        try:
+            self._native.add_param_group(named, **_group_options(group))
+        except BaseException:
+            self.param_groups.pop()  # refused: both sides stay as they were
+            raise
         self._params.extend(group["params"])
         self._grads.extend([None] * len(group["params"]))
         self._ptrs.extend(p.data_ptr() for p in group["params"])
-        self._synced.append(self._options_of(group))
+        self._keys.append(_option_keys(self._native.param_groups[-1]))
+        for key, value in self._native.param_groups[-1].items():  # a composite's part's defaults
+            if key != "params":
+                group.setdefault(key, value)
+        self._synced.append(self._options_of(group, len(self.param_groups) - 1))
 
     def _sync(self):
         native = self._native
         for i, group in enumerate(self.param_groups):
             synced = self._synced[i]
-            for key in self._schema:
+            for key in self._keys[i]:
                 value = group.get(key)
                 if key in group and value != synced.get(key):
                     native.set_option(key, value, i)
@@ -187,13 +203,13 @@ class Optimizer(_torch.optim.Optimizer):
             state_dict = from_torch_state_dict(state_dict, self)
         self._native.load_state_dict(state_dict["optreg"])
         for i, (group, saved) in enumerate(zip(self.param_groups, self._native.param_groups)):
-            for key in self._schema:
+            for key in self._keys[i]:
                 if key in saved:
                     value = saved[key]
                     if isinstance(group.get(key), tuple):
                         value = tuple(value)
                     group[key] = value
-            self._synced[i] = self._options_of(group)
+            self._synced[i] = self._options_of(group, i)
 
 
 def from_config(config, named_parameters, registry=None):
@@ -215,8 +231,10 @@ def from_config(config, named_parameters, registry=None):
     opt._native = None
     opt._eval_scope = None
     opt._registry = registry
-    opt._schema = registry.schema(native.name)
-    _torch.optim.Optimizer.__init__(opt, groups, {k: v["default"] for k, v in opt._schema.items()})
+    # A composite (a param group with an optimizer of its own) has no one schema: a group added
+    # later names its optimizer and gets that optimizer's defaults.
+    defaults = {} if native.name == "composite" else {k: v["default"] for k, v in registry.schema(native.name).items()}
+    _torch.optim.Optimizer.__init__(opt, groups, defaults)
     opt._adopt(native)
     return opt
 

@@ -12,7 +12,9 @@
 //
 // VALUE is `true`/`false`, an integer, a float (strtod syntax), a list `[a,b,...]` of floats, or
 // else a string. The gradient of each parameter is computed from its value, so the trajectory
-// depends on the optimizer's state. The parameter named "frozen" never has a gradient.
+// depends on the optimizer's state. The parameter named "frozen" never has a gradient. A
+// `--group` section with `optimizer=OTHER` makes a composite (make_composite()): NAME with the
+// defaults given, and OTHER at its defaults for the groups that name it.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -127,14 +129,33 @@ std::vector<optreg::Parameter> make_parameters(bool matrices) {
 }
 
 optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
-  const auto d = registry.find(c.name);
-  std::vector<optreg::Parameter> params = make_parameters(d && (d->flags & optreg::abi::kOptimizerMatricesOnly) != 0);
+  // A group whose options name another optimizer (`optimizer=NAME`) makes a composite of NAME's
+  // defaults and optimizer `c.name` with the defaults given.
+  std::vector<std::string> parts{c.name};
+  for (const auto& o : c.groups) {
+    const auto it = o.find("optimizer");
+    if (it != o.end() && std::find(parts.begin(), parts.end(), it->second.as_string()) == parts.end()) {
+      parts.push_back(it->second.as_string());
+    }
+  }
+  bool matrices = false;
+  for (const auto& name : parts) {
+    const auto d = registry.find(name);
+    matrices = matrices || (d && (d->flags & optreg::abi::kOptimizerMatricesOnly) != 0);
+  }
+  std::vector<optreg::Parameter> params = make_parameters(matrices);
   const std::size_t g = c.groups.empty() ? 1 : c.groups.size();
   if (g > params.size()) throw Usage{"at most " + std::to_string(params.size()) + " groups"};
   std::vector<optreg::ParamGroupSpec> groups(g);
   for (std::size_t k = 0; k < params.size(); ++k) groups[k % g].params.push_back(params[k]);
   for (std::size_t i = 0; i < c.groups.size(); ++i) groups[i].options = c.groups[i];
-  return registry.create(c.name, std::move(groups), c.defaults);
+  if (parts.size() == 1) return registry.create(c.name, std::move(groups), c.defaults);
+  std::vector<optreg::OptimizerPtr> made;
+  made.push_back(registry.create(c.name, std::vector<optreg::ParamGroupSpec>{}, c.defaults));
+  for (std::size_t i = 1; i < parts.size(); ++i) made.push_back(registry.create(parts[i], std::vector<optreg::ParamGroupSpec>{}));
+  optreg::OptimizerPtr composite = optreg::make_composite(std::move(made));
+  for (auto& group : groups) composite->add_param_group(std::move(group.params), group.options);
+  return composite;
 }
 
 /// Sets the gradient of f(x) = sum((1 + i % 3) / 2 * x^2 + sin(3x + i) / 4 + x^4 / 8) at `x`;

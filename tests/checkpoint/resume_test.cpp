@@ -122,6 +122,17 @@ const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
        {
            {"lbfgs", "short_steps", {"lr=0.05", "max_iter=2", "history_size=3"}},
        }},
+      // Composites: a group of another optimizer (make_composite()).
+      {"adamw",
+       {
+           {"adamw", "composite_with_muon",
+            {"lr=0.01", "weight_decay=0.01", "--group", "--group", "optimizer=muon", "lr=0.02", "--group", "lr=0.005"}},
+       }},
+      {"schedulefree_adamw",
+       {
+           {"schedulefree_adamw", "composite_with_sgd_momentum",
+            {"lr=0.01", "--group", "optimizer=sgd", "lr=0.05", "momentum=0.9", "--group"}},
+       }},
   };
   return cases;
 }

@@ -432,3 +432,56 @@ def test_lbfgs_step_without_a_closure_is_refused():
     opt = optreg.torch.Optimizer(model.parameters(), "lbfgs")
     with pytest.raises(optreg.UsageError, match="call step\\(closure\\)"):
         opt.step()
+
+
+def test_a_config_group_of_another_optimizer_steps_as_that_optimizer_alone(tmp_path):
+    # Muon for fc1.weight and fc2.weight, AdamW for the rest: each group bit for bit as its
+    # optimizer alone, a torch scheduler scaling both, and a state dict that resumes.
+    config = tmp_path / "opt.yaml"
+    config.write_text(
+        "optimizer: {name: adamw, lr: 0.01, weight_decay: 0.01}\n"
+        "param_groups:\n  - params: 'fc*.weight'\n    optimizer: muon\n    lr: 0.02\n")
+    model, alone = make_model(), make_model()
+    opt = optreg.torch.from_config(str(config), model.named_parameters())
+    assert [g["optimizer"] for g in opt.param_groups] == ["adamw", "muon"]
+    assert "betas" not in opt.param_groups[1]
+    matrices = [alone.fc1.weight, alone.fc2.weight]
+    rest = [p for n, p in alone.named_parameters() if n not in ("fc1.weight", "fc2.weight")]
+    muon = optreg.torch.Optimizer(matrices, "muon", lr=0.02)
+    adamw = optreg.torch.Optimizer(rest, "adamw", lr=0.01, weight_decay=0.01)
+    sched = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (opt, muon, adamw)]
+    for x, y in batches(5):
+        for m, opts in ((model, [opt]), (alone, [muon, adamw])):
+            for o in opts:
+                o.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            for o in opts:
+                o.step()
+        for s in sched:
+            s.step()
+    for a, b in zip(model.parameters(), alone.parameters()):
+        assert torch.equal(a, b)
+    assert opt.param_groups[1]["lr"] == muon.param_groups[0]["lr"] == 0.02 * 0.25
+
+    saved = copy.deepcopy(opt.state_dict())
+    again = optreg.torch.from_config(str(config), model.named_parameters())
+    again.load_state_dict(saved)
+    assert again.param_groups[1]["lr"] == 0.02 * 0.25
+    assert again.param_groups[1]["optimizer"] == "muon"
+
+
+def test_a_group_added_to_a_composite_names_its_optimizer_and_gets_its_defaults(tmp_path):
+    config = tmp_path / "opt.yaml"
+    config.write_text(
+        "optimizer: {name: adamw, lr: 0.01}\n"
+        "param_groups:\n  - params: 'fc1.weight'\n    optimizer: muon\n")
+    model = make_model()
+    named = [(n, p) for n, p in model.named_parameters() if n != "fc2.weight"]
+    opt = optreg.torch.from_config(str(config), named)
+    opt.add_param_group({"params": [model.fc2.weight], "optimizer": "muon", "lr": 0.03})
+    assert opt.param_groups[-1]["optimizer"] == "muon"
+    assert opt.param_groups[-1]["momentum"] == optreg.schema("muon")["momentum"]["default"]
+    with pytest.raises(optreg.OptionError, match="names no optimizer of this composite"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, 2))], "optimizer": "lion"})
+    assert len(opt.param_groups) == 3  # the refused group is in neither side
+    train(model, opt, steps=2)

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <tuple>
 
+#include <optreg/abi.hpp>
 #include <optreg/config.hpp>
 
 #include "cli.hpp"
@@ -91,6 +92,8 @@ Json clip_json(const ClipConfig& c) {
 struct ShownGroup {
   std::string label;
   const ConfigGroup* config = nullptr;
+  /// The optimizer that steps it.
+  OptimizerDescriptor optimizer;
   Options options;
   std::vector<ParamInfo> params;
 };
@@ -107,7 +110,8 @@ std::vector<ShownGroup> shown_groups(const OptimizerConfig& config, const Resolv
   std::vector<ShownGroup> out;
   if (!params) {
     for (std::size_t g = 0; g < config.groups.size(); ++g) {
-      out.push_back(ShownGroup{"param_groups[" + std::to_string(g) + "]", &config.groups[g], r.groups[g], {}});
+      out.push_back(ShownGroup{"param_groups[" + std::to_string(g) + "]", &config.groups[g], r.group_optimizers[g],
+                               r.groups[g], {}});
     }
     return out;
   }
@@ -115,11 +119,13 @@ std::vector<ShownGroup> shown_groups(const OptimizerConfig& config, const Resolv
     ShownGroup group;
     if (g.config_index < 0) {
       group.label = "default group (parameters no pattern matches)";
+      group.optimizer = r.optimizer;
       group.options = r.defaults;
     } else {
       const auto index = static_cast<std::size_t>(g.config_index);
       group.config = &config.groups[index];
       group.label = "param_groups[" + std::to_string(index) + "]";
+      group.optimizer = r.group_optimizers[index];
       group.options = r.groups[index];
     }
     for (std::size_t i : g.params) group.params.push_back((*params)[i]);
@@ -132,7 +138,7 @@ Json groups_json(const Shown& r, bool with_params) {
   Json list = Json::array();
   for (const auto& g : r.groups) {
     Json j = {{"group", json_text(g.label)}, {"patterns", g.config ? patterns_json(*g.config) : Json::array()},
-              {"options", options_json(g.options)}};
+              {"optimizer", json_text(g.optimizer.name)}, {"options", options_json(g.options)}};
     if (with_params) {
       Json& params = j["params"] = Json::array();
       for (const auto& p : g.params) params.push_back(Json{{"name", json_text(p.name)}, {"shape", json_text(to_string(p.shape))}});
@@ -169,6 +175,7 @@ void print_text(const CheckArgs& args, const OptimizerConfig& config, const Show
   for (const auto& g : shown.groups) {
     out << g.label;
     if (g.config) out << " (params " << patterns_text(*g.config) << ")";
+    if (g.optimizer.name != r.optimizer.name) out << ", optimizer " << escape_text(g.optimizer.name);
     out << ": " << options_text(g.options) << '\n';
     for (const auto& p : g.params) out << "    " << escape_text(p.name) << " " << to_string(p.shape) << '\n';
   }
@@ -191,6 +198,24 @@ Json errors_json(const std::vector<ConfigError>& errors) {
                         {"message", json_message(e.what())}});
   }
   return list;
+}
+
+/// A parameter of --params that its group's optimizer cannot step (a vector in a group of an
+/// optimizer of matrices only): a ConfigError at the group's optimizer.
+std::vector<ConfigError> misfits(const OptimizerConfig& config, const Shown& shown) {
+  std::vector<ConfigError> errors;
+  for (const ShownGroup& g : shown.groups) {
+    if ((g.optimizer.flags & abi::kOptimizerMatricesOnly) == 0) continue;
+    for (const ParamInfo& p : g.params) {
+      if (p.shape.size() == 2) continue;
+      const ConfigMark& at = g.config == nullptr || g.config->optimizer.empty() ? config.optimizer_mark : g.config->optimizer_mark;
+      errors.emplace_back(config.source, at.line, at.column,
+                          g.label + ": parameter '" + p.name + "' has shape " + to_string(p.shape) + ", but optimizer '" +
+                              g.optimizer.name + "' steps matrices (2-dimensional parameters) only");
+      break;
+    }
+  }
+  return errors;
 }
 
 /// Every error of the config at `path`: each malformed section, then, for the sections that
@@ -227,6 +252,8 @@ std::vector<ConfigError> check_file(const CheckArgs& args, Registry& registry, s
   std::stable_sort(errors.begin(), errors.end(),
                    [&](const ConfigError& a, const ConfigError& b) { return order(a) < order(b); });
   if (errors.empty()) shown = Shown{*check.resolved, shown_groups(config, *check.resolved, params)};
+  if (shown && params) errors = misfits(config, *shown);
+  if (!errors.empty()) shown.reset();
   return errors;
 }
 
@@ -243,11 +270,11 @@ std::string plot_config_lr(const CheckArgs& args, const OptimizerConfig& config,
   if (!args.params_path.empty()) {
     std::vector<Parameter> params;
     for (const ShownGroup& g : shown.groups) {
-      for (const ParamInfo& p : g.params) params.emplace_back(p.name, Tensor({1}));
+      for (const ParamInfo& p : g.params) params.emplace_back(p.name, Tensor({1, 1}));
     }
     opt = build_optimizer(config, params, registry);
   } else {
-    opt = registry.create(config.optimizer, std::vector<Parameter>{Parameter("stand_in", Tensor({1}))},
+    opt = registry.create(config.optimizer, std::vector<Parameter>{Parameter("stand_in", Tensor({1, 1}))},
                           shown.resolved.defaults);
   }
   SchedulerPtr scheduler = build_scheduler(config, *opt, registry);

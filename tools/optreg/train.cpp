@@ -435,7 +435,7 @@ std::vector<RunOutcome> train_runs(const RunConfig& config, Registry& registry, 
   // Rows go to the CSV and the plot data as they come: nothing grows with the runs' length.
   std::vector<RunOutcome> outcomes;
   for (const auto& run : config.runs) {
-    const std::string prefix = csv_field(run.label) + "," + csv_field(run.optimizer.optimizer) + ",";
+    const std::string prefix = csv_field(run.label) + "," + csv_field(optimizer_names(run.optimizer)) + ",";
     plot.begin_run(run.label);
     RunOptions options;
     options.progress = &progress;

@@ -100,6 +100,7 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
     std::string patterns;
     for (const auto& p : group.patterns) patterns += (patterns.empty() ? "" : ", ") + p;
     s.push_back({prefix + "params", Value(patterns), at(src, group.mark)});
+    if (!group.optimizer.empty()) s.push_back({prefix + "optimizer", Value(group.optimizer), at(src, group.optimizer_mark)});
     for (const auto& opt : group.options) s.push_back({prefix + opt.name, opt.value, at(src, opt.value_mark)});
   }
   if (o.scheduler) add_scheduler(s, *o.scheduler, "scheduler.", src);
@@ -624,7 +625,7 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
                       bool stopped, double run_seconds) {
   RunOutcome out;
   out.label = run.label;
-  out.optimizer = run.optimizer.optimizer;
+  out.optimizer = optimizer_names(run.optimizer);
   out.total_steps = s.total;
   out.interrupted = interrupted;
   out.steps_done = p.step;

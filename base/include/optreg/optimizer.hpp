@@ -251,14 +251,18 @@ class OPTREG_API Optimizer {
 
   /// Adds a group of parameters with per-group overrides of the defaults, and creates their
   /// state at once. Throws OptionError for a bad option and UsageError for an empty group or a
-  /// parameter that is already managed; the optimizer is then unchanged.
+  /// parameter that is already managed; the optimizer is then unchanged. Of a composite
+  /// (make_composite()), option `optimizer` names the part that steps the group (the first part
+  /// when it is not given), and the other options override that part's defaults.
   void add_param_group(std::vector<Parameter> params, const Options& options = {});
 
   const std::vector<ParamGroup>& param_groups() const noexcept { return groups_; }
   /// Sets one option of group `group` (checked against the schema and the optimizer's own
-  /// rules); takes effect at the next step().
+  /// rules); takes effect at the next step(). A composite's `optimizer` is fixed: setting it is
+  /// an OptionError.
   void set_option(std::size_t group, const std::string& name, const Value& value);
-  /// Sets one option in every group.
+  /// Sets one option in every group; of a composite, in every group whose optimizer declares it
+  /// (an OptionError when none does).
   void set_option(const std::string& name, const Value& value);
 
   /// Every parameter in id order: ids are positions by first appearance across the groups.
@@ -275,6 +279,9 @@ class OPTREG_API Optimizer {
   const std::string& name() const noexcept { return info_.name; }
   const std::string& plugin_version() const noexcept { return info_.plugin_version; }
   const Schema& schema() const noexcept { return *info_.schema; }
+  /// The schema of group `group`'s options: schema(), or of a composite the schema of the
+  /// group's optimizer (without the composite's `optimizer`). Throws UsageError for no such group.
+  const Schema& group_schema(std::size_t group) const;
   /// The optimizer-wide hyperparameters that new groups start from.
   const Options& defaults() const noexcept { return defaults_; }
   /// The state entries it may keep per parameter.
@@ -354,6 +361,13 @@ class OPTREG_API Optimizer {
   Tensor new_state(const Options& options, const Parameter& param, const std::string& entry, double value = 0.0) const;
 
  private:
+  /// The optimizer that steps a group of options `options`: this one, or of a composite the
+  /// part that its option `optimizer` names.
+  const Optimizer& engine(const Options& options) const;
+  Optimizer& engine(const Options& options);
+  /// Of a composite: the part that `options` (a new group's overrides) name, or the first;
+  /// OptionError naming `where` for a name that is none of its parts. Else this one.
+  const Optimizer& engine_for_new(const Options& options, const std::string& where) const;
   const ParamState* find_state(const Parameter& p) const noexcept;
   /// The slots of group `g` that have a gradient; a half-precision parameter stepped through a
   /// float32 copy (master weights, stochastic rounding) gets a float32 stand-in.
@@ -363,14 +377,16 @@ class OPTREG_API Optimizer {
   /// validate() through the plugin boundary; an OptionError gets `group` as its group.
   void validate_group(const OptimizerInfo& info, const Options& options, const std::string& where,
                       std::int64_t group) const;
-  void check_declared(const ParamState& state, const std::string& where) const;
-  void pack_state(std::vector<ParamState>& states);
+  void check_declared(const StateSchema& schema, const ParamState& state, const std::string& where) const;
+  void pack_state(const StateSchema& schema, std::vector<ParamState>& states);
   /// Refuses a `state_dtype` in `options` that the plugin does not declare, or that is not
   /// float32 for a float64 parameter of `params`: OptionError naming `where`.
   void check_state_dtype(const Options& options, const std::vector<Parameter>& params, const std::string& where) const;
   /// Group g's state tensors that `options` keep in another dtype, each with its conversion
   /// (nothing is changed: the caller assigns them once nothing else can fail).
   std::vector<std::pair<Tensor*, Tensor>> converted_state(std::size_t g, const Options& options);
+
+  friend class CompositeBuilder;  // make_composite(): reads its parts' identities
 
   OptimizerInfo info_;
   Options defaults_;
@@ -429,5 +445,22 @@ struct LibraryDeleter {
 using OptimizerDeleter = LibraryDeleter<Optimizer>;
 /// An optimizer that owns its plugin library's lifetime.
 using OptimizerPtr = std::unique_ptr<Optimizer, OptimizerDeleter>;
+
+/// The name of the optimizers make_composite() makes, in their state dicts and messages.
+inline constexpr char kCompositeOptimizer[] = "composite";
+
+/// An optimizer that steps each param group with an optimizer of its own: `parts` are set-up
+/// optimizers without param groups (Registry::create() with no groups), of distinct names,
+/// whose options are the defaults their groups start from. Every group of the composite holds,
+/// besides its part's options, the string option `optimizer` naming that part; a group added
+/// without it goes to the first part. One step() steps every group with its part's update,
+/// in group order; state dicts, schedulers, clipping, evaluation weights and checkpoints see
+/// one optimizer named kCompositeOptimizer whose groups each carry their part's name, which a
+/// load checks. Throws UsageError for no part, a part with param groups, two parts of one
+/// name, or a part that steps with a closure (it takes all its parameters as one vector).
+OPTREG_API OptimizerPtr make_composite(std::vector<OptimizerPtr> parts);
+
+/// Whether `optimizer` is one make_composite() made.
+OPTREG_API bool is_composite(const Optimizer& optimizer) noexcept;
 
 }  // namespace optreg

@@ -50,6 +50,10 @@ struct OPTREG_API ConfigGroup {
   std::vector<ConfigMark> pattern_marks;
   std::vector<ConfigOption> options;
   ConfigMark mark;
+  /// `optimizer:`: the optimizer that steps the group, when it is not the config's (empty).
+  /// Its options then override that optimizer's defaults, not the config's optimizer options.
+  std::string optimizer;
+  ConfigMark optimizer_mark;
 };
 
 /// A `scheduler:` section, or one entry of a sequence's `schedulers` list.
@@ -119,6 +123,11 @@ OPTREG_API OptimizerConfig parse_config_sections(const ConfigNode& root, const s
                                       const std::vector<std::string>& host_sections,
                                       std::vector<ConfigError>& errors);
 
+/// The optimizers a config steps its parameters with, as tables and logs name them: its
+/// optimizer, then each other one that an entry of `param_groups` names, in the order they
+/// first appear, joined by " + " ("adamw + muon").
+OPTREG_API std::string optimizer_names(const OptimizerConfig& config);
+
 /// Loads the plugins a config asks for, in this order: its `plugins.paths`, then each folder of
 /// OPTREG_PLUGIN_PATH, then the installed plugin folder. Returns the refusals; a path of
 /// `plugins.paths` that does not exist is a ConfigError.
@@ -161,8 +170,13 @@ struct OPTREG_API ResolvedConfig {
   OptimizerDescriptor optimizer;
   /// The options of every group: the optimizer's defaults with the config's applied.
   Options defaults;
-  /// Each entry of `param_groups`: its resolved options.
+  /// Each entry of `param_groups`: its resolved options (of an entry with an `optimizer:` of
+  /// its own, that optimizer's defaults with the entry's applied).
   std::vector<Options> groups;
+  /// Each entry of `param_groups`: the optimizer that steps it (`optimizer` above, unless the
+  /// entry names another). A config whose entries name any other builds a composite
+  /// (make_composite()) of `optimizer` and the others, in the order they first appear.
+  std::vector<OptimizerDescriptor> group_optimizers;
   /// With parameter names: how they sort into groups.
   std::optional<GroupPlan> plan;
   std::optional<ResolvedScheduler> scheduler;
