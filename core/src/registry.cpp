@@ -327,6 +327,23 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<Parameter> pa
 
 OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpec> groups,
                               const Options& options) const {
+  // A group that names another optimizer makes a composite; one that names this one is its own.
+  std::vector<std::string> others;
+  for (auto& g : groups) {
+    const auto it = g.options.find("optimizer");
+    if (it == g.options.end() || it->second.type() != ValueType::String) continue;
+    const std::string& part = it->second.as_string();
+    if (part != name && std::find(others.begin(), others.end(), part) == others.end()) others.push_back(part);
+  }
+  if (!others.empty()) {
+    std::vector<OptimizerPtr> parts;
+    parts.push_back(create(name, std::vector<ParamGroupSpec>{}, options));
+    for (const auto& part : others) parts.push_back(create(part, std::vector<ParamGroupSpec>{}));
+    OptimizerPtr composite = make_composite(std::move(parts));
+    for (auto& g : groups) composite->add_param_group(std::move(g.params), g.options);
+    return composite;
+  }
+  for (auto& g : groups) g.options.erase("optimizer");
   auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
   opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes, d.flags}, options, std::move(groups));
   return std::move(opt);

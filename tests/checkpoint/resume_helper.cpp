@@ -129,8 +129,8 @@ std::vector<optreg::Parameter> make_parameters(bool matrices) {
 }
 
 optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
-  // A group whose options name another optimizer (`optimizer=NAME`) makes a composite of NAME's
-  // defaults and optimizer `c.name` with the defaults given.
+  // A group whose options name another optimizer (`optimizer=NAME`) makes create() build a
+  // composite; the parameters are matrices when any of its optimizers steps matrices only.
   std::vector<std::string> parts{c.name};
   for (const auto& o : c.groups) {
     const auto it = o.find("optimizer");
@@ -149,13 +149,7 @@ optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
   std::vector<optreg::ParamGroupSpec> groups(g);
   for (std::size_t k = 0; k < params.size(); ++k) groups[k % g].params.push_back(params[k]);
   for (std::size_t i = 0; i < c.groups.size(); ++i) groups[i].options = c.groups[i];
-  if (parts.size() == 1) return registry.create(c.name, std::move(groups), c.defaults);
-  std::vector<optreg::OptimizerPtr> made;
-  made.push_back(registry.create(c.name, std::vector<optreg::ParamGroupSpec>{}, c.defaults));
-  for (std::size_t i = 1; i < parts.size(); ++i) made.push_back(registry.create(parts[i], std::vector<optreg::ParamGroupSpec>{}));
-  optreg::OptimizerPtr composite = optreg::make_composite(std::move(made));
-  for (auto& group : groups) composite->add_param_group(std::move(group.params), group.options);
-  return composite;
+  return registry.create(c.name, std::move(groups), c.defaults);
 }
 
 /// Sets the gradient of f(x) = sum((1 + i % 3) / 2 * x^2 + sin(3x + i) / 4 + x^4 / 8) at `x`;

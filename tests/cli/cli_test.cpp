@@ -298,6 +298,30 @@ TEST(Cli, CheckPrintsTheResolvedConfigAndWhereEachParameterLands) {
   EXPECT_TRUE(contains(json.out, "\"params\": [{\"name\": \"fc.bias\", \"shape\": \"[10]\"}]")) << json.out;
 }
 
+TEST(Cli, CheckShowsWhichOptimizerStepsEachGroupAndRefusesAShapeItCannotStep) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/opt.yaml") << "optimizer: {name: sgd, lr: 0.1}\n"
+                                             "param_groups:\n  - params: 'fc*'\n    optimizer: muon\n    lr: 0.02\n";
+  std::ofstream(dir.path() + "/params.yaml") << "fc.weight: [10, 784]\nout.bias: [10]\n";
+  const ToolRun r = run("check '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "param_groups[0] (params \"fc*\"), optimizer muon: {adjust_lr: \"original\", eps: 1e-07, "
+                              "lr: 0.02, ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "    fc.weight [10, 784]\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "default group (parameters no pattern matches): {dampening: 0.0, lr: 0.1, ")) << r.out;
+  const ToolRun json = run("check --json '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_TRUE(contains(json.out, "\"optimizer\": \"muon\"")) << json.out;
+  EXPECT_TRUE(contains(json.out, "\"optimizer\": \"sgd\"")) << json.out;
+
+  std::ofstream(dir.path() + "/params.yaml") << "fc.weight: [10, 784]\nfc.bias: [10]\n";
+  const ToolRun bias = run("check '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(bias.status, 1) << bias.out;
+  EXPECT_TRUE(contains(bias.out, "optreg check: " + dir.path() +
+                                     "/opt.yaml:4:16: param_groups[0]: parameter 'fc.bias' has shape [10], but optimizer "
+                                     "'muon' steps matrices (2-dimensional parameters) only"))
+      << bias.out;
+}
+
 TEST(Cli, CheckReportsAnInvalidConfigWithItsPositionAndExitsOne) {
   TempDir dir;
   std::ofstream(dir.path() + "/opt.yaml") << "optimizer:\n  name: adam\n  betas: [0.9, 1.5]\n";

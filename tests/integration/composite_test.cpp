@@ -328,3 +328,33 @@ TEST(Composite, AConfigsMistakesInAGroupOfAnotherOptimizerArePlaced) {
   EXPECT_EQ(first_error("optimizer: {name: adamw}\nparam_groups:\n  - params: ['*.weight']\n    optimizer: [muon]\n", m.all()),
             "c.yaml:4:16: param_groups[0].optimizer must be an optimizer name (the optimizer that steps the group)");
 }
+
+TEST(Composite, RegistryCreateMakesOneWhenAGroupNamesAnotherOptimizer) {
+  Model a, b;
+  std::vector<ParamGroupSpec> groups(2);
+  groups[0].params = {a.b1, a.b2};
+  groups[1].params = {a.w1, a.w2};
+  groups[1].options = {{"optimizer", Value(std::string("muon"))}, {"lr", Value(0.02)}};
+  OptimizerPtr made = registry().create("adamw", std::move(groups), {{"lr", 0.01}, {"weight_decay", 0.01}});
+  ASSERT_TRUE(optreg::is_composite(*made));
+  OptimizerPtr by_hand = muon_adamw(b);
+  for (int s = 0; s < 3; ++s) {
+    set_grads(a.all(), s);
+    set_grads(b.all(), s);
+    made->step().clear_grad();
+    by_hand->step().clear_grad();
+  }
+  EXPECT_EQ(values(a.all()), values(b.all()));
+  // A group that names the optimizer itself is one of its own groups: no composite.
+  std::vector<ParamGroupSpec> own(1);
+  own[0].params = {Model{}.w1};
+  own[0].options = {{"optimizer", Value(std::string("adamw"))}};
+  EXPECT_FALSE(optreg::is_composite(*registry().create("adamw", std::move(own))));
+  // An unknown one is the registry's refusal, naming it.
+  std::vector<ParamGroupSpec> unknown(1);
+  unknown[0].params = {Model{}.w1};
+  unknown[0].options = {{"optimizer", Value(std::string("muonn"))}};
+  EXPECT_NE(optreg_test::message_of<optreg::PluginError>([&] { registry().create("adamw", std::move(unknown)); })
+                .find("no optimizer named 'muonn' is registered (did you mean 'muon'?)"),
+            std::string::npos);
+}

@@ -69,6 +69,23 @@ def test_groups_take_their_own_options_and_set_option_changes_one_group():
     np.testing.assert_array_equal(b, np.zeros(2, np.float32))
 
 
+def test_a_group_that_names_another_optimizer_makes_a_composite():
+    bias, weight = np.ones(3, np.float32), np.eye(3, dtype=np.float32)
+    opt = optreg.create("sgd", [{"params": [("b", bias)]},
+                                {"params": [("w", weight)], "optimizer": "muon", "lr": 0.02}], lr=0.5)
+    assert opt.name == "composite"
+    assert [g["optimizer"] for g in opt.param_groups] == ["sgd", "muon"]
+    assert "momentum" in opt.param_groups[1] and opt.param_groups[1]["lr"] == 0.02
+    opt.set_grads([np.ones(3, np.float32), np.ones((3, 3), np.float32)])
+    opt.step()
+    np.testing.assert_array_equal(bias, np.full(3, 0.5, np.float32))
+    assert not np.array_equal(weight, np.eye(3, dtype=np.float32))
+    with pytest.raises(optreg.OptionError, match="fixed when the group is added"):
+        opt.set_option("optimizer", "sgd", group=1)
+    with pytest.raises(optreg.UsageError, match="steps matrices"):
+        optreg.create("sgd", [{"params": [("b", bias)], "optimizer": "muon"}])
+
+
 def test_parameters_without_a_gradient_are_skipped():
     a, b = np.ones(2, np.float32), np.ones(2, np.float32)
     opt = optreg.create("adam", [a, b], lr=0.1)

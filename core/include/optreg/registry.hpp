@@ -146,6 +146,9 @@ class OPTREG_API Registry {
   /// UsageError for a bad parameter list.
   OptimizerPtr create(const std::string& name, std::vector<Parameter> params, const Options& options = {}) const;
   /// A new optimizer `name` over several groups, `options` being the defaults of every group.
+  /// A group whose options name another optimizer (`{"optimizer", std::string("muon")}`) is
+  /// stepped by it, from its defaults: the result is then a composite (make_composite()) of
+  /// `name` with `options` and each other optimizer named, in the order they first appear.
   OptimizerPtr create(const std::string& name, std::vector<ParamGroupSpec> groups, const Options& options = {}) const;
   /// A new scheduler `name` bound to `optimizer`, which must outlive it. Throws PluginError for
   /// an unknown name (with the closest registered names), for "sequential" and "chained" (made
