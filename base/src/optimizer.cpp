@@ -1,8 +1,11 @@
 #include <optreg/optimizer.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <exception>
 #include <limits>
+#include <mutex>
 #include <unordered_map>
 
 #include <optreg/abi.hpp>
@@ -181,9 +184,137 @@ OptimizerPtr make_composite(std::vector<OptimizerPtr> parts) { return CompositeB
 
 bool is_composite(const Optimizer& optimizer) noexcept { return dynamic_cast<const Composite*>(&optimizer) != nullptr; }
 
+// ---------------------------------------------------------------- Hooks
+
+// The hooks of each optimizer live in a table beside it (keyed by its address), so that the
+// Optimizer class keeps its layout (docs/plugin-abi.md): a plugin built before hooks existed
+// makes optimizers that take them. ~Optimizer() removes its entry.
+namespace {
+
+struct HookEntry {
+  std::uint64_t id;
+  std::shared_ptr<const Hook> fn;  // null once removed during a run
+};
+
+/// One optimizer's hooks. An optimizer is used from one thread at a time, so only the table is
+/// locked; a run iterates by index over entries that removals during it only null out.
+struct HookList {
+  std::array<std::vector<HookEntry>, 4> at;
+  int running = 0;
+};
+
+struct HookTable {
+  std::mutex mutex;
+  std::unordered_map<const Optimizer*, std::shared_ptr<HookList>> lists;
+};
+
+HookTable& hook_table() {
+  static HookTable* table = new HookTable;  // never destroyed: optimizers may outlive statics
+  return *table;
+}
+
+/// How many optimizers have a hook list: the fast path of every step when it is 0.
+std::atomic<std::size_t> g_hooked{0};
+std::atomic<std::uint64_t> g_next_hook{1};
+
+std::shared_ptr<HookList> hooks_of(const Optimizer* optimizer) {
+  if (g_hooked.load(std::memory_order_relaxed) == 0) return nullptr;
+  HookTable& t = hook_table();
+  const std::lock_guard<std::mutex> lock(t.mutex);
+  const auto it = t.lists.find(optimizer);
+  return it == t.lists.end() ? nullptr : it->second;
+}
+
+void compact(HookList& list) {
+  for (auto& entries : list.at) {
+    entries.erase(std::remove_if(entries.begin(), entries.end(), [](const HookEntry& e) { return !e.fn; }), entries.end());
+  }
+}
+
+}  // namespace
+
+const char* to_string(HookPoint point) noexcept {
+  switch (point) {
+    case HookPoint::PreStep: return "pre_step";
+    case HookPoint::PostStep: return "post_step";
+    case HookPoint::PreStateDict: return "pre_state_dict";
+    case HookPoint::PostLoad: return "post_load";
+  }
+  return "unknown";
+}
+
+HookHandle::HookHandle(HookHandle&& other) noexcept : optimizer_(other.optimizer_), id_(other.id_) { other.id_ = 0; }
+
+HookHandle& HookHandle::operator=(HookHandle&& other) noexcept {
+  if (this != &other) {
+    remove();
+    optimizer_ = other.optimizer_;
+    id_ = other.id_;
+    other.id_ = 0;
+  }
+  return *this;
+}
+
+HookHandle::~HookHandle() { remove(); }
+
+void HookHandle::remove() noexcept {
+  if (id_ == 0) return;
+  const std::uint64_t id = id_;
+  id_ = 0;
+  // Ids are never reused, so a later optimizer at the same address keeps its own hooks.
+  const std::shared_ptr<HookList> list = hooks_of(optimizer_);
+  if (!list) return;
+  for (auto& entries : list->at) {
+    for (auto& e : entries) {
+      if (e.id == id) e.fn.reset();
+    }
+  }
+  if (list->running == 0) compact(*list);
+}
+
+HookHandle Optimizer::add_hook(HookPoint point, Hook hook) {
+  const auto index = static_cast<std::size_t>(point);
+  if (index >= 4) throw UsageError("add_hook: unknown hook point " + std::to_string(index));
+  if (!hook) throw UsageError("add_hook(" + std::string(to_string(point)) + ") on optimizer '" + info_.name + "' without a hook");
+  auto fn = std::make_shared<const Hook>(std::move(hook));
+  HookTable& t = hook_table();
+  const std::lock_guard<std::mutex> lock(t.mutex);
+  std::shared_ptr<HookList>& list = t.lists[this];
+  if (!list) {
+    list = std::make_shared<HookList>();
+    g_hooked.fetch_add(1, std::memory_order_relaxed);
+  }
+  const std::uint64_t id = g_next_hook.fetch_add(1, std::memory_order_relaxed);
+  list->at[index].push_back(HookEntry{id, std::move(fn)});
+  return HookHandle(this, id);
+}
+
+void Optimizer::run_hooks(HookPoint point) {
+  const std::shared_ptr<HookList> list = hooks_of(this);
+  if (!list) return;
+  std::vector<HookEntry>& entries = list->at[static_cast<std::size_t>(point)];
+  const std::size_t n = entries.size();  // hooks added meanwhile wait for the next event
+  ++list->running;
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::shared_ptr<const Hook> fn = entries[i].fn;  // the entry may move or be removed
+      if (fn) (*fn)(*this);
+    }
+  } catch (...) {
+    if (--list->running == 0) compact(*list);
+    throw;
+  }
+  if (--list->running == 0) compact(*list);
+}
+
 // ---------------------------------------------------------------- Optimizer
 
-Optimizer::~Optimizer() = default;
+Optimizer::~Optimizer() {
+  if (g_hooked.load(std::memory_order_relaxed) == 0) return;
+  HookTable& t = hook_table();
+  const std::lock_guard<std::mutex> lock(t.mutex);
+  if (t.lists.erase(this) != 0) g_hooked.fetch_sub(1, std::memory_order_relaxed);
+}
 
 const Optimizer& Optimizer::engine(const Options& options) const {
   if ((info_.flags & kCompositeFlag) == 0) return *this;
@@ -499,6 +630,7 @@ Optimizer& Optimizer::step() {
                      "' re-evaluates the loss while it steps: call step(closure) with a closure that computes the loss "
                      "and the gradients");
   }
+  run_hooks(HookPoint::PreStep);
   check_parameters();  // every group, before the first one changes
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     gather_slots(g);
@@ -507,6 +639,7 @@ Optimizer& Optimizer::step() {
     plugin(eng.info_, "update_group()", [&] { eng.update_group(groups_[g].options_, slots_); });
     write_back(g);
   }
+  run_hooks(HookPoint::PostStep);
   return *this;
 }
 
@@ -520,6 +653,7 @@ double Optimizer::step(const Closure& closure) {
   }
   check_parameters();
   const double loss = closure();
+  run_hooks(HookPoint::PreStep);
   check_parameters();  // the closure may have set gradients of another shape
   // An exception of the closure (the host's) crosses the plugin's code: it is kept aside and
   // thrown again as it was, not as a failure of the plugin.
@@ -544,6 +678,7 @@ double Optimizer::step(const Closure& closure) {
     }
     write_back(g);
   }
+  run_hooks(HookPoint::PostStep);
   return loss;
 }
 

@@ -84,6 +84,8 @@ std::int64_t next_count(std::int64_t count, const std::string& who, const std::s
 }
 
 StateDict Optimizer::state_dict(TensorCopy copy) const {
+  // A hook gets the optimizer as it would get it from step(); state_dict() itself changes nothing.
+  const_cast<Optimizer*>(this)->run_hooks(HookPoint::PreStateDict);
   check_parameters();  // the state is of the shapes the parameters had when they were added
   StateDict sd;
   sd.optimizer = info_.name;
@@ -360,6 +362,7 @@ void Optimizer::load_state_dict(const StateDict& sd) {
       current = std::move(next);
     }
   }
+  run_hooks(HookPoint::PostLoad);
 }
 
 }  // namespace optreg

@@ -388,6 +388,41 @@ class PyOptimizer {
     opt_->step();
   }
 
+  /// A hook that calls `fn(optimizer)` with the GIL; it lives until remove() or the optimizer's
+  /// end, as torch's hooks do (dropping the handle keeps it).
+  std::shared_ptr<optreg::HookHandle> add_hook(const py::object& self, const std::string& point, const py::function& fn) {
+    static const std::pair<const char*, optreg::HookPoint> kPoints[] = {
+        {"pre_step", optreg::HookPoint::PreStep},
+        {"post_step", optreg::HookPoint::PostStep},
+        {"pre_state_dict", optreg::HookPoint::PreStateDict},
+        {"post_load", optreg::HookPoint::PostLoad}};
+    const auto* it = std::find_if(std::begin(kPoints), std::end(kPoints), [&](const auto& k) { return point == k.first; });
+    if (it == std::end(kPoints)) {
+      throw optreg::UsageError("add_hook: unknown hook point '" + point +
+                               "'; the points are pre_step, post_step, pre_state_dict, post_load");
+    }
+    // The callable and a weak reference to the Python optimizer (a strong one would keep it
+    // alive forever); both change their reference counts only with the GIL.
+    struct Held {
+      py::object fn, owner;
+      ~Held() {
+        py::gil_scoped_acquire gil;
+        fn = py::object();
+        owner = py::object();
+      }
+    };
+    auto held = std::make_shared<Held>();
+    held->fn = fn;
+    held->owner = py::weakref(self);
+    auto handle = std::make_shared<optreg::HookHandle>(opt_->add_hook(it->second, [held](optreg::Optimizer&) {
+      py::gil_scoped_acquire gil;
+      const py::object owner = held->owner();
+      if (!owner.is_none()) held->fn(owner);
+    }));
+    hooks_.push_back(handle);
+    return handle;
+  }
+
   /// step(closure): the closure (a Python callable returning the loss) runs with the GIL, the
   /// optimizer's work without it; a Python exception of the closure propagates as it was.
   double step(const py::function& closure) {
@@ -405,6 +440,7 @@ class PyOptimizer {
   std::shared_ptr<optreg::Registry> registry_;  // declared first: destroyed after the optimizer
   optreg::OptimizerPtr opt_;
   std::vector<optreg::Parameter> params_;  // in id order
+  std::vector<std::shared_ptr<optreg::HookHandle>> hooks_;  // its hooks live as long as it
 };
 
 /// The context manager of PyOptimizer's eval_weights(): an optreg::EvalWeights from __enter__
@@ -751,6 +787,10 @@ PYBIND11_MODULE(_optreg, m) {
       })
       .def_property_readonly("active", &EvalScope::active, "Whether the parameters hold evaluation weights.");
 
+  py::class_<optreg::HookHandle, std::shared_ptr<optreg::HookHandle>>(m, "HookHandle", "A hook added by add_hook().")
+      .def("remove", &optreg::HookHandle::remove, "Removes the hook (nothing if it was removed).")
+      .def_property_readonly("active", &optreg::HookHandle::active);
+
   py::class_<PyOptimizer>(m, "Optimizer", "An optreg optimizer stepping views of the caller's arrays.")
       .def_property_readonly("name", [](PyOptimizer& o) { return o.get().name(); })
       .def_property_readonly("num_params", [](PyOptimizer& o) { return o.params().size(); })
@@ -786,6 +826,15 @@ PYBIND11_MODULE(_optreg, m) {
           },
           py::arg("params"), "Adds a group of parameters with its own options (the others at the defaults).")
       .def("has_grad", [](PyOptimizer& o, std::size_t i) { return o.param(i).has_grad(); }, py::arg("index"))
+      .def(
+          "add_hook",
+          [](const py::object& self, const std::string& point, const py::function& fn) {
+            return self.cast<PyOptimizer&>().add_hook(self, point, fn);
+          },
+          py::arg("point"), py::arg("fn"),
+          "Calls fn(optimizer) at `point` ('pre_step', 'post_step', 'pre_state_dict', 'post_load'), after the hooks "
+          "added before it; returns a handle whose remove() removes it (dropping the handle keeps it). An exception "
+          "of a pre_step hook leaves the optimizer unchanged.")
       .def(
           "step",
           [](PyOptimizer& o) -> PyOptimizer& {

@@ -86,6 +86,32 @@ def test_a_group_that_names_another_optimizer_makes_a_composite():
         optreg.create("sgd", [{"params": [("b", bias)], "optimizer": "muon"}])
 
 
+def test_hooks_run_in_order_and_a_throwing_pre_step_hook_leaves_the_arrays_unchanged():
+    w = np.ones(3, np.float32)
+    opt = optreg.create("sgd", [("w", w)], lr=0.5)
+    log = []
+    first = opt.add_hook("pre_step", lambda o: log.append(("pre", o.name)))
+    opt.add_hook("post_step", lambda o: log.append("post"))
+    opt.add_hook("pre_state_dict", lambda o: log.append("save"))
+    opt.add_hook("post_load", lambda o: log.append("load"))
+    opt.set_grads([np.ones(3, np.float32)])
+    opt.step()
+    opt.load_state_dict(opt.state_dict())
+    assert log == [("pre", "sgd"), "post", "save", "load"]
+    first.remove()
+    assert not first.active
+
+    def refuse(o):
+        raise KeyError("not now")
+
+    opt.add_hook("pre_step", refuse)
+    with pytest.raises(KeyError, match="not now"):
+        opt.step()
+    np.testing.assert_array_equal(w, np.full(3, 0.5, np.float32))
+    with pytest.raises(optreg.UsageError, match="unknown hook point 'pre'"):
+        opt.add_hook("pre", refuse)
+
+
 def test_parameters_without_a_gradient_are_skipped():
     a, b = np.ones(2, np.float32), np.ones(2, np.float32)
     opt = optreg.create("adam", [a, b], lr=0.1)

@@ -213,6 +213,48 @@ struct OPTREG_API OptimizerInfo {
 using Closure = std::function<double()>;
 
 struct StateDict;
+class Optimizer;
+
+/// Where a hook (Optimizer::add_hook()) runs.
+enum class HookPoint : std::uint32_t {
+  /// At the start of step() and step(closure), before anything is checked or changed (after the
+  /// first evaluation of a closure, so that the gradients are set): a hook may read or change
+  /// the gradients (clipping, logging); one that throws leaves the optimizer unchanged.
+  PreStep = 0,
+  /// After every group was stepped, before step() returns.
+  PostStep = 1,
+  /// At the start of state_dict() (and so of every checkpoint save).
+  PreStateDict = 2,
+  /// After load_state_dict() (and every checkpoint load) succeeded.
+  PostLoad = 3,
+};
+
+/// "pre_step", "post_step", "pre_state_dict", "post_load".
+OPTREG_API const char* to_string(HookPoint point) noexcept;
+
+/// A hook: called with the optimizer it was added to.
+using Hook = std::function<void(Optimizer&)>;
+
+/// The registration of a hook: the hook is removed when its handle is destroyed or remove()d
+/// (whichever comes first; after the optimizer is gone it does nothing). Move-only.
+class OPTREG_API HookHandle {
+ public:
+  HookHandle() = default;
+  HookHandle(const Optimizer* optimizer, std::uint64_t id) noexcept : optimizer_(optimizer), id_(id) {}
+  HookHandle(HookHandle&& other) noexcept;
+  HookHandle& operator=(HookHandle&& other) noexcept;
+  HookHandle(const HookHandle&) = delete;
+  HookHandle& operator=(const HookHandle&) = delete;
+  ~HookHandle();
+  /// Removes the hook now (also during a run of the hooks: it is not called again).
+  void remove() noexcept;
+  /// Whether it still holds a hook it has not removed.
+  bool active() const noexcept { return id_ != 0; }
+
+ private:
+  const Optimizer* optimizer_ = nullptr;
+  std::uint64_t id_ = 0;
+};
 
 /// Whether a state dict copies the optimizer's tensors or shares their memory.
 enum class TensorCopy { Deep, Shared };
@@ -248,6 +290,12 @@ class OPTREG_API Optimizer {
   void write_eval_weights();
   /// Makes every gradient absent; returns *this.
   Optimizer& clear_grad() noexcept;
+
+  /// Adds `hook` at `point`; the hooks of a point run in the order they were added, each
+  /// exactly once per event, and an exception of one propagates (the later ones do not run).
+  /// The hook lives until the handle is destroyed or removed, or the optimizer is destroyed.
+  /// A hook may add or remove hooks; one added while its point runs first runs at its next event.
+  [[nodiscard]] HookHandle add_hook(HookPoint point, Hook hook);
 
   /// Adds a group of parameters with per-group overrides of the defaults, and creates their
   /// state at once. Throws OptionError for a bad option and UsageError for an empty group or a
@@ -368,6 +416,8 @@ class OPTREG_API Optimizer {
   /// Of a composite: the part that `options` (a new group's overrides) name, or the first;
   /// OptionError naming `where` for a name that is none of its parts. Else this one.
   const Optimizer& engine_for_new(const Options& options, const std::string& where) const;
+  /// Runs the hooks at `point`, if any (one relaxed atomic load when no optimizer has hooks).
+  void run_hooks(HookPoint point);
   const ParamState* find_state(const Parameter& p) const noexcept;
   /// The slots of group `g` that have a gradient; a half-precision parameter stepped through a
   /// float32 copy (master weights, stochastic rounding) gets a float32 stand-in.
