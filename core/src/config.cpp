@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <regex>
 
 #include <optreg/clip.hpp>
 #include <optreg/detail/files.hpp>
@@ -177,6 +178,55 @@ void parse_optimizer(OptimizerConfig& config, const ConfigEntry& section) {
   if (!has_name) section.key.fail("section 'optimizer' needs a 'name' (such as 'name: adam')");
 }
 
+/// A whole number of at least `least` written at `n`, else a ConfigError there naming `what`.
+std::int64_t whole_number(const ConfigNode& n, const std::string& what, std::int64_t least) {
+  const Value v = n.is_scalar() ? n.to_value(what) : Value();
+  if (!n.is_scalar() || v.type() != ValueType::Int || v.as_int() < least) {
+    n.fail(what + " must be a whole number of at least " + std::to_string(least));
+  }
+  return v.as_int();
+}
+
+/// The selectors and layer decay of a `param_groups` entry (`e` is one of its keys); false
+/// for a key that is none of them.
+bool parse_selector(ConfigGroup& group, const ConfigEntry& e, const std::string& what) {
+  const std::string& key = e.key.text();
+  const std::string at = what + "." + key;
+  if (key == "regex") {
+    if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(at + " must be a regular expression");
+    try {
+      std::regex(e.value.text(), std::regex::ECMAScript);
+    } catch (const std::regex_error& err) {
+      e.value.fail(at + " is not a valid regular expression: " + err.what());
+    }
+    group.regex = e.value.text();
+    group.regex_mark = e.value.mark();
+  } else if (key == "ndim") {
+    group.ndim = whole_number(e.value, at, 0);
+    group.ndim_mark = e.value.mark();
+  } else if (key == "shape") {
+    if (!e.value.is_list()) e.value.fail(at + " must be a list of extents, such as [10, 784]");
+    Shape shape;
+    for (const ConfigNode& d : e.value.items()) shape.push_back(whole_number(d, at + " extent", 0));
+    group.shape = shape;
+    group.shape_mark = e.value.mark();
+  } else if (key == "layer_decay") {
+    const Value v = e.value.is_scalar() ? e.value.to_value(at) : Value();
+    const bool number = v.type() == ValueType::Float || v.type() == ValueType::Int;
+    if (!number || !(v.as_float() > 0) || !std::isfinite(v.as_float())) {
+      e.value.fail(at + " must be a positive number (timm's 0.65 to 0.9)");
+    }
+    group.layer_decay = v.as_float();
+    group.layer_decay_mark = e.value.mark();
+  } else if (key == "num_layers") {
+    group.num_layers = whole_number(e.value, at, 1);
+    group.num_layers_mark = e.value.mark();
+  } else {
+    return false;
+  }
+  return true;
+}
+
 void parse_param_groups(OptimizerConfig& config, const ConfigNode& value) {
   if (!value.is_list()) value.fail(std::string("section 'param_groups' must be a list, not ") + value.kind_name());
   const std::vector<ConfigNode> items = value.items();
@@ -187,7 +237,12 @@ void parse_param_groups(OptimizerConfig& config, const ConfigNode& value) {
     ConfigGroup group;
     group.mark = g.mark();
     bool has_params = false;
-    for (const auto& e : g.entries(what)) {
+    const std::vector<ConfigEntry> entries = g.entries(what);
+    const auto at_key = [&](const char* key) -> const ConfigNode& {
+      return std::find_if(entries.begin(), entries.end(), [&](const ConfigEntry& e) { return e.key.text() == key; })->value;
+    };
+    for (const auto& e : entries) {
+      if (parse_selector(group, e, what)) continue;
       if (e.key.text() == "params") {
         has_params = true;
         for (auto& [p, m] : string_list(e.value, what + ".params")) {
@@ -204,7 +259,16 @@ void parse_param_groups(OptimizerConfig& config, const ConfigNode& value) {
         group.options.push_back(option_of(e));
       }
     }
-    if (!has_params) g.fail(what + " needs 'params': the parameter names or patterns it holds");
+    if (!has_params && !group.regex && !group.ndim && !group.shape) {
+      g.fail(what + " needs 'params' (the parameter names or patterns it holds), or another selector: 'regex', "
+                    "'ndim' or 'shape'");
+    }
+    if (group.layer_decay && !group.regex) {
+      at_key("layer_decay").fail(what + ".layer_decay needs a 'regex' whose first capture is the layer of each parameter");
+    }
+    if (group.num_layers && !group.layer_decay) {
+      at_key("num_layers").fail(what + ".num_layers belongs to 'layer_decay', which the group lacks");
+    }
     config.groups.push_back(std::move(group));
   }
 }

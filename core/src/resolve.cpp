@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
+#include <regex>
 
 #include <optreg/abi.hpp>
 #include <optreg/config.hpp>
@@ -150,9 +152,11 @@ bool is_composite_config(const ResolvedConfig& r) {
 /// the config's optimizer and those its groups name. An error of a composite's group is a
 /// ConfigError at the group's `optimizer:` (at the config's optimizer for its own groups).
 OptimizerPtr create_resolved(const OptimizerConfig& config, const ResolvedConfig& r, const Registry& registry,
-                             std::vector<ParamGroupSpec> specs, const std::vector<int>& config_index) {
+                             std::vector<ParamGroupSpec> specs, const std::vector<int>& config_index,
+                             const std::vector<double>& lr_scale = {}) {
   for (std::size_t k = 0; k < specs.size(); ++k) {
     if (config_index[k] >= 0) specs[k].options = r.groups[static_cast<std::size_t>(config_index[k])];
+    if (k < lr_scale.size() && lr_scale[k] != 1.0) specs[k].options["lr"] = Value(specs[k].options.at("lr").as_float() * lr_scale[k]);
   }
   if (!is_composite_config(r)) return registry.create(r.optimizer.name, std::move(specs), r.defaults);
   std::vector<OptimizerPtr> parts;
@@ -305,12 +309,24 @@ SchedulerPtr make_scheduler(const std::string& source, const SchedulerConfig& sc
 
 }  // namespace
 
-ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& registry,
-                           const std::optional<std::vector<std::string>>& param_names) {
+namespace {
+
+/// resolve_config() with `planner` sorting the parameters, when there are any.
+ConfigCheck resolve(const OptimizerConfig& config, const Registry& registry, const std::function<GroupPlan()>& planner) {
   ConfigCheck out;
   ResolvedConfig r;
   const bool optimizer_ok = resolve_optimizer(config, registry, r, out.errors);
-  if (param_names) collect(out.errors, [&] { r.plan = plan_groups(config, *param_names); });
+  if (planner) collect(out.errors, [&] { r.plan = planner(); });
+  for (std::size_t g = 0; g < config.groups.size() && optimizer_ok; ++g) {
+    const ConfigGroup& group = config.groups[g];
+    if (!group.layer_decay) continue;
+    const Hyperparameter* lr = r.group_optimizers[g].schema->find("lr");
+    if (lr == nullptr || lr->type != ValueType::Float) {
+      out.errors.push_back(error_at(config.source, group.layer_decay_mark,
+                                    "param_groups[" + std::to_string(g) + "]: layer_decay scales the option 'lr', which "
+                                    "optimizer '" + r.group_optimizers[g].name + "' does not have"));
+    }
+  }
   if (config.scheduler) {
     const SchedulerConfig& sc = *config.scheduler;
     r.scheduler = resolve_scheduler(config.source, sc, registry, "scheduler '" + sc.name + "'", out.errors);
@@ -335,12 +351,40 @@ ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& regist
   return out;
 }
 
+}  // namespace
+
+ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& registry,
+                           const std::optional<std::vector<std::string>>& param_names) {
+  if (!param_names) return resolve(config, registry, nullptr);
+  return resolve(config, registry, [&] { return plan_groups(config, *param_names); });
+}
+
+ConfigCheck resolve_config_with_shapes(const OptimizerConfig& config, const Registry& registry, const std::vector<ParamInfo>& params) {
+  return resolve(config, registry, [&] { return plan_groups_with_shapes(config, params); });
+}
+
 void check_config(const OptimizerConfig& config, const Registry& registry) {
   ConfigCheck c = resolve_config(config, registry);
   if (!c.errors.empty()) throw c.errors.front();
 }
 
-GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& names) {
+namespace {
+
+/// Whether the parameter `name` (of shape `shape`, when known) meets every selector of `group`.
+bool selects(const ConfigGroup& group, const std::regex* regex, const std::string& name, const Shape* shape) {
+  if (!group.patterns.empty()) {
+    const bool any = std::any_of(group.patterns.begin(), group.patterns.end(),
+                                 [&](const std::string& p) { return ::fnmatch(p.c_str(), name.c_str(), 0) == 0; });
+    if (!any) return false;
+  }
+  if (regex != nullptr && !std::regex_match(name, *regex)) return false;
+  if (group.ndim && static_cast<std::int64_t>(shape->size()) != *group.ndim) return false;
+  if (group.shape && *shape != *group.shape) return false;
+  return true;
+}
+
+/// plan_groups() over names, with their shapes when `shapes` is given.
+GroupPlan plan(const OptimizerConfig& config, const std::vector<std::string>& names, const std::vector<Shape>* shapes) {
   std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (!seen.emplace(names[i], i).second) {
@@ -348,44 +392,107 @@ GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::stri
                        " and " + std::to_string(i) + "); config groups match parameters by name");
     }
   }
-  std::vector<int> owner(names.size(), -1);
+  std::vector<std::optional<std::regex>> regexes(config.groups.size());
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     const ConfigGroup& group = config.groups[g];
+    const std::string what = "param_groups[" + std::to_string(g) + "]";
+    if ((group.ndim || group.shape) && shapes == nullptr) {
+      throw error_at(config.source, group.ndim ? group.ndim_mark : group.shape_mark,
+                     what + " selects parameters by " + (group.ndim ? "ndim" : "shape") +
+                         ", which needs their shapes (optreg check --params FILE gives them)");
+    }
     for (std::size_t k = 0; k < group.patterns.size(); ++k) {
-      bool any = false;
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        if (::fnmatch(group.patterns[k].c_str(), names[i].c_str(), 0) != 0) continue;
-        any = true;
-        if (owner[i] < 0) owner[i] = static_cast<int>(g);
-      }
+      const bool any = std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+        return ::fnmatch(group.patterns[k].c_str(), n.c_str(), 0) == 0;
+      });
       if (!any) {
         throw error_at(config.source, group.pattern_marks[k],
-                       "pattern '" + group.patterns[k] + "' of param_groups[" + std::to_string(g) +
-                           "] matches no parameter" + did_you_mean(group.patterns[k], names));
+                       "pattern '" + group.patterns[k] + "' of " + what + " matches no parameter" +
+                           did_you_mean(group.patterns[k], names));
       }
     }
+    if (!group.regex) continue;
+    regexes[g].emplace(*group.regex, std::regex::ECMAScript);
+    const bool any = std::any_of(names.begin(), names.end(), [&](const std::string& n) { return std::regex_match(n, *regexes[g]); });
+    if (!any) throw error_at(config.source, group.regex_mark, "regex '" + *group.regex + "' of " + what + " matches no parameter");
   }
-  GroupPlan plan;
+  std::vector<int> owner(names.size(), -1);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const Shape* shape = shapes != nullptr ? &(*shapes)[i] : nullptr;
+    for (std::size_t g = 0; g < config.groups.size() && owner[i] < 0; ++g) {
+      if (selects(config.groups[g], regexes[g] ? &*regexes[g] : nullptr, names[i], shape)) owner[i] = static_cast<int>(g);
+    }
+  }
+  GroupPlan out;
   GroupPlan::Group fallback;
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (owner[i] < 0) fallback.params.push_back(i);
   }
-  if (!fallback.params.empty()) plan.groups.push_back(std::move(fallback));
+  if (!fallback.params.empty()) out.groups.push_back(std::move(fallback));
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
+    const ConfigGroup& cg = config.groups[g];
+    const std::string what = "param_groups[" + std::to_string(g) + "]";
     GroupPlan::Group group;
     group.config_index = static_cast<int>(g);
-    group.options = written(config.groups[g].options);
+    group.options = written(cg.options);
     for (std::size_t i = 0; i < names.size(); ++i) {
       if (owner[i] == static_cast<int>(g)) group.params.push_back(i);
     }
     if (group.params.empty()) {
-      throw error_at(config.source, config.groups[g].mark,
-                     "param_groups[" + std::to_string(g) +
-                         "] gets no parameter: every parameter its patterns match is taken by an earlier group");
+      throw error_at(config.source, cg.mark,
+                     what + " gets no parameter: every parameter its selectors match is taken by an earlier group");
     }
-    plan.groups.push_back(std::move(group));
+    if (!cg.layer_decay) {
+      out.groups.push_back(std::move(group));
+      continue;
+    }
+    // One group per layer: the regex's first capture of each parameter's name.
+    std::map<std::int64_t, std::vector<std::size_t>> layers;
+    for (std::size_t i : group.params) {
+      std::smatch m;
+      std::regex_match(names[i], m, *regexes[g]);
+      const std::string text = m.size() > 1 && m[1].matched ? m[1].str() : std::string();
+      const bool whole = !text.empty() && text.size() <= 9 && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!whole) {
+        throw error_at(config.source, cg.regex_mark,
+                       what + ": the first capture of regex '" + *cg.regex + "' in parameter '" + names[i] + "' is " +
+                           (text.empty() ? std::string("empty") : "'" + text + "'") +
+                           ", but layer_decay takes it as the parameter's layer, a whole number");
+      }
+      layers[std::stoll(text)].push_back(i);
+    }
+    const std::int64_t n = cg.num_layers ? *cg.num_layers : layers.rbegin()->first + 1;
+    if (layers.rbegin()->first > n) {
+      throw error_at(config.source, cg.num_layers_mark,
+                     what + ": num_layers " + std::to_string(n) + " is below layer " +
+                         std::to_string(layers.rbegin()->first) + " of parameter '" +
+                         names[layers.rbegin()->second.front()] + "'");
+    }
+    for (auto& [layer, params] : layers) {
+      GroupPlan::Group part = group;
+      part.params = std::move(params);
+      part.layer = layer;
+      part.lr_scale = std::pow(*cg.layer_decay, static_cast<double>(n - layer));
+      out.groups.push_back(std::move(part));
+    }
   }
-  return plan;
+  return out;
+}
+
+}  // namespace
+
+GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& names) {
+  return plan(config, names, nullptr);
+}
+
+GroupPlan plan_groups_with_shapes(const OptimizerConfig& config, const std::vector<ParamInfo>& params) {
+  std::vector<std::string> names;
+  std::vector<Shape> shapes;
+  for (const auto& p : params) {
+    names.push_back(p.name);
+    shapes.push_back(p.shape);
+  }
+  return plan(config, names, &shapes);
 }
 
 SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry) {
@@ -423,20 +530,22 @@ SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer
 
 OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
                              const Registry& registry) {
-  std::vector<std::string> names;
-  for (const auto& p : params) names.push_back(p.name());
-  ConfigCheck c = resolve_config(config, registry, names);
+  std::vector<ParamInfo> infos;
+  for (const auto& p : params) infos.push_back(ParamInfo{p.name(), p.value().shape()});
+  ConfigCheck c = resolve_config_with_shapes(config, registry, infos);
   if (!c.errors.empty()) throw c.errors.front();
   const ResolvedConfig& r = *c.resolved;
   std::vector<ParamGroupSpec> specs;
   std::vector<int> index;
+  std::vector<double> scale;
   for (const auto& g : r.plan->groups) {
     ParamGroupSpec spec;
     for (std::size_t i : g.params) spec.params.push_back(params[i]);
     specs.push_back(std::move(spec));
     index.push_back(g.config_index);
+    scale.push_back(g.lr_scale);
   }
-  return create_resolved(config, r, registry, std::move(specs), index);
+  return create_resolved(config, r, registry, std::move(specs), index, scale);
 }
 
 }  // namespace optreg

@@ -322,6 +322,26 @@ TEST(Cli, CheckShowsWhichOptimizerStepsEachGroupAndRefusesAShapeItCannotStep) {
       << bias.out;
 }
 
+TEST(Cli, CheckPrintsEachLayersRealLrAndTheSelectorsOfEachGroup) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/opt.yaml") << "optimizer: {name: sgd, lr: 0.1}\n"
+                                             "param_groups:\n  - ndim: 1\n    weight_decay: 0.01\n"
+                                             "  - regex: 'blocks[.]([0-9]+)[.].*'\n    layer_decay: 0.5\n";
+  std::ofstream(dir.path() + "/params.yaml") << "blocks.0.weight: [4, 4]\nblocks.0.bias: [4]\nblocks.1.weight: [4, 4]\n"
+                                                "head.weight: [2, 4]\n";
+  const ToolRun r = run("check '" + dir.path() + "/opt.yaml' --params '" + dir.path() + "/params.yaml'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "param_groups[0] (ndim 1): {dampening: 0.0, lr: 0.1, ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "param_groups[1] layer 0 (regex \"blocks[.]([0-9]+)[.].*\", layer_decay 0.5): "
+                              "{dampening: 0.0, lr: 0.025, ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "    blocks.0.weight [4, 4]\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "param_groups[1] layer 1 (regex \"blocks[.]([0-9]+)[.].*\", layer_decay 0.5): "
+                              "{dampening: 0.0, lr: 0.05, ")) << r.out;
+  // Without --params nothing is sorted into groups, so ndim needs no shapes.
+  const ToolRun bare = run("check '" + dir.path() + "/opt.yaml'");
+  EXPECT_EQ(bare.status, 0) << bare.out;
+}
+
 TEST(Cli, CheckReportsAnInvalidConfigWithItsPositionAndExitsOne) {
   TempDir dir;
   std::ofstream(dir.path() + "/opt.yaml") << "optimizer:\n  name: adam\n  betas: [0.9, 1.5]\n";

@@ -1,5 +1,6 @@
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +112,70 @@ TEST(Config, AParameterMatchedByTwoGroupsGoesToTheFirst) {
   EXPECT_EQ(plan.groups[0].config_index, 0);
   EXPECT_EQ(plan.groups[0].params, (std::vector<std::size_t>{1}));
   EXPECT_EQ(plan.groups[1].params, (std::vector<std::size_t>{0}));
+}
+
+TEST(Config, GroupsSelectByNdimShapeAndRegexAndEverySelectorWrittenMustHold) {
+  const auto c = optreg::parse_config(
+      "optimizer: {name: adam, weight_decay: 0.1}\n"
+      "param_groups:\n"
+      "  - ndim: 1\n"
+      "    weight_decay: 0.0\n"           // no decay for any vector
+      "  - shape: [2, 4]\n"
+      "    lr: 0.5\n"
+      "  - regex: 'layer1\\..*'\n"
+      "    params: '*.weight'\n"          // both: layer1.weight only
+      "    lr: 0.25\n");
+  const std::vector<optreg::ParamInfo> info = {
+      {"layer1.weight", {4, 3}}, {"layer1.bias", {4}}, {"layer2.weight", {2, 4}}, {"layer2.bias", {2}}};
+  const auto plan = optreg::plan_groups_with_shapes(c, info);
+  ASSERT_EQ(plan.groups.size(), 3U);  // every parameter is selected: no default group
+  EXPECT_EQ(plan.groups[0].params, (std::vector<std::size_t>{1, 3}));
+  EXPECT_EQ(plan.groups[1].params, (std::vector<std::size_t>{2}));
+  EXPECT_EQ(plan.groups[2].params, (std::vector<std::size_t>{0}));
+  // Without shapes, ndim and shape cannot be decided.
+  EXPECT_EQ(optreg_test::message_of<optreg::ConfigError>([&] {
+              optreg::plan_groups(c, std::vector<std::string>{"layer1.weight", "layer1.bias"});
+            }),
+            "<string>:3:11: param_groups[0] selects parameters by ndim, which needs their shapes (optreg check --params "
+            "FILE gives them)");
+  // build_optimizer() has the shapes.
+  auto opt = optreg::build_optimizer(c, params(), registry());
+  ASSERT_EQ(opt->param_groups().size(), 3U);
+  EXPECT_DOUBLE_EQ(opt->param_groups()[0].option("weight_decay").as_float(), 0.0);
+  EXPECT_EQ(opt->param_groups()[0].params()[1].name(), "layer2.bias");
+}
+
+TEST(Config, LayerDecayMakesOneGroupPerLayerWithTheLrTimmGivesIt) {
+  const auto c = optreg::parse_config(
+      "optimizer: {name: adam, lr: 0.01}\n"
+      "param_groups:\n"
+      "  - regex: 'blocks\\.(\\d+)\\..*'\n"
+      "    layer_decay: 0.5\n"
+      "scheduler: {name: step, step_size: 1, gamma: 0.1}\n");
+  std::vector<optreg::Parameter> ps;
+  for (const char* n : {"embed.weight", "blocks.2.weight", "blocks.0.weight", "blocks.10.bias", "blocks.0.bias", "head.weight"}) {
+    ps.emplace_back(n, optreg::Tensor({2}));
+  }
+  auto opt = optreg::build_optimizer(c, ps, registry());
+  const auto& g = opt->param_groups();
+  ASSERT_EQ(g.size(), 4U);  // the default group (embed, head), then layers 0, 2, 10
+  EXPECT_DOUBLE_EQ(g[0].option("lr").as_float(), 0.01);
+  EXPECT_EQ(g[1].params().size(), 2U);
+  EXPECT_EQ(g[1].params()[0].name(), "blocks.0.weight");
+  // num_layers defaults to the largest layer + 1 = 11: layer L takes 0.5^(11 - L).
+  EXPECT_DOUBLE_EQ(g[1].option("lr").as_float(), 0.01 * std::pow(0.5, 11));
+  EXPECT_DOUBLE_EQ(g[2].option("lr").as_float(), 0.01 * std::pow(0.5, 9));
+  EXPECT_DOUBLE_EQ(g[3].option("lr").as_float(), 0.01 * 0.5);
+  // The lrs are the groups' real ones: a scheduler scales each.
+  auto sched = optreg::build_scheduler(c, *opt, registry());
+  sched->step();
+  EXPECT_DOUBLE_EQ(opt->param_groups()[3].option("lr").as_float(), 0.01 * 0.5 * 0.1);
+  const auto plan = optreg::plan_groups(c, std::vector<std::string>{"blocks.3.w", "blocks.1.w"});
+  ASSERT_EQ(plan.groups.size(), 2U);
+  EXPECT_EQ(plan.groups[0].layer, 1);
+  EXPECT_DOUBLE_EQ(plan.groups[0].lr_scale, 0.125);
+  EXPECT_EQ(plan.groups[1].layer, 3);
+  EXPECT_DOUBLE_EQ(plan.groups[1].lr_scale, 0.5);
 }
 
 TEST(Config, TwoParametersWithOneNameAreRefused) {

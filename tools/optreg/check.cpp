@@ -51,6 +51,17 @@ std::string patterns_text(const ConfigGroup& g) {
   return s;
 }
 
+/// A group's selectors as `check` prints them: `params "*.bias", ndim 1`.
+std::string selectors_text(const ConfigGroup& g) {
+  std::string s = g.patterns.empty() ? std::string() : "params " + patterns_text(g);
+  const auto add = [&](const std::string& part) { s += (s.empty() ? "" : ", ") + part; };
+  if (g.regex) add("regex " + Value(*g.regex).to_string());
+  if (g.ndim) add("ndim " + std::to_string(*g.ndim));
+  if (g.shape) add("shape " + to_string(*g.shape));
+  if (g.layer_decay) add("layer_decay " + Value(*g.layer_decay).to_string());
+  return s;
+}
+
 Json patterns_json(const ConfigGroup& g) {
   Json list = Json::array();
   for (const auto& p : g.patterns) list.push_back(json_text(p));
@@ -125,8 +136,10 @@ std::vector<ShownGroup> shown_groups(const OptimizerConfig& config, const Resolv
       const auto index = static_cast<std::size_t>(g.config_index);
       group.config = &config.groups[index];
       group.label = "param_groups[" + std::to_string(index) + "]";
+      if (g.layer >= 0) group.label += " layer " + std::to_string(g.layer);
       group.optimizer = r.group_optimizers[index];
       group.options = r.groups[index];
+      if (g.lr_scale != 1.0) group.options["lr"] = Value(group.options.at("lr").as_float() * g.lr_scale);
     }
     for (std::size_t i : g.params) group.params.push_back((*params)[i]);
     out.push_back(std::move(group));
@@ -138,6 +151,7 @@ Json groups_json(const Shown& r, bool with_params) {
   Json list = Json::array();
   for (const auto& g : r.groups) {
     Json j = {{"group", json_text(g.label)}, {"patterns", g.config ? patterns_json(*g.config) : Json::array()},
+              {"selectors", json_text(g.config ? selectors_text(*g.config) : std::string())},
               {"optimizer", json_text(g.optimizer.name)}, {"options", options_json(g.options)}};
     if (with_params) {
       Json& params = j["params"] = Json::array();
@@ -174,7 +188,7 @@ void print_text(const CheckArgs& args, const OptimizerConfig& config, const Show
   out << "defaults: " << options_text(r.defaults) << '\n';
   for (const auto& g : shown.groups) {
     out << g.label;
-    if (g.config) out << " (params " << patterns_text(*g.config) << ")";
+    if (g.config) out << " (" << selectors_text(*g.config) << ")";
     if (g.optimizer.name != r.optimizer.name) out << ", optimizer " << escape_text(g.optimizer.name);
     out << ": " << options_text(g.options) << '\n';
     for (const auto& p : g.params) out << "    " << escape_text(p.name) << " " << to_string(p.shape) << '\n';
@@ -235,17 +249,14 @@ std::vector<ConfigError> check_file(const CheckArgs& args, Registry& registry, s
     refused.insert(refused.end(), more.begin(), more.end());
   }
   std::optional<std::vector<ParamInfo>> params;
-  std::optional<std::vector<std::string>> names;
   if (!args.params_path.empty()) {
     try {
       params = load_param_list(args.params_path);
-      names.emplace();
-      for (const auto& p : *params) names->push_back(p.name);
     } catch (const ConfigError& e) {  // a bad --params file: the config is still checked
       errors.push_back(e);
     }
   }
-  ConfigCheck check = resolve_config(config, registry, names);
+  ConfigCheck check = params ? resolve_config_with_shapes(config, registry, *params) : resolve_config(config, registry);
   errors.insert(errors.end(), check.errors.begin(), check.errors.end());
   // The config's errors in the order of its lines, then those of the --params file.
   const auto order = [&](const ConfigError& e) { return std::make_tuple(e.file() != config.source, e.line(), e.column()); };
@@ -268,9 +279,13 @@ std::string plot_config_lr(const CheckArgs& args, const OptimizerConfig& config,
   }
   OptimizerPtr opt;
   if (!args.params_path.empty()) {
+    // Each parameter stands in with its number of dimensions, extents of 1 (its real shape
+    // where a group selects by shape), so that the groups form as they would.
+    const bool by_shape =
+        std::any_of(config.groups.begin(), config.groups.end(), [](const ConfigGroup& g) { return g.shape.has_value(); });
     std::vector<Parameter> params;
     for (const ShownGroup& g : shown.groups) {
-      for (const ParamInfo& p : g.params) params.emplace_back(p.name, Tensor({1, 1}));
+      for (const ParamInfo& p : g.params) params.emplace_back(p.name, Tensor(by_shape ? p.shape : Shape(p.shape.size(), 1)));
     }
     opt = build_optimizer(config, params, registry);
   } else {

@@ -101,6 +101,11 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
     for (const auto& p : group.patterns) patterns += (patterns.empty() ? "" : ", ") + p;
     s.push_back({prefix + "params", Value(patterns), at(src, group.mark)});
     if (!group.optimizer.empty()) s.push_back({prefix + "optimizer", Value(group.optimizer), at(src, group.optimizer_mark)});
+    if (group.regex) s.push_back({prefix + "regex", Value(*group.regex), at(src, group.regex_mark)});
+    if (group.ndim) s.push_back({prefix + "ndim", Value(*group.ndim), at(src, group.ndim_mark)});
+    if (group.shape) s.push_back({prefix + "shape", Value(to_string(*group.shape)), at(src, group.shape_mark)});
+    if (group.layer_decay) s.push_back({prefix + "layer_decay", Value(*group.layer_decay), at(src, group.layer_decay_mark)});
+    if (group.num_layers) s.push_back({prefix + "num_layers", Value(*group.num_layers), at(src, group.num_layers_mark)});
     for (const auto& opt : group.options) s.push_back({prefix + opt.name, opt.value, at(src, opt.value_mark)});
   }
   if (o.scheduler) add_scheduler(s, *o.scheduler, "scheduler.", src);

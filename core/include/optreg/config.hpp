@@ -43,11 +43,31 @@ struct OPTREG_API ConfigOption {
   ConfigMark value_mark;
 };
 
-/// One entry of `param_groups`: name patterns and option overrides.
+/// One entry of `param_groups`: selectors, option overrides, and optionally the optimizer that
+/// steps it. A parameter is selected when it meets every selector written: `params`, `regex`,
+/// `ndim`, `shape` (at least one is).
 struct OPTREG_API ConfigGroup {
-  /// Glob patterns (`*`, `?`, `[...]`) matched against whole parameter names.
+  /// `params`: glob patterns (`*`, `?`, `[...]`) matched against whole parameter names; a
+  /// parameter matches when one of them does.
   std::vector<std::string> patterns;
   std::vector<ConfigMark> pattern_marks;
+  /// `regex`: an ECMAScript regular expression matched against whole names. Its first capture,
+  /// a whole number, is the parameter's layer for `layer_decay`.
+  std::optional<std::string> regex;
+  ConfigMark regex_mark;
+  /// `ndim`: the number of dimensions (1 for biases and norms' weights).
+  std::optional<std::int64_t> ndim;
+  ConfigMark ndim_mark;
+  /// `shape`: the exact shape.
+  std::optional<Shape> shape;
+  ConfigMark shape_mark;
+  /// `layer_decay`: the parameters of layer L (the regex's capture) take lr * layer_decay^(N - L),
+  /// N being `num_layers` (by default the largest layer selected + 1), as timm's layer-wise
+  /// decay: one group of the optimizer per layer, whose lr is the real one.
+  std::optional<double> layer_decay;
+  ConfigMark layer_decay_mark;
+  std::optional<std::int64_t> num_layers;
+  ConfigMark num_layers_mark;
   std::vector<ConfigOption> options;
   ConfigMark mark;
   /// `optimizer:`: the optimizer that steps the group, when it is not the config's (empty).
@@ -150,12 +170,21 @@ struct OPTREG_API GroupPlan {
     int config_index = -1;
     std::vector<std::size_t> params;  // indices into the given parameter list
     Options options;                  // the overrides given for the group
+    /// Of an entry with `layer_decay`: the layer of its parameters, and the factor of its lr
+    /// (layer_decay^(num_layers - layer)); -1 and 1 otherwise.
+    std::int64_t layer = -1;
+    double lr_scale = 1.0;
   };
   std::vector<Group> groups;
 };
 
-/// Sorts parameters into the config's groups; throws ConfigError for a pattern that matches no
-/// parameter or a group left empty, and for two parameters with the same name.
+/// Sorts parameters into the config's groups: each goes to the first entry of `param_groups`
+/// whose selectors it meets, the rest to the default group (first); an entry with
+/// `layer_decay` makes one group per layer, in increasing order. Throws ConfigError for a
+/// pattern or regex that matches no parameter name, a group left empty, a layer that is not a
+/// whole number, and for two parameters with the same name.
+OPTREG_API GroupPlan plan_groups_with_shapes(const OptimizerConfig& config, const std::vector<ParamInfo>& params);
+/// The same by names alone: a config that selects by `ndim` or `shape` is a ConfigError.
 OPTREG_API GroupPlan plan_groups(const OptimizerConfig& config, const std::vector<std::string>& param_names);
 
 /// One scheduler of a config with every option resolved (a sequence: its schedulers too).
@@ -202,6 +231,9 @@ struct OPTREG_API ConfigCheck {
 /// defaults break one. Throws only what the registry throws for a failing plugin.
 OPTREG_API ConfigCheck resolve_config(const OptimizerConfig& config, const Registry& registry,
                                       const std::optional<std::vector<std::string>>& param_names = std::nullopt);
+/// The same with the parameters' shapes, which selectors by `ndim` and `shape` need.
+OPTREG_API ConfigCheck resolve_config_with_shapes(const OptimizerConfig& config, const Registry& registry,
+                                                  const std::vector<ParamInfo>& params);
 
 /// Builds the optimizer a config describes over named parameters; the result is what
 /// Registry::create() gives. Throws ConfigError for an unknown optimizer or a bad option (with
