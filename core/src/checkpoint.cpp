@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <regex>
 #include <new>
 #include <streambuf>
 #include <system_error>
@@ -836,6 +838,200 @@ void save_optimizer(const std::string& path, const Optimizer& optimizer, const S
   Checkpoint c = checkpoint_of(optimizer, metadata);
   c.scheduler = SchedulerState{scheduler.name(), scheduler.plugin_version(), scheduler.state()};
   save_checkpoint(path, c);
+}
+
+namespace {
+
+/// A rename of NameMatchPolicy: FROM as a regular expression whose groups are its `*`s.
+struct Rename {
+  std::regex from;
+  std::string to;
+  std::size_t stars = 0;
+};
+
+std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
+  std::vector<Rename> out;
+  for (const auto& [from, to] : policy.renames) {
+    Rename r;
+    std::string re;
+    for (std::size_t i = 0; i < from.size(); ++i) {
+      const char c = from[i];
+      if (c == '*') {
+        re += "(.*)";
+        ++r.stars;
+      } else if (c == '?') {
+        re += '.';
+      } else if (c == '[') {
+        const std::size_t end = from.find(']', i + 2);
+        if (end == std::string::npos) {
+          re += "\\[";
+          continue;
+        }
+        std::string set = from.substr(i + 1, end - i - 1);
+        if (!set.empty() && set[0] == '!') set[0] = '^';
+        re += "[" + set + "]";
+        i = end;
+      } else {
+        if (std::strchr("\\^$.|+(){}", c) != nullptr) re += '\\';
+        re += c;
+      }
+    }
+    const auto to_stars = static_cast<std::size_t>(std::count(to.begin(), to.end(), '*'));
+    if (to_stars > r.stars) {
+      throw UsageError("rename '" + from + "' -> '" + to + "': the new name has " + std::to_string(to_stars) +
+                       " '*', the pattern only " + std::to_string(r.stars));
+    }
+    r.from = std::regex(re, std::regex::ECMAScript);
+    r.to = to;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string renamed(const std::string& name, const std::vector<Rename>& renames) {
+  for (const Rename& r : renames) {
+    std::smatch m;
+    if (!std::regex_match(name, m, r.from)) continue;
+    std::string out;
+    std::size_t star = 0;
+    for (const char c : r.to) {
+      if (c == '*') {
+        out += m[++star].str();
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
+  return name;
+}
+
+/// The plan of a name-matched load: the report, and for each parameter of the optimizer (in id
+/// order) the checkpoint's id it takes its state from, or -1.
+struct NamePlan {
+  NameMatchReport report;
+  std::vector<std::int64_t> source;
+};
+
+NamePlan name_plan(const Checkpoint& c, const std::string& path, const Optimizer& optimizer, const NameMatchPolicy& policy) {
+  if (c.parameters.empty()) {
+    throw CheckpointError(path, "it holds no parameters, so no names to match the optimizer's parameters by");
+  }
+  const std::vector<Rename> renames = compile_renames(policy);
+  std::map<std::string, std::size_t> saved;  // renamed name -> checkpoint id
+  for (std::size_t i = 0; i < c.parameters.size(); ++i) {
+    const std::string name = renamed(c.parameters[i].name, renames);
+    const auto [it, fresh] = saved.emplace(name, i);
+    if (!fresh) {
+      throw CheckpointError(path, "parameters " + quoted_name(c.parameters[it->second].name) + " (id " +
+                                      std::to_string(it->second) + ") and " + quoted_name(c.parameters[i].name) +
+                                      " (id " + std::to_string(i) + ") both load as " + quoted_name(name));
+    }
+  }
+  const std::vector<Parameter> params = optimizer.parameters();
+  std::map<std::string, std::size_t> live;
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    if (!live.emplace(params[j].name(), j).second) {
+      throw CheckpointError(path, "the optimizer has two parameters named " + quoted_name(params[j].name()) +
+                                      " (ids " + std::to_string(live[params[j].name()]) + " and " + std::to_string(j) +
+                                      "); a load by name needs distinct names");
+    }
+  }
+  NamePlan plan;
+  plan.source.assign(params.size(), -1);
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    const auto it = saved.find(params[j].name());
+    if (it == saved.end()) {
+      if (!policy.fresh_for_missing) {
+        throw CheckpointError(path, "parameter " + quoted_name(params[j].name()) + " (id " + std::to_string(j) +
+                                        ") has no state in it; NameMatchPolicy::fresh_for_missing keeps its own");
+      }
+      plan.report.created.push_back(params[j].name());
+      continue;
+    }
+    const NamedTensor& s = c.parameters[it->second];
+    if (s.value.shape() != params[j].value().shape()) {
+      throw CheckpointError(path, "parameter " + quoted_name(params[j].name()) + " (id " + std::to_string(j) +
+                                      ") has shape " + to_string(params[j].value().shape()) + ", but " +
+                                      quoted_name(s.name) + " (id " + std::to_string(it->second) + ") has shape " +
+                                      to_string(s.value.shape()) + " in the file");
+    }
+    plan.source[j] = static_cast<std::int64_t>(it->second);
+    plan.report.matched.push_back(NameMatchReport::Match{params[j].name(), s.name});
+  }
+  std::vector<bool> used(c.parameters.size(), false);
+  for (const std::int64_t k : plan.source) {
+    if (k >= 0) used[static_cast<std::size_t>(k)] = true;
+  }
+  for (std::size_t i = 0; i < c.parameters.size(); ++i) {
+    if (used[i]) continue;
+    if (!policy.drop_unexpected) {
+      throw CheckpointError(path, "its parameter " + quoted_name(c.parameters[i].name) + " (id " + std::to_string(i) +
+                                      ") matches no parameter of the optimizer; NameMatchPolicy::drop_unexpected "
+                                      "leaves it out");
+    }
+    plan.report.dropped.push_back(c.parameters[i].name);
+  }
+  return plan;
+}
+
+}  // namespace
+
+NameMatchReport plan_name_match(const Checkpoint& checkpoint, const std::string& name, const Optimizer& optimizer,
+                                const NameMatchPolicy& policy) {
+  return name_plan(checkpoint, name, optimizer, policy).report;
+}
+
+NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Optimizer& optimizer,
+                                       const NameMatchPolicy& policy, const LoadOptions& options, Options* metadata) {
+  const NamePlan plan = name_plan(c, path, optimizer, policy);
+  // The optimizer's own state dict, with the matched parameters' saved state in place: its
+  // groups and options stay, and load_state_dict() checks every entry.
+  StateDict next = optimizer.state_dict(TensorCopy::Shared);
+  std::vector<Parameter> params = optimizer.parameters();
+  std::vector<DTypeConversion> conversions;
+  std::vector<Tensor> values(params.size());
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    if (plan.source[j] < 0) continue;
+    const auto k = static_cast<std::uint64_t>(plan.source[j]);
+    const auto state = c.optimizer.state.find(k);
+    if (state == c.optimizer.state.end()) {
+      throw CheckpointError(path, "its parameter " + quoted_name(c.parameters[k].name) + " (id " + std::to_string(k) +
+                                      ") has no optimizer state");
+    }
+    next.state[j] = state->second;
+    Tensor value = c.parameters[k].value;
+    if (value.dtype() != params[j].value().dtype()) {
+      if (!options.convert_dtypes || is_quantized(value.dtype())) {
+        throw CheckpointError(path, "parameter " + quoted_name(params[j].name()) + " is " + dtype_name(value.dtype()) +
+                                        " in the file, but " + dtype_name(params[j].value().dtype()) +
+                                        " in the optimizer; load with LoadOptions::convert_dtypes to convert it");
+      }
+      value = convert_dtype(value, params[j].value().dtype(), "parameter '" + params[j].name() + "' (id " + std::to_string(j) + ")",
+                            conversions);
+    }
+    values[j] = value;
+  }
+  if (options.convert_dtypes) {
+    const std::vector<DTypeConversion> state = optimizer.convert_state_dict(next);
+    conversions.insert(conversions.end(), state.begin(), state.end());
+  }
+  try {
+    optimizer.load_state_dict(next);  // checks everything before it changes anything
+  } catch (const StateDictError& e) {
+    throw CheckpointError(path, e.what());
+  }
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    if (plan.source[j] >= 0) params[j].value().copy_from(values[j]);
+  }
+  if (options.conversions != nullptr) *options.conversions = std::move(conversions);
+  if (metadata != nullptr) *metadata = std::move(c.metadata);
+  return plan.report;
+}
+
+NameMatchReport load_optimizer_by_name(const std::string& path, Optimizer& optimizer, const NameMatchPolicy& policy,
+                                       const LoadOptions& options, Options* metadata) {
+  return load_optimizer_by_name(read_checkpoint(path), path, optimizer, policy, options, metadata);
 }
 
 }  // namespace optreg

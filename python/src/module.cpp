@@ -918,6 +918,34 @@ PYBIND11_MODULE(_optreg, m) {
           py::arg("path"), py::arg("convert_dtypes") = false,
           "Restores a checkpoint written by save(), all or nothing.")
       .def(
+          "load_by_name",
+          [](PyOptimizer& o, const std::string& path, bool fresh_for_missing, bool drop_unexpected,
+             const std::map<std::string, std::string>& renames, bool convert_dtypes) {
+            optreg::NameMatchPolicy policy;
+            policy.fresh_for_missing = fresh_for_missing;
+            policy.drop_unexpected = drop_unexpected;
+            policy.renames.assign(renames.begin(), renames.end());
+            optreg::LoadOptions options;
+            options.convert_dtypes = convert_dtypes;
+            optreg::NameMatchReport report;
+            {
+              py::gil_scoped_release nogil;
+              report = optreg::load_optimizer_by_name(path, o.get(), policy, options);
+            }
+            py::dict out;
+            py::list matched;
+            for (const auto& m : report.matched) matched.append(py::make_tuple(m.param, m.saved));
+            out["matched"] = matched;
+            out["created"] = report.created;
+            out["dropped"] = report.dropped;
+            return out;
+          },
+          py::arg("path"), py::kw_only(), py::arg("fresh_for_missing") = false, py::arg("drop_unexpected") = false,
+          py::arg("renames") = std::map<std::string, std::string>{}, py::arg("convert_dtypes") = false,
+          "Restores a checkpoint matching parameters by name (a model that changed a little), all or nothing; "
+          "renames maps a glob of saved names to the new name ('*' carried). Returns {'matched': [(param, saved)], "
+          "'created': [...], 'dropped': [...]}.")
+      .def(
           "clip_grad_norm",
           [](PyOptimizer& o, double max_norm, double norm_type, bool error_if_nonfinite) {
             py::gil_scoped_release nogil;

@@ -214,6 +214,30 @@ TEST(Cli, InspectJsonIsMachineReadable) {
   EXPECT_TRUE(contains(r.out, "\"metadata\": {\"seed\": 7, \"step\": 2}")) << r.out;
 }
 
+TEST(Cli, InspectAgainstAConfigPreviewsALoadByName) {
+  TempDir dir;
+  const std::string path = write_checkpoint(dir);  // layer.weight [2, 3], layer.bias [2]
+  std::ofstream(dir.path() + "/opt.yaml") << "optimizer: {name: adam, amsgrad: true}\n";
+  std::ofstream(dir.path() + "/params.yaml") << "net.layer.weight: [2, 3]\nhead.bias: [4]\n";
+  const std::string base = "inspect '" + path + "' --against '" + dir.path() + "/opt.yaml' --params '" + dir.path() +
+                           "/params.yaml'";
+  const ToolRun strict = run(base);
+  EXPECT_EQ(strict.status, 1) << strict.out;
+  EXPECT_TRUE(contains(strict.out, "optreg inspect: checkpoint " + path +
+                                       ": parameter 'net.layer.weight' (id 0) has no state in it"))
+      << strict.out;
+  const ToolRun r = run(base + " --fresh-missing --drop-unexpected --rename 'layer.*=net.layer.*'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "matched: 1\n  net.layer.weight <- layer.weight\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "kept their own state (no saved state): 1\n  head.bias\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "left out (no parameter): 1\n  layer.bias\n")) << r.out;
+  const ToolRun json = run(base + " --json --fresh-missing --drop-unexpected");
+  EXPECT_EQ(json.status, 0) << json.out;
+  EXPECT_TRUE(contains(json.out, "\"created\": [\"net.layer.weight\", \"head.bias\"]")) << json.out;
+  EXPECT_TRUE(contains(json.out, "\"dropped\": [\"layer.weight\", \"layer.bias\"]")) << json.out;
+  EXPECT_EQ(run("inspect '" + path + "' --params '" + dir.path() + "/params.yaml'").status, 2);
+}
+
 TEST(Cli, InspectShowsTheSchedulerState) {
   TempDir dir;
   const optreg::Registry& registry = optreg_test::reference_registry();

@@ -112,6 +112,23 @@ def test_hooks_run_in_order_and_a_throwing_pre_step_hook_leaves_the_arrays_uncha
         opt.add_hook("pre", refuse)
 
 
+def test_load_by_name_matches_renamed_and_reordered_parameters(tmp_path):
+    w, b = np.full((2, 2), 3.0, np.float32), np.full(2, 4.0, np.float32)
+    opt = optreg.create("adam", [("enc.w", w), ("enc.b", b)], lr=0.1)
+    opt.set_grads([np.ones((2, 2), np.float32), np.ones(2, np.float32)])
+    opt.step()
+    opt.save(str(tmp_path / "run.ckpt"))
+    w2, new = np.zeros((2, 2), np.float32), np.zeros(5, np.float32)
+    other = optreg.create("adam", [("extra", new), ("backbone.w", w2)], lr=0.1)
+    with pytest.raises(optreg.CheckpointError, match="'extra' .id 0. has no state in it"):
+        other.load_by_name(str(tmp_path / "run.ckpt"), renames={"enc.*": "backbone.*"})
+    report = other.load_by_name(str(tmp_path / "run.ckpt"), renames={"enc.*": "backbone.*"},
+                                fresh_for_missing=True, drop_unexpected=True)
+    assert report == {"matched": [("backbone.w", "enc.w")], "created": ["extra"], "dropped": ["enc.b"]}
+    np.testing.assert_array_equal(w2, w)
+    assert other.state(1)["step"] == 1
+
+
 def test_parameters_without_a_gradient_are_skipped():
     a, b = np.ones(2, np.float32), np.ones(2, np.float32)
     opt = optreg.create("adam", [a, b], lr=0.1)

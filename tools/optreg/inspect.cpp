@@ -7,6 +7,7 @@
 #include <memory>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/config.hpp>
 
 #include "cli.hpp"
 
@@ -15,12 +16,17 @@ namespace optreg::cli {
 namespace {
 
 const CommandHelp kInspectHelp = {
-    "optreg inspect FILE [--json]",
+    "optreg inspect FILE [--json] [--against CONFIG --params P [--fresh-missing] [--drop-unexpected] "
+    "[--rename FROM=TO]...]",
     "verify a checkpoint file and show what it holds",
     "Verifies a checkpoint file (size, magic, version, length, checksum) and prints what it holds:\n"
     "the optimizer, each group's options and parameter ids, and for every state tensor and\n"
     "parameter its shape, min, max, mean and the count of non-finite values, the metadata, and\n"
-    "the learning-rate scheduler's state when the file holds one.",
+    "the learning-rate scheduler's state when the file holds one.\n"
+    "With --against, previews a load by name instead: the optimizer CONFIG builds over the\n"
+    "parameters of P (a YAML map from name to shape) and which of them would take the state of\n"
+    "which saved parameter, keep their own (--fresh-missing), and which saved ones would be left\n"
+    "out (--drop-unexpected), after the renames (a glob FROM, TO with its '*'s).",
     "Exit status: 0 when the file is valid, 1 when it is not, 2 on a usage error.",
 };
 
@@ -28,6 +34,12 @@ const CommandHelp kInspectHelp = {
 struct InspectArgs {
   bool json = false;
   std::string path;
+  std::string against;  // a config: preview a load by name
+  std::string params_path;
+  bool fresh_missing = false;
+  bool drop_unexpected = false;
+  std::vector<std::string> renames;  // FROM=TO
+  PluginOptions plugins;
 };
 
 /// Summary statistics of a tensor; min, max and mean are over the finite elements.
@@ -165,6 +177,55 @@ void print_json(const std::string& path, const CheckpointInfo& info, const Check
   out << json_block(j) << '\n';
 }
 
+/// `--against CONFIG --params P`: how the checkpoint would load by name into the optimizer the
+/// config builds over P's parameters.
+int preview_name_match(const InspectArgs& args, const Checkpoint& c, std::ostream& out) {
+  if (args.params_path.empty()) throw CommandLineError{"optreg inspect: --against needs --params FILE"};
+  NameMatchPolicy policy;
+  policy.fresh_for_missing = args.fresh_missing;
+  policy.drop_unexpected = args.drop_unexpected;
+  for (const auto& r : args.renames) {
+    const std::size_t eq = r.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw CommandLineError{"optreg inspect: --rename takes FROM=TO (a glob and its new name), not '" + r + "'"};
+    }
+    policy.renames.emplace_back(r.substr(0, eq), r.substr(eq + 1));
+  }
+  const OptimizerConfig config = load_config(args.against);
+  Registry registry;
+  load_plugins(registry, args.plugins);
+  load_config_plugins(config, registry);
+  std::vector<Parameter> params;
+  for (const ParamInfo& p : load_param_list(args.params_path)) params.emplace_back(p.name, Tensor(p.shape));
+  const OptimizerPtr opt = build_optimizer(config, params, registry);
+  const NameMatchReport report = plan_name_match(c, args.path, *opt, policy);
+  if (args.json) {
+    Json matched = Json::array();
+    for (const auto& m : report.matched) matched.push_back(Json{{"param", json_text(m.param)}, {"saved", json_text(m.saved)}});
+    Json created = Json::array();
+    for (const auto& n : report.created) created.push_back(json_text(n));
+    Json dropped = Json::array();
+    for (const auto& n : report.dropped) dropped.push_back(json_text(n));
+    out << json_block(Json{{"file", json_text(args.path)}, {"valid", true}, {"against", json_text(args.against)},
+                           {"matched", matched}, {"created", created}, {"dropped", dropped}})
+        << '\n';
+    return kOk;
+  }
+  out << "checkpoint " << escape_text(args.path) << " by name into " << escape_text(args.against) << " over "
+      << escape_text(args.params_path) << ":\n";
+  out << "matched: " << report.matched.size() << '\n';
+  for (const auto& m : report.matched) {
+    out << "  " << escape_text(m.param);
+    if (m.saved != m.param) out << " <- " << escape_text(m.saved);
+    out << '\n';
+  }
+  out << "kept their own state (no saved state): " << report.created.size() << '\n';
+  for (const auto& n : report.created) out << "  " << escape_text(n) << '\n';
+  out << "left out (no parameter): " << report.dropped.size() << '\n';
+  for (const auto& n : report.dropped) out << "  " << escape_text(n) << '\n';
+  return kOk;
+}
+
 int run_inspect(const InspectArgs& args, std::ostream& out, std::ostream& err) {
   if (args.path.empty()) throw CommandLineError{"optreg inspect: name the checkpoint file"};
   CheckpointInfo info;
@@ -177,6 +238,19 @@ int run_inspect(const InspectArgs& args, std::ostream& out, std::ostream& err) {
     }
     err << "optreg inspect: " << e.what() << '\n';
     return kFailure;
+  }
+  if (!args.against.empty()) {
+    try {
+      return preview_name_match(args, c, out);
+    } catch (const CommandLineError&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (args.json) {
+        out << json_line(Json{{"file", json_text(args.path)}, {"valid", false}, {"error", json_message(e.what())}}) << '\n';
+      }
+      err << "optreg inspect: " << e.what() << '\n';
+      return kFailure;
+    }
   }
   if (args.json) {
     print_json(args.path, info, c, out);
@@ -193,6 +267,20 @@ void add_inspect_command(CLI::App& root, int& status) {
   CLI::App& command = add_command(root, "inspect", kInspectHelp);
   add_positional(command, "FILE", args->path, "the checkpoint file");
   add_json_flag(command, args->json);
+  CLI::Option* against =
+      command.add_option("--against", args->against, "preview a load by name into the optimizer of this config")
+          ->type_name("CONFIG");
+  command.add_option("--params", args->params_path, "with --against: a YAML map from parameter name to shape")
+      ->type_name("FILE")
+      ->needs(against);
+  command.add_flag("--fresh-missing", args->fresh_missing, "with --against: a parameter without saved state keeps its own")
+      ->needs(against);
+  command.add_flag("--drop-unexpected", args->drop_unexpected, "with --against: saved state of no parameter is left out")
+      ->needs(against);
+  command.add_option("--rename", args->renames, "with --against: rename saved names, FROM=TO (a glob; '*' in TO)")
+      ->type_name("FROM=TO")
+      ->needs(against);
+  add_plugin_options(command, args->plugins);
   run_when_parsed(command, "optreg inspect: unexpected argument", status,
                   [args] { return run_inspect(*args, std::cout, std::cerr); });
 }

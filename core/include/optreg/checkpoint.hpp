@@ -93,4 +93,51 @@ OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer,
 OPTREG_API Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
                        Scheduler* scheduler = nullptr, const LoadOptions& options = {});
 
+/// How load_optimizer_by_name() matches a checkpoint's parameters to an optimizer's: by name,
+/// not by position, for a model that changed a little since the checkpoint was written.
+struct OPTREG_API NameMatchPolicy {
+  /// A parameter of the optimizer whose name the checkpoint lacks: an error (false), or it keeps
+  /// the state and value it has, fresh for an optimizer just made (true).
+  bool fresh_for_missing = false;
+  /// A parameter of the checkpoint whose name the optimizer lacks: an error (false), or its
+  /// state and value are left out (true).
+  bool drop_unexpected = false;
+  /// Renames of the checkpoint's names before they are matched, the first that applies: a glob
+  /// FROM (`*` and `?`) and TO, in which each `*` stands for what the `*` of FROM in the same
+  /// place matched ("encoder.*" -> "backbone.*"). Two names renamed to one are an error.
+  std::vector<std::pair<std::string, std::string>> renames;
+};
+
+/// What a name-matched load did (or would do, as plan_name_match() says).
+struct OPTREG_API NameMatchReport {
+  struct Match {
+    std::string param;  // the optimizer's parameter
+    std::string saved;  // the checkpoint's name it took the state of (before any rename)
+  };
+  std::vector<Match> matched;        // in the optimizer's id order
+  std::vector<std::string> created;  // the optimizer's parameters that kept their own state
+  std::vector<std::string> dropped;  // the checkpoint's names left out
+};
+
+/// How a checkpoint (named `name` in messages) would load into `optimizer` by name under
+/// `policy`, changing nothing. Throws CheckpointError naming the parameter for a checkpoint
+/// without parameter names, a shape that differs (always an error), a parameter with no saved
+/// state or saved state with no parameter that the policy does not allow, two saved names
+/// renamed to one, and two parameters of the optimizer of one name.
+OPTREG_API NameMatchReport plan_name_match(const Checkpoint& checkpoint, const std::string& name,
+                                           const Optimizer& optimizer, const NameMatchPolicy& policy);
+
+/// Loads what save_optimizer() wrote into `optimizer`, matching parameters by name
+/// (plan_name_match()): a matched parameter takes its saved state and value, the optimizer's
+/// groups keep their options. All or nothing: every check (plan_name_match(), then every state
+/// entry as load_optimizer() checks it) is made before anything changes. Returns the report; the
+/// checkpoint's metadata goes to `metadata` when it is not null. A scheduler state is ignored.
+OPTREG_API NameMatchReport load_optimizer_by_name(const std::string& path, Optimizer& optimizer,
+                                                  const NameMatchPolicy& policy, const LoadOptions& options = {},
+                                                  Options* metadata = nullptr);
+/// The same from a checkpoint already read, named `name` in messages.
+OPTREG_API NameMatchReport load_optimizer_by_name(Checkpoint checkpoint, const std::string& name, Optimizer& optimizer,
+                                                  const NameMatchPolicy& policy, const LoadOptions& options = {},
+                                                  Options* metadata = nullptr);
+
 }  // namespace optreg
