@@ -191,18 +191,22 @@ bool is_composite(const Optimizer& optimizer) noexcept { return dynamic_cast<con
 // makes optimizers that take them. ~Optimizer() removes its entry.
 namespace {
 
-struct HookEntry {
+/// One hook: `removed` is set under the table's lock when its handle removes it, so that a run
+/// that took it before does not call it.
+struct HookRecord {
   std::uint64_t id;
-  std::shared_ptr<const Hook> fn;  // null once removed during a run
+  Hook fn;
+  std::atomic<bool> removed{false};
 };
 
-/// One optimizer's hooks. An optimizer is used from one thread at a time, so only the table is
-/// locked; a run iterates by index over entries that removals during it only null out.
+/// One optimizer's hooks, in the order added, per point.
 struct HookList {
-  std::array<std::vector<HookEntry>, 4> at;
-  int running = 0;
+  std::array<std::vector<std::shared_ptr<HookRecord>>, 4> at;
 };
 
+/// Every optimizer's hooks. Every change and every read of a list is made under `mutex`; hooks
+/// are called, and destroyed, outside it (a hook may add or remove hooks, and its captures may
+/// own handles).
 struct HookTable {
   std::mutex mutex;
   std::unordered_map<const Optimizer*, std::shared_ptr<HookList>> lists;
@@ -216,20 +220,6 @@ HookTable& hook_table() {
 /// How many optimizers have a hook list: the fast path of every step when it is 0.
 std::atomic<std::size_t> g_hooked{0};
 std::atomic<std::uint64_t> g_next_hook{1};
-
-std::shared_ptr<HookList> hooks_of(const Optimizer* optimizer) {
-  if (g_hooked.load(std::memory_order_relaxed) == 0) return nullptr;
-  HookTable& t = hook_table();
-  const std::lock_guard<std::mutex> lock(t.mutex);
-  const auto it = t.lists.find(optimizer);
-  return it == t.lists.end() ? nullptr : it->second;
-}
-
-void compact(HookList& list) {
-  for (auto& entries : list.at) {
-    entries.erase(std::remove_if(entries.begin(), entries.end(), [](const HookEntry& e) { return !e.fn; }), entries.end());
-  }
-}
 
 }  // namespace
 
@@ -261,22 +251,34 @@ void HookHandle::remove() noexcept {
   if (id_ == 0) return;
   const std::uint64_t id = id_;
   id_ = 0;
-  // Ids are never reused, so a later optimizer at the same address keeps its own hooks.
-  const std::shared_ptr<HookList> list = hooks_of(optimizer_);
-  if (!list) return;
-  for (auto& entries : list->at) {
-    for (auto& e : entries) {
-      if (e.id == id) e.fn.reset();
+  if (g_hooked.load(std::memory_order_relaxed) == 0) return;
+  // Ids are never reused, so a later optimizer at the same address keeps its own hooks. The
+  // record is destroyed after the lock is released: its hook's captures may own handles.
+  std::shared_ptr<HookRecord> gone;
+  HookTable& t = hook_table();
+  const std::lock_guard<std::mutex> lock(t.mutex);
+  const auto it = t.lists.find(optimizer_);
+  if (it == t.lists.end()) return;
+  for (auto& entries : it->second->at) {
+    for (auto e = entries.begin(); e != entries.end(); ++e) {
+      if ((*e)->id != id) continue;
+      (*e)->removed.store(true);
+      gone = std::move(*e);
+      entries.erase(e);
+      break;
     }
   }
-  if (list->running == 0) compact(*list);
+  // `lock` is released before `gone` is destroyed (reverse order of declaration).
 }
 
 HookHandle Optimizer::add_hook(HookPoint point, Hook hook) {
   const auto index = static_cast<std::size_t>(point);
   if (index >= 4) throw UsageError("add_hook: unknown hook point " + std::to_string(index));
   if (!hook) throw UsageError("add_hook(" + std::string(to_string(point)) + ") on optimizer '" + info_.name + "' without a hook");
-  auto fn = std::make_shared<const Hook>(std::move(hook));
+  auto record = std::make_shared<HookRecord>();
+  record->id = g_next_hook.fetch_add(1, std::memory_order_relaxed);
+  record->fn = std::move(hook);
+  const std::uint64_t id = record->id;
   HookTable& t = hook_table();
   const std::lock_guard<std::mutex> lock(t.mutex);
   std::shared_ptr<HookList>& list = t.lists[this];
@@ -284,36 +286,39 @@ HookHandle Optimizer::add_hook(HookPoint point, Hook hook) {
     list = std::make_shared<HookList>();
     g_hooked.fetch_add(1, std::memory_order_relaxed);
   }
-  const std::uint64_t id = g_next_hook.fetch_add(1, std::memory_order_relaxed);
-  list->at[index].push_back(HookEntry{id, std::move(fn)});
+  list->at[index].push_back(std::move(record));
   return HookHandle(this, id);
 }
 
 void Optimizer::run_hooks(HookPoint point) {
-  const std::shared_ptr<HookList> list = hooks_of(this);
-  if (!list) return;
-  std::vector<HookEntry>& entries = list->at[static_cast<std::size_t>(point)];
-  const std::size_t n = entries.size();  // hooks added meanwhile wait for the next event
-  ++list->running;
-  try {
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::shared_ptr<const Hook> fn = entries[i].fn;  // the entry may move or be removed
-      if (fn) (*fn)(*this);
-    }
-  } catch (...) {
-    if (--list->running == 0) compact(*list);
-    throw;
+  if (g_hooked.load(std::memory_order_relaxed) == 0) return;
+  // The hooks as they are now (one added meanwhile waits for the next event), called outside
+  // the lock; one removed meanwhile is skipped.
+  std::vector<std::shared_ptr<HookRecord>> now;
+  {
+    HookTable& t = hook_table();
+    const std::lock_guard<std::mutex> lock(t.mutex);
+    const auto it = t.lists.find(this);
+    if (it == t.lists.end()) return;
+    now = it->second->at[static_cast<std::size_t>(point)];
   }
-  if (--list->running == 0) compact(*list);
+  for (const auto& record : now) {
+    if (!record->removed.load()) record->fn(*this);
+  }
 }
 
 // ---------------------------------------------------------------- Optimizer
 
 Optimizer::~Optimizer() {
   if (g_hooked.load(std::memory_order_relaxed) == 0) return;
+  std::shared_ptr<HookList> gone;  // destroyed after the lock is released: hooks may own handles
   HookTable& t = hook_table();
   const std::lock_guard<std::mutex> lock(t.mutex);
-  if (t.lists.erase(this) != 0) g_hooked.fetch_sub(1, std::memory_order_relaxed);
+  const auto it = t.lists.find(this);
+  if (it == t.lists.end()) return;
+  gone = std::move(it->second);
+  t.lists.erase(it);
+  g_hooked.fetch_sub(1, std::memory_order_relaxed);
 }
 
 const Optimizer& Optimizer::engine(const Options& options) const {

@@ -796,11 +796,14 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
     }
   }
   try {
-    optimizer.load_state_dict(c.optimizer);  // checks everything before it changes anything
+    optimizer.check_state_dict(c.optimizer);  // everything, before anything changes
   } catch (const StateDictError& e) {
     throw CheckpointError(path, e.what());
   }
+  // The values first, so that the optimizer's post_load hooks (run by load_state_dict()) see
+  // the parameters as loaded.
   for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
+  optimizer.load_state_dict(c.optimizer);  // checked above
   if (scheduler != nullptr) scheduler->load_state(c.scheduler->state);  // checked above
   if (options.conversions != nullptr) *options.conversions = std::move(conversions);
   return std::move(c.metadata);
@@ -861,15 +864,26 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
         ++r.stars;
       } else if (c == '?') {
         re += '.';
+      } else if (c == '\\' && i + 1 < from.size()) {
+        re += '\\';  // an escaped character stands for itself, as in fnmatch()
+        re += from[++i];
       } else if (c == '[') {
-        const std::size_t end = from.find(']', i + 2);
+        // A set: `!` or `^` first negates it, a `]` first (after either) is a member.
+        std::size_t j = i + 1;
+        const bool negated = j < from.size() && (from[j] == '!' || from[j] == '^');
+        if (negated) ++j;
+        if (j < from.size() && from[j] == ']') ++j;
+        const std::size_t end = from.find(']', j);
         if (end == std::string::npos) {
           re += "\\[";
           continue;
         }
-        std::string set = from.substr(i + 1, end - i - 1);
-        if (!set.empty() && set[0] == '!') set[0] = '^';
-        re += "[" + set + "]";
+        std::string set = negated ? "[^" : "[";
+        for (std::size_t k = i + 1 + (negated ? 1 : 0); k < end; ++k) {
+          if (from[k] == ']' || from[k] == '\\' || from[k] == '[' || from[k] == '^') set += '\\';
+          set += from[k];
+        }
+        re += set + "]";
         i = end;
       } else {
         if (std::strchr("\\^$.|+(){}", c) != nullptr) re += '\\';
@@ -881,7 +895,11 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
       throw UsageError("rename '" + from + "' -> '" + to + "': the new name has " + std::to_string(to_stars) +
                        " '*', the pattern only " + std::to_string(r.stars));
     }
-    r.from = std::regex(re, std::regex::ECMAScript);
+    try {
+      r.from = std::regex(re, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw UsageError("rename '" + from + "' -> '" + to + "': not a pattern this loader reads (" + e.what() + ")");
+    }
     r.to = to;
     out.push_back(std::move(r));
   }
@@ -914,6 +932,10 @@ struct NamePlan {
 };
 
 NamePlan name_plan(const Checkpoint& c, const std::string& path, const Optimizer& optimizer, const NameMatchPolicy& policy) {
+  if (c.optimizer.optimizer != optimizer.name()) {
+    throw CheckpointError(path, "it holds the state of optimizer " + quoted_name(c.optimizer.optimizer) +
+                                    ", but this optimizer is '" + optimizer.name() + "'");
+  }
   if (c.parameters.empty()) {
     throw CheckpointError(path, "it holds no parameters, so no names to match the optimizer's parameters by");
   }
@@ -985,9 +1007,29 @@ NameMatchReport plan_name_match(const Checkpoint& checkpoint, const std::string&
 NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Optimizer& optimizer,
                                        const NameMatchPolicy& policy, const LoadOptions& options, Options* metadata) {
   const NamePlan plan = name_plan(c, path, optimizer, policy);
-  // The optimizer's own state dict, with the matched parameters' saved state in place: its
-  // groups and options stay, and load_state_dict() checks every entry.
-  StateDict next = optimizer.state_dict(TensorCopy::Shared);
+  // The optimizer's own groups, options and state (shared, not copied: no save, so no
+  // pre_state_dict hook), with the matched parameters' saved state in place.
+  StateDict next;
+  next.optimizer = optimizer.name();
+  next.plugin_version = optimizer.plugin_version();
+  std::vector<std::string> part;  // of a composite: the optimizer of each parameter's group
+  std::uint64_t id = 0;
+  for (const ParamGroup& g : optimizer.param_groups()) {
+    StateDict::Group group{g.options(), {}};
+    const auto it = g.options().find("optimizer");
+    for (std::size_t i = 0; i < g.params().size(); ++i, ++id) {
+      group.params.push_back(id);
+      next.state.emplace(id, g.states()[i]);
+      part.push_back(is_composite(optimizer) && it != g.options().end() ? it->second.as_string() : std::string());
+    }
+    next.param_groups.push_back(std::move(group));
+  }
+  std::map<std::uint64_t, std::string> saved_part;  // the same of the checkpoint's parameters
+  for (const auto& g : c.optimizer.param_groups) {
+    const auto it = g.options.find("optimizer");
+    if (it == g.options.end() || it->second.type() != ValueType::String) continue;
+    for (const std::uint64_t k : g.params) saved_part[k] = it->second.as_string();
+  }
   std::vector<Parameter> params = optimizer.parameters();
   std::vector<DTypeConversion> conversions;
   std::vector<Tensor> values(params.size());
@@ -998,6 +1040,12 @@ NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Op
     if (state == c.optimizer.state.end()) {
       throw CheckpointError(path, "its parameter " + quoted_name(c.parameters[k].name) + " (id " + std::to_string(k) +
                                       ") has no optimizer state");
+    }
+    if (!part[j].empty() && saved_part[k] != part[j]) {
+      throw CheckpointError(path, "parameter " + quoted_name(params[j].name()) + " is stepped by optimizer '" + part[j] +
+                                      "' here, but " + quoted_name(c.parameters[k].name) + " was stepped by " +
+                                      (saved_part[k].empty() ? std::string("another") : "'" + saved_part[k] + "'") +
+                                      " in the file");
     }
     next.state[j] = state->second;
     Tensor value = c.parameters[k].value;
@@ -1017,13 +1065,14 @@ NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Op
     conversions.insert(conversions.end(), state.begin(), state.end());
   }
   try {
-    optimizer.load_state_dict(next);  // checks everything before it changes anything
+    optimizer.check_state_dict(next);  // everything, before anything changes
   } catch (const StateDictError& e) {
     throw CheckpointError(path, e.what());
   }
   for (std::size_t j = 0; j < params.size(); ++j) {
     if (plan.source[j] >= 0) params[j].value().copy_from(values[j]);
   }
+  optimizer.load_state_dict(next);  // checked above; its post_load hooks see the values loaded
   if (options.conversions != nullptr) *options.conversions = std::move(conversions);
   if (metadata != nullptr) *metadata = std::move(c.metadata);
   return plan.report;

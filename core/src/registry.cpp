@@ -331,7 +331,13 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpe
   std::vector<std::string> others;
   for (auto& g : groups) {
     const auto it = g.options.find("optimizer");
-    if (it == g.options.end() || it->second.type() != ValueType::String) continue;
+    if (it == g.options.end()) continue;
+    if (it->second.type() != ValueType::String) {
+      throw OptionError(OptionFacts{"optimizer '" + name + "'", "optimizer", it->second.to_short_string(), OptionPart::Value,
+                                    static_cast<std::int64_t>(&g - groups.data()),
+                                    "option 'optimizer' of a param group names the optimizer that steps it: a string, "
+                                    "not " + it->second.to_short_string()});
+    }
     const std::string& part = it->second.as_string();
     if (part != name && std::find(others.begin(), others.end(), part) == others.end()) others.push_back(part);
   }

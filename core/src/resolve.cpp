@@ -446,6 +446,10 @@ GroupPlan plan(const OptimizerConfig& config, const std::vector<std::string>& na
       out.groups.push_back(std::move(group));
       continue;
     }
+    if (!regexes[g]) {  // a config made in code: the parser refuses it
+      throw error_at(config.source, cg.layer_decay_mark,
+                     what + ".layer_decay needs a 'regex' whose first capture is the layer of each parameter");
+    }
     // One group per layer: the regex's first capture of each parameter's name.
     std::map<std::int64_t, std::vector<std::size_t>> layers;
     for (std::size_t i : group.params) {

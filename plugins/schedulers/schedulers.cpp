@@ -58,10 +58,14 @@ class MomentumCycle {
       use_betas_.push_back(false);
     }
   }
-  /// Sets every group's momentum (or betas[0]) to `m`.
+  /// Sets every group's momentum (or betas[0]) to `m`; a group added since bind() by what its
+  /// optimizer has.
   void set(optreg::Optimizer& opt, double m) const {
-    for (std::size_t g = 0; g < opt.param_groups().size() && g < use_betas_.size(); ++g) {
-      if (use_betas_[g]) {
+    for (std::size_t g = 0; g < opt.param_groups().size(); ++g) {
+      const auto* betas = g < use_betas_.size() ? nullptr : opt.group_schema(g).find("betas");
+      const bool use_betas = g < use_betas_.size() ? bool(use_betas_[g])
+                                                   : betas != nullptr && betas->type == optreg::ValueType::FloatList;
+      if (use_betas) {
         std::vector<double> betas = opt.param_groups()[g].option("betas").as_float_list();
         betas.at(0) = m;
         opt.set_option(g, "betas", Value(std::move(betas)));

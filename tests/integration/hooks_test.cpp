@@ -1,5 +1,6 @@
 // Hooks (Optimizer::add_hook()): where they run, in which order, what their handles do, and
 // what a throwing hook leaves behind.
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -167,4 +168,42 @@ TEST(Hooks, AnEmptyHookIsRefusedNamingThePoint) {
   Fixture f;
   EXPECT_EQ(optreg_test::message_of<optreg::UsageError>([&] { (void)f.opt->add_hook(HookPoint::PostLoad, nullptr); }),
             "add_hook(post_load) on optimizer 'adam' without a hook");
+}
+
+TEST(Hooks, AHookThatOwnsItsHandleDiesWithItsOptimizerWithoutDeadlock) {
+  int calls = 0;
+  {
+    Fixture f;
+    auto handle = std::make_shared<optreg::HookHandle>();
+    *handle = f.opt->add_hook(HookPoint::PreStep, [handle, &calls](Optimizer&) {
+      ++calls;
+      handle->remove();  // a one-shot hook
+    });
+    // The optimizer goes first: destroying the hook destroys the last owner of its handle.
+  }
+  Fixture g;
+  auto handle = std::make_shared<optreg::HookHandle>();
+  *handle = g.opt->add_hook(HookPoint::PreStep, [handle, &calls](Optimizer&) {
+    ++calls;
+    handle->remove();
+  });
+  g.grad(1);
+  g.opt->step();
+  g.opt->step();
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Hooks, APostLoadHookOfACheckpointLoadSeesTheLoadedValues) {
+  Fixture f;
+  f.grad(1);
+  f.opt->step();
+  const std::vector<float> saved = f.w.value().to_vector();
+  const std::string path = ::testing::TempDir() + "optreg_hooks_values.ckpt";
+  optreg::save_optimizer(path, *f.opt);
+  f.opt->step();
+  std::vector<float> seen;
+  optreg::HookHandle h = f.opt->add_hook(HookPoint::PostLoad, [&](Optimizer& o) { seen = o.parameters()[0].value().to_vector(); });
+  optreg::load_optimizer(path, *f.opt);
+  EXPECT_EQ(seen, saved);
+  std::remove(path.c_str());
 }
