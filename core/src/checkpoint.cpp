@@ -507,15 +507,33 @@ void load(Ar& ar, optreg::StateDict& d, unsigned version) {
   }
 }
 
+/// A count, then each tensor's name and value (a checkpoint's parameters, a section's tensors).
+template <class Ar>
+void save_named(Ar& ar, const std::vector<optreg::NamedTensor>& tensors) {
+  const std::uint64_t n = tensors.size();
+  ar << n;
+  for (const auto& t : tensors) {
+    save_string(ar, t.name);
+    ar << t.value;
+  }
+}
+/// What save_named() wrote; `what` names the tensors in the message of a forged count.
+template <class Ar>
+void load_named(Ar& ar, std::vector<optreg::NamedTensor>& tensors, const char* what) {
+  std::uint64_t n = 0;
+  ar >> n;
+  optreg::check_count(n, 16, what);
+  tensors.resize(static_cast<std::size_t>(n));
+  for (auto& t : tensors) {
+    load_string(ar, t.name);
+    ar >> t.value;
+  }
+}
+
 template <class Ar>
 void save(Ar& ar, const optreg::Checkpoint& c, unsigned /*version*/) {
   ar << c.optimizer;
-  const std::uint64_t np = c.parameters.size();
-  ar << np;
-  for (const auto& p : c.parameters) {
-    save_string(ar, p.name);
-    ar << p.value;
-  }
+  save_named(ar, c.parameters);
   save_options(ar, c.metadata);
   // Layout version 1: a scheduler flag byte, then the scheduler's state when it is 1.
   const std::uint8_t has_scheduler = c.scheduler ? 1 : 0;
@@ -525,19 +543,20 @@ void save(Ar& ar, const optreg::Checkpoint& c, unsigned /*version*/) {
     save_string(ar, c.scheduler->plugin_version);
     save_options(ar, c.scheduler->state);
   }
+  // Layout version 2: the count of sections, then each one's name, scalars and named tensors.
+  const std::uint64_t ns = c.sections.size();
+  ar << ns;
+  for (const auto& section : c.sections) {
+    save_string(ar, section.name);
+    save_options(ar, section.scalars);
+    save_named(ar, section.tensors);
+  }
 }
 template <class Ar>
 void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
-  optreg::check_layout_version("checkpoint", version, 1, " (this reader supports 0 and 1); upgrade optreg");
+  optreg::check_layout_version("checkpoint", version, 2, " (this reader supports 0 to 2); upgrade optreg");
   ar >> c.optimizer;
-  std::uint64_t np = 0;
-  ar >> np;
-  optreg::check_count(np, 16, "parameter");
-  c.parameters.resize(static_cast<std::size_t>(np));
-  for (auto& p : c.parameters) {
-    load_string(ar, p.name);
-    ar >> p.value;
-  }
+  load_named(ar, c.parameters, "parameter");
   load_options(ar, c.metadata, "metadata entry");
   if (version == 0) return;  // written before scheduler states were saved
   std::uint8_t has_scheduler = 0;
@@ -549,6 +568,22 @@ void load(Ar& ar, optreg::Checkpoint& c, unsigned version) {
     load_string(ar, s.plugin_version);
     load_options(ar, s.state, "scheduler state entry");
     c.scheduler = std::move(s);
+  }
+  if (version < 2) return;  // written before sections were saved
+  std::uint64_t ns = 0;
+  ar >> ns;
+  optreg::check_count(ns, 24, "section");
+  c.sections.resize(static_cast<std::size_t>(ns));
+  for (std::size_t i = 0; i < c.sections.size(); ++i) {
+    optreg::CheckpointSection& section = c.sections[i];
+    load_string(ar, section.name);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.sections[j].name == section.name) {
+        throw optreg::Fault{"the section " + optreg::quoted_name(section.name) + " appears twice"};
+      }
+    }
+    load_options(ar, section.scalars, "section scalar");
+    load_named(ar, section.tensors, "section tensor");
   }
 }
 
@@ -564,7 +599,7 @@ BOOST_CLASS_VERSION(optreg::Tensor, 2)
 BOOST_CLASS_VERSION(optreg::Value, 0)
 BOOST_CLASS_VERSION(optreg::ParamState, 0)
 BOOST_CLASS_VERSION(optreg::StateDict, 0)
-BOOST_CLASS_VERSION(optreg::Checkpoint, 1)
+BOOST_CLASS_VERSION(optreg::Checkpoint, 2)
 
 namespace optreg {
 namespace {
@@ -748,6 +783,31 @@ Checkpoint checkpoint_of(const Optimizer& optimizer, const Options& metadata) {
   return c;
 }
 
+/// The section named `name` of `c`, or nullptr.
+const CheckpointSection* find_section(const Checkpoint& c, const std::string& name) {
+  for (const CheckpointSection& s : c.sections) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+/// Checks every component's section of `c` (named `path`), changing nothing.
+void check_components(const std::string& path, const Checkpoint& c, const std::vector<CheckpointComponent*>& components) {
+  for (std::size_t i = 0; i < components.size(); ++i) {
+    if (components[i] == nullptr) throw UsageError("load_optimizer: component " + std::to_string(i) + " is null");
+    const std::string name = components[i]->section_name();
+    const CheckpointSection* s = find_section(c, name);
+    if (s == nullptr) {
+      throw CheckpointError(path, "it holds no section '" + name + "', which this load asks for");
+    }
+    try {
+      components[i]->check_section(*s);
+    } catch (const StateDictError& e) {
+      throw CheckpointError(path, "section '" + name + "': " + e.what());
+    }
+  }
+}
+
 /// Loads a read checkpoint into `optimizer` (and `scheduler`), checking everything first.
 Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler,
                   const LoadOptions& options) {
@@ -800,11 +860,15 @@ Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, S
   } catch (const StateDictError& e) {
     throw CheckpointError(path, e.what());
   }
+  check_components(path, c, options.components);
   // The values first, so that the optimizer's post_load hooks (run by load_state_dict()) see
   // the parameters as loaded.
   for (std::size_t i = 0; i < params.size(); ++i) params[i].value().copy_from(c.parameters[i].value);
   optimizer.load_state_dict(c.optimizer);  // checked above
   if (scheduler != nullptr) scheduler->load_state(c.scheduler->state);  // checked above
+  for (CheckpointComponent* component : options.components) {
+    component->load_section(*find_section(c, component->section_name()));  // checked above
+  }
   if (options.conversions != nullptr) *options.conversions = std::move(conversions);
   return std::move(c.metadata);
 }
@@ -838,10 +902,30 @@ Options load_optimizer(Checkpoint checkpoint, const std::string& name, Optimizer
 
 void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
                     const Options& metadata) {
-  Checkpoint c = checkpoint_of(optimizer, metadata);
-  c.scheduler = SchedulerState{scheduler.name(), scheduler.plugin_version(), scheduler.state()};
-  save_checkpoint(path, c);
+  save_checkpoint(path, make_checkpoint(optimizer, &scheduler, {}, metadata));
 }
+
+Checkpoint make_checkpoint(const Optimizer& optimizer, const Scheduler* scheduler,
+                           const std::vector<const CheckpointComponent*>& components, const Options& metadata) {
+  Checkpoint c = checkpoint_of(optimizer, metadata);
+  if (scheduler != nullptr) c.scheduler = SchedulerState{scheduler->name(), scheduler->plugin_version(), scheduler->state()};
+  for (std::size_t i = 0; i < components.size(); ++i) {
+    if (components[i] == nullptr) throw UsageError("save_optimizer: component " + std::to_string(i) + " is null");
+    CheckpointSection s = components[i]->save_section();
+    if (find_section(c, s.name) != nullptr) {
+      throw UsageError("save_optimizer: two components keep their state in section '" + s.name + "'");
+    }
+    c.sections.push_back(std::move(s));
+  }
+  return c;
+}
+
+void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler* scheduler,
+                    const std::vector<const CheckpointComponent*>& components, const Options& metadata) {
+  save_checkpoint(path, make_checkpoint(optimizer, scheduler, components, metadata));
+}
+
+CheckpointComponent::~CheckpointComponent() = default;
 
 namespace {
 
@@ -1006,6 +1090,10 @@ NameMatchReport plan_name_match(const Checkpoint& checkpoint, const std::string&
 
 NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Optimizer& optimizer,
                                        const NameMatchPolicy& policy, const LoadOptions& options, Options* metadata) {
+  if (!options.components.empty()) {
+    throw UsageError("load_optimizer_by_name: components (LoadOptions::components) load by position only; "
+                     "load them with load_optimizer()");
+  }
   const NamePlan plan = name_plan(c, path, optimizer, policy);
   // The optimizer's own groups, options and state (shared, not copied: no save, so no
   // pre_state_dict hook), with the matched parameters' saved state in place.

@@ -23,7 +23,8 @@ namespace {
 
 using namespace detail;
 
-const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins", "scheduler", "clip"};
+const std::vector<std::string> kSections = {"optimizer", "param_groups", "plugins", "scheduler", "clip", "average",
+                                            "accumulate"};
 
 [[noreturn]] void fail(const std::string& source, const ConfigMark& m, const std::string& what) {
   throw_config_error(source, m, what);
@@ -106,21 +107,29 @@ double clip_number(const std::string& source, const ConfigOption& o, bool allow_
   return d;
 }
 
+/// The options of section `name`, a map whose keys are among `known`.
+std::vector<ConfigOption> section_options(const ConfigNode& node, const std::string& name,
+                                          const std::vector<std::string>& known) {
+  if (!node.is_map()) node.fail("section '" + name + "' must be a map, not " + node.kind_name());
+  std::vector<ConfigOption> opts;
+  for (const auto& e : node.entries("section '" + name + "'")) {
+    const std::string& k = e.key.text();
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      e.key.fail("unknown key '" + k + "' in section '" + name + "'" + did_you_mean(k, known) +
+                 "; known keys: " + join_names(known));
+    }
+    opts.push_back(option_of(e));
+  }
+  return opts;
+}
+
 ClipConfig parse_clip(const std::string& source, const ConfigNode& node) {
-  if (!node.is_map()) node.fail(std::string("section 'clip' must be a map, not ") + node.kind_name());
-  const std::vector<std::string> known = {"max_norm", "norm_type", "error_if_nonfinite", "value"};
+  const std::vector<ConfigOption> opts =
+      section_options(node, "clip", {"max_norm", "norm_type", "error_if_nonfinite", "value"});
   ClipConfig c;
   c.mark = node.mark();
   const ConfigOption* norm = nullptr;
   const ConfigOption* value = nullptr;
-  std::vector<ConfigOption> opts;
-  for (const auto& e : node.entries("section 'clip'")) {
-    const std::string& k = e.key.text();
-    if (std::find(known.begin(), known.end(), k) == known.end()) {
-      e.key.fail("unknown key '" + k + "' in section 'clip'" + did_you_mean(k, known) + "; known keys: " + join_names(known));
-    }
-    opts.push_back(option_of(e));
-  }
   for (const auto& o : opts) {
     if (o.name == "max_norm") {
       norm = &o;
@@ -155,6 +164,76 @@ ClipConfig parse_clip(const std::string& source, const ConfigNode& node) {
     }
   }
   return c;
+}
+
+/// A whole number of section `section` in [lo, hi] (`hi_text` as the message writes it).
+std::int64_t section_int(const std::string& source, const std::string& section, const ConfigOption& o, std::int64_t lo,
+                         std::int64_t hi, const std::string& hi_text) {
+  if (o.value.type() != ValueType::Int || o.value.as_int() < lo || o.value.as_int() > hi) {
+    fail(source, o.value_mark, section + " option '" + o.name + "' = " + o.value.to_string() + " must be a whole number in [" +
+                                   std::to_string(lo) + ", " + hi_text + "]");
+  }
+  return o.value.as_int();
+}
+
+/// A string of section `section` that is one of `choices`.
+std::string section_choice(const std::string& source, const std::string& section, const ConfigOption& o,
+                           const std::vector<std::string>& choices) {
+  const std::string v = o.value.type() == ValueType::String ? o.value.as_string() : std::string();
+  if (std::find(choices.begin(), choices.end(), v) == choices.end()) {
+    fail(source, o.value_mark, section + " option '" + o.name + "' = " + o.value.to_string() + " is not one of: " +
+                                   join_names(choices));
+  }
+  return v;
+}
+
+AverageConfig parse_average(const std::string& source, const ConfigNode& node) {
+  AverageConfig a;
+  a.mark = node.mark();
+  a.options = section_options(node, "average", {"kind", "decay", "warmup", "every", "start"});
+  for (const ConfigOption& o : a.options) {
+    if (o.name == "kind") a.settings.kind = average_kind(section_choice(source, "average", o, {"ema", "swa"}));
+  }
+  for (const ConfigOption& o : a.options) {
+    const bool ema_only = o.name == "decay" || o.name == "warmup";
+    if (ema_only && a.settings.kind != AverageSettings::Kind::Ema) {
+      fail(source, o.key_mark, "average option '" + o.name + "' belongs to kind 'ema'; kind 'swa' averages uniformly");
+    }
+    if (o.name == "decay") {
+      const bool number = o.value.type() == ValueType::Float || o.value.type() == ValueType::Int;
+      if (!number || !(o.value.as_float() >= 0.0 && o.value.as_float() < 1.0)) {
+        fail(source, o.value_mark, "average option 'decay' = " + o.value.to_string() + " must be a number in [0, 1)");
+      }
+      a.settings.decay = o.value.as_float();
+    } else if (o.name == "warmup") {
+      if (o.value.type() != ValueType::Bool) {
+        fail(source, o.value_mark, "average option 'warmup' must be true or false, not " + o.value.to_string());
+      }
+      a.settings.warmup = o.value.as_bool();
+    } else if (o.name == "every") {
+      a.settings.every = section_int(source, "average", o, 1, kMaxCount, "2^53");
+    } else if (o.name == "start") {
+      a.settings.start = section_int(source, "average", o, 0, kMaxCount, "2^53");
+    }
+  }
+  return a;
+}
+
+AccumulateConfig parse_accumulate(const std::string& source, const ConfigNode& node) {
+  AccumulateConfig a;
+  a.mark = node.mark();
+  a.options = section_options(node, "accumulate", {"steps", "reduce"});
+  bool has_steps = false;
+  for (const ConfigOption& o : a.options) {
+    if (o.name == "steps") {
+      a.settings.steps = section_int(source, "accumulate", o, 1, kMaxAccumulateSteps, "2^20");
+      has_steps = true;
+    } else {
+      a.settings.reduce = accumulate_reduce(section_choice(source, "accumulate", o, {"mean", "sum"}));
+    }
+  }
+  if (!has_steps) fail(source, a.mark, "section 'accumulate' needs 'steps': the micro-batches of one update");
+  return a;
 }
 
 }  // namespace
@@ -336,6 +415,10 @@ OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string&
         config.scheduler = parse_scheduler(config.source, e.value, "section 'scheduler'", false);
       } else if (section == "clip") {
         config.clip = parse_clip(config.source, e.value);
+      } else if (section == "average") {
+        config.average = parse_average(config.source, e.value);
+      } else if (section == "accumulate") {
+        config.accumulate = parse_accumulate(config.source, e.value);
       } else if (std::find(host_sections.begin(), host_sections.end(), section) == host_sections.end()) {
         auto known = kSections;
         known.insert(known.end(), host_sections.begin(), host_sections.end());
@@ -410,6 +493,16 @@ std::string optimizer_names(const OptimizerConfig& config) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : " + ") + n;
   return out;
+}
+
+std::unique_ptr<WeightAverage> build_average(const OptimizerConfig& config, Optimizer& optimizer) {
+  if (!config.average) return nullptr;
+  return std::make_unique<WeightAverage>(optimizer, config.average->settings);
+}
+
+std::unique_ptr<GradientAccumulator> build_accumulator(const OptimizerConfig& config, const std::vector<Parameter>& params) {
+  if (!config.accumulate) return nullptr;
+  return std::make_unique<GradientAccumulator>(params, config.accumulate->settings);
 }
 
 std::optional<double> apply_clip(const OptimizerConfig& config, const std::vector<Parameter>& params) {

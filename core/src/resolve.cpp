@@ -327,6 +327,12 @@ ConfigCheck resolve(const OptimizerConfig& config, const Registry& registry, con
                                     "optimizer '" + r.group_optimizers[g].name + "' does not have"));
     }
   }
+  if (config.accumulate && optimizer_ok && (r.optimizer.flags & abi::kOptimizerNeedsClosure) != 0) {
+    out.errors.push_back(error_at(config.source, config.accumulate->mark,
+                                  "section 'accumulate': optimizer '" + r.optimizer.name +
+                                      "' re-evaluates the loss with a closure within a step, so it cannot take "
+                                      "gradients accumulated over micro-batches"));
+  }
   if (config.scheduler) {
     const SchedulerConfig& sc = *config.scheduler;
     r.scheduler = resolve_scheduler(config.source, sc, registry, "scheduler '" + sc.name + "'", out.errors);

@@ -35,6 +35,7 @@
 #include <optreg/state_dict.hpp>
 
 #include "registry_fixture.hpp"
+#include "state_support.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -650,7 +651,7 @@ TEST_F(CheckpointCorrupt, LayoutVersionFromTheFutureIsRefused) {
     std::string words;      // the message for version current + 1
   };
   const std::vector<Site> sites = {
-      {"Checkpoint", name - 9, 1, "checkpoint layout version 2 is from the future (this reader supports 0 and 1); upgrade optreg"},
+      {"Checkpoint", name - 9, 2, "checkpoint layout version 3 is from the future (this reader supports 0 to 2); upgrade optreg"},
       {"StateDict", name - 4, 0, "state dict layout version 1 is from the future (this reader supports 0); upgrade optreg"},
       {"Value", option + 1, 0, "value layout version 1 is from the future"},
       {"ParamState", state - 4, 0, "state layout version 1 is from the future"},
@@ -707,29 +708,60 @@ TEST_F(CheckpointCorrupt, AnUnknownDtypeCodeAndAQuantizedOneBeforeTensorLayout2A
                       {"checkpoint early.ckpt: ", "a tensor has the unknown dtype code 5 (tensor layout version 1)"}));
 }
 
-TEST_F(CheckpointCorrupt, CheckpointLayoutVersion0WithoutASchedulerStillLoads) {
-  // A version 0 checkpoint is a version 1 one without the trailing scheduler flag byte.
+TEST_F(CheckpointCorrupt, CheckpointLayoutVersions0And1WithoutSchedulerOrSectionsStillLoad) {
+  // A version 1 checkpoint is a version 2 one without the trailing section count (8 bytes);
+  // a version 0 one lacks the scheduler flag byte before it too.
   const Bytes valid = valid_checkpoint();
   const std::size_t version = find(valid, stored("adam")) - 9;
-  ASSERT_EQ(get_le(valid, version, 4), 1U);
-  ASSERT_EQ(static_cast<unsigned char>(valid.back()), 0U) << "the last byte is the scheduler flag, 0: no scheduler";
-  Bytes old = valid;
-  put_le(old, version, 0, 4);
-  old.pop_back();
-  reseal_length(old);
-  tried();
+  ASSERT_EQ(get_le(valid, version, 4), 2U);
+  ASSERT_EQ(get_le(valid, valid.size() - 8, 8), 0U) << "the last 8 bytes are the section count, 0";
+  ASSERT_EQ(static_cast<unsigned char>(valid[valid.size() - 9]), 0U) << "then the scheduler flag, 0: no scheduler";
   const optreg::Checkpoint now = optreg::parse_checkpoint(valid.data(), valid.size(), "now.ckpt");
-  const optreg::Checkpoint then = optreg::parse_checkpoint(old.data(), old.size(), "old.ckpt");
-  EXPECT_FALSE(then.scheduler.has_value());
-  EXPECT_EQ(then.metadata, now.metadata);
-  EXPECT_EQ(then.optimizer.optimizer, "adam");
-  EXPECT_EQ(then.parameters.size(), now.parameters.size());
-  // The same bytes read as version 1 lack the flag: refused, never misread.
+  for (const std::uint64_t old_version : {1U, 0U}) {
+    Bytes old = valid;
+    put_le(old, version, old_version, 4);
+    old.resize(old.size() - (old_version == 1 ? 8 : 9));
+    reseal_length(old);
+    tried();
+    const optreg::Checkpoint then = optreg::parse_checkpoint(old.data(), old.size(), "old.ckpt");
+    EXPECT_FALSE(then.scheduler.has_value());
+    EXPECT_TRUE(then.sections.empty());
+    EXPECT_EQ(then.metadata, now.metadata);
+    EXPECT_EQ(then.optimizer.optimizer, "adam");
+    EXPECT_EQ(then.parameters.size(), now.parameters.size());
+  }
+  // The same bytes read as version 2 lack the count: refused, never misread.
   Bytes cut = valid;
-  cut.pop_back();
+  cut.resize(cut.size() - 8);
   reseal_length(cut);
   tried();
   EXPECT_TRUE(refused_as_damaged([&] { optreg::parse_checkpoint(cut.data(), cut.size(), "cut.ckpt"); }, "cut.ckpt"));
+}
+
+TEST_F(CheckpointCorrupt, ASectionNamedTwiceOrWithAForgedCountIsRefused) {
+  optreg::Checkpoint c = optreg::parse_checkpoint(valid_checkpoint().data(), valid_checkpoint().size(), "v.ckpt");
+  c.sections.push_back({"average", {{"steps", optreg::Value(std::int64_t{1})}}, {{"w", optreg::Tensor({2}, 1.0f)}}});
+  c.sections.push_back({"average", {}, {}});
+  const std::string twice = optreg::encode_checkpoint(c);
+  tried();
+  EXPECT_TRUE(refused([&] { optreg::parse_checkpoint(twice.data(), twice.size(), "twice.ckpt"); },
+                      {"checkpoint twice.ckpt: ", "the section 'average' appears twice"}));
+  c.sections.pop_back();
+  const std::string once = optreg::encode_checkpoint(c);
+  const optreg::Checkpoint back = optreg::parse_checkpoint(once.data(), once.size(), "once.ckpt");
+  ASSERT_EQ(back.sections.size(), 1U);
+  EXPECT_EQ(back.sections[0].name, "average");
+  EXPECT_EQ(back.sections[0].scalars.at("steps").as_int(), 1);
+  EXPECT_TRUE(optreg_test::same_bits(back.sections[0].tensors[0].value, optreg::Tensor({2}, 1.0f)));
+  // A section count of 2^62 is refused before anything is allocated.
+  Bytes forged = once;
+  const std::size_t count = find(forged, stored("average")) - 8;
+  ASSERT_EQ(get_le(forged, count, 8), 1U);
+  put_le(forged, count, std::uint64_t{1} << 62, 8);
+  reseal(forged);
+  tried();
+  EXPECT_TRUE(refused_as_damaged([&] { optreg::parse_checkpoint(forged.data(), forged.size(), "forged.ckpt"); },
+                                 "forged.ckpt"));
 }
 
 // ------------------------------------------------------------------ loading into an optimizer

@@ -286,7 +286,7 @@ TEST(Cli, InspectRefusesADamagedFileWithTheReason) {
   const std::string path = write_checkpoint(dir);
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(-3, std::ios::end);
+    f.seekp(-12, std::ios::end);  // before the scheduler flag and the section count
     f.put('\x7f');
   }
   const ToolRun r = run("inspect '" + path + "'");

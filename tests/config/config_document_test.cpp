@@ -163,7 +163,7 @@ TEST(ConfigDocument, HostSectionsLieBesideTheOptimizerSections) {
   EXPECT_EQ(config.source, "host.yaml");
   EXPECT_EQ(message_of<optreg::ConfigError>([&] { optreg::parse_config_sections(root, "/configs", {"train"}); }),
             "host.yaml:1:1: unknown section 'problem'; known sections: optimizer, param_groups, plugins, scheduler, "
-            "clip, train");
+            "clip, average, accumulate, train");
 }
 
 TEST(ConfigDocument, AHostPlacesItsOwnErrors) {

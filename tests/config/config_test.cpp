@@ -74,6 +74,35 @@ param_groups:
 
 }  // namespace
 
+TEST(Config, AverageAndAccumulateSectionsBuildTheirComponentsWithEverySettingRead) {
+  const optreg::OptimizerConfig c = optreg::parse_config(
+      "optimizer: {name: sgd, lr: 0.1}\n"
+      "average: {kind: ema, decay: 0.995, warmup: true, every: 4, start: 100}\n"
+      "accumulate: {steps: 8, reduce: sum}\n",
+      "c.yaml");
+  ASSERT_TRUE(c.average && c.accumulate);
+  EXPECT_EQ(c.average->mark.line, 2);
+  const std::vector<optreg::Parameter> ps = params();
+  optreg::OptimizerPtr opt = optreg::build_optimizer(c, ps, registry());
+  const auto average = optreg::build_average(c, *opt);
+  ASSERT_NE(average, nullptr);
+  EXPECT_EQ(average->settings().kind, optreg::AverageSettings::Kind::Ema);
+  EXPECT_EQ(average->settings().decay, 0.995);
+  EXPECT_TRUE(average->settings().warmup);
+  EXPECT_EQ(average->settings().every, 4);
+  EXPECT_EQ(average->settings().start, 100);
+  EXPECT_EQ(average->parameters().size(), ps.size());
+  const auto accumulator = optreg::build_accumulator(c, opt->parameters());
+  ASSERT_NE(accumulator, nullptr);
+  EXPECT_EQ(accumulator->settings().steps, 8);
+  EXPECT_EQ(accumulator->settings().reduce, optreg::AccumulateSettings::Reduce::Sum);
+
+  const optreg::OptimizerConfig plain = optreg::parse_config("optimizer: {name: sgd}\naverage: {kind: swa}\n", "p.yaml");
+  optreg::OptimizerPtr other = optreg::build_optimizer(plain, params(), registry());
+  EXPECT_EQ(optreg::build_average(plain, *other)->settings().kind, optreg::AverageSettings::Kind::Swa);
+  EXPECT_EQ(optreg::build_accumulator(plain, other->parameters()), nullptr);
+}
+
 TEST(Config, BuildsTheSameOptimizerAsRegistryCreate) {
   auto ps = params();  // layer1.weight, layer1.bias, layer2.weight, layer2.bias
   ps.emplace_back("norm.scale", optreg::Tensor({4}));

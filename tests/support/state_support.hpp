@@ -128,6 +128,26 @@ inline ::testing::AssertionResult same_bits(const optreg::Checkpoint& a, const o
     }
   }
   if (auto r = same_bits(a.metadata, b.metadata); !r) return r << " (metadata)";
+  if (a.scheduler.has_value() != b.scheduler.has_value()) return ::testing::AssertionFailure() << "one has a scheduler state";
+  if (a.scheduler) {
+    if (a.scheduler->scheduler != b.scheduler->scheduler) return ::testing::AssertionFailure() << "schedulers differ";
+    if (auto r = same_bits(a.scheduler->state, b.scheduler->state); !r) return r << " (scheduler state)";
+  }
+  if (a.sections.size() != b.sections.size()) return ::testing::AssertionFailure() << "section counts differ";
+  for (std::size_t s = 0; s < a.sections.size(); ++s) {
+    const optreg::CheckpointSection& x = a.sections[s];
+    const optreg::CheckpointSection& y = b.sections[s];
+    if (x.name != y.name || x.tensors.size() != y.tensors.size()) {
+      return ::testing::AssertionFailure() << "section " << s << " differs: '" << x.name << "' and '" << y.name << "'";
+    }
+    if (auto r = same_bits(x.scalars, y.scalars); !r) return r << " (section '" << x.name << "')";
+    for (std::size_t t = 0; t < x.tensors.size(); ++t) {
+      if (x.tensors[t].name != y.tensors[t].name) return ::testing::AssertionFailure() << "section tensor names differ";
+      if (auto r = same_bits(x.tensors[t].value, y.tensors[t].value); !r) {
+        return r << " (section '" << x.name << "', tensor '" << x.tensors[t].name << "')";
+      }
+    }
+  }
   return ::testing::AssertionSuccess();
 }
 

@@ -202,6 +202,14 @@ std::string message_of(const std::function<void()>& f) {
   return {};
 }
 
+/// Whether `f` throws an `E` whose message holds `words` (the message is shown when not).
+template <typename E>
+::testing::AssertionResult throws_with(const std::function<void()>& f, const std::string& words) {
+  const std::string m = message_of<E>(f);
+  if (m.find(words) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the message is: " << m;
+}
+
 /// The message of the optreg::Error that `f` throws, or "(no error)".
 template <typename F>
 std::string error_of(F&& f) {

@@ -118,6 +118,58 @@ TEST(TrainCommand, AResumeInAFreshProcessContinuesBitExactly) {
   EXPECT_EQ(metrics_without_time(dir / "whole/metrics.csv"), metrics_without_time(dir / "split/metrics.csv"));
 }
 
+TEST(TrainCommand, AResumeInTheMiddleOfAnAccumulationWithAWeightAverageContinuesBitExactly) {
+  TempDir dir;
+  write_file(dir / "t.yaml",
+             "problem: {name: mlp, hidden: [16]}\n"
+             "train: {seed: 3, steps: 120, batch_size: 25, log_every: 10, checkpoint_every: 40}\n"
+             "optimizer: {name: adam, lr: 0.003}\n"
+             "scheduler: {name: step, step_size: 10, gamma: 0.9}\n"
+             "clip: {max_norm: 1.0}\n"
+             "average: {kind: ema, decay: 0.9, warmup: true, every: 2}\n"
+             "accumulate: {steps: 3, reduce: mean}\n");
+  const auto whole = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "whole"));
+  ASSERT_EQ(whole.status, 0) << whole.out;
+  EXPECT_TRUE(contains(whole.out, "avg test loss")) << whole.out;
+  EXPECT_TRUE(contains(whole.out, "avg test acc")) << whole.out;
+  // Step 67 is the first micro-batch of an accumulation of 3: the checkpoint holds its sum.
+  const auto first = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "split") + " --steps 67");
+  ASSERT_EQ(first.status, 0) << first.out;
+  const optreg::Checkpoint mid = optreg::read_checkpoint(dir / "split/checkpoint.optreg");
+  ASSERT_EQ(mid.sections.size(), 2U);
+  EXPECT_EQ(mid.sections[0].name, "average");
+  EXPECT_EQ(mid.sections[1].name, "accumulate");
+  EXPECT_EQ(mid.sections[1].scalars.at("pending").as_int(), 1);
+  EXPECT_EQ(mid.sections[0].scalars.at("steps").as_int(), 22) << "the optimizer stepped once every 3 batches";
+  const auto rest = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "split") + " --resume " +
+                         shell_word(dir / "split/checkpoint.optreg"));
+  ASSERT_EQ(rest.status, 0) << rest.out;
+  EXPECT_TRUE(optreg_test::same_bits(final_state(dir / "whole/checkpoint.optreg"),
+                                     final_state(dir / "split/checkpoint.optreg")));
+  EXPECT_EQ(metrics_without_time(dir / "whole/metrics.csv"), metrics_without_time(dir / "split/metrics.csv"));
+
+  // Another accumulation, or no average, is another run: the resume is refused naming the key.
+  write_file(dir / "u.yaml", read_file(dir / "t.yaml").substr(0, read_file(dir / "t.yaml").find("accumulate")) +
+                                 "accumulate: {steps: 4, reduce: mean}\n");
+  const auto other = tool("train " + shell_word(dir / "u.yaml") + " --out " + shell_word(dir / "u") + " --resume " +
+                          shell_word(dir / "split/checkpoint.optreg"));
+  EXPECT_EQ(other.status, 1) << other.out;
+  EXPECT_TRUE(contains(other.out, "accumulate.steps")) << other.out;
+}
+
+TEST(TrainCommand, AnAccumulationForAClosureOptimizerIsRefusedAtItsSection) {
+  TempDir dir;
+  write_file(dir / "t.yaml",
+             "problem: {name: quadratic, dim: 4}\n"
+             "train: {steps: 10}\n"
+             "optimizer: {name: lbfgs}\n"
+             "accumulate: {steps: 2}\n");
+  const auto r = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "o"));
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "t.yaml:4:13: section 'accumulate': optimizer 'lbfgs' re-evaluates the loss with a closure"))
+      << r.out;
+}
+
 /// Runs `optreg train ARGS` with its standard error going to the file `err`, interrupts it with
 /// SIGINT once that file holds `wait_for`, and returns its wait status.
 int interrupted_train(const std::vector<std::string>& args, const std::string& err, const std::string& wait_for) {

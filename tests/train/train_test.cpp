@@ -402,7 +402,7 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
        "c.yaml:2:31: section 'train': option 'batch_size' = \"many\" has the wrong type: expected an int, got a string"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\noptimiser: {name: sgd}\n",
        "c.yaml:3:1: unknown section 'optimiser' (did you mean 'optimizer'?); known sections: optimizer, param_groups, "
-       "plugins, scheduler, clip, problem, train, runs"},
+       "plugins, scheduler, clip, average, accumulate, problem, train, runs"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: []\n", "c.yaml:3:7: section 'runs' is empty; it needs at least one run"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: {}\n", "c.yaml:3:7: section 'runs' must be a list, not an empty map"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\n"
@@ -411,7 +411,8 @@ TEST(RunConfig, BadConfigsArePlacedAtTheirLineAndColumn) {
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}}\noptimizer: {name: sgd}\n",
        "c.yaml:5:12: the config has both 'runs' and an 'optimizer' section; give each run its own 'optimizer'"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a, optimizer: {name: sgd}, lr: 1}\n",
-       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, scheduler, clip, label, param_dtype"},
+       "c.yaml:4:40: unknown section 'lr'; known sections: optimizer, param_groups, plugins, scheduler, clip, average, accumulate, label, "
+       "param_dtype"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns:\n  - {label: a}\n", "c.yaml:4:5: the config has no 'optimizer' section"},
       {"problem: {name: quadratic}\ntrain: {steps: 5}\nruns: [{optimizer: {name: sgd}}]\nextra: 1\n",
        "c.yaml:4:1: unknown section 'extra' in a config with 'runs'; known sections: problem, train, runs (optimizer "

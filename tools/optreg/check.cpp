@@ -23,8 +23,9 @@ const CommandHelp kCheckHelp = {
     "optreg check CONFIG [--params FILE] [--plot-lr FILE [--steps N]] [--json] [--plugin-path DIR|FILE]...",
     "validate a config and print it resolved",
     "Validates a config: its structure, the optimizer name and every option against the\n"
-    "optimizer's schema, and its scheduler and clip sections. Prints the resolved configuration\n"
-    "with every default filled in and, with --params, which parameters land in which group.\n"
+    "optimizer's schema, and its scheduler, clip, average and accumulate sections. Prints\n"
+    "the resolved configuration with every default filled in and, with --params, which\n"
+    "parameters land in which group.\n"
     "Reports every error it finds in one run, each at its file:line:column (--json: the list\n"
     "\"errors\"), and stops early only where an error leaves nothing to check.",
     "Plugins are loaded from --plugin-path, then the config's plugins.paths, then\n"
@@ -98,6 +99,31 @@ Json clip_json(const ClipConfig& c) {
   return Json{{"mode", "norm"}, {"max_norm", json_number(c.max_norm)}, {"norm_type", json_number(c.norm_type)},
               {"error_if_nonfinite", c.error_if_nonfinite}};
 }
+
+std::string average_text(const AverageSettings& a) {
+  std::string out = to_string(a.kind);
+  if (a.kind == AverageSettings::Kind::Ema) {
+    out += ", decay " + Value(a.decay).to_string() + (a.warmup ? " with warm-up" : "");
+  }
+  return out + ", every " + std::to_string(a.every) + " steps from step " + std::to_string(a.start);
+}
+
+Json average_json(const AverageSettings& a) {
+  Json j = {{"kind", to_string(a.kind)}};
+  if (a.kind == AverageSettings::Kind::Ema) {
+    j["decay"] = json_number(a.decay);
+    j["warmup"] = a.warmup;
+  }
+  j["every"] = a.every;
+  j["start"] = a.start;
+  return j;
+}
+
+std::string accumulate_text(const AccumulateSettings& a) {
+  return std::to_string(a.steps) + " micro-batches per update, reduced by " + to_string(a.reduce);
+}
+
+Json accumulate_json(const AccumulateSettings& a) { return Json{{"steps", a.steps}, {"reduce", to_string(a.reduce)}}; }
 
 /// A group as `optreg check` shows it.
 struct ShownGroup {
@@ -175,6 +201,8 @@ void print_json(const CheckArgs& args, const OptimizerConfig& config, const Show
                   {"groups", groups_json(shown, !args.params_path.empty())},
                   {"scheduler", r.scheduler ? scheduler_json(*r.scheduler) : Json(nullptr)},
                   {"clip", config.clip ? clip_json(*config.clip) : Json(nullptr)},
+                  {"average", config.average ? average_json(config.average->settings) : Json(nullptr)},
+                  {"accumulate", config.accumulate ? accumulate_json(config.accumulate->settings) : Json(nullptr)},
                   {"plugin_paths", plugin_paths},
                   {"refused", refusals_json(refused)}};
   out << json_block(j) << '\n';
@@ -195,6 +223,8 @@ void print_text(const CheckArgs& args, const OptimizerConfig& config, const Show
   }
   if (r.scheduler) out << "scheduler: " << scheduler_text(*r.scheduler, "");
   if (config.clip) out << "clip: " << clip_text(*config.clip) << '\n';
+  if (config.average) out << "average: " << average_text(config.average->settings) << '\n';
+  if (config.accumulate) out << "accumulate: " << accumulate_text(config.accumulate->settings) << '\n';
   if (!config.plugin_paths.empty()) {
     out << "plugin paths:";
     for (const auto& p : config.plugin_paths) out << ' ' << escape_text(p);

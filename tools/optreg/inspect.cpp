@@ -22,7 +22,8 @@ const CommandHelp kInspectHelp = {
     "Verifies a checkpoint file (size, magic, version, length, checksum) and prints what it holds:\n"
     "the optimizer, each group's options and parameter ids, and for every state tensor and\n"
     "parameter its shape, min, max, mean and the count of non-finite values, the metadata, and\n"
-    "the learning-rate scheduler's state when the file holds one.\n"
+    "the learning-rate scheduler's state when the file holds one, and each section (a weight\n"
+    "average, the gradient sums of an unfinished accumulation) with its scalars and tensors.\n"
     "With --against, previews a load by name instead: the optimizer CONFIG builds over the\n"
     "parameters of P (a YAML map from name to shape) and which of them would take the state of\n"
     "which saved parameter, keep their own (--fresh-missing), and which saved ones would be left\n"
@@ -146,6 +147,14 @@ void print_text(const std::string& path, const CheckpointInfo& info, const Check
         << escape_text(c.scheduler->plugin_version) << ")\n";
     for (const auto& [k, v] : c.scheduler->state) out << "  " << escape_text(k) << ": " << v.to_string() << '\n';
   }
+  for (const CheckpointSection& section : c.sections) {
+    out << "section '" << escape_text(section.name) << "':\n";
+    for (const auto& [k, v] : section.scalars) out << "  " << escape_text(k) << ": " << v.to_string() << '\n';
+    for (std::size_t i = 0; i < section.tensors.size(); ++i) {
+      out << "  " << i << " '" << escape_text(section.tensors[i].name) << "': " << tensor_text(section.tensors[i].value)
+          << '\n';
+    }
+  }
 }
 
 Json state_json(const Checkpoint& c) {
@@ -168,12 +177,18 @@ void print_json(const std::string& path, const CheckpointInfo& info, const Check
     scheduler = Json{{"name", json_text(c.scheduler->scheduler)}, {"plugin_version", json_text(c.scheduler->plugin_version)},
                      {"state", options_json(c.scheduler->state)}};
   }
+  Json sections = Json::array();
+  for (const CheckpointSection& section : c.sections) {
+    Json tensors = Json::array();
+    for (const auto& t : section.tensors) tensors.push_back(Json{{"name", json_text(t.name)}, {"value", tensor_json(t.value)}});
+    sections.push_back(Json{{"name", json_text(section.name)}, {"scalars", options_json(section.scalars)}, {"tensors", tensors}});
+  }
   const Json j = {{"file", json_text(path)}, {"file_size", info.file_size}, {"envelope_version", info.envelope_version},
                   {"format", "binary"}, {"payload_length", info.payload_length}, {"checksum", hex(info.checksum)},
                   {"checksum_verified", true}, {"valid", true}, {"optimizer", json_text(c.optimizer.optimizer)},
                   {"plugin_version", json_text(c.optimizer.plugin_version)}, {"param_groups", groups},
                   {"state", state_json(c)}, {"parameters", parameters}, {"metadata", options_json(c.metadata)},
-                  {"scheduler", scheduler}};
+                  {"scheduler", scheduler}, {"sections", sections}};
   out << json_block(j) << '\n';
 }
 

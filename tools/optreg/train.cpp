@@ -254,7 +254,10 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
   const std::string target = std::isnan(config.train.target_loss) ? "" : fixed(config.train.target_loss, 3);
   std::vector<std::vector<std::string>> rows;
   const bool dtypes = std::any_of(runs.begin(), runs.end(), [](const RunOutcome& r) { return r.param_dtype != DType::Float32; });
+  // Runs with a weight average show its test results beside the trained weights' ones.
+  const bool averaged = std::any_of(runs.begin(), runs.end(), [](const RunOutcome& r) { return r.average_test.has_value(); });
   rows.push_back({"run", "optimizer", dtypes ? "params" : "", "state", "train loss", "test loss", acc ? "test acc" : "",
+                  averaged ? "avg test loss" : "", averaged && acc ? "avg test acc" : "",
                   target.empty() ? "" : "steps to " + target, "time", "steps/s"});
   std::string notes;
   for (const auto& r : runs) {
@@ -268,6 +271,8 @@ std::string summary_table(const RunConfig& config, const std::vector<RunOutcome>
                     done ? fixed(r.train.loss, 4) : (diverged ? "diverged" : "-"),
                     done ? fixed(r.test.loss, 4) : "-",
                     acc ? (done ? fixed(100 * r.test.accuracy, 2) + "%" : "-") : "",
+                    averaged ? (done && r.average_test ? fixed(r.average_test->loss, 4) : "-") : "",
+                    averaged && acc ? (done && r.average_test ? fixed(100 * r.average_test->accuracy, 2) + "%" : "-") : "",
                     target.empty() ? "" : (r.steps_to_target < 0 ? "never" : std::to_string(r.steps_to_target)),
                     fixed(r.seconds, 1) + " s", fixed(r.steps_per_second, 0)});
   }

@@ -120,6 +120,23 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
       s.push_back({kConfigKey + std::string("clip.value"), Value(c.value), where});
     }
   }
+  if (o.average) {  // every setting, defaults included, so that a change of a default is seen too
+    const AverageSettings& a = o.average->settings;
+    const std::string where = at(src, o.average->mark);
+    s.push_back({kConfigKey + std::string("average.kind"), Value(std::string(to_string(a.kind))), where});
+    if (a.kind == AverageSettings::Kind::Ema) {
+      s.push_back({kConfigKey + std::string("average.decay"), Value(a.decay), where});
+      s.push_back({kConfigKey + std::string("average.warmup"), Value(a.warmup), where});
+    }
+    s.push_back({kConfigKey + std::string("average.every"), Value(a.every), where});
+    s.push_back({kConfigKey + std::string("average.start"), Value(a.start), where});
+  }
+  if (o.accumulate) {
+    const AccumulateSettings& a = o.accumulate->settings;
+    const std::string where = at(src, o.accumulate->mark);
+    s.push_back({kConfigKey + std::string("accumulate.steps"), Value(a.steps), where});
+    s.push_back({kConfigKey + std::string("accumulate.reduce"), Value(std::string(to_string(a.reduce))), where});
+  }
   return s;
 }
 
@@ -367,6 +384,8 @@ struct RunSetup {
   ProblemPtr problem;
   OptimizerPtr opt;
   SchedulerPtr scheduler;  // nullptr without one
+  std::unique_ptr<WeightAverage> average;             // nullptr without an `average:` section
+  std::unique_ptr<GradientAccumulator> accumulator;  // nullptr without an `accumulate:` section
   std::int64_t spe = 0;    // steps per epoch
   std::int64_t total = 0;  // the run's length in steps
   std::int64_t eval_every = 0;
@@ -400,6 +419,26 @@ struct RunSetup {
     }
     return e;
   }
+  /// The problem evaluated on its test set (or training set) at the weight average, put in
+  /// place for the evaluation and the trained weights back after it; nothing without one.
+  std::optional<Evaluation> evaluate_average(bool test) {
+    if (!average) return std::nullopt;
+    AveragedWeights swap(*average);
+    if (swap.active()) widen_into_problem();
+    const Evaluation e = test ? problem->evaluate_test() : problem->evaluate_train();
+    if (swap.active()) {
+      swap.restore();
+      widen_into_problem();
+    }
+    return e;
+  }
+  /// The components a checkpoint of the run holds besides the optimizer and the scheduler.
+  std::vector<const CheckpointComponent*> components() const {
+    std::vector<const CheckpointComponent*> out;
+    if (average) out.push_back(average.get());
+    if (accumulator) out.push_back(accumulator.get());
+    return out;
+  }
   /// Hands the problem's float32 gradients, rounded to nearest, to the stepped parameters.
   void round_grads() {
     for (std::size_t i = 0; i < low.size(); ++i) low[i].set_grad(problem->params()[i].grad().to(low[i].value().dtype()));
@@ -420,12 +459,19 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
   s.full_batch = s.problem->train_size() == 0;
   s.eval_every = t.eval_every > 0 ? t.eval_every : (s.full_batch ? t.log_every : s.spe);
   if (!s.scheduler) return;
+  // With accumulation the scheduler steps once per update: once every k steps.
+  const std::int64_t k = run.optimizer.accumulate ? run.optimizer.accumulate->settings.steps : 1;
+  const std::int64_t updates = s.total / k;
   const auto it = s.scheduler->options().find("total_steps");
-  if (it != s.scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < s.total) {
+  if (it != s.scheduler->options().end() && it->second.type() == ValueType::Int && it->second.as_int() < updates) {
     const ConfigMark m = run.optimizer.scheduler ? run.optimizer.scheduler->name_mark : ConfigMark{};
     throw ConfigError(config.source, m.line, m.column,
                       "scheduler '" + s.scheduler->name() + "' has total_steps = " + std::to_string(it->second.as_int()) +
-                          ", fewer than the run's " + std::to_string(s.total) + " steps; it cannot step past its cycle");
+                          ", fewer than the run's " + std::to_string(updates) +
+                          (k > 1 ? " updates (" + std::to_string(s.total) + " steps accumulated " + std::to_string(k) +
+                                       " at a time)"
+                                 : std::string(" steps")) +
+                          "; it cannot step past its cycle");
   }
 }
 
@@ -454,6 +500,8 @@ RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& regist
     throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *s.problem, registry));
   }
   s.scheduler = build_scheduler(run.optimizer, *s.opt, registry);
+  s.average = build_average(run.optimizer, *s.opt);
+  s.accumulator = build_accumulator(run.optimizer, s.stepped());
   set_length(s, config, run);
   return s;
 }
@@ -463,7 +511,10 @@ RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& regist
 Progress resume_run(RunSetup& s, const RunOptions& options) {
   if (!s.resumed) return Progress{};
   const Progress p = progress_of(*s.resumed, options.resume_path, s.total);
-  load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get());
+  LoadOptions load;
+  if (s.average) load.components.push_back(s.average.get());
+  if (s.accumulator) load.components.push_back(s.accumulator.get());
+  load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get(), load);
   s.resumed.reset();
   s.widen_into_problem();
   return p;
@@ -497,11 +548,7 @@ class TrainingLoop {
     const fs::path cp(options_.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
     const Options metadata = metadata_of(s_.settings, config_, p_, s_.spe, elapsed());
-    if (s_.scheduler) {
-      save_optimizer(options_.checkpoint_path, *s_.opt, *s_.scheduler, metadata);
-    } else {
-      save_optimizer(options_.checkpoint_path, *s_.opt, metadata);
-    }
+    save_optimizer(options_.checkpoint_path, *s_.opt, s_.scheduler.get(), s_.components(), metadata);
   }
 
   /// Seconds spent on the run, before this process included.
@@ -533,28 +580,41 @@ class TrainingLoop {
     // The batch's loss and gradients at the parameters' current values, clipped; an optimizer
     // that re-evaluates the loss (lbfgs) calls it as often as it needs, on the same batch, and
     // the row records the first evaluation.
+    // With gradient accumulation (never with a closure: the config check refuses it) the
+    // gradients are clipped once summed, and the optimizer and scheduler step at the last
+    // micro-batch of each accumulation only.
     std::optional<double> norm;
     bool first = true;
+    const auto clip = [&] {
+      const std::optional<double> n = apply_clip(run_.optimizer, s_.stepped());
+      if (first) norm = n;
+      first = false;
+    };
     const Closure evaluate_batch = [&] {
       s_.widen_into_problem();
       const double f = s_.problem->loss_and_grad(batch_);
       s_.round_grads();
-      const std::optional<double> n = apply_clip(run_.optimizer, s_.stepped());
-      if (first) norm = n;
-      first = false;
+      clip();
       return f;
     };
     double loss = 0;
+    bool updated = true;
     if (s_.opt->needs_closure()) {
       loss = s_.opt->step(evaluate_batch);
     } else {
-      loss = evaluate_batch();
-      s_.opt->step();
+      s_.widen_into_problem();
+      loss = s_.problem->loss_and_grad(batch_);
+      s_.round_grads();
+      if (s_.accumulator) updated = s_.accumulator->accumulate();
+      if (updated) {
+        clip();
+        s_.opt->step();
+      }
     }
     s_.opt->clear_grad();
     if (norm && !std::isfinite(*norm)) ++p_.nonfinite_norms;
     s_.widen_into_problem();
-    if (s_.scheduler && !s_.scheduler->needs_metric()) s_.scheduler->step();
+    if (updated && s_.scheduler && !s_.scheduler->needs_metric()) s_.scheduler->step();
     ++p_.step;
     p_.window_sum += loss;
     ++p_.window_count;
@@ -647,7 +707,9 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
   if (!interrupted && !stopped && p.step == s.total) {
     out.train = s.evaluate(false);
     out.test = s.evaluate(true);
+    out.average_test = s.evaluate_average(true);
     if (!s.problem->has_accuracy()) out.train.accuracy = out.test.accuracy = std::nan("");
+    if (out.average_test && !s.problem->has_accuracy()) out.average_test->accuracy = std::nan("");
   }
   return out;
 }

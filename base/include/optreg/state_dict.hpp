@@ -52,14 +52,25 @@ struct OPTREG_API SchedulerState {
   Options state;
 };
 
+/// The state of something a host keeps beside the optimizer (a weight average, a gradient
+/// accumulation), in a section of a checkpoint of its own: exact scalars and named tensors.
+struct OPTREG_API CheckpointSection {
+  /// What it is the state of ("average", "accumulate"); unique in a checkpoint.
+  std::string name;
+  Options scalars;
+  std::vector<NamedTensor> tensors;
+};
+
 /// What a checkpoint file holds: the optimizer's state dict, optionally the values of its
-/// parameters (in id order), metadata of the run (step, seed, ...), and optionally the state of
-/// the learning-rate scheduler that drives the optimizer.
+/// parameters (in id order), metadata of the run (step, seed, ...), optionally the state of
+/// the learning-rate scheduler that drives the optimizer, and the sections of what else the
+/// host keeps (CheckpointComponent, <optreg/checkpoint.hpp>).
 struct OPTREG_API Checkpoint {
   StateDict optimizer;
   std::vector<NamedTensor> parameters;
   Options metadata;
   std::optional<SchedulerState> scheduler;
+  std::vector<CheckpointSection> sections;
 };
 
 }  // namespace optreg

@@ -54,8 +54,27 @@ OPTREG_API Checkpoint read_checkpoint(const std::string& path, CheckpointInfo* i
 OPTREG_API Checkpoint parse_checkpoint(const void* data, std::size_t size, const std::string& name,
                             CheckpointInfo* info = nullptr);
 
+/// Something a host keeps beside the optimizer whose state a checkpoint holds in a section of
+/// its own (CheckpointSection): a weight average (WeightAverage, <optreg/average.hpp>), a
+/// gradient accumulation (GradientAccumulator, <optreg/accumulate.hpp>). save_optimizer() writes
+/// the sections of the components it is given; load_optimizer() checks each component's section
+/// together with everything else before anything changes, then loads it.
+class OPTREG_API CheckpointComponent {
+ public:
+  virtual ~CheckpointComponent();
+  /// The name of its section, unique among the components of one checkpoint.
+  virtual std::string section_name() const = 0;
+  /// Its state as a section named section_name().
+  virtual CheckpointSection save_section() const = 0;
+  /// Checks a section for load_section() without changing anything; throws StateDictError
+  /// naming what does not fit.
+  virtual void check_section(const CheckpointSection& section) const = 0;
+  /// Takes the state of a section that check_section() accepted; must not throw.
+  virtual void load_section(const CheckpointSection& section) = 0;
+};
+
 /// How load_optimizer() treats a checkpoint whose tensors have other dtypes than the optimizer
-/// keeps them in.
+/// keeps them in, and what else it loads.
 struct OPTREG_API LoadOptions {
   /// false (the default): such a checkpoint is refused, naming the tensor and both dtypes.
   /// true: parameter values of another dtype are converted to the parameter's dtype, and state
@@ -64,6 +83,10 @@ struct OPTREG_API LoadOptions {
   bool convert_dtypes = false;
   /// When not null, receives every conversion made, each saying whether it rounded.
   std::vector<DTypeConversion>* conversions = nullptr;
+  /// Components to load from their sections, checked with the rest before anything changes:
+  /// a checkpoint without the section of one of them is a CheckpointError. Sections of the
+  /// checkpoint that no component names are ignored.
+  std::vector<CheckpointComponent*> components{};
 };
 
 /// Saves an optimizer's state dict and its parameters' values (in id order), with `metadata`.
@@ -78,6 +101,16 @@ OPTREG_API Options load_optimizer(const std::string& path, Optimizer& optimizer,
 /// with load_optimizer(path, optimizer, scheduler) continues the schedule exactly.
 OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler& scheduler,
                     const Options& metadata = {});
+/// save_optimizer() with the state of `scheduler` (when not null) and the section of each of
+/// `components`; throws UsageError for two components of one section name.
+OPTREG_API void save_optimizer(const std::string& path, const Optimizer& optimizer, const Scheduler* scheduler,
+                               const std::vector<const CheckpointComponent*>& components, const Options& metadata = {});
+/// The checkpoint save_optimizer() would write, for a host that writes it elsewhere
+/// (encode_checkpoint()) or adds to it.
+OPTREG_API Checkpoint make_checkpoint(const Optimizer& optimizer, const Scheduler* scheduler,
+                                      const std::vector<const CheckpointComponent*>& components,
+                                      const Options& metadata = {});
+
 /// load_optimizer() plus the scheduler's state, all or nothing: the scheduler's name and state
 /// are checked (Scheduler::check_state()) together with the optimizer's before anything
 /// changes. A file without a scheduler state is a CheckpointError. Make the fresh optimizer and
@@ -131,7 +164,8 @@ OPTREG_API NameMatchReport plan_name_match(const Checkpoint& checkpoint, const s
 /// (plan_name_match()): a matched parameter takes its saved state and value, the optimizer's
 /// groups keep their options. All or nothing: every check (plan_name_match(), then every state
 /// entry as load_optimizer() checks it) is made before anything changes. Returns the report; the
-/// checkpoint's metadata goes to `metadata` when it is not null. A scheduler state is ignored.
+/// checkpoint's metadata goes to `metadata` when it is not null. A scheduler state and the
+/// sections are ignored; LoadOptions::components must be empty (UsageError).
 OPTREG_API NameMatchReport load_optimizer_by_name(const std::string& path, Optimizer& optimizer,
                                                   const NameMatchPolicy& policy, const LoadOptions& options = {},
                                                   Options* metadata = nullptr);

@@ -22,11 +22,14 @@
 
 #include <optreg/export.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <optreg/config_document.hpp>
+#include <optreg/accumulate.hpp>
+#include <optreg/average.hpp>
 #include <optreg/error.hpp>
 #include <optreg/optimizer.hpp>
 #include <optreg/registry.hpp>
@@ -102,6 +105,24 @@ struct OPTREG_API ClipConfig {
   ConfigMark mark;
 };
 
+/// An `average:` section: a weight average of the parameters (WeightAverage): `kind` (ema or
+/// swa, default ema), `decay` and `warmup` (ema only), `every`, `start`.
+struct OPTREG_API AverageConfig {
+  AverageSettings settings;
+  /// Where the section's map begins.
+  ConfigMark mark;
+  /// Its options as written, in order.
+  std::vector<ConfigOption> options;
+};
+
+/// An `accumulate:` section: gradient accumulation over `steps` micro-batches, reduced by
+/// `reduce` (mean or sum, default mean) (GradientAccumulator).
+struct OPTREG_API AccumulateConfig {
+  AccumulateSettings settings;
+  ConfigMark mark;
+  std::vector<ConfigOption> options;
+};
+
 /// A parsed config.
 struct OPTREG_API OptimizerConfig {
   /// The file it came from (or the name given to parse_config), used in messages.
@@ -118,6 +139,10 @@ struct OPTREG_API OptimizerConfig {
   std::optional<SchedulerConfig> scheduler;
   /// The `clip:` section, if any.
   std::optional<ClipConfig> clip;
+  /// The `average:` section, if any.
+  std::optional<AverageConfig> average;
+  /// The `accumulate:` section, if any.
+  std::optional<AccumulateConfig> accumulate;
 };
 
 /// Reads and parses a config file; throws ConfigError. Only a regular file of at most
@@ -128,7 +153,7 @@ OPTREG_API OptimizerConfig load_config(const std::string& path);
 OPTREG_API OptimizerConfig parse_config(const std::string& text, const std::string& source = "<string>",
                              const std::string& base_dir = "");
 /// Parses the optimizer's sections of a config document (`optimizer`, `param_groups`,
-/// `plugins`, `scheduler`, `clip`), for a host whose config holds sections of its own: a
+/// `plugins`, `scheduler`, `clip`, `average`, `accumulate`), for a host whose config holds sections of its own: a
 /// top-level key named in `host_sections` is left to the host, which reads it from `root`
 /// (config_document.hpp); any other is a ConfigError "unknown section 'K' (did you mean ...);
 /// known sections: ..." that lists both kinds. Relative plugin paths resolve against
@@ -252,6 +277,16 @@ OPTREG_API void check_config(const OptimizerConfig& config, const Registry& regi
 /// ConfigError placed at the offending line and column: unknown name, bad option, a rule of
 /// the scheduler (placed at its name), a bad sequence.
 OPTREG_API SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer, const Registry& registry);
+
+/// The weight average a config's `average:` section describes, over the parameters `optimizer`
+/// has (build it with build_optimizer() from the same config; it must outlive the average);
+/// nullptr when the config has none.
+OPTREG_API std::unique_ptr<WeightAverage> build_average(const OptimizerConfig& config, Optimizer& optimizer);
+
+/// The gradient accumulation a config's `accumulate:` section describes, over `params`;
+/// nullptr when the config has none.
+OPTREG_API std::unique_ptr<GradientAccumulator> build_accumulator(const OptimizerConfig& config,
+                                                                  const std::vector<Parameter>& params);
 
 /// Applies a config's `clip:` section to the gradients of `params` (call it after the
 /// gradients are computed and before Optimizer::step()). Returns the total norm before

@@ -9,7 +9,11 @@
 ///
 /// Each step: the problem's loss and gradients, the config's clipping, the optimizer's step,
 /// then the scheduler's step (a metric-driven scheduler such as `plateau` steps at each
-/// evaluation instead, on the mean training loss since the previous evaluation).
+/// evaluation instead, on the mean training loss since the previous evaluation). With an
+/// `accumulate:` section a step is one micro-batch: its gradients are summed, and the clipping,
+/// the optimizer's step and the scheduler's step come at the last micro-batch of each
+/// accumulation. With an `average:` section the weight average updates after the optimizer's
+/// steps, and the run ends with a test evaluation at the averaged weights too.
 ///
 /// Contract:
 /// - Config errors are ConfigErrors placed at FILE:LINE:COLUMN.
@@ -17,11 +21,13 @@
 ///   set in a permutation drawn from (seed, e); batches are consecutive slices of it and the
 ///   last incomplete batch of an epoch is dropped.
 /// - A checkpoint holds the optimizer state, the scheduler state, the parameters, the step, the
-///   data-order position and the running metric sums, so resuming from it gives the same bits
+///   data-order position, the running metric sums, the weight average and the gradient sums of
+///   an unfinished accumulation, so resuming from it gives the same bits
 ///   as never stopping (on the same machine and thread counts).
 /// - A resume is refused, before anything changes, when the config differs from the one the
 ///   checkpoint was written with in its problem, seed, batch size, label, or any setting of its
-///   optimizer, parameter groups, scheduler or clipping; the message names the key.
+///   optimizer, parameter groups, scheduler, clipping, averaging or accumulation; the message
+///   names the key.
 /// - The training loss is checked at every step and the parameters at every metric row: a run
 ///   whose loss or parameters stop being finite has diverged; it stops at that step (its state
 ///   is not saved) unless the config says `on_divergence: continue`.
@@ -174,6 +180,9 @@ struct RunOutcome {
   /// Loss (and accuracy) over the whole training and test sets after the last step.
   Evaluation train;
   Evaluation test;
+  /// With an `average:` section: the test set evaluated at the averaged weights (the trained
+  /// ones when the average has taken no update yet).
+  std::optional<Evaluation> average_test;
   /// The first step whose row's training loss was at or below the target; -1: never.
   std::int64_t steps_to_target = -1;
   /// Steps whose total gradient norm was not finite (with clipping by norm); those steps still
