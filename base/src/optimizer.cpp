@@ -132,8 +132,25 @@ class Composite final : public Optimizer {
   }
 };
 
+/// The friend of Optimizer that makes composites and wrapped optimizers, and through which a
+/// wrapped optimizer calls into its inner optimizer and its wrapper.
 class CompositeBuilder {
  public:
+  static OptimizerPtr wrap(OptimizerPtr wrapper, OptimizerPtr inner);
+  static const OptimizerInfo& info(const Optimizer& o) noexcept { return o.info_; }
+  static void validate(const Optimizer& o, const Options& options, const std::string& where) {
+    plugin(o.info_, "validate()", [&] { o.validate(options, where); });
+  }
+  static void init_state(const Optimizer& o, const Options& options, const Parameter& p, ParamState& s) {
+    plugin(o.info_, "init_state()", [&] { o.init_state(options, p, s); });
+  }
+  static void update_group(Optimizer& o, const Options& options, const std::vector<Optimizer::Slot>& slots) {
+    plugin(o.info_, "update_group()", [&] { o.update_group(options, slots); });
+  }
+  static void eval_weights(Optimizer& o, const Options& options, const std::vector<Optimizer::Slot>& slots) {
+    plugin(o.info_, "eval_weights()", [&] { o.eval_weights(options, slots); });
+  }
+
   static OptimizerPtr make(std::vector<OptimizerPtr> parts) {
     if (parts.empty()) throw UsageError("make_composite: a composite needs at least one optimizer");
     OptimizerInfo info;
@@ -183,6 +200,268 @@ class CompositeBuilder {
 OptimizerPtr make_composite(std::vector<OptimizerPtr> parts) { return CompositeBuilder::make(std::move(parts)); }
 
 bool is_composite(const Optimizer& optimizer) noexcept { return dynamic_cast<const Composite*>(&optimizer) != nullptr; }
+
+// ---------------------------------------------------------------- Wrapped
+
+namespace {
+
+/// The bit of OptimizerInfo::flags that marks a wrapped optimizer (make_wrapped()).
+constexpr std::uint32_t kWrappedFlag = std::uint32_t{1} << 30;
+
+bool is_precision_option(const std::string& name) {
+  for (const Hyperparameter& h : precision_options()) {
+    if (h.name == name) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+/// What make_wrapped() makes: each group is stepped by the inner optimizer, then by the wrapper.
+/// A group's options hold both optimizers' options and `inner`; each parameter's state holds
+/// the inner optimizer's entries, then the wrapper's, then the core's. The wrapper sees its own
+/// entries through a view of each state (handles to the same tensors, copies of the scalars
+/// taken before its update and given back after it).
+class Wrapped final : public Optimizer {
+ public:
+  OptimizerPtr wrapper, inner;
+  /// The wrapper's own options (its schema without the core's precision options).
+  std::vector<std::string> own;
+  /// The wrapper's own state entries (without the core's).
+  StateSchema wrapper_state;
+
+  /// A group's options split into the inner optimizer's and the wrapper's (which takes the
+  /// core's precision options too, for the dtype of its state).
+  struct Split {
+    Options inner, wrapper;
+  };
+  Split split(const Options& options) const {
+    Split out;
+    for (const auto& [name, value] : options) {
+      const bool mine = std::find(own.begin(), own.end(), name) != own.end();
+      if (mine || is_precision_option(name)) out.wrapper[name] = value;
+      if (!mine && name != kInnerOption) out.inner[name] = value;
+    }
+    return out;
+  }
+
+ protected:
+  void validate(const Options& options, const std::string& where) const override {
+    const Split s = split(options);
+    CompositeBuilder::validate(*inner, s.inner, where);
+    CompositeBuilder::validate(*wrapper, s.wrapper, where);
+  }
+
+  void init_state(const Options& options, const Parameter& param, ParamState& state) const override {
+    const Split s = split(options);
+    CompositeBuilder::init_state(*inner, s.inner, param, state);
+    CompositeBuilder::init_state(*wrapper, s.wrapper, param, state);
+  }
+
+  void update_group(const Options& options, const std::vector<Slot>& slots) override {
+    const Split& s = cached_split(options);
+    // The wrapper's counts are checked before the inner optimizer changes anything: a count at
+    // the top of its domain refuses the step with nothing changed, as a plain optimizer's does.
+    for (const Slot& slot : slots) {
+      for (const StateEntry& e : wrapper_state) {
+        if (e.kind != StateKind::Int || !e.domain || e.domain->hi != kCountDomain.hi) continue;
+        for (const auto& [name, value] : slot.state->scalars()) {
+          if (name == e.name && std::holds_alternative<std::int64_t>(value)) {
+            (void)next_count(std::get<std::int64_t>(value), "optimizer '" + name_of_wrapper() + "', parameter '" +
+                                                                  slot.param->name() + "'", e.name);
+          }
+        }
+      }
+    }
+    CompositeBuilder::update_group(*inner, s.inner, slots);
+    if (views_.size() > 2 * parameters_count() + 8) views_.clear();  // of states that moved (groups added)
+    wrapper_slots_.clear();
+    for (const Slot& slot : slots) wrapper_slots_.push_back(Slot{slot.param, &take_view(*slot.state)});
+    CompositeBuilder::update_group(*wrapper, s.wrapper, wrapper_slots_);
+    for (const Slot& slot : slots) give_back(*slot.state);
+  }
+
+  void eval_weights(const Options& options, const std::vector<Slot>& slots) override {
+    const Split& s = cached_split(options);
+    if (inner->has_eval_weights()) CompositeBuilder::eval_weights(*inner, s.inner, slots);
+  }
+
+ private:
+  /// A parameter's state as the wrapper sees it.
+  struct View {
+    ParamState state;
+    std::vector<std::size_t> tensor_at, scalar_at;  // where each entry lies in the whole state
+    std::size_t tensors = 0, scalars = 0;           // the whole state's counts when it was made
+  };
+
+  const Split& cached_split(const Options& options) {
+    auto it = splits_.find(&options);
+    if (it == splits_.end() || it->second.first != options) {
+      if (splits_.size() > 4 * param_groups().size() + 8) splits_.clear();  // groups' options that moved
+      it = splits_.insert_or_assign(&options, std::make_pair(options, split(options))).first;
+    }
+    return it->second.second;
+  }
+
+  static bool fresh(const View& v, const ParamState& whole) {
+    if (v.tensors != whole.num_tensors() || v.scalars != whole.num_scalars()) return false;
+    for (std::size_t j = 0; j < v.tensor_at.size(); ++j) {
+      const Tensor& mine = v.state.tensor(j);
+      const Tensor& there = whole.tensor(v.tensor_at[j]);
+      if (whole.tensors()[v.tensor_at[j]].first != v.state.tensors()[j].first || mine.raw() != there.raw() ||
+          mine.dtype() != there.dtype() || mine.shape() != there.shape()) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /// The view of `whole`, made or refreshed, with its scalars copied in.
+  ParamState& take_view(ParamState& whole) {
+    View& v = views_[&whole];
+    if (!fresh(v, whole)) {
+      v = View{};
+      for (const StateEntry& e : wrapper_state) {
+        if (e.kind == StateKind::Tensor) {
+          for (std::size_t k = 0; k < whole.num_tensors(); ++k) {
+            if (whole.tensors()[k].first != e.name) continue;
+            v.state.add_tensor(e.name, whole.tensor(k));
+            v.tensor_at.push_back(k);
+          }
+        } else {
+          for (std::size_t k = 0; k < whole.num_scalars(); ++k) {
+            if (whole.scalars()[k].first != e.name) continue;
+            v.state.add_scalar(e.name, whole.scalar(k));
+            v.scalar_at.push_back(k);
+          }
+        }
+      }
+      v.tensors = whole.num_tensors();
+      v.scalars = whole.num_scalars();
+    }
+    for (std::size_t j = 0; j < v.scalar_at.size(); ++j) v.state.scalar(j) = whole.scalar(v.scalar_at[j]);
+    return v.state;
+  }
+
+  /// The wrapper's changes to its view of `whole` back into it: its scalars, tensors it
+  /// replaced, and entries it added (optional ones), after the whole state's own.
+  void give_back(ParamState& whole) {
+    const auto it = views_.find(&whole);
+    View& v = it->second;
+    for (std::size_t j = 0; j < v.scalar_at.size(); ++j) whole.scalar(v.scalar_at[j]) = v.state.scalar(j);
+    for (std::size_t j = 0; j < v.tensor_at.size(); ++j) whole.tensor(v.tensor_at[j]) = v.state.tensor(j);
+    const bool added = v.state.num_tensors() > v.tensor_at.size() || v.state.num_scalars() > v.scalar_at.size();
+    for (std::size_t j = v.tensor_at.size(); j < v.state.num_tensors(); ++j) {
+      whole.add_tensor(v.state.tensors()[j].first, v.state.tensor(j));
+    }
+    for (std::size_t j = v.scalar_at.size(); j < v.state.num_scalars(); ++j) {
+      whole.add_scalar(v.state.scalars()[j].first, v.state.scalar(j));
+    }
+    if (added) views_.erase(it);
+  }
+
+  const std::string& name_of_wrapper() const { return wrapper->name(); }
+
+  std::size_t parameters_count() const {
+    std::size_t n = 0;
+    for (const ParamGroup& g : param_groups()) n += g.params().size();
+    return n;
+  }
+
+  std::unordered_map<const Options*, std::pair<Options, Split>> splits_;
+  std::unordered_map<const ParamState*, View> views_;
+  std::vector<Slot> wrapper_slots_;
+};
+
+OptimizerPtr CompositeBuilder::wrap(OptimizerPtr wrapper, OptimizerPtr inner) {
+  const auto check = [](const OptimizerPtr& o, const char* role) {
+    if (o == nullptr) throw UsageError(std::string("make_wrapped: the ") + role + " optimizer is null");
+    if (!o->info_.schema) throw UsageError(std::string("make_wrapped: the ") + role + " optimizer is not set up");
+    if (!o->groups_.empty()) {
+      throw UsageError(std::string("make_wrapped: the ") + role + " optimizer '" + o->name() + "' has " +
+                       std::to_string(o->groups_.size()) + " param groups; its groups are added through the wrapped optimizer");
+    }
+    if (o->needs_closure()) {
+      throw UsageError(std::string("make_wrapped: the ") + role + " optimizer '" + o->name() +
+                       "' steps with a closure, which a wrapped optimizer cannot give it");
+    }
+  };
+  check(wrapper, "wrapper");
+  check(inner, "inner");
+  const OptimizerInfo& w = wrapper->info_;
+  const OptimizerInfo& in = inner->info_;
+  if ((w.flags & abi::kOptimizerWrapper) == 0) {
+    throw UsageError("make_wrapped: optimizer '" + w.name + "' is not a wrapper (its plugin does not declare one)");
+  }
+  if ((in.flags & abi::kOptimizerWrapper) != 0) {
+    throw UsageError("make_wrapped: the inner optimizer '" + in.name +
+                     "' is a wrapper itself; wrap it around an optimizer first (make_wrapped()), then wrap that");
+  }
+  if (is_composite(*inner)) {
+    throw UsageError("make_wrapped: the inner optimizer is a composite; a wrapper wraps one optimizer");
+  }
+  auto wrapped = std::make_unique<Wrapped>();
+  std::vector<Hyperparameter> options = in.schema->entries();
+  Options defaults = inner->defaults_;
+  for (const Hyperparameter& h : w.schema->entries()) {
+    if (is_precision_option(h.name)) continue;
+    if (h.name == kInnerOption || in.schema->find(h.name) != nullptr) {
+      throw UsageError("make_wrapped: wrapper '" + w.name + "' and the inner optimizer '" + in.name +
+                       "' both have an option '" + h.name + "'");
+    }
+    options.push_back(h);
+    defaults[h.name] = wrapper->defaults_.at(h.name);
+    wrapped->own.push_back(h.name);
+  }
+  Hyperparameter which;
+  which.name = kInnerOption;
+  which.type = ValueType::String;
+  which.choices = {in.name};
+  which.default_value = Value(in.name);
+  which.meaning = "the optimizer the wrapper steps with";
+  options.push_back(which);
+  defaults[kInnerOption] = Value(in.name);
+  StateSchema state;
+  for (const StateEntry& e : *in.state) {
+    if (!is_precision_entry(e.name)) state.push_back(e);
+  }
+  for (const StateEntry& e : *w.state) {
+    if (is_precision_entry(e.name)) continue;
+    for (const StateEntry& mine : state) {
+      if (mine.name == e.name) {
+        throw UsageError("make_wrapped: wrapper '" + w.name + "' and the inner optimizer '" + in.name +
+                         "' both keep a state entry '" + e.name + "'");
+      }
+    }
+    state.push_back(e);
+    wrapped->wrapper_state.push_back(e);
+  }
+  for (StateEntry& e : precision_state()) state.push_back(std::move(e));
+  OptimizerInfo info;
+  info.name = w.name;
+  info.plugin_version = w.plugin_version + " over " + in.name + " " + in.plugin_version;
+  info.schema = std::make_shared<const Schema>(std::move(options));
+  info.state = std::make_shared<const StateSchema>(std::move(state));
+  info.source = w.source;
+  info.param_dtypes = in.param_dtypes & w.param_dtypes;
+  info.state_dtypes = in.state_dtypes & w.state_dtypes;
+  info.flags = (in.flags & (abi::kOptimizerEvalWeights | abi::kOptimizerMatricesOnly)) | kWrappedFlag;
+  wrapped->wrapper = std::move(wrapper);
+  wrapped->inner = std::move(inner);
+  wrapped->setup(std::move(info), defaults, {});
+  return OptimizerPtr(wrapped.release(), OptimizerDeleter{});
+}
+
+OptimizerPtr make_wrapped(OptimizerPtr wrapper, OptimizerPtr inner) {
+  return CompositeBuilder::wrap(std::move(wrapper), std::move(inner));
+}
+
+bool is_wrapped(const Optimizer& optimizer) noexcept { return dynamic_cast<const Wrapped*>(&optimizer) != nullptr; }
+
+const Optimizer* wrapped_inner(const Optimizer& optimizer) noexcept {
+  const auto* w = dynamic_cast<const Wrapped*>(&optimizer);
+  return w == nullptr ? nullptr : w->inner.get();
+}
 
 // ---------------------------------------------------------------- Hooks
 

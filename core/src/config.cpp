@@ -240,21 +240,40 @@ AccumulateConfig parse_accumulate(const std::string& source, const ConfigNode& n
 
 namespace {
 
-void parse_optimizer(OptimizerConfig& config, const ConfigEntry& section) {
-  const ConfigNode& value = section.value;
-  if (!value.is_map()) value.fail(std::string("section 'optimizer' must be a map, not ") + value.kind_name());
+/// An optimizer's map (`what` names it): its name and options, and with `inner:` a wrapper
+/// around the optimizer of that map, read the same way.
+void parse_optimizer_map(OptimizerConfig& config, const ConfigNode& value, const ConfigNode& key, const std::string& what) {
+  if (!value.is_map()) value.fail(what + " must be a map, not " + value.kind_name());
   bool has_name = false;
-  for (const auto& e : value.entries("section 'optimizer'")) {
+  std::string name;
+  ConfigMark name_mark;
+  std::vector<ConfigOption> options;
+  std::optional<ConfigEntry> inner;
+  for (const auto& e : value.entries(what)) {
     if (e.key.text() == "name") {
       if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail("'name' must be an optimizer name");
-      config.optimizer = e.value.text();
-      config.optimizer_mark = e.value.mark();
+      name = e.value.text();
+      name_mark = e.value.mark();
       has_name = true;
+    } else if (e.key.text() == "inner") {
+      inner = e;
     } else {
-      config.options.push_back(option_of(e));
+      options.push_back(option_of(e));
     }
   }
-  if (!has_name) section.key.fail("section 'optimizer' needs a 'name' (such as 'name: adam')");
+  if (!has_name) key.fail(what + " needs a 'name' (such as 'name: adam')");
+  if (!inner) {
+    config.optimizer = std::move(name);
+    config.optimizer_mark = name_mark;
+    config.options = std::move(options);
+    return;
+  }
+  config.wrappers.push_back(WrapperConfig{name, name_mark, std::move(options), inner->key.mark()});
+  parse_optimizer_map(config, inner->value, inner->key, "'inner' of optimizer '" + name + "'");
+}
+
+void parse_optimizer(OptimizerConfig& config, const ConfigEntry& section) {
+  parse_optimizer_map(config, section.value, section.key, "section 'optimizer'");
 }
 
 /// A whole number of at least `least` written at `n`, else a ConfigError there naming `what`.
@@ -402,6 +421,7 @@ OptimizerConfig parse_config_sections(const ConfigNode& root, const std::string&
         config.optimizer = parsed.optimizer;
         config.optimizer_mark = parsed.optimizer_mark;
         config.options = std::move(parsed.options);
+        config.wrappers = std::move(parsed.wrappers);
       } else if (section == "param_groups") {
         OptimizerConfig parsed;
         parse_param_groups(parsed, e.value);
@@ -492,6 +512,7 @@ std::string optimizer_names(const OptimizerConfig& config) {
   }
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : " + ") + n;
+  for (auto it = config.wrappers.rbegin(); it != config.wrappers.rend(); ++it) out = it->name + "(" + out + ")";
   return out;
 }
 

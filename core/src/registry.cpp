@@ -351,8 +351,21 @@ OptimizerPtr Registry::create(const std::string& name, std::vector<ParamGroupSpe
   }
   for (auto& g : groups) g.options.erase("optimizer");
   auto [opt, d] = kinds_->make<OptimizerKind>(mutex_, name);
+  if ((d.flags & abi::kOptimizerWrapper) != 0 && !groups.empty()) {
+    throw UsageError("optimizer '" + name + "' is a wrapper: it steps with an inner optimizer; make it with "
+                     "Registry::create_wrapped() (a config: optimizer: {name: " + name + ", inner: {name: ...}})");
+  }
   opt->setup(OptimizerInfo{name, d.plugin_version, d.schema, d.state, d.source, d.param_dtypes, d.state_dtypes, d.flags}, options, std::move(groups));
   return std::move(opt);
+}
+
+OptimizerPtr Registry::create_wrapped(const std::string& wrapper, const Options& wrapper_options,
+                                      const std::string& inner, std::vector<ParamGroupSpec> groups,
+                                      const Options& inner_options) const {
+  OptimizerPtr wrapped = make_wrapped(create(wrapper, std::vector<ParamGroupSpec>{}, wrapper_options),
+                                      create(inner, std::vector<ParamGroupSpec>{}, inner_options));
+  for (auto& g : groups) wrapped->add_param_group(std::move(g.params), g.options);
+  return wrapped;
 }
 
 std::vector<OptionError> Registry::validate_options(const std::string& name, const Options& options,
@@ -378,6 +391,7 @@ std::vector<std::string> optimizer_flag_names(std::uint32_t flags) {
   if ((flags & abi::kOptimizerNeedsClosure) != 0) out.emplace_back("needs_closure");
   if ((flags & abi::kOptimizerEvalWeights) != 0) out.emplace_back("eval_weights");
   if ((flags & abi::kOptimizerMatricesOnly) != 0) out.emplace_back("matrices_only");
+  if ((flags & abi::kOptimizerWrapper) != 0) out.emplace_back("wrapper");
   return out;
 }
 

@@ -50,6 +50,97 @@ bool collect(std::vector<ConfigError>& errors, F&& f) {
   }
 }
 
+bool is_wrapper(const OptimizerDescriptor& d) { return (d.flags & abi::kOptimizerWrapper) != 0; }
+
+/// The names of `d`'s own options (its schema without the core's precision options).
+std::vector<std::string> own_options(const OptimizerDescriptor& d) {
+  std::vector<std::string> out;
+  for (const Hyperparameter& h : d.schema->entries()) {
+    bool core = false;
+    for (const Hyperparameter& p : precision_options()) core = core || p.name == h.name;
+    if (!core) out.push_back(h.name);
+  }
+  return out;
+}
+
+/// The config's wrappers resolved into `r.wrappers`; false when one is unknown, is no wrapper,
+/// has a bad option or an option of the optimizer it wraps, each error added to `errors`.
+bool resolve_wrappers(const OptimizerConfig& config, const Registry& registry, const OptimizerDescriptor& inner,
+                      ResolvedConfig& r, std::vector<ConfigError>& errors) {
+  bool ok = true;
+  if (is_wrapper(inner)) {
+    errors.push_back(error_at(config.source, config.optimizer_mark,
+                              "optimizer '" + inner.name + "' is a wrapper: give it the optimizer it wraps as 'inner: "
+                              "{name: ...}'"));
+    ok = false;
+  }
+  std::vector<std::string> taken;  // the options of the optimizers inside the next wrapper
+  for (const Hyperparameter& h : inner.schema->entries()) taken.push_back(h.name);
+  std::vector<ResolvedWrapper> resolved;
+  for (auto it = config.wrappers.rbegin(); it != config.wrappers.rend(); ++it) {  // innermost first
+    const WrapperConfig& w = *it;
+    const auto d = registry.find(w.name);
+    if (!d) {
+      std::vector<std::string> known;
+      for (const auto& o : registry.list()) {
+        if (is_wrapper(o)) known.push_back(o.name);
+      }
+      errors.push_back(error_at(config.source, w.name_mark,
+                                unknown_name_message("unknown wrapper '" + w.name + "'", w.name, known)));
+      ok = false;
+      continue;
+    }
+    if (!is_wrapper(*d)) {
+      errors.push_back(error_at(config.source, w.inner_mark,
+                                "optimizer '" + w.name + "' takes no 'inner': it is not a wrapper (a wrapper's plugin "
+                                "declares one, as lookahead's does)"));
+      ok = false;
+      continue;
+    }
+    const std::string label = "wrapper '" + w.name + "'";
+    for (const std::string& name : own_options(*d)) {
+      if (std::find(taken.begin(), taken.end(), name) != taken.end() || name == kInnerOption) {
+        errors.push_back(error_at(config.source, w.name_mark,
+                                  label + " has an option '" + name + "', which the optimizer it wraps has too; "
+                                  "a wrapper cannot wrap an optimizer with an option of its own name"));
+        ok = false;
+      }
+      taken.push_back(name);
+    }
+    bool options_ok = true;
+    for (const auto& e : registry.validate_options(w.name, written(w.options), {})) {
+      errors.push_back(placed(config.source, e, w.options, w.name_mark, label));
+      options_ok = false;
+    }
+    ok = ok && options_ok;
+    if (!options_ok) continue;
+    ResolvedWrapper rw;
+    rw.descriptor = *d;
+    const Options all = d->schema->resolve(d->schema->defaults(), written(w.options), label);
+    for (const std::string& name : own_options(*d)) rw.options[name] = all.at(name);
+    resolved.insert(resolved.begin(), std::move(rw));
+  }
+  for (std::size_t g = 0; g < config.groups.size() && !config.wrappers.empty(); ++g) {
+    const ConfigGroup& group = config.groups[g];
+    if (group.optimizer.empty() || group.optimizer == inner.name) continue;
+    errors.push_back(error_at(config.source, group.optimizer_mark,
+                              "param_groups[" + std::to_string(g) + "]: wrapper '" + config.wrappers.front().name +
+                                  "' wraps one optimizer ('" + inner.name + "'), so a group cannot name another ('" +
+                                  group.optimizer + "')"));
+    ok = false;
+  }
+  r.wrappers = std::move(resolved);
+  return ok;
+}
+
+/// The wrapper of `r` whose own option `name` is, or nullptr.
+const ResolvedWrapper* wrapper_of(const ResolvedConfig& r, const std::string& name) {
+  for (const ResolvedWrapper& w : r.wrappers) {
+    if (w.options.count(name) != 0) return &w;
+  }
+  return nullptr;
+}
+
 /// The config's optimizer with its options resolved into `r`; false when it is unknown or an
 /// option is bad, each error added to `errors`.
 bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, ResolvedConfig& r,
@@ -64,6 +155,8 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
     return false;
   }
   r.optimizer = *d;
+  // The wrappers' mistakes are reported with the optimizer's own.
+  const bool wrappers_ok = resolve_wrappers(config, registry, *d, r, errors);
   // An entry of `param_groups` that names another optimizer is that optimizer's group: its
   // options are checked against that optimizer's schema, from its defaults.
   std::vector<std::optional<OptimizerDescriptor>> other(config.groups.size());
@@ -101,13 +194,43 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
                                   "param groups while other optimizers step the rest"));
     ok = false;
   }
-  const Options defaults = written(config.options);
+  Options defaults = written(config.options);
+  // A wrapper's option written inside its `inner:` map is placed, and not reported again as
+  // an unknown option of the inner optimizer.
+  for (const ConfigOption& o : config.options) {
+    const ResolvedWrapper* w = wrapper_of(r, o.name);
+    if (w == nullptr || d->schema->find(o.name) != nullptr) continue;
+    errors.push_back(error_at(config.source, o.key_mark,
+                              "optimizer '" + d->name + "': option '" + o.name + "' is wrapper '" + w->descriptor.name +
+                                  "''s; write it beside that wrapper's 'inner:', not inside it"));
+    defaults.erase(o.name);
+    ok = false;
+  }
   std::vector<Options> groups;
   std::vector<std::size_t> own;  // the entries of the config's optimizer
+  // A group's option of a wrapper is checked against the wrapper's schema; the rest against
+  // the optimizer's.
+  std::vector<Options> wrapper_overrides(config.groups.size());
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     if (other[g]) continue;
     own.push_back(g);
-    groups.push_back(written(config.groups[g].options));
+    Options mine = written(config.groups[g].options);
+    for (auto it = mine.begin(); it != mine.end();) {
+      const ResolvedWrapper* w = wrapper_of(r, it->first);
+      if (w == nullptr) {
+        ++it;
+        continue;
+      }
+      const std::string label = "wrapper '" + w->descriptor.name + "', param_groups[" + std::to_string(g) + "]";
+      try {
+        wrapper_overrides[g][it->first] = w->descriptor.schema->check(it->first, it->second, label);
+      } catch (const OptionError& e) {
+        errors.push_back(placed(config.source, e, config.groups[g].options, config.groups[g].mark, label));
+        ok = false;
+      }
+      it = mine.erase(it);
+    }
+    groups.push_back(std::move(mine));
   }
   const std::vector<OptionError> found = registry.validate_options(d->name, defaults, groups);
   const std::string name = "optimizer '" + d->name + "'";
@@ -120,7 +243,7 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
                               name + ", param_groups[" + std::to_string(g) + "]"));
     }
   }
-  ok = ok && found.empty();
+  ok = ok && found.empty() && wrappers_ok;
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     if (!other[g]) continue;
     const ConfigGroup& group = config.groups[g];
@@ -135,7 +258,11 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     const OptimizerDescriptor& o = other[g] ? *other[g] : *d;
     const Options base = other[g] ? o.schema->defaults() : r.defaults;
-    r.groups.push_back(o.schema->resolve(base, written(config.groups[g].options), name));
+    Options given = written(config.groups[g].options);
+    for (const auto& [key, value] : wrapper_overrides[g]) given.erase(key);
+    Options resolved = o.schema->resolve(base, given, name);
+    for (const auto& [key, value] : wrapper_overrides[g]) resolved[key] = value;
+    r.groups.push_back(std::move(resolved));
     r.group_optimizers.push_back(o);
   }
   return true;
@@ -145,6 +272,20 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
 bool is_composite_config(const ResolvedConfig& r) {
   return std::any_of(r.group_optimizers.begin(), r.group_optimizers.end(),
                      [&](const OptimizerDescriptor& o) { return o.name != r.optimizer.name; });
+}
+
+/// Adds `spec`, the group of entry `ci` of `param_groups` (-1: the parameters no entry holds),
+/// to `opt`; an OptionError or UsageError becomes a ConfigError at `at`.
+void add_placed(const OptimizerConfig& config, Optimizer& opt, ParamGroupSpec spec, int ci, const ConfigMark& at) {
+  const std::string label = ci < 0 ? std::string("the parameters no entry of param_groups holds")
+                                   : "param_groups[" + std::to_string(ci) + "]";
+  try {
+    opt.add_param_group(std::move(spec.params), spec.options);
+  } catch (const OptionError& e) {
+    throw error_at(config.source, at, label + ": " + e.what());
+  } catch (const UsageError& e) {
+    throw error_at(config.source, at, label + ": " + e.what());
+  }
 }
 
 /// The optimizer of a resolved config over `specs`, each the group of `config_index` (-1: the
@@ -157,6 +298,19 @@ OptimizerPtr create_resolved(const OptimizerConfig& config, const ResolvedConfig
   for (std::size_t k = 0; k < specs.size(); ++k) {
     if (config_index[k] >= 0) specs[k].options = r.groups[static_cast<std::size_t>(config_index[k])];
     if (k < lr_scale.size() && lr_scale[k] != 1.0) specs[k].options["lr"] = Value(specs[k].options.at("lr").as_float() * lr_scale[k]);
+  }
+  if (!r.wrappers.empty()) {
+    // The optimizer, then each wrapper around it, innermost first; then the groups.
+    OptimizerPtr opt = registry.create(r.optimizer.name, std::vector<ParamGroupSpec>{}, r.defaults);
+    for (auto it = r.wrappers.rbegin(); it != r.wrappers.rend(); ++it) {
+      opt = make_wrapped(registry.create(it->descriptor.name, std::vector<ParamGroupSpec>{}, it->options), std::move(opt));
+    }
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+      const int ci = config_index[k];
+      const ConfigMark& at = ci < 0 ? config.optimizer_mark : config.groups[static_cast<std::size_t>(ci)].mark;
+      add_placed(config, *opt, std::move(specs[k]), ci, at);
+    }
+    return opt;
   }
   if (!is_composite_config(r)) return registry.create(r.optimizer.name, std::move(specs), r.defaults);
   std::vector<OptimizerPtr> parts;
@@ -176,15 +330,7 @@ OptimizerPtr create_resolved(const OptimizerConfig& config, const ResolvedConfig
     const ConfigMark& at = ci < 0 || config.groups[static_cast<std::size_t>(ci)].optimizer.empty()
                                ? config.optimizer_mark
                                : config.groups[static_cast<std::size_t>(ci)].optimizer_mark;
-    const std::string label = ci < 0 ? std::string("the parameters no entry of param_groups holds")
-                                     : "param_groups[" + std::to_string(ci) + "]";
-    try {
-      composite->add_param_group(std::move(specs[k].params), specs[k].options);
-    } catch (const OptionError& e) {
-      throw error_at(config.source, at, label + ": " + e.what());
-    } catch (const UsageError& e) {
-      throw error_at(config.source, at, label + ": " + e.what());
-    }
+    add_placed(config, *composite, std::move(specs[k]), ci, at);
   }
   return composite;
 }

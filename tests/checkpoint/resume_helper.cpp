@@ -14,7 +14,8 @@
 // else a string. The gradient of each parameter is computed from its value, so the trajectory
 // depends on the optimizer's state. The parameter named "frozen" never has a gradient. A
 // `--group` section with `optimizer=OTHER` makes a composite (make_composite()): NAME with the
-// defaults given, and OTHER at its defaults for the groups that name it.
+// defaults given, and OTHER at its defaults for the groups that name it. A wrapper NAME
+// (lookahead) wraps the optimizer `inner=OTHER` names (adam by default).
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -149,7 +150,24 @@ optreg::OptimizerPtr build(const optreg::Registry& registry, const Config& c) {
   std::vector<optreg::ParamGroupSpec> groups(g);
   for (std::size_t k = 0; k < params.size(); ++k) groups[k % g].params.push_back(params[k]);
   for (std::size_t i = 0; i < c.groups.size(); ++i) groups[i].options = c.groups[i];
-  return registry.create(c.name, std::move(groups), c.defaults);
+  const auto d = registry.find(c.name);
+  if (!d || (d->flags & optreg::abi::kOptimizerWrapper) == 0) return registry.create(c.name, std::move(groups), c.defaults);
+  // A wrapper wraps the optimizer that `inner` names (adam by default); the defaults that are
+  // the wrapper's own options are its, the others the inner optimizer's.
+  optreg::Options wrapper_options;
+  optreg::Options inner_options;
+  std::string inner = "adam";
+  for (const auto& [key, value] : c.defaults) {
+    if (key == "inner") {
+      inner = value.as_string();
+    } else if (d->schema->find(key) != nullptr && key != "master_weights" && key != "rounding" &&
+               key != "rounding_seed" && key != "state_dtype") {
+      wrapper_options[key] = value;
+    } else {
+      inner_options[key] = value;
+    }
+  }
+  return registry.create_wrapped(c.name, wrapper_options, inner, std::move(groups), inner_options);
 }
 
 /// Sets the gradient of f(x) = sum((1 + i % 3) / 2 * x^2 + sin(3x + i) / 4 + x^4 / 8) at `x`;

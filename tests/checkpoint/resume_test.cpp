@@ -51,6 +51,12 @@ std::ostream& operator<<(std::ostream& os, const ResumeCase& c) {
 /// Cases beyond the default options, for the plugins this project ships.
 const std::map<std::string, std::vector<ResumeCase>>& known_cases() {
   static const std::map<std::string, std::vector<ResumeCase>> cases = {
+      // A wrapper over a stateful optimizer, with a group of its own k.
+      {"lookahead",
+       {
+           {"lookahead", "over_adamw_two_groups",
+            {"inner=adamw", "k=3", "alpha=0.6", "lr=0.01", "--group", "--group", "k=2", "lr=0.02"}},
+       }},
       {"sgd",
        {
            {"sgd", "plain_weight_decay", {"lr=0.05", "weight_decay=0.01"}},

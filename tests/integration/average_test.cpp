@@ -2,7 +2,6 @@
 // they average after, the scoped swap, checkpoints and their refusals.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -27,12 +26,6 @@ using optreg::WeightAverage;
 namespace {
 
 const optreg::Registry& registry() { return optreg_test::in_tree_registry(); }
-
-std::uint32_t bits(float f) {
-  std::uint32_t u = 0;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
 
 /// SGD over two parameters whose gradients follow their values (a trajectory).
 struct SgdRun {
@@ -79,7 +72,8 @@ TEST(WeightAverage, EmaFollowsItsRuleBitForBitFromACopyOfTheFirstWeights) {
   EXPECT_EQ(avg.steps(), 6);
   EXPECT_EQ(avg.updates(), 6);
   const std::vector<float> got = avg.averages()[0].to_vector();
-  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(bits(got[i]), bits(expected[i])) << "element " << i;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(optreg::float_bits(got[i]), optreg::float_bits(expected[i])) << "element " << i;
 }
 
 TEST(WeightAverage, EmaWarmUpUsesTheNumUpdatesDecay) {
@@ -99,7 +93,8 @@ TEST(WeightAverage, EmaWarmUpUsesTheNumUpdatesDecay) {
     }
   }
   const std::vector<float> got = avg.averages()[1].to_vector();
-  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(bits(got[i]), bits(expected[i])) << "element " << i;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(optreg::float_bits(got[i]), optreg::float_bits(expected[i])) << "element " << i;
 }
 
 TEST(WeightAverage, SwaIsTheRunningUniformMeanOfTheWeightsAfterEachStep) {
@@ -117,7 +112,8 @@ TEST(WeightAverage, SwaIsTheRunningUniformMeanOfTheWeightsAfterEachStep) {
       expected[i] = expected[i] + (w[i] - expected[i]) / static_cast<float>(n + 1);
   }
   const std::vector<float> got = avg.averages()[0].to_vector();
-  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(bits(got[i]), bits(expected[i])) << "element " << i;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(optreg::float_bits(got[i]), optreg::float_bits(expected[i])) << "element " << i;
 }
 
 TEST(WeightAverage, EveryAndStartChooseTheStepsItAveragesAfter) {
@@ -140,7 +136,8 @@ TEST(WeightAverage, EveryAndStartChooseTheStepsItAveragesAfter) {
     }
   }
   const std::vector<float> got = avg.averages()[1].to_vector();
-  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(bits(got[i]), bits(expected[i])) << "element " << i;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(optreg::float_bits(got[i]), optreg::float_bits(expected[i])) << "element " << i;
 }
 
 TEST(AveragedWeights, PutsTheAverageInPlaceAndTheTrainedWeightsBackBitForBit) {

@@ -311,8 +311,8 @@ TEST(Composite, AConfigsMistakesInAGroupOfAnotherOptimizerArePlaced) {
   Model m;
   EXPECT_EQ(first_error("optimizer: {name: adamw}\nparam_groups:\n  - params: ['*.weight']\n    optimizer: muonn\n", m.all()),
             "c.yaml:4:16: param_groups[0]: unknown optimizer 'muonn' (did you mean 'muon'?); registered: adadelta, "
-            "adafactor, adagrad, adam, adamax, adamw, adan, adopt, asgd, lamb, lars, lbfgs, lion, muon, nadam, radam, "
-            "rmsprop, rprop, schedulefree_adamw, sgd");
+            "adafactor, adagrad, adam, adamax, adamw, adan, adopt, asgd, lamb, lars, lbfgs, lion, lookahead, muon, nadam, "
+            "radam, rmsprop, rprop, schedulefree_adamw, sgd");
   EXPECT_EQ(first_error("optimizer: {name: adamw}\nparam_groups:\n  - params: ['*.weight']\n    optimizer: muon\n"
                         "    betas: [0.9, 0.99]\n",
                         m.all()),

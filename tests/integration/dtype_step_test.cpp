@@ -30,8 +30,10 @@ namespace {
 std::vector<std::string> stepping(DType dtype) {
   std::vector<std::string> out;
   // Those stepped with a closure (lbfgs) or over matrices only (muon) are left to their own
-  // golden tests, which step them in float64 too.
-  constexpr std::uint32_t kOwnTests = optreg::abi::kOptimizerNeedsClosure | optreg::abi::kOptimizerMatricesOnly;
+  // golden tests, which step them in float64 too; wrappers (lookahead, whose state starts from
+  // the parameter's value) to theirs and to the conformance kit, which steps every dtype.
+  constexpr std::uint32_t kOwnTests =
+      optreg::abi::kOptimizerNeedsClosure | optreg::abi::kOptimizerMatricesOnly | optreg::abi::kOptimizerWrapper;
   for (const auto& d : in_tree_registry().list()) {
     if ((d.param_dtypes & optreg::dtype_bit(dtype)) != 0 && (d.flags & kOwnTests) == 0) out.push_back(d.name);
   }

@@ -98,7 +98,7 @@ TEST(StateDtype, EveryOptimizerThatDeclaresItKeepsItsStateTensorsInIt) {
     for (const std::string state : {"bfloat16", "int8"}) {
       Tensor flat;
       std::vector<Parameter> params = params_of(DType::Float32, flat);
-      auto opt = in_tree_registry().create(name, params, options_for(name, state));
+      auto opt = optreg_test::create_steppable(in_tree_registry(), name, params, options_for(name, state));
       set_grads(params, 1);
       opt->step();
       const optreg::ParamState& s = opt->state(params[2]);
@@ -126,8 +126,8 @@ TEST(StateDtype, AStepIsTheFloat32StepFromTheStoredStateWithItsResultStoredAgain
       Tensor flat, ref_flat;
       std::vector<Parameter> params = params_of(DType::Float32, flat);
       std::vector<Parameter> ref_params = params_of(DType::Float32, ref_flat);
-      auto opt = in_tree_registry().create(name, params, options_for(name, state));
-      auto ref = in_tree_registry().create(name, ref_params, options_for(name, "float32"));
+      auto opt = optreg_test::create_steppable(in_tree_registry(), name, params, options_for(name, state));
+      auto ref = optreg_test::create_steppable(in_tree_registry(), name, ref_params, options_for(name, "float32"));
       for (int step = 1; step <= 4; ++step) {
         // The reference starts each step from the reduced optimizer's parameters and state.
         for (std::size_t k = 0; k < params.size(); ++k) ref_params[k].value().copy_from(params[k].value());
@@ -161,7 +161,7 @@ TEST(StateDtype, GivesTheSameBitsWithOneAndTwoThreads) {
         by_threads[threads - 1] = params_of(DType::BFloat16, flats[threads - 1]);
         optreg::Options o = options_for(name, state);
         o["master_weights"] = true;
-        auto opt = in_tree_registry().create(name, by_threads[threads - 1], o);
+        auto opt = optreg_test::create_steppable(in_tree_registry(), name, by_threads[threads - 1], o);
         for (int step = 1; step <= 3; ++step) {
           set_grads(by_threads[threads - 1], step);
           opt->step().clear_grad();

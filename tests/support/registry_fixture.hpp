@@ -5,6 +5,7 @@
 // the unit tests, which load no plugin.
 #include <gtest/gtest.h>
 
+#include <optreg/abi.hpp>
 #include <optreg/registry.hpp>
 
 #ifndef OPTREG_TEST_PLUGIN_DIR
@@ -35,6 +36,19 @@ inline const optreg::Registry& in_tree_registry() {
     return reg;
   }();
   return *r;
+}
+
+/// `registry.create(name, params, options)`, or for a wrapper (`lookahead`) the wrapper around
+/// sgd over one group of `params` with `options` (its own and sgd's): a test that steps every
+/// in-tree optimizer by name steps the wrappers too.
+inline optreg::OptimizerPtr create_steppable(const optreg::Registry& registry, const std::string& name,
+                                             std::vector<optreg::Parameter> params, const optreg::Options& options = {}) {
+  const auto d = registry.find(name);
+  if (!d || (d->flags & optreg::abi::kOptimizerWrapper) == 0) return registry.create(name, std::move(params), options);
+  std::vector<optreg::ParamGroupSpec> groups(1);
+  groups[0].params = std::move(params);
+  groups[0].options = options;
+  return registry.create_wrapped(name, {}, "sgd", std::move(groups));
 }
 
 /// A fixture whose tests create optimizers and schedulers from reference_registry(). The suite

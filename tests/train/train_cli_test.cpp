@@ -118,12 +118,12 @@ TEST(TrainCommand, AResumeInAFreshProcessContinuesBitExactly) {
   EXPECT_EQ(metrics_without_time(dir / "whole/metrics.csv"), metrics_without_time(dir / "split/metrics.csv"));
 }
 
-TEST(TrainCommand, AResumeInTheMiddleOfAnAccumulationWithAWeightAverageContinuesBitExactly) {
+TEST(TrainCommand, AResumeInTheMiddleOfAnAccumulationOfALookaheadWithAWeightAverageContinuesBitExactly) {
   TempDir dir;
   write_file(dir / "t.yaml",
              "problem: {name: mlp, hidden: [16]}\n"
              "train: {seed: 3, steps: 120, batch_size: 25, log_every: 10, checkpoint_every: 40}\n"
-             "optimizer: {name: adam, lr: 0.003}\n"
+             "optimizer: {name: lookahead, k: 4, alpha: 0.5, inner: {name: adam, lr: 0.003}}\n"
              "scheduler: {name: step, step_size: 10, gamma: 0.9}\n"
              "clip: {max_norm: 1.0}\n"
              "average: {kind: ema, decay: 0.9, warmup: true, every: 2}\n"
@@ -131,6 +131,7 @@ TEST(TrainCommand, AResumeInTheMiddleOfAnAccumulationWithAWeightAverageContinues
   const auto whole = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "whole"));
   ASSERT_EQ(whole.status, 0) << whole.out;
   EXPECT_TRUE(contains(whole.out, "avg test loss")) << whole.out;
+  EXPECT_TRUE(contains(whole.out, "lookahead(adam)")) << whole.out;
   EXPECT_TRUE(contains(whole.out, "avg test acc")) << whole.out;
   // Step 67 is the first micro-batch of an accumulation of 3: the checkpoint holds its sum.
   const auto first = tool("train " + shell_word(dir / "t.yaml") + " --out " + shell_word(dir / "split") + " --steps 67");

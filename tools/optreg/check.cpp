@@ -125,6 +125,16 @@ std::string accumulate_text(const AccumulateSettings& a) {
 
 Json accumulate_json(const AccumulateSettings& a) { return Json{{"steps", a.steps}, {"reduce", to_string(a.reduce)}}; }
 
+/// The wrappers of a config, outermost first: each one's name, version, source and options.
+Json wrappers_json(const std::vector<ResolvedWrapper>& wrappers) {
+  Json out = Json::array();
+  for (const ResolvedWrapper& w : wrappers) {
+    out.push_back(Json{{"name", json_text(w.descriptor.name)}, {"version", json_text(w.descriptor.plugin_version)},
+                       {"source", json_text(w.descriptor.source)}, {"options", options_json(w.options)}});
+  }
+  return out;
+}
+
 /// A group as `optreg check` shows it.
 struct ShownGroup {
   std::string label;
@@ -197,6 +207,7 @@ void print_json(const CheckArgs& args, const OptimizerConfig& config, const Show
                   {"valid", true},
                   {"optimizer", {{"name", json_text(r.optimizer.name)}, {"version", json_text(r.optimizer.plugin_version)},
                                  {"source", json_text(r.optimizer.source)}}},
+                  {"wrappers", wrappers_json(r.wrappers)},
                   {"defaults", options_json(r.defaults)},
                   {"groups", groups_json(shown, !args.params_path.empty())},
                   {"scheduler", r.scheduler ? scheduler_json(*r.scheduler) : Json(nullptr)},
@@ -211,8 +222,12 @@ void print_json(const CheckArgs& args, const OptimizerConfig& config, const Show
 void print_text(const CheckArgs& args, const OptimizerConfig& config, const Shown& shown, std::ostream& out) {
   const ResolvedConfig& r = shown.resolved;
   out << "config " << escape_text(args.path) << " is valid\n";
-  out << "optimizer: " << escape_text(r.optimizer.name) << " " << escape_text(r.optimizer.plugin_version) << " (from "
-      << escape_text(r.optimizer.source) << ")\n";
+  for (const ResolvedWrapper& w : r.wrappers) {
+    out << "wrapper: " << escape_text(w.descriptor.name) << " " << escape_text(w.descriptor.plugin_version) << " (from "
+        << escape_text(w.descriptor.source) << "): " << options_text(w.options) << '\n';
+  }
+  out << (r.wrappers.empty() ? "optimizer: " : "inner optimizer: ") << escape_text(r.optimizer.name) << " "
+      << escape_text(r.optimizer.plugin_version) << " (from " << escape_text(r.optimizer.source) << ")\n";
   out << "defaults: " << options_text(r.defaults) << '\n';
   for (const auto& g : shown.groups) {
     out << g.label;

@@ -116,6 +116,11 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   print_schema_table(*d.schema, out);
   out << "  dtypes: parameters " << joined(param_dtype_names(d)) << "; state " << joined(state_dtype_names(d)) << '\n';
   if (d.flags != 0) out << "  flags: " << joined(optimizer_flag_names(d.flags)) << '\n';
+  if ((d.flags & abi::kOptimizerWrapper) != 0) {
+    out << "  a wrapper: it steps with the optimizer it wraps, which a config gives as\n"
+        << "    optimizer: {name: " << escape_text(d.name) << ", ..., inner: {name: adam, ...}}\n"
+        << "  (its state follows the inner optimizer's in each parameter's state)\n";
+  }
   out << "  state bytes per parameter element:";
   for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) out << ' ' << dtype << ' ' << bytes_text(bytes);
   out << " (state_dtype)\n";
@@ -193,6 +198,7 @@ Json descriptor_json(const OptimizerDescriptor& d) {
   j["state"] = state_json(*d.state);
   j["param_dtypes"] = param_dtype_names(d);
   j["state_dtypes"] = state_dtype_names(d);
+  j["kind"] = (d.flags & abi::kOptimizerWrapper) != 0 ? "wrapper" : "optimizer";
   j["flags"] = optimizer_flag_names(d.flags);
   j["state_bytes_per_element"] = state_bytes_per_element(d);
   Json by_dtype = Json::object();

@@ -93,6 +93,14 @@ std::vector<Setting> identity(const RunConfig& config, const RunSpec& run) {
     const std::string where = run.param_dtype ? at(src, run.param_dtype_mark) : train_at("param_dtype");
     s.push_back({kConfigKey + std::string("param_dtype"), Value(std::string(dtype_name(dtype))), where});
   }
+  // A nested section's wrappers, outermost first, as optimizer.wrappers[i]; the innermost
+  // optimizer keeps the keys of a section without wrappers.
+  for (std::size_t i = 0; i < o.wrappers.size(); ++i) {
+    const WrapperConfig& w = o.wrappers[i];
+    const std::string prefix = kConfigKey + ("optimizer.wrappers[" + std::to_string(i) + "].");
+    s.push_back({prefix + "name", Value(w.name), at(src, w.name_mark)});
+    for (const auto& opt : w.options) s.push_back({prefix + opt.name, opt.value, at(src, opt.value_mark)});
+  }
   for (const auto& opt : o.options) s.push_back({kConfigKey + ("optimizer." + opt.name), opt.value, at(src, opt.value_mark)});
   for (std::size_t g = 0; g < o.groups.size(); ++g) {
     const ConfigGroup& group = o.groups[g];

@@ -110,6 +110,11 @@ void parse_train(RunConfig& config, const ConfigNode& section) {
   }
 }
 
+/// The label of a run that gives none: its optimizer's name, inside its wrappers' names.
+std::string default_label(const OptimizerConfig& o) {
+  return o.wrappers.empty() ? o.optimizer : optimizer_names(o);
+}
+
 /// One run of a comparison, `what` in messages (runs[1]): a map with an optional 'label' beside
 /// its optimizer sections. `label_mark` is where the label is written (the run's own place
 /// when it has none).
@@ -130,7 +135,7 @@ RunSpec parse_run(const ConfigNode& r, const std::string& what, const std::strin
   }
   run.optimizer = parse_config_sections(r, base_dir, {"label", "param_dtype"});
   run.label_mark = run.label.empty() ? run.optimizer.optimizer_mark : label_mark;
-  if (run.label.empty()) run.label = run.optimizer.optimizer;
+  if (run.label.empty()) run.label = default_label(run.optimizer);
   return run;
 }
 
@@ -202,7 +207,7 @@ RunConfig run_config_of(const ConfigNode& root, const std::string& base_dir) {
     // One optimizer config beside the run sections; parse_config_sections checks the rest.
     RunSpec run;
     run.optimizer = parse_config_sections(root, base_dir, kRunSections);
-    run.label = run.optimizer.optimizer;
+    run.label = default_label(run.optimizer);
     run.label_mark = run.optimizer.optimizer_mark;
     config.runs.push_back(std::move(run));
     return config;

@@ -145,7 +145,7 @@ struct OptimizerEntry {
   std::uint32_t state_dtypes;
   // ABI 3: absent (zero) from an entry whose `optimizer_entry_size` ends before it.
   /// What the optimizer needs or offers beyond an update per step: kOptimizerNeedsClosure,
-  /// kOptimizerEvalWeights, kOptimizerMatricesOnly; 0 means none.
+  /// kOptimizerEvalWeights, kOptimizerMatricesOnly, kOptimizerWrapper; 0 means none.
   std::uint32_t flags;
 };
 
@@ -158,8 +158,14 @@ inline constexpr std::uint32_t kOptimizerNeedsClosure = 1;
 inline constexpr std::uint32_t kOptimizerEvalWeights = 2;
 /// Steps matrices only (2-dimensional parameters; Muon).
 inline constexpr std::uint32_t kOptimizerMatricesOnly = 4;
+/// A wrapper (Lookahead): it steps with an inner optimizer that make_wrapped() gives it. Its
+/// update_group() runs after the inner's on the same slots, with its own options and state
+/// entries (which follow the inner's in each parameter's state); Registry::create() makes it
+/// only without param groups, to be wrapped around an inner optimizer.
+inline constexpr std::uint32_t kOptimizerWrapper = 8;
 /// Every optimizer flag this ABI knows.
-inline constexpr std::uint32_t kOptimizerFlags = kOptimizerNeedsClosure | kOptimizerEvalWeights | kOptimizerMatricesOnly;
+inline constexpr std::uint32_t kOptimizerFlags =
+    kOptimizerNeedsClosure | kOptimizerEvalWeights | kOptimizerMatricesOnly | kOptimizerWrapper;
 
 /// State dtypes an optimizer may declare (OptimizerEntry::state_dtypes).
 inline constexpr std::uint32_t kStateBFloat16 = 1;  ///< moments stored as bfloat16

@@ -203,7 +203,7 @@ struct OPTREG_API OptimizerInfo {
   /// abi::kStateInt8): what its `state_dtype` option may name.
   std::uint32_t state_dtypes = 0;
   /// What it needs or offers beyond an update per step (abi::kOptimizerNeedsClosure,
-  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly).
+  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly, abi::kOptimizerWrapper).
   std::uint32_t flags = 0;
 };
 
@@ -512,5 +512,26 @@ OPTREG_API OptimizerPtr make_composite(std::vector<OptimizerPtr> parts);
 
 /// Whether `optimizer` is one make_composite() made.
 OPTREG_API bool is_composite(const Optimizer& optimizer) noexcept;
+
+/// The option of a wrapped optimizer's groups (make_wrapped()) that names its inner optimizer.
+inline constexpr char kInnerOption[] = "inner";
+
+/// A wrapper (an optimizer whose plugin declares abi::kOptimizerWrapper, such as `lookahead`)
+/// around `inner`: both set up without param groups (Registry::create() with no groups). The
+/// result is named after the wrapper; its groups hold the inner optimizer's options, the
+/// wrapper's own (`k`, `alpha`) and the string option `inner` naming the inner optimizer (fixed),
+/// and each parameter's state holds the inner's entries, then the wrapper's. step() runs the
+/// inner optimizer's update of each group, then the wrapper's on the same parameters; state
+/// dicts, checkpoints, schedulers (the inner's `lr`), clipping and hooks see one optimizer.
+/// A wrapped optimizer may be wrapped again. Throws UsageError for a wrapper that does not
+/// declare the flag, an inner optimizer that does (wrap it first), one with param groups, a
+/// composite or a closure-stepped optimizer as the inner one, and an option or state entry that
+/// both declare.
+OPTREG_API OptimizerPtr make_wrapped(OptimizerPtr wrapper, OptimizerPtr inner);
+
+/// Whether `optimizer` is one make_wrapped() made.
+OPTREG_API bool is_wrapped(const Optimizer& optimizer) noexcept;
+/// The inner optimizer of one make_wrapped() made; nullptr for any other.
+OPTREG_API const Optimizer* wrapped_inner(const Optimizer& optimizer) noexcept;
 
 }  // namespace optreg

@@ -105,6 +105,15 @@ struct OPTREG_API ClipConfig {
   ConfigMark mark;
 };
 
+/// A wrapper of a nested `optimizer:` section, `{name: lookahead, k: 5, inner: {name: adam}}`:
+/// its name, its options, and where its `inner:` key is written.
+struct OPTREG_API WrapperConfig {
+  std::string name;
+  ConfigMark name_mark;
+  std::vector<ConfigOption> options;
+  ConfigMark inner_mark;
+};
+
 /// An `average:` section: a weight average of the parameters (WeightAverage): `kind` (ema or
 /// swa, default ema), `decay` and `warmup` (ema only), `every`, `start`.
 struct OPTREG_API AverageConfig {
@@ -127,10 +136,13 @@ struct OPTREG_API AccumulateConfig {
 struct OPTREG_API OptimizerConfig {
   /// The file it came from (or the name given to parse_config), used in messages.
   std::string source;
+  /// The optimizer that steps the parameters: of a nested section, the innermost one.
   std::string optimizer;
   ConfigMark optimizer_mark;
   /// The optimizer's options, in the order written.
   std::vector<ConfigOption> options;
+  /// The wrappers of a nested `optimizer:` section, outermost first (empty without `inner:`).
+  std::vector<WrapperConfig> wrappers;
   std::vector<ConfigGroup> groups;
   /// `plugins.paths`, resolved to absolute paths against the config's folder.
   std::vector<std::string> plugin_paths;
@@ -170,7 +182,7 @@ OPTREG_API OptimizerConfig parse_config_sections(const ConfigNode& root, const s
 
 /// The optimizers a config steps its parameters with, as tables and logs name them: its
 /// optimizer, then each other one that an entry of `param_groups` names, in the order they
-/// first appear, joined by " + " ("adamw + muon").
+/// first appear, joined by " + " ("adamw + muon"); inside its wrappers' names ("lookahead(adam)").
 OPTREG_API std::string optimizer_names(const OptimizerConfig& config);
 
 /// Loads the plugins a config asks for, in this order: its `plugins.paths`, then each folder of
@@ -219,6 +231,13 @@ struct OPTREG_API ResolvedScheduler {
   std::vector<ResolvedScheduler> children;
 };
 
+/// A wrapper of a config with its own options resolved (every option of its schema but the
+/// core's precision options, which the groups hold).
+struct OPTREG_API ResolvedWrapper {
+  OptimizerDescriptor descriptor;
+  Options options;
+};
+
 /// A config checked against a registry, with every default filled in.
 struct OPTREG_API ResolvedConfig {
   OptimizerDescriptor optimizer;
@@ -231,6 +250,10 @@ struct OPTREG_API ResolvedConfig {
   /// entry names another). A config whose entries name any other builds a composite
   /// (make_composite()) of `optimizer` and the others, in the order they first appear.
   std::vector<OptimizerDescriptor> group_optimizers;
+  /// The config's wrappers, outermost first: the optimizer built is each wrapped around the
+  /// next (make_wrapped()), the last around `optimizer`. A group's options (`groups`) may set
+  /// a wrapper's options too.
+  std::vector<ResolvedWrapper> wrappers;
   /// With parameter names: how they sort into groups.
   std::optional<GroupPlan> plan;
   std::optional<ResolvedScheduler> scheduler;

@@ -67,12 +67,12 @@ struct OPTREG_API OptimizerDescriptor : PluginObjectDescriptor {
   /// abi::kStateInt8).
   std::uint32_t state_dtypes = 0;
   /// What it needs or offers beyond an update per step (abi::kOptimizerNeedsClosure,
-  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly).
+  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly, abi::kOptimizerWrapper).
   std::uint32_t flags = 0;
 };
 
 /// The names of an optimizer's flags (OptimizerDescriptor::flags), as `optreg show` and
-/// `optreg list --json` print them: "needs_closure", "eval_weights", "matrices_only".
+/// `optreg list --json` print them: "needs_closure", "eval_weights", "matrices_only", "wrapper".
 OPTREG_API std::vector<std::string> optimizer_flag_names(std::uint32_t flags);
 
 /// What `optreg list` shows of one registered learning-rate scheduler.
@@ -149,7 +149,14 @@ class OPTREG_API Registry {
   /// A group whose options name another optimizer (`{"optimizer", std::string("muon")}`) is
   /// stepped by it, from its defaults: the result is then a composite (make_composite()) of
   /// `name` with `options` and each other optimizer named, in the order they first appear.
+  /// A wrapper (abi::kOptimizerWrapper: `lookahead`) is made here only without groups, to be
+  /// wrapped around an inner optimizer (make_wrapped(), create_wrapped()); with groups it is a
+  /// UsageError.
   OptimizerPtr create(const std::string& name, std::vector<ParamGroupSpec> groups, const Options& options = {}) const;
+  /// The wrapper `wrapper` with `wrapper_options` around the optimizer `inner` with
+  /// `inner_options` (make_wrapped()), over `groups`, whose options may set either's options.
+  OptimizerPtr create_wrapped(const std::string& wrapper, const Options& wrapper_options, const std::string& inner,
+                              std::vector<ParamGroupSpec> groups, const Options& inner_options = {}) const;
   /// A new scheduler `name` bound to `optimizer`, which must outlive it. Throws PluginError for
   /// an unknown name (with the closest registered names), for "sequential" and "chained" (made
   /// by make_sequential(), make_chained() or a config), or a factory that fails; OptionError for a bad option;

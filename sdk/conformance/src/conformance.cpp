@@ -42,6 +42,7 @@
 
 #include "kit.hpp"
 #include "objective.hpp"
+#include "kit_inner.hpp"
 #include "resume_job.hpp"
 #include "scheduler_checks.hpp"
 
@@ -200,13 +201,15 @@ Run make_run(const Registry& registry, const std::string& name, const std::vecto
   // An optimizer stepped with a closure takes one group.
   if ((flags & abi::kOptimizerNeedsClosure) != 0) layout = Layout::OneGroup;
   if (layout == Layout::OneGroup) {
-    r.opt = registry.create(name, r.params, options);
+    std::vector<ParamGroupSpec> groups(1);
+    groups[0].params = r.params;
+    r.opt = kit::make_subject(registry, name, std::move(groups), options);
   } else {
     const auto half = static_cast<std::ptrdiff_t>((r.params.size() + 1) / 2);
     std::vector<ParamGroupSpec> groups(2);
     groups[0].params.assign(r.params.begin(), r.params.begin() + half);
     groups[1].params.assign(r.params.begin() + half, r.params.end());
-    r.opt = registry.create(name, std::move(groups), options);
+    r.opt = kit::make_subject(registry, name, std::move(groups), options);
   }
   return r;
 }

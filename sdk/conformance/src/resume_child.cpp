@@ -13,6 +13,7 @@
 #include <optreg/registry.hpp>
 
 #include "objective.hpp"
+#include "kit_inner.hpp"
 #include "resume_job.hpp"
 
 int main(int argc, char** argv) {
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
       if (groups.size() <= p.group) groups.resize(p.group + 1);
       groups[p.group].params.push_back(params.back());
     }
-    const optreg::OptimizerPtr opt = registry.create(job.optimizer, std::move(groups), job.options);
+    const optreg::OptimizerPtr opt = optreg::kit::make_subject(registry, job.optimizer, std::move(groups), job.options);
     optreg::load_optimizer(job.checkpoint, *opt);
     if (opt->needs_closure()) {
       // The recorded gradients are those of the kit's smooth objective, which a closure
