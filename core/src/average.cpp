@@ -119,7 +119,7 @@ void check_average_settings(const AverageSettings& s) {
 }
 
 WeightAverage::WeightAverage(Optimizer& optimizer, const AverageSettings& settings)
-    : optimizer_(&optimizer), settings_(settings), params_(optimizer.parameters()) {
+    : settings_(settings), params_(optimizer.parameters()) {
   check_average_settings(settings_);
   for (const Parameter& p : params_) {
     const DType dtype = p.value().dtype();

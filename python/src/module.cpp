@@ -502,8 +502,30 @@ std::unique_ptr<PyOptimizer> create(const PyRegistry& r, const std::string& name
   std::vector<optreg::Parameter> all;
   for (const optreg::ParamGroupSpec& g : groups) all.insert(all.end(), g.params.begin(), g.params.end());
   check_disjoint(all);
-  optreg::OptimizerPtr opt = r.registry->create(name, std::move(groups), to_options(defaults));
-  return std::make_unique<PyOptimizer>(r.registry, std::move(opt));
+  if (!defaults.contains("inner")) {
+    return std::make_unique<PyOptimizer>(r.registry, r.registry->create(name, std::move(groups), to_options(defaults)));
+  }
+  // A wrapper: `inner` names the optimizer it wraps, or is a dict of its name and options; the
+  // other keyword arguments are options of every group (either optimizer's).
+  const py::object inner = defaults["inner"];
+  std::string inner_name;
+  optreg::Options inner_options;
+  if (py::isinstance<py::str>(inner)) {
+    inner_name = inner.cast<std::string>();
+  } else if (py::isinstance<py::dict>(inner) && py::dict(inner).contains("name") &&
+             py::isinstance<py::str>(py::dict(inner)["name"])) {
+    inner_name = py::dict(inner)["name"].cast<std::string>();
+    inner_options = to_options(py::dict(inner), "name");
+  } else {
+    throw optreg::UsageError("inner= names the optimizer a wrapper steps with: a name, or a dict with 'name' and its "
+                             "options, not a " + type_name(inner));
+  }
+  const optreg::Options every = to_options(defaults, "inner");
+  for (optreg::ParamGroupSpec& g : groups) {
+    for (const auto& [key, value] : every) g.options.emplace(key, value);  // a group's own value wins
+  }
+  return std::make_unique<PyOptimizer>(r.registry,
+                                       r.registry->create_wrapped(name, {}, inner_name, std::move(groups), inner_options));
 }
 
 py::list param_groups(optreg::Optimizer& opt) {
@@ -738,7 +760,8 @@ PYBIND11_MODULE(_optreg, m) {
           },
           py::arg("name"), py::arg("params"),
           "Makes optimizer `name` over `params`: arrays, (name, array) pairs, or dicts of groups "
-          "({'params': [...], 'lr': ...}); keyword arguments are the defaults of every group.")
+          "({'params': [...], 'lr': ...}); keyword arguments are the defaults of every group. A wrapper "
+          "(lookahead) takes inner='adam' or inner={'name': 'adam', 'lr': 1e-3}: the optimizer it wraps.")
       .def(
           "create_scheduler",
           [](const PyRegistry& r, const std::string& name, PyOptimizer& opt, const py::kwargs& options) {

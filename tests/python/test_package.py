@@ -349,3 +349,26 @@ def test_eval_weights_is_a_context_manager_that_restores_the_training_weights():
         np.testing.assert_array_equal(w, z - (z - y) * np.float32(2.0))
     np.testing.assert_array_equal(w, y)
     assert optreg.default_registry().describe("schedulefree_adamw")["flags"] == ["eval_weights"]
+
+
+def test_a_wrapper_steps_with_the_optimizer_inner_names_by_keyword_or_config(tmp_path):
+    w = np.array([1.0, -2.0, 3.0], dtype=np.float32)
+    opt = optreg.create("lookahead", [("w", w)], inner={"name": "sgd", "lr": 0.5}, k=2, alpha=0.5)
+    assert opt.name == "lookahead"
+    assert opt.param_groups[0]["inner"] == "sgd" and opt.param_groups[0]["k"] == 2
+    g = np.ones(3, dtype=np.float32)
+    opt.set_grads([g])
+    opt.step()
+    np.testing.assert_array_equal(w, np.array([0.5, -2.5, 2.5], dtype=np.float32))
+    opt.set_grads([g])
+    opt.step()  # the sync: the slow weights go halfway to the fast ones, which restart there
+    np.testing.assert_array_equal(w, np.array([0.5, -2.5, 2.5], dtype=np.float32))
+    assert "slow_weights" in opt.state(0)
+    with pytest.raises(optreg.UsageError, match="lookahead' is a wrapper"):
+        optreg.create("lookahead", [w])
+    with pytest.raises(optreg.UsageError, match="inner= names the optimizer"):
+        optreg.create("lookahead", [w], inner=3)
+    config = tmp_path / "opt.yaml"
+    config.write_text("optimizer: {name: lookahead, k: 3, inner: {name: adam, lr: 0.01}}\n")
+    built = optreg.build(str(config), [("w", np.zeros(3, dtype=np.float32))])
+    assert built.name == "lookahead" and built.param_groups[0]["k"] == 3 and built.param_groups[0]["lr"] == 0.01

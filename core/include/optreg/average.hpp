@@ -94,7 +94,6 @@ class OPTREG_API WeightAverage : public CheckpointComponent {
  private:
   void update();
 
-  Optimizer* optimizer_;
   AverageSettings settings_;
   std::vector<Parameter> params_;
   std::vector<Tensor> averages_;
