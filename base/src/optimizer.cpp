@@ -175,6 +175,9 @@ class CompositeBuilder {
         throw UsageError(who + " steps all its parameters as one vector with one closure, so it cannot step "
                          "some groups of a composite");
       }
+      if ((p->info_.flags & abi::kOptimizerWrapper) != 0) {
+        throw UsageError(who + " is a wrapper without the optimizer it wraps; wrap one first (make_wrapped())");
+      }
       for (std::size_t j = 0; j < i; ++j) {
         if (parts[j]->name() == p->name()) {
           throw UsageError(who + " has the name of part " + std::to_string(j) +
@@ -305,6 +308,9 @@ class Wrapped final : public Optimizer {
 
   static bool fresh(const View& v, const ParamState& whole) {
     if (v.tensors != whole.num_tensors() || v.scalars != whole.num_scalars()) return false;
+    for (std::size_t j = 0; j < v.scalar_at.size(); ++j) {
+      if (whole.scalars()[v.scalar_at[j]].first != v.state.scalars()[j].first) return false;
+    }
     for (std::size_t j = 0; j < v.tensor_at.size(); ++j) {
       const Tensor& mine = v.state.tensor(j);
       const Tensor& there = whole.tensor(v.tensor_at[j]);
@@ -399,6 +405,18 @@ OptimizerPtr CompositeBuilder::wrap(OptimizerPtr wrapper, OptimizerPtr inner) {
   }
   if (is_composite(*inner)) {
     throw UsageError("make_wrapped: the inner optimizer is a composite; a wrapper wraps one optimizer");
+  }
+  if (is_wrapped(*inner)) {
+    throw UsageError("make_wrapped: the inner optimizer '" + in.name + "' is wrapped already; a wrapper wraps an "
+                     "optimizer that is not");
+  }
+  for (const Hyperparameter& h : w.schema->entries()) {
+    // The core's precision options are the groups' (from the inner optimizer's defaults): one
+    // given to the wrapper would be lost.
+    if (!is_precision_option(h.name) || wrapper->defaults_.at(h.name) == h.default_value) continue;
+    throw UsageError("make_wrapped: wrapper '" + w.name + "' was made with " + h.name + " = " +
+                     wrapper->defaults_.at(h.name).to_short_string() +
+                     "; give the core's precision options to the inner optimizer or to the groups");
   }
   auto wrapped = std::make_unique<Wrapped>();
   std::vector<Hyperparameter> options = in.schema->entries();
@@ -779,6 +797,10 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
   // A composite's group is stepped by one of its parts: its options are that part's.
   const Optimizer& eng = engine_for_new(options, where);
   const OptimizerInfo& info = eng.info_;
+  if ((info.flags & abi::kOptimizerWrapper) != 0) {
+    throw UsageError(where + ": optimizer '" + info.name + "' is a wrapper: it steps with an inner optimizer and "
+                     "takes param groups only wrapped around one (make_wrapped(), Registry::create_wrapped())");
+  }
   for (std::size_t i = 0; i < params.size(); ++i) {
     const DType dtype = params[i].value().dtype();
     if ((info.param_dtypes & dtype_bit(dtype)) == 0) {

@@ -214,6 +214,14 @@ void WeightAverage::load_section(const CheckpointSection& section) {
 AveragedWeights::AveragedWeights(const WeightAverage& average) {
   if (average.updates() == 0) return;
   const std::vector<Parameter>& params = average.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {  // before anything changes
+    if (params[i].value().shape() != average.averages()[i].shape() || is_quantized(params[i].value().dtype())) {
+      throw UsageError(kWho, params[i].name(), static_cast<std::int64_t>(i),
+                       "its value is " + std::string(dtype_name(params[i].value().dtype())) + " of shape " +
+                           to_string(params[i].value().shape()) + ", but its average has shape " +
+                           to_string(average.averages()[i].shape()));
+    }
+  }
   std::vector<Tensor> saved;
   saved.reserve(params.size());
   for (const Parameter& p : params) saved.push_back(p.value().clone());  // may throw: nothing changed yet
@@ -229,7 +237,12 @@ AveragedWeights::AveragedWeights(const WeightAverage& average) {
 AveragedWeights::~AveragedWeights() { restore(); }
 
 void AveragedWeights::restore() noexcept {
-  for (std::size_t i = 0; i < saved_.size(); ++i) params_[i].value().copy_from(saved_[i]);
+  for (std::size_t i = 0; i < saved_.size(); ++i) {
+    try {
+      params_[i].value().copy_from(saved_[i]);
+    } catch (...) {  // a value replaced by one of another shape while the scope lived: its own now
+    }
+  }
   saved_.clear();
   params_.clear();
 }

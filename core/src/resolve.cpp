@@ -74,6 +74,13 @@ bool resolve_wrappers(const OptimizerConfig& config, const Registry& registry, c
                               "{name: ...}'"));
     ok = false;
   }
+  if (config.wrappers.size() > 1) {
+    const WrapperConfig& second = config.wrappers[1];
+    errors.push_back(error_at(config.source, second.name_mark,
+                              "'" + second.name + "' inside wrapper '" + config.wrappers[0].name +
+                                  "': a wrapper wraps an optimizer that is not wrapped already"));
+    ok = false;
+  }
   std::vector<std::string> taken;  // the options of the optimizers inside the next wrapper
   for (const Hyperparameter& h : inner.schema->entries()) taken.push_back(h.name);
   std::vector<ResolvedWrapper> resolved;
@@ -108,6 +115,15 @@ bool resolve_wrappers(const OptimizerConfig& config, const Registry& registry, c
       taken.push_back(name);
     }
     bool options_ok = true;
+    for (const ConfigOption& o : w.options) {
+      for (const Hyperparameter& p : precision_options()) {
+        if (p.name != o.name) continue;
+        errors.push_back(error_at(config.source, o.key_mark,
+                                  label + ": option '" + o.name + "' is the core's, which every group holds from the "
+                                  "optimizer it wraps: write it inside 'inner:'"));
+        options_ok = false;
+      }
+    }
     for (const auto& e : registry.validate_options(w.name, written(w.options), {})) {
       errors.push_back(placed(config.source, e, w.options, w.name_mark, label));
       options_ok = false;
@@ -165,6 +181,15 @@ bool resolve_optimizer(const OptimizerConfig& config, const Registry& registry, 
     const ConfigGroup& group = config.groups[g];
     if (group.optimizer.empty() || group.optimizer == d->name) continue;
     other[g] = registry.find(group.optimizer);
+    if (other[g] && is_wrapper(*other[g])) {
+      errors.push_back(error_at(config.source, group.optimizer_mark,
+                                "param_groups[" + std::to_string(g) + "]: optimizer '" + group.optimizer +
+                                    "' is a wrapper, which steps with an optimizer it wraps; wrap the config's "
+                                    "optimizer instead (optimizer: {name: " + group.optimizer + ", inner: {...}})"));
+      ok = false;
+      other[g].reset();
+      continue;
+    }
     if (!other[g]) {
       std::vector<std::string> known;
       for (const auto& o : registry.list()) known.push_back(o.name);

@@ -179,8 +179,15 @@ TEST(GradientAccumulator, BadSettingsAndAMisfitGradientAreRefusedBeforeAnythingC
   w.grad() = Tensor({2}, 1.0f);  // replaced behind the parameter's back
   EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
       [&] { acc.accumulate(); },
-      "parameter 'w' (position 1): its gradient is float32 of shape [2], but "
-      "it sums float32 gradients of shape [3]"));
+      "parameter 'w' (position 1): its gradient is float32 of shape [2] and its value float32, but it sums "
+      "gradients of its value's dtype and of shape [3] into float32"));
+  // A value replaced by a float64 one (with a float64 gradient) is refused before any sum changes.
+  w.grad() = Tensor({3}, 1.0f);
+  w.value() = Tensor({3}, 0.0f).to(optreg::DType::Float64);
+  w.grad() = Tensor({3}, 1.0f).to(optreg::DType::Float64);
+  EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
+      [&] { acc.accumulate(); }, "its gradient is float64 of shape [3] and its value float64, but it sums gradients "
+                                 "of its value's dtype and of shape [3] into float32"));
   EXPECT_EQ(acc.pending(), 0);
   EXPECT_TRUE(v.has_grad()) << "nothing was taken";
 }

@@ -158,6 +158,18 @@ TEST(AveragedWeights, PutsTheAverageInPlaceAndTheTrainedWeightsBackBitForBit) {
   EXPECT_TRUE(optreg_test::same_bits(r.w.value(), trained));
 }
 
+TEST(AveragedWeights, AParameterReplacedByAnotherShapeIsRefusedBeforeAnythingChanges) {
+  SgdRun r;
+  WeightAverage avg(*r.opt, ema(0.5));
+  for (int s = 0; s < 2; ++s) r.step();
+  const Tensor w = r.w.value().clone();
+  r.b.value() = Tensor({4}, 0.0f);  // replaced behind the optimizer's back
+  EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
+      [&] { AveragedWeights swap(avg); }, "parameter 'b' (position 1): its value is float32 of shape [4], but its "
+                                          "average has shape [3]"));
+  EXPECT_TRUE(optreg_test::same_bits(r.w.value(), w)) << "the first parameter was left as it was";
+}
+
 TEST(AveragedWeights, HalfPrecisionParametersTakeTheFloat32AverageRoundedToNearest) {
   Parameter w{"w", Tensor({4}, {1.0f, 2.0f, 3.0f, 4.0f}).to(optreg::DType::BFloat16)};
   OptimizerPtr opt = registry().create("sgd", {w}, {{"lr", 0.01}});

@@ -184,7 +184,7 @@ TEST(Lookahead, AWrapperAloneOrInTheWrongPlaceIsRefused) {
         OptimizerPtr once = registry().create_wrapped("lookahead", {}, "sgd", {});
         optreg::make_wrapped(registry().create("lookahead", std::vector<ParamGroupSpec>{}), std::move(once));
       },
-      "make_wrapped: wrapper 'lookahead' and the inner optimizer 'lookahead' both have an option 'k'"));
+      "make_wrapped: the inner optimizer 'lookahead' is wrapped already"));
   EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
       [&] {
         optreg::make_wrapped(registry().create("lookahead", std::vector<ParamGroupSpec>{}),
@@ -193,6 +193,23 @@ TEST(Lookahead, AWrapperAloneOrInTheWrongPlaceIsRefused) {
       "make_wrapped: the inner optimizer 'sgd' has 1 param groups"));
   EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
       [&] { registry().create_wrapped("lookahead", {}, "lbfgs", {}); }, "steps with a closure"));
+  // A bare wrapper takes no group, directly or as a composite's part: nothing would move them.
+  OptimizerPtr bare = registry().create("lookahead", std::vector<ParamGroupSpec>{});
+  EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
+      [&] { bare->add_param_group(params); }, "optimizer 'lookahead' is a wrapper: it steps with an inner optimizer"));
+  EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
+      [&] {
+        std::vector<OptimizerPtr> parts;
+        parts.push_back(registry().create("adam", std::vector<ParamGroupSpec>{}));
+        parts.push_back(registry().create("lookahead", std::vector<ParamGroupSpec>{}));
+        optreg::make_composite(std::move(parts));
+      },
+      "(optimizer 'lookahead') is a wrapper without the optimizer it wraps"));
+  // The core's precision options are the groups': given to the wrapper they would be lost.
+  EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
+      [&] { registry().create_wrapped("lookahead", {{"master_weights", true}}, "sgd", {}); },
+      "make_wrapped: wrapper 'lookahead' was made with master_weights = true; give the core's precision options to "
+      "the inner optimizer or to the groups"));
   EXPECT_TRUE(optreg_test::throws_with<optreg::OptionError>(
       [&] {
         registry().create_wrapped("lookahead", {{"k", Value(std::int64_t{0})}}, "sgd", {});
@@ -261,6 +278,12 @@ TEST(LookaheadConfig, MistakesAreReportedWhereTheyAreWritten) {
   EXPECT_EQ(first_error("optimizer:\n  name: lookahead\n  inner: {name: lookahead, inner: {name: sgd}}\n"),
             "c.yaml:2:9: wrapper 'lookahead' has an option 'k', which the optimizer it wraps has too; a wrapper cannot "
             "wrap an optimizer with an option of its own name");
+  EXPECT_EQ(first_error("optimizer:\n  name: lookahead\n  master_weights: true\n  inner: {name: sgd}\n"),
+            "c.yaml:3:3: wrapper 'lookahead': option 'master_weights' is the core's, which every group holds from the "
+            "optimizer it wraps: write it inside 'inner:'");
+  EXPECT_EQ(first_error("optimizer: {name: adamw}\nparam_groups:\n  - params: fc.bias\n    optimizer: lookahead\n"),
+            "c.yaml:4:16: param_groups[0]: optimizer 'lookahead' is a wrapper, which steps with an optimizer it wraps; "
+            "wrap the config's optimizer instead (optimizer: {name: lookahead, inner: {...}})");
   EXPECT_EQ(first_error("optimizer:\n  name: lookahead\n  inner: 3\n"),
             "c.yaml:3:10: 'inner' of optimizer 'lookahead' must be a map, not a scalar");
   EXPECT_EQ(first_error("optimizer:\n  name: lookahead\n  inner: {lr: 0.1}\n"),

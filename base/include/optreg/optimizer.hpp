@@ -523,10 +523,11 @@ inline constexpr char kInnerOption[] = "inner";
 /// and each parameter's state holds the inner's entries, then the wrapper's. step() runs the
 /// inner optimizer's update of each group, then the wrapper's on the same parameters; state
 /// dicts, checkpoints, schedulers (the inner's `lr`), clipping and hooks see one optimizer.
-/// A wrapped optimizer may be wrapped again. Throws UsageError for a wrapper that does not
-/// declare the flag, an inner optimizer that does (wrap it first), one with param groups, a
-/// composite or a closure-stepped optimizer as the inner one, and an option or state entry that
-/// both declare.
+/// Throws UsageError for a wrapper that does not declare the flag or was made with a precision
+/// option (`master_weights`, ...: those are the groups', from the inner optimizer), an inner
+/// optimizer that is a wrapper, wrapped already, a composite, steps with a closure or has param
+/// groups, and an option or state entry that both declare. A bare wrapper takes no param group
+/// (add_param_group() refuses it) and is no part of a composite.
 OPTREG_API OptimizerPtr make_wrapped(OptimizerPtr wrapper, OptimizerPtr inner);
 
 /// Whether `optimizer` is one make_wrapped() made.
