@@ -99,8 +99,9 @@ bool GradientAccumulator::accumulate() {
         state_dtype_of(g.dtype()) != sums_[i].dtype()) {
       throw UsageError(kWho, p.name(), static_cast<std::int64_t>(i),
                        "its gradient is " + std::string(dtype_name(g.dtype())) + " of shape " + to_string(g.shape()) +
-                           " and its value " + dtype_name(p.value().dtype()) + ", but it sums gradients of its value's "
-                           "dtype and of shape " + to_string(sums_[i].shape()) + " into " + dtype_name(sums_[i].dtype()));
+                           " and its value " + dtype_name(p.value().dtype()) +
+                           ", but it sums gradients of its value's dtype and of shape " + to_string(sums_[i].shape()) +
+                           " into " + dtype_name(sums_[i].dtype()));
     }
   }
   for (std::size_t i = 0; i < params_.size(); ++i) {

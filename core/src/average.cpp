@@ -128,9 +128,10 @@ WeightAverage::WeightAverage(Optimizer& optimizer, const AverageSettings& settin
     averages_.emplace_back(p.value().shape(), state_dtype_of(dtype));
   }
   pre_ = optimizer.add_hook(HookPoint::PreStep, [this](Optimizer& o) {
-    const std::vector<Parameter> now = o.parameters();
-    if (now.size() != params_.size()) {
-      throw UsageError(std::string(kWho) + ": optimizer '" + o.name() + "' has " + std::to_string(now.size()) +
+    std::size_t now = 0;  // counted without copying the parameters: this runs at every step
+    for (const ParamGroup& g : o.param_groups()) now += g.params().size();
+    if (now != params_.size()) {
+      throw UsageError(std::string(kWho) + ": optimizer '" + o.name() + "' has " + std::to_string(now) +
                        " parameters, but it averages the " + std::to_string(params_.size()) +
                        " it had when it was made; make a new average after "
                        "adding param groups");
