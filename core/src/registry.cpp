@@ -392,6 +392,7 @@ std::vector<std::string> optimizer_flag_names(std::uint32_t flags) {
   if ((flags & abi::kOptimizerEvalWeights) != 0) out.emplace_back("eval_weights");
   if ((flags & abi::kOptimizerMatricesOnly) != 0) out.emplace_back("matrices_only");
   if ((flags & abi::kOptimizerWrapper) != 0) out.emplace_back("wrapper");
+  if ((flags & abi::kOptimizerWholeTensors) != 0) out.emplace_back("whole_tensors");
   return out;
 }
 

@@ -711,6 +711,11 @@ SchedulerPtr build_scheduler(const OptimizerConfig& config, Optimizer& optimizer
 
 OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
                              const Registry& registry) {
+  return build_optimizer(config, params, registry, nullptr);
+}
+
+OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
+                             const Registry& registry, const GroupSubstitute& substitute) {
   std::vector<ParamInfo> infos;
   for (const auto& p : params) infos.push_back(ParamInfo{p.name(), p.value().shape()});
   ConfigCheck c = resolve_config_with_shapes(config, registry, infos);
@@ -722,6 +727,7 @@ OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Pa
   for (const auto& g : r.plan->groups) {
     ParamGroupSpec spec;
     for (std::size_t i : g.params) spec.params.push_back(params[i]);
+    if (substitute) spec.params = substitute(specs.size(), spec.params);
     specs.push_back(std::move(spec));
     index.push_back(g.config_index);
     scale.push_back(g.lr_scale);

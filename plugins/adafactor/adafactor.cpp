@@ -304,6 +304,7 @@ struct Strip {
 class Adafactor final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kFlags = optreg::abi::kOptimizerWholeTensors;  // factored moments, per-tensor RMS
 
  protected:
   void init_state(const optreg::Options& o, const optreg::Parameter& p, optreg::ParamState& s) const override {

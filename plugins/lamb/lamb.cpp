@@ -88,6 +88,7 @@ struct Fused : Moments<A> {
 class Lamb final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kFlags = optreg::abi::kOptimizerWholeTensors;  // per-tensor norms
 
  protected:
   void update_group(const optreg::Options& o, const std::vector<Slot>& slots) override {

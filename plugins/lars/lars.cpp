@@ -72,6 +72,7 @@ struct Rule {
 class Lars final : public optreg::Optimizer {
  public:
   static constexpr optreg::DTypeSet kParamDTypes = sdk::kElementwiseDTypes;
+  static constexpr std::uint32_t kFlags = optreg::abi::kOptimizerWholeTensors;  // per-tensor norms
 
  protected:
   void validate(const optreg::Options& o, const std::string& where) const override {

@@ -145,7 +145,8 @@ struct OptimizerEntry {
   std::uint32_t state_dtypes;
   // ABI 3: absent (zero) from an entry whose `optimizer_entry_size` ends before it.
   /// What the optimizer needs or offers beyond an update per step: kOptimizerNeedsClosure,
-  /// kOptimizerEvalWeights, kOptimizerMatricesOnly, kOptimizerWrapper; 0 means none.
+  /// kOptimizerEvalWeights, kOptimizerMatricesOnly, kOptimizerWrapper, kOptimizerWholeTensors;
+  /// 0 means none.
   std::uint32_t flags;
 };
 
@@ -163,9 +164,14 @@ inline constexpr std::uint32_t kOptimizerMatricesOnly = 4;
 /// entries (which follow the inner's in each parameter's state); Registry::create() makes it
 /// only without param groups, to be wrapped around an inner optimizer.
 inline constexpr std::uint32_t kOptimizerWrapper = 8;
+/// Its update of a parameter reads the whole tensor (a norm, a factored moment, a matrix
+/// product: LAMB, LARS, Adafactor), so a sharded optimizer (optreg::mpi) gives each rank whole
+/// tensors; without it, an update is elementwise and a tensor may be split between ranks.
+/// kOptimizerMatricesOnly implies it.
+inline constexpr std::uint32_t kOptimizerWholeTensors = 16;
 /// Every optimizer flag this ABI knows.
-inline constexpr std::uint32_t kOptimizerFlags =
-    kOptimizerNeedsClosure | kOptimizerEvalWeights | kOptimizerMatricesOnly | kOptimizerWrapper;
+inline constexpr std::uint32_t kOptimizerFlags = kOptimizerNeedsClosure | kOptimizerEvalWeights |
+                                                 kOptimizerMatricesOnly | kOptimizerWrapper | kOptimizerWholeTensors;
 
 /// State dtypes an optimizer may declare (OptimizerEntry::state_dtypes).
 inline constexpr std::uint32_t kStateBFloat16 = 1;  ///< moments stored as bfloat16

@@ -22,6 +22,7 @@
 
 #include <optreg/export.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -289,6 +290,18 @@ OPTREG_API ConfigCheck resolve_config_with_shapes(const OptimizerConfig& config,
 /// file that resolve_config() reports.
 OPTREG_API OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
                              const Registry& registry);
+
+/// Given group `group` of build_optimizer()'s grouping (in the order of GroupPlan::groups) and
+/// the parameters the config sorts into it, the parameters the optimizer is to step in their
+/// place (a sharded optimizer's parts of them; optreg::mpi).
+using GroupSubstitute =
+    std::function<std::vector<Parameter>(std::size_t group, const std::vector<Parameter>& members)>;
+
+/// build_optimizer() with each group's parameters replaced by what `substitute` returns for
+/// them (when it is set): the config is resolved against `params`, names and shapes, and the
+/// optimizer is made over the substitutes with the options each group resolved to.
+OPTREG_API OptimizerPtr build_optimizer(const OptimizerConfig& config, const std::vector<Parameter>& params,
+                                        const Registry& registry, const GroupSubstitute& substitute);
 
 /// Checks a config against a registry without any parameter (resolve_config()); throws the
 /// first error in the file as a ConfigError.

@@ -67,12 +67,14 @@ struct OPTREG_API OptimizerDescriptor : PluginObjectDescriptor {
   /// abi::kStateInt8).
   std::uint32_t state_dtypes = 0;
   /// What it needs or offers beyond an update per step (abi::kOptimizerNeedsClosure,
-  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly, abi::kOptimizerWrapper).
+  /// abi::kOptimizerEvalWeights, abi::kOptimizerMatricesOnly, abi::kOptimizerWrapper,
+  /// abi::kOptimizerWholeTensors).
   std::uint32_t flags = 0;
 };
 
 /// The names of an optimizer's flags (OptimizerDescriptor::flags), as `optreg show` and
-/// `optreg list --json` print them: "needs_closure", "eval_weights", "matrices_only", "wrapper".
+/// `optreg list --json` print them: "needs_closure", "eval_weights", "matrices_only", "wrapper",
+/// "whole_tensors".
 OPTREG_API std::vector<std::string> optimizer_flag_names(std::uint32_t flags);
 
 /// What `optreg list` shows of one registered learning-rate scheduler.
