@@ -31,6 +31,7 @@
 #include <xxhash.h>
 
 #include <optreg/error.hpp>
+#include <optreg/sharded_checkpoint.hpp>
 #include <optreg/text.hpp>
 
 #include <optreg/detail/files.hpp>
@@ -808,9 +809,18 @@ void check_components(const std::string& path, const Checkpoint& c, const std::v
   }
 }
 
+/// A sharded checkpoint's manifest holds no state of its own: refused, saying how to read it.
+void refuse_manifest(const Checkpoint& c, const std::string& path) {
+  if (!is_shard_manifest(c)) return;
+  throw CheckpointError(path, "it is the manifest of a sharded checkpoint, whose state is in the files of " +
+                                  shard_folder(path) + ": read it with read_any_checkpoint(), which assembles "
+                                  "them, or load it with optreg::mpi::ShardedOptimizer::load()");
+}
+
 /// Loads a read checkpoint into `optimizer` (and `scheduler`), checking everything first.
 Options load_into(const std::string& path, Checkpoint c, Optimizer& optimizer, Scheduler* scheduler,
                   const LoadOptions& options) {
+  refuse_manifest(c, path);
   optimizer.check_parameters();  // a parameter whose shape changed is the host's fault, not the file's
   std::vector<Parameter> params = optimizer.parameters();
   std::vector<DTypeConversion> conversions;
@@ -1094,6 +1104,7 @@ NameMatchReport load_optimizer_by_name(Checkpoint c, const std::string& path, Op
     throw UsageError("load_optimizer_by_name: components (LoadOptions::components) load by position only; "
                      "load them with load_optimizer()");
   }
+  refuse_manifest(c, path);
   const NamePlan plan = name_plan(c, path, optimizer, policy);
   // The optimizer's own groups, options and state (shared, not copied: no save, so no
   // pre_state_dict hook), with the matched parameters' saved state in place.

@@ -8,6 +8,7 @@
 
 #include <optreg/checkpoint.hpp>
 #include <optreg/config.hpp>
+#include <optreg/sharded_checkpoint.hpp>
 
 #include "cli.hpp"
 
@@ -114,10 +115,39 @@ std::string param_label(const Checkpoint& c, std::uint64_t id) {
   return id < c.parameters.size() ? " ('" + escape_text(c.parameters[id].name) + "')" : "";
 }
 
-void print_text(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
+/// Per rank of a sharded checkpoint: its pieces, elements and bytes of parameters.
+struct RankShare {
+  std::size_t pieces = 0;
+  std::uint64_t elements = 0;
+  std::uint64_t bytes = 0;
+};
+
+std::vector<RankShare> rank_shares(const ShardManifest& m, const Checkpoint& c) {
+  std::vector<RankShare> out(m.world_size);
+  for (const ShardPiece& p : m.pieces) {
+    RankShare& r = out[p.rank];
+    ++r.pieces;
+    r.elements += p.count;
+    r.bytes += p.count * c.parameters[p.param].value.element_size();
+  }
+  return out;
+}
+
+void print_text(const std::string& path, const CheckpointInfo& info, const ShardManifest& shards, const Checkpoint& c,
+                std::ostream& out) {
   out << "checkpoint " << escape_text(path) << '\n';
   out << "  " << info.file_size << " bytes, envelope version " << info.envelope_version << ", binary archive, payload "
       << info.payload_length << " bytes, checksum xxh3-64 " << hex(info.checksum) << " verified\n";
+  if (shards.world_size > 0) {
+    out << "sharded: " << shards.world_size << " ranks, generation " << shards.generation << ", "
+        << shards.pieces.size() << " pieces; rank files in " << escape_text(shard_folder(path))
+        << ", verified and assembled below\n";
+    const auto shares = rank_shares(shards, c);
+    for (std::size_t r = 0; r < shares.size(); ++r) {
+      out << "  rank " << r << ": " << shares[r].pieces << " pieces, " << shares[r].elements << " elements, "
+          << shares[r].bytes << " bytes of parameters\n";
+    }
+  }
   out << "optimizer: " << escape_text(c.optimizer.optimizer) << " (plugin version "
       << escape_text(c.optimizer.plugin_version) << ")\n";
   out << "param_groups:\n";
@@ -167,7 +197,8 @@ Json state_json(const Checkpoint& c) {
   return state;
 }
 
-void print_json(const std::string& path, const CheckpointInfo& info, const Checkpoint& c, std::ostream& out) {
+void print_json(const std::string& path, const CheckpointInfo& info, const ShardManifest& shards, const Checkpoint& c,
+                std::ostream& out) {
   Json groups = Json::array();
   for (const auto& g : c.optimizer.param_groups) groups.push_back(Json{{"options", options_json(g.options)}, {"params", g.params}});
   Json parameters = Json::array();
@@ -183,12 +214,24 @@ void print_json(const std::string& path, const CheckpointInfo& info, const Check
     for (const auto& t : section.tensors) tensors.push_back(Json{{"name", json_text(t.name)}, {"value", tensor_json(t.value)}});
     sections.push_back(Json{{"name", json_text(section.name)}, {"scalars", options_json(section.scalars)}, {"tensors", tensors}});
   }
-  const Json j = {{"file", json_text(path)}, {"file_size", info.file_size}, {"envelope_version", info.envelope_version},
+  Json j = {{"file", json_text(path)}, {"file_size", info.file_size}, {"envelope_version", info.envelope_version},
                   {"format", "binary"}, {"payload_length", info.payload_length}, {"checksum", hex(info.checksum)},
                   {"checksum_verified", true}, {"valid", true}, {"optimizer", json_text(c.optimizer.optimizer)},
                   {"plugin_version", json_text(c.optimizer.plugin_version)}, {"param_groups", groups},
                   {"state", state_json(c)}, {"parameters", parameters}, {"metadata", options_json(c.metadata)},
-                  {"scheduler", scheduler}, {"sections", sections}};
+                  {"scheduler", scheduler}, {"sections", sections}, {"sharded", nullptr}};
+  if (shards.world_size > 0) {
+    Json pieces = Json::array();
+    for (const ShardPiece& p : shards.pieces) {
+      pieces.push_back(Json{{"param", p.param}, {"offset", p.offset}, {"count", p.count}, {"rank", p.rank}});
+    }
+    Json ranks = Json::array();
+    for (const RankShare& r : rank_shares(shards, c)) {
+      ranks.push_back(Json{{"pieces", r.pieces}, {"elements", r.elements}, {"bytes", r.bytes}});
+    }
+    j["sharded"] = Json{{"world_size", shards.world_size}, {"generation", json_text(shards.generation)},
+                                  {"folder", json_text(shard_folder(path))}, {"ranks", ranks}, {"pieces", pieces}};
+  }
   out << json_block(j) << '\n';
 }
 
@@ -245,8 +288,11 @@ int run_inspect(const InspectArgs& args, std::ostream& out, std::ostream& err) {
   if (args.path.empty()) throw CommandLineError{"optreg inspect: name the checkpoint file"};
   CheckpointInfo info;
   Checkpoint c;
+  ShardManifest shards;
   try {
     c = read_checkpoint(args.path, &info);
+    // A sharded checkpoint's manifest: its rank files are read, checked and assembled.
+    if (is_shard_manifest(c)) c = read_any_checkpoint(args.path, &shards);
   } catch (const CheckpointError& e) {
     if (args.json) {
       out << json_line(Json{{"file", json_text(args.path)}, {"valid", false}, {"error", json_message(e.what())}}) << '\n';
@@ -268,9 +314,9 @@ int run_inspect(const InspectArgs& args, std::ostream& out, std::ostream& err) {
     }
   }
   if (args.json) {
-    print_json(args.path, info, c, out);
+    print_json(args.path, info, shards, c, out);
   } else {
-    print_text(args.path, info, c, out);
+    print_text(args.path, info, shards, c, out);
   }
   return kOk;
 }
