@@ -38,6 +38,14 @@ if(TARGET optreg_torch)
   install(FILES torch/include/optreg/torch.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
   install(EXPORT optregTorchTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
 endif()
+# optreg::mpi, likewise, loaded only where MPI is found.
+if(TARGET optreg_mpi)
+  set_target_properties(optreg_mpi PROPERTIES EXPORT_NAME mpi INSTALL_RPATH "$ORIGIN")
+  install(TARGETS optreg_mpi EXPORT optregMpiTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(FILES mpi/include/optreg/mpi.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/optreg)
+  install(EXPORT optregMpiTargets NAMESPACE optreg:: DESTINATION ${OPTREG_INSTALL_CMAKEDIR})
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/optregConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/generated/optregConfig.cmake
                               INSTALL_DESTINATION ${OPTREG_INSTALL_CMAKEDIR}

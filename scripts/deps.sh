@@ -3,12 +3,14 @@
 # Fashion-MNIST files and gnuplot serve `optreg train` and `optreg compare`; xmllint checks
 # the plots in the tests; CLI11 parses the tool's arguments and nlohmann-json writes its JSON,
 # which the tests parse with it too; pybind11 builds the Python package, which pytest tests
-# with numpy and PyTorch; libtorch builds optreg::torch, its test and example).
+# with numpy and PyTorch; libtorch builds optreg::torch, its test and example; Open MPI builds
+# optreg::mpi and runs its tests and data-parallel `optreg train` with mpirun).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 optreg_packages=(g++ cmake ninja-build pkg-config libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
                  libcli11-dev nlohmann-json3-dev clang libclang-rt-14-dev
                  libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox libxml2-utils
-                 pybind11-dev python3-dev python3-pytest python3-numpy python3-torch libtorch-dev)
+                 pybind11-dev python3-dev python3-pytest python3-numpy python3-torch libtorch-dev
+                 openmpi-bin libopenmpi-dev)
 
 optreg_install_deps() {
   local missing=()

@@ -285,6 +285,25 @@ TEST(TrainCommand, AResumeOfAnotherConfigIsRefusedWithTheKey) {
   EXPECT_TRUE(contains(r.out, "it was written with train.batch_size = 50, but " + (dir / "u.yaml") + ":2:42 gives 60")) << r.out;
 }
 
+TEST(TrainCommand, ASliceCountThatIsNotPositiveIsAUsageErrorAndWithoutMpiSlicesNameWhatToInstall) {
+  TempDir dir;
+  write_file(dir / "t.yaml", kTrain);
+  write_file(dir / "c.yaml", kCompare);
+  for (const std::string& command : {"train " + shell_word(dir / "t.yaml"), "compare " + shell_word(dir / "c.yaml")}) {
+    for (const char* bad : {"0", "-3", "2x"}) {
+      const auto r = tool(command + " --out " + shell_word(dir / "out") + " --slices " + bad);
+      EXPECT_EQ(r.status, 2) << r.out;
+      EXPECT_TRUE(contains(r.out, std::string("--slices needs a positive whole number, not '") + bad + "'")) << r.out;
+    }
+#ifndef OPTREG_TEST_TOOL_HAS_MPI
+    const auto r = tool(command + " --out " + shell_word(dir / "out") + " --slices 2");
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_TRUE(contains(r.out, "was built without optreg::mpi (Open MPI was not found: apt-get install")) << r.out;
+#endif
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "out")) << "nothing trained";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile text, full disks, divergence.
 

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <thread>
 #include <iostream>
 #include <memory>
 
@@ -16,6 +18,7 @@
 #include <optreg/train/run.hpp>
 
 #include "cli.hpp"
+#include "parallel.hpp"
 
 namespace optreg::cli {
 
@@ -26,11 +29,15 @@ using namespace optreg::train;
 
 const CommandHelp kTrainHelp = {
     "optreg train CONFIG [--out DIR] [--resume CHECKPOINT] [--run LABEL] [--steps N]\n"
-    "                           [--plugin-path DIR|FILE]...",
+    "                           [--slices N] [--plugin-path DIR|FILE]...",
     "train a built-in problem with a config's optimizer",
     "Trains the config's problem with the config's optimizer (docs/train.md). Shows a progress\n"
     "bar on a terminal and plain lines otherwise; writes DIR/metrics.csv and a checkpoint\n"
-    "DIR/checkpoint.optreg every train.checkpoint_every steps, at the end, and on Ctrl-C.",
+    "DIR/checkpoint.optreg every train.checkpoint_every steps, at the end, and on Ctrl-C.\n"
+    "Under mpirun (mpirun -np N optreg train CONFIG) it trains data-parallel: each rank the\n"
+    "gradients of its slices of every batch, the optimizer's state sharded between the ranks,\n"
+    "the checkpoint sharded (docs/distributed.md); --slices N fixes the slices per batch, so\n"
+    "that any number of ranks dividing N, one process included, trains the same bits.",
     "Exit status: 0 when training finished, 1 on an error (a file that cannot be written\n"
     "included), 2 on a usage error, 3 when the run diverged (its loss or a parameter not\n"
     "finite; train.on_divergence: continue trains on), 130 when interrupted (after saving\n"
@@ -38,14 +45,15 @@ const CommandHelp kTrainHelp = {
 };
 
 const CommandHelp kCompareHelp = {
-    "optreg compare CONFIG [--out DIR] [--plot FILE] [--plugin-path DIR|FILE]...",
+    "optreg compare CONFIG [--out DIR] [--plot FILE] [--slices N] [--plugin-path DIR|FILE]...",
     "train a problem with several optimizers; table and plot",
     "Trains the config's problem once per entry of its 'runs' list, from the same seed and\n"
     "data order, then prints a table (final losses, test accuracy, steps to train.target_loss,\n"
     "time, steps/s) and plots the training loss of every run against the step.\n"
     "Writes DIR/compare.csv (every metric row, labelled), DIR/summary.txt (the table) and\n"
     "the plot (default DIR/compare.svg; .png also works), with its data and gnuplot script.\n"
-    "A run that diverges is marked so in the table and the CSV, and the next run trains.",
+    "A run that diverges is marked so in the table and the CSV, and the next run trains.\n"
+    "Under mpirun, or with --slices N, every run trains data-parallel as 'optreg train' does.",
     "Exit status: 0 when every run finished, 1 on an error (a file that cannot be written\n"
     "included), 2 on a usage error, 3 when a run diverged, 130 when interrupted.",
 };
@@ -178,12 +186,14 @@ struct TrainArgs {
   std::string resume;
   std::string run_label;
   std::string steps;  // --steps as given
+  std::string slices;  // --slices as given
 };
 
 /// The arguments of `optreg compare`.
 struct CompareArgs {
   Common common;
   std::string plot;
+  std::string slices;  // --slices as given
 };
 
 /// Adds CONFIG, --out and the plugin options of train and compare.
@@ -204,15 +214,15 @@ void check_common(const CLI::App& command, const Common& c) {
   if (c.config.empty()) throw CommandLineError{"'optreg " + name + "' needs a config file"};
 }
 
-/// The number --steps gives: a positive whole number.
-std::int64_t parse_steps(const std::string& v) {
+/// The number `option` (--steps, --slices) gives: a positive whole number.
+std::int64_t parse_count(const std::string& v, const std::string& option) {
   try {
     std::size_t used = 0;
     const std::int64_t n = std::stoll(v, &used);
     if (used == v.size() && n > 0) return n;
   } catch (const std::exception&) {
   }
-  throw CommandLineError{"--steps needs a positive whole number, not '" + v + "'"};
+  throw CommandLineError{option + " needs a positive whole number, not '" + v + "'"};
 }
 
 std::string problem_title(const RunConfig& config) {
@@ -398,26 +408,83 @@ int report_training(const TrainArgs& args, const RunConfig& config, const RunSpe
   return kOk;
 }
 
-int run_train(const TrainArgs& args, std::ostream& out, std::ostream& err) {
+/// A stream buffer that drops what it is given: the output of every rank but the first.
+class Discard final : public std::streambuf {
+ protected:
+  int overflow(int c) override { return c; }
+};
+
+/// Runs `body(out, err, lead)` as a rank of `job`: rank 0 (the lead) writes to `out` and `err`,
+/// the others to nowhere. An error that every rank meets alike (in the command line or the
+/// config) ends every rank alike, printed by rank 0 only. Any other error on a rank of a job of
+/// several is printed by that rank and ends the whole job, whose other ranks may be waiting
+/// for this one.
+template <typename F>
+int as_rank(ParallelJob& job, std::ostream& out, std::ostream& err, F&& body) {
+  Discard discard;
+  std::ostream none(&discard);
+  const bool lead = job.rank() == 0;
+  try {
+    return body(lead ? out : none, lead ? err : none, lead);
+  } catch (const CommandLineError&) {
+    if (lead) throw;
+    return kUsage;
+  } catch (const ConfigError&) {
+    if (lead) throw;
+    return kFailure;
+  } catch (...) {
+    if (job.size() == 1) throw;
+    std::cerr << "optreg: rank " << job.rank() << " of " << job.size() << ": "
+              << escape_message(current_error_message()) << std::endl;
+    out.flush();
+    // Time for the launcher to forward the message before the job is torn down.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    job.fail(kFailure);
+    return kFailure;
+  }
+}
+
+/// Whether `command` trains as a rank of an MPI job: started by mpirun, or given --slices.
+bool data_parallel(const std::string& slices) { return launched_as_ranks() || !slices.empty(); }
+
+std::int64_t parse_slices(const std::string& text) {
+  if (text.empty()) return 0;
+  return parse_count(text, "--slices");
+}
+
+int train_as(const TrainArgs& args, std::ostream& out, std::ostream& err, ParallelJob* job, bool lead) {
   const Common& c = args.common;
-  const std::int64_t stop_after = args.steps.empty() ? 0 : parse_steps(args.steps);
+  const std::int64_t stop_after = args.steps.empty() ? 0 : parse_count(args.steps, "--steps");
+  const std::int64_t slices = parse_slices(args.slices);
   const RunConfig config = load_run_config(c.config);
   const RunSpec& run = chosen_run(config, args);
   const std::string dir = c.out.empty() ? default_out(c.config) + (config.is_comparison ? "/" + run.label : "") : c.out;
   Registry registry;
   load_plugins(registry, c.plugins);
   DataCache data;
-  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  ConsoleProgress progress(err, lead && isatty(STDERR_FILENO) != 0);
   RunOptions options;
   options.checkpoint_path = dir + "/checkpoint.optreg";
-  options.metrics_path = dir + "/metrics.csv";
+  options.metrics_path = lead ? dir + "/metrics.csv" : "";  // every rank computes the same rows
   options.resume_path = args.resume;
   options.stop_after = stop_after;
   options.progress = &progress;
   options.interrupt = &g_interrupt;
+  std::unique_ptr<DataParallel> parallel = job != nullptr ? job->run() : nullptr;
+  options.parallel = parallel.get();
+  options.slices = slices;
   install_interrupt_handler();
   const RunOutcome r = run_training(config, run, registry, data, options);
   return report_training(args, config, run, options, r, out, err);
+}
+
+int run_train(const TrainArgs& args, std::ostream& out, std::ostream& err) {
+  if (!data_parallel(args.slices)) return train_as(args, out, err, nullptr, true);
+  parse_slices(args.slices);  // a usage error before the job starts
+  const std::unique_ptr<ParallelJob> job = join_parallel_job("train");
+  return as_rank(*job, out, err, [&](std::ostream& o, std::ostream& e, bool lead) {
+    return train_as(args, o, e, job.get(), lead);
+  });
 }
 
 /// The plot of a comparison: the training loss of every run against the step.
@@ -430,27 +497,31 @@ PlotText compare_plot_text(const RunConfig& config) {
   return text;
 }
 
-/// Trains every run of a comparison in turn, rows to `csv` and `plot` as they come, until one
-/// is interrupted; sets `diverged` when a run stopped by its divergence.
-std::vector<RunOutcome> train_runs(const RunConfig& config, Registry& registry, OutputFile& csv, LossPlot& plot,
-                                   bool& diverged, std::ostream& err) {
+/// Trains every run of a comparison in turn, rows to `csv` and `plot` as they come (when set:
+/// on rank 0 of a data-parallel job only), until one is interrupted; sets `diverged` when a run
+/// stopped by its divergence.
+std::vector<RunOutcome> train_runs(const RunConfig& config, Registry& registry, OutputFile* csv, LossPlot* plot,
+                                   bool& diverged, std::ostream& err, ParallelJob* job, std::int64_t slices) {
   DataCache data;
-  ConsoleProgress progress(err, isatty(STDERR_FILENO) != 0);
+  ConsoleProgress progress(err, (job == nullptr || job->rank() == 0) && isatty(STDERR_FILENO) != 0);
   install_interrupt_handler();
   // Rows go to the CSV and the plot data as they come: nothing grows with the runs' length.
   std::vector<RunOutcome> outcomes;
   for (const auto& run : config.runs) {
     const std::string prefix = csv_field(run.label) + "," + csv_field(optimizer_names(run.optimizer)) + ",";
-    plot.begin_run(run.label);
+    if (plot != nullptr) plot->begin_run(run.label);
     RunOptions options;
     options.progress = &progress;
     options.interrupt = &g_interrupt;
     options.on_row = [&](const MetricRow& row) {
-      csv << prefix << metrics_csv_row(row) << (row.diverged ? ",diverged\n" : ",\n");
-      plot.add(row.step, row.train_loss);
+      if (csv != nullptr) *csv << prefix << metrics_csv_row(row) << (row.diverged ? ",diverged\n" : ",\n");
+      if (plot != nullptr) plot->add(row.step, row.train_loss);
     };
+    std::unique_ptr<DataParallel> parallel = job != nullptr ? job->run() : nullptr;
+    options.parallel = parallel.get();
+    options.slices = slices;
     outcomes.push_back(run_training(config, run, registry, data, options));
-    csv.flush();
+    if (csv != nullptr) csv->flush();
     warn_nonfinite(err, outcomes.back());
     if (stopped_by_divergence(config, outcomes.back())) {
       diverged = true;
@@ -461,8 +532,9 @@ std::vector<RunOutcome> train_runs(const RunConfig& config, Registry& registry, 
   return outcomes;
 }
 
-int run_compare(const CompareArgs& args, std::ostream& out, std::ostream& err) {
+int compare_as(const CompareArgs& args, std::ostream& out, std::ostream& err, ParallelJob* job, bool lead) {
   const Common& c = args.common;
+  const std::int64_t slices = parse_slices(args.slices);
   const std::string dir = c.out.empty() ? default_out(c.config) : c.out;
   const std::string plot = args.plot.empty() ? dir + "/compare.svg" : args.plot;
   try {
@@ -478,23 +550,39 @@ int run_compare(const CompareArgs& args, std::ostream& out, std::ostream& err) {
     load_config_plugins(run.optimizer, registry);
     check_config(run.optimizer, registry);
   }
-  fs::create_directories(dir);
   const std::string csv_path = dir + "/compare.csv";
-  OutputFile csv(csv_path);
-  csv << "run,optimizer," << kMetricsCsvHeader << ",status\n";
-  LossPlot loss_plot(plot, compare_plot_text(config));
+  std::optional<OutputFile> csv;
+  std::optional<LossPlot> loss_plot;
+  if (lead) {  // the files are rank 0's: every rank computes the same rows
+    fs::create_directories(dir);
+    csv.emplace(csv_path);
+    *csv << "run,optimizer," << kMetricsCsvHeader << ",status\n";
+    loss_plot.emplace(plot, compare_plot_text(config));
+  }
   bool diverged = false;
-  const std::vector<RunOutcome> outcomes = train_runs(config, registry, csv, loss_plot, diverged, err);
-  csv.close();
+  const std::vector<RunOutcome> outcomes = train_runs(config, registry, csv ? &*csv : nullptr,
+                                                      loss_plot ? &*loss_plot : nullptr, diverged, err, job, slices);
+  if (csv) csv->close();
   const std::string table = summary_table(config, outcomes);
   out << '\n' << escape_text(problem_title(config)) << ", seed " << config.train.seed << ", batch " << config.train.batch_size << ", "
       << outcomes.front().total_steps << " steps\n\n" << table;
-  write_text(dir + "/summary.txt", table);
-  loss_plot.draw();
+  if (lead) {
+    write_text(dir + "/summary.txt", table);
+    loss_plot->draw();
+  }
   out << "\nplot: " << escape_text(plot) << "\nmetrics: " << escape_text(csv_path) << '\n';
   finish_output(out);
   if (g_interrupt.load()) return kInterrupted;
   return diverged ? kDiverged : kOk;
+}
+
+int run_compare(const CompareArgs& args, std::ostream& out, std::ostream& err) {
+  if (!data_parallel(args.slices)) return compare_as(args, out, err, nullptr, true);
+  parse_slices(args.slices);  // a usage error before the job starts
+  const std::unique_ptr<ParallelJob> job = join_parallel_job("compare");
+  return as_rank(*job, out, err, [&](std::ostream& o, std::ostream& e, bool lead) {
+    return compare_as(args, o, e, job.get(), lead);
+  });
 }
 
 int run_problems(std::ostream& out) {
@@ -519,6 +607,9 @@ void add_training_commands(CLI::App& root, int& status) {
   train_command.add_option("--run", train->run_label, "train one run of a config with a 'runs' list")->type_name("LABEL");
   train_command.add_option("--steps", train->steps, "stop after step N (the run's length is unchanged; resume later)")
       ->type_name("N");
+  train_command.add_option("--slices", train->slices,
+                           "train data-parallel, each batch cut into N slices (default under mpirun: one per rank)")
+      ->type_name("N");
   train_command.callback([train, &train_command, &status] {
     check_common(train_command, train->common);
     status = run_train(*train, std::cout, std::cerr);
@@ -528,6 +619,9 @@ void add_training_commands(CLI::App& root, int& status) {
   CLI::App& compare_command = add_command(root, "compare", kCompareHelp);
   add_common(compare_command, compare->common);
   compare_command.add_option("--plot", compare->plot, "where the plot goes")->type_name("FILE");
+  compare_command.add_option("--slices", compare->slices,
+                             "train data-parallel, each batch cut into N slices (default under mpirun: one per rank)")
+      ->type_name("N");
   compare_command.callback([compare, &compare_command, &status] {
     check_common(compare_command, compare->common);
     status = run_compare(*compare, std::cout, std::cerr);

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <optreg/checkpoint.hpp>
+#include <optreg/sharded_checkpoint.hpp>
 #include <optreg/train/format.hpp>
 #include <optreg/train/output.hpp>
 #include <optreg/train/random.hpp>
@@ -390,7 +391,10 @@ struct RunSetup {
   std::vector<Setting> settings;     // what a checkpoint of the run records and a resume checks
   std::optional<Checkpoint> resumed;  // the checkpoint to continue from, checked against `settings`
   ProblemPtr problem;
-  OptimizerPtr opt;
+  OptimizerPtr owned;      // the optimizer, unless the run is data-parallel
+  Optimizer* opt = nullptr;  // the optimizer; of this rank's pieces when data-parallel
+  DataParallel* parallel = nullptr;  // data-parallel training (RunOptions::parallel)
+  std::int64_t slices = 1;           // per batch, when data-parallel
   SchedulerPtr scheduler;  // nullptr without one
   std::unique_ptr<WeightAverage> average;             // nullptr without an `average:` section
   std::unique_ptr<GradientAccumulator> accumulator;  // nullptr without an `accumulate:` section
@@ -415,6 +419,21 @@ struct RunSetup {
   /// weights, where it has them (schedule-free's average): put in place for the evaluation,
   /// and the training weights back, bit for bit, after it.
   Evaluation evaluate(bool test) {
+    if (parallel != nullptr && opt->has_eval_weights()) {
+      // Each rank holds the evaluation weights of its pieces only: written into every
+      // parameter on every rank, and the training weights put back from a copy.
+      std::vector<Tensor> trained;
+      for (const Parameter& p : stepped()) trained.push_back(p.value().clone());
+      parallel->write_eval_weights();
+      widen_into_problem();
+      const Evaluation e = test ? problem->evaluate_test() : problem->evaluate_train();
+      for (std::size_t i = 0; i < trained.size(); ++i) {
+        Tensor v = stepped()[i].value();
+        v.copy_from(trained[i]);
+      }
+      widen_into_problem();
+      return e;
+    }
     std::optional<EvalWeights> eval;
     if (opt->has_eval_weights()) {
       eval.emplace(*opt);
@@ -483,6 +502,30 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
   }
 }
 
+/// What data-parallel training cannot do with this run, refused before anything is made, where
+/// the config says it.
+void check_parallel(const RunConfig& config, const RunSpec& run, const RunOptions& options) {
+  const auto refuse = [&](const ConfigMark& m, const std::string& why) {
+    throw ConfigError(config.source, m.line, m.column, "run '" + run.label + "' cannot train data-parallel: " + why);
+  };
+  const OptimizerConfig& o = run.optimizer;
+  if (o.clip) refuse(o.clip->mark, "clipping needs the norm of the whole reduced gradient, which no rank holds");
+  if (o.accumulate) refuse(o.accumulate->mark, "accumulate: slices of each batch already sum in the reduction; raise train.batch_size");
+  if (o.average) refuse(o.average->mark, "a weight average is not saved in a sharded checkpoint");
+  const int ranks = options.parallel->size();
+  const std::int64_t slices = options.slices > 0 ? options.slices : ranks;
+  if (slices % ranks != 0) {
+    throw ConfigError(config.source, 0, 0, "--slices " + std::to_string(slices) + " is not a multiple of the " +
+                                               std::to_string(ranks) + " ranks: each rank computes as many slices");
+  }
+  const ConfigMark batch = place(config, "batch_size");
+  if (config.train.batch_size < slices) {
+    throw ConfigError(config.source, batch.line, batch.column,
+                      "train.batch_size " + std::to_string(config.train.batch_size) + " is smaller than the " +
+                          std::to_string(slices) + " slices a batch is cut into");
+  }
+}
+
 /// Makes the problem, the optimizer and its scheduler; a checkpoint of another run is refused
 /// before anything is made, the problem first.
 RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
@@ -491,11 +534,17 @@ RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& regist
   if (kind == nullptr) throw ConfigError(config.source, 0, 0, "unknown problem '" + config.problem + "'");
   RunSetup s;
   s.settings = identity(config, run);
+  if (options.parallel != nullptr) check_parallel(config, run, options);
   if (!options.resume_path.empty()) {
-    s.resumed = read_checkpoint(options.resume_path);
+    // A sharded checkpoint (of a data-parallel run) too, assembled.
+    s.resumed = read_any_checkpoint(options.resume_path);
     check_settings(*s.resumed, options.resume_path, s.settings, config);
   }
   s.problem = kind->create(config.problem_options, config.train.seed, data);
+  if (options.parallel != nullptr && s.problem->train_size() == 0) {
+    throw ConfigError(config.source, config.problem_mark.line, config.problem_mark.column,
+                      "problem '" + config.problem + "' trains on the full batch: there is no batch to cut between ranks");
+  }
   const DType dtype = param_dtype_of(config, run);
   if (dtype != DType::Float32) {
     for (const Parameter& p : s.problem->params()) s.low.emplace_back(p.name(), p.value().to(dtype));
@@ -503,7 +552,14 @@ RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& regist
   }
   load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
   try {
-    s.opt = build_optimizer(run.optimizer, s.stepped(), registry);
+    if (options.parallel != nullptr) {
+      s.parallel = options.parallel;
+      s.slices = options.slices > 0 ? options.slices : options.parallel->size();
+      s.opt = &s.parallel->build(run.optimizer, s.stepped(), registry);
+    } else {
+      s.owned = build_optimizer(run.optimizer, s.stepped(), registry);
+      s.opt = s.owned.get();
+    }
   } catch (const std::bad_alloc&) {
     throw Error("run '" + run.label + "': " + optimizer_out_of_memory(run.optimizer.optimizer, *s.problem, registry));
   }
@@ -522,7 +578,11 @@ Progress resume_run(RunSetup& s, const RunOptions& options) {
   LoadOptions load;
   if (s.average) load.components.push_back(s.average.get());
   if (s.accumulator) load.components.push_back(s.accumulator.get());
-  load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get(), load);
+  if (s.parallel != nullptr) {
+    s.parallel->load(options.resume_path, s.scheduler.get());
+  } else {
+    load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get(), load);
+  }
   s.resumed.reset();
   s.widen_into_problem();
   return p;
@@ -542,7 +602,9 @@ class TrainingLoop {
   bool run_until(std::int64_t stop) {
     const TrainSettings& t = config_.train;
     while (p_.step < stop) {
-      if (options_.interrupt != nullptr && options_.interrupt->load()) return true;
+      bool interrupted = options_.interrupt != nullptr && options_.interrupt->load();
+      if (s_.parallel != nullptr) interrupted = s_.parallel->any(interrupted);
+      if (interrupted) return true;
       step();
       if (stopped_) break;
       if (p_.step != s_.total && t.checkpoint_every > 0 && p_.step % t.checkpoint_every == 0) save();
@@ -556,7 +618,11 @@ class TrainingLoop {
     const fs::path cp(options_.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
     const Options metadata = metadata_of(s_.settings, config_, p_, s_.spe, elapsed());
-    save_optimizer(options_.checkpoint_path, *s_.opt, s_.scheduler.get(), s_.components(), metadata);
+    if (s_.parallel != nullptr) {
+      s_.parallel->save(options_.checkpoint_path, metadata, s_.scheduler.get());
+    } else {
+      save_optimizer(options_.checkpoint_path, *s_.opt, s_.scheduler.get(), s_.components(), metadata);
+    }
   }
 
   /// Seconds spent on the run, before this process included.
@@ -607,7 +673,9 @@ class TrainingLoop {
     };
     double loss = 0;
     bool updated = true;
-    if (s_.opt->needs_closure()) {
+    if (s_.parallel != nullptr) {
+      loss = parallel_step();
+    } else if (s_.opt->needs_closure()) {
       loss = s_.opt->step(evaluate_batch);
     } else {
       s_.widen_into_problem();
@@ -634,6 +702,31 @@ class TrainingLoop {
     MetricRow row;
     if (has_row || diverged) row = record_row(evaluate, norm, diverged);
     if (options_.progress != nullptr) options_.progress->step(p_.step, loss, has_row || diverged ? &row : nullptr);
+  }
+
+  /// A data-parallel step: this rank's slices of the batch contributed, the batch's loss the
+  /// slices' losses weighted by their shares, summed in slice order (the same on every rank
+  /// and for any number of ranks).
+  double parallel_step() {
+    s_.widen_into_problem();
+    const std::size_t b = batch_.size();
+    const auto slices = static_cast<std::size_t>(s_.slices);
+    const auto n = static_cast<std::size_t>(s_.parallel->size());
+    const auto r = static_cast<std::size_t>(s_.parallel->rank());
+    const auto share = [&](std::size_t k) { return static_cast<double>((k + 1) * b / slices - k * b / slices) / static_cast<double>(b); };
+    std::vector<double> mine;
+    for (std::size_t k = r * slices / n; k < (r + 1) * slices / n; ++k) {
+      slice_.assign(batch_.begin() + static_cast<std::ptrdiff_t>(k * b / slices),
+                    batch_.begin() + static_cast<std::ptrdiff_t>((k + 1) * b / slices));
+      mine.push_back(s_.problem->loss_and_grad(slice_));
+      s_.round_grads();
+      s_.parallel->contribute(share(k));
+    }
+    const std::vector<double> losses = s_.parallel->gather(mine);
+    double loss = 0;
+    for (std::size_t k = 0; k < slices; ++k) loss += share(k) * losses[k];
+    s_.parallel->step();
+    return loss;
   }
 
   /// Whether this step diverged (the first time only): its loss, or at a row its parameters,
@@ -690,6 +783,7 @@ class TrainingLoop {
   std::int64_t epoch_loaded_ = -1;
   std::vector<std::uint32_t> order_;
   std::vector<std::uint32_t> batch_;
+  std::vector<std::uint32_t> slice_;  // of batch_, when data-parallel
   bool stopped_ = false;  // by a divergence
 };
 
@@ -709,8 +803,12 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
   out.seconds = p.seconds + run_seconds;
   out.steps_per_second = run_seconds > 0 ? static_cast<double>(p.step - first) / run_seconds : 0;
   out.param_dtype = s.low.empty() ? DType::Float32 : s.low.front().value().dtype();
-  for (const Parameter& param : s.stepped()) {
-    for (const auto& [name, t] : s.opt->state(param).tensors()) out.state_bytes += t.nbytes();
+  if (s.parallel != nullptr) {
+    out.state_bytes = s.parallel->state_bytes();
+  } else {
+    for (const Parameter& param : s.stepped()) {
+      for (const auto& [name, t] : s.opt->state(param).tensors()) out.state_bytes += t.nbytes();
+    }
   }
   if (!interrupted && !stopped && p.step == s.total) {
     out.train = s.evaluate(false);

@@ -152,6 +152,41 @@ class ProgressSink {
   virtual void end(bool interrupted) = 0;
 };
 
+/// Data-parallel training: every rank of a job holds the whole model, computes the gradients of
+/// its slices of every batch, and steps an optimizer whose state is sharded between the ranks.
+/// The optreg tool implements it over Open MPI (`mpirun -np N optreg train`, optreg::mpi,
+/// docs/distributed.md); run_training() only calls it. Every call is collective: every rank
+/// makes it, in the same order.
+class DataParallel {
+ public:
+  virtual ~DataParallel() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// Makes the run's optimizer over `params`, sharded, as build_optimizer() would; returns the
+  /// optimizer of this rank's pieces, whose groups and options are every rank's (what a
+  /// scheduler drives). Replaces one made before.
+  virtual Optimizer& build(const OptimizerConfig& config, const std::vector<Parameter>& params,
+                           const Registry& registry) = 0;
+  /// Takes the parameters' gradients as one contribution, of weight `weight`, to the next step.
+  virtual void contribute(double weight) = 0;
+  /// Reduces every rank's contributions in rank order, steps, and gathers every parameter.
+  virtual void step() = 0;
+  /// Every rank's `mine` (of the same size on every rank), in rank order.
+  virtual std::vector<double> gather(const std::vector<double>& mine) = 0;
+  /// Whether `mine` is true on any rank (an interruption seen by one rank stops all at the
+  /// same step).
+  virtual bool any(bool mine) = 0;
+  /// Writes the optimizer's evaluation weights (schedule-free) into every parameter.
+  virtual void write_eval_weights() = 0;
+  /// A checkpoint of the optimizer, `scheduler` and `metadata` at `path` (a sharded one).
+  virtual void save(const std::string& path, const Options& metadata, const Scheduler* scheduler) = 0;
+  /// The optimizer, `scheduler` and every parameter's value from the checkpoint at `path`,
+  /// sharded (by any number of ranks) or not.
+  virtual void load(const std::string& path, Scheduler* scheduler) = 0;
+  /// The bytes of optimizer state of every rank together.
+  virtual std::size_t state_bytes() = 0;
+};
+
 struct RunOptions {
   /// Where checkpoints go (every `checkpoint_every` steps, at the end, and on interruption);
   /// empty: none.
@@ -168,6 +203,13 @@ struct RunOptions {
   std::function<void(const MetricRow&)> on_row;
   /// Set (by a signal handler) to stop after the current step, saving a checkpoint first.
   const std::atomic<bool>* interrupt = nullptr;
+  /// Trains data-parallel when set: each batch cut into `slices` slices of consecutive
+  /// examples (0: one per rank; a multiple of the ranks), each rank computing the gradients of
+  /// its own, contributed with the slice's share of the batch as weight. The metrics and the
+  /// bits depend on `slices`, not on the number of ranks. Refused with clipping, accumulation,
+  /// weight averaging, an optimizer stepped with a closure, and full-batch problems.
+  DataParallel* parallel = nullptr;
+  std::int64_t slices = 0;
 };
 
 /// What a run achieved.
