@@ -377,9 +377,19 @@ std::unique_ptr<ShardedOptimizer> ShardedOptimizer::build(Communicator& comm, co
   if (settings.timeout_seconds > 0) comm.set_timeout(settings.timeout_seconds);
   std::vector<ParamInfo> infos;
   for (const auto& p : params) infos.push_back(ParamInfo{p.name(), p.value().shape()});
-  const ConfigCheck c = resolve_config_with_shapes(config, registry, infos);
-  if (!c.errors.empty()) throw c.errors.front();
-  const ResolvedConfig& r = *c.resolved;
+  // A rank whose registry lacks a plugin the others have fails every rank here.
+  std::optional<ConfigCheck> c;
+  std::exception_ptr failure;
+  std::string error;
+  try {
+    c = resolve_config_with_shapes(config, registry, infos);
+    if (!c->errors.empty()) throw c->errors.front();
+  } catch (const std::exception& e) {
+    error = e.what();
+    failure = std::current_exception();
+  }
+  agree_or_rethrow(comm, failure, error, "resolving the config '" + config.source + "' on every rank");
+  const ResolvedConfig& r = *c->resolved;
   std::uint32_t flags = r.optimizer.flags;
   for (const auto& o : r.group_optimizers) flags |= o.flags;
   for (const auto& w : r.wrappers) flags |= w.descriptor.flags;

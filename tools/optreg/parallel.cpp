@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "cli.hpp"
@@ -60,6 +61,24 @@ class Sharded final : public train::DataParallel {
     opt_->save(path, metadata, scheduler);
   }
   void load(const std::string& path, Scheduler* scheduler) override { opt_->load(path, scheduler, true); }
+  void settle(const std::exception_ptr& failure) override {
+    std::string error;
+    if (failure) {
+      try {
+        std::rethrow_exception(failure);
+      } catch (const std::exception& e) {
+        error = e.what();
+      } catch (...) {
+        error = "an unknown error";
+      }
+    }
+    try {
+      // Ranks may be reading a large checkpoint or data set: the files' timeout.
+      comm_.agree(error, "setting up the run on every rank", mpi::ShardSettings{}.file_timeout_seconds);
+    } catch (const mpi::RankError&) {
+      throw train::SharedFailure(failure ? failure : std::current_exception());
+    }
+  }
   std::size_t state_bytes() override {
     const std::uint64_t mine = opt_->state_bytes();
     const auto bytes = comm_.allgather(&mine, sizeof mine, "adding up the ranks' optimizer state");
@@ -79,7 +98,14 @@ class Sharded final : public train::DataParallel {
 
 class Job final : public ParallelJob {
  public:
-  Job() : environment_(nullptr, nullptr), comm_(MPI_COMM_WORLD) {}
+  Job() : environment_(nullptr, nullptr), comm_(MPI_COMM_WORLD) {
+    if (launched_as_ranks() && comm_.size() == 1) {
+      // Each process would train alone, all into the same files.
+      throw CommandLineError{"the launcher started several processes, but MPI sees a job of one: this optreg's "
+                             "Open MPI does not speak the launcher's protocol (use Open MPI's mpirun, or srun "
+                             "--mpi=pmix with an Open MPI built for it)"};
+    }
+  }
   int rank() const override { return comm_.rank(); }
   int size() const override { return comm_.size(); }
   std::unique_ptr<train::DataParallel> run() override { return std::make_unique<Sharded>(comm_); }

@@ -370,9 +370,11 @@ const RunSpec& chosen_run(const RunConfig& config, const TrainArgs& args) {
 
 /// The command line that resumes an interrupted `optreg train`.
 std::string resume_command(const TrainArgs& args, const RunConfig& config, const RunSpec& run,
-                           const std::string& checkpoint) {
+                           const std::string& checkpoint, int ranks) {
   const Common& c = args.common;
-  std::string again = "optreg train " + shell_word(c.config) + " --resume " + shell_word(checkpoint);
+  // A data-parallel run's checkpoint records its slices, which the resume keeps.
+  std::string again = ranks > 1 ? "mpirun -np " + std::to_string(ranks) + " " : std::string();
+  again += "optreg train " + shell_word(c.config) + " --resume " + shell_word(checkpoint);
   if (config.is_comparison) again += " --run " + shell_word(run.label);
   if (!c.out.empty()) again += " --out " + shell_word(c.out);
   for (const auto& p : c.plugins.paths) again += " --plugin-path " + shell_word(p);
@@ -394,7 +396,9 @@ int report_training(const TrainArgs& args, const RunConfig& config, const RunSpe
   if (r.diverged_at >= 0) err << "warning: " << divergence_text(r) << "; trained on (train.on_divergence: continue)\n";
   if (r.interrupted) {
     err << "checkpoint saved at step " << r.steps_done << ": " << escape_text(options.checkpoint_path)
-        << "\nresume with: " << resume_command(args, config, run, options.checkpoint_path) << '\n';
+        << "\nresume with: " << resume_command(args, config, run, options.checkpoint_path,
+                                                  options.parallel != nullptr ? options.parallel->size() : 1)
+        << '\n';
     return kInterrupted;
   }
   if (r.steps_done < r.total_steps) {
@@ -426,6 +430,9 @@ int as_rank(ParallelJob& job, std::ostream& out, std::ostream& err, F&& body) {
   const bool lead = job.rank() == 0;
   try {
     return body(lead ? out : none, lead ? err : none, lead);
+  } catch (const SharedFailure& f) {  // every rank has it: rank 0 reports it, and none waits
+    if (lead) std::rethrow_exception(f.error());
+    return kFailure;
   } catch (const CommandLineError&) {
     if (lead) throw;
     return kUsage;
@@ -452,6 +459,13 @@ std::int64_t parse_slices(const std::string& text) {
   return parse_count(text, "--slices");
 }
 
+/// Slices that the ranks of `job` cannot share are a usage error.
+void check_slices(std::int64_t slices, const ParallelJob* job) {
+  if (job == nullptr || slices == 0 || slices % job->size() == 0) return;
+  throw CommandLineError{"--slices " + std::to_string(slices) + " is not a multiple of the " +
+                         std::to_string(job->size()) + " ranks: each rank computes as many slices"};
+}
+
 int train_as(const TrainArgs& args, std::ostream& out, std::ostream& err, ParallelJob* job, bool lead) {
   const Common& c = args.common;
   const std::int64_t stop_after = args.steps.empty() ? 0 : parse_count(args.steps, "--steps");
@@ -470,6 +484,7 @@ int train_as(const TrainArgs& args, std::ostream& out, std::ostream& err, Parall
   options.stop_after = stop_after;
   options.progress = &progress;
   options.interrupt = &g_interrupt;
+  check_slices(slices, job);
   std::unique_ptr<DataParallel> parallel = job != nullptr ? job->run() : nullptr;
   options.parallel = parallel.get();
   options.slices = slices;
@@ -545,10 +560,13 @@ int compare_as(const CompareArgs& args, std::ostream& out, std::ostream& err, Pa
   const RunConfig config = load_run_config(c.config);
   Registry registry;
   load_plugins(registry, c.plugins);
+  check_slices(slices, job);
   // Every run's optimizer config is checked before the first one trains.
   for (const auto& run : config.runs) {
     load_config_plugins(run.optimizer, registry);
     check_config(run.optimizer, registry);
+    // Data-parallel, what no run can do is refused before the first one trains.
+    if (job != nullptr) check_data_parallel(config, run, job->size(), slices, registry);
   }
   const std::string csv_path = dir + "/compare.csv";
   std::optional<OutputFile> csv;
@@ -572,7 +590,8 @@ int compare_as(const CompareArgs& args, std::ostream& out, std::ostream& err, Pa
   }
   out << "\nplot: " << escape_text(plot) << "\nmetrics: " << escape_text(csv_path) << '\n';
   finish_output(out);
-  if (g_interrupt.load()) return kInterrupted;
+  // The outcome, not this rank's own signal: every rank stopped at the same step.
+  if (!outcomes.empty() && outcomes.back().interrupted) return kInterrupted;
   return diverged ? kDiverged : kOk;
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string_view>
 
+#include <optreg/abi.hpp>
 #include <optreg/checkpoint.hpp>
 #include <optreg/sharded_checkpoint.hpp>
 #include <optreg/train/format.hpp>
@@ -502,21 +503,44 @@ void set_length(RunSetup& s, const RunConfig& config, const RunSpec& run) {
   }
 }
 
-/// What data-parallel training cannot do with this run, refused before anything is made, where
-/// the config says it.
-void check_parallel(const RunConfig& config, const RunSpec& run, const RunOptions& options) {
+}  // namespace
+
+void check_data_parallel(const RunConfig& config, const RunSpec& run, int ranks, std::int64_t slices,
+                         const Registry& registry) {
   const auto refuse = [&](const ConfigMark& m, const std::string& why) {
     throw ConfigError(config.source, m.line, m.column, "run '" + run.label + "' cannot train data-parallel: " + why);
   };
   const OptimizerConfig& o = run.optimizer;
   if (o.clip) refuse(o.clip->mark, "clipping needs the norm of the whole reduced gradient, which no rank holds");
-  if (o.accumulate) refuse(o.accumulate->mark, "accumulate: slices of each batch already sum in the reduction; raise train.batch_size");
+  if (o.accumulate) {
+    refuse(o.accumulate->mark, "accumulate: slices of each batch already sum in the reduction; raise train.batch_size");
+  }
   if (o.average) refuse(o.average->mark, "a weight average is not saved in a sharded checkpoint");
-  const int ranks = options.parallel->size();
-  const std::int64_t slices = options.slices > 0 ? options.slices : ranks;
-  if (slices % ranks != 0) {
-    throw ConfigError(config.source, 0, 0, "--slices " + std::to_string(slices) + " is not a multiple of the " +
-                                               std::to_string(ranks) + " ranks: each rank computes as many slices");
+  const auto refuse_closure = [&](const std::string& name, const ConfigMark& m) {
+    const std::optional<OptimizerDescriptor> d = registry.find(name);
+    if (d && (d->flags & abi::kOptimizerNeedsClosure) != 0) {
+      refuse(m, "optimizer '" + name + "' is stepped with a closure that re-evaluates the loss, which no rank can "
+                "do for the others' slices");
+    }
+  };
+  const auto refuse_stochastic = [&](const std::vector<ConfigOption>& options) {
+    for (const ConfigOption& c : options) {
+      if (c.name == "rounding" && c.value.type() == ValueType::String && c.value.as_string() == "stochastic") {
+        refuse(c.value_mark, "rounding: stochastic is seeded by each parameter's id, which the sharded optimizer's "
+                             "pieces do not keep; use rounding: nearest or master_weights: true");
+      }
+    }
+  };
+  refuse_closure(o.optimizer, o.optimizer_mark);
+  refuse_stochastic(o.options);
+  for (const ConfigGroup& g : o.groups) {
+    if (!g.optimizer.empty()) refuse_closure(g.optimizer, g.optimizer_mark);
+    refuse_stochastic(g.options);
+  }
+  if (slices == 0) slices = ranks;
+  if (ranks < 1 || slices < 1 || slices % ranks != 0) {
+    throw Error("--slices " + std::to_string(slices) + " is not a multiple of the " + std::to_string(ranks) +
+                " ranks: each rank computes as many slices");
   }
   const ConfigMark batch = place(config, "batch_size");
   if (config.train.batch_size < slices) {
@@ -526,35 +550,86 @@ void check_parallel(const RunConfig& config, const RunSpec& run, const RunOption
   }
 }
 
+namespace {
+
+/// The slices per batch a checkpoint's run was trained with (0: whole batches).
+std::int64_t slices_of(const Checkpoint& c) {
+  const auto it = c.metadata.find(std::string(kKey) + "slices");
+  return it != c.metadata.end() && it->second.type() == ValueType::Int ? it->second.as_int() : 0;
+}
+
+/// The slices per batch of a data-parallel run on `ranks` ranks: those given, else a resumed
+/// checkpoint's, else one per rank. A checkpoint of another slicing than the run's is refused:
+/// the run would not continue with its bits.
+std::int64_t choose_slices(const std::optional<Checkpoint>& resumed, const RunOptions& options, int ranks) {
+  const std::int64_t saved = resumed ? slices_of(*resumed) : 0;
+  const std::string& path = options.resume_path;
+  if (options.parallel == nullptr) {
+    if (saved > 0) {
+      throw CheckpointError(path, "it was trained data-parallel, each batch cut into " + std::to_string(saved) +
+                                      " slices: resume it with --slices " + std::to_string(saved) +
+                                      " (in one process, or under mpirun on a number of ranks dividing " +
+                                      std::to_string(saved) + "), which continues with its bits");
+    }
+    return 1;
+  }
+  if (options.slices > 0) return options.slices;
+  if (saved > 0) {
+    if (saved % ranks != 0) {
+      throw CheckpointError(path, "it was trained with " + std::to_string(saved) + " slices per batch, which " +
+                                      std::to_string(ranks) + " ranks cannot share: resume it on a number of ranks "
+                                      "dividing " + std::to_string(saved) + ", or give --slices");
+    }
+    return saved;
+  }
+  if (resumed && ranks > 1) {
+    throw CheckpointError(path, "it was trained on whole batches: give --slices N (a multiple of the " +
+                                    std::to_string(ranks) + " ranks) to continue it data-parallel, each batch "
+                                    "then cut into N slices");
+  }
+  return ranks;
+}
+
 /// Makes the problem, the optimizer and its scheduler; a checkpoint of another run is refused
-/// before anything is made, the problem first.
+/// before anything is made, the problem first. Data-parallel, every rank first settles that
+/// every rank read the config, the checkpoint and the data (DataParallel::settle()): an error
+/// there is one of every rank alike.
 RunSetup setup_run(const RunConfig& config, const RunSpec& run, Registry& registry, DataCache& data,
                    const RunOptions& options) {
-  const ProblemKind* kind = find_problem(config.problem);
-  if (kind == nullptr) throw ConfigError(config.source, 0, 0, "unknown problem '" + config.problem + "'");
   RunSetup s;
-  s.settings = identity(config, run);
-  if (options.parallel != nullptr) check_parallel(config, run, options);
-  if (!options.resume_path.empty()) {
-    // A sharded checkpoint (of a data-parallel run) too, assembled.
-    s.resumed = read_any_checkpoint(options.resume_path);
-    check_settings(*s.resumed, options.resume_path, s.settings, config);
+  std::exception_ptr failure;
+  try {
+    const ProblemKind* kind = find_problem(config.problem);
+    if (kind == nullptr) throw ConfigError(config.source, 0, 0, "unknown problem '" + config.problem + "'");
+    s.settings = identity(config, run);
+    if (!options.resume_path.empty()) {
+      // A sharded checkpoint (of a data-parallel run) too, assembled.
+      s.resumed = read_any_checkpoint(options.resume_path);
+      check_settings(*s.resumed, options.resume_path, s.settings, config);
+    }
+    const int ranks = options.parallel != nullptr ? options.parallel->size() : 1;
+    s.slices = choose_slices(s.resumed, options, ranks);
+    load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
+    if (options.parallel != nullptr) check_data_parallel(config, run, ranks, s.slices, registry);
+    s.problem = kind->create(config.problem_options, config.train.seed, data);
+    if (options.parallel != nullptr && s.problem->train_size() == 0) {
+      throw ConfigError(config.source, config.problem_mark.line, config.problem_mark.column,
+                        "problem '" + config.problem +
+                            "' trains on the full batch: there is no batch to cut between ranks");
+    }
+    const DType dtype = param_dtype_of(config, run);
+    if (dtype != DType::Float32) {
+      for (const Parameter& p : s.problem->params()) s.low.emplace_back(p.name(), p.value().to(dtype));
+      s.widen_into_problem();  // the problem starts from the rounded values the optimizer holds
+    }
+  } catch (...) {
+    if (options.parallel == nullptr) throw;
+    failure = std::current_exception();
   }
-  s.problem = kind->create(config.problem_options, config.train.seed, data);
-  if (options.parallel != nullptr && s.problem->train_size() == 0) {
-    throw ConfigError(config.source, config.problem_mark.line, config.problem_mark.column,
-                      "problem '" + config.problem + "' trains on the full batch: there is no batch to cut between ranks");
-  }
-  const DType dtype = param_dtype_of(config, run);
-  if (dtype != DType::Float32) {
-    for (const Parameter& p : s.problem->params()) s.low.emplace_back(p.name(), p.value().to(dtype));
-    s.widen_into_problem();  // the problem starts from the rounded values the optimizer holds
-  }
-  load_config_plugins(run.optimizer, registry);  // refused files show in 'optreg list'; a missing name fails below
+  if (options.parallel != nullptr) options.parallel->settle(failure);
   try {
     if (options.parallel != nullptr) {
       s.parallel = options.parallel;
-      s.slices = options.slices > 0 ? options.slices : options.parallel->size();
       s.opt = &s.parallel->build(run.optimizer, s.stepped(), registry);
     } else {
       s.owned = build_optimizer(run.optimizer, s.stepped(), registry);
@@ -579,6 +654,7 @@ Progress resume_run(RunSetup& s, const RunOptions& options) {
   if (s.average) load.components.push_back(s.average.get());
   if (s.accumulator) load.components.push_back(s.accumulator.get());
   if (s.parallel != nullptr) {
+    s.resumed.reset();  // the sharded load reads each rank's part itself
     s.parallel->load(options.resume_path, s.scheduler.get());
   } else {
     load_optimizer(std::move(*s.resumed), options.resume_path, *s.opt, s.scheduler.get(), load);
@@ -617,8 +693,9 @@ class TrainingLoop {
     if (options_.checkpoint_path.empty()) return;
     const fs::path cp(options_.checkpoint_path);
     if (cp.has_parent_path()) fs::create_directories(cp.parent_path());
-    const Options metadata = metadata_of(s_.settings, config_, p_, s_.spe, elapsed());
+    Options metadata = metadata_of(s_.settings, config_, p_, s_.spe, elapsed());
     if (s_.parallel != nullptr) {
+      metadata[std::string(kKey) + "slices"] = Value(s_.slices);  // what a resume keeps
       s_.parallel->save(options_.checkpoint_path, metadata, s_.scheduler.get());
     } else {
       save_optimizer(options_.checkpoint_path, *s_.opt, s_.scheduler.get(), s_.components(), metadata);

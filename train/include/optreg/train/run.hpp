@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <exception>
 #include <functional>
 #include <map>
 #include <optional>
@@ -185,7 +186,29 @@ class DataParallel {
   virtual void load(const std::string& path, Scheduler* scheduler) = 0;
   /// The bytes of optimizer state of every rank together.
   virtual std::size_t state_bytes() = 0;
+  /// Every rank's outcome of setting up a run (`failure`: this rank's error, or none): when any
+  /// rank failed, throws SharedFailure on every rank.
+  virtual void settle(const std::exception_ptr& failure) = 0;
 };
+
+/// An error that every rank of a data-parallel job met, or was told of, at the same point
+/// (DataParallel::settle()): each rank can end alike, without waiting for the others, and one
+/// reports it. `error()` is this rank's own error, or one naming the rank that failed.
+class SharedFailure : public std::exception {
+ public:
+  explicit SharedFailure(std::exception_ptr error) : error_(std::move(error)) {}
+  const std::exception_ptr& error() const noexcept { return error_; }
+  const char* what() const noexcept override { return "an error on a rank of the job"; }
+
+ private:
+  std::exception_ptr error_;
+};
+
+/// What data-parallel training cannot do with `run` on `ranks` ranks cutting each batch into
+/// `slices` slices (0: one per rank): a ConfigError naming the config's place, before
+/// anything is made (run_training() checks it too; `optreg compare` checks every run first).
+void check_data_parallel(const RunConfig& config, const RunSpec& run, int ranks, std::int64_t slices,
+                         const Registry& registry);
 
 struct RunOptions {
   /// Where checkpoints go (every `checkpoint_every` steps, at the end, and on interruption);
@@ -204,10 +227,13 @@ struct RunOptions {
   /// Set (by a signal handler) to stop after the current step, saving a checkpoint first.
   const std::atomic<bool>* interrupt = nullptr;
   /// Trains data-parallel when set: each batch cut into `slices` slices of consecutive
-  /// examples (0: one per rank; a multiple of the ranks), each rank computing the gradients of
-  /// its own, contributed with the slice's share of the batch as weight. The metrics and the
-  /// bits depend on `slices`, not on the number of ranks. Refused with clipping, accumulation,
-  /// weight averaging, an optimizer stepped with a closure, and full-batch problems.
+  /// examples (a multiple of the ranks), each rank computing the gradients of its own,
+  /// contributed with the slice's share of the batch as weight. The metrics and the bits
+  /// depend on `slices`, not on the number of ranks. `slices` 0: a resume keeps the
+  /// checkpoint's (recorded in it; a checkpoint of whole batches is refused on several ranks),
+  /// a fresh run takes one per rank. Refused with clipping, accumulation, weight averaging, an
+  /// optimizer stepped with a closure, stochastic rounding, and full-batch problems. A
+  /// checkpoint of a data-parallel run resumes only data-parallel (any number of ranks).
   DataParallel* parallel = nullptr;
   std::int64_t slices = 0;
 };
