@@ -58,7 +58,8 @@ Environment::~Environment() {
 }
 
 bool Environment::launched() noexcept {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+         std::getenv("PMI_SIZE") != nullptr;
 }
 
 Communicator::Communicator(MPI_Comm comm, double timeout_seconds) : comm_(comm) {

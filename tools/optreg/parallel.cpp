@@ -120,13 +120,9 @@ class Job final : public ParallelJob {
 
 }  // namespace
 
-bool parallel_available() noexcept { return true; }
-
 std::unique_ptr<ParallelJob> join_parallel_job(const std::string&) { return std::make_unique<Job>(); }
 
 #else
-
-bool parallel_available() noexcept { return false; }
 
 std::unique_ptr<ParallelJob> join_parallel_job(const std::string& command) {
   throw CommandLineError{"optreg " + command +

@@ -21,8 +21,6 @@ class ParallelJob {
   virtual void fail(int code) = 0;
 };
 
-/// Whether the tool can train data-parallel (it was built with optreg::mpi).
-bool parallel_available() noexcept;
 /// Whether this process was started by mpirun as one of several ranks.
 bool launched_as_ranks() noexcept;
 /// Joins the MPI job (a job of one process when not started by mpirun). Throws

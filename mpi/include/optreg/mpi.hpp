@@ -61,7 +61,8 @@ class OPTREG_API Environment {
   ~Environment();
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
-  /// Whether this process was started by mpirun (or another launcher of Open MPI).
+  /// Whether this process was started by a launcher: mpirun (OMPI_COMM_WORLD_SIZE), PMIx
+  /// (PMIX_RANK) or PMI (PMI_SIZE), with one rank or several.
   static bool launched() noexcept;
 
  private:
