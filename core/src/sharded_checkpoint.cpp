@@ -34,8 +34,8 @@ std::uint64_t section_count(const CheckpointSection& s, const std::string& name,
   const auto it = s.scalars.find(name);
   if (it == s.scalars.end() || it->second.type() != ValueType::Int || it->second.as_int() < 0 ||
       static_cast<std::uint64_t>(it->second.as_int()) > limit) {
-    throw CheckpointError(path, "section '" + s.name + "' lacks a valid '" + name + "' (0 to " +
-                                    std::to_string(limit) + ")");
+    throw CheckpointError(path,
+                          "section '" + s.name + "' lacks a valid '" + name + "' (0 to " + std::to_string(limit) + ")");
   }
   return static_cast<std::uint64_t>(it->second.as_int());
 }
@@ -63,8 +63,8 @@ std::vector<std::vector<std::uint64_t>> section_table(const CheckpointSection& s
     for (std::size_t c = 0; c < columns; ++c) {
       const double v = d[r * columns + c];
       if (!(v >= -1.0 && v <= 9007199254740992.0) || v != static_cast<double>(static_cast<std::int64_t>(v))) {
-        throw CheckpointError(path, "section '" + s.name + "', table '" + name + "', row " + std::to_string(r) +
-                                        ": not a whole number");
+        throw CheckpointError(
+            path, "section '" + s.name + "', table '" + name + "', row " + std::to_string(r) + ": not a whole number");
       }
       rows[r].push_back(v < 0 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(v));
     }

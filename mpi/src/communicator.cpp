@@ -238,7 +238,8 @@ void Communicator::agree(const std::string& error, const std::string& what, doub
     const unsigned char* m = all.data() + static_cast<std::size_t>(r) * mine.size();
     if (m[0] == 0) continue;
     const char* text = reinterpret_cast<const char*>(m + 1);
-    throw RankError(what + ": rank " + std::to_string(r) + " failed: " + std::string(text, strnlen(text, kText - 1)), r);
+    throw RankError(what + ": rank " + std::to_string(r) + " failed: " + std::string(text, strnlen(text, kText - 1)),
+                    r);
   }
 }
 

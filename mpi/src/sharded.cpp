@@ -365,7 +365,8 @@ std::unique_ptr<ShardedOptimizer> ShardedOptimizer::create(Communicator& comm, c
   s->set_file_timeout(settings.file_timeout_seconds);
   s->make_local(members, [&](const GroupSubstitute& substitute) {
     std::vector<ParamGroupSpec> local;
-    for (std::size_t g = 0; g < groups.size(); ++g) local.push_back(ParamGroupSpec{substitute(g, groups[g].params), groups[g].options});
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      local.push_back(ParamGroupSpec{substitute(g, groups[g].params), groups[g].options});
     return registry.create(name, std::move(local), options);
   });
   return s;
@@ -427,8 +428,8 @@ void ShardedOptimizer::make_local(const std::vector<std::vector<std::size_t>>& g
     const Shape shape = all ? p.value().shape() : Shape{static_cast<std::int64_t>(sp.count)};
     const std::string name =
         all ? p.name() : p.name() + "[" + std::to_string(sp.offset) + ":" + std::to_string(sp.offset + sp.count) + "]";
-    auto piece = std::make_unique<Piece>(Parameter(name, Tensor(shape, p.value().dtype())),
-                                         Tensor(shape, p.value().dtype()));
+    auto piece =
+        std::make_unique<Piece>(Parameter(name, Tensor(shape, p.value().dtype())), Tensor(shape, p.value().dtype()));
     piece->index = k;
     piece->param = sp.param;
     piece->offset = sp.offset;
@@ -441,7 +442,8 @@ void ShardedOptimizer::make_local(const std::vector<std::vector<std::size_t>>& g
   std::vector<std::vector<std::int64_t>> substituted(groups_.size());
   GroupSubstitute substitute = [&](std::size_t g, const std::vector<Parameter>& members) {
     if (g >= groups_.size() || members.size() != groups_[g].size()) {
-      throw UsageError("sharded optimizer: the optimizer's grouping differs from the plan at group " + std::to_string(g));
+      throw UsageError("sharded optimizer: the optimizer's grouping differs from the plan at group " +
+                       std::to_string(g));
     }
     std::vector<Parameter> out;
     for (std::size_t id : groups_[g]) {
@@ -454,9 +456,9 @@ void ShardedOptimizer::make_local(const std::vector<std::vector<std::size_t>>& g
     if (out.empty()) {
       // A stand-in, so that the groups (and what sets their options) are the same on every rank.
       const Parameter& first = params_[groups_[g].front()];
-      out.emplace_back("<stand-in: rank " + std::to_string(comm_.rank()) + " holds no piece of group " +
-                           std::to_string(g) + ">",
-                       Tensor(Shape{1, 1}, first.value().dtype()));
+      out.emplace_back(
+          "<stand-in: rank " + std::to_string(comm_.rank()) + " holds no piece of group " + std::to_string(g) + ">",
+          Tensor(Shape{1, 1}, first.value().dtype()));
       substituted[g].push_back(-1);
     }
     return out;
@@ -523,7 +525,8 @@ void ShardedOptimizer::refresh_views() {
     }
     auto owner = std::make_shared<Tensor>(value);
     void* at = static_cast<unsigned char*>(value.raw()) + piece->offset * value.element_size();
-    piece->local.value() = Tensor::view(at, value.dtype(), piece->shape, std::shared_ptr<const void>(owner, owner.get()));
+    piece->local.value() =
+        Tensor::view(at, value.dtype(), piece->shape, std::shared_ptr<const void>(owner, owner.get()));
     piece->viewed = value.raw();
   }
 }
@@ -868,7 +871,8 @@ void ShardedOptimizer::save(const std::string& path, const Options& metadata, co
       for (const auto& [name, t] : st->second.tensors()) {
         if (is_quantized(t.dtype())) {
           throw CheckpointError(path, "parameter id " + std::to_string(p.param) + " ('" + params_[p.param].name() +
-                                          "'): state entry '" + name + "' is quantized in a piece of the tensor, "
+                                          "'): state entry '" + name +
+                                          "' is quantized in a piece of the tensor, "
                                           "which no checkpoint can assemble; set state_dtype: int8 before the "
                                           "sharded optimizer is made (it then keeps tensors whole)");
         }

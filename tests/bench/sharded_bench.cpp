@@ -41,7 +41,8 @@ double raw_exchange(MPI_Comm comm, std::size_t bytes) {
     for (int p = 0; p < size; ++p) {
       if (p == rank) continue;
       requests.emplace_back();
-      MPI_Irecv(in[static_cast<std::size_t>(p)].data(), static_cast<int>(bytes), MPI_BYTE, p, 7, comm, &requests.back());
+      MPI_Irecv(in[static_cast<std::size_t>(p)].data(), static_cast<int>(bytes), MPI_BYTE, p, 7, comm,
+                &requests.back());
     }
     for (int p = 0; p < size; ++p) {
       if (p == rank) continue;
@@ -79,11 +80,12 @@ int main(int argc, char** argv) {
   registry.load_default();
   const auto per_tensor = static_cast<std::int64_t>(millions * 1e6 / 8);
   if (world_rank == 0) {
-    std::printf("sharded adam over 8 float32 tensors of %lld elements (%.1f MB of parameters); %d ranks on %u "
-                "hardware threads%s\n",
-                static_cast<long long>(per_tensor), 8.0 * static_cast<double>(per_tensor) * 4 / 1e6, world_size,
-                std::thread::hardware_concurrency(),
-                static_cast<unsigned>(world_size) > std::thread::hardware_concurrency() ? " (oversubscribed)" : "");
+    std::printf(
+        "sharded adam over 8 float32 tensors of %lld elements (%.1f MB of parameters); %d ranks on %u "
+        "hardware threads%s\n",
+        static_cast<long long>(per_tensor), 8.0 * static_cast<double>(per_tensor) * 4 / 1e6, world_size,
+        std::thread::hardware_concurrency(),
+        static_cast<unsigned>(world_size) > std::thread::hardware_concurrency() ? " (oversubscribed)" : "");
     std::printf("%5s %14s %9s %10s %10s %9s %9s %12s %12s %7s\n", "ranks", "state/rank MB", "of 1 proc", "step ms",
                 "exchange", "fold+step", "gather", "ours GB/s", "p2p GB/s", "ratio");
   }
@@ -126,7 +128,8 @@ int main(int argc, char** argv) {
         const double raw_bw = size > 1 ? raw_moved / raw / 1e9 : 0.0;
         std::printf("%5d %14.1f %8.0f%% %10.1f %8.1fms %8.1fms %8.1fms %12.2f %12.2f %6.0f%%\n", size, state / 1e6,
                     100.0 * state / one_process_state, 1e3 * median(step_times), 1e3 * median(exchange),
-                    1e3 * median(fold), 1e3 * median(gather), ours_bw, raw_bw, raw_bw > 0 ? 100.0 * ours_bw / raw_bw : 0.0);
+                    1e3 * median(fold), 1e3 * median(gather), ours_bw, raw_bw,
+                    raw_bw > 0 ? 100.0 * ours_bw / raw_bw : 0.0);
       }
       opt.reset();
       MPI_Comm_free(&sub);

@@ -175,15 +175,16 @@ TEST(ShardedCheckpoint, UncoveredParameterIsRefused) {
   Sharded s;
   s.pieces = {{0, 0, 5, 0}, {0, 5, 7, 1}};
   s.write();
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); },
-                                           "parameter 1 ('b') is not covered"));
+  EXPECT_TRUE(
+      throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "parameter 1 ('b') is not covered"));
 }
 
 TEST(ShardedCheckpoint, RankOutOfRangeIsRefused) {
   Sharded s;
   s.pieces = {{0, 0, 5, 0}, {0, 5, 7, 2}, {1, 0, 2, 1}};
   s.write();
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "rank 2 is out of range (2 ranks)"));
+  EXPECT_TRUE(
+      throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "rank 2 is out of range (2 ranks)"));
 }
 
 TEST(ShardedCheckpoint, PieceTheManifestGivesAnotherRankIsRefused) {
@@ -210,8 +211,8 @@ TEST(ShardedCheckpoint, PieceOfTheWrongSizeIsRefused) {
   Checkpoint r1 = s.rank_file(1);
   r1.optimizer.state[0] = state_of(5, 6, {6}, 3);
   optreg::save_checkpoint(s.file(1), r1);
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); },
-                                           "has 6 float32 elements, not 7"));
+  EXPECT_TRUE(
+      throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "has 6 float32 elements, not 7"));
 }
 
 TEST(ShardedCheckpoint, ManifestWithStateIsRefused) {
@@ -229,7 +230,8 @@ TEST(ShardedCheckpoint, GenerationThatIsNotATokenIsRefused) {
   Checkpoint m = s.manifest();
   m.sections[0].scalars["generation"] = optreg::Value(std::string("../../etc"));
   optreg::save_checkpoint(s.path, m);
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "not a token of 16 hexadecimal digits"));
+  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); },
+                                           "not a token of 16 hexadecimal digits"));
 }
 
 TEST(ShardedCheckpoint, PieceMissingFromItsRankFileNamesThatFile) {
@@ -261,8 +263,8 @@ TEST(ShardedCheckpoint, StandInRowWithElementsIsRefused) {
   Checkpoint r0 = s.rank_file(0);
   r0.sections[0].tensors[0].value = table({{-1, 0, 5}});
   optreg::save_checkpoint(s.file(0), r0);
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); },
-                                           "a stand-in row must be (-1, 0, 0)"));
+  EXPECT_TRUE(
+      throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "a stand-in row must be (-1, 0, 0)"));
 }
 
 TEST(ShardedCheckpoint, RankFileOfAnotherPluginVersionIsRefused) {
@@ -303,7 +305,8 @@ TEST(ShardedCheckpoint, ParameterOfNoElementsIsOnePieceOfNone) {
 
   m.sections[0].tensors[0].value = table({{0, 0, 5, 0}, {0, 5, 7, 1}, {1, 0, 2, 1}, {2, 0, 0, 0}, {2, 0, 0, 1}});
   optreg::save_checkpoint(s.path, m);
-  EXPECT_TRUE(throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "piece 4 (parameter 2 'empty')"))
+  EXPECT_TRUE(
+      throws_with<CheckpointError>([&] { optreg::read_any_checkpoint(s.path); }, "piece 4 (parameter 2 'empty')"))
       << "a second piece of nothing";
 }
 
@@ -315,10 +318,16 @@ TEST(ShardedCheckpoint, CutStateTakesElementwiseEntriesAndRefusesOthers) {
   EXPECT_EQ(optreg::cut_state(whole, {4, 3}, 0, 12, "p").tensor("exp_avg").shape(), (optreg::Shape{4, 3}));
   ParamState factored;
   factored.add_tensor("row", Tensor({4}));
-  EXPECT_TRUE(throws_with<optreg::StateDictError>([&] { optreg::cut_state(factored, {4, 3}, 0, 5, "parameter 0"); },
-                                                  "cannot be split between ranks"));
-  EXPECT_TRUE(throws_with<optreg::StateDictError>([&] { optreg::cut_state(whole, {4, 3}, 10, 5, "parameter 0"); },
-                                                  "lie outside"));
+  EXPECT_TRUE(throws_with<optreg::StateDictError>(
+      [&] {
+        optreg::cut_state(factored, {4, 3}, 0, 5, "parameter 0");
+      },
+      "cannot be split between ranks"));
+  EXPECT_TRUE(throws_with<optreg::StateDictError>(
+      [&] {
+        optreg::cut_state(whole, {4, 3}, 10, 5, "parameter 0");
+      },
+      "lie outside"));
 }
 
 }  // namespace

@@ -143,7 +143,8 @@ TEST(ReduceInOrder, FoldsLeftToRightInFloat32ThenDivides) {
 
 TEST(ReduceInOrder, HalfPrecisionIsSummedInFloat32AndRoundedOnce) {
   std::vector<Tensor> parts;
-  for (int k = 0; k < 3; ++k) parts.push_back(Tensor({4}, {1.0f + k * 0.00390625f, -2.5f, 1e-3f, 300.0f}).to(DType::BFloat16));
+  for (int k = 0; k < 3; ++k)
+    parts.push_back(Tensor({4}, {1.0f + k * 0.00390625f, -2.5f, 1e-3f, 300.0f}).to(DType::BFloat16));
   const Tensor mean = optreg::mpi::reduce_in_order(parts);
   ASSERT_EQ(mean.dtype(), DType::BFloat16);
   for (std::size_t i = 0; i < 4; ++i) {
@@ -156,9 +157,15 @@ TEST(ReduceInOrder, HalfPrecisionIsSummedInFloat32AndRoundedOnce) {
 
 TEST(ReduceInOrder, MismatchedContributionsAreUsageErrors) {
   EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
-      [] { optreg::mpi::reduce_in_order({Tensor({3}), Tensor({4})}); }, "contribution 1 is float32 [4]"));
+      [] {
+        optreg::mpi::reduce_in_order({Tensor({3}), Tensor({4})});
+      },
+      "contribution 1 is float32 [4]"));
   EXPECT_TRUE(optreg_test::throws_with<optreg::UsageError>(
-      [] { optreg::mpi::reduce_in_order({Tensor({3}), Tensor({3})}, {1.0}); }, "1 weights for 2 contributions"));
+      [] {
+        optreg::mpi::reduce_in_order({Tensor({3}), Tensor({3})}, {1.0});
+      },
+      "1 weights for 2 contributions"));
   EXPECT_THROW(optreg::mpi::reduce_in_order({}), optreg::UsageError);
 }
 

@@ -181,7 +181,8 @@ optreg::OptimizerPtr make_plain(const Case& c, const std::vector<Parameter>& par
   return registry().create(c.name, std::move(groups), c.options);
 }
 
-std::unique_ptr<ShardedOptimizer> make_sharded(Communicator& comm, const Case& c, const std::vector<Parameter>& params) {
+std::unique_ptr<ShardedOptimizer> make_sharded(Communicator& comm, const Case& c,
+                                               const std::vector<Parameter>& params) {
   ShardSettings settings;
   settings.split_elements = c.split;
   if (!c.config.empty()) {
@@ -254,7 +255,7 @@ void collectively(Communicator& comm, const std::string& what, F&& body) {
 }
 
 Case by_name(std::string label, std::string name, Options options, std::size_t split = 4096,
-            DType dtype = DType::Float32) {
+             DType dtype = DType::Float32) {
   Case c;
   c.label = std::move(label);
   c.name = std::move(name);
@@ -315,8 +316,8 @@ int identity(Communicator& comm) {
     for (int k = 0; k < 4; ++k) {
       collectively(comm, c.label + ": step " + std::to_string(k + 1), [&] {
         step(*run, comm);
-        check_values(run->params, run->plain_params, c.label + ", step " + std::to_string(run->step) + ", rank " +
-                                                         std::to_string(comm.rank()));
+        check_values(run->params, run->plain_params,
+                     c.label + ", step " + std::to_string(run->step) + ", rank " + std::to_string(comm.rank()));
       });
     }
     if (comm.rank() == 0) {
@@ -337,10 +338,9 @@ std::vector<Case> reshard_cases() {
       by_name("adafactor (factored state)", "adafactor", {{"lr", 0.01}}),
       by_name("adam, bfloat16 with master weights", "adam", {{"lr", 0.01}, {"master_weights", true}}, 8,
               DType::BFloat16),
-      by_name("sgd with int8 momentum", "sgd",
-              {{"lr", 0.05}, {"momentum", 0.9}, {"state_dtype", std::string("int8")}}),
-      from_config("config: lookahead around adamw", "optimizer: {name: lookahead, k: 3, inner: {name: adamw, lr: 0.01}}\n",
-                  12),
+      by_name("sgd with int8 momentum", "sgd", {{"lr", 0.05}, {"momentum", 0.9}, {"state_dtype", std::string("int8")}}),
+      from_config("config: lookahead around adamw",
+                  "optimizer: {name: lookahead, k: 3, inner: {name: adamw, lr: 0.01}}\n", 12),
   };
 }
 
@@ -386,9 +386,8 @@ int reshard(Communicator& world, const std::string& dir) {
           }
         });
         for (int k = 0; k < 2; ++k) {
-          collectively(*comm, where + ": step", [&] {
-            sharded_step(run.params, *run.sharded, ++run.step, false, comm->rank(), comm->size());
-          });
+          collectively(*comm, where + ": step",
+                       [&] { sharded_step(run.params, *run.sharded, ++run.step, false, comm->rank(), comm->size()); });
         }
         collectively(*comm, where + ": checking", [&] {
           if (run.step != steps) throw Failure(where + ": at step " + std::to_string(run.step));

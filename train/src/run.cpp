@@ -790,7 +790,9 @@ class TrainingLoop {
     const auto slices = static_cast<std::size_t>(s_.slices);
     const auto n = static_cast<std::size_t>(s_.parallel->size());
     const auto r = static_cast<std::size_t>(s_.parallel->rank());
-    const auto share = [&](std::size_t k) { return static_cast<double>((k + 1) * b / slices - k * b / slices) / static_cast<double>(b); };
+    const auto share = [&](std::size_t k) {
+      return static_cast<double>((k + 1) * b / slices - k * b / slices) / static_cast<double>(b);
+    };
     std::vector<double> mine;
     for (std::size_t k = r * slices / n; k < (r + 1) * slices / n; ++k) {
       slice_.assign(batch_.begin() + static_cast<std::ptrdiff_t>(k * b / slices),

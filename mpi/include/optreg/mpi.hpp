@@ -232,9 +232,9 @@ class OPTREG_API ShardedOptimizer {
   std::vector<Parameter> params_;
   std::vector<ShardPiece> pieces_;
   bool whole_ = false;
-  std::uint32_t flags_ = 0;    // the optimizers' descriptor flags
-  std::string who_;            // the optimizers' names, for messages
-  double file_timeout_ = 1800;  // ShardSettings::file_timeout_seconds
+  std::uint32_t flags_ = 0;                       // the optimizers' descriptor flags
+  std::string who_;                               // the optimizers' names, for messages
+  double file_timeout_ = 1800;                    // ShardSettings::file_timeout_seconds
   std::vector<std::vector<std::size_t>> groups_;  // per param group: its parameters' ids
   std::vector<std::unique_ptr<Piece>> mine_;      // this rank's pieces, in plan order
   std::vector<std::int64_t> local_of_piece_;      // per piece of pieces_: its index in mine_, or -1
