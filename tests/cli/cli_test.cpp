@@ -101,6 +101,24 @@ TEST(Cli, ShowPrintsTheStateDtypesAndTheStateBytesInEach) {
   const ToolRun j = run("show sgd --json");
   EXPECT_TRUE(contains(j.out, "\"state_bytes_per_element_by_state_dtype\": {\"float32\": 0.0, \"bfloat16\": 0.0, \"int8\": 0.0}"))
       << j.out << " (sgd's momentum buffer is optional)";
+  EXPECT_TRUE(contains(j.out,
+                       "\"state_not_counted\": [{\"name\": \"momentum_buffer\", \"why\": \"optional\"}, "
+                       "{\"name\": \"master_weight\", \"why\": \"optional\"}]"))
+      << j.out;
+}
+
+TEST(Cli, ShowNamesTheStateItsBytesPerElementLeaveOut) {
+  const ToolRun adafactor = run("show adafactor");
+  EXPECT_EQ(adafactor.status, 0) << adafactor.out;
+  EXPECT_TRUE(contains(adafactor.out, "  not counted above: exp_avg_sq_row (own shape), exp_avg_sq_col (own shape)"))
+      << adafactor.out;
+  const ToolRun adam = run("show adam");
+  EXPECT_TRUE(contains(adam.out, "  not counted above: max_exp_avg_sq (optional), master_weight (optional)\n"))
+      << adam.out;
+  // The core's float32 master copy of a half-precision parameter (master_weights) is optional in
+  // every optimizer's state.
+  const ToolRun adagrad = run("show adagrad");
+  EXPECT_TRUE(contains(adagrad.out, "  not counted above: master_weight (optional)\n")) << adagrad.out;
 }
 
 TEST(Cli, ShowPrintsAnOptimizersFlagsAndListJsonHoldsThem) {

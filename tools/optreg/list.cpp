@@ -83,6 +83,17 @@ std::size_t shaped_state_tensors(const OptimizerDescriptor& d) {
   return n;
 }
 
+/// The state tensors the bytes per element leave out, named with why: optional ones (kept
+/// under some options) and own-shaped ones (Adafactor's factored rows and columns).
+std::string uncounted_state(const OptimizerDescriptor& d) {
+  std::string out;
+  for (const auto& e : *d.state) {
+    if (e.kind != StateKind::Tensor || (!e.optional && !e.custom_shape)) continue;
+    out += (out.empty() ? "" : ", ") + escape_text(e.name) + (e.custom_shape ? " (own shape)" : " (optional)");
+  }
+  return out;
+}
+
 /// Bytes of state per parameter element in float32: 4 per shaped state tensor.
 std::size_t state_bytes_per_element(const OptimizerDescriptor& d) { return 4 * shaped_state_tensors(d); }
 
@@ -124,6 +135,7 @@ void print_text(const OptimizerDescriptor& d, std::ostream& out) {
   out << "  state bytes per parameter element:";
   for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) out << ' ' << dtype << ' ' << bytes_text(bytes);
   out << " (state_dtype)\n";
+  if (const std::string more = uncounted_state(d); !more.empty()) out << "  not counted above: " << more << '\n';
   if (d.state && !d.state->empty()) {
     out << "  state per parameter:\n";
     std::size_t width = 0;
@@ -204,6 +216,12 @@ Json descriptor_json(const OptimizerDescriptor& d) {
   Json by_dtype = Json::object();
   for (const auto& [dtype, bytes] : state_bytes_by_dtype(d)) by_dtype[dtype] = bytes;
   j["state_bytes_per_element_by_state_dtype"] = by_dtype;
+  Json uncounted = Json::array();
+  for (const auto& e : *d.state) {
+    if (e.kind != StateKind::Tensor || (!e.optional && !e.custom_shape)) continue;
+    uncounted.push_back({{"name", e.name}, {"why", e.custom_shape ? "own shape" : "optional"}});
+  }
+  j["state_not_counted"] = uncounted;
   return j;
 }
 
