@@ -155,31 +155,50 @@ inline __attribute__((always_inline)) void traffic(std::size_t k, float* __restr
   }
 }
 
-using TrafficKernel = void (*)(std::size_t, float*, const float*, float*, float*, float*, float*, std::size_t);
+/// Where the norm pass's sums go, so that the pass is not optimised away.
+volatile float g_norms_sink = 0;
 
-__attribute__((noinline)) void traffic_baseline(std::size_t k, float* p, const float* g, float* s0, float* s1,
-                                                float* s2, float* s3, std::size_t n) {
-  traffic(k, p, g, s0, s1, s2, s3, n);
+/// The norm pass of the ceiling of an optimizer that needs a norm of each whole tensor before it
+/// can write any element (LAMB, LARS, Adafactor: abi::kOptimizerWholeTensors): it reads the
+/// value and the gradient once, the least any such step reads before its update pass, and
+/// returns the sum of their squares (sixteen running sums, so that the loop vectorises).
+inline __attribute__((always_inline)) float norms(const float* __restrict p, const float* __restrict g, std::size_t n) {
+  float lane[16] = {};
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (std::size_t j = 0; j < 16; ++j) lane[j] += p[i + j] * p[i + j] + g[i + j] * g[i + j];
+  }
+  for (std::size_t j = 0; i < n; ++i, ++j) lane[j] += p[i] * p[i] + g[i] * g[i];
+  float sum = 0;
+  for (float x : lane) sum += x;
+  return sum;
 }
-__attribute__((noinline, target("arch=x86-64-v3"))) void traffic_avx2(std::size_t k, float* p, const float* g,
-                                                                       float* s0, float* s1, float* s2, float* s3,
-                                                                       std::size_t n) {
-  traffic(k, p, g, s0, s1, s2, s3, n);
-}
-__attribute__((noinline, target("arch=x86-64-v4"))) void traffic_avx512(std::size_t k, float* p, const float* g,
-                                                                         float* s0, float* s1, float* s2, float* s3,
-                                                                         std::size_t n) {
-  traffic(k, p, g, s0, s1, s2, s3, n);
-}
+
+struct TrafficKernel {
+  void (*update)(std::size_t, float*, const float*, float*, float*, float*, float*, std::size_t);
+  float (*norms)(const float*, const float*, std::size_t);
+};
+
+/// The ceiling's two kernels compiled for one instruction set (`attributes` names it).
+#define OPTREG_TRAFFIC_KERNELS(suffix, attributes)                                                           \
+  attributes void traffic_##suffix(std::size_t k, float* p, const float* g, float* s0, float* s1, float* s2, \
+                                   float* s3, std::size_t n) {                                               \
+    traffic(k, p, g, s0, s1, s2, s3, n);                                                                     \
+  }                                                                                                          \
+  attributes float norms_##suffix(const float* p, const float* g, std::size_t n) { return norms(p, g, n); }
+OPTREG_TRAFFIC_KERNELS(baseline, __attribute__((noinline)))
+OPTREG_TRAFFIC_KERNELS(avx2, __attribute__((noinline, target("arch=x86-64-v3"))))
+OPTREG_TRAFFIC_KERNELS(avx512, __attribute__((noinline, target("arch=x86-64-v4"))))
+#undef OPTREG_TRAFFIC_KERNELS
 
 /// The ceiling kernel compiled for each instruction set this CPU has: the ceiling is the best
 /// of them, what this CPU can do rather than what the optimizers' kernels use.
 std::vector<TrafficKernel> traffic_kernels() {
-  std::vector<TrafficKernel> out = {traffic_baseline};
+  std::vector<TrafficKernel> out = {{traffic_baseline, norms_baseline}};
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back(traffic_avx2);
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back({traffic_avx2, norms_avx2});
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-    out.push_back(traffic_avx512);
+    out.push_back({traffic_avx512, norms_avx512});
   }
   return out;
 }
@@ -207,22 +226,38 @@ std::vector<Arrays> arrays_of(const optreg::Optimizer& opt, std::size_t& k) {
 }
 
 /// Elements per second of the same-traffic kernel over `arrays` (k state arrays each), split
-/// across the threads by element ranges as the optimizers' own kernels are.
-double ceiling_elements_per_s(const std::vector<Arrays>& arrays, std::size_t k, TrafficKernel kernel, double budget) {
+/// across the threads by element ranges as the optimizers' own kernels are; with `norm_pass`, a
+/// pass that reads every value and gradient comes first (the sums it returns are kept, so that
+/// it is not optimised away).
+double ceiling_elements_per_s(const std::vector<Arrays>& arrays, std::size_t k, TrafficKernel kernel, bool norm_pass,
+                              double budget) {
   const std::size_t total = arrays.empty() ? 0 : arrays.back().begin + arrays.back().size;
-  const double t = best_time(budget, [&] {
+  // Runs `f(array, from, to)` over every piece of every parameter, split across the threads.
+  const auto over_pieces = [&](auto f) {
     optreg::parallel_for(total, 1 << 14, [&](std::size_t begin, std::size_t end) {
       // The first parameter that ends after `begin`, then every one up to `end`.
       auto it = std::upper_bound(arrays.begin(), arrays.end(), begin,
                                  [](std::size_t x, const Arrays& a) { return x < a.begin + a.size; });
       for (; it != arrays.end() && it->begin < end; ++it) {
-        const std::size_t from = std::max(begin, it->begin) - it->begin;
-        const std::size_t to = std::min(end, it->begin + it->size) - it->begin;
-        const auto at = [&](std::size_t j) { return j < k ? it->state[j] + from : nullptr; };
-        kernel(k, it->value + from, it->grad + from, at(0), at(1), at(2), at(3), to - from);
+        f(*it, std::max(begin, it->begin) - it->begin, std::min(end, it->begin + it->size) - it->begin);
       }
     });
+  };
+  std::vector<std::atomic<float>> sums(arrays.size());
+  const double t = best_time(budget, [&] {
+    if (norm_pass) {
+      over_pieces([&](const Arrays& a, std::size_t from, std::size_t to) {
+        // Pieces of one parameter on two threads may both store its entry; either sum keeps the pass.
+        sums[static_cast<std::size_t>(&a - arrays.data())].store(kernel.norms(a.value + from, a.grad + from, to - from),
+                                                                 std::memory_order_relaxed);
+      });
+    }
+    over_pieces([&](const Arrays& a, std::size_t from, std::size_t to) {
+      const auto at = [&](std::size_t j) { return j < k ? a.state[j] + from : nullptr; };
+      kernel.update(k, a.value + from, a.grad + from, at(0), at(1), at(2), at(3), to - from);
+    });
   });
+  for (const std::atomic<float>& x : sums) g_norms_sink = x.load(std::memory_order_relaxed);
   return static_cast<double>(total) / t;
 }
 
@@ -317,7 +352,10 @@ void bench_matrices(const optreg::Registry& registry, const std::string& name, d
   }
 }
 
-Measured measure_optreg(const optreg::Registry& registry, const std::string& name, const Case& c, double budget) {
+Measured measure_optreg(const optreg::Registry& registry, const optreg::OptimizerDescriptor& d, const Case& c,
+                        double budget) {
+  const std::string& name = d.name;
+  const bool norm_pass = (d.flags & optreg::abi::kOptimizerWholeTensors) != 0;
   std::vector<optreg::Parameter> params = params_of(c, optreg::DType::Float32);
   auto opt = registry.create(name, params, options_for(name));
   opt->step();  // the first step may allocate (lazily created state)
@@ -334,14 +372,16 @@ Measured measure_optreg(const optreg::Registry& registry, const std::string& nam
   for (int round = 0; round < 3; ++round) {
     t = std::min(t, best_time(budget / 3, [&] { opt->step(); }));
     for (TrafficKernel kernel : kernels) {
-      m.ceiling_elements_per_s = std::max(m.ceiling_elements_per_s, ceiling_elements_per_s(arrays, k, kernel, budget / 3));
+      m.ceiling_elements_per_s =
+          std::max(m.ceiling_elements_per_s, ceiling_elements_per_s(arrays, k, kernel, norm_pass, budget / 3));
     }
   }
   const double elements = static_cast<double>(c.tensors) * static_cast<double>(c.elements);
   m.elements_per_s = elements / t;
   // Bytes of one pass per element: the value (read, write), the gradient (read), and each
-  // state array (read, write); optimizers that read some arrays twice move more.
-  m.gbs = m.elements_per_s * 4.0 * (3.0 + 2.0 * static_cast<double>(k)) / 1e9;
+  // state array (read, write), and the norm pass's value and gradient; optimizers that read some
+  // arrays more often move more.
+  m.gbs = m.elements_per_s * 4.0 * ((norm_pass ? 5.0 : 3.0) + 2.0 * static_cast<double>(k)) / 1e9;
   m.allocations_per_step = static_cast<double>(allocations);
   return m;
 }
@@ -460,7 +500,9 @@ int main(int argc, char** argv) {
   std::printf(
       "ceiling: per optimizer, case and thread count, a kernel that reads the value, the gradient and every state "
       "tensor shaped like the parameter and writes the value and those state tensors, with trivial arithmetic, over "
-      "the optimizer's own tensors, best of several repeats in this run\n");
+      "the optimizer's own tensors, best of several repeats in this run; for an optimizer that needs a norm of each "
+      "whole tensor first (whole_tensors: lamb, lars, adafactor), a pass that reads every value and gradient "
+      "before it\n");
 #ifdef OPTREG_BENCH_WITH_TORCH
   std::printf(
       "peer: libtorch %s (torch::optim::Adam, AdamW, SGD with momentum 0.9, Adagrad, and RMSprop with momentum 0.9, "
@@ -482,7 +524,10 @@ int main(int argc, char** argv) {
     for (const auto& d : registry.list()) {
       if ((!only.empty() && d.name != only) || (d.param_dtypes & optreg::dtype_bit(dtype)) == 0) continue;
       if ((d.state_dtypes & state_bit) != state_bit) continue;
-      if ((d.flags & (optreg::abi::kOptimizerNeedsClosure | optreg::abi::kOptimizerMatricesOnly)) != 0) continue;
+      if ((d.flags & (optreg::abi::kOptimizerNeedsClosure | optreg::abi::kOptimizerMatricesOnly |
+                      optreg::abi::kOptimizerWrapper)) != 0) {
+        continue;
+      }
       for (const auto& c : kCases) {
         if (!only_case.empty() && c.label != only_case) continue;
         for (std::size_t t : threads) {
@@ -511,6 +556,12 @@ int main(int argc, char** argv) {
       bench_matrices(registry, d.name, budget);
       continue;
     }
+    if ((d.flags & optreg::abi::kOptimizerWrapper) != 0) {
+      // It has no step of its own: it runs after an inner optimizer's.
+      std::printf("%-9s is a wrapper: it has no step of its own, only one after an inner optimizer's; not measured\n",
+                  d.name.c_str());
+      continue;
+    }
     if ((d.flags & optreg::abi::kOptimizerNeedsClosure) != 0) {
       // Its step is a series of loss evaluations, not a pass over the elements.
       std::printf("%-9s steps with a closure: its time is its loss evaluations (optreg train reports steps/s)\n",
@@ -521,7 +572,7 @@ int main(int argc, char** argv) {
       if (!only_case.empty() && c.label != only_case) continue;
       for (std::size_t t : threads) {
         optreg::set_num_threads(t);
-        const Measured m = measure_optreg(registry, d.name, c, budget);
+        const Measured m = measure_optreg(registry, d, c, budget);
         double torch_eps = 0;
 #ifdef OPTREG_BENCH_WITH_TORCH
         torch::set_num_threads(static_cast<int>(t));
