@@ -6,7 +6,7 @@
 # with numpy and PyTorch; libtorch builds optreg::torch, its test and example; Open MPI builds
 # optreg::mpi and runs its tests and data-parallel `optreg train` with mpirun).
 # Sourced by scripts/demo.sh and scripts/test.sh.
-optreg_packages=(g++ cmake ninja-build pkg-config libboost-dev libboost-serialization-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
+optreg_packages=(g++ cmake ninja-build pkg-config libboost-dev libboost-serialization-dev libboost-regex-dev libxxhash-dev libyaml-cpp-dev libgtest-dev
                  libcli11-dev nlohmann-json3-dev clang libclang-rt-14-dev
                  libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox libxml2-utils
                  pybind11-dev python3-dev python3-pytest python3-numpy python3-torch libtorch-dev

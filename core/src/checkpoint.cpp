@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <limits>
 #include <map>
-#include <regex>
 #include <new>
 #include <streambuf>
 #include <system_error>
@@ -35,6 +34,8 @@
 #include <optreg/text.hpp>
 
 #include <optreg/detail/files.hpp>
+
+#include "name_regex.hpp"
 
 namespace optreg {
 namespace {
@@ -941,7 +942,8 @@ namespace {
 
 /// A rename of NameMatchPolicy: FROM as a regular expression whose groups are its `*`s.
 struct Rename {
-  std::regex from;
+  std::string pattern;  // as written
+  detail::NameRegex from{""};
   std::string to;
   std::size_t stars = 0;
 };
@@ -990,10 +992,11 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
                        " '*', the pattern only " + std::to_string(r.stars));
     }
     try {
-      r.from = std::regex(re, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
+      r.from = detail::NameRegex(re);
+    } catch (const std::runtime_error& e) {
       throw UsageError("rename '" + from + "' -> '" + to + "': not a pattern this loader reads (" + e.what() + ")");
     }
+    r.pattern = from;
     r.to = to;
     out.push_back(std::move(r));
   }
@@ -1002,13 +1005,17 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
 
 std::string renamed(const std::string& name, const std::vector<Rename>& renames) {
   for (const Rename& r : renames) {
-    std::smatch m;
-    if (!std::regex_match(name, m, r.from)) continue;
+    std::vector<std::string> stars;
+    try {
+      if (!r.from.matches(name, &stars)) continue;
+    } catch (const std::runtime_error& e) {
+      throw UsageError("rename '" + r.pattern + "' -> '" + r.to + "': " + e.what() + " (parameter " + quoted_name(name) + ")");
+    }
     std::string out;
     std::size_t star = 0;
     for (const char c : r.to) {
       if (c == '*') {
-        out += m[++star].str();
+        out += stars[star++];
       } else {
         out += c;
       }

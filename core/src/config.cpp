@@ -8,12 +8,12 @@
 
 #include <filesystem>
 #include <map>
-#include <regex>
 
 #include <optreg/clip.hpp>
 #include <optreg/detail/files.hpp>
 
 #include "config_scalar.hpp"
+#include "name_regex.hpp"
 
 namespace optreg {
 
@@ -293,8 +293,8 @@ bool parse_selector(ConfigGroup& group, const ConfigEntry& e, const std::string&
   if (key == "regex") {
     if (!e.value.is_scalar() || e.value.text().empty()) e.value.fail(at + " must be a regular expression");
     try {
-      std::regex(e.value.text(), std::regex::ECMAScript);
-    } catch (const std::regex_error& err) {
+      detail::NameRegex check(e.value.text());
+    } catch (const std::runtime_error& err) {
       e.value.fail(at + " is not a valid regular expression: " + err.what());
     }
     group.regex = e.value.text();

@@ -6,10 +6,12 @@
 #include <cmath>
 #include <functional>
 #include <map>
-#include <regex>
 
 #include <optreg/abi.hpp>
 #include <optreg/config.hpp>
+#include <optreg/text.hpp>
+
+#include "name_regex.hpp"
 
 namespace optreg {
 
@@ -547,14 +549,14 @@ void check_config(const OptimizerConfig& config, const Registry& registry) {
 
 namespace {
 
-/// Whether the parameter `name` (of shape `shape`, when known) meets every selector of `group`.
-bool selects(const ConfigGroup& group, const std::regex* regex, const std::string& name, const Shape* shape) {
+/// Whether the parameter `name` (of shape `shape`, when known) meets the selectors of `group`
+/// other than its regex.
+bool selects(const ConfigGroup& group, const std::string& name, const Shape* shape) {
   if (!group.patterns.empty()) {
     const bool any = std::any_of(group.patterns.begin(), group.patterns.end(),
                                  [&](const std::string& p) { return ::fnmatch(p.c_str(), name.c_str(), 0) == 0; });
     if (!any) return false;
   }
-  if (regex != nullptr && !std::regex_match(name, *regex)) return false;
   if (group.ndim && static_cast<std::int64_t>(shape->size()) != *group.ndim) return false;
   if (group.shape && *shape != *group.shape) return false;
   return true;
@@ -569,7 +571,19 @@ GroupPlan plan(const OptimizerConfig& config, const std::vector<std::string>& na
                        " and " + std::to_string(i) + "); config groups match parameters by name");
     }
   }
-  std::vector<std::optional<std::regex>> regexes(config.groups.size());
+  std::vector<std::optional<detail::NameRegex>> regexes(config.groups.size());
+  // Whether group g's regex matches `name` (its captures into `captures` when given); a match the
+  // matcher gives up on is an error at the regex's line.
+  const auto regex_matches = [&](std::size_t g, const std::string& name, std::vector<std::string>* captures) {
+    try {
+      return regexes[g]->matches(name, captures);
+    } catch (const std::runtime_error& e) {
+      const ConfigGroup& group = config.groups[g];
+      throw error_at(config.source, group.regex_mark,
+                     "regex '" + *group.regex + "' of param_groups[" + std::to_string(g) + "]: " + e.what() +
+                         " (parameter " + quoted_name(name) + ")");
+    }
+  };
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     const ConfigGroup& group = config.groups[g];
     const std::string what = "param_groups[" + std::to_string(g) + "]";
@@ -589,15 +603,22 @@ GroupPlan plan(const OptimizerConfig& config, const std::vector<std::string>& na
       }
     }
     if (!group.regex) continue;
-    regexes[g].emplace(*group.regex, std::regex::ECMAScript);
-    const bool any = std::any_of(names.begin(), names.end(), [&](const std::string& n) { return std::regex_match(n, *regexes[g]); });
+    try {
+      regexes[g].emplace(*group.regex);
+    } catch (const std::runtime_error& e) {  // a config made in code: the parser checks its own
+      throw error_at(config.source, group.regex_mark, what + ".regex is not a valid regular expression: " + e.what());
+    }
+    const bool any =
+        std::any_of(names.begin(), names.end(), [&](const std::string& n) { return regex_matches(g, n, nullptr); });
     if (!any) throw error_at(config.source, group.regex_mark, "regex '" + *group.regex + "' of " + what + " matches no parameter");
   }
   std::vector<int> owner(names.size(), -1);
   for (std::size_t i = 0; i < names.size(); ++i) {
     const Shape* shape = shapes != nullptr ? &(*shapes)[i] : nullptr;
     for (std::size_t g = 0; g < config.groups.size() && owner[i] < 0; ++g) {
-      if (selects(config.groups[g], regexes[g] ? &*regexes[g] : nullptr, names[i], shape)) owner[i] = static_cast<int>(g);
+      if (selects(config.groups[g], names[i], shape) && (!regexes[g] || regex_matches(g, names[i], nullptr))) {
+        owner[i] = static_cast<int>(g);
+      }
     }
   }
   GroupPlan out;
@@ -630,9 +651,9 @@ GroupPlan plan(const OptimizerConfig& config, const std::vector<std::string>& na
     // One group per layer: the regex's first capture of each parameter's name.
     std::map<std::int64_t, std::vector<std::size_t>> layers;
     for (std::size_t i : group.params) {
-      std::smatch m;
-      std::regex_match(names[i], m, *regexes[g]);
-      const std::string text = m.size() > 1 && m[1].matched ? m[1].str() : std::string();
+      std::vector<std::string> captures;
+      regex_matches(g, names[i], &captures);
+      const std::string text = captures.empty() ? std::string() : captures[0];
       const bool whole = !text.empty() && text.size() <= 9 && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (!whole) {
         throw error_at(config.source, cg.regex_mark,

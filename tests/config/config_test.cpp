@@ -207,6 +207,29 @@ TEST(Config, LayerDecayMakesOneGroupPerLayerWithTheLrTimmGivesIt) {
   EXPECT_DOUBLE_EQ(plan.groups[1].lr_scale, 0.5);
 }
 
+TEST(Config, RegexSelectorsMatchLongNamesAndRefuseUnboundedBacktrackingAtTheirLine) {
+  // A name of a million characters: std::regex's matcher recursed once per character.
+  const auto c = optreg::parse_config(
+      "optimizer: {name: sgd}\nparam_groups:\n  - regex: 'blocks\\.(\\d+)\\..*'\n"
+      "    layer_decay: 0.5\n",
+      "ok.yaml");
+  const std::string long_name = "blocks.2." + std::string(1000000, 'w');
+  const auto plan = optreg::plan_groups(c, std::vector<std::string>{long_name, "head"});
+  ASSERT_EQ(plan.groups.size(), 2U);
+  EXPECT_EQ(plan.groups[1].layer, 2);
+  // A repetition inside a repetition against a name it almost matches backtracks without
+  // bound: an error naming the regex, its line and the parameter, not a hang.
+  const auto bad = optreg::parse_config("optimizer: {name: sgd}\nparam_groups:\n  - regex: '(a*)*b'\n", "bad.yaml");
+  const std::string name(40, 'a');
+  const std::string message =
+      optreg_test::message_of<optreg::ConfigError>([&] { optreg::plan_groups(bad, std::vector<std::string>{name}); });
+  EXPECT_EQ(message,
+            "bad.yaml:3:12: regex '(a*)*b' of param_groups[0]: matching it against a name of 40 characters takes "
+            "more steps than the matcher allows (a repetition inside a repetition, as in '(a*)*', can "
+            "backtrack without bound) (parameter '" +
+                name + "')");
+}
+
 TEST(Config, TwoParametersWithOneNameAreRefused) {
   const auto c = optreg::parse_config("optimizer: {name: sgd}\n");
   EXPECT_THROW(optreg::plan_groups(c, {"w", "w"}), optreg::UsageError);
