@@ -37,8 +37,8 @@ def _group_options(group):
 
 def _option_keys(native_group):
     """The options of a native param group that a torch param group may change: all but a
-    composite's `optimizer`, which is fixed."""
-    return frozenset(k for k in native_group if k not in ("params", "optimizer"))
+    composite's `optimizer` and a wrapper's `inner`, which are fixed."""
+    return frozenset(k for k in native_group if k not in ("params", "optimizer", "inner"))
 
 
 class Optimizer(_torch.optim.Optimizer):
@@ -46,14 +46,18 @@ class Optimizer(_torch.optim.Optimizer):
 
     `params` and `defaults` are those of torch.optim (an iterable of tensors or of group dicts);
     `defaults` are checked against the optimizer's schema (optreg.schema(name)), and every option
-    it does not name takes the schema's default. `registry` is an optreg.Registry (the default
-    one when None).
+    it does not name takes the schema's default. A wrapper (lookahead) takes the optimizer it
+    wraps as `inner`, a name or a dict of its name and options, as optreg.create() does:
+    `Optimizer(model.parameters(), "lookahead", inner={"name": "adam", "lr": 1e-3}, k=5)`; its
+    param groups then show both optimizers' options. `registry` is an optreg.Registry (the
+    default one when None).
     """
 
     def __init__(self, params, name, registry=None, **defaults):
         self._native = None
         self._eval_scope = None
         self._registry = registry or default_registry()
+        inner = defaults.pop("inner", None)
         self._schema = self._registry.schema(name)  # PluginError for an unknown name
         full = {k: v["default"] for k, v in self._schema.items()}
         full.update(defaults)
@@ -63,7 +67,17 @@ class Optimizer(_torch.optim.Optimizer):
             first = sum(len(g["params"]) for g in self.param_groups[:i])
             params = [("p%d" % (first + j), p) for j, p in enumerate(group["params"])]
             groups.append(dict(_group_options(group), params=params))
-        self._adopt(self._registry.create(name, groups))
+        if inner is None:
+            native = self._registry.create(name, groups)
+        else:
+            native = self._registry.create(name, groups, inner=inner)
+        # The options the native groups have that these lack (a wrapped optimizer's), so that
+        # schedulers and hand-made changes find them as in any torch.optim optimizer.
+        for group, native_group in zip(self.param_groups, native.param_groups):
+            for key, value in native_group.items():
+                if key != "params":
+                    group.setdefault(key, tuple(value) if isinstance(value, list) else value)
+        self._adopt(native)
 
     def _adopt(self, native):
         self._native = native

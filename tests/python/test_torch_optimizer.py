@@ -485,3 +485,38 @@ def test_a_group_added_to_a_composite_names_its_optimizer_and_gets_its_defaults(
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, 2))], "optimizer": "lion"})
     assert len(opt.param_groups) == 3  # the refused group is in neither side
     train(model, opt, steps=2)
+
+
+def test_a_wrapper_takes_the_optimizer_it_wraps_as_inner_and_shows_both_levels_options():
+    w = torch.sin(torch.arange(5, dtype=torch.float64))
+    p = torch.nn.Parameter(w.clone())
+    opt = optreg.torch.Optimizer([p], "lookahead", inner={"name": "sgd", "lr": 0.1}, k=2, alpha=0.5)
+    group = opt.param_groups[0]
+    assert group["inner"] == "sgd" and group["lr"] == 0.1 and group["k"] == 2 and group["alpha"] == 0.5
+    # Lookahead's rule over plain SGD, written out: every k steps the slow weights move alpha of
+    # the way to the fast ones, and the fast ones restart from them.
+    fast, slow = w.clone(), w.clone()
+    for t in range(1, 8):
+        grad = torch.cos(torch.arange(5, dtype=torch.float64) * t)
+        p.grad = grad.clone()
+        opt.step()
+        fast = fast - 0.1 * grad
+        if t % 2 == 0:
+            slow = slow + 0.5 * (fast - slow)
+            fast = slow.clone()
+        assert torch.allclose(p.detach(), fast, rtol=1e-15, atol=0), t
+    # A scheduler drives the wrapped optimizer's lr; `inner` is fixed and not sent as an option.
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    scheduler.step()
+    p.grad = torch.ones(5, dtype=torch.float64)
+    opt.step()
+    assert opt.native.param_groups[0]["lr"] == 0.05 and opt.native.param_groups[0]["inner"] == "sgd"
+    # The state dict round-trips through torch.save, with both levels' state.
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    again = optreg.torch.Optimizer([p], "lookahead", inner="sgd")
+    again.load_state_dict(torch.load(buffer))
+    assert again.param_groups[0]["lr"] == 0.05 and again.param_groups[0]["k"] == 2
+    with pytest.raises(optreg.UsageError, match="lookahead' is a wrapper"):
+        optreg.torch.Optimizer([p], "lookahead")
