@@ -544,6 +544,16 @@ TEST(TrainingRun, ResumingFromAnyCheckpointGivesTheSameBitsAsNeverStopping) {
   }
 }
 
+TEST(TrainingRun, TheStateBytesCountTheWeightAveragesCopy) {
+  TempDir dir;
+  const Trained plain = train(parse_run_config(kQuadraticRun, "q.yaml"), RunOptions{});
+  const Trained averaged =
+      train(parse_run_config(std::string(kQuadraticRun) + "average: {kind: ema, decay: 0.9}\n", "q.yaml"), RunOptions{});
+  // Adam's two float32 moments of 20 elements, then the EMA's float32 copy of the 20 weights.
+  EXPECT_EQ(plain.state_bytes, 2U * 20 * 4);
+  EXPECT_EQ(averaged.state_bytes, 3U * 20 * 4);
+}
+
 const char* kBFloat16Run =
     "problem: {name: quadratic, dim: 20, condition: 100, train_size: 256}\n"
     "train: {seed: 4, steps: 60, batch_size: 32, log_every: 10, checkpoint_every: 25, param_dtype: bfloat16}\n"

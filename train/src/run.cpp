@@ -889,6 +889,9 @@ RunOutcome finish_run(const RunSpec& run, RunSetup& s, const Progress& p, std::i
       for (const auto& [name, t] : s.opt->state(param).tensors()) out.state_bytes += t.nbytes();
     }
   }
+  if (s.average) {  // the weight average's copy of the weights is state the run keeps too
+    for (const Tensor& t : s.average->averages()) out.state_bytes += t.nbytes();
+  }
   if (!interrupted && !stopped && p.step == s.total) {
     out.train = s.evaluate(false);
     out.test = s.evaluate(true);
