@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -961,8 +962,11 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
       } else if (c == '?') {
         re += '.';
       } else if (c == '\\' && i + 1 < from.size()) {
-        re += '\\';  // an escaped character stands for itself, as in fnmatch()
-        re += from[++i];
+        // An escaped character stands for itself, as in fnmatch(): a letter or digit as it is
+        // (escaped it would be a class, a back-reference or Perl's \Q), any other escaped.
+        const char e = from[++i];
+        if (std::isalnum(static_cast<unsigned char>(e)) == 0) re += '\\';
+        re += e;
       } else if (c == '[') {
         // A set: `!` or `^` first negates it, a `]` first (after either) is a member.
         std::size_t j = i + 1;
@@ -993,6 +997,7 @@ std::vector<Rename> compile_renames(const NameMatchPolicy& policy) {
     }
     try {
       r.from = detail::NameRegex(re);
+      if (r.from.groups() != r.stars) throw std::runtime_error("its stars did not make one group each");
     } catch (const std::runtime_error& e) {
       throw UsageError("rename '" + from + "' -> '" + to + "': not a pattern this loader reads (" + e.what() + ")");
     }

@@ -224,9 +224,9 @@ TEST(Config, RegexSelectorsMatchLongNamesAndRefuseUnboundedBacktrackingAtTheirLi
   const std::string message =
       optreg_test::message_of<optreg::ConfigError>([&] { optreg::plan_groups(bad, std::vector<std::string>{name}); });
   EXPECT_EQ(message,
-            "bad.yaml:3:12: regex '(a*)*b' of param_groups[0]: matching it against a name of 40 characters takes "
-            "more steps than the matcher allows (a repetition inside a repetition, as in '(a*)*', can "
-            "backtrack without bound) (parameter '" +
+            "bad.yaml:3:12: regex '(a*)*b' of param_groups[0]: matching it against a name of 40 characters exceeds "
+            "the matcher's bounds on steps and memory (a repetition inside a repetition, as in '(a*)*', or a "
+            "repeated group over a long name can grow without bound) (parameter '" +
                 name + "')");
 }
 

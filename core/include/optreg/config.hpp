@@ -55,8 +55,9 @@ struct OPTREG_API ConfigGroup {
   /// parameter matches when one of them does.
   std::vector<std::string> patterns;
   std::vector<ConfigMark> pattern_marks;
-  /// `regex`: an ECMAScript regular expression matched against whole names. Its first capture,
-  /// a whole number, is the parameter's layer for `layer_decay`.
+  /// `regex`: a regular expression (Boost.Regex's Perl syntax, a superset of ECMAScript's)
+  /// matched against whole names. Its first capture, a whole number, is the parameter's layer
+  /// for `layer_decay`.
   std::optional<std::string> regex;
   ConfigMark regex_mark;
   /// `ndim`: the number of dimensions (1 for biases and norms' weights).
