@@ -60,6 +60,10 @@ class Optimizer(_torch.optim.Optimizer):
         inner = defaults.pop("inner", None)
         self._schema = self._registry.schema(name)  # PluginError for an unknown name
         full = {k: v["default"] for k, v in self._schema.items()}
+        if inner is not None:
+            # A wrapped optimizer's precision options are the inner one's (its defaults, then
+            # what `inner` gives): the wrapper's schema defaults must not override them.
+            full = {k: v for k, v in full.items() if k not in _PRECISION_DEFAULTS}
         full.update(defaults)
         super().__init__(params, full)
         groups = []
@@ -248,6 +252,8 @@ def from_config(config, named_parameters, registry=None):
     # A composite (a param group with an optimizer of its own) has no one schema: a group added
     # later names its optimizer and gets that optimizer's defaults.
     defaults = {} if native.name == "composite" else {k: v["default"] for k, v in registry.schema(native.name).items()}
+    if native.param_groups and "inner" in native.param_groups[0]:  # a wrapper: precision is the inner one's
+        defaults = {k: v for k, v in defaults.items() if k not in _PRECISION_DEFAULTS}
     _torch.optim.Optimizer.__init__(opt, groups, defaults)
     opt._adopt(native)
     return opt

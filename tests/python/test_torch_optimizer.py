@@ -520,3 +520,18 @@ def test_a_wrapper_takes_the_optimizer_it_wraps_as_inner_and_shows_both_levels_o
     assert again.param_groups[0]["lr"] == 0.05 and again.param_groups[0]["k"] == 2
     with pytest.raises(optreg.UsageError, match="lookahead' is a wrapper"):
         optreg.torch.Optimizer([p], "lookahead")
+
+
+def test_a_wrappers_precision_options_are_those_inner_gives():
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = optreg.torch.Optimizer([p], "lookahead", inner={"name": "adam", "state_dtype": "bfloat16"}, k=2)
+    assert opt.param_groups[0]["state_dtype"] == "bfloat16"
+    assert opt.native.param_groups[0]["state_dtype"] == "bfloat16"
+    q = torch.nn.Parameter(torch.zeros(3))
+    opt.add_param_group({"params": [q]})  # a later group takes the inner optimizer's too
+    assert opt.native.param_groups[1]["state_dtype"] == "bfloat16"
+    p.grad, q.grad = torch.ones(4), torch.ones(3)
+    opt.step()
+    # optreg.decode_state() refuses bfloat16 state, which numpy cannot hold: the state is bfloat16.
+    with pytest.raises(optreg.UsageError, match="state 'exp_avg' of parameter id 0 is bfloat16"):
+        optreg.decode_state(opt.native.state_dict()["optreg_state"])

@@ -67,7 +67,8 @@ inline Tensor view(const at::Tensor& t, const std::string& what) {
 /// its memory, should the parameter have been given other memory; then it steps in place.
 class Optimizer {
  public:
-  /// Optimizer `name` of `registry` over `params` in one group (named p0, p1, ...).
+  /// Optimizer `name` of `registry` over `params` in one group (named p0, p1, ...). A wrapper
+  /// (lookahead) or an optimizer per group is built from a config: from_config().
   Optimizer(const Registry& registry, const std::string& name, const std::vector<at::Tensor>& params,
             const Options& options = {})
       : tensors_(params) {
