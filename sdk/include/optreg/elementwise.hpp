@@ -311,8 +311,9 @@ __attribute__((target("avx512f"))) inline __mmask16 subnormal_lanes(__m512i x) n
 }
 
 /// float_to_bf16() over n floats with VCVTNE2PS2BF16. The instruction rounds to nearest, ties to
-/// even, and quiets a NaN exactly as float_to_bf16() does (checked for all 2^32 floats), but it
-/// reads a subnormal float as zero: a group of 32 that holds one is rounded by float_to_bf16().
+/// even, and quiets a NaN exactly as float_to_bf16() does (a one-off check covered all 2^32
+/// floats), but it reads a subnormal float as zero: a group of 32 (of 16 in the last 31) that
+/// holds one is rounded by float_to_bf16().
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void narrow_bf16_hardware(
     const float* __restrict in, std::uint16_t* __restrict out, std::size_t n) noexcept {
   std::size_t i = 0;

@@ -263,7 +263,8 @@ struct RunOutcome {
   std::string divergence;
   double seconds = 0;
   double steps_per_second = 0;
-  /// Bytes of the optimizer's state tensors (every parameter's, block scales included) at the end.
+  /// Bytes of the optimizer's state tensors (every parameter's, block scales included) and of the
+  /// weight average's copy of the weights, at the end.
   std::size_t state_bytes = 0;
   /// The dtype the parameters were stepped in.
   DType param_dtype = DType::Float32;
