@@ -831,6 +831,7 @@ void Optimizer::add_param_group(std::vector<Parameter> params, const Options& op
     plugin(info, "init_state()", [&] { eng.init_state(group.options_, params[i], group.states_[i]); });
     check_declared(*info.state, group.states_[i], where + ", parameter '" + params[i].name() + "'");
     group.shapes_.push_back(params[i].value().shape());
+    group.numels_.push_back(params[i].value().numel());
     group.dtypes_.push_back(params[i].value().dtype());
   }
   pack_state(*info.state, group.states_);
@@ -1237,7 +1238,8 @@ void EvalWeights::restore() noexcept {
 void Optimizer::check_parameters() const {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
-    const std::size_t i = detail::first_misfit(group.params_, group.shapes_, group.dtypes_);  // one call per group
+    // One call per group.
+    const std::size_t i = detail::first_misfit(group.params_, group.shapes_, group.numels_, group.dtypes_);
     if (i < group.params_.size()) {
       const Parameter& p = group.params_[i];
       const auto where = [&] { return "optimizer '" + info_.name + "', param group " + std::to_string(g); };

@@ -92,22 +92,36 @@ void Parameter::set_grad(Tensor g) {
 void Parameter::clear_grad() noexcept { impl_->has_grad = false; }
 
 namespace {
-bool same_shape(const Shape& a, const Shape& b) noexcept {
-  // A loop rather than operator==: shapes are short, and this runs for every parameter at every step.
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i] != b[i]) return false;
+/// Whether `t` has shape `shape` of `numel` elements. A shape of at most one dimension is fixed
+/// by its rank and element count, both held in the tensor itself: only a shape of two or more
+/// dimensions is compared dimension by dimension (a loop rather than operator==: shapes are
+/// short, and this runs for every parameter at every step).
+bool same_shape(const Tensor& t, const Shape& shape, std::size_t numel) noexcept {
+  const Shape& have = t.shape();
+  if (have.size() != shape.size() || t.numel() != numel) return false;
+  if (have.size() < 2) return true;
+  for (std::size_t i = 0; i < have.size(); ++i) {
+    if (have[i] != shape[i]) return false;
   }
   return true;
 }
 }  // namespace
 
 std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
-                                 const std::vector<DType>& dtypes) noexcept {
+                                 const std::vector<std::size_t>& numels, const std::vector<DType>& dtypes) noexcept {
+  // Each parameter is an allocation of its own: its handles (name, value, gradient) are asked
+  // for a few parameters ahead, so that ten thousand small parameters do not each wait on memory.
+  constexpr std::size_t kAhead = 8;
   for (std::size_t i = 0; i < params.size(); ++i) {
+    if (i + kAhead < params.size()) {
+      const char* next = reinterpret_cast<const char*>(params[i + kAhead].impl_.get());
+      for (std::size_t at = 0; at < sizeof(Parameter::Impl); at += 64) __builtin_prefetch(next + at);
+    }
     const Parameter::Impl& p = *params[i].impl_;
-    if (p.value.dtype() != dtypes[i] || !same_shape(p.value.shape(), shapes[i])) return i;
-    if (p.has_grad && (p.grad.dtype() != p.value.dtype() || !same_shape(p.grad.shape(), p.value.shape()))) return i;
+    if (p.value.dtype() != dtypes[i] || !same_shape(p.value, shapes[i], numels[i])) return i;
+    if (p.has_grad && (p.grad.dtype() != p.value.dtype() || !same_shape(p.grad, p.value.shape(), p.value.numel()))) {
+      return i;
+    }
   }
   return params.size();
 }

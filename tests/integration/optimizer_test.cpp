@@ -251,6 +251,35 @@ TEST_F(ReplacedTensors, AGradientOfAnotherShapeIsRefusedByStep) {
   EXPECT_EQ(snapshot(), before);
 }
 
+TEST_F(ReplacedTensors, AValueOrGradientOfTheSameElementCountInAnotherShapeIsRefusedByStep) {
+  const auto before = snapshot();
+  const Tensor w_value = w.value(), b_value = b.value();  // handles to the same memory
+  const auto refusal = [&](const std::string& name, const std::string& position, const std::string& have,
+                           const std::string& had) {
+    return "optimizer 'adam', param group 1, parameter '" + name + "' (position " + position +
+           "): its value has shape " + have + ", but it had shape " + had +
+           " when the optimizer took it; a parameter keeps its shape while an optimizer manages it";
+  };
+  w.value() = Tensor({3, 2}, 1.0F);  // the same rank and count, other dimensions
+  EXPECT_EQ(error_of([&] { opt->step(); }), refusal("w", "0", "[3, 2]", "[2, 3]"));
+  w.value() = w_value;
+  b.value() = Tensor({1, 1});  // one element, one dimension more
+  EXPECT_EQ(error_of([&] { opt->step(); }), refusal("b", "1", "[1, 1]", "[1]"));
+  b.value() = Tensor({}, {0.5F});  // one element, no dimension
+  EXPECT_EQ(error_of([&] { opt->step(); }), refusal("b", "1", "[]", "[1]"));
+  b.value() = b_value;
+  b.grad() = Tensor({1, 1}, 1.0F);
+  EXPECT_EQ(error_of([&] { opt->step(); }),
+            "optimizer 'adam', param group 1, parameter 'b' (position 1): its gradient has shape [1, 1], but its value "
+            "has shape [1]");
+  w.grad() = Tensor({6}, 1.0F);
+  b.grad() = Tensor({1}, 1.0F);
+  EXPECT_EQ(error_of([&] { opt->step(); }),
+            "optimizer 'adam', param group 1, parameter 'w' (position 0): its gradient has shape [6], but its value "
+            "has shape [2, 3]");
+  EXPECT_EQ(snapshot(), before);
+}
+
 TEST_F(ReplacedTensors, StateDictLoadAndCheckpointsRefuseAValueOfAnotherShape) {
   const optreg::StateDict sd = opt->state_dict();
   w.value() = Tensor({3, 2});

@@ -126,7 +126,7 @@ TEST(SdkCounts, AdvanceCountsRefusesAFullCountBeforeAnyTensorChanges) {
   EXPECT_EQ(std::get<std::int64_t>(opt.state(b).scalar("step")), optreg::kMaxCount);
 }
 
-TEST(SdkCounts, AdvanceCountsChecksEveryParameterBeforeItAdvancesAny) {
+TEST(SdkCounts, AdvanceCountsAdvancesNoneWhenOneIsAtTheTop) {
   optreg::Parameter a("a", optreg::Tensor({1}, {0}));
   optreg::Parameter b("b", optreg::Tensor({1}, {0}));
   std::vector<optreg::ParamState> states(2);

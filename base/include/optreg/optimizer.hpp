@@ -106,6 +106,8 @@ class OPTREG_API ParamGroup {
   std::vector<ParamState> states_;
   /// Each parameter's shape when the group was added: its state is shaped after it.
   std::vector<Shape> shapes_;
+  /// The element count of each of those shapes.
+  std::vector<std::size_t> numels_;
   /// Each parameter's dtype when the group was added.
   std::vector<DType> dtypes_;
 };

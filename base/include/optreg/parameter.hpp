@@ -15,12 +15,12 @@ namespace optreg {
 class Parameter;
 
 namespace detail {
-/// The position of the first of `params` whose value's shape is not `shapes[i]` or whose dtype
-/// is not `dtypes[i]`, or whose gradient (when present) has another shape or dtype than its
-/// value; params.size() when every one fits. One pass without a call per parameter: what an
-/// optimizer checks at every step.
+/// The position of the first of `params` whose value's shape is not `shapes[i]` (of
+/// `numels[i]` elements) or whose dtype is not `dtypes[i]`, or whose gradient (when present) has
+/// another shape or dtype than its value; params.size() when every one fits. One pass without a
+/// call per parameter: what an optimizer checks at every step.
 OPTREG_API std::size_t first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
-                                    const std::vector<DType>& dtypes) noexcept;
+                                    const std::vector<std::size_t>& numels, const std::vector<DType>& dtypes) noexcept;
 }  // namespace detail
 
 /// A trainable parameter: a name, a value tensor and an optional gradient.
@@ -68,6 +68,7 @@ class OPTREG_API Parameter {
 
  private:
   friend std::size_t detail::first_misfit(const std::vector<Parameter>& params, const std::vector<Shape>& shapes,
+                                          const std::vector<std::size_t>& numels,
                                           const std::vector<DType>& dtypes) noexcept;
   struct Impl;
   std::shared_ptr<Impl> impl_;
