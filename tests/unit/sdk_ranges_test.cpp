@@ -140,3 +140,22 @@ TEST(SdkCounts, AdvanceCountsAdvancesNoneWhenOneIsAtTheTop) {
   EXPECT_EQ(std::get<std::int64_t>(states[0].scalar(0)), 6);
   EXPECT_EQ(std::get<std::int64_t>(states[1].scalar(0)), optreg::kMaxCount);
 }
+
+TEST(SdkCounts, AdvanceCountsAdvancesNoneWhenALaterStateLacksTheCount) {
+  optreg::Parameter a("a", optreg::Tensor({1}, {0}));
+  optreg::Parameter b("b", optreg::Tensor({1}, {0}));
+  optreg::Parameter c("c", optreg::Tensor({1}, {0}));
+  std::vector<optreg::ParamState> states(3);
+  states[0].add_scalar("step", std::int64_t{5});
+  states[1].add_scalar("step", std::int64_t{7});
+  states[2].add_scalar("step", 2.5);  // a float under the count's name
+  const std::vector<optreg::Optimizer::Slot> slots = {{&a, &states[0]}, {&b, &states[1]}, {&c, &states[2]}};
+  EXPECT_ANY_THROW(sdk::advance_counts(slots, kCountingStep));
+  EXPECT_EQ(std::get<std::int64_t>(states[0].scalar(0)), 5);
+  EXPECT_EQ(std::get<std::int64_t>(states[1].scalar(0)), 7);
+  optreg::ParamState empty;
+  const std::vector<optreg::Optimizer::Slot> missing = {{&a, &states[0]}, {&b, &states[1]}, {&c, &empty}};
+  EXPECT_THROW(sdk::advance_counts(missing, kCountingStep), optreg::UsageError);
+  EXPECT_EQ(std::get<std::int64_t>(states[0].scalar(0)), 5);
+  EXPECT_EQ(std::get<std::int64_t>(states[1].scalar(0)), 7);
+}

@@ -236,18 +236,21 @@ inline std::int64_t& count(ParamState& state, ScalarEntry e) { return std::get<s
 inline double& real(ParamState& state, ScalarEntry e) { return std::get<double>(get(state, e)); }
 
 /// Adds one to the count `e` of every slot's state, or to none: a count already at kMaxCount
-/// throws UsageError naming its parameter after the counts advanced before it are set back. One
-/// look-up per slot.
+/// throws UsageError naming its parameter, and a state without the count (or with a float under
+/// its name) throws too, each after the counts advanced before it are set back. One look-up per
+/// slot.
 inline void advance_counts(const std::vector<Optimizer::Slot>& slots, ScalarEntry e) {
   constexpr std::size_t kAhead = 8;  // each state's scalars are an allocation of their own: fetched ahead
   for (std::size_t i = 0; i < slots.size(); ++i) {
     if (i + kAhead < slots.size()) __builtin_prefetch(slots[i + kAhead].state->scalars().data());
-    std::int64_t& n = count(*slots[i].state, e);
-    if (n >= kMaxCount) {
+    try {
+      std::int64_t& n = count(*slots[i].state, e);
+      if (n >= kMaxCount) detail::refuse_full_count(*slots[i].param, e.name, n);  // builds the name only to throw
+      ++n;
+    } catch (...) {
       for (std::size_t j = 0; j < i; ++j) --count(*slots[j].state, e);
-      detail::refuse_full_count(*slots[i].param, e.name, n);  // builds the name only to throw
+      throw;
     }
-    ++n;
   }
 }
 
